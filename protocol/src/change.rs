@@ -1,0 +1,103 @@
+//! Decoding and checking one Automerge change before it is stored or applied.
+
+use automerge::{ActorId, Change, ChangeHash};
+
+/// What was wrong with bytes that were supposed to be one Automerge change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeError {
+    /// Too short, wrong magic bytes, or a chunk that does not parse as a change.
+    #[error("not an Automerge change: {0}")]
+    NotAChange(String),
+    /// The chunk parsed but its checksum does not match its content (corrupted in transit).
+    #[error("the change's checksum does not match its content (corrupted bytes)")]
+    BadChecksum,
+}
+
+/// The checked facts of one change.
+#[derive(Debug, Clone)]
+pub struct ChangeInfo {
+    /// The change's hash (its identity).
+    pub hash: ChangeHash,
+    /// The actor that wrote it.
+    pub actor: ActorId,
+    /// Its sequence number for that actor within its document.
+    pub seq: u64,
+    /// The hashes of the changes it depends on.
+    pub deps: Vec<ChangeHash>,
+    /// When it was committed, in milliseconds since the Unix epoch as claimed by its author.
+    pub time: i64,
+    /// The decoded change.
+    pub change: Change,
+}
+
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+/// Decodes `bytes` as exactly one Automerge change chunk and verifies its checksum.
+pub fn inspect_change(bytes: &[u8]) -> Result<ChangeInfo, ChangeError> {
+    if bytes.len() < 9 || bytes[..4] != MAGIC {
+        return Err(ChangeError::NotAChange(
+            "it does not start with the Automerge magic bytes".into(),
+        ));
+    }
+    let change = Change::try_from(bytes).map_err(|e| ChangeError::NotAChange(e.to_string()))?;
+    let hash = change.hash();
+    if bytes[4..8] != hash.0[..4] {
+        return Err(ChangeError::BadChecksum);
+    }
+    Ok(ChangeInfo {
+        hash,
+        actor: change.actor_id().clone(),
+        seq: change.seq(),
+        deps: change.deps().to_vec(),
+        time: change.timestamp(),
+        change,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::{Automerge, ROOT, transaction::Transactable};
+
+    fn sample() -> Vec<u8> {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "note", "村集体经济收入").unwrap();
+        tx.commit();
+        doc.get_last_local_change().unwrap().raw_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_valid_change_is_inspected() {
+        let bytes = sample();
+        let info = inspect_change(&bytes).unwrap();
+        assert_eq!(info.seq, 1);
+        assert!(info.deps.is_empty());
+        assert_eq!(info.change.raw_bytes(), &bytes[..]);
+    }
+
+    #[test]
+    fn every_single_flipped_byte_is_refused() {
+        let bytes = sample();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x41;
+            assert!(inspect_change(&bad).is_err(), "flipping byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn truncated_and_extended_bytes_are_refused() {
+        let bytes = sample();
+        for n in 0..bytes.len() {
+            assert!(inspect_change(&bytes[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(inspect_change(&longer).is_err());
+        assert!(matches!(
+            inspect_change(b"{\"json\": true}"),
+            Err(ChangeError::NotAChange(_))
+        ));
+    }
+}

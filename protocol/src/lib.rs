@@ -1,0 +1,21 @@
+//! The parts of fieldsync that both ends of a sync must agree on.
+//!
+//! - [`ids`]: record ids (UUID v7 for new records, UUID v5 for singletons).
+//! - [`record`]: how one field record is laid out as an Automerge document: its deterministic
+//!   genesis change, its field values, the projection of its current state and its conflicts.
+//! - [`change`]: decoding and checking one change before anyone stores it.
+//! - [`wire`]: the sync messages, their CBOR encoding and gzip bodies (see `docs/PROTOCOL.md`).
+//!
+//! This crate does no I/O: it turns bytes into checked values and back.
+
+pub mod change;
+pub mod ids;
+pub mod record;
+pub mod wire;
+
+pub use change::{ChangeError, ChangeInfo, inspect_change};
+pub use ids::{new_record_id, singleton_id};
+pub use record::{
+    Conflict, ConflictValue, FieldValue, Projection, RecordError, RecordHeader, genesis_actor,
+    genesis_change,
+};

@@ -1,0 +1,266 @@
+//! The sync messages, their CBOR encoding and gzip bodies. `docs/PROTOCOL.md` is the prose
+//! version of this module; keep the two in step.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_bytes::ByteBuf;
+
+use crate::record::{RecordError, RecordHeader};
+
+/// The protocol version every message carries in its `v` field.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The media type of sync request and response bodies.
+pub const CBOR_CONTENT_TYPE: &str = "application/cbor";
+/// The push endpoint.
+pub const PUSH_PATH: &str = "/v1/sync/push";
+/// The pull endpoint.
+pub const PULL_PATH: &str = "/v1/sync/pull";
+/// The largest push body the server accepts once decompressed.
+pub const MAX_PUSH_BYTES: usize = 16 << 20;
+/// The largest compressed push body the server accepts.
+pub const MAX_COMPRESSED_PUSH_BYTES: usize = 16 << 20;
+/// The most change bytes a client puts in one push (a batch); the rest goes in further pushes.
+pub const DEFAULT_PUSH_BATCH_BYTES: usize = 2 << 20;
+/// The default, smallest and largest size of one pull page (change bytes).
+pub const DEFAULT_PAGE_BYTES: usize = 2 << 20;
+/// See [`DEFAULT_PAGE_BYTES`].
+pub const MIN_PAGE_BYTES: usize = 16 << 10;
+/// See [`DEFAULT_PAGE_BYTES`].
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// A record's header and some of its changes, as sent in a push or a pull page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireRecord {
+    /// The record id: a lowercase hyphenated UUID.
+    pub id: String,
+    /// The record kind.
+    pub kind: String,
+    /// The campaign id: a lowercase hyphenated UUID.
+    pub campaign: String,
+    /// The record's scope (place code).
+    pub scope: String,
+    /// Raw Automerge change chunks, in an order where a change's dependencies in this list come
+    /// before it.
+    pub changes: Vec<ByteBuf>,
+}
+
+impl WireRecord {
+    /// A wire record for `header` with no changes yet.
+    pub fn new(header: &RecordHeader) -> Self {
+        WireRecord {
+            id: header.id.hyphenated().to_string(),
+            kind: header.kind.clone(),
+            campaign: header.campaign.hyphenated().to_string(),
+            scope: header.scope.clone(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Parses and checks the header strings.
+    pub fn header(&self) -> Result<RecordHeader, RecordError> {
+        RecordHeader::parse(&self.id, &self.kind, &self.campaign, &self.scope)
+    }
+}
+
+/// `POST /v1/sync/push` body: changes the device has that the server has not acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub v: u32,
+    /// The pushing device's id (lowercase hyphenated UUID).
+    pub device: String,
+    /// The actor ids (16 bytes each) this device writes with that appear in this push. Changes by
+    /// other actors in the push are relayed (received from another device) or genesis changes.
+    pub actors: Vec<ByteBuf>,
+    /// The records and their changes.
+    pub records: Vec<WireRecord>,
+}
+
+/// Response to a push that was stored whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub v: u32,
+    /// Changes stored for the first time.
+    pub stored: u64,
+    /// Changes the server already had (delivered twice; harmless).
+    pub duplicates: u64,
+    /// The server's newest sequence number after this push.
+    pub head: u64,
+}
+
+/// `GET /v1/sync/pull` query: the device and where it is in the server's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullQuery {
+    /// The pulling device's id.
+    pub device: String,
+    /// The sequence number of the last change the device has seen (0 for none).
+    #[serde(default)]
+    pub after: u64,
+    /// Hex of the hash of the change at `after`, as the server reported it (absent when
+    /// `after` is 0). Lets the server notice it no longer has the log the device saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_hash: Option<String>,
+    /// The most change bytes wanted in this page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<usize>,
+    /// Also return changes this device pushed itself (used to recover after a restore).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_own: bool,
+}
+
+/// Response to a pull: one page of the server's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub v: u32,
+    /// True when the server does not have the log position the device sent (it was restored from
+    /// a backup or replaced): the device must re-push everything it has and pull from 0.
+    pub reset: bool,
+    /// The server's newest sequence number.
+    pub head: u64,
+    /// The cursor to send as `after` next time.
+    pub next: u64,
+    /// The hash of the change at `next` (absent when `next` is 0), to send as `after_hash`.
+    pub next_hash: Option<ByteBuf>,
+    /// True when more changes follow `next`: pull again straight away.
+    pub more: bool,
+    /// How many changes the server holds that this device pushed first. A device that
+    /// remembers fewer acknowledged pushes than this has lost data (restored from a backup) and
+    /// should pull again from 0 with `include_own`.
+    pub pushed_by_you: u64,
+    /// The changes of this page, grouped by record.
+    pub records: Vec<WireRecord>,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for machines (`code`) and people (`message`, `hint`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, such as `invalid_change`.
+    pub code: String,
+    /// What was wrong.
+    pub message: String,
+    /// What to do about it, when there is something to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// A body that could not be read as a sync message.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The body is not valid CBOR of the expected message.
+    #[error("the body is not a valid {what} message: {reason}")]
+    Decode {
+        /// Which message was expected.
+        what: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The body is not valid gzip.
+    #[error("the body is not valid gzip: {0}")]
+    Gzip(String),
+    /// The body is larger than allowed once decompressed.
+    #[error("the body is larger than {limit} bytes once decompressed")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The message is of a protocol version this side does not speak.
+    #[error("protocol version {got} is not supported (this side speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The version received.
+        got: u32,
+    },
+}
+
+/// Encodes a message as CBOR.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(message, &mut out).expect("writing CBOR into a Vec cannot fail");
+    out
+}
+
+/// Decodes a CBOR message; `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, WireError> {
+    ciborium::from_reader(bytes).map_err(|e| WireError::Decode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Compresses with gzip at a level that favours speed.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 3),
+        flate2::Compression::new(6),
+    );
+    enc.write_all(bytes).expect("writing into a Vec cannot fail");
+    enc.finish().expect("writing into a Vec cannot fail")
+}
+
+/// Decompresses gzip, refusing output larger than `limit`.
+pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::GzDecoder::new(bytes).take(limit as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| WireError::Gzip(e.to_string()))?;
+    if out.len() > limit {
+        return Err(WireError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Checks a message's protocol version.
+pub fn check_version(v: u32) -> Result<(), WireError> {
+    if v == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(WireError::Version { got: v })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_bytes_stay_bytes() {
+        let req = PushRequest {
+            v: PROTOCOL_VERSION,
+            device: uuid::Uuid::from_u128(5).to_string(),
+            actors: vec![ByteBuf::from(vec![1u8; 16])],
+            records: vec![WireRecord {
+                id: uuid::Uuid::from_u128(6).to_string(),
+                kind: "interview".into(),
+                campaign: uuid::Uuid::from_u128(7).to_string(),
+                scope: "350102001".into(),
+                changes: vec![ByteBuf::from(vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3])],
+            }],
+        };
+        let bytes = encode(&req);
+        // A byte string of 7 bytes is major type 2 (0x47), not an array of integers.
+        assert!(bytes.windows(8).any(|w| w == [0x47, 0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]));
+        let back: PushRequest = decode(&bytes, "push").unwrap();
+        assert_eq!(back, req);
+        let gz = gzip(&bytes);
+        assert_eq!(gunzip(&gz, 1 << 20).unwrap(), bytes);
+    }
+
+    #[test]
+    fn bad_bodies_are_named_errors() {
+        let err = decode::<PushRequest>(b"\xa1\x61v\x01", "push").unwrap_err();
+        assert!(err.to_string().contains("not a valid push message"), "{err}");
+        assert!(matches!(gunzip(b"not gzip", 100), Err(WireError::Gzip(_))));
+        let big = gzip(&vec![0u8; 10_000]);
+        assert!(matches!(gunzip(&big, 100), Err(WireError::TooLarge { limit: 100 })));
+        assert!(check_version(2).is_err());
+    }
+}
