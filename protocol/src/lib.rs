@@ -6,7 +6,10 @@
 //! - [`change`]: decoding and checking one change before anyone stores it.
 //! - [`wire`]: the sync messages, their CBOR encoding and gzip bodies (see `docs/PROTOCOL.md`).
 //!
-//! This crate does no I/O: it turns bytes into checked values and back.
+//! - [`migrate`] (feature `sqlite`): the ordered, append-only migration runner both SQLite
+//!   stores use.
+//!
+//! Apart from `migrate`, this crate does no I/O: it turns bytes into checked values and back.
 
 pub mod change;
 pub mod ids;
@@ -19,3 +22,6 @@ pub use record::{
     Conflict, ConflictValue, FieldValue, Projection, RecordError, RecordHeader, genesis_actor,
     genesis_change,
 };
+
+#[cfg(feature = "sqlite")]
+pub mod migrate;

@@ -196,7 +196,7 @@ pub fn genesis_change(header: &RecordHeader) -> Result<(Automerge, Vec<u8>), Rec
 
 /// The hash of a record's genesis change.
 pub fn genesis_hash(header: &RecordHeader) -> Result<ChangeHash, RecordError> {
-    let (mut doc, _) = genesis_change(header)?;
+    let (doc, _) = genesis_change(header)?;
     Ok(doc
         .get_last_local_change()
         .map(|c| c.hash())

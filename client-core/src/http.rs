@@ -1,0 +1,210 @@
+//! The HTTP transport: the only place client-core touches the network.
+
+use std::time::Duration;
+
+use fieldsync_protocol::wire::{
+    self, CBOR_CONTENT_TYPE, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH, PullQuery,
+    PullResponse, PushRequest, PushResponse,
+};
+use reqwest::{StatusCode, Url, blocking::Client, header};
+
+use crate::sync::{Transport, TransportError};
+
+/// Bytes moved by a transport, counted as they crossed the wire (compressed bodies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    /// Request body bytes sent.
+    pub body_bytes_up: u64,
+    /// Response body bytes received.
+    pub body_bytes_down: u64,
+    /// Requests made.
+    pub requests: u64,
+}
+
+/// Talks to a fieldsync server over HTTP(S) with gzip-compressed CBOR bodies.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: Client,
+    base: Url,
+    /// What has crossed the wire so far.
+    pub stats: TransferStats,
+}
+
+/// Why an [`HttpTransport`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSetupError {
+    /// The address is not a valid http(s) URL.
+    #[error("{0:?} is not a valid server address (expected http://host:port or https://...): {1}")]
+    BadUrl(String, String),
+    /// Plain HTTP to a host that is not this machine.
+    #[error(
+        "refusing plain http to {0}: cadre data must travel encrypted; use https:// (plain http \
+         is allowed only to 127.0.0.1, ::1 and localhost)"
+    )]
+    Insecure(String),
+    /// The HTTP client could not be built.
+    #[error("could not set up the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpTransport {
+    /// A transport to the server at `base` (such as `http://127.0.0.1:8080`). Plain `http` is
+    /// refused for anything but loopback.
+    pub fn new(base: &str) -> Result<Self, HttpSetupError> {
+        let url = Url::parse(base).map_err(|e| HttpSetupError::BadUrl(base.into(), e.to_string()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                if !loopback {
+                    return Err(HttpSetupError::Insecure(base.into()));
+                }
+            }
+            other => {
+                return Err(HttpSetupError::BadUrl(
+                    base.into(),
+                    format!("unsupported scheme {other:?}"),
+                ));
+            }
+        }
+        let client = Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("fieldsync-client-core/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpSetupError::Client(e.to_string()))?;
+        Ok(HttpTransport {
+            client,
+            base: url,
+            stats: TransferStats::default(),
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.base.clone();
+        u.set_path(path);
+        u
+    }
+
+    fn send(
+        &mut self,
+        request: reqwest::blocking::RequestBuilder,
+        up: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.stats.requests += 1;
+        self.stats.body_bytes_up += up;
+        let response = request
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .send()
+            .map_err(|e| {
+                if e.is_connect() {
+                    TransportError::Unreachable(e.to_string())
+                } else {
+                    TransportError::Interrupted(e.to_string())
+                }
+            })?;
+        let status = response.status();
+        let gzipped = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let body = response
+            .bytes()
+            .map_err(|e| TransportError::Interrupted(e.to_string()))?;
+        self.stats.body_bytes_down += body.len() as u64;
+        let body = if gzipped {
+            wire::gunzip(&body, 4 * MAX_PAGE_BYTES)
+                .map_err(|e| TransportError::Interrupted(e.to_string()))?
+        } else {
+            body.to_vec()
+        };
+        if status == StatusCode::OK {
+            return Ok(body);
+        }
+        Err(match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(b) => TransportError::Refused {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+                hint: b.error.hint,
+            },
+            Err(_) => TransportError::Refused {
+                status: status.as_u16(),
+                code: "http_error".into(),
+                message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+                hint: None,
+            },
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError> {
+        let body = wire::gzip(&wire::encode(request));
+        let up = body.len() as u64;
+        let req = self
+            .client
+            .post(self.url(PUSH_PATH))
+            .header(header::CONTENT_TYPE, CBOR_CONTENT_TYPE)
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(body);
+        let bytes = self.send(req, up)?;
+        wire::decode(&bytes, "push response").map_err(|e| TransportError::Protocol(e.to_string()))
+    }
+
+    fn pull(&mut self, query: &PullQuery) -> Result<PullResponse, TransportError> {
+        let mut url = self.url(PULL_PATH);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("device", &query.device);
+            q.append_pair("after", &query.after.to_string());
+            if let Some(h) = &query.after_hash {
+                q.append_pair("after_hash", h);
+            }
+            if let Some(m) = query.max_bytes {
+                q.append_pair("max_bytes", &m.to_string());
+            }
+            if query.include_own {
+                q.append_pair("include_own", "true");
+            }
+        }
+        let bytes = self.send(self.client.get(url), 0)?;
+        wire::decode(&bytes, "pull response").map_err(|e| TransportError::Protocol(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+            "https://example.org",
+        ] {
+            assert!(HttpTransport::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://10.0.0.5:8080", "http://example.org"] {
+            assert!(
+                matches!(HttpTransport::new(bad), Err(HttpSetupError::Insecure(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            HttpTransport::new("ftp://127.0.0.1"),
+            Err(HttpSetupError::BadUrl(..))
+        ));
+        assert!(matches!(
+            HttpTransport::new("not a url"),
+            Err(HttpSetupError::BadUrl(..))
+        ));
+    }
+}

@@ -1,0 +1,1064 @@
+//! The offline record store: one SQLite file holding every record as an Automerge document, a
+//! queryable projection of its fields, and every change with its sync state.
+//!
+//! Every write (a local edit, a pulled page, an acknowledgement) is one SQLite transaction that
+//! updates the document, its projection and the change log together, so a store killed at any
+//! moment is either before or after the write, never half-way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, transaction::CommitOptions};
+use fieldsync_protocol::{
+    ChangeError, FieldValue, RecordError, RecordHeader, inspect_change,
+    migrate::{MigrateError, Migration, migrate},
+    new_record_id,
+    record::{self, Conflict, Projection},
+    wire::{PROTOCOL_VERSION, PullResponse, PushRequest, WireRecord},
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+/// What went wrong in the store. Every variant says what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite file could not be opened or written.
+    #[error("the local store failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// No record has this id.
+    #[error("no record {0} in this store")]
+    NotFound(Uuid),
+    /// A record with this id already exists (for a singleton, edit it instead).
+    #[error("record {0} already exists")]
+    Exists(Uuid),
+    /// A header, field name or value was refused.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A change received from elsewhere is not a valid change.
+    #[error("change {index} of record {record} was refused: {source}")]
+    BadChange {
+        /// The record.
+        record: String,
+        /// Its position in the record's change list.
+        index: usize,
+        /// Why.
+        source: ChangeError,
+    },
+    /// A received record's header differs from the one this store has for the same id.
+    #[error(
+        "record {id} arrived with header {got:?} but this store has {have:?}; the sender is \
+         inconsistent and nothing of it was applied"
+    )]
+    HeaderMismatch {
+        /// The record.
+        id: Uuid,
+        /// What the store has.
+        have: Box<RecordHeader>,
+        /// What arrived.
+        got: Box<RecordHeader>,
+    },
+    /// A text position past the end of the text.
+    #[error("field {field:?}: position {pos} is past the end of the text ({len} characters)")]
+    TextRange {
+        /// The field.
+        field: String,
+        /// The position asked for.
+        pos: usize,
+        /// The text's length in characters.
+        len: usize,
+    },
+    /// The field is not a text, so text operations do not apply.
+    #[error("field {0:?} is not a text field")]
+    NotText(String),
+    /// A stored document could not be read (the file was damaged).
+    #[error("record {id}: its stored document is damaged: {reason}")]
+    Damaged {
+        /// The record.
+        id: Uuid,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl From<automerge::AutomergeError> for StoreError {
+    fn from(e: automerge::AutomergeError) -> Self {
+        StoreError::Record(e.into())
+    }
+}
+
+/// Results of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    name: "initial schema",
+    sql: "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE actors (actor BLOB PRIMARY KEY, opened_at INTEGER NOT NULL) STRICT;
+CREATE TABLE records (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    ready INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    conflicts INTEGER NOT NULL,
+    heads TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX records_by_kind ON records (kind, scope);
+CREATE INDEX records_by_scope ON records (scope);
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    record_id TEXT NOT NULL,
+    actor BLOB NOT NULL,
+    bytes BLOB NOT NULL,
+    local INTEGER NOT NULL,
+    acked INTEGER NOT NULL,
+    pushed INTEGER NOT NULL DEFAULT 0,
+    applied INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX changes_outbox ON changes (seq) WHERE acked = 0;
+CREATE INDEX changes_pending ON changes (record_id) WHERE applied = 0;
+CREATE INDEX changes_by_record ON changes (record_id);
+",
+}];
+
+/// A record as the store's projection holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Id, kind, campaign and scope.
+    pub header: RecordHeader,
+    /// Whether it is deleted (a tombstone that syncs like any edit).
+    pub deleted: bool,
+    /// Current field values.
+    pub fields: BTreeMap<String, FieldValue>,
+    /// How many fields hold conflicting values (see [`Store::conflicts`]).
+    pub conflicts: usize,
+    /// The document's heads (hex change hashes).
+    pub heads: Vec<String>,
+    /// When this device last changed it (ms since the Unix epoch).
+    pub updated_at: i64,
+}
+
+/// Which records [`Store::list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this scope (place).
+    pub scope: Option<String>,
+    /// Only records whose field values contain this text.
+    pub text: Option<String>,
+    /// Include deleted records.
+    pub include_deleted: bool,
+    /// Only records with conflicts.
+    pub conflicted: bool,
+}
+
+/// What applying received changes did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Changes this store did not have before.
+    pub new_changes: u64,
+    /// Changes it already had.
+    pub known_changes: u64,
+    /// Changes kept aside because a change they depend on has not arrived yet.
+    pub waiting: u64,
+    /// Records whose merged state changed.
+    pub records_changed: u64,
+}
+
+/// One batch of unacknowledged changes, ready to push.
+#[derive(Debug, Clone)]
+pub struct OutboxBatch {
+    /// The push message.
+    pub request: PushRequest,
+    /// The hashes of the changes in it, to mark once the server acknowledges them.
+    pub hashes: Vec<ChangeHash>,
+    /// The local log position of the last change in it (the next batch starts after it).
+    pub last_seq: i64,
+    /// The number of change bytes in it.
+    pub bytes: usize,
+}
+
+/// Where this device is in the server's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The server sequence number of the last change seen.
+    pub seq: u64,
+    /// The hash of that change (absent at 0).
+    pub hash: Option<Vec<u8>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The offline record store. Open one per SQLite file; it is not shared between threads (open a
+/// second one on the same file if you need to; SQLite serializes their writes).
+pub struct Store {
+    conn: Connection,
+    device: Uuid,
+    actor: ActorId,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("device", &self.device)
+            .field("actor", &self.actor.to_hex_string())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    ///
+    /// Every open writes with a fresh Automerge actor id, recorded in the store: a store copied
+    /// back from a backup can therefore never write a second, different change under an actor
+    /// and sequence number it already used before the backup was taken.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::setup(Connection::open(path)?)
+    }
+
+    /// Opens a store that lives only in memory (for tests and tools).
+    pub fn open_in_memory() -> Result<Self> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn, MIGRATIONS)?;
+        let tx = conn.transaction()?;
+        let device = match tx
+            .query_row("SELECT value FROM meta WHERE key = 'device_id'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+        {
+            Some(s) => Uuid::parse_str(&s).map_err(|e| StoreError::Damaged {
+                id: Uuid::nil(),
+                reason: format!("device id {s:?}: {e}"),
+            })?,
+            None => {
+                let id = Uuid::new_v4();
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
+                    [id.to_string()],
+                )?;
+                id
+            }
+        };
+        let actor = ActorId::random();
+        tx.execute(
+            "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
+            params![actor.to_bytes(), now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(Store {
+            conn,
+            device,
+            actor,
+        })
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> Uuid {
+        self.device
+    }
+
+    /// The actor id this open store writes with.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// Every actor id this store has written with (one per open), oldest first.
+    pub fn actors(&self) -> Result<Vec<ActorId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT actor FROM actors ORDER BY opened_at, rowid")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .map(ActorId::from)
+            .collect())
+    }
+
+    // ----- local writes -------------------------------------------------------------------
+
+    /// Creates a new record (fresh UUID v7 id) with the given field values, offline.
+    pub fn create(
+        &mut self,
+        kind: &str,
+        campaign: Uuid,
+        scope: &str,
+        fields: &[(&str, FieldValue)],
+    ) -> Result<Uuid> {
+        let header = RecordHeader {
+            id: new_record_id(),
+            kind: kind.into(),
+            campaign,
+            scope: scope.into(),
+        };
+        self.create_with_header(&header, fields)?;
+        Ok(header.id)
+    }
+
+    /// Creates the record with exactly this header (a singleton with a derived id, say) and the
+    /// given values. If the store already has it, fails with [`StoreError::Exists`]; use
+    /// [`Store::ensure`] for create-or-edit.
+    pub fn create_with_header(
+        &mut self,
+        header: &RecordHeader,
+        fields: &[(&str, FieldValue)],
+    ) -> Result<()> {
+        if self.exists(header.id)? {
+            return Err(StoreError::Exists(header.id));
+        }
+        self.ensure(header, fields)
+    }
+
+    /// Creates the record if this store does not have it yet, then writes the given values into
+    /// it. Two devices that `ensure` the same singleton offline end with one merged record.
+    pub fn ensure(&mut self, header: &RecordHeader, fields: &[(&str, FieldValue)]) -> Result<()> {
+        header.validate()?;
+        for (name, _) in fields {
+            record::validate_field_name(name)?;
+        }
+        let tx = self.conn.transaction()?;
+        let existing = load_record(&tx, header.id)?;
+        let (mut doc, mut new_changes) = match existing {
+            Some((have, doc)) => {
+                if have != *header {
+                    return Err(StoreError::HeaderMismatch {
+                        id: header.id,
+                        have: Box::new(have),
+                        got: Box::new(header.clone()),
+                    });
+                }
+                (doc, Vec::new())
+            }
+            None => {
+                let (doc, genesis) = record::genesis_change(header)?;
+                let genesis = Change::try_from(genesis.as_slice())
+                    .map_err(|e| StoreError::Record(RecordError::Automerge(e.to_string())))?;
+                (doc, vec![genesis])
+            }
+        };
+        doc.set_actor(self.actor.clone());
+        if !fields.is_empty() {
+            let fields_obj = record::fields_obj(&doc)?;
+            let mut t = doc.transaction();
+            for (name, value) in fields {
+                record::put_field(&mut t, &fields_obj, name, value)?;
+            }
+            t.commit_with(CommitOptions::default().with_time(now_ms()));
+            if let Some(c) = doc.get_last_local_change() {
+                new_changes.push(c);
+            }
+        }
+        if new_changes.is_empty() {
+            return Ok(());
+        }
+        for change in &new_changes {
+            insert_change(&tx, header.id, change, LOCAL)?;
+        }
+        save_record(&tx, &doc)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Edits a record: `f` gets an editor whose writes become one change, saved with the
+    /// record's projection in one transaction. If `f` fails, nothing is written.
+    pub fn edit<T>(
+        &mut self,
+        id: Uuid,
+        f: impl FnOnce(&mut Editor<'_, '_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self.conn.transaction()?;
+        let (_, mut doc) = load_record(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        doc.set_actor(self.actor.clone());
+        let fields = record::fields_obj(&doc)?;
+        let mut t = doc.transaction();
+        let out = {
+            let mut editor = Editor {
+                tx: &mut t,
+                fields: &fields,
+            };
+            f(&mut editor)
+        };
+        let out = match out {
+            Ok(v) => v,
+            Err(e) => {
+                t.rollback();
+                return Err(e);
+            }
+        };
+        let (hash, _) = t.commit_with(CommitOptions::default().with_time(now_ms()));
+        if hash.is_some() {
+            let change = doc
+                .get_last_local_change()
+                .expect("a committed change is the last local change");
+            insert_change(&tx, id, &change, LOCAL)?;
+            save_record(&tx, &doc)?;
+            tx.commit()?;
+        }
+        Ok(out)
+    }
+
+    /// Sets one field.
+    pub fn set(&mut self, id: Uuid, field: &str, value: FieldValue) -> Result<()> {
+        self.edit(id, |e| e.set(field, &value))
+    }
+
+    /// Deletes a record: a tombstone that syncs like any edit. The record's history is kept.
+    pub fn delete(&mut self, id: Uuid) -> Result<()> {
+        self.edit(id, |e| e.mark_deleted(true))
+    }
+
+    /// Resolves a conflict on `field` by writing `value` over every concurrent value.
+    pub fn resolve(&mut self, id: Uuid, field: &str, value: FieldValue) -> Result<()> {
+        self.set(id, field, value)
+    }
+
+    // ----- reads ----------------------------------------------------------------------------
+
+    /// Whether the store has a record with this id.
+    pub fn exists(&self, id: Uuid) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM records WHERE id = ?1 AND ready = 1",
+                [id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// One record's current state.
+    pub fn get(&self, id: Uuid) -> Result<Record> {
+        self.conn
+            .query_row(
+                "SELECT id, kind, campaign, scope, deleted, fields, conflicts, heads, updated_at
+                 FROM records WHERE id = ?1 AND ready = 1",
+                [id.to_string()],
+                row_to_record,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound(id))?
+    }
+
+    /// Records matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
+        let mut sql = String::from(
+            "SELECT id, kind, campaign, scope, deleted, fields, conflicts, heads, updated_at
+             FROM records WHERE ready = 1",
+        );
+        let mut args: Vec<String> = Vec::new();
+        if let Some(k) = &filter.kind {
+            args.push(k.clone());
+            sql.push_str(&format!(" AND kind = ?{}", args.len()));
+        }
+        if let Some(s) = &filter.scope {
+            args.push(s.clone());
+            sql.push_str(&format!(" AND scope = ?{}", args.len()));
+        }
+        if let Some(t) = &filter.text {
+            args.push(format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+            sql.push_str(&format!(" AND fields LIKE ?{} ESCAPE '\\'", args.len()));
+        }
+        if !filter.include_deleted {
+            sql.push_str(" AND deleted = 0");
+        }
+        if filter.conflicted {
+            sql.push_str(" AND conflicts > 0");
+        }
+        sql.push_str(" ORDER BY updated_at DESC, id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_record)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// The fields of a record that hold conflicting values, with who wrote each and when.
+    pub fn conflicts(&self, id: Uuid) -> Result<Vec<Conflict>> {
+        let (_, doc) = load_record(&self.conn, id)?.ok_or(StoreError::NotFound(id))?;
+        Ok(record::conflicts(&doc)?)
+    }
+
+    /// The record's whole Automerge document (for history and inspection).
+    pub fn document(&self, id: Uuid) -> Result<Automerge> {
+        Ok(load_record(&self.conn, id)?.ok_or(StoreError::NotFound(id))?.1)
+    }
+
+    /// How many changes wait to be uploaded.
+    pub fn pending_upload(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM changes WHERE acked = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// How many changes are kept aside waiting for a change they depend on.
+    pub fn waiting_for_dependencies(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM changes WHERE applied = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// The number of records (not deleted).
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM records WHERE ready = 1 AND deleted = 0",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    // ----- sync plumbing ----------------------------------------------------------------------
+
+    /// The next batch of changes the server has not acknowledged, after local position
+    /// `after_seq`, holding at most `max_bytes` of change bytes (at least one change).
+    pub fn outbox_batch(&self, after_seq: i64, max_bytes: usize) -> Result<Option<OutboxBatch>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.seq, c.hash, c.record_id, c.bytes, r.kind, r.campaign, r.scope, c.actor
+             FROM changes c JOIN records r ON r.id = c.record_id
+             WHERE c.acked = 0 AND c.seq > ?1 ORDER BY c.seq LIMIT 500",
+        )?;
+        let mut records: Vec<WireRecord> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut hashes = Vec::new();
+        let mut bytes = 0usize;
+        let mut last_seq = after_seq;
+        let mut actors = std::collections::BTreeSet::new();
+        let own: std::collections::HashSet<Vec<u8>> =
+            self.actors()?.into_iter().map(|a| a.to_bytes().to_vec()).collect();
+        'outer: loop {
+            let mut rows = stmt.query([last_seq])?;
+            let mut any = false;
+            while let Some(row) = rows.next()? {
+                any = true;
+                let change_bytes: Vec<u8> = row.get(3)?;
+                if !hashes.is_empty() && bytes + change_bytes.len() > max_bytes {
+                    break 'outer;
+                }
+                last_seq = row.get(0)?;
+                let hash: Vec<u8> = row.get(1)?;
+                hashes.push(ChangeHash::try_from(hash.as_slice()).map_err(|e| {
+                    StoreError::Damaged {
+                        id: Uuid::nil(),
+                        reason: format!("bad hash in change log: {e}"),
+                    }
+                })?);
+                let actor: Vec<u8> = row.get(7)?;
+                if own.contains(&actor) {
+                    actors.insert(actor);
+                }
+                let record_id: String = row.get(2)?;
+                let i = *index.entry(record_id.clone()).or_insert_with(|| {
+                    records.push(WireRecord {
+                        id: record_id,
+                        kind: row.get(4).unwrap_or_default(),
+                        campaign: row.get(5).unwrap_or_default(),
+                        scope: row.get(6).unwrap_or_default(),
+                        changes: Vec::new(),
+                    });
+                    records.len() - 1
+                });
+                bytes += change_bytes.len();
+                records[i].changes.push(ByteBuf::from(change_bytes));
+            }
+            if !any {
+                break;
+            }
+        }
+        if hashes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(OutboxBatch {
+            request: PushRequest {
+                v: PROTOCOL_VERSION,
+                device: self.device.to_string(),
+                actors: actors.into_iter().map(ByteBuf::from).collect(),
+                records,
+            },
+            hashes,
+            last_seq,
+            bytes,
+        }))
+    }
+
+    /// Marks changes as acknowledged by the server after this device pushed them.
+    pub fn mark_pushed(&mut self, hashes: &[ChangeHash]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("UPDATE changes SET acked = 1, pushed = 1 WHERE hash = ?1")?;
+            for h in hashes {
+                stmt.execute([h.0.as_slice()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many changes this device pushed and had acknowledged.
+    pub fn pushed_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM changes WHERE pushed = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// Where this device is in the server's log.
+    pub fn cursor(&self) -> Result<Cursor> {
+        let seq = self.meta("cursor_seq")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let hash = self.meta("cursor_hash")?.and_then(|s| hex::decode(s).ok());
+        Ok(Cursor { seq, hash })
+    }
+
+    /// Applies one pulled page and moves the cursor past it, in one transaction.
+    pub fn apply_pull(&mut self, page: &PullResponse) -> Result<ApplyStats> {
+        let tx = self.conn.transaction()?;
+        let stats = apply_records(&tx, &page.records, true)?;
+        set_meta(&tx, "cursor_seq", &page.next.to_string())?;
+        match &page.next_hash {
+            Some(h) => set_meta(&tx, "cursor_hash", &hex::encode(h))?,
+            None => {
+                tx.execute("DELETE FROM meta WHERE key = 'cursor_hash'", [])?;
+            }
+        }
+        set_meta(&tx, "last_pull_at", &now_ms().to_string())?;
+        tx.commit()?;
+        Ok(stats)
+    }
+
+    /// Applies changes received from anywhere (a pull page, a bundle from another device).
+    /// `acked` says whether the server is known to have them.
+    pub fn apply_records(&mut self, records: &[WireRecord], acked: bool) -> Result<ApplyStats> {
+        let tx = self.conn.transaction()?;
+        let stats = apply_records(&tx, records, acked)?;
+        tx.commit()?;
+        Ok(stats)
+    }
+
+    /// Forgets what the server acknowledged: every change becomes unacknowledged and the cursor
+    /// goes back to 0. Used when the server turns out to have lost its log (restored from a
+    /// backup), so that this device re-pushes everything it has.
+    pub fn forget_server_state(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE changes SET acked = 0, pushed = 0", [])?;
+        tx.execute(
+            "DELETE FROM meta WHERE key IN ('cursor_seq', 'cursor_hash')",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves the cursor back to 0 without touching acknowledgements (to pull everything again).
+    pub fn rewind_cursor(&mut self) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM meta WHERE key IN ('cursor_seq', 'cursor_hash')",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// When this device last completed a pull (ms since the Unix epoch).
+    pub fn last_sync_at(&self) -> Result<Option<i64>> {
+        Ok(self.meta("last_pull_at")?.and_then(|s| s.parse().ok()))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+/// Writes into one record inside [`Store::edit`]; all writes become one change.
+pub struct Editor<'t, 'd> {
+    tx: &'t mut automerge::transaction::Transaction<'d>,
+    fields: &'t automerge::ObjId,
+}
+
+impl Editor<'_, '_> {
+    /// Sets a field (a text value merges with concurrent edits of the same text).
+    pub fn set(&mut self, field: &str, value: &FieldValue) -> Result<()> {
+        record::put_field(self.tx, self.fields, field, value)?;
+        Ok(())
+    }
+
+    /// Removes a field.
+    pub fn remove(&mut self, field: &str) -> Result<()> {
+        use automerge::transaction::Transactable;
+        record::validate_field_name(field)?;
+        self.tx.delete(self.fields, field)?;
+        Ok(())
+    }
+
+    fn text_obj(&mut self, field: &str) -> Result<(automerge::ObjId, usize)> {
+        use automerge::{ObjType, ReadDoc, Value};
+        record::validate_field_name(field)?;
+        match self.tx.get(self.fields, field)? {
+            Some((Value::Object(ObjType::Text), id)) => {
+                let len = self.tx.length(&id);
+                Ok((id, len))
+            }
+            _ => Err(StoreError::NotText(field.into())),
+        }
+    }
+
+    /// Replaces `delete` characters at character position `pos` of a text field with `insert`.
+    /// Positions count Unicode characters (code points), so `你好` has length 2.
+    pub fn splice_text(
+        &mut self,
+        field: &str,
+        pos: usize,
+        delete: usize,
+        insert: &str,
+    ) -> Result<()> {
+        use automerge::transaction::Transactable;
+        let (id, len) = self.text_obj(field)?;
+        if pos > len || pos + delete > len {
+            return Err(StoreError::TextRange {
+                field: field.into(),
+                pos: pos + delete,
+                len,
+            });
+        }
+        self.tx.splice_text(&id, pos, delete as isize, insert)?;
+        Ok(())
+    }
+
+    /// Appends to a text field, creating it if the record does not have it yet.
+    pub fn append_text(&mut self, field: &str, text: &str) -> Result<()> {
+        use automerge::transaction::Transactable;
+        match self.text_obj(field) {
+            Ok((id, len)) => {
+                self.tx.splice_text(&id, len, 0, text)?;
+                Ok(())
+            }
+            Err(StoreError::NotText(_)) => self.set(field, &FieldValue::Text(text.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets or clears the tombstone.
+    pub fn mark_deleted(&mut self, deleted: bool) -> Result<()> {
+        use automerge::transaction::Transactable;
+        self.tx.put(ROOT, record::DELETED_KEY, deleted)?;
+        Ok(())
+    }
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record>> {
+    let id: String = r.get(0)?;
+    let kind: String = r.get(1)?;
+    let campaign: String = r.get(2)?;
+    let scope: String = r.get(3)?;
+    let deleted: bool = r.get(4)?;
+    let fields: String = r.get(5)?;
+    let conflicts: i64 = r.get(6)?;
+    let heads: String = r.get(7)?;
+    let updated_at: i64 = r.get(8)?;
+    Ok((|| {
+        let header = RecordHeader::parse(&id, &kind, &campaign, &scope)?;
+        let damaged = |reason: String| StoreError::Damaged {
+            id: header.id,
+            reason,
+        };
+        let json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&fields).map_err(|e| damaged(e.to_string()))?;
+        let fields = json
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), FieldValue::from_json(k, v)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let heads = serde_json::from_str(&heads).map_err(|e| damaged(e.to_string()))?;
+        Ok(Record {
+            header,
+            deleted,
+            fields,
+            conflicts: conflicts as usize,
+            heads,
+            updated_at,
+        })
+    })())
+}
+
+/// Loads a record's header and document. `None` when the store has no ready record of that id.
+fn load_record(conn: &Connection, id: Uuid) -> Result<Option<(RecordHeader, Automerge)>> {
+    let row = conn
+        .query_row(
+            "SELECT kind, campaign, scope, doc FROM records WHERE id = ?1 AND ready = 1",
+            [id.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((kind, campaign, scope, bytes)) = row else {
+        return Ok(None);
+    };
+    let header = RecordHeader::parse(&id.to_string(), &kind, &campaign, &scope)?;
+    let doc = record::load_doc(&bytes).map_err(|e| StoreError::Damaged {
+        id,
+        reason: e.to_string(),
+    })?;
+    Ok(Some((header, doc)))
+}
+
+/// The typed JSON the projection column stores: texts as `{"text": ...}` so they read back as
+/// texts.
+fn typed_fields_json(p: &Projection) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = p
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let j = match v {
+                FieldValue::Text(s) => serde_json::json!({ "text": s }),
+                other => other.to_json(),
+            };
+            (k.clone(), j)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Saves a record's document and projection (the document must hold its genesis).
+fn save_record(tx: &Transaction<'_>, doc: &Automerge) -> Result<()> {
+    let p = record::project(doc)?;
+    tx.execute(
+        "INSERT INTO records (id, kind, campaign, scope, doc, ready, fields, deleted, conflicts,
+                              heads, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET doc = ?5, ready = 1, fields = ?6, deleted = ?7,
+             conflicts = ?8, heads = ?9, updated_at = ?10",
+        params![
+            p.header.id.to_string(),
+            p.header.kind,
+            p.header.campaign.to_string(),
+            p.header.scope,
+            doc.save(),
+            typed_fields_json(&p),
+            p.deleted,
+            p.conflicts as i64,
+            serde_json::to_string(&p.heads).unwrap_or_else(|_| "[]".into()),
+            now_ms(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Flags of a change being added to the log.
+#[derive(Clone, Copy)]
+struct ChangeFlags {
+    local: bool,
+    acked: bool,
+    applied: bool,
+}
+
+fn insert_change(
+    tx: &Transaction<'_>,
+    record: Uuid,
+    change: &Change,
+    ChangeFlags {
+        local,
+        acked,
+        applied,
+    }: ChangeFlags,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO changes (hash, record_id, actor, bytes, local, acked, applied, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        change.hash().0.as_slice(),
+        record.to_string(),
+        change.actor_id().to_bytes(),
+        change.raw_bytes(),
+        local,
+        acked,
+        applied,
+        now_ms()
+    ])?;
+    Ok(())
+}
+
+const LOCAL: ChangeFlags = ChangeFlags {
+    local: true,
+    acked: false,
+    applied: true,
+};
+
+fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = ?2",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Applies received records inside `tx`: new changes are checked, stored, and merged into the
+/// record's document together with any earlier changes that were waiting for them; changes whose
+/// dependencies are still missing are stored and wait.
+fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> Result<ApplyStats> {
+    let mut stats = ApplyStats::default();
+    for wire in records {
+        let header = wire.header()?;
+        let id_str = header.id.to_string();
+        // Check and sort out what is new.
+        let mut fresh: Vec<(ChangeHash, Change)> = Vec::new();
+        for (index, bytes) in wire.changes.iter().enumerate() {
+            let info = inspect_change(bytes).map_err(|source| StoreError::BadChange {
+                record: wire.id.clone(),
+                index,
+                source,
+            })?;
+            let known = tx
+                .prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
+                .query_row([info.hash.0.as_slice()], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if known {
+                stats.known_changes += 1;
+                if acked {
+                    tx.prepare_cached("UPDATE changes SET acked = 1 WHERE hash = ?1")?
+                        .execute([info.hash.0.as_slice()])?;
+                }
+            } else if !fresh.iter().any(|(h, _)| *h == info.hash) {
+                fresh.push((info.hash, info.change));
+            }
+        }
+        if fresh.is_empty() {
+            continue;
+        }
+        stats.new_changes += fresh.len() as u64;
+        // The record's current document, or an empty one.
+        let row = tx
+            .query_row(
+                "SELECT kind, campaign, scope, doc, ready FROM records WHERE id = ?1",
+                [&id_str],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, bool>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let mut doc = match &row {
+            Some((kind, campaign, scope, doc, _)) => {
+                let have = RecordHeader::parse(&id_str, kind, campaign, scope)?;
+                if have != header {
+                    return Err(StoreError::HeaderMismatch {
+                        id: header.id,
+                        have: Box::new(have),
+                        got: Box::new(header),
+                    });
+                }
+                record::load_doc(doc).map_err(|e| StoreError::Damaged {
+                    id: header.id,
+                    reason: e.to_string(),
+                })?
+            }
+            None => record::new_doc(),
+        };
+        // Earlier changes of this record that were waiting for their dependencies.
+        let mut waiting: Vec<(ChangeHash, Change)> = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare_cached("SELECT bytes FROM changes WHERE record_id = ?1 AND applied = 0")?;
+            let rows = stmt.query_map([&id_str], |r| r.get::<_, Vec<u8>>(0))?;
+            for bytes in rows {
+                let bytes = bytes?;
+                if let Ok(info) = inspect_change(&bytes) {
+                    waiting.push((info.hash, info.change));
+                }
+            }
+        }
+        let before = doc.get_heads();
+        doc.apply_changes(
+            fresh
+                .iter()
+                .chain(waiting.iter())
+                .map(|(_, c)| c.clone())
+                .collect::<Vec<_>>(),
+        )?;
+        for (hash, change) in &fresh {
+            let applied = doc.get_change_meta_by_hash(hash).is_some();
+            if !applied {
+                stats.waiting += 1;
+            }
+            let flags = ChangeFlags {
+                local: false,
+                acked,
+                applied,
+            };
+            insert_change(tx, header.id, change, flags)?;
+        }
+        for (hash, _) in &waiting {
+            if doc.get_change_meta_by_hash(hash).is_some() {
+                tx.prepare_cached("UPDATE changes SET applied = 1 WHERE hash = ?1")?
+                    .execute([hash.0.as_slice()])?;
+            }
+        }
+        if doc.get_heads() == before && row.is_some() {
+            continue;
+        }
+        stats.records_changed += 1;
+        match record::project(&doc) {
+            Ok(_) => save_record(tx, &doc)?,
+            Err(_) => {
+                // No genesis yet (its changes are waiting): keep the header so the record's
+                // changes can be pushed on, but do not show it.
+                tx.execute(
+                    "INSERT INTO records (id, kind, campaign, scope, doc, ready, fields, deleted,
+                                          conflicts, heads, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, '{}', 0, 0, '[]', ?6)
+                     ON CONFLICT (id) DO UPDATE SET doc = ?5",
+                    params![
+                        id_str,
+                        header.kind,
+                        header.campaign.to_string(),
+                        header.scope,
+                        doc.save(),
+                        now_ms()
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(stats)
+}

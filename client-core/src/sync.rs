@@ -1,0 +1,317 @@
+//! Sync with the server: push every unacknowledged change in bounded batches, then pull the
+//! server's log page by page. The network is reached only through a [`Transport`].
+//!
+//! The decisions (what to do after each pull page) are a pure function, [`decide`], so that they
+//! can be tested as a table; [`sync`] does the I/O around them.
+
+use fieldsync_protocol::wire::{
+    DEFAULT_PAGE_BYTES, DEFAULT_PUSH_BATCH_BYTES, PullQuery, PullResponse, PushRequest,
+    PushResponse,
+};
+
+use crate::store::{Store, StoreError};
+
+/// How a transport failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No connection could be made (no network, server down): nothing was sent.
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The connection broke while a request or response was under way: what the server
+    /// acknowledged before stays acknowledged, the rest is sent again next time.
+    #[error("the connection broke during the exchange: {0}")]
+    Interrupted(String),
+    /// The server answered with an error.
+    #[error("the server refused the request ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error code from the server's JSON body.
+        code: String,
+        /// The server's message.
+        message: String,
+        /// The server's hint, if any.
+        hint: Option<String>,
+    },
+    /// The server answered with something that is not a valid sync message.
+    #[error("the server's answer is not a valid sync message: {0}")]
+    Protocol(String),
+}
+
+impl TransportError {
+    /// Whether trying again later may succeed (network trouble, a busy server).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Unreachable(_) | TransportError::Interrupted(_) => true,
+            TransportError::Refused { status, .. } => *status == 429 || *status >= 500,
+            TransportError::Protocol(_) => false,
+        }
+    }
+}
+
+/// The way a store talks to a server: one call per request. Implemented over HTTP by
+/// [`crate::http::HttpTransport`]; tests implement it in memory or through faulty proxies.
+pub trait Transport {
+    /// Sends one push.
+    fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError>;
+    /// Asks for one page of the server's log.
+    fn pull(&mut self, query: &PullQuery) -> Result<PullResponse, TransportError>;
+}
+
+/// Why a sync stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The transport failed. Everything acknowledged before the failure is kept; run sync again.
+    #[error("{0} (nothing was lost: {1} changes wait to be uploaded; sync again later)")]
+    Transport(TransportError, u64),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server kept announcing more pages beyond any sane number.
+    #[error("the server sent more than {0} pages in one sync; stopping to avoid a loop")]
+    TooManyPages(usize),
+}
+
+/// Knobs of one sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The most change bytes in one push request.
+    pub push_batch_bytes: usize,
+    /// The most change bytes asked for in one pull page.
+    pub page_bytes: usize,
+    /// The most requests of each kind in one sync (a guard against a misbehaving server).
+    pub max_requests: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            push_batch_bytes: DEFAULT_PUSH_BATCH_BYTES,
+            page_bytes: DEFAULT_PAGE_BYTES,
+            max_requests: 100_000,
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Changes pushed and acknowledged.
+    pub pushed: u64,
+    /// Of those, changes the server already had.
+    pub duplicates: u64,
+    /// Push requests made.
+    pub push_requests: u64,
+    /// Changes received that this store did not have.
+    pub received: u64,
+    /// Pull requests made.
+    pub pull_requests: u64,
+    /// Received changes still waiting for a dependency.
+    pub waiting: u64,
+    /// Whether the server had lost its log and this device re-pushed everything.
+    pub server_reset: bool,
+    /// Whether this device had lost changes it once pushed and pulled them back.
+    pub recovered_own: bool,
+    /// Records with conflicts after the sync.
+    pub conflicted_records: u64,
+}
+
+/// What to do after a pull page, decided from the page and the store's own count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Apply the page and pull the next one.
+    ApplyAndContinue,
+    /// Apply the page; the pull is complete.
+    ApplyAndFinish,
+    /// Apply the page; then pull everything again including this device's own pushes, because
+    /// the server holds more of them than this store remembers (it was restored from a backup).
+    ApplyAndRecoverOwn,
+    /// The server does not have the log this device saw: forget acknowledgements, re-push
+    /// everything, pull from the start.
+    ResetServer,
+}
+
+/// Decides what to do with a pull page. `local_pushed` is how many of its own pushes the store
+/// remembers as acknowledged; `recovering` is true while already pulling with `include_own`.
+pub fn decide(page: &PullResponse, local_pushed: u64, recovering: bool) -> Next {
+    if page.reset {
+        Next::ResetServer
+    } else if page.more {
+        Next::ApplyAndContinue
+    } else if !recovering && page.pushed_by_you > local_pushed {
+        Next::ApplyAndRecoverOwn
+    } else {
+        Next::ApplyAndFinish
+    }
+}
+
+/// Syncs `store` with the server behind `transport`: pushes every unacknowledged change, then
+/// pulls until up to date. Safe to interrupt at any point; run it again to continue.
+pub fn sync(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let result = sync_inner(store, transport, options, &mut report);
+    match result {
+        Ok(()) => {
+            report.conflicted_records = store
+                .list(&crate::store::Filter {
+                    conflicted: true,
+                    include_deleted: true,
+                    ..Default::default()
+                })?
+                .len() as u64;
+            Ok(report)
+        }
+        Err(SyncError::Transport(e, _)) => {
+            let waiting = store.pending_upload().unwrap_or(0);
+            Err(SyncError::Transport(e, waiting))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn sync_inner(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    push_all(store, transport, options, report)?;
+    match pull_all(store, transport, options, report, false)? {
+        Next::ResetServer => {
+            tracing::warn!("the server lost its log (restored from a backup?): re-pushing");
+            report.server_reset = true;
+            store.forget_server_state()?;
+            push_all(store, transport, options, report)?;
+            pull_all(store, transport, options, report, false)?;
+        }
+        Next::ApplyAndRecoverOwn => {
+            tracing::warn!("the server has changes of this device that it lost: pulling back");
+            report.recovered_own = true;
+            store.rewind_cursor()?;
+            pull_all(store, transport, options, report, true)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn transport_error(e: TransportError) -> SyncError {
+    SyncError::Transport(e, 0)
+}
+
+fn push_all(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let mut after = 0;
+    let mut requests = 0;
+    while let Some(batch) = store.outbox_batch(after, options.push_batch_bytes)? {
+        requests += 1;
+        if requests > options.max_requests {
+            return Err(SyncError::TooManyPages(options.max_requests));
+        }
+        let response = transport.push(&batch.request).map_err(transport_error)?;
+        store.mark_pushed(&batch.hashes)?;
+        report.push_requests += 1;
+        report.pushed += batch.hashes.len() as u64;
+        report.duplicates += response.duplicates;
+        after = batch.last_seq;
+    }
+    Ok(())
+}
+
+fn pull_all(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+    include_own: bool,
+) -> Result<Next, SyncError> {
+    for _ in 0..options.max_requests {
+        let cursor = store.cursor()?;
+        let query = PullQuery {
+            device: store.device_id().to_string(),
+            after: cursor.seq,
+            after_hash: cursor.hash.as_ref().map(hex::encode),
+            max_bytes: Some(options.page_bytes),
+            include_own,
+        };
+        let page = transport.pull(&query).map_err(transport_error)?;
+        report.pull_requests += 1;
+        let next = decide(&page, store.pushed_count()?, include_own);
+        if next == Next::ResetServer {
+            return Ok(next);
+        }
+        let stats = store.apply_pull(&page)?;
+        report.received += stats.new_changes;
+        report.waiting += stats.waiting;
+        if next != Next::ApplyAndContinue {
+            return Ok(next);
+        }
+    }
+    Err(SyncError::TooManyPages(options.max_requests))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldsync_protocol::wire::PROTOCOL_VERSION;
+
+    fn page(reset: bool, more: bool, pushed_by_you: u64) -> PullResponse {
+        PullResponse {
+            v: PROTOCOL_VERSION,
+            reset,
+            head: 10,
+            next: 10,
+            next_hash: None,
+            more,
+            pushed_by_you,
+            records: vec![],
+        }
+    }
+
+    #[test]
+    fn decisions_after_a_pull_page() {
+        let cases = [
+            // (reset, more, server count, local count, recovering) => next
+            ((false, false, 3, 3, false), Next::ApplyAndFinish),
+            ((false, true, 3, 3, false), Next::ApplyAndContinue),
+            ((true, false, 3, 3, false), Next::ResetServer),
+            ((true, true, 0, 9, false), Next::ResetServer),
+            ((false, false, 5, 3, false), Next::ApplyAndRecoverOwn),
+            ((false, true, 5, 3, false), Next::ApplyAndContinue),
+            ((false, false, 5, 3, true), Next::ApplyAndFinish),
+            ((false, false, 2, 3, false), Next::ApplyAndFinish),
+        ];
+        for ((reset, more, server, local, recovering), want) in cases {
+            assert_eq!(
+                decide(&page(reset, more, server), local, recovering),
+                want,
+                "reset={reset} more={more} server={server} local={local}"
+            );
+        }
+    }
+
+    #[test]
+    fn which_errors_are_worth_retrying() {
+        assert!(TransportError::Unreachable("x".into()).is_retryable());
+        assert!(TransportError::Interrupted("x".into()).is_retryable());
+        let refused = |status| TransportError::Refused {
+            status,
+            code: "c".into(),
+            message: "m".into(),
+            hint: None,
+        };
+        assert!(refused(503).is_retryable());
+        assert!(refused(429).is_retryable());
+        assert!(!refused(400).is_retryable());
+        assert!(!refused(403).is_retryable());
+        assert!(!TransportError::Protocol("x".into()).is_retryable());
+    }
+}

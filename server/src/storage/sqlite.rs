@@ -1,0 +1,723 @@
+//! The SQLite storage: one writer thread owns every write (pushes and merging), reads run on a
+//! small pool of read connections inside `spawn_blocking`.
+//!
+//! The change log (`changes`) is the truth: a push is acknowledged once its checked changes are
+//! committed there. Merging them into each record's document and projection (`records`) happens
+//! afterwards on the same writer thread, between pushes, so acknowledging never waits for
+//! Automerge. Because one connection does every write, log sequence numbers become visible in
+//! commit order: a reader never sees sequence 9 after it has already seen 10.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use automerge::{Change, ChangeHash};
+use fieldsync_protocol::{
+    RecordHeader,
+    migrate::{Migration, migrate},
+    record::{self, Conflict},
+    wire::WireRecord,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_bytes::ByteBuf;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{
+    CheckedPush, PullPage, PullRequest, PushOutcome, RecordFilter, RecordView, Storage,
+    StorageError, StoreStatus,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    name: "initial schema",
+    sql: "
+CREATE TABLE server_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_push INTEGER,
+    last_pull INTEGER,
+    pushed INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE TABLE actors (
+    actor BLOB PRIMARY KEY,
+    device TEXT NOT NULL,
+    first_seen INTEGER NOT NULL
+) STRICT;
+CREATE TABLE records (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    dirty INTEGER NOT NULL DEFAULT 1,
+    doc BLOB,
+    fields TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0,
+    heads TEXT,
+    problem TEXT,
+    merged_at INTEGER
+) STRICT;
+CREATE INDEX records_dirty ON records (id) WHERE dirty = 1;
+CREATE INDEX records_by_place ON records (campaign, scope, kind);
+CREATE INDEX records_by_kind ON records (kind);
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash BLOB NOT NULL UNIQUE,
+    record_id TEXT NOT NULL,
+    actor BLOB NOT NULL,
+    actor_seq INTEGER NOT NULL,
+    pushed_by TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0,
+    bytes BLOB NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX changes_by_actor_seq ON changes (record_id, actor, actor_seq);
+CREATE INDEX changes_unapplied ON changes (record_id) WHERE applied = 0;
+",
+}];
+
+/// How many records one merge transaction handles before the writer looks for pushes again.
+const MERGE_CHUNK: usize = 64;
+/// Most rows scanned for one pull page.
+const PAGE_ROWS: usize = 20_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn other<E: std::fmt::Display>(e: E) -> StorageError {
+    StorageError::Other(e.to_string())
+}
+
+enum Command {
+    Push(CheckedPush, oneshot::Sender<Result<PushOutcome, StorageError>>),
+    PulledBy(Uuid),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A tiny pool of read-only connections.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let conn = self.idle.lock().expect("pool lock").pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path, true)?,
+        };
+        let out = f(&mut conn);
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StorageError> {
+    let flags = if read_only {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        rusqlite::OpenFlags::default()
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a committed transaction survives the process being killed; only an
+        // OS crash or power loss can roll back the last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    Ok(conn)
+}
+
+/// The SQLite storage. Cheap to clone the `Arc` it lives in; drop after [`Storage::close`].
+pub struct SqliteStorage {
+    commands: mpsc::Sender<Command>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database `fieldsync.sqlite3` in `dir`, brings its schema up
+    /// to date and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::Other(format!("cannot create data directory {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("fieldsync.sqlite3");
+        let mut conn = open_connection(&path, false)?;
+        migrate(&mut conn, MIGRATIONS).map_err(other)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO server_meta (key, value) VALUES ('log_id', ?1)",
+            [Uuid::new_v4().to_string()],
+        )?;
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("fieldsync-writer".into())
+            .spawn(move || Writer { conn }.run(rx))
+            .map_err(other)?;
+        Ok(SqliteStorage {
+            commands: tx,
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(other)?
+    }
+}
+
+struct Writer {
+    conn: Connection,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut dirty = true; // merge whatever a previous run left unmerged
+        loop {
+            let command = if dirty {
+                match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                }
+            };
+            match command {
+                Some(Command::Push(push, reply)) => {
+                    let result = self.push(push);
+                    if matches!(result, Ok(o) if o.stored > 0) {
+                        dirty = true;
+                    }
+                    let _ = reply.send(result);
+                }
+                Some(Command::PulledBy(device)) => {
+                    let _ = self.conn.execute(
+                        "INSERT INTO devices (id, first_seen, last_pull) VALUES (?1, ?2, ?2)
+                         ON CONFLICT (id) DO UPDATE SET last_pull = ?2",
+                        params![device.to_string(), now_ms()],
+                    );
+                }
+                Some(Command::Flush(reply)) => {
+                    let _ = reply.send(());
+                    return;
+                }
+                None => match self.merge_chunk() {
+                    Ok(more) => dirty = more,
+                    Err(e) => {
+                        tracing::error!(error = %e, "merging records failed; will retry");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                },
+            }
+        }
+    }
+
+    fn push(&mut self, push: CheckedPush) -> Result<PushOutcome, StorageError> {
+        let tx = self.conn.transaction()?;
+        let device = push.device.to_string();
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO devices (id, first_seen, last_push) VALUES (?1, ?2, ?2)
+             ON CONFLICT (id) DO UPDATE SET last_push = ?2",
+            params![device, now],
+        )?;
+        for actor in &push.actors {
+            let owner: Option<String> = tx
+                .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| r.get(0))
+                .optional()?;
+            match owner {
+                Some(o) if o != device => {
+                    return Err(StorageError::Conflict {
+                        code: "actor_taken",
+                        message: format!(
+                            "actor {} already belongs to another device; every device must \
+                             write with its own actor ids",
+                            hex::encode(actor)
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    tx.execute(
+                        "INSERT INTO actors (actor, device, first_seen) VALUES (?1, ?2, ?3)",
+                        params![actor, device, now],
+                    )?;
+                }
+            }
+        }
+        let mut stored = 0u64;
+        let mut duplicates = 0u64;
+        for rec in &push.records {
+            let id = rec.header.id.to_string();
+            let existing: Option<(String, String, String)> = tx
+                .query_row(
+                    "SELECT kind, campaign, scope FROM records WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if let Some((kind, campaign, scope)) = &existing {
+                let same = *kind == rec.header.kind
+                    && *campaign == rec.header.campaign.to_string()
+                    && *scope == rec.header.scope;
+                if !same {
+                    return Err(StorageError::Conflict {
+                        code: "header_mismatch",
+                        message: format!(
+                            "record {id} is stored as {kind} of campaign {campaign} in {scope}; \
+                             the push says {} of campaign {} in {}",
+                            rec.header.kind, rec.header.campaign, rec.header.scope
+                        ),
+                    });
+                }
+            }
+            let mut new_in_record = 0;
+            for change in &rec.changes {
+                let have: Option<Vec<u8>> = tx
+                    .prepare_cached(
+                        "SELECT hash FROM changes
+                         WHERE record_id = ?1 AND actor = ?2 AND actor_seq = ?3",
+                    )?
+                    .query_row(params![id, change.actor, change.seq as i64], |r| r.get(0))
+                    .optional()?;
+                match have {
+                    Some(h) if h == change.hash => duplicates += 1,
+                    Some(_) => {
+                        return Err(StorageError::Conflict {
+                            code: "duplicate_sequence_number",
+                            message: format!(
+                                "record {id} already has a different change by actor {} with \
+                                 sequence number {}; an actor id was reused (a device restored \
+                                 from a backup must write with a new actor id)",
+                                hex::encode(&change.actor),
+                                change.seq
+                            ),
+                        });
+                    }
+                    None => {
+                        let n = tx
+                            .prepare_cached(
+                                "INSERT OR IGNORE INTO changes
+                                   (hash, record_id, actor, actor_seq, pushed_by, received_at, bytes)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            )?
+                            .execute(params![
+                                change.hash.as_slice(),
+                                id,
+                                change.actor,
+                                change.seq as i64,
+                                device,
+                                now,
+                                change.bytes
+                            ])?;
+                        if n == 1 {
+                            stored += 1;
+                            new_in_record += 1;
+                        } else {
+                            duplicates += 1;
+                        }
+                    }
+                }
+            }
+            if new_in_record > 0 {
+                let seq = tx.last_insert_rowid();
+                tx.execute(
+                    "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)
+                     ON CONFLICT (id) DO UPDATE SET last_seq = ?5, dirty = 1",
+                    params![
+                        id,
+                        rec.header.kind,
+                        rec.header.campaign.to_string(),
+                        rec.header.scope,
+                        seq
+                    ],
+                )?;
+            }
+        }
+        tx.execute(
+            "UPDATE devices SET pushed = pushed + ?2 WHERE id = ?1",
+            params![device, stored as i64],
+        )?;
+        let head = head(&tx)?;
+        tx.commit()?;
+        Ok(PushOutcome {
+            stored,
+            duplicates,
+            head,
+        })
+    }
+
+    /// Merges up to [`MERGE_CHUNK`] dirty records; returns whether more remain.
+    fn merge_chunk(&mut self) -> Result<bool, StorageError> {
+        let started = Instant::now();
+        let tx = self.conn.transaction()?;
+        let ids: Vec<String> = {
+            let mut stmt = tx.prepare_cached("SELECT id FROM records WHERE dirty = 1 LIMIT ?1")?;
+            stmt.query_map([MERGE_CHUNK as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for id in &ids {
+            merge_record(&tx, id)?;
+        }
+        tx.commit()?;
+        if !ids.is_empty() {
+            tracing::debug!(records = ids.len(), ms = started.elapsed().as_millis() as u64, "merged");
+        }
+        Ok(ids.len() == MERGE_CHUNK)
+    }
+}
+
+fn head(conn: &Connection) -> Result<u64, StorageError> {
+    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+        r.get::<_, i64>(0)
+    })? as u64)
+}
+
+/// Applies a record's unapplied changes to its document and refreshes its projection.
+fn merge_record(tx: &Transaction<'_>, id: &str) -> Result<(), StorageError> {
+    let (kind, campaign, scope, doc_bytes): (String, String, String, Option<Vec<u8>>) = tx
+        .query_row(
+            "SELECT kind, campaign, scope, doc FROM records WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    let fail = |problem: String| -> Result<(), StorageError> {
+        tracing::warn!(record = id, %problem, "record cannot be merged");
+        tx.execute(
+            "UPDATE records SET dirty = 0, problem = ?2 WHERE id = ?1",
+            params![id, problem],
+        )?;
+        Ok(())
+    };
+    let mut doc = match doc_bytes {
+        Some(b) => match record::load_doc(&b) {
+            Ok(d) => d,
+            Err(e) => return fail(format!("stored document does not load: {e}")),
+        },
+        None => record::new_doc(),
+    };
+    let mut pending: Vec<(ChangeHash, Change)> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT bytes FROM changes WHERE record_id = ?1 AND applied = 0 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get::<_, Vec<u8>>(0))?;
+        for bytes in rows {
+            let bytes = bytes?;
+            // Every stored change was checked on the way in; a failure here is corruption.
+            match Change::try_from(bytes.as_slice()) {
+                Ok(c) => pending.push((c.hash(), c)),
+                Err(e) => return fail(format!("a stored change does not decode: {e}")),
+            }
+        }
+    }
+    if let Err(e) = doc.apply_changes(pending.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()) {
+        return fail(format!("changes do not apply: {e}"));
+    }
+    let mut waiting = 0;
+    for (hash, _) in &pending {
+        if doc.get_change_meta_by_hash(hash).is_some() {
+            tx.prepare_cached("UPDATE changes SET applied = 1 WHERE hash = ?1")?
+                .execute([hash.0.as_slice()])?;
+        } else {
+            waiting += 1;
+        }
+    }
+    let projection = match record::project(&doc) {
+        Ok(p) => p,
+        Err(e) => {
+            let problem = if waiting > 0 {
+                format!("waiting for {waiting} changes' dependencies ({e})")
+            } else {
+                e.to_string()
+            };
+            // Keep what merged so far.
+            tx.execute(
+                "UPDATE records SET doc = ?2 WHERE id = ?1",
+                params![id, doc.save()],
+            )?;
+            return fail(problem);
+        }
+    };
+    let stored_header = RecordHeader::parse(id, &kind, &campaign, &scope).map_err(other)?;
+    let problem = if projection.header != stored_header {
+        Some(format!(
+            "the document's header {:?} differs from the one its changes were pushed with",
+            projection.header
+        ))
+    } else if waiting > 0 {
+        Some(format!("{waiting} changes wait for changes they depend on"))
+    } else {
+        None
+    };
+    tx.execute(
+        "UPDATE records SET doc = ?2, fields = ?3, deleted = ?4, conflicts = ?5, heads = ?6,
+                problem = ?7, dirty = 0, merged_at = ?8
+         WHERE id = ?1",
+        params![
+            id,
+            doc.save(),
+            projection.fields_json().to_string(),
+            projection.deleted,
+            projection.conflicts as i64,
+            serde_json::to_string(&projection.heads).map_err(other)?,
+            problem,
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, StorageError> {
+    let tx = conn.transaction()?;
+    let head = head(&tx)?;
+    let pushed_by_you: u64 = tx
+        .query_row(
+            "SELECT pushed FROM devices WHERE id = ?1",
+            [req.device.to_string()],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0) as u64;
+    let hash_at = |seq: u64| -> Result<Option<[u8; 32]>, StorageError> {
+        let h: Option<Vec<u8>> = tx
+            .query_row("SELECT hash FROM changes WHERE seq = ?1", [seq as i64], |r| r.get(0))
+            .optional()?;
+        Ok(h.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()))
+    };
+    let empty = |reset: bool| PullPage {
+        reset,
+        head,
+        next: 0,
+        next_hash: None,
+        more: false,
+        pushed_by_you,
+        records: Vec::new(),
+    };
+    if req.after > 0 {
+        let have = hash_at(req.after)?;
+        if have.is_none() || (req.after_hash.is_some() && have != req.after_hash) {
+            return Ok(empty(true));
+        }
+    }
+    let mut records: Vec<WireRecord> = Vec::new();
+    let mut index = std::collections::HashMap::<String, usize>::new();
+    let mut bytes = 0usize;
+    let mut last = req.after;
+    let mut more = false;
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
+             FROM changes c JOIN records r ON r.id = c.record_id
+             WHERE c.seq > ?1 AND (?2 OR c.pushed_by != ?3)
+             ORDER BY c.seq LIMIT ?4",
+        )?;
+        let mut rows = stmt.query(params![
+            req.after as i64,
+            req.include_own,
+            req.device.to_string(),
+            PAGE_ROWS as i64 + 1
+        ])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            n += 1;
+            let change: Vec<u8> = row.get(5)?;
+            if n > PAGE_ROWS || (bytes > 0 && bytes + change.len() > req.max_bytes) {
+                more = true;
+                break;
+            }
+            last = row.get::<_, i64>(0)? as u64;
+            bytes += change.len();
+            let record_id: String = row.get(1)?;
+            let i = match index.get(&record_id) {
+                Some(i) => *i,
+                None => {
+                    records.push(WireRecord {
+                        id: record_id.clone(),
+                        kind: row.get(2)?,
+                        campaign: row.get(3)?,
+                        scope: row.get(4)?,
+                        changes: Vec::new(),
+                    });
+                    index.insert(record_id, records.len() - 1);
+                    records.len() - 1
+                }
+            };
+            records[i].changes.push(ByteBuf::from(change));
+        }
+    }
+    let next = if more { last } else { head.max(req.after) };
+    Ok(PullPage {
+        reset: false,
+        head,
+        next,
+        next_hash: if next == 0 { None } else { hash_at(next)? },
+        more,
+        pushed_by_you,
+        records,
+    })
+}
+
+fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
+    let id: String = r.get(0)?;
+    let campaign: String = r.get(2)?;
+    let fields: Option<String> = r.get(5)?;
+    let heads: Option<String> = r.get(7)?;
+    Ok(RecordView {
+        id: Uuid::parse_str(&id).unwrap_or_default(),
+        kind: r.get(1)?,
+        campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
+        scope: r.get(3)?,
+        deleted: r.get(4)?,
+        fields: fields
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .unwrap_or(serde_json::Value::Null),
+        conflicts: r.get::<_, i64>(6)? as u64,
+        heads: heads
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
+        up_to_date: !r.get::<_, bool>(8)?,
+        waiting_changes: r.get::<_, i64>(10)? as u64,
+        problem: r.get(9)?,
+    })
+}
+
+const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fields, r.conflicts,
+    r.heads, r.dirty, r.problem,
+    (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0)";
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn push(&self, push: CheckedPush) -> Result<PushOutcome, StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Push(push, tx))
+            .map_err(|_| StorageError::Other("the writer thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StorageError::Other("the writer thread dropped a push".into()))?
+    }
+
+    async fn pull(&self, request: PullRequest) -> Result<PullPage, StorageError> {
+        let device = request.device;
+        let page = self.read(move |conn| pull_page(conn, &request)).await?;
+        let _ = self.commands.send(Command::PulledBy(device));
+        Ok(page)
+    }
+
+    async fn status(&self) -> Result<StoreStatus, StorageError> {
+        self.read(|conn| {
+            let count = |sql: &str| -> Result<u64, StorageError> {
+                Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+            };
+            Ok(StoreStatus {
+                head: count("SELECT coalesce(max(seq), 0) FROM changes")?,
+                changes: count("SELECT count(*) FROM changes")?,
+                records: count("SELECT count(*) FROM records")?,
+                unmerged_records: count("SELECT count(*) FROM records WHERE dirty = 1")?,
+                waiting_changes: count("SELECT count(*) FROM changes WHERE applied = 0")?,
+                devices: count("SELECT count(*) FROM devices")?,
+            })
+        })
+        .await
+    }
+
+    async fn record(&self, id: Uuid) -> Result<Option<RecordView>, StorageError> {
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {VIEW_COLUMNS} FROM records r WHERE r.id = ?1"),
+                    [id.to_string()],
+                    row_to_view,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn conflicts(&self, id: Uuid) -> Result<Option<Vec<Conflict>>, StorageError> {
+        self.read(move |conn| {
+            let doc: Option<Option<Vec<u8>>> = conn
+                .query_row("SELECT doc FROM records WHERE id = ?1", [id.to_string()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match doc.flatten() {
+                None => Ok(None),
+                Some(bytes) => {
+                    let doc = record::load_doc(&bytes).map_err(other)?;
+                    Ok(record::conflicts(&doc).ok())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn records(&self, filter: RecordFilter) -> Result<Vec<RecordView>, StorageError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {VIEW_COLUMNS} FROM records r WHERE 1 = 1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(k) = &filter.kind {
+                args.push(k.clone());
+                sql.push_str(&format!(" AND r.kind = ?{}", args.len()));
+            }
+            if let Some(s) = &filter.scope {
+                args.push(s.clone());
+                sql.push_str(&format!(" AND r.scope = ?{}", args.len()));
+            }
+            if let Some(c) = &filter.campaign {
+                args.push(c.to_string());
+                sql.push_str(&format!(" AND r.campaign = ?{}", args.len()));
+            }
+            if filter.conflicted {
+                sql.push_str(" AND r.conflicts > 0");
+            }
+            sql.push_str(&format!(
+                " ORDER BY r.first_seq LIMIT {}",
+                filter.limit.unwrap_or(1000).min(10_000)
+            ));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_view)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.writer.lock().expect("writer lock").take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The sync endpoints: decode and check a push before anything is stored, serve pull pages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{Query, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use fieldsync_protocol::{
+    RecordHeader, inspect_change,
+    record::{genesis_actor, genesis_hash},
+    wire::{
+        self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MAX_PUSH_BYTES, MIN_PAGE_BYTES, PROTOCOL_VERSION,
+        PullQuery, PullResponse, PushRequest, PushResponse,
+    },
+};
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::ApiError,
+    storage::{CheckedChange, CheckedPush, CheckedRecord, PullRequest},
+};
+
+fn cbor_response<T: serde::Serialize>(message: &T) -> Response {
+    (
+        [(header::CONTENT_TYPE, CBOR_CONTENT_TYPE)],
+        wire::encode(message),
+    )
+        .into_response()
+}
+
+fn parse_device(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|e| {
+        ApiError::bad_request(format!("device {s:?} is not a UUID: {e}"))
+    })
+}
+
+/// `POST /v1/sync/push`.
+pub async fn push(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the push body is larger than the server accepts: {e}"),
+            )
+            .with_hint("push fewer changes per request (client-core batches automatically)")
+        } else {
+            ApiError::bad_request(format!("the push body could not be read: {e}"))
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.split(';').next().map(str::trim) != Some(CBOR_CONTENT_TYPE) {
+        return Err(ApiError::client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("a push must be {CBOR_CONTENT_TYPE}, not {content_type:?}"),
+        )
+        .with_hint("see docs/PROTOCOL.md for the push message"));
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .to_ascii_lowercase();
+    let gzipped = match encoding.as_str() {
+        "gzip" => true,
+        "identity" | "" => false,
+        other => {
+            return Err(ApiError::client(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!("content encoding {other:?} is not supported; use gzip or none"),
+            ));
+        }
+    };
+    // Decompressing, decoding and checking are CPU work: keep them off the async threads.
+    let checked = tokio::task::spawn_blocking(move || check_push(&body, gzipped))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let changes: usize = checked.records.iter().map(|r| r.changes.len()).sum();
+    let device = checked.device;
+    let outcome = state.storage.push(checked).await?;
+    tracing::info!(
+        %device, changes, stored = outcome.stored, duplicates = outcome.duplicates,
+        head = outcome.head, "push"
+    );
+    Ok(cbor_response(&PushResponse {
+        v: PROTOCOL_VERSION,
+        stored: outcome.stored,
+        duplicates: outcome.duplicates,
+        head: outcome.head,
+    }))
+}
+
+/// Decodes a push body and checks every change in it. Nothing is stored unless all of it passes.
+pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
+    let raw;
+    let body = if gzipped {
+        raw = wire::gunzip(body, MAX_PUSH_BYTES).map_err(|e| match e {
+            wire::WireError::TooLarge { .. } => ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                e.to_string(),
+            )
+            .with_hint("push fewer changes per request"),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+        &raw[..]
+    } else {
+        body
+    };
+    let request: PushRequest = wire::decode(body, "push").map_err(|e| {
+        ApiError::bad_request(e.to_string()).with_hint("see docs/PROTOCOL.md for the push message")
+    })?;
+    wire::check_version(request.v).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let device = parse_device(&request.device)?;
+    let actors = request
+        .actors
+        .iter()
+        .map(|a| {
+            if a.len() == 16 {
+                Ok(a.to_vec())
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "actor ids are 16 bytes; got one of {} bytes",
+                    a.len()
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut records = Vec::with_capacity(request.records.len());
+    for wire_record in request.records {
+        let header = wire_record.header().map_err(|e| {
+            ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid_record", format!(
+                "record {:?}: {e}",
+                wire_record.id
+            ))
+        })?;
+        let changes = check_changes(&header, wire_record.changes)?;
+        records.push(CheckedRecord { header, changes });
+    }
+    Ok(CheckedPush {
+        device,
+        actors,
+        records,
+    })
+}
+
+fn check_changes(
+    header: &RecordHeader,
+    changes: Vec<ByteBuf>,
+) -> Result<Vec<CheckedChange>, ApiError> {
+    let genesis_actor = genesis_actor(header);
+    let mut out = Vec::with_capacity(changes.len());
+    for (index, bytes) in changes.into_iter().enumerate() {
+        let bytes = bytes.into_vec();
+        let invalid = |message: String| {
+            ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid_change", message)
+        };
+        let info = inspect_change(&bytes).map_err(|e| {
+            invalid(format!("change {index} of record {}: {e}", header.id))
+        })?;
+        if info.actor == genesis_actor {
+            let expected = genesis_hash(header).map_err(|e| invalid(e.to_string()))?;
+            if info.hash != expected {
+                return Err(invalid(format!(
+                    "change {index} of record {} claims the record's genesis actor but is not \
+                     the genesis of {} / {} / {}",
+                    header.id, header.kind, header.campaign, header.scope
+                )));
+            }
+        } else if info.deps.is_empty() {
+            return Err(invalid(format!(
+                "change {index} of record {} has no dependencies but is not the record's \
+                 genesis: every edit must build on the genesis change",
+                header.id
+            )));
+        }
+        out.push(CheckedChange {
+            hash: info.hash.0,
+            actor: info.actor.to_bytes().to_vec(),
+            seq: info.seq,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /v1/sync/pull`.
+pub async fn pull(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(raw) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let query = parse_pull_query(&raw)?;
+    let device = parse_device(&query.device)?;
+    let after_hash = match &query.after_hash {
+        None => None,
+        Some(h) => Some(
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("after_hash {h:?} is not 64 hex digits"))
+                })?,
+        ),
+    };
+    let max_bytes = query
+        .max_bytes
+        .unwrap_or(wire::DEFAULT_PAGE_BYTES)
+        .clamp(MIN_PAGE_BYTES, MAX_PAGE_BYTES);
+    let page = state
+        .storage
+        .pull(PullRequest {
+            device,
+            after: query.after,
+            after_hash,
+            max_bytes,
+            include_own: query.include_own,
+        })
+        .await?;
+    if page.reset {
+        tracing::warn!(%device, after = query.after, head = page.head, "device cursor not in log");
+    }
+    Ok(cbor_response(&PullResponse {
+        v: PROTOCOL_VERSION,
+        reset: page.reset,
+        head: page.head,
+        next: page.next,
+        next_hash: page.next_hash.map(|h| ByteBuf::from(h.to_vec())),
+        more: page.more,
+        pushed_by_you: page.pushed_by_you,
+        records: page.records,
+    }))
+}
+
+fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {
+    let number = |key: &str| -> Result<Option<u64>, ApiError> {
+        raw.get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{key}={v:?} is not a whole number"))
+                })
+            })
+            .transpose()
+    };
+    let device = raw
+        .get("device")
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("the pull query needs device=<uuid>"))?;
+    Ok(PullQuery {
+        device,
+        after: number("after")?.unwrap_or(0),
+        after_hash: raw.get("after_hash").cloned(),
+        max_bytes: number("max_bytes")?.map(|n| n as usize),
+        include_own: match raw.get("include_own").map(String::as_str) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "include_own={other:?} must be true or false"
+                )));
+            }
+        },
+    })
+}
