@@ -368,9 +368,14 @@ impl Store {
             for (name, value) in fields {
                 record::put_field(&mut t, &fields_obj, name, value)?;
             }
-            t.commit_with(CommitOptions::default().with_time(now_ms()));
-            if let Some(c) = doc.get_last_local_change() {
-                new_changes.push(c);
+            // Writing values the record already holds commits nothing: then there is no new
+            // change (and the last local change is an old one that is already stored).
+            let (hash, _) = t.commit_with(CommitOptions::default().with_time(now_ms()));
+            if hash.is_some() {
+                new_changes.push(
+                    doc.get_last_local_change()
+                        .expect("a committed change is the last local change"),
+                );
             }
         }
         if new_changes.is_empty() {
