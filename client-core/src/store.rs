@@ -860,25 +860,29 @@ fn typed_fields_json(p: &Projection) -> String {
 /// Saves a record's document and projection (the document must hold its genesis).
 fn save_record(tx: &Transaction<'_>, doc: &Automerge) -> Result<()> {
     let p = record::project(doc)?;
-    tx.execute(
+    write_projection(tx, &p, &doc.save(), now_ms())
+}
+
+fn write_projection(tx: &Transaction<'_>, p: &Projection, doc: &[u8], now: i64) -> Result<()> {
+    tx.prepare_cached(
         "INSERT INTO records (id, kind, campaign, scope, doc, ready, fields, deleted, conflicts,
                               heads, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET doc = ?5, ready = 1, fields = ?6, deleted = ?7,
              conflicts = ?8, heads = ?9, updated_at = ?10",
-        params![
-            p.header.id.to_string(),
-            p.header.kind,
-            p.header.campaign.to_string(),
-            p.header.scope,
-            doc.save(),
-            typed_fields_json(&p),
-            p.deleted,
-            p.conflicts as i64,
-            serde_json::to_string(&p.heads).unwrap_or_else(|_| "[]".into()),
-            now_ms(),
-        ],
-    )?;
+    )?
+    .execute(params![
+        p.header.id.to_string(),
+        p.header.kind,
+        p.header.campaign.to_string(),
+        p.header.scope,
+        doc,
+        typed_fields_json(p),
+        p.deleted,
+        p.conflicts as i64,
+        serde_json::to_string(&p.heads).unwrap_or_else(|_| "[]".into()),
+        now,
+    ])?;
     Ok(())
 }
 
@@ -932,60 +936,189 @@ fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// A received record after its changes have been checked, with what the store already has.
+struct Prepared {
+    header: RecordHeader,
+    /// Changes this store does not have yet: their position in the record's list and bytes,
+    /// decoded and verified during the merge.
+    fresh: Vec<(usize, Vec<u8>)>,
+    /// Earlier changes of the record still waiting for their dependencies.
+    waiting: Vec<Change>,
+    /// The stored document, if the store has one.
+    doc: Option<Vec<u8>>,
+}
+
+/// A prepared record after merging (the CPU-heavy part, done in parallel).
+struct Merged {
+    header: RecordHeader,
+    /// Each fresh change and whether it could be applied.
+    fresh: Vec<(Change, bool)>,
+    /// Hashes of waiting changes that could now be applied.
+    now_applied: Vec<ChangeHash>,
+    /// What to store, when anything changed.
+    result: Option<MergeResult>,
+}
+
+struct MergeResult {
+    doc: Vec<u8>,
+    projection: Option<Projection>,
+}
+
+fn merge_prepared(p: Prepared) -> Result<Merged> {
+    let Prepared {
+        header,
+        fresh,
+        waiting,
+        doc: stored,
+    } = p;
+    let fresh = fresh
+        .into_iter()
+        .map(|(index, bytes)| {
+            inspect_change(&bytes)
+                .map(|info| info.change)
+                .map_err(|source| StoreError::BadChange {
+                    record: header.id.to_string(),
+                    index,
+                    source,
+                })
+        })
+        .collect::<Result<Vec<Change>>>()?;
+    let was_empty = stored.is_none();
+    let mut doc = match &stored {
+        Some(bytes) => record::load_doc(bytes).map_err(|e| StoreError::Damaged {
+            id: header.id,
+            reason: e.to_string(),
+        })?,
+        None => record::new_doc(),
+    };
+    let before = doc.get_heads();
+    doc.apply_changes(fresh.iter().chain(waiting.iter()).cloned().collect::<Vec<_>>())?;
+    let fresh: Vec<(Change, bool)> = fresh
+        .into_iter()
+        .map(|c| {
+            let applied = doc.get_change_meta_by_hash(&c.hash()).is_some();
+            (c, applied)
+        })
+        .collect();
+    let now_applied: Vec<ChangeHash> = waiting
+        .iter()
+        .map(Change::hash)
+        .filter(|h| doc.get_change_meta_by_hash(h).is_some())
+        .collect();
+    let result = if doc.get_heads() == before && !was_empty {
+        None
+    } else {
+        let doc_bytes = if was_empty {
+            // A record new to this store: its applied change chunks, in an order where every
+            // change follows its dependencies, load as its document. Skips re-encoding it.
+            let mut bytes = Vec::new();
+            let applied: Vec<&Change> = fresh
+                .iter()
+                .filter(|(_, a)| *a)
+                .map(|(c, _)| c)
+                .chain(waiting.iter().filter(|c| now_applied.contains(&c.hash())))
+                .collect();
+            for c in topological(&applied) {
+                bytes.extend_from_slice(c.raw_bytes());
+            }
+            bytes
+        } else {
+            doc.save()
+        };
+        Some(MergeResult {
+            doc: doc_bytes,
+            projection: record::project(&doc).ok(),
+        })
+    };
+    Ok(Merged {
+        header,
+        fresh,
+        now_applied,
+        result,
+    })
+}
+
+/// Orders changes so that each comes after those of its dependencies that are in the list.
+fn topological<'a>(changes: &[&'a Change]) -> Vec<&'a Change> {
+    let mut out: Vec<&Change> = Vec::with_capacity(changes.len());
+    let mut placed = std::collections::HashSet::new();
+    let mut rest: Vec<&Change> = changes.to_vec();
+    let in_list: std::collections::HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+    while !rest.is_empty() {
+        let before = rest.len();
+        rest.retain(|c| {
+            let ready = c
+                .deps()
+                .iter()
+                .all(|d| !in_list.contains(d) || placed.contains(d));
+            if ready {
+                placed.insert(c.hash());
+                out.push(*c);
+            }
+            !ready
+        });
+        if rest.len() == before {
+            out.append(&mut rest); // a cycle cannot happen with hashes; keep everything anyway
+        }
+    }
+    out
+}
+
 /// Applies received records inside `tx`: new changes are checked, stored, and merged into the
 /// record's document together with any earlier changes that were waiting for them; changes whose
 /// dependencies are still missing are stored and wait.
+///
+/// Reading and writing SQLite happen on this thread; merging (Automerge's work, most of the
+/// cost) is spread over the machine's cores.
 fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> Result<ApplyStats> {
     let mut stats = ApplyStats::default();
+    // 1. Check every change and read what the store has.
+    let mut prepared = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for wire in records {
         let header = wire.header()?;
         let id_str = header.id.to_string();
-        // Check and sort out what is new.
-        let mut fresh: Vec<(ChangeHash, Change)> = Vec::new();
+        let mut fresh = Vec::new();
         for (index, bytes) in wire.changes.iter().enumerate() {
-            let info = inspect_change(bytes).map_err(|source| StoreError::BadChange {
-                record: wire.id.clone(),
-                index,
-                source,
-            })?;
+            // Deduplicate by hash without decoding; the merge decodes and verifies what is new.
+            let hash = match fieldsync_protocol::quick_hash(bytes) {
+                Some(h) => h,
+                None => {
+                    inspect_change(bytes)
+                        .map_err(|source| StoreError::BadChange {
+                            record: wire.id.clone(),
+                            index,
+                            source,
+                        })?
+                        .hash
+                }
+            };
             let known = tx
                 .prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
-                .query_row([info.hash.0.as_slice()], |_| Ok(()))
+                .query_row([hash.0.as_slice()], |_| Ok(()))
                 .optional()?
                 .is_some();
             if known {
                 stats.known_changes += 1;
                 if acked {
                     tx.prepare_cached("UPDATE changes SET acked = 1 WHERE hash = ?1")?
-                        .execute([info.hash.0.as_slice()])?;
+                        .execute([hash.0.as_slice()])?;
                 }
-            } else if !fresh.iter().any(|(h, _)| *h == info.hash) {
-                fresh.push((info.hash, info.change));
+            } else if seen.insert(hash) {
+                fresh.push((index, bytes.to_vec()));
             }
         }
         if fresh.is_empty() {
             continue;
         }
         stats.new_changes += fresh.len() as u64;
-        // The record's current document, or an empty one.
-        let row = tx
-            .query_row(
-                "SELECT kind, campaign, scope, doc, ready FROM records WHERE id = ?1",
-                [&id_str],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                        r.get::<_, bool>(4)?,
-                    ))
-                },
-            )
+        let row: Option<(String, String, String, Vec<u8>)> = tx
+            .prepare_cached("SELECT kind, campaign, scope, doc FROM records WHERE id = ?1")?
+            .query_row([&id_str], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        let mut doc = match &row {
-            Some((kind, campaign, scope, doc, _)) => {
-                let have = RecordHeader::parse(&id_str, kind, campaign, scope)?;
+        let doc = match row {
+            Some((kind, campaign, scope, doc)) => {
+                let have = RecordHeader::parse(&id_str, &kind, &campaign, &scope)?;
                 if have != header {
                     return Err(StoreError::HeaderMismatch {
                         id: header.id,
@@ -993,75 +1126,93 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
                         got: Box::new(header),
                     });
                 }
-                record::load_doc(doc).map_err(|e| StoreError::Damaged {
-                    id: header.id,
-                    reason: e.to_string(),
-                })?
+                Some(doc)
             }
-            None => record::new_doc(),
+            None => None,
         };
-        // Earlier changes of this record that were waiting for their dependencies.
-        let mut waiting: Vec<(ChangeHash, Change)> = Vec::new();
+        let mut waiting = Vec::new();
         {
-            let mut stmt =
-                tx.prepare_cached("SELECT bytes FROM changes WHERE record_id = ?1 AND applied = 0")?;
-            let rows = stmt.query_map([&id_str], |r| r.get::<_, Vec<u8>>(0))?;
-            for bytes in rows {
-                let bytes = bytes?;
-                if let Ok(info) = inspect_change(&bytes) {
-                    waiting.push((info.hash, info.change));
+            let mut stmt = tx
+                .prepare_cached("SELECT bytes FROM changes WHERE record_id = ?1 AND applied = 0")?;
+            for bytes in stmt.query_map([&id_str], |r| r.get::<_, Vec<u8>>(0))? {
+                if let Ok(info) = inspect_change(&bytes?) {
+                    waiting.push(info.change);
                 }
             }
         }
-        let before = doc.get_heads();
-        doc.apply_changes(
-            fresh
-                .iter()
-                .chain(waiting.iter())
-                .map(|(_, c)| c.clone())
-                .collect::<Vec<_>>(),
-        )?;
-        for (hash, change) in &fresh {
-            let applied = doc.get_change_meta_by_hash(hash).is_some();
+        prepared.push(Prepared {
+            header,
+            fresh,
+            waiting,
+            doc,
+        });
+    }
+    // 2. Merge, on as many threads as there are cores (records are independent).
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(prepared.len().div_ceil(16).max(1));
+    let merged: Vec<Result<Merged>> = if threads <= 1 {
+        prepared.into_iter().map(merge_prepared).collect()
+    } else {
+        let chunk = prepared.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<Prepared>> = Vec::new();
+        let mut it = prepared.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(chunk).collect());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|c| scope.spawn(move || c.into_iter().map(merge_prepared).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("merge thread panicked"))
+                .collect()
+        })
+    };
+    // 3. Write.
+    let now = now_ms();
+    for m in merged {
+        let m = m?;
+        let id = m.header.id;
+        for (change, applied) in &m.fresh {
             if !applied {
                 stats.waiting += 1;
             }
             let flags = ChangeFlags {
                 local: false,
                 acked,
-                applied,
+                applied: *applied,
             };
-            insert_change(tx, header.id, change, flags)?;
+            insert_change(tx, id, change, flags)?;
         }
-        for (hash, _) in &waiting {
-            if doc.get_change_meta_by_hash(hash).is_some() {
-                tx.prepare_cached("UPDATE changes SET applied = 1 WHERE hash = ?1")?
-                    .execute([hash.0.as_slice()])?;
-            }
+        for hash in &m.now_applied {
+            tx.prepare_cached("UPDATE changes SET applied = 1 WHERE hash = ?1")?
+                .execute([hash.0.as_slice()])?;
         }
-        if doc.get_heads() == before && row.is_some() {
-            continue;
-        }
+        let Some(result) = m.result else { continue };
         stats.records_changed += 1;
-        match record::project(&doc) {
-            Ok(_) => save_record(tx, &doc)?,
-            Err(_) => {
+        match &result.projection {
+            Some(p) => write_projection(tx, p, &result.doc, now)?,
+            None => {
                 // No genesis yet (its changes are waiting): keep the header so the record's
                 // changes can be pushed on, but do not show it.
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO records (id, kind, campaign, scope, doc, ready, fields, deleted,
                                           conflicts, heads, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 0, '{}', 0, 0, '[]', ?6)
                      ON CONFLICT (id) DO UPDATE SET doc = ?5",
-                    params![
-                        id_str,
-                        header.kind,
-                        header.campaign.to_string(),
-                        header.scope,
-                        doc.save(),
-                        now_ms()
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    id.to_string(),
+                    m.header.kind,
+                    m.header.campaign.to_string(),
+                    m.header.scope,
+                    result.doc,
+                    now
+                ])?;
             }
         }
     }

@@ -54,6 +54,18 @@ pub fn inspect_change(bytes: &[u8]) -> Result<ChangeInfo, ChangeError> {
     })
 }
 
+/// The hash of an uncompressed change chunk, computed without decoding it (SHA-256 of the chunk
+/// after its magic bytes and checksum, as Automerge defines it). `None` for anything else; use
+/// [`inspect_change`] to decode and verify. Cheap enough to deduplicate before decoding.
+pub fn quick_hash(bytes: &[u8]) -> Option<ChangeHash> {
+    use sha2::Digest;
+    const CHANGE_CHUNK: u8 = 1;
+    if bytes.len() < 10 || bytes[..4] != MAGIC || bytes[8] != CHANGE_CHUNK {
+        return None;
+    }
+    Some(ChangeHash(sha2::Sha256::digest(&bytes[8..]).into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +86,8 @@ mod tests {
         assert_eq!(info.seq, 1);
         assert!(info.deps.is_empty());
         assert_eq!(info.change.raw_bytes(), &bytes[..]);
+        assert_eq!(quick_hash(&bytes), Some(info.hash));
+        assert_eq!(quick_hash(b"short"), None);
     }
 
     #[test]

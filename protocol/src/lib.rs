@@ -16,7 +16,7 @@ pub mod ids;
 pub mod record;
 pub mod wire;
 
-pub use change::{ChangeError, ChangeInfo, inspect_change};
+pub use change::{ChangeError, ChangeInfo, inspect_change, quick_hash};
 pub use ids::{new_record_id, singleton_id};
 pub use record::{
     Conflict, ConflictValue, FieldValue, Projection, RecordError, RecordHeader, genesis_actor,

@@ -23,7 +23,7 @@ pub const MAX_COMPRESSED_PUSH_BYTES: usize = 16 << 20;
 /// The most change bytes a client puts in one push (a batch); the rest goes in further pushes.
 pub const DEFAULT_PUSH_BATCH_BYTES: usize = 2 << 20;
 /// The default, smallest and largest size of one pull page (change bytes).
-pub const DEFAULT_PAGE_BYTES: usize = 2 << 20;
+pub const DEFAULT_PAGE_BYTES: usize = 1 << 20;
 /// See [`DEFAULT_PAGE_BYTES`].
 pub const MIN_PAGE_BYTES: usize = 16 << 10;
 /// See [`DEFAULT_PAGE_BYTES`].

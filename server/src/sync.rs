@@ -141,22 +141,48 @@ pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut records = Vec::with_capacity(request.records.len());
-    for wire_record in request.records {
-        let header = wire_record.header().map_err(|e| {
-            ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid_record", format!(
-                "record {:?}: {e}",
-                wire_record.id
-            ))
-        })?;
-        let changes = check_changes(&header, wire_record.changes)?;
-        records.push(CheckedRecord { header, changes });
+    // Records are independent: check them on every core.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(request.records.len().div_ceil(64).max(1));
+    let chunk = request.records.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<_>> = Vec::new();
+    let mut it = request.records.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(chunk).collect());
+    }
+    let checked: Vec<Result<Vec<CheckedRecord>, ApiError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(check_record).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(ApiError::Internal("check panicked".into()))))
+            .collect()
+    });
+    let mut records = Vec::new();
+    for c in checked {
+        records.extend(c?);
     }
     Ok(CheckedPush {
         device,
         actors,
         records,
     })
+}
+
+fn check_record(wire_record: fieldsync_protocol::wire::WireRecord) -> Result<CheckedRecord, ApiError> {
+    let header = wire_record.header().map_err(|e| {
+        ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_record",
+            format!("record {:?}: {e}", wire_record.id),
+        )
+    })?;
+    let changes = check_changes(&header, wire_record.changes)?;
+    Ok(CheckedRecord { header, changes })
 }
 
 fn check_changes(

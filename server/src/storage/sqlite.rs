@@ -83,6 +83,10 @@ CREATE INDEX changes_unapplied ON changes (record_id) WHERE applied = 0;
 
 /// How many records one merge transaction handles before the writer looks for pushes again.
 const MERGE_CHUNK: usize = 64;
+/// How long merging waits after the last push or pull before it starts.
+const MERGE_QUIET: Duration = Duration::from_millis(250);
+/// The longest merging is postponed by continuing sync traffic.
+const MERGE_MAX_DELAY: Duration = Duration::from_secs(5);
 /// Most rows scanned for one pull page.
 const PAGE_ROWS: usize = 20_000;
 
@@ -196,12 +200,23 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut dirty = true; // merge whatever a previous run left unmerged
+        // Merging yields to sync traffic: it waits until no push or pull has come for
+        // MERGE_QUIET, but never postpones for longer than MERGE_MAX_DELAY.
+        let mut last_traffic = Instant::now() - MERGE_QUIET;
+        let mut merge_due = Instant::now();
         loop {
             let command = if dirty {
-                match rx.try_recv() {
+                let now = Instant::now();
+                let quiet_at = last_traffic + MERGE_QUIET;
+                let wait = if now >= merge_due || now >= quiet_at {
+                    Duration::ZERO
+                } else {
+                    quiet_at.min(merge_due) - now
+                };
+                match rx.recv_timeout(wait) {
                     Ok(c) => Some(c),
-                    Err(mpsc::TryRecvError::Empty) => None,
-                    Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             } else {
                 match rx.recv() {
@@ -213,11 +228,16 @@ impl Writer {
                 Some(Command::Push(push, reply)) => {
                     let result = self.push(push);
                     if matches!(result, Ok(o) if o.stored > 0) {
+                        if !dirty {
+                            merge_due = Instant::now() + MERGE_MAX_DELAY;
+                        }
                         dirty = true;
                     }
+                    last_traffic = Instant::now();
                     let _ = reply.send(result);
                 }
                 Some(Command::PulledBy(device)) => {
+                    last_traffic = Instant::now();
                     let _ = self.conn.execute(
                         "INSERT INTO devices (id, first_seen, last_pull) VALUES (?1, ?2, ?2)
                          ON CONFLICT (id) DO UPDATE SET last_pull = ?2",

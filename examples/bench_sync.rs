@@ -1,0 +1,245 @@
+//! Sync benchmark: 10,000 interview records (15 fields, one ~500-character Chinese note) created
+//! offline on device A, pushed to a server, then pulled by a fresh device B.
+//!
+//! ```text
+//! cargo run --release --example bench_sync            # 10,000 records
+//! cargo run --release --example bench_sync -- 2000    # another count
+//! ```
+//!
+//! The server and each device run in their own process so that each one's peak memory (VmHWM)
+//! is its own. Prints push and pull seconds, bytes on the wire (compressed request and response
+//! bodies), the gzip size of the same records as JSON lines, and peak memory of each process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+use serde_json::json;
+use uuid::Uuid;
+
+const PHRASES: &[&str] = &[
+    "村两委班子", "团结协作", "集体经济收入", "产业发展", "党员教育管理", "三会一课",
+    "组织生活会", "村务公开", "群众反映", "后备干部", "乡村振兴", "基础设施建设",
+    "人居环境整治", "矛盾纠纷调解", "便民服务", "发展党员", "驻村干部", "民主评议",
+    "工作作风", "履职尽责", "廉洁自律", "项目建设", "土地流转", "合作社", "增收致富",
+    "班子成员", "书记", "主任", "年龄结构", "学历层次", "能力不足", "积极性不高",
+    "存在问题", "下一步", "整改措施", "加强", "落实", "完善", "推进", "提升",
+];
+
+/// A deterministic pseudo-random sequence (no dependency, same records on every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() as usize) % xs.len()]
+    }
+}
+
+fn note(rng: &mut Lcg) -> String {
+    let mut s = String::new();
+    while s.chars().count() < 500 {
+        s.push_str(rng.pick(PHRASES));
+        s.push(if rng.next() % 5 == 0 { '。' } else { '，' });
+    }
+    s.chars().take(500).collect()
+}
+
+fn fields(i: usize, rng: &mut Lcg) -> Vec<(&'static str, FieldValue)> {
+    let s = |v: String| FieldValue::Str(v);
+    vec![
+        ("interviewer", s(format!("工作组{}", i % 9 + 1))),
+        ("interviewee", s(format!("{}{}", rng.pick(&["王", "李", "张", "刘", "陈"]), rng.pick(&["建国", "秀英", "明", "伟", "芳"])))),
+        ("position", s(rng.pick(&["书记", "主任", "副书记", "委员", "一肩挑"]).into())),
+        ("category", s(rng.pick(&["班子成员", "党员代表", "村民代表", "村民小组长"]).into())),
+        ("date", s(format!("2026-0{}-{:02}", 3 + i % 6, 1 + i % 28))),
+        ("age", FieldValue::Int(28 + (rng.next() % 35) as i64)),
+        ("education", s(rng.pick(&["初中", "高中", "大专", "本科"]).into())),
+        ("party_member", FieldValue::Bool(rng.next() % 4 != 0)),
+        ("rating_team", s(rng.pick(&["满意", "基本满意", "不满意"]).into())),
+        ("rating_secretary", s(rng.pick(&["满意", "基本满意", "不满意"]).into())),
+        ("problems_raised", FieldValue::Int((rng.next() % 4) as i64)),
+        ("duration_min", FieldValue::Int(15 + (rng.next() % 60) as i64)),
+        ("location", s(format!("村委会{}号会议室", 1 + i % 3))),
+        ("follow_up", FieldValue::Bool(rng.next() % 3 == 0)),
+        ("notes", FieldValue::Text(note(rng))),
+    ]
+}
+
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM")
+}
+
+fn self_peak() -> u64 {
+    peak_rss_kib(std::process::id()).unwrap_or(0)
+}
+
+fn campaign() -> Uuid {
+    Uuid::from_u128(0x2026)
+}
+
+fn device_a(url: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
+    let mut store = Store::open(format!("{dir}/device-a.sqlite3"))?;
+    let mut rng = Lcg(42);
+    let started = Instant::now();
+    for i in 0..n {
+        let f = fields(i, &mut rng);
+        store.create("interview", campaign(), &format!("3501020{:02}", i % 9 + 1), &f)?;
+    }
+    let create_s = started.elapsed().as_secs_f64();
+    let mut t = HttpTransport::new(url)?;
+    let started = Instant::now();
+    let report = sync(&mut store, &mut t, &SyncOptions::default())?;
+    let push_s = started.elapsed().as_secs_f64();
+    if store.pending_upload()? != 0 {
+        bail!("device A still has changes to upload");
+    }
+    Ok(json!({
+        "create_s": create_s, "push_s": push_s, "pushed": report.pushed,
+        "requests": t.stats.requests, "up": t.stats.body_bytes_up, "down": t.stats.body_bytes_down,
+        "peak_kib": self_peak(),
+    }))
+}
+
+fn device_b(url: &str, dir: &str) -> Result<serde_json::Value> {
+    let mut store = Store::open(format!("{dir}/device-b.sqlite3"))?;
+    let mut t = HttpTransport::new(url)?;
+    let started = Instant::now();
+    let report = sync(&mut store, &mut t, &SyncOptions::default())?;
+    let pull_s = started.elapsed().as_secs_f64();
+    // The same records as JSON lines, gzip-compressed: the yardstick for bytes on the wire.
+    let mut lines = Vec::new();
+    for r in store.list(&Default::default())? {
+        let fields: serde_json::Map<_, _> =
+            r.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        serde_json::to_writer(
+            &mut lines,
+            &json!({"id": r.header.id, "kind": r.header.kind, "campaign": r.header.campaign,
+                    "scope": r.header.scope, "fields": fields}),
+        )?;
+        lines.push(b'\n');
+    }
+    let gz = fieldsync_protocol::wire::gzip(&lines);
+    Ok(json!({
+        "pull_s": pull_s, "received": report.received, "records": store.count()?,
+        "requests": t.stats.requests, "up": t.stats.body_bytes_up, "down": t.stats.body_bytes_down,
+        "jsonl_bytes": lines.len(), "jsonl_gzip_bytes": gz.len(), "peak_kib": self_peak(),
+    }))
+}
+
+fn serve(dir: &str) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("http://{}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        // Stop when the parent closes our stdin.
+        let shutdown = async {
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut s = String::new();
+                while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {}
+            })
+            .await;
+        };
+        fieldsync_server::run(
+            listener,
+            fieldsync_server::Config { data_dir: dir.into() },
+            shutdown,
+        )
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+fn child(args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new(std::env::current_exe()?).args(args).stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        bail!("{args:?} failed");
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("serve") => return serve(&args[2]),
+        Some("device-a") => {
+            let v = device_a(&args[2], &args[3], args[4].parse()?)?;
+            println!("{v}");
+            return Ok(());
+        }
+        Some("device-b") => {
+            println!("{}", device_b(&args[2], &args[3])?);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let n: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().to_str().context("temp path")?;
+    let mut server = Command::new(std::env::current_exe()?)
+        .args(["serve", &format!("{d}/server")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut url = String::new();
+    BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut url)?;
+    let url = url.trim().to_string();
+
+    eprintln!("device A: creating {n} records offline and pushing them to {url} ...");
+    let a = child(&["device-a", &url, d, &n.to_string()])?;
+    eprintln!("device B: pulling ...");
+    let b = child(&["device-b", &url, d])?;
+    // Let the server finish merging, then read its peak memory.
+    let merge_started = Instant::now();
+    loop {
+        let status: serde_json::Value =
+            reqwest::blocking::get(format!("{url}/v1/status"))?.json()?;
+        if status["unmerged_records"] == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let merged_after = merge_started.elapsed().as_secs_f64();
+    let server_peak = peak_rss_kib(server.id())?;
+    drop(server.stdin.take());
+    server.wait()?;
+
+    let wire = a["up"].as_u64().unwrap_or(0)
+        + a["down"].as_u64().unwrap_or(0)
+        + b["up"].as_u64().unwrap_or(0)
+        + b["down"].as_u64().unwrap_or(0);
+    let gz = b["jsonl_gzip_bytes"].as_f64().unwrap_or(1.0);
+    let push_s = a["push_s"].as_f64().unwrap_or(0.0);
+    let pull_s = b["pull_s"].as_f64().unwrap_or(0.0);
+    println!("records                      {n}");
+    println!("create offline (device A)    {:.2} s", a["create_s"].as_f64().unwrap_or(0.0));
+    println!("push (device A sync)         {push_s:.2} s  ({} requests)", a["requests"]);
+    println!("pull (device B sync)         {pull_s:.2} s  ({} requests)", b["requests"]);
+    println!("push + pull                  {:.2} s", push_s + pull_s);
+    println!("server merged all after pull {merged_after:.2} s more");
+    println!("bytes up (A)                 {}", a["up"]);
+    println!("bytes down (B)               {}", b["down"]);
+    println!("bytes on the wire, total     {wire}");
+    println!("same records as JSON lines   {} (gzip {})", b["jsonl_bytes"], b["jsonl_gzip_bytes"]);
+    println!("wire / gzip(JSON lines)      {:.2}", wire as f64 / gz);
+    println!("server peak memory           {:.1} MB", server_peak as f64 / 1024.0);
+    println!("device A peak memory         {:.1} MB", a["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    println!("device B peak memory         {:.1} MB", b["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    if b["records"].as_u64() != Some(n as u64) {
+        bail!("device B has {} records, expected {n}", b["records"]);
+    }
+    Ok(())
+}
