@@ -20,12 +20,46 @@ use serde_json::json;
 use uuid::Uuid;
 
 const PHRASES: &[&str] = &[
-    "村两委班子", "团结协作", "集体经济收入", "产业发展", "党员教育管理", "三会一课",
-    "组织生活会", "村务公开", "群众反映", "后备干部", "乡村振兴", "基础设施建设",
-    "人居环境整治", "矛盾纠纷调解", "便民服务", "发展党员", "驻村干部", "民主评议",
-    "工作作风", "履职尽责", "廉洁自律", "项目建设", "土地流转", "合作社", "增收致富",
-    "班子成员", "书记", "主任", "年龄结构", "学历层次", "能力不足", "积极性不高",
-    "存在问题", "下一步", "整改措施", "加强", "落实", "完善", "推进", "提升",
+    "村两委班子",
+    "团结协作",
+    "集体经济收入",
+    "产业发展",
+    "党员教育管理",
+    "三会一课",
+    "组织生活会",
+    "村务公开",
+    "群众反映",
+    "后备干部",
+    "乡村振兴",
+    "基础设施建设",
+    "人居环境整治",
+    "矛盾纠纷调解",
+    "便民服务",
+    "发展党员",
+    "驻村干部",
+    "民主评议",
+    "工作作风",
+    "履职尽责",
+    "廉洁自律",
+    "项目建设",
+    "土地流转",
+    "合作社",
+    "增收致富",
+    "班子成员",
+    "书记",
+    "主任",
+    "年龄结构",
+    "学历层次",
+    "能力不足",
+    "积极性不高",
+    "存在问题",
+    "下一步",
+    "整改措施",
+    "加强",
+    "落实",
+    "完善",
+    "推进",
+    "提升",
 ];
 
 /// A deterministic pseudo-random sequence (no dependency, same records on every run).
@@ -33,7 +67,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
@@ -45,7 +82,7 @@ fn note(rng: &mut Lcg) -> String {
     let mut s = String::new();
     while s.chars().count() < 500 {
         s.push_str(rng.pick(PHRASES));
-        s.push(if rng.next() % 5 == 0 { '。' } else { '，' });
+        s.push(if rng.next().is_multiple_of(5) { '。' } else { '，' });
     }
     s.chars().take(500).collect()
 }
@@ -54,19 +91,48 @@ fn fields(i: usize, rng: &mut Lcg) -> Vec<(&'static str, FieldValue)> {
     let s = |v: String| FieldValue::Str(v);
     vec![
         ("interviewer", s(format!("工作组{}", i % 9 + 1))),
-        ("interviewee", s(format!("{}{}", rng.pick(&["王", "李", "张", "刘", "陈"]), rng.pick(&["建国", "秀英", "明", "伟", "芳"])))),
-        ("position", s(rng.pick(&["书记", "主任", "副书记", "委员", "一肩挑"]).into())),
-        ("category", s(rng.pick(&["班子成员", "党员代表", "村民代表", "村民小组长"]).into())),
+        (
+            "interviewee",
+            s(format!(
+                "{}{}",
+                rng.pick(&["王", "李", "张", "刘", "陈"]),
+                rng.pick(&["建国", "秀英", "明", "伟", "芳"])
+            )),
+        ),
+        (
+            "position",
+            s(rng
+                .pick(&["书记", "主任", "副书记", "委员", "一肩挑"])
+                .into()),
+        ),
+        (
+            "category",
+            s(rng
+                .pick(&["班子成员", "党员代表", "村民代表", "村民小组长"])
+                .into()),
+        ),
         ("date", s(format!("2026-0{}-{:02}", 3 + i % 6, 1 + i % 28))),
         ("age", FieldValue::Int(28 + (rng.next() % 35) as i64)),
-        ("education", s(rng.pick(&["初中", "高中", "大专", "本科"]).into())),
-        ("party_member", FieldValue::Bool(rng.next() % 4 != 0)),
-        ("rating_team", s(rng.pick(&["满意", "基本满意", "不满意"]).into())),
-        ("rating_secretary", s(rng.pick(&["满意", "基本满意", "不满意"]).into())),
+        (
+            "education",
+            s(rng.pick(&["初中", "高中", "大专", "本科"]).into()),
+        ),
+        ("party_member", FieldValue::Bool(!rng.next().is_multiple_of(4))),
+        (
+            "rating_team",
+            s(rng.pick(&["满意", "基本满意", "不满意"]).into()),
+        ),
+        (
+            "rating_secretary",
+            s(rng.pick(&["满意", "基本满意", "不满意"]).into()),
+        ),
         ("problems_raised", FieldValue::Int((rng.next() % 4) as i64)),
-        ("duration_min", FieldValue::Int(15 + (rng.next() % 60) as i64)),
+        (
+            "duration_min",
+            FieldValue::Int(15 + (rng.next() % 60) as i64),
+        ),
         ("location", s(format!("村委会{}号会议室", 1 + i % 3))),
-        ("follow_up", FieldValue::Bool(rng.next() % 3 == 0)),
+        ("follow_up", FieldValue::Bool(rng.next().is_multiple_of(3))),
         ("notes", FieldValue::Text(note(rng))),
     ]
 }
@@ -95,7 +161,12 @@ fn device_a(url: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
     let started = Instant::now();
     for i in 0..n {
         let f = fields(i, &mut rng);
-        store.create("interview", campaign(), &format!("3501020{:02}", i % 9 + 1), &f)?;
+        store.create(
+            "interview",
+            campaign(),
+            &format!("3501020{:02}", i % 9 + 1),
+            &f,
+        )?;
     }
     let create_s = started.elapsed().as_secs_f64();
     let mut t = HttpTransport::new(url)?;
@@ -121,8 +192,11 @@ fn device_b(url: &str, dir: &str) -> Result<serde_json::Value> {
     // The same records as JSON lines, gzip-compressed: the yardstick for bytes on the wire.
     let mut lines = Vec::new();
     for r in store.list(&Default::default())? {
-        let fields: serde_json::Map<_, _> =
-            r.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let fields: serde_json::Map<_, _> = r
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
         serde_json::to_writer(
             &mut lines,
             &json!({"id": r.header.id, "kind": r.header.kind, "campaign": r.header.campaign,
@@ -139,7 +213,10 @@ fn device_b(url: &str, dir: &str) -> Result<serde_json::Value> {
 }
 
 fn serve(dir: &str) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("http://{}", listener.local_addr()?);
@@ -148,13 +225,19 @@ fn serve(dir: &str) -> Result<()> {
         let shutdown = async {
             let _ = tokio::task::spawn_blocking(|| {
                 let mut s = String::new();
-                while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {}
+                while std::io::stdin()
+                    .read_line(&mut s)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {}
             })
             .await;
         };
         fieldsync_server::run(
             listener,
-            fieldsync_server::Config { data_dir: dir.into() },
+            fieldsync_server::Config {
+                data_dir: dir.into(),
+            },
             shutdown,
         )
         .await?;
@@ -163,7 +246,10 @@ fn serve(dir: &str) -> Result<()> {
 }
 
 fn child(args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(std::env::current_exe()?).args(args).stderr(Stdio::inherit()).output()?;
+    let out = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
     if !out.status.success() {
         bail!("{args:?} failed");
     }
@@ -185,7 +271,11 @@ fn main() -> Result<()> {
         }
         _ => {}
     }
-    let n: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
+    let n: usize = args
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().context("temp path")?;
     let mut server = Command::new(std::env::current_exe()?)
@@ -225,19 +315,40 @@ fn main() -> Result<()> {
     let push_s = a["push_s"].as_f64().unwrap_or(0.0);
     let pull_s = b["pull_s"].as_f64().unwrap_or(0.0);
     println!("records                      {n}");
-    println!("create offline (device A)    {:.2} s", a["create_s"].as_f64().unwrap_or(0.0));
-    println!("push (device A sync)         {push_s:.2} s  ({} requests)", a["requests"]);
-    println!("pull (device B sync)         {pull_s:.2} s  ({} requests)", b["requests"]);
+    println!(
+        "create offline (device A)    {:.2} s",
+        a["create_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "push (device A sync)         {push_s:.2} s  ({} requests)",
+        a["requests"]
+    );
+    println!(
+        "pull (device B sync)         {pull_s:.2} s  ({} requests)",
+        b["requests"]
+    );
     println!("push + pull                  {:.2} s", push_s + pull_s);
     println!("server merged all after pull {merged_after:.2} s more");
     println!("bytes up (A)                 {}", a["up"]);
     println!("bytes down (B)               {}", b["down"]);
     println!("bytes on the wire, total     {wire}");
-    println!("same records as JSON lines   {} (gzip {})", b["jsonl_bytes"], b["jsonl_gzip_bytes"]);
+    println!(
+        "same records as JSON lines   {} (gzip {})",
+        b["jsonl_bytes"], b["jsonl_gzip_bytes"]
+    );
     println!("wire / gzip(JSON lines)      {:.2}", wire as f64 / gz);
-    println!("server peak memory           {:.1} MB", server_peak as f64 / 1024.0);
-    println!("device A peak memory         {:.1} MB", a["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0);
-    println!("device B peak memory         {:.1} MB", b["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    println!(
+        "server peak memory           {:.1} MB",
+        server_peak as f64 / 1024.0
+    );
+    println!(
+        "device A peak memory         {:.1} MB",
+        a["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0
+    );
+    println!(
+        "device B peak memory         {:.1} MB",
+        b["peak_kib"].as_f64().unwrap_or(0.0) / 1024.0
+    );
     if b["records"].as_u64() != Some(n as u64) {
         bail!("device B has {} records, expected {n}", b["records"]);
     }

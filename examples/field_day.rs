@@ -35,7 +35,10 @@ fn main() -> Result<()> {
         campaign,
         scope: village.into(),
     };
-    leader.ensure(&assessment, &[("summary", FieldValue::Text("班子整体运行平稳。".into()))])?;
+    leader.ensure(
+        &assessment,
+        &[("summary", FieldValue::Text("班子整体运行平稳。".into()))],
+    )?;
     let url = server.url();
     let to_server = || HttpTransport::new(&url);
     sync(&mut leader, &mut to_server()?, &SyncOptions::default())?;
@@ -49,18 +52,28 @@ fn main() -> Result<()> {
         &[
             ("interviewee", s("王建国")),
             ("position", s("书记")),
-            ("notes", FieldValue::Text("王书记谈到集体经济收入偏低。".into())),
+            (
+                "notes",
+                FieldValue::Text("王书记谈到集体经济收入偏低。".into()),
+            ),
         ],
     )?;
     member.ensure(&assessment, &[("rating", s("正常"))])?;
-    member.edit(assessment.id, |e| e.append_text("summary", "产业发展偏慢。"))?;
+    member.edit(assessment.id, |e| {
+        e.append_text("summary", "产业发展偏慢。")
+    })?;
     leader.ensure(&assessment, &[("rating", s("好"))])?;
-    leader.edit(assessment.id, |e| e.splice_text("summary", 0, 0, "【组长】"))?;
+    leader.edit(assessment.id, |e| {
+        e.splice_text("summary", 0, 0, "【组长】")
+    })?;
     clerk.create(
         "questionnaire",
         campaign,
         village,
-        &[("collected", FieldValue::Int(36)), ("satisfied", FieldValue::Int(31))],
+        &[
+            ("collected", FieldValue::Int(36)),
+            ("satisfied", FieldValue::Int(31)),
+        ],
     )?;
     // The clerk also opens the assessment offline, not knowing the leader already did.
     clerk.ensure(&assessment, &[("forms_checked", FieldValue::Bool(true))])?;
@@ -91,10 +104,18 @@ fn main() -> Result<()> {
     for c in clerk.conflicts(assessment.id)? {
         println!("  {} of the assessment:", c.field);
         for v in &c.values {
-            println!("    {} written by actor {}", v.value.to_json(), &v.actor[..8]);
+            println!(
+                "    {} written by actor {}",
+                v.value.to_json(),
+                &v.actor[..8]
+            );
         }
     }
-    assert_eq!(clerk.list(&Default::default())?.len(), 3, "three records, no duplicates");
+    assert_eq!(
+        clerk.list(&Default::default())?.len(),
+        3,
+        "three records, no duplicates"
+    );
     assert!(clerk.get(interview).is_ok());
     server.wait_merged()?;
     println!(

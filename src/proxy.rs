@@ -59,7 +59,13 @@ impl Proxy {
                     continue;
                 };
                 let s2 = s.clone();
-                spawn_pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), cut.upstream_after, s.clone(), true);
+                spawn_pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    cut.upstream_after,
+                    s.clone(),
+                    true,
+                );
                 spawn_pipe(server, client, cut.downstream_after, s2, false);
             }
         });

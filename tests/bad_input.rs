@@ -25,7 +25,12 @@ struct Refusal {
     message: String,
 }
 
-fn post(server: &TestServer, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> Result<Refusal> {
+fn post(
+    server: &TestServer,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Refusal> {
     let mut req = Client::new()
         .post(format!("{}{}", server.url(), PUSH_PATH))
         .header("content-type", content_type)
@@ -36,7 +41,9 @@ fn post(server: &TestServer, content_type: &str, encoding: Option<&str>, body: V
     let resp = req.send()?;
     let status = resp.status().as_u16();
     assert_eq!(
-        resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("")),
+        resp.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("")),
         Some("application/json"),
         "errors are JSON"
     );
@@ -59,17 +66,32 @@ fn assert_nothing_stored_and_still_serving(server: &TestServer) -> Result<()> {
 #[test]
 fn a_body_that_is_not_cbor_is_a_400() -> Result<()> {
     let server = TestServer::start()?;
-    let r = post(&server, CBOR_CONTENT_TYPE, None, b"{\"records\": []}".to_vec())?;
+    let r = post(
+        &server,
+        CBOR_CONTENT_TYPE,
+        None,
+        b"{\"records\": []}".to_vec(),
+    )?;
     assert_eq!((r.status, r.code.as_str()), (400, "invalid_body"));
-    assert!(r.message.contains("not a valid push message"), "{}", r.message);
-    let r = post(&server, CBOR_CONTENT_TYPE, Some("gzip"), b"not gzip at all".to_vec())?;
+    assert!(
+        r.message.contains("not a valid push message"),
+        "{}",
+        r.message
+    );
+    let r = post(
+        &server,
+        CBOR_CONTENT_TYPE,
+        Some("gzip"),
+        b"not gzip at all".to_vec(),
+    )?;
     assert_eq!((r.status, r.code.as_str()), (400, "invalid_body"));
     assert!(r.message.contains("gzip"), "{}", r.message);
     assert_nothing_stored_and_still_serving(&server)
 }
 
 #[test]
-fn bytes_that_are_not_an_automerge_change_are_a_422_and_nothing_of_the_push_is_stored() -> Result<()> {
+fn bytes_that_are_not_an_automerge_change_are_a_422_and_nothing_of_the_push_is_stored() -> Result<()>
+{
     let server = TestServer::start()?;
     let mut push = a_valid_push()?;
     // The first change is fine; the second is corrupted by one byte.
@@ -77,15 +99,30 @@ fn bytes_that_are_not_an_automerge_change_are_a_422_and_nothing_of_the_push_is_s
     let bytes = push.records[0].changes[last].as_mut();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
-    let r = post(&server, CBOR_CONTENT_TYPE, Some("gzip"), wire::gzip(&wire::encode(&push)))?;
+    let r = post(
+        &server,
+        CBOR_CONTENT_TYPE,
+        Some("gzip"),
+        wire::gzip(&wire::encode(&push)),
+    )?;
     assert_eq!((r.status, r.code.as_str()), (422, "invalid_change"));
-    assert!(r.message.contains(&format!("change {last} of record")), "{}", r.message);
+    assert!(
+        r.message.contains(&format!("change {last} of record")),
+        "{}",
+        r.message
+    );
 
     let mut push = a_valid_push()?;
-    push.records[0].changes.push(ByteBuf::from(b"hello".to_vec()));
+    push.records[0]
+        .changes
+        .push(ByteBuf::from(b"hello".to_vec()));
     let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
     assert_eq!((r.status, r.code.as_str()), (422, "invalid_change"));
-    assert!(r.message.contains("not an Automerge change"), "{}", r.message);
+    assert!(
+        r.message.contains("not an Automerge change"),
+        "{}",
+        r.message
+    );
     assert_nothing_stored_and_still_serving(&server)
 }
 
@@ -97,7 +134,12 @@ fn a_forged_genesis_or_a_bad_header_is_refused() -> Result<()> {
     push.records[0].scope = "350102999".into();
     let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
     assert_eq!((r.status, r.code.as_str()), (422, "invalid_change"));
-    assert!(r.message.contains("no dependencies but is not the record's genesis"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("no dependencies but is not the record's genesis"),
+        "{}",
+        r.message
+    );
 
     let mut push = a_valid_push()?;
     push.records[0].kind = "Interview Notes".into();
@@ -155,19 +197,36 @@ fn bad_pull_queries_and_unknown_paths_are_clear_errors() -> Result<()> {
     };
     let (status, body) = get("/v1/sync/pull")?;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("device="), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("device="),
+        "{body}"
+    );
     let device = Uuid::from_u128(3);
     let (status, body) = get(&format!("/v1/sync/pull?device={device}&after=minus-one"))?;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("after"), "{body}");
-    let (status, body) = get(&format!("/v1/sync/pull?device={device}&after=1&after_hash=zz"))?;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("after"),
+        "{body}"
+    );
+    let (status, body) = get(&format!(
+        "/v1/sync/pull?device={device}&after=1&after_hash=zz"
+    ))?;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("hex"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("hex"),
+        "{body}"
+    );
     let (status, body) = get("/v1/records/not-a-uuid")?;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_body");
     let (status, body) = get(&format!("/v1/records/{device}"))?;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, _) = get("/v2/nothing")?;
     assert_eq!(status, 404);
     assert_nothing_stored_and_still_serving(&server)
@@ -191,7 +250,12 @@ fn reusing_an_actor_sequence_number_is_refused_whole() -> Result<()> {
         doc.set_actor(actor.clone());
         let fields = fieldsync_protocol::record::fields_obj(doc)?;
         let mut tx = doc.transaction();
-        fieldsync_protocol::record::put_field(&mut tx, &fields, "rating", &FieldValue::Str(rating.into()))?;
+        fieldsync_protocol::record::put_field(
+            &mut tx,
+            &fields,
+            "rating",
+            &FieldValue::Str(rating.into()),
+        )?;
         tx.commit();
         let mut rec = wire::WireRecord::new(&header);
         for c in doc.get_changes(&[]) {
@@ -213,7 +277,10 @@ fn reusing_an_actor_sequence_number_is_refused_whole() -> Result<()> {
         .send()?;
     assert_eq!(ok.status(), 200);
     let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&second))?;
-    assert_eq!((r.status, r.code.as_str()), (409, "duplicate_sequence_number"));
+    assert_eq!(
+        (r.status, r.code.as_str()),
+        (409, "duplicate_sequence_number")
+    );
     assert!(r.message.contains("actor id was reused"), "{}", r.message);
     assert_eq!(server.get_json("/v1/status")?["changes"], 2);
     Ok(())

@@ -14,18 +14,54 @@ use uuid::Uuid;
 
 const DEVICES: usize = 5;
 const VILLAGES: [&str; 2] = ["350102001", "350102002"];
-const WORDS: [&str; 6] = ["集体经济", "班子团结", "党员教育", "产业发展", "村务公开", "后备干部"];
+const WORDS: [&str; 6] = [
+    "集体经济",
+    "班子团结",
+    "党员教育",
+    "产业发展",
+    "村务公开",
+    "后备干部",
+];
 const FIELDS: [&str; 3] = ["rating", "status", "owner"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { device: usize, village: usize, word: usize },
-    Set { device: usize, record: usize, field: usize, word: usize },
-    Append { device: usize, record: usize, word: usize },
-    Splice { device: usize, record: usize, pos: usize, delete: usize, word: usize },
-    Singleton { device: usize, village: usize, field: usize, word: usize },
-    Delete { device: usize, record: usize },
-    Sync { device: usize },
+    Create {
+        device: usize,
+        village: usize,
+        word: usize,
+    },
+    Set {
+        device: usize,
+        record: usize,
+        field: usize,
+        word: usize,
+    },
+    Append {
+        device: usize,
+        record: usize,
+        word: usize,
+    },
+    Splice {
+        device: usize,
+        record: usize,
+        pos: usize,
+        delete: usize,
+        word: usize,
+    },
+    Singleton {
+        device: usize,
+        village: usize,
+        field: usize,
+        word: usize,
+    },
+    Delete {
+        device: usize,
+        record: usize,
+    },
+    Sync {
+        device: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,7 +96,11 @@ fn pick(store: &Store, n: usize) -> Option<Uuid> {
         .map(|r| r.header.id)
         .collect();
     ids.sort();
-    if ids.is_empty() { None } else { Some(ids[n % ids.len()]) }
+    if ids.is_empty() {
+        None
+    } else {
+        Some(ids[n % ids.len()])
+    }
 }
 
 type Snapshot = BTreeMap<Uuid, (bool, serde_json::Value, Vec<String>)>;
@@ -75,7 +115,10 @@ fn snapshot(store: &Store) -> Snapshot {
         .into_iter()
         .map(|r| {
             let fields = serde_json::Value::Object(
-                r.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+                r.fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
             );
             let mut heads = r.heads.clone();
             heads.sort();
@@ -87,7 +130,9 @@ fn snapshot(store: &Store) -> Snapshot {
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let server = TestServer::start().unwrap();
     let url = server.url();
-    let mut devices: Vec<Store> = (0..DEVICES).map(|_| Store::open_in_memory().unwrap()).collect();
+    let mut devices: Vec<Store> = (0..DEVICES)
+        .map(|_| Store::open_in_memory().unwrap())
+        .collect();
     let mut created: Vec<Uuid> = Vec::new();
     let options = SyncOptions {
         // Small batches and pages so that syncs span several requests.
@@ -101,7 +146,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     for op in ops {
         match op {
-            Op::Create { device, village, word } => {
+            Op::Create {
+                device,
+                village,
+                word,
+            } => {
                 let id = devices[device]
                     .create(
                         "interview",
@@ -112,19 +161,36 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .unwrap();
                 created.push(id);
             }
-            Op::Set { device, record, field, word } => {
+            Op::Set {
+                device,
+                record,
+                field,
+                word,
+            } => {
                 if let Some(id) = pick(&devices[device], record) {
                     devices[device]
                         .set(id, FIELDS[field], FieldValue::Str(WORDS[word].into()))
                         .unwrap();
                 }
             }
-            Op::Append { device, record, word } => {
+            Op::Append {
+                device,
+                record,
+                word,
+            } => {
                 if let Some(id) = pick(&devices[device], record) {
-                    devices[device].edit(id, |e| e.append_text("notes", WORDS[word])).unwrap();
+                    devices[device]
+                        .edit(id, |e| e.append_text("notes", WORDS[word]))
+                        .unwrap();
                 }
             }
-            Op::Splice { device, record, pos, delete, word } => {
+            Op::Splice {
+                device,
+                record,
+                pos,
+                delete,
+                word,
+            } => {
                 if let Some(id) = pick(&devices[device], record) {
                     let len = match devices[device].get(id).unwrap().fields.get("notes") {
                         Some(FieldValue::Text(t)) => t.chars().count(),
@@ -137,7 +203,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .unwrap();
                 }
             }
-            Op::Singleton { device, village, field, word } => {
+            Op::Singleton {
+                device,
+                village,
+                field,
+                word,
+            } => {
                 let header = RecordHeader {
                     id: singleton_id(campaign(), "assessment", VILLAGES[village]),
                     kind: "assessment".into(),
@@ -145,7 +216,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     scope: VILLAGES[village].into(),
                 };
                 devices[device]
-                    .ensure(&header, &[(FIELDS[field], FieldValue::Str(WORDS[word].into()))])
+                    .ensure(
+                        &header,
+                        &[(FIELDS[field], FieldValue::Str(WORDS[word].into()))],
+                    )
                     .unwrap();
                 if !created.contains(&header.id) {
                     created.push(header.id);

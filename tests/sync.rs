@@ -66,7 +66,11 @@ fn a_record_made_offline_reaches_a_second_device_and_the_server() -> Result<()> 
             ("notes", text("班子团结，但集体经济收入偏低。")),
         ],
     )?;
-    assert_eq!(a.store.pending_upload()?, 2, "genesis and the first edit wait to upload");
+    assert_eq!(
+        a.store.pending_upload()?,
+        2,
+        "genesis and the first edit wait to upload"
+    );
 
     let report = a.sync(&server.url())?;
     assert_eq!(report.pushed, 2);
@@ -95,7 +99,9 @@ fn concurrent_edits_to_different_fields_both_survive() -> Result<()> {
     let server = TestServer::start()?;
     let mut a = Device::new()?;
     let mut b = Device::new()?;
-    let id = a.store.create("finding", campaign(), VILLAGE, &[("category", s("党建"))])?;
+    let id = a
+        .store
+        .create("finding", campaign(), VILLAGE, &[("category", s("党建"))])?;
     a.sync(&server.url())?;
     b.sync(&server.url())?;
 
@@ -131,7 +137,8 @@ fn concurrent_chinese_text_edits_merge_character_by_character() -> Result<()> {
     b.sync(&server.url())?;
 
     // A inserts at the front, B appends and edits in the middle, both offline.
-    a.store.edit(id, |e| e.splice_text("notes", 0, 0, "【张书记】"))?;
+    a.store
+        .edit(id, |e| e.splice_text("notes", 0, 0, "【张书记】"))?;
     b.store.edit(id, |e| {
         e.append_text("notes", "集体经济收入偏低，需要发展产业。")?;
         e.splice_text("notes", 4, 2, "改造")
@@ -144,7 +151,10 @@ fn concurrent_chinese_text_edits_merge_character_by_character() -> Result<()> {
     assert_eq!(a.store.get(id)?.fields["notes"], text(want));
     assert_eq!(b.store.get(id)?.fields["notes"], text(want));
     server.wait_merged()?;
-    assert_eq!(server.get_json(&format!("/v1/records/{id}"))?["fields"]["notes"], want);
+    assert_eq!(
+        server.get_json(&format!("/v1/records/{id}"))?["fields"]["notes"],
+        want
+    );
 
     // Positions count characters: 4 is past 你好 but not past the end of the text.
     let err = a
@@ -168,15 +178,20 @@ fn a_conflict_is_shown_with_both_values_and_authors_until_resolved() -> Result<(
         scope: VILLAGE.into(),
     };
     leader.store.ensure(&header, &[("rating", s("好"))])?;
-    member
-        .store
-        .ensure(&header, &[("rating", s("正常")), ("reasons", text("产业发展较慢"))])?;
+    member.store.ensure(
+        &header,
+        &[("rating", s("正常")), ("reasons", text("产业发展较慢"))],
+    )?;
     leader.sync(&server.url())?;
     member.sync(&server.url())?;
     leader.sync(&server.url())?;
 
     let id = header.id;
-    assert_eq!(leader.store.list(&Default::default())?.len(), 1, "one record, not two");
+    assert_eq!(
+        leader.store.list(&Default::default())?.len(),
+        1,
+        "one record, not two"
+    );
     for d in [&leader, &member] {
         let rec = d.store.get(id)?;
         assert_eq!(rec.conflicts, 1);
@@ -189,19 +204,30 @@ fn a_conflict_is_shown_with_both_values_and_authors_until_resolved() -> Result<(
             .iter()
             .map(|v| (v.value.clone(), v.actor.clone()))
             .collect();
-        values.sort_by(|x, y| x.0.to_json().to_string().cmp(&y.0.to_json().to_string()));
+        values.sort_by_key(|x| x.0.to_json().to_string());
         let mut want = vec![
             (s("好"), leader.store.actor().to_hex_string()),
             (s("正常"), member.store.actor().to_hex_string()),
         ];
-        want.sort_by(|x, y| x.0.to_json().to_string().cmp(&y.0.to_json().to_string()));
+        want.sort_by_key(|x| x.0.to_json().to_string());
         assert_eq!(values, want);
-        assert!(conflicts[0].values.iter().all(|v| v.time.unwrap_or(0) > 1_700_000_000_000));
+        assert!(
+            conflicts[0]
+                .values
+                .iter()
+                .all(|v| v.time.unwrap_or(0) > 1_700_000_000_000)
+        );
     }
     server.wait_merged()?;
     let on_server = server.get_json(&format!("/v1/records/{id}/conflicts"))?;
     assert_eq!(on_server["conflicts"][0]["field"], "rating");
-    assert_eq!(on_server["conflicts"][0]["values"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        on_server["conflicts"][0]["values"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     leader.store.resolve(id, "rating", s("正常"))?;
     leader.sync(&server.url())?;
@@ -223,7 +249,12 @@ fn deleting_is_a_tombstone_that_syncs() -> Result<()> {
     let server = TestServer::start()?;
     let mut a = Device::new()?;
     let mut b = Device::new()?;
-    let id = a.store.create("meeting", campaign(), VILLAGE, &[("participants", FieldValue::Int(23))])?;
+    let id = a.store.create(
+        "meeting",
+        campaign(),
+        VILLAGE,
+        &[("participants", FieldValue::Int(23))],
+    )?;
     a.sync(&server.url())?;
     b.sync(&server.url())?;
     b.store.delete(id)?;
@@ -237,7 +268,10 @@ fn deleting_is_a_tombstone_that_syncs() -> Result<()> {
     })?;
     assert_eq!(all.len(), 1);
     server.wait_merged()?;
-    assert_eq!(server.get_json(&format!("/v1/records/{id}"))?["deleted"], true);
+    assert_eq!(
+        server.get_json(&format!("/v1/records/{id}"))?["deleted"],
+        true
+    );
     Ok(())
 }
 
@@ -246,8 +280,16 @@ fn a_change_delivered_twice_is_stored_and_applied_once() -> Result<()> {
     let server = TestServer::start()?;
     let mut a = Device::new()?;
     let mut b = Device::new()?;
-    let id = a.store.create("interview", campaign(), VILLAGE, &[("notes", text("第一次"))])?;
-    let batch = a.store.outbox_batch(0, 1 << 20)?.expect("something to push");
+    let id = a.store.create(
+        "interview",
+        campaign(),
+        VILLAGE,
+        &[("notes", text("第一次"))],
+    )?;
+    let batch = a
+        .store
+        .outbox_batch(0, 1 << 20)?
+        .expect("something to push");
     let mut t = HttpTransport::new(&server.url())?;
     use fieldsync_client_core::Transport;
     let first = t.push(&batch.request)?;
@@ -277,7 +319,10 @@ fn a_push_cut_mid_body_resumes_without_resending_what_was_acknowledged() -> Resu
             "questionnaire",
             campaign(),
             VILLAGE,
-            &[("answers", text(&format!("第{i}份问卷：对村两委班子总体满意。").repeat(20)))],
+            &[(
+                "answers",
+                text(&format!("第{i}份问卷：对村两委班子总体满意。").repeat(20)),
+            )],
         )?;
     }
     let options = SyncOptions {
@@ -312,8 +357,15 @@ fn a_push_cut_mid_body_resumes_without_resending_what_was_acknowledged() -> Resu
     assert!(err.to_string().contains("nothing was lost"), "{err}");
     assert_eq!(server.get_json("/v1/status")?["changes"], acknowledged);
 
-    let report = sync(&mut a.store, &mut HttpTransport::new(&proxy.url())?, &options)?;
-    assert_eq!(report.pushed, before, "only what was not acknowledged is sent again");
+    let report = sync(
+        &mut a.store,
+        &mut HttpTransport::new(&proxy.url())?,
+        &options,
+    )?;
+    assert_eq!(
+        report.pushed, before,
+        "only what was not acknowledged is sent again"
+    );
     assert_eq!(report.duplicates, 0);
     assert_eq!(a.store.pending_upload()?, 0);
     assert_eq!(server.get_json("/v1/status")?["changes"], 80);
@@ -331,7 +383,10 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
             "interview",
             campaign(),
             VILLAGE,
-            &[("notes", text(&format!("第{i}次谈话记录，群众反映村务公开不及时。").repeat(30)))],
+            &[(
+                "notes",
+                text(&format!("第{i}次谈话记录，群众反映村务公开不及时。").repeat(30)),
+            )],
         )?);
     }
     a.sync(&server.url())?;
@@ -364,15 +419,34 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
             },
             1,
         );
-        sync(&mut b.store, &mut HttpTransport::new(&proxy.url())?, &options).unwrap_err()
+        sync(
+            &mut b.store,
+            &mut HttpTransport::new(&proxy.url())?,
+            &options,
+        )
+        .unwrap_err()
     };
-    assert!(matches!(err, SyncError::Transport(TransportError::Interrupted(_), _)), "{err}");
+    assert!(
+        matches!(err, SyncError::Transport(TransportError::Interrupted(_), _)),
+        "{err}"
+    );
     let cursor_after_cut = b.store.cursor()?;
-    assert!(cursor_after_cut.seq > 0, "the page applied before the cut stays applied");
+    assert!(
+        cursor_after_cut.seq > 0,
+        "the page applied before the cut stays applied"
+    );
 
-    let report = sync(&mut b.store, &mut HttpTransport::new(&proxy.url())?, &options)?;
+    let report = sync(
+        &mut b.store,
+        &mut HttpTransport::new(&proxy.url())?,
+        &options,
+    )?;
     assert_eq!(b.store.count()?, 30);
-    assert_eq!(report.received + cursor_after_cut.seq, 60, "no change received twice");
+    assert_eq!(
+        report.received + cursor_after_cut.seq,
+        60,
+        "no change received twice"
+    );
     for id in ids {
         assert_eq!(b.store.get(id)?.heads, a.store.get(id)?.heads);
     }
@@ -383,9 +457,15 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
 fn changes_arriving_before_their_dependencies_wait_and_are_applied_later() -> Result<()> {
     let server = TestServer::start()?;
     let mut a = Device::new()?;
-    let id = a.store.create("finding", campaign(), VILLAGE, &[("text", text("三会一课记录不全"))])?;
+    let id = a.store.create(
+        "finding",
+        campaign(),
+        VILLAGE,
+        &[("text", text("三会一课记录不全"))],
+    )?;
     a.store.set(id, "category", s("组织生活"))?;
-    a.store.edit(id, |e| e.append_text("text", "，缺少2025年第三季度记录"))?;
+    a.store
+        .edit(id, |e| e.append_text("text", "，缺少2025年第三季度记录"))?;
     let batch = a.store.outbox_batch(0, 1 << 20)?.unwrap();
     let record = &batch.request.records[0];
     assert_eq!(record.changes.len(), 4);
@@ -404,7 +484,10 @@ fn changes_arriving_before_their_dependencies_wait_and_are_applied_later() -> Re
             assert_eq!(report.received, 2);
             assert_eq!(report.waiting, 2);
             assert_eq!(b.store.waiting_for_dependencies()?, 2);
-            assert!(b.store.get(id).is_err(), "not shown before its genesis arrives");
+            assert!(
+                b.store.get(id).is_err(),
+                "not shown before its genesis arrives"
+            );
             server.wait_merged()?;
             let r = server.get_json(&format!("/v1/records/{id}"))?;
             assert_eq!(r["waiting_changes"], 2);
@@ -414,7 +497,10 @@ fn changes_arriving_before_their_dependencies_wait_and_are_applied_later() -> Re
     server.wait_merged()?;
     let r = server.get_json(&format!("/v1/records/{id}"))?;
     assert_eq!(r["waiting_changes"], 0);
-    assert_eq!(r["fields"]["text"], "三会一课记录不全，缺少2025年第三季度记录");
+    assert_eq!(
+        r["fields"]["text"],
+        "三会一课记录不全，缺少2025年第三季度记录"
+    );
     assert_eq!(r["fields"]["category"], "组织生活");
 
     b.sync(&server.url())?;
@@ -430,7 +516,12 @@ fn an_up_to_date_device_syncs_in_one_round_trip_under_one_kib() -> Result<()> {
     let proxy = Proxy::start(server.addr)?;
     let mut a = Device::new()?;
     for i in 0..20 {
-        a.store.create("interview", campaign(), VILLAGE, &[("n", FieldValue::Int(i))])?;
+        a.store.create(
+            "interview",
+            campaign(),
+            VILLAGE,
+            &[("n", FieldValue::Int(i))],
+        )?;
     }
     a.sync(&proxy.url())?;
     let mut b = Device::new()?;
@@ -455,7 +546,12 @@ fn a_server_restored_from_backup_is_noticed_and_refilled_by_its_devices() -> Res
     let backup = tempfile::tempdir()?;
     let mut a = Device::new()?;
     let mut b = Device::new()?;
-    let early = a.store.create("meeting", campaign(), VILLAGE, &[("topic", s("届中分析动员会"))])?;
+    let early = a.store.create(
+        "meeting",
+        campaign(),
+        VILLAGE,
+        &[("topic", s("届中分析动员会"))],
+    )?;
     a.sync(&server.url())?;
     b.sync(&server.url())?;
     // Back up the server (stopped, so the copy is consistent).
@@ -465,7 +561,12 @@ fn a_server_restored_from_backup_is_noticed_and_refilled_by_its_devices() -> Res
         std::fs::copy(f.path(), backup.path().join(f.file_name()))?;
     }
     let mut server = TestServer::start_in(&data)?;
-    let late = a.store.create("finding", campaign(), VILLAGE, &[("text", text("后备干部储备不足"))])?;
+    let late = a.store.create(
+        "finding",
+        campaign(),
+        VILLAGE,
+        &[("text", text("后备干部储备不足"))],
+    )?;
     a.sync(&server.url())?;
     b.sync(&server.url())?;
     assert!(b.store.get(late).is_ok());
@@ -482,20 +583,39 @@ fn a_server_restored_from_backup_is_noticed_and_refilled_by_its_devices() -> Res
     }
     let server = TestServer::start_in(&data)?;
     let mut c = Device::new()?;
-    c.store.create("interview", campaign(), VILLAGE, &[("n", FieldValue::Int(1))])?;
-    c.store.create("interview", campaign(), VILLAGE, &[("n", FieldValue::Int(2))])?;
+    c.store.create(
+        "interview",
+        campaign(),
+        VILLAGE,
+        &[("n", FieldValue::Int(1))],
+    )?;
+    c.store.create(
+        "interview",
+        campaign(),
+        VILLAGE,
+        &[("n", FieldValue::Int(2))],
+    )?;
     c.sync(&server.url())?;
 
     let report = b.sync(&server.url())?;
-    assert!(report.server_reset, "b must notice that the server lost its log");
-    assert!(report.pushed >= 2, "b re-pushes what it had, including a's lost finding");
+    assert!(
+        report.server_reset,
+        "b must notice that the server lost its log"
+    );
+    assert!(
+        report.pushed >= 2,
+        "b re-pushes what it had, including a's lost finding"
+    );
     c.sync(&server.url())?;
     assert_eq!(c.store.get(late)?.fields["text"], text("后备干部储备不足"));
     assert!(c.store.get(early).is_ok());
     let report = a.sync(&server.url())?;
     assert!(report.server_reset);
     server.wait_merged()?;
-    assert_eq!(server.get_json(&format!("/v1/records/{late}"))?["fields"]["text"], "后备干部储备不足");
+    assert_eq!(
+        server.get_json(&format!("/v1/records/{late}"))?["fields"]["text"],
+        "后备干部储备不足"
+    );
     assert_eq!(a.store.count()?, 4);
     Ok(())
 }
@@ -505,32 +625,52 @@ fn a_device_restored_from_backup_writes_with_a_new_actor_and_gets_its_lost_chang
 -> Result<()> {
     let server = TestServer::start()?;
     let mut a = Device::new()?;
-    let first = a.store.create("interview", campaign(), VILLAGE, &[("notes", text("备份前"))])?;
+    let first = a.store.create(
+        "interview",
+        campaign(),
+        VILLAGE,
+        &[("notes", text("备份前"))],
+    )?;
     a.sync(&server.url())?;
     let backup = a.path.with_extension("backup");
     copy_db(&a.path, &backup)?;
     let old_actor = a.store.actor().clone();
-    a.store.edit(first, |e| e.append_text("notes", "，备份后补充"))?;
-    let lost = a.store.create("finding", campaign(), VILLAGE, &[("text", text("备份后新增问题"))])?;
+    a.store
+        .edit(first, |e| e.append_text("notes", "，备份后补充"))?;
+    let lost = a.store.create(
+        "finding",
+        campaign(),
+        VILLAGE,
+        &[("text", text("备份后新增问题"))],
+    )?;
     a.sync(&server.url())?;
 
     // Restore the backup over the store and open it again.
     a.store = Store::open_in_memory()?; // closes the file
     copy_db(&backup, &a.path)?;
     a.store = Store::open(&a.path)?;
-    assert_ne!(*a.store.actor(), old_actor, "a restored store must not reuse its actor");
+    assert_ne!(
+        *a.store.actor(),
+        old_actor,
+        "a restored store must not reuse its actor"
+    );
     assert!(a.store.get(lost).is_err());
 
     // It keeps working: a new edit on the old record, then a sync.
-    a.store.edit(first, |e| e.append_text("notes", "；恢复后再记"))?;
+    a.store
+        .edit(first, |e| e.append_text("notes", "；恢复后再记"))?;
     let report = a.sync(&server.url())?;
-    assert!(report.recovered_own, "the device notices it lost changes it had pushed");
+    assert!(
+        report.recovered_own,
+        "the device notices it lost changes it had pushed"
+    );
     assert_eq!(a.store.get(lost)?.fields["text"], text("备份后新增问题"));
     // Both appends were made at the same place concurrently (the restored store never saw the
     // first); Automerge orders such inserts by actor id, so either order is a correct merge.
     let notes = a.store.get(first)?.fields["notes"].clone();
     assert!(
-        notes == text("备份前，备份后补充；恢复后再记") || notes == text("备份前；恢复后再记，备份后补充"),
+        notes == text("备份前，备份后补充；恢复后再记")
+            || notes == text("备份前；恢复后再记，备份后补充"),
         "{notes:?}"
     );
 

@@ -51,7 +51,8 @@ impl HttpTransport {
     /// A transport to the server at `base` (such as `http://127.0.0.1:8080`). Plain `http` is
     /// refused for anything but loopback.
     pub fn new(base: &str) -> Result<Self, HttpSetupError> {
-        let url = Url::parse(base).map_err(|e| HttpSetupError::BadUrl(base.into(), e.to_string()))?;
+        let url =
+            Url::parse(base).map_err(|e| HttpSetupError::BadUrl(base.into(), e.to_string()))?;
         match url.scheme() {
             "https" => {}
             "http" => {

@@ -486,7 +486,12 @@ impl Store {
             sql.push_str(&format!(" AND scope = ?{}", args.len()));
         }
         if let Some(t) = &filter.text {
-            args.push(format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+            args.push(format!(
+                "%{}%",
+                t.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            ));
             sql.push_str(&format!(" AND fields LIKE ?{} ESCAPE '\\'", args.len()));
         }
         if !filter.include_deleted {
@@ -509,7 +514,9 @@ impl Store {
 
     /// The record's whole Automerge document (for history and inspection).
     pub fn document(&self, id: Uuid) -> Result<Automerge> {
-        Ok(load_record(&self.conn, id)?.ok_or(StoreError::NotFound(id))?.1)
+        Ok(load_record(&self.conn, id)?
+            .ok_or(StoreError::NotFound(id))?
+            .1)
     }
 
     /// How many changes wait to be uploaded.
@@ -555,8 +562,11 @@ impl Store {
         let mut bytes = 0usize;
         let mut last_seq = after_seq;
         let mut actors = std::collections::BTreeSet::new();
-        let own: std::collections::HashSet<Vec<u8>> =
-            self.actors()?.into_iter().map(|a| a.to_bytes().to_vec()).collect();
+        let own: std::collections::HashSet<Vec<u8>> = self
+            .actors()?
+            .into_iter()
+            .map(|a| a.to_bytes().to_vec())
+            .collect();
         'outer: loop {
             let mut rows = stmt.query([last_seq])?;
             let mut any = false;
@@ -637,7 +647,10 @@ impl Store {
 
     /// Where this device is in the server's log.
     pub fn cursor(&self) -> Result<Cursor> {
-        let seq = self.meta("cursor_seq")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let seq = self
+            .meta("cursor_seq")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let hash = self.meta("cursor_hash")?.and_then(|s| hex::decode(s).ok());
         Ok(Cursor { seq, hash })
     }
@@ -992,7 +1005,13 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         None => record::new_doc(),
     };
     let before = doc.get_heads();
-    doc.apply_changes(fresh.iter().chain(waiting.iter()).cloned().collect::<Vec<_>>())?;
+    doc.apply_changes(
+        fresh
+            .iter()
+            .chain(waiting.iter())
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
     let fresh: Vec<(Change, bool)> = fresh
         .into_iter()
         .map(|c| {
@@ -1114,7 +1133,9 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
         stats.new_changes += fresh.len() as u64;
         let row: Option<(String, String, String, Vec<u8>)> = tx
             .prepare_cached("SELECT kind, campaign, scope, doc FROM records WHERE id = ?1")?
-            .query_row([&id_str], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row([&id_str], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         let doc = match row {
             Some((kind, campaign, scope, doc)) => {

@@ -96,7 +96,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x41;
-            assert!(inspect_change(&bad).is_err(), "flipping byte {i} went unnoticed");
+            assert!(
+                inspect_change(&bad).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
         }
     }
 
@@ -104,7 +107,10 @@ mod tests {
     fn truncated_and_extended_bytes_are_refused() {
         let bytes = sample();
         for n in 0..bytes.len() {
-            assert!(inspect_change(&bytes[..n]).is_err(), "prefix of {n} bytes accepted");
+            assert!(
+                inspect_change(&bytes[..n]).is_err(),
+                "prefix of {n} bytes accepted"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);

@@ -34,7 +34,10 @@ mod tests {
         assert_eq!(a, singleton_id(campaign, "assessment", "team:350102001"));
         assert_ne!(a, singleton_id(campaign, "assessment", "team:350102002"));
         assert_ne!(a, singleton_id(campaign, "star_rating", "team:350102001"));
-        assert_ne!(a, singleton_id(Uuid::from_u128(2), "assessment", "team:350102001"));
+        assert_ne!(
+            a,
+            singleton_id(Uuid::from_u128(2), "assessment", "team:350102001")
+        );
         // Pinned (checked against Python uuid.uuid5): changing the derivation would split every singleton already in the field.
         assert_eq!(a.to_string(), "d5427d42-bf1e-5e05-8ab5-cb3b2c0b0235");
         assert_eq!(a.get_version_num(), 5);

@@ -120,7 +120,8 @@ mod tests {
             },
         ];
         assert_eq!(migrate(&mut conn, &v2).unwrap(), 1);
-        conn.execute("INSERT INTO t (a, b) VALUES (1, 'x')", []).unwrap();
+        conn.execute("INSERT INTO t (a, b) VALUES (1, 'x')", [])
+            .unwrap();
 
         let edited = [
             Migration {
@@ -130,9 +131,15 @@ mod tests {
             v2[1],
         ];
         let err = migrate(&mut conn, &edited).unwrap_err();
-        assert!(matches!(err, MigrateError::Changed { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, MigrateError::Changed { index: 1, .. }),
+            "{err}"
+        );
         let err = migrate(&mut conn, V1).unwrap_err();
-        assert!(matches!(err, MigrateError::Newer { found: 2, known: 1 }), "{err}");
+        assert!(
+            matches!(err, MigrateError::Newer { found: 2, known: 1 }),
+            "{err}"
+        );
     }
 
     #[test]

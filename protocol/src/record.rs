@@ -49,9 +49,7 @@ pub enum RecordError {
         reason: String,
     },
     /// A field name is malformed.
-    #[error(
-        "invalid field name {name:?}: use 1 to 64 ASCII letters, digits, '_', '-' or '.'"
-    )]
+    #[error("invalid field name {name:?}: use 1 to 64 ASCII letters, digits, '_', '-' or '.'")]
     InvalidFieldName {
         /// The name as given.
         name: String,
@@ -555,11 +553,18 @@ mod tests {
         let mut a = fork(&g1, 1);
         let mut b = fork(&g2, 2);
         edit(&mut a, "rating", FieldValue::Str("好".into()));
-        edit(&mut b, "reasons", FieldValue::Text("班子团结，干事有劲头".into()));
+        edit(
+            &mut b,
+            "reasons",
+            FieldValue::Text("班子团结，干事有劲头".into()),
+        );
         a.merge(&mut b).unwrap();
         let p = project(&a).unwrap();
         assert_eq!(p.fields["rating"], FieldValue::Str("好".into()));
-        assert_eq!(p.fields["reasons"], FieldValue::Text("班子团结，干事有劲头".into()));
+        assert_eq!(
+            p.fields["reasons"],
+            FieldValue::Text("班子团结，干事有劲头".into())
+        );
         assert_eq!(p.conflicts, 0);
     }
 
@@ -575,7 +580,11 @@ mod tests {
         let c = conflicts(&a).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].field, "rating");
-        let mut seen: Vec<_> = c[0].values.iter().map(|v| (v.value.clone(), v.actor.clone())).collect();
+        let mut seen: Vec<_> = c[0]
+            .values
+            .iter()
+            .map(|v| (v.value.clone(), v.actor.clone()))
+            .collect();
         seen.sort_by(|x, y| x.1.cmp(&y.1));
         assert_eq!(
             seen,
@@ -584,7 +593,11 @@ mod tests {
                 (FieldValue::Str("正常".into()), "02".repeat(16)),
             ]
         );
-        assert!(c[0].values.iter().all(|v| v.time == Some(1_700_000_000_000)));
+        assert!(
+            c[0].values
+                .iter()
+                .all(|v| v.time == Some(1_700_000_000_000))
+        );
 
         edit(&mut a, "rating", FieldValue::Str("正常".into()));
         assert!(conflicts(&a).unwrap().is_empty());
@@ -610,7 +623,11 @@ mod tests {
         let mut a = fork(&base, 1);
         let mut b = fork(&base, 2);
         edit(&mut a, "notes", FieldValue::Text("你好，美丽世界".into()));
-        edit(&mut b, "notes", FieldValue::Text("你好世界！集体经济".into()));
+        edit(
+            &mut b,
+            "notes",
+            FieldValue::Text("你好世界！集体经济".into()),
+        );
         a.merge(&mut b).unwrap();
         assert_eq!(
             project(&a).unwrap().fields["notes"],
@@ -622,10 +639,16 @@ mod tests {
     fn headers_and_field_names_are_checked() {
         let mut h = header();
         h.kind = "Interview!".into();
-        assert!(matches!(h.validate(), Err(RecordError::InvalidHeader { field: "kind", .. })));
+        assert!(matches!(
+            h.validate(),
+            Err(RecordError::InvalidHeader { field: "kind", .. })
+        ));
         let mut h = header();
         h.scope = "村 1".into();
-        assert!(matches!(h.validate(), Err(RecordError::InvalidHeader { field: "scope", .. })));
+        assert!(matches!(
+            h.validate(),
+            Err(RecordError::InvalidHeader { field: "scope", .. })
+        ));
         assert!(RecordHeader::parse("nope", "interview", &Uuid::nil().to_string(), "v1").is_err());
         assert!(validate_field_name("notes").is_ok());
         assert!(validate_field_name("").is_err());
@@ -641,11 +664,17 @@ mod tests {
             (serde_json::json!(-3), FieldValue::Int(-3)),
             (serde_json::json!(2.5), FieldValue::Float(2.5)),
             (serde_json::json!("好"), FieldValue::Str("好".into())),
-            (serde_json::json!({"text": "谈话记录"}), FieldValue::Text("谈话记录".into())),
+            (
+                serde_json::json!({"text": "谈话记录"}),
+                FieldValue::Text("谈话记录".into()),
+            ),
         ] {
             assert_eq!(FieldValue::from_json("f", &json).unwrap(), value);
         }
         assert!(FieldValue::from_json("f", &serde_json::json!([1, 2])).is_err());
-        assert_eq!(FieldValue::Text("x".into()).to_json(), serde_json::json!("x"));
+        assert_eq!(
+            FieldValue::Text("x".into()).to_json(),
+            serde_json::json!("x")
+        );
     }
 }

@@ -202,7 +202,8 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
         Vec::with_capacity(bytes.len() / 3),
         flate2::Compression::new(6),
     );
-    enc.write_all(bytes).expect("writing into a Vec cannot fail");
+    enc.write_all(bytes)
+        .expect("writing into a Vec cannot fail");
     enc.finish().expect("writing into a Vec cannot fail")
 }
 
@@ -247,7 +248,11 @@ mod tests {
         };
         let bytes = encode(&req);
         // A byte string of 7 bytes is major type 2 (0x47), not an array of integers.
-        assert!(bytes.windows(8).any(|w| w == [0x47, 0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]));
+        assert!(
+            bytes
+                .windows(8)
+                .any(|w| w == [0x47, 0x85, 0x6f, 0x4a, 0x83, 1, 2, 3])
+        );
         let back: PushRequest = decode(&bytes, "push").unwrap();
         assert_eq!(back, req);
         let gz = gzip(&bytes);
@@ -257,10 +262,16 @@ mod tests {
     #[test]
     fn bad_bodies_are_named_errors() {
         let err = decode::<PushRequest>(b"\xa1\x61v\x01", "push").unwrap_err();
-        assert!(err.to_string().contains("not a valid push message"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid push message"),
+            "{err}"
+        );
         assert!(matches!(gunzip(b"not gzip", 100), Err(WireError::Gzip(_))));
         let big = gzip(&vec![0u8; 10_000]);
-        assert!(matches!(gunzip(&big, 100), Err(WireError::TooLarge { limit: 100 })));
+        assert!(matches!(
+            gunzip(&big, 100),
+            Err(WireError::TooLarge { limit: 100 })
+        ));
         assert!(check_version(2).is_err());
     }
 }

@@ -19,7 +19,9 @@ use crate::{
 /// `GET /health`: 200 when the storage answers.
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     state.storage.status().await?;
-    Ok(Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })))
+    Ok(Json(
+        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+    ))
 }
 
 /// `GET /v1/status`: counts of the log and the merged records.
@@ -37,7 +39,8 @@ pub async fn records(
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|e| ApiError::bad_request(format!("{id:?} is not a record id: {e}")))
+    Uuid::parse_str(id)
+        .map_err(|e| ApiError::bad_request(format!("{id:?} is not a record id: {e}")))
 }
 
 /// `GET /v1/records/{id}`: the merged record.

@@ -73,11 +73,9 @@ impl ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::Conflict { code, message } => ApiError::client(
-                StatusCode::CONFLICT,
-                code,
-                message,
-            ),
+            StorageError::Conflict { code, message } => {
+                ApiError::client(StatusCode::CONFLICT, code, message)
+            }
             StorageError::Other(m) => ApiError::Internal(m),
         }
     }
@@ -110,7 +108,9 @@ impl IntoResponse for ApiError {
                         code: "internal".into(),
                         message: "the server failed to handle this request; it has been logged"
                             .into(),
-                        hint: Some("try again later; if it persists, tell the administrator".into()),
+                        hint: Some(
+                            "try again later; if it persists, tell the administrator".into(),
+                        ),
                     },
                 )
             }

@@ -54,9 +54,7 @@ pub fn app(storage: Arc<dyn Storage>) -> Router {
             PUSH_PATH,
             post(sync::push).layer(DefaultBodyLimit::max(MAX_COMPRESSED_PUSH_BYTES)),
         )
-        .fallback(|| async {
-            error::ApiError::not_found("no such endpoint; see docs/PROTOCOL.md")
-        })
+        .fallback(|| async { error::ApiError::not_found("no such endpoint; see docs/PROTOCOL.md") })
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -35,9 +35,8 @@ fn cbor_response<T: serde::Serialize>(message: &T) -> Response {
 }
 
 fn parse_device(s: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(s).map_err(|e| {
-        ApiError::bad_request(format!("device {s:?} is not a UUID: {e}"))
-    })
+    Uuid::parse_str(s)
+        .map_err(|e| ApiError::bad_request(format!("device {s:?} is not a UUID: {e}")))
 }
 
 /// `POST /v1/sync/push`.
@@ -110,12 +109,10 @@ pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
     let raw;
     let body = if gzipped {
         raw = wire::gunzip(body, MAX_PUSH_BYTES).map_err(|e| match e {
-            wire::WireError::TooLarge { .. } => ApiError::client(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                e.to_string(),
-            )
-            .with_hint("push fewer changes per request"),
+            wire::WireError::TooLarge { .. } => {
+                ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+                    .with_hint("push fewer changes per request")
+            }
             other => ApiError::bad_request(other.to_string()),
         })?;
         &raw[..]
@@ -159,7 +156,10 @@ pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(ApiError::Internal("check panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ApiError::Internal("check panicked".into())))
+            })
             .collect()
     });
     let mut records = Vec::new();
@@ -173,7 +173,9 @@ pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
     })
 }
 
-fn check_record(wire_record: fieldsync_protocol::wire::WireRecord) -> Result<CheckedRecord, ApiError> {
+fn check_record(
+    wire_record: fieldsync_protocol::wire::WireRecord,
+) -> Result<CheckedRecord, ApiError> {
     let header = wire_record.header().map_err(|e| {
         ApiError::client(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -196,9 +198,8 @@ fn check_changes(
         let invalid = |message: String| {
             ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid_change", message)
         };
-        let info = inspect_change(&bytes).map_err(|e| {
-            invalid(format!("change {index} of record {}: {e}", header.id))
-        })?;
+        let info = inspect_change(&bytes)
+            .map_err(|e| invalid(format!("change {index} of record {}: {e}", header.id)))?;
         if info.actor == genesis_actor {
             let expected = genesis_hash(header).map_err(|e| invalid(e.to_string()))?;
             if info.hash != expected {

@@ -102,7 +102,10 @@ fn other<E: std::fmt::Display>(e: E) -> StorageError {
 }
 
 enum Command {
-    Push(CheckedPush, oneshot::Sender<Result<PushOutcome, StorageError>>),
+    Push(
+        CheckedPush,
+        oneshot::Sender<Result<PushOutcome, StorageError>>,
+    ),
     PulledBy(Uuid),
     Flush(oneshot::Sender<()>),
 }
@@ -114,7 +117,10 @@ struct ReadPool {
 }
 
 impl ReadPool {
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         let conn = self.idle.lock().expect("pool lock").pop();
         let mut conn = match conn {
             Some(c) => c,
@@ -158,7 +164,10 @@ impl SqliteStorage {
     /// to date and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StorageError::Other(format!("cannot create data directory {}: {e}", dir.display()))
+            StorageError::Other(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let path = dir.join("fieldsync.sqlite3");
         let mut conn = open_connection(&path, false)?;
@@ -270,7 +279,9 @@ impl Writer {
         )?;
         for actor in &push.actors {
             let owner: Option<String> = tx
-                .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| r.get(0))
+                .query_row("SELECT device FROM actors WHERE actor = ?1", [actor], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             match owner {
                 Some(o) if o != device => {
@@ -409,16 +420,22 @@ impl Writer {
         }
         tx.commit()?;
         if !ids.is_empty() {
-            tracing::debug!(records = ids.len(), ms = started.elapsed().as_millis() as u64, "merged");
+            tracing::debug!(
+                records = ids.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "merged"
+            );
         }
         Ok(ids.len() == MERGE_CHUNK)
     }
 }
 
 fn head(conn: &Connection) -> Result<u64, StorageError> {
-    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
-        r.get::<_, i64>(0)
-    })? as u64)
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
 }
 
 /// Applies a record's unapplied changes to its document and refreshes its projection.
@@ -529,7 +546,11 @@ fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, Stora
         .unwrap_or(0) as u64;
     let hash_at = |seq: u64| -> Result<Option<[u8; 32]>, StorageError> {
         let h: Option<Vec<u8>> = tx
-            .query_row("SELECT hash FROM changes WHERE seq = ?1", [seq as i64], |r| r.get(0))
+            .query_row(
+                "SELECT hash FROM changes WHERE seq = ?1",
+                [seq as i64],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(h.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()))
     };
@@ -685,9 +706,11 @@ impl Storage for SqliteStorage {
     async fn conflicts(&self, id: Uuid) -> Result<Option<Vec<Conflict>>, StorageError> {
         self.read(move |conn| {
             let doc: Option<Option<Vec<u8>>> = conn
-                .query_row("SELECT doc FROM records WHERE id = ?1", [id.to_string()], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT doc FROM records WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
                 .optional()?;
             match doc.flatten() {
                 None => Ok(None),
