@@ -82,7 +82,11 @@ fn note(rng: &mut Lcg) -> String {
     let mut s = String::new();
     while s.chars().count() < 500 {
         s.push_str(rng.pick(PHRASES));
-        s.push(if rng.next().is_multiple_of(5) { '。' } else { '，' });
+        s.push(if rng.next().is_multiple_of(5) {
+            '。'
+        } else {
+            '，'
+        });
     }
     s.chars().take(500).collect()
 }
@@ -117,7 +121,10 @@ fn fields(i: usize, rng: &mut Lcg) -> Vec<(&'static str, FieldValue)> {
             "education",
             s(rng.pick(&["初中", "高中", "大专", "本科"]).into()),
         ),
-        ("party_member", FieldValue::Bool(!rng.next().is_multiple_of(4))),
+        (
+            "party_member",
+            FieldValue::Bool(!rng.next().is_multiple_of(4)),
+        ),
         (
             "rating_team",
             s(rng.pick(&["满意", "基本满意", "不满意"]).into()),
