@@ -1,0 +1,88 @@
+//! The real `fieldsync-server` binary killed with SIGKILL right after acknowledging pushes loses
+//! nothing it acknowledged, and merges what it had not merged yet when it starts again.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+use uuid::Uuid;
+
+fn start(data: &std::path::Path) -> Result<(Child, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldsync-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("FIELDSYNC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    // "fieldsync server on http://127.0.0.1:PORT (data in ...)"
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .context("no address printed")?
+        .to_string();
+    Ok((child, url))
+}
+
+#[test]
+fn a_server_killed_after_acknowledging_keeps_every_acknowledged_change() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let (mut server, url) = start(data.path())?;
+    let mut device = Store::open_in_memory()?;
+    let campaign = Uuid::from_u128(77);
+    for i in 0..200 {
+        device.create(
+            "evaluation_form",
+            campaign,
+            "350102003",
+            &[
+                ("respondent", FieldValue::Str(format!("党员代表{i}"))),
+                (
+                    "comment",
+                    FieldValue::Text("对班子总体满意，希望加强村务公开。".into()),
+                ),
+            ],
+        )?;
+    }
+    let options = SyncOptions {
+        push_batch_bytes: 16 << 10,
+        ..Default::default()
+    };
+    let report = sync(&mut device, &mut HttpTransport::new(&url)?, &options)?;
+    assert_eq!(report.pushed, 400);
+    assert!(report.push_requests > 5);
+    assert_eq!(device.pending_upload()?, 0);
+    // No graceful shutdown: SIGKILL, with merging most likely still under way.
+    server.kill()?;
+    server.wait()?;
+
+    let (mut server, url) = start(data.path())?;
+    let mut fresh = Store::open_in_memory()?;
+    let report = sync(
+        &mut fresh,
+        &mut HttpTransport::new(&url)?,
+        &SyncOptions::default(),
+    )?;
+    assert_eq!(report.received, 400, "every acknowledged change survived");
+    assert_eq!(fresh.count()?, 200);
+    // The restarted server finishes merging what it had not merged.
+    let mut merged = false;
+    for _ in 0..300 {
+        let status: serde_json::Value =
+            reqwest::blocking::get(format!("{url}/v1/status"))?.json()?;
+        assert_eq!(status["changes"], 400);
+        if status["unmerged_records"] == 0 {
+            assert_eq!(status["records"], 200);
+            merged = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(merged, "the restarted server did not merge everything");
+    server.kill()?;
+    server.wait()?;
+    Ok(())
+}
