@@ -51,7 +51,9 @@ impl TransportError {
 
 /// The way a store talks to a server: one call per request. Implemented over HTTP by
 /// [`crate::http::HttpTransport`]; tests implement it in memory or through faulty proxies.
-pub trait Transport {
+/// `Send`, because a sync fetches the next pull page on another thread while it applies the
+/// current one.
+pub trait Transport: Send {
     /// Sends one push.
     fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError>;
     /// Asks for one page of the server's log.
@@ -233,29 +235,57 @@ fn pull_all(
     report: &mut SyncReport,
     include_own: bool,
 ) -> Result<Next, SyncError> {
-    for _ in 0..options.max_requests {
-        let cursor = store.cursor()?;
-        let query = PullQuery {
-            device: store.device_id().to_string(),
-            after: cursor.seq,
-            after_hash: cursor.hash.as_ref().map(hex::encode),
-            max_bytes: Some(options.page_bytes),
-            include_own,
-        };
-        let page = transport.pull(&query).map_err(transport_error)?;
-        report.pull_requests += 1;
-        let next = decide(&page, store.pushed_count()?, include_own);
-        if next == Next::ResetServer {
-            return Ok(next);
+    let cursor = store.cursor()?;
+    let device = store.device_id().to_string();
+    let max_pages = options.max_requests;
+    let page_bytes = options.page_bytes;
+    // The next page is fetched while this one is applied: a fetching thread walks the server's
+    // log from the store's cursor (each page says where the next starts) and hands pages over
+    // one at a time. The store's cursor still moves only when a page has been applied, so
+    // stopping anywhere loses nothing; a page fetched but not applied is simply fetched again.
+    std::thread::scope(|scope| {
+        let (pages_tx, pages_rx) = std::sync::mpsc::sync_channel(0);
+        scope.spawn(move || {
+            let (mut after, mut after_hash) = (cursor.seq, cursor.hash.as_ref().map(hex::encode));
+            for _ in 0..max_pages {
+                let query = PullQuery {
+                    device: device.clone(),
+                    after,
+                    after_hash: after_hash.take(),
+                    max_bytes: Some(page_bytes),
+                    include_own,
+                };
+                let page = transport.pull(&query);
+                let last = match &page {
+                    Ok(p) => {
+                        after = p.next;
+                        after_hash = p.next_hash.as_ref().map(hex::encode);
+                        p.reset || !p.more
+                    }
+                    Err(_) => true,
+                };
+                // A closed channel means the applying side stopped (an error): stop too.
+                if pages_tx.send(page).is_err() || last {
+                    return;
+                }
+            }
+        });
+        for page in pages_rx {
+            let page = page.map_err(transport_error)?;
+            report.pull_requests += 1;
+            let next = decide(&page, store.pushed_count()?, include_own);
+            if next == Next::ResetServer {
+                return Ok(next);
+            }
+            let stats = store.apply_pull(&page)?;
+            report.received += stats.new_changes;
+            report.waiting += stats.waiting;
+            if next != Next::ApplyAndContinue {
+                return Ok(next);
+            }
         }
-        let stats = store.apply_pull(&page)?;
-        report.received += stats.new_changes;
-        report.waiting += stats.waiting;
-        if next != Next::ApplyAndContinue {
-            return Ok(next);
-        }
-    }
-    Err(SyncError::TooManyPages(options.max_requests))
+        Err(SyncError::TooManyPages(max_pages))
+    })
 }
 
 #[cfg(test)]
