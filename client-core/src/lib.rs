@@ -22,11 +22,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod forms;
 pub mod http;
+pub mod import;
 pub mod store;
 pub mod sync;
 
 pub use fieldsync_protocol::{FieldValue, RecordHeader, record::Conflict, singleton_id};
+pub use forms::FormError;
 pub use http::HttpTransport;
 pub use store::{Filter, Record, Store, StoreError};
 pub use sync::{SyncError, SyncOptions, SyncReport, Transport, TransportError};

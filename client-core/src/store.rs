@@ -156,6 +156,8 @@ pub struct Filter {
     pub kind: Option<String>,
     /// Only this scope (place).
     pub scope: Option<String>,
+    /// Only this campaign.
+    pub campaign: Option<Uuid>,
     /// Only records whose field values contain this text.
     pub text: Option<String>,
     /// Include deleted records.
@@ -337,54 +339,26 @@ impl Store {
     /// Creates the record if this store does not have it yet, then writes the given values into
     /// it. Two devices that `ensure` the same singleton offline end with one merged record.
     pub fn ensure(&mut self, header: &RecordHeader, fields: &[(&str, FieldValue)]) -> Result<()> {
-        header.validate()?;
-        for (name, _) in fields {
-            record::validate_field_name(name)?;
-        }
         let tx = self.conn.transaction()?;
-        let existing = load_record(&tx, header.id)?;
-        let (mut doc, mut new_changes) = match existing {
-            Some((have, doc)) => {
-                if have != *header {
-                    return Err(StoreError::HeaderMismatch {
-                        id: header.id,
-                        have: Box::new(have),
-                        got: Box::new(header.clone()),
-                    });
-                }
-                (doc, Vec::new())
-            }
-            None => {
-                let (doc, genesis) = record::genesis_change(header)?;
-                let genesis = Change::try_from(genesis.as_slice())
-                    .map_err(|e| StoreError::Record(RecordError::Automerge(e.to_string())))?;
-                (doc, vec![genesis])
-            }
-        };
-        doc.set_actor(self.actor.clone());
-        if !fields.is_empty() {
-            let fields_obj = record::fields_obj(&doc)?;
-            let mut t = doc.transaction();
-            for (name, value) in fields {
-                record::put_field(&mut t, &fields_obj, name, value)?;
-            }
-            // Writing values the record already holds commits nothing: then there is no new
-            // change (and the last local change is an old one that is already stored).
-            let (hash, _) = t.commit_with(CommitOptions::default().with_time(now_ms()));
-            if hash.is_some() {
-                new_changes.push(
-                    doc.get_last_local_change()
-                        .expect("a committed change is the last local change"),
-                );
-            }
+        ensure_in(&tx, &self.actor, header, fields)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// [`Store::ensure`] for many records in one transaction: all are written, or (on any
+    /// error) none is.
+    pub fn ensure_all(
+        &mut self,
+        records: &[(RecordHeader, Vec<(String, FieldValue)>)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (header, fields) in records {
+            let fields: Vec<(&str, FieldValue)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            ensure_in(&tx, &self.actor, header, &fields)?;
         }
-        if new_changes.is_empty() {
-            return Ok(());
-        }
-        for change in &new_changes {
-            insert_change(&tx, header.id, change, LOCAL)?;
-        }
-        save_record(&tx, &doc)?;
         tx.commit()?;
         Ok(())
     }
@@ -484,6 +458,10 @@ impl Store {
         if let Some(s) = &filter.scope {
             args.push(s.clone());
             sql.push_str(&format!(" AND scope = ?{}", args.len()));
+        }
+        if let Some(c) = &filter.campaign {
+            args.push(c.to_string());
+            sql.push_str(&format!(" AND campaign = ?{}", args.len()));
         }
         if let Some(t) = &filter.text {
             args.push(format!(
@@ -706,6 +684,17 @@ impl Store {
     /// When this device last completed a pull (ms since the Unix epoch).
     pub fn last_sync_at(&self) -> Result<Option<i64>> {
         Ok(self.meta("last_pull_at")?.and_then(|s| s.parse().ok()))
+    }
+
+    pub(crate) fn meta_value(&self, key: &str) -> Result<Option<String>> {
+        self.meta(key)
+    }
+
+    pub(crate) fn set_meta_value(&mut self, key: &str, value: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        set_meta(&tx, key, value)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -939,6 +928,63 @@ const LOCAL: ChangeFlags = ChangeFlags {
     acked: false,
     applied: true,
 };
+
+/// Creates the record if missing and writes `fields` into it, inside `tx`.
+fn ensure_in(
+    tx: &Transaction<'_>,
+    actor: &ActorId,
+    header: &RecordHeader,
+    fields: &[(&str, FieldValue)],
+) -> Result<()> {
+    header.validate()?;
+    for (name, _) in fields {
+        record::validate_field_name(name)?;
+    }
+    let existing = load_record(tx, header.id)?;
+    let (mut doc, mut new_changes) = match existing {
+        Some((have, doc)) => {
+            if have != *header {
+                return Err(StoreError::HeaderMismatch {
+                    id: header.id,
+                    have: Box::new(have),
+                    got: Box::new(header.clone()),
+                });
+            }
+            (doc, Vec::new())
+        }
+        None => {
+            let (doc, genesis) = record::genesis_change(header)?;
+            let genesis = Change::try_from(genesis.as_slice())
+                .map_err(|e| StoreError::Record(RecordError::Automerge(e.to_string())))?;
+            (doc, vec![genesis])
+        }
+    };
+    doc.set_actor(actor.clone());
+    if !fields.is_empty() {
+        let fields_obj = record::fields_obj(&doc)?;
+        let mut t = doc.transaction();
+        for (name, value) in fields {
+            record::put_field(&mut t, &fields_obj, name, value)?;
+        }
+        // Writing values the record already holds commits nothing: then there is no new
+        // change (and the last local change is an old one that is already stored).
+        let (hash, _) = t.commit_with(CommitOptions::default().with_time(now_ms()));
+        if hash.is_some() {
+            new_changes.push(
+                doc.get_last_local_change()
+                    .expect("a committed change is the last local change"),
+            );
+        }
+    }
+    if new_changes.is_empty() {
+        return Ok(());
+    }
+    for change in &new_changes {
+        insert_change(tx, header.id, change, LOCAL)?;
+    }
+    save_record(tx, &doc)?;
+    Ok(())
+}
 
 fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<()> {
     tx.execute(

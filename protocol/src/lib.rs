@@ -4,6 +4,7 @@
 //! - [`record`]: how one field record is laid out as an Automerge document: its deterministic
 //!   genesis change, its field values, the projection of its current state and its conflicts.
 //! - [`change`]: decoding and checking one change before anyone stores it.
+//! - [`template`]: campaign templates (forms as TOML data) and record validation against them.
 //! - [`wire`]: the sync messages, their CBOR encoding and gzip bodies (see `docs/PROTOCOL.md`).
 //!
 //! - [`migrate`] (feature `sqlite`): the ordered, append-only migration runner both SQLite
@@ -14,6 +15,7 @@
 pub mod change;
 pub mod ids;
 pub mod record;
+pub mod template;
 pub mod wire;
 
 pub use change::{ChangeError, ChangeInfo, inspect_change, quick_hash};

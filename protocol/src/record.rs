@@ -234,6 +234,9 @@ pub enum FieldValue {
     Str(String),
     /// A long text that people edit together; concurrent edits merge character by character.
     Text(String),
+    /// A map from keys to short strings (per-member ratings: member id → choice). Entries are
+    /// separate Automerge keys, so two people rating different members merge.
+    Map(BTreeMap<String, String>),
     /// A value of a type this version does not edit (a list or map written by a newer client),
     /// shown as JSON.
     Other(serde_json::Value),
@@ -251,12 +254,18 @@ impl FieldValue {
                 .map(J::Number)
                 .unwrap_or(J::Null),
             FieldValue::Str(s) | FieldValue::Text(s) => J::String(s.clone()),
+            FieldValue::Map(m) => J::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), J::String(v.clone())))
+                    .collect(),
+            ),
             FieldValue::Other(v) => v.clone(),
         }
     }
 
-    /// Reads a value from JSON as written to the API: `{"text": "..."}` is a text, other values
-    /// map to the scalar of the same JSON type. Arrays and other objects are refused.
+    /// Reads a value from JSON as written to the API: `{"text": "..."}` is a text, any other
+    /// object whose values are all strings is a map, other values map to the scalar of the same
+    /// JSON type. Arrays and other objects are refused.
     pub fn from_json(name: &str, v: &serde_json::Value) -> Result<Self, RecordError> {
         use serde_json::Value as J;
         Ok(match v {
@@ -270,10 +279,15 @@ impl FieldValue {
             J::Object(o) if o.len() == 1 && o.get("text").is_some_and(J::is_string) => {
                 FieldValue::Text(o["text"].as_str().unwrap_or_default().to_owned())
             }
+            J::Object(o) if o.values().all(J::is_string) => FieldValue::Map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+            ),
             _ => {
                 return Err(RecordError::Layout(format!(
-                    "field {name:?}: a value is null, true/false, a number, a string or \
-                     {{\"text\": \"...\"}}"
+                    "field {name:?}: a value is null, true/false, a number, a string, \
+                     {{\"text\": \"...\"}} or an object of strings"
                 )));
             }
         })
@@ -297,11 +311,29 @@ fn read_value<D: ReadDoc>(doc: &D, value: &Value<'_>, id: &automerge::ObjId) -> 
             other => FieldValue::Other(serde_json::Value::String(other.to_string())),
         },
         Value::Object(ObjType::Text) => FieldValue::Text(doc.text(id).unwrap_or_default()),
-        Value::Object(_) => {
-            let hydrated = doc.hydrate(id, None).ok();
-            FieldValue::Other(serde_json::Value::String(format!("{hydrated:?}")))
+        Value::Object(ObjType::Map) => {
+            let mut map = BTreeMap::new();
+            for key in doc.keys(id) {
+                match doc.get(id, key.as_str()) {
+                    Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                        ScalarValue::Str(v) => {
+                            map.insert(key, v.to_string());
+                        }
+                        _ => return other_value(doc, id),
+                    },
+                    _ => return other_value(doc, id),
+                }
+            }
+            FieldValue::Map(map)
         }
+        Value::Object(_) => other_value(doc, id),
     }
+}
+
+/// A value of a shape this version does not edit, shown as best it can.
+fn other_value<D: ReadDoc>(doc: &D, id: &automerge::ObjId) -> FieldValue {
+    let hydrated = doc.hydrate(id, None).ok();
+    FieldValue::Other(serde_json::Value::String(format!("{hydrated:?}")))
 }
 
 /// The id of the `fields` map, or a layout error.
@@ -345,6 +377,28 @@ pub fn put_field<T: Transactable>(
                 _ => {
                     let id = tx.put_object(fields, name, ObjType::Text)?;
                     tx.splice_text(&id, 0, 0, s)?;
+                }
+            }
+        }
+        FieldValue::Map(entries) => {
+            // Update the existing map entry by entry (so edits to different keys merge); a
+            // conflict or another type is replaced by a fresh map.
+            let all = tx.get_all(fields, name)?;
+            let id = match all.as_slice() {
+                [(Value::Object(ObjType::Map), id)] => id.clone(),
+                _ => tx.put_object(fields, name, ObjType::Map)?,
+            };
+            let stale: Vec<String> = tx.keys(&id).filter(|k| !entries.contains_key(k)).collect();
+            for key in stale {
+                tx.delete(&id, key.as_str())?;
+            }
+            for (key, value) in entries {
+                let same = matches!(
+                    tx.get_all(&id, key.as_str())?.as_slice(),
+                    [(Value::Scalar(s), _)] if s.as_str() == Some(value.as_str())
+                );
+                if !same {
+                    tx.put(&id, key.as_str(), value.as_str())?;
                 }
             }
         }

@@ -132,6 +132,9 @@ pub struct RecordView {
     pub waiting_changes: u64,
     /// Why the record could not be merged, when it could not.
     pub problem: Option<String>,
+    /// What does not fit the campaign's template, when something does not: the record is kept
+    /// and synced, and flagged here for a reviewer.
+    pub review: Option<Vec<fieldsync_protocol::template::Problem>>,
 }
 
 /// Which records to list.
@@ -146,6 +149,9 @@ pub struct RecordFilter {
     /// Only records with conflicts.
     #[serde(default)]
     pub conflicted: bool,
+    /// Only records flagged for review (they do not fit their template).
+    #[serde(default)]
+    pub needs_review: bool,
     /// At most this many (default 1000).
     pub limit: Option<u32>,
 }
@@ -165,6 +171,8 @@ pub struct StoreStatus {
     pub waiting_changes: u64,
     /// Devices seen.
     pub devices: u64,
+    /// Records that do not fit their campaign's template, kept and flagged for review.
+    pub records_needing_review: u64,
 }
 
 /// The server's storage.

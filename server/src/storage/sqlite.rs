@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use automerge::{Change, ChangeHash};
 use fieldsync_protocol::{
-    RecordHeader,
+    FieldValue, Projection, RecordHeader,
     migrate::{Migration, migrate},
     record::{self, Conflict},
+    template::{FORM_VERSION_FIELD, Problem, ProblemCode, RefPolicy, TEMPLATE_KIND, Template},
     wire::WireRecord,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -30,9 +31,10 @@ use super::{
     StorageError, StoreStatus,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "initial schema",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "initial schema",
+        sql: "
 CREATE TABLE server_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE devices (
     id TEXT PRIMARY KEY,
@@ -79,7 +81,15 @@ CREATE TABLE changes (
 CREATE UNIQUE INDEX changes_by_actor_seq ON changes (record_id, actor, actor_seq);
 CREATE INDEX changes_unapplied ON changes (record_id) WHERE applied = 0;
 ",
-}];
+    },
+    Migration {
+        name: "review of records against their templates",
+        sql: "
+ALTER TABLE records ADD COLUMN review TEXT;
+CREATE INDEX records_review ON records (campaign) WHERE review IS NOT NULL;
+",
+    },
+];
 
 /// How many records one merge transaction handles before the writer looks for pushes again.
 const MERGE_CHUNK: usize = 64;
@@ -179,7 +189,13 @@ impl SqliteStorage {
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("fieldsync-writer".into())
-            .spawn(move || Writer { conn }.run(rx))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    templates: TemplateCache::default(),
+                }
+                .run(rx)
+            })
             .map_err(other)?;
         Ok(SqliteStorage {
             commands: tx,
@@ -204,6 +220,99 @@ impl SqliteStorage {
 
 struct Writer {
     conn: Connection,
+    /// Parsed template versions per campaign, dropped whenever a template record is merged.
+    templates: TemplateCache,
+}
+
+/// Parsed template versions per campaign (oldest first), loaded on first use.
+#[derive(Default)]
+struct TemplateCache {
+    by_campaign: std::collections::HashMap<String, Arc<Vec<Template>>>,
+}
+
+impl TemplateCache {
+    fn for_campaign(
+        &mut self,
+        conn: &Connection,
+        campaign: &str,
+    ) -> Result<Arc<Vec<Template>>, StorageError> {
+        if let Some(t) = self.by_campaign.get(campaign) {
+            return Ok(t.clone());
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT fields FROM records
+             WHERE kind = ?1 AND campaign = ?2 AND deleted = 0 AND fields IS NOT NULL",
+        )?;
+        let mut out: Vec<Template> = stmt
+            .query_map(params![TEMPLATE_KIND, campaign], |r| r.get::<_, String>(0))?
+            .filter_map(|f| {
+                let fields: serde_json::Value = serde_json::from_str(&f.ok()?).ok()?;
+                Template::parse(fields.get("source")?.as_str()?).ok()
+            })
+            .collect();
+        out.sort_by_key(|t| t.version);
+        let out = Arc::new(out);
+        self.by_campaign.insert(campaign.to_string(), out.clone());
+        Ok(out)
+    }
+}
+
+/// Checks a merged record against its campaign's template: `None` when it passes (or the
+/// campaign has no template), else the problems as JSON. Never stops the record being stored.
+fn review(
+    tx: &Transaction<'_>,
+    cache: &mut TemplateCache,
+    p: &Projection,
+) -> Result<Option<String>, StorageError> {
+    let problems = |list: Vec<Problem>| serde_json::to_string(&list).map(Some).map_err(other);
+    if p.deleted {
+        return Ok(None);
+    }
+    if p.header.kind == TEMPLATE_KIND {
+        let source = match p.fields.get("source") {
+            Some(FieldValue::Str(s)) => s.clone(),
+            _ => String::new(),
+        };
+        return match Template::parse(&source) {
+            Ok(_) => Ok(None),
+            Err(e) => problems(vec![Problem {
+                field: "source".into(),
+                code: ProblemCode::BadTemplate,
+                zh: e.to_string(),
+                en: e.to_string(),
+            }]),
+        };
+    }
+    let templates = cache.for_campaign(tx, &p.header.campaign.to_string())?;
+    let Some(latest) = templates.last() else {
+        return Ok(None);
+    };
+    let template = match p.fields.get(FORM_VERSION_FIELD) {
+        Some(FieldValue::Int(v)) => match templates.iter().find(|t| i64::from(t.version) == *v) {
+            Some(t) => t,
+            None => {
+                return problems(vec![Problem {
+                    field: FORM_VERSION_FIELD.into(),
+                    code: ProblemCode::UnknownVersion,
+                    zh: format!("记录按模板第 {v} 版填写，服务器没有这一版"),
+                    en: format!(
+                        "written with template version {v}, which this server does not have"
+                    ),
+                }]);
+            }
+        },
+        _ => latest,
+    };
+    let lookup = |id: Uuid| -> Option<String> {
+        tx.prepare_cached("SELECT kind FROM records WHERE id = ?1 AND deleted = 0")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+            .ok()
+            .flatten()
+    };
+    match template.validate(&p.header.kind, &p.fields, &lookup, RefPolicy::IfKnown) {
+        Ok(()) => Ok(None),
+        Err(invalid) => problems(invalid.problems),
+    }
 }
 
 impl Writer {
@@ -411,12 +520,15 @@ impl Writer {
         let started = Instant::now();
         let tx = self.conn.transaction()?;
         let ids: Vec<String> = {
-            let mut stmt = tx.prepare_cached("SELECT id FROM records WHERE dirty = 1 LIMIT ?1")?;
+            // Templates first, so the records of a chunk are checked against them.
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM records WHERE dirty = 1 ORDER BY kind = 'template' DESC LIMIT ?1",
+            )?;
             stmt.query_map([MERGE_CHUNK as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
         for id in &ids {
-            merge_record(&tx, id)?;
+            merge_record(&tx, id, &mut self.templates)?;
         }
         tx.commit()?;
         if !ids.is_empty() {
@@ -439,7 +551,11 @@ fn head(conn: &Connection) -> Result<u64, StorageError> {
 }
 
 /// Applies a record's unapplied changes to its document and refreshes its projection.
-fn merge_record(tx: &Transaction<'_>, id: &str) -> Result<(), StorageError> {
+fn merge_record(
+    tx: &Transaction<'_>,
+    id: &str,
+    templates: &mut TemplateCache,
+) -> Result<(), StorageError> {
     let (kind, campaign, scope, doc_bytes): (String, String, String, Option<Vec<u8>>) = tx
         .query_row(
             "SELECT kind, campaign, scope, doc FROM records WHERE id = ?1",
@@ -515,9 +631,18 @@ fn merge_record(tx: &Transaction<'_>, id: &str) -> Result<(), StorageError> {
     } else {
         None
     };
+    if kind == TEMPLATE_KIND {
+        // A template version arrived or changed: check the campaign's records again.
+        templates.by_campaign.remove(&campaign);
+        tx.execute(
+            "UPDATE records SET dirty = 1 WHERE campaign = ?1 AND kind != ?2 AND fields IS NOT NULL",
+            params![campaign, TEMPLATE_KIND],
+        )?;
+    }
+    let review = review(tx, templates, &projection)?;
     tx.execute(
         "UPDATE records SET doc = ?2, fields = ?3, deleted = ?4, conflicts = ?5, heads = ?6,
-                problem = ?7, dirty = 0, merged_at = ?8
+                problem = ?7, dirty = 0, merged_at = ?8, review = ?9
          WHERE id = ?1",
         params![
             id,
@@ -527,7 +652,8 @@ fn merge_record(tx: &Transaction<'_>, id: &str) -> Result<(), StorageError> {
             projection.conflicts as i64,
             serde_json::to_string(&projection.heads).map_err(other)?,
             problem,
-            now_ms()
+            now_ms(),
+            review
         ],
     )?;
     Ok(())
@@ -648,12 +774,15 @@ fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
         up_to_date: !r.get::<_, bool>(8)?,
         waiting_changes: r.get::<_, i64>(10)? as u64,
         problem: r.get(9)?,
+        review: r
+            .get::<_, Option<String>>(11)?
+            .and_then(|j| serde_json::from_str(&j).ok()),
     })
 }
 
 const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fields, r.conflicts,
     r.heads, r.dirty, r.problem,
-    (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0)";
+    (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0), r.review";
 
 #[async_trait]
 impl Storage for SqliteStorage {
@@ -685,6 +814,9 @@ impl Storage for SqliteStorage {
                 unmerged_records: count("SELECT count(*) FROM records WHERE dirty = 1")?,
                 waiting_changes: count("SELECT count(*) FROM changes WHERE applied = 0")?,
                 devices: count("SELECT count(*) FROM devices")?,
+                records_needing_review: count(
+                    "SELECT count(*) FROM records WHERE review IS NOT NULL",
+                )?,
             })
         })
         .await
@@ -741,6 +873,9 @@ impl Storage for SqliteStorage {
             }
             if filter.conflicted {
                 sql.push_str(" AND r.conflicts > 0");
+            }
+            if filter.needs_review {
+                sql.push_str(" AND r.review IS NOT NULL");
             }
             sql.push_str(&format!(
                 " ORDER BY r.first_seq LIMIT {}",

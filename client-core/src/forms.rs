@@ -1,0 +1,263 @@
+//! Forms: records written through their campaign's template, validated before they are saved.
+//!
+//! A campaign's template travels as records of kind `template` (one per published version), so
+//! a device learns of a new version by syncing. Every form record notes the version it was
+//! written with in the reserved field `_form`; the server checks it again against that version
+//! and flags, never drops, what fails.
+
+use std::collections::BTreeMap;
+
+use fieldsync_protocol::template::{
+    CAMPAIGN_SCOPE, FORM_VERSION_FIELD, FieldType, Invalid, RefPolicy, TEMPLATE_KIND, Template,
+    TemplateError,
+};
+use fieldsync_protocol::{FieldValue, RecordHeader, new_record_id, singleton_id};
+use uuid::Uuid;
+
+use crate::store::{Filter, Store, StoreError};
+
+/// Why a form could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    /// The store holds no template for the campaign: sync first, or publish one.
+    #[error(
+        "活动 {0} 还没有表单模板，请先同步 / campaign {0} has no template on this device yet: \
+         sync first"
+    )]
+    NoTemplate(Uuid),
+    /// A stored template does not parse.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The record does not fit its form; every problem names its field.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// An edit tried to change a field that makes a singleton unique.
+    #[error(
+        "“{field}”决定记录的唯一性，不能修改；请另建记录 / {field:?} identifies this record and \
+         cannot be changed; create another record instead"
+    )]
+    KeyChanged {
+        /// The key field.
+        field: String,
+    },
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, FormError>;
+
+/// The id of the record that carries version `version` of template `template_id`.
+pub fn template_record_id(campaign: Uuid, template_id: &str, version: u32) -> Uuid {
+    singleton_id(campaign, TEMPLATE_KIND, &format!("{template_id}/{version}"))
+}
+
+/// Brings values to the shape the form stores: long texts become Automerge texts (so they
+/// merge character by character), whole decimals in integer fields become integers.
+fn normalize(template: &Template, kind: &str, fields: &mut BTreeMap<String, FieldValue>) {
+    let Some(def) = template.kind(kind) else {
+        return;
+    };
+    for f in &def.fields {
+        let Some(v) = fields.get_mut(&f.name) else {
+            continue;
+        };
+        match (f.field_type, &*v) {
+            (FieldType::LongText, FieldValue::Str(s)) => *v = FieldValue::Text(s.clone()),
+            (FieldType::Text, FieldValue::Text(s)) => *v = FieldValue::Str(s.clone()),
+            (FieldType::Number, FieldValue::Float(x))
+                if f.integer && x.fract() == 0.0 && x.abs() < 9.0e15 =>
+            {
+                *v = FieldValue::Int(*x as i64)
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Store {
+    /// Publishes a template version for a campaign (what the department does; it syncs to
+    /// every device like any record). Publishing the same version again changes nothing.
+    pub fn publish_template(&mut self, campaign: Uuid, template: &Template) -> Result<Uuid> {
+        let header = RecordHeader {
+            id: template_record_id(campaign, &template.id, template.version),
+            kind: TEMPLATE_KIND.into(),
+            campaign,
+            scope: CAMPAIGN_SCOPE.into(),
+        };
+        self.ensure(
+            &header,
+            &[
+                ("template_id", FieldValue::Str(template.id.clone())),
+                ("version", FieldValue::Int(i64::from(template.version))),
+                ("source", FieldValue::Str(template.source.clone())),
+            ],
+        )?;
+        Ok(header.id)
+    }
+
+    /// Every template version of the campaign this store holds, oldest first.
+    pub fn templates(&self, campaign: Uuid) -> Result<Vec<Template>> {
+        let records = self.list(&Filter {
+            kind: Some(TEMPLATE_KIND.into()),
+            campaign: Some(campaign),
+            ..Default::default()
+        })?;
+        let mut out = Vec::new();
+        for r in records {
+            if let Some(FieldValue::Str(source)) = r.fields.get("source") {
+                out.push(Template::parse(source)?);
+            }
+        }
+        out.sort_by_key(|t| t.version);
+        Ok(out)
+    }
+
+    /// The newest template version of the campaign this store holds.
+    pub fn template(&self, campaign: Uuid) -> Result<Option<Template>> {
+        Ok(self.templates(campaign)?.pop())
+    }
+
+    /// A template version newer than the one last acknowledged with
+    /// [`Store::acknowledge_template`]: the app should tell its user that the forms changed.
+    pub fn new_template_version(&self, campaign: Uuid) -> Result<Option<u32>> {
+        let Some(latest) = self.template(campaign)? else {
+            return Ok(None);
+        };
+        let seen: u32 = self
+            .meta_value(&format!("template_seen:{campaign}"))?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok((latest.version > seen).then_some(latest.version))
+    }
+
+    /// Notes that the user has been told about template `version` of the campaign.
+    pub fn acknowledge_template(&mut self, campaign: Uuid, version: u32) -> Result<()> {
+        self.set_meta_value(&format!("template_seen:{campaign}"), &version.to_string())?;
+        Ok(())
+    }
+
+    fn lookup_kind(&self, id: Uuid) -> Option<String> {
+        self.get(id)
+            .ok()
+            .filter(|r| !r.deleted)
+            .map(|r| r.header.kind)
+    }
+
+    /// Checks fields against the campaign's newest template without saving anything.
+    pub fn check_form(
+        &self,
+        campaign: Uuid,
+        kind: &str,
+        fields: &BTreeMap<String, FieldValue>,
+    ) -> Result<()> {
+        let template = self
+            .template(campaign)?
+            .ok_or(FormError::NoTemplate(campaign))?;
+        let mut fields = fields.clone();
+        normalize(&template, kind, &mut fields);
+        template.validate(
+            kind,
+            &fields,
+            &|id| self.lookup_kind(id),
+            RefPolicy::MustExist,
+        )?;
+        Ok(())
+    }
+
+    /// Creates a record of `kind` through the campaign's newest template: validated first
+    /// (nothing is saved if any field is wrong), then saved offline. A kind with a key (one
+    /// assessment per target, one star rating per village and year) gets the id derived from
+    /// the key, so records created on several devices merge into one; creating it again here
+    /// writes the values into the existing record.
+    pub fn create_form(
+        &mut self,
+        campaign: Uuid,
+        kind: &str,
+        scope: &str,
+        fields: &BTreeMap<String, FieldValue>,
+    ) -> Result<Uuid> {
+        let template = self
+            .template(campaign)?
+            .ok_or(FormError::NoTemplate(campaign))?;
+        let mut fields = fields.clone();
+        normalize(&template, kind, &mut fields);
+        template.validate(
+            kind,
+            &fields,
+            &|id| self.lookup_kind(id),
+            RefPolicy::MustExist,
+        )?;
+        fields.insert(
+            FORM_VERSION_FIELD.into(),
+            FieldValue::Int(i64::from(template.version)),
+        );
+        let id = match template.singleton_key(kind, &fields) {
+            Some(key) => singleton_id(campaign, kind, &key),
+            None => new_record_id(),
+        };
+        let header = RecordHeader {
+            id,
+            kind: kind.into(),
+            campaign,
+            scope: scope.into(),
+        };
+        let values: Vec<(&str, FieldValue)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        self.ensure(&header, &values)?;
+        Ok(id)
+    }
+
+    /// Changes fields of a form record (a `Null` value clears a field), validated against the
+    /// campaign's newest template as a whole record first. The record then notes that version.
+    pub fn edit_form(&mut self, id: Uuid, changes: &BTreeMap<String, FieldValue>) -> Result<()> {
+        let record = self.get(id)?;
+        let campaign = record.header.campaign;
+        let kind = record.header.kind.clone();
+        let template = self
+            .template(campaign)?
+            .ok_or(FormError::NoTemplate(campaign))?;
+        let mut changes = changes.clone();
+        normalize(&template, &kind, &mut changes);
+        if let Some(def) = template.kind(&kind) {
+            for key in &def.key {
+                if let Some(new) = changes.get(key)
+                    && record.fields.get(key) != Some(new)
+                {
+                    return Err(FormError::KeyChanged { field: key.clone() });
+                }
+            }
+        }
+        let mut merged = record.fields.clone();
+        for (k, v) in &changes {
+            if *v == FieldValue::Null {
+                merged.remove(k);
+            } else {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        template.validate(
+            &kind,
+            &merged,
+            &|id| self.lookup_kind(id),
+            RefPolicy::MustExist,
+        )?;
+        let version = FieldValue::Int(i64::from(template.version));
+        self.edit(id, |e| {
+            for (k, v) in &changes {
+                if *v == FieldValue::Null {
+                    e.remove(k)?;
+                } else if record.fields.get(k) != Some(v) {
+                    e.set(k, v)?;
+                }
+            }
+            if record.fields.get(FORM_VERSION_FIELD) != Some(&version) {
+                e.set(FORM_VERSION_FIELD, &version)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
