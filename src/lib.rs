@@ -1,7 +1,9 @@
 //! Shared fixtures for fieldsync's integration tests, examples and benchmarks: a real server on
 //! a loopback port with its data in a temp dir ([`TestServer`]), a TCP proxy that counts and cuts
-//! traffic ([`proxy::Proxy`]), and small helpers to read the server's JSON API.
+//! traffic ([`proxy::Proxy`]), a realistic campaign generator ([`generator`]), and small helpers
+//! to read the server's JSON API.
 
+pub mod generator;
 pub mod proxy;
 
 use std::net::SocketAddr;

@@ -245,11 +245,17 @@ impl Store {
             RefPolicy::MustExist,
         )?;
         let version = FieldValue::Int(i64::from(template.version));
+        // Writing a field resolves its conflict, even when the value written is the one shown.
+        let conflicted: Vec<String> = if record.conflicts > 0 {
+            self.conflicts(id)?.into_iter().map(|c| c.field).collect()
+        } else {
+            Vec::new()
+        };
         self.edit(id, |e| {
             for (k, v) in &changes {
                 if *v == FieldValue::Null {
                     e.remove(k)?;
-                } else if record.fields.get(k) != Some(v) {
+                } else if record.fields.get(k) != Some(v) || conflicted.contains(k) {
                     e.set(k, v)?;
                 }
             }

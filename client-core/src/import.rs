@@ -151,7 +151,11 @@ fn cell_value(def: &FieldDef, cell: &str) -> Result<FieldValue, (String, String)
         T::Choice => def
             .choices
             .iter()
-            .find(|c| c.value == cell || c.zh == cell || c.en.eq_ignore_ascii_case(cell))
+            .find(|c| {
+                // 区 matches 区（县）: a label's short form, before its parenthesis, is enough.
+                let short = c.zh.split(['（', '(']).next().unwrap_or_default();
+                c.value == cell || c.zh == cell || short == cell || c.en.eq_ignore_ascii_case(cell)
+            })
             .map(|c| FieldValue::Str(c.value.clone()))
             .ok_or_else(|| {
                 let zh: Vec<&str> = def.choices.iter().map(|c| c.zh.as_str()).collect();
@@ -412,7 +416,7 @@ impl Store {
             if bad {
                 continue;
             }
-            if what == ImportKind::Places {
+            if what == ImportKind::Places && !get("code").is_empty() {
                 scope = get("code").to_string();
             }
             if what == ImportKind::Members && !fields.contains_key("code") {
@@ -450,22 +454,38 @@ impl Store {
             out.push((line, header, fields));
         }
         // The records as the template sees them, with references to this file's records.
+        let places_in_file: HashMap<Uuid, &str> =
+            places.values().map(|(id, _, _)| (*id, "place")).collect();
         for (line, header, fields) in &out {
             let lookup = |id: Uuid| {
-                pending_kinds.get(&id).cloned().or_else(|| {
-                    self.get(id)
-                        .ok()
-                        .filter(|r| !r.deleted)
-                        .map(|r| r.header.kind)
-                })
+                pending_kinds
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| places_in_file.get(&id).map(|k| k.to_string()))
+                    .or_else(|| {
+                        self.get(id)
+                            .ok()
+                            .filter(|r| !r.deleted)
+                            .map(|r| r.header.kind)
+                    })
             };
             if let Err(invalid) =
                 template.validate(&header.kind, fields, &lookup, RefPolicy::MustExist)
             {
                 for p in invalid.problems {
+                    // Name the spreadsheet's column where the field came from one.
+                    let source = match p.field.as_str() {
+                        "team" => "place",
+                        f => f,
+                    };
+                    let column = cols
+                        .iter()
+                        .find(|c| c.0 == source)
+                        .map(|c| c.1.to_string())
+                        .unwrap_or(p.field.clone());
                     errors.push(RowError {
                         line: *line,
-                        column: Some(p.field.clone()),
+                        column: Some(column),
                         zh: p.zh,
                         en: p.en,
                     });

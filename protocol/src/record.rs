@@ -659,6 +659,45 @@ mod tests {
     }
 
     #[test]
+    fn ratings_of_different_members_merge_and_a_map_round_trips() {
+        let (g, _) = genesis_change(&header()).unwrap();
+        let mut a = fork(&g, 1);
+        let map = |pairs: &[(&str, &str)]| {
+            FieldValue::Map(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        edit(&mut a, "member_ratings", map(&[("m1", "satisfied")]));
+        let mut b = a.fork();
+        b.set_actor(ActorId::from([2u8; 16]));
+        edit(
+            &mut a,
+            "member_ratings",
+            map(&[("m1", "satisfied"), ("m2", "unsatisfied")]),
+        );
+        edit(
+            &mut b,
+            "member_ratings",
+            map(&[("m1", "basically_satisfied")]),
+        );
+        a.merge(&mut b).unwrap();
+        let p = project(&a).unwrap();
+        assert_eq!(
+            p.fields["member_ratings"],
+            map(&[("m1", "basically_satisfied"), ("m2", "unsatisfied")])
+        );
+        assert_eq!(p.conflicts, 0);
+        // Removing an entry removes just that entry; JSON round-trips.
+        edit(&mut a, "member_ratings", map(&[("m2", "unsatisfied")]));
+        let v = project(&a).unwrap().fields["member_ratings"].clone();
+        assert_eq!(v, map(&[("m2", "unsatisfied")]));
+        assert_eq!(FieldValue::from_json("r", &v.to_json()).unwrap(), v);
+    }
+
+    #[test]
     fn the_same_value_written_twice_is_not_a_conflict() {
         let (g, _) = genesis_change(&header()).unwrap();
         let mut a = fork(&g, 1);
