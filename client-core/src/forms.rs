@@ -151,6 +151,16 @@ impl Store {
         kind: &str,
         fields: &BTreeMap<String, FieldValue>,
     ) -> Result<()> {
+        self.checked(campaign, kind, fields).map(|_| ())
+    }
+
+    /// The campaign's newest template and the fields in the shape it stores, once they pass.
+    fn checked(
+        &self,
+        campaign: Uuid,
+        kind: &str,
+        fields: &BTreeMap<String, FieldValue>,
+    ) -> Result<(Template, BTreeMap<String, FieldValue>)> {
         let template = self
             .template(campaign)?
             .ok_or(FormError::NoTemplate(campaign))?;
@@ -162,7 +172,7 @@ impl Store {
             &|id| self.lookup_kind(id),
             RefPolicy::MustExist,
         )?;
-        Ok(())
+        Ok((template, fields))
     }
 
     /// Creates a record of `kind` through the campaign's newest template: validated first
@@ -177,17 +187,7 @@ impl Store {
         scope: &str,
         fields: &BTreeMap<String, FieldValue>,
     ) -> Result<Uuid> {
-        let template = self
-            .template(campaign)?
-            .ok_or(FormError::NoTemplate(campaign))?;
-        let mut fields = fields.clone();
-        normalize(&template, kind, &mut fields);
-        template.validate(
-            kind,
-            &fields,
-            &|id| self.lookup_kind(id),
-            RefPolicy::MustExist,
-        )?;
+        let (template, mut fields) = self.checked(campaign, kind, fields)?;
         fields.insert(
             FORM_VERSION_FIELD.into(),
             FieldValue::Int(i64::from(template.version)),

@@ -958,30 +958,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn built_in_templates_parse_and_have_every_kind() {
+    fn built_in_templates_parse_with_their_singleton_keys() {
+        // Every kind's forms are checked in tests/templates.rs; here, that they load at all.
         for id in Template::builtin_ids() {
             let t = Template::builtin(id).unwrap();
-            for kind in [
-                "interview",
-                "meeting",
-                "questionnaire",
-                "evaluation",
-                "document_review",
-                "prescreening",
-                "finding",
-                "rectification",
-                "assessment",
-                "star_rating",
-                "place",
-                "team",
-                "member",
-                "work_group",
-                "campaign",
-            ] {
-                assert!(t.kind(kind).is_some(), "{id} lacks {kind}");
-            }
+            assert_eq!(t.id, *id);
             assert_eq!(t.kind("assessment").unwrap().key, vec!["target"]);
             assert_eq!(t.kind("star_rating").unwrap().key, vec!["village", "year"]);
+            assert!(t.kind("member").is_some(), "reference kinds are merged in");
         }
     }
 
