@@ -209,8 +209,14 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
     // The department: template, places, members, work groups.
     let mut admin = Store::open(dir.join("department.sqlite3"))?;
     let template = Template::builtin("midterm").context("built-in template")?;
-    admin.publish_template(campaign, &template)?;
+    admin.create_campaign(
+        campaign,
+        "示范镇村（社区）“两委”班子届中分析",
+        &template,
+        2023,
+    )?;
     count(&mut tally, "template");
+    count(&mut tally, "campaign");
     let township = "510100001";
     let mut places = String::from("代码,名称,层级,上级代码\n");
     places.push_str("510100,示范区,区,\n");

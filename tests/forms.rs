@@ -56,9 +56,12 @@ const MEMBERS: &str = "村代码,姓名,职务,性别,年龄,学历,党员\n5101
 /// A department device with the midterm template and a little reference data, synced.
 fn department(url: &str) -> Result<Device> {
     let mut admin = Device::new()?;
-    admin
-        .store
-        .publish_template(campaign(), &Template::builtin("midterm").unwrap())?;
+    admin.store.create_campaign(
+        campaign(),
+        "示范镇届中分析",
+        &Template::builtin("midterm").unwrap(),
+        2026,
+    )?;
     admin
         .store
         .import_csv(campaign(), ImportKind::Places, PLACES.as_bytes())?;
@@ -94,6 +97,14 @@ fn interview(member: Uuid) -> BTreeMap<String, FieldValue> {
 fn an_invalid_form_is_refused_on_the_device_naming_the_field_and_nothing_is_saved() -> Result<()> {
     let server = TestServer::start()?;
     department(&server.url())?;
+    server.wait_merged()?;
+    let campaigns = server.get_json("/v1/records?kind=campaign")?;
+    assert_eq!(
+        campaigns[0]["fields"]["name"], "示范镇届中分析",
+        "{campaigns}"
+    );
+    assert_eq!(campaigns[0]["fields"]["template"], "midterm");
+    assert_eq!(campaigns[0]["review"], Value::Null);
     let mut a = Device::new()?;
     // Before the first sync the device has no template: a clear error, nothing saved.
     let err = a

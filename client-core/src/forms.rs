@@ -96,6 +96,23 @@ impl Store {
         Ok(header.id)
     }
 
+    /// Starts a campaign (what the department does first): publishes its template and writes
+    /// its `campaign` record (name, template, year). Pass [`new_record_id`] for a new campaign.
+    pub fn create_campaign(
+        &mut self,
+        campaign: Uuid,
+        name: &str,
+        template: &Template,
+        year: i64,
+    ) -> Result<Uuid> {
+        self.publish_template(campaign, template)?;
+        let mut fields = BTreeMap::new();
+        fields.insert("name".to_string(), FieldValue::Str(name.into()));
+        fields.insert("template".to_string(), FieldValue::Str(template.id.clone()));
+        fields.insert("year".to_string(), FieldValue::Int(year));
+        self.create_form(campaign, "campaign", CAMPAIGN_SCOPE, &fields)
+    }
+
     /// Every template version of the campaign this store holds, oldest first.
     pub fn templates(&self, campaign: Uuid) -> Result<Vec<Template>> {
         let records = self.list(&Filter {
