@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use fieldsync_protocol::template::{
-    CAMPAIGN_SCOPE, FORM_VERSION_FIELD, FieldType, Invalid, RefPolicy, TEMPLATE_KIND, Template,
-    TemplateError,
+    CAMPAIGN_SCOPE, FORM_VERSION_FIELD, FieldDef, FieldType, Invalid, RefPolicy, TEMPLATE_KIND,
+    Template, TemplateError,
 };
 use fieldsync_protocol::{FieldValue, RecordHeader, new_record_id, singleton_id};
 use uuid::Uuid;
@@ -46,6 +46,85 @@ pub enum FormError {
 }
 
 type Result<T> = std::result::Result<T, FormError>;
+
+/// Reads what a person typed (a spreadsheet cell, a command-line flag, an answer at a prompt)
+/// into the value `def` stores: choices by value, Chinese label, its short form before a
+/// parenthesis (`区` for `区（县）`) or English label (several separated by `,` or `、` for a
+/// multiple choice); numbers; `是/否`, `yes/no`, `1/0`; `id=choice,…` for ratings; text as is
+/// (a long text becomes an Automerge text). The error is in Chinese and English.
+pub fn parse_input(
+    def: &FieldDef,
+    text: &str,
+) -> std::result::Result<FieldValue, (String, String)> {
+    let text = text.trim();
+    let choice = |cell: &str| {
+        def.choices
+            .iter()
+            .find(|c| {
+                let short = c.zh.split(['（', '(']).next().unwrap_or_default();
+                c.value == cell || c.zh == cell || short == cell || c.en.eq_ignore_ascii_case(cell)
+            })
+            .map(|c| c.value.clone())
+            .ok_or_else(|| {
+                let zh: Vec<&str> = def.choices.iter().map(|c| c.zh.as_str()).collect();
+                let en: Vec<&str> = def.choices.iter().map(|c| c.en.as_str()).collect();
+                (
+                    format!("“{cell}”不是可选项，可选：{}", zh.join("、")),
+                    format!("{cell:?} is not one of: {}", en.join(", ")),
+                )
+            })
+    };
+    let parts = |s: &str| -> Vec<String> {
+        s.split([',', '，', '、'])
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    };
+    match def.field_type {
+        FieldType::Choice => choice(text).map(FieldValue::Str),
+        FieldType::MultiChoice => Ok(FieldValue::Str(
+            parts(text)
+                .iter()
+                .map(|p| choice(p))
+                .collect::<std::result::Result<Vec<_>, _>>()?
+                .join(","),
+        )),
+        FieldType::Ratings => {
+            let mut map = BTreeMap::new();
+            for p in parts(text) {
+                let Some((id, rating)) = p.split_once('=') else {
+                    return Err((
+                        format!("“{p}”应写成“成员编号=评价”"),
+                        format!("{p:?} must be written member-id=rating"),
+                    ));
+                };
+                map.insert(id.trim().to_string(), choice(rating.trim())?);
+            }
+            Ok(FieldValue::Map(map))
+        }
+        FieldType::Number => text
+            .parse::<i64>()
+            .map(FieldValue::Int)
+            .or_else(|_| text.parse::<f64>().map(FieldValue::Float))
+            .map_err(|_| {
+                (
+                    format!("“{text}”不是数字"),
+                    format!("{text:?} is not a number"),
+                )
+            }),
+        FieldType::Bool => match text {
+            "是" | "yes" | "Yes" | "true" | "1" | "Y" | "y" => Ok(FieldValue::Bool(true)),
+            "否" | "no" | "No" | "false" | "0" | "N" | "n" => Ok(FieldValue::Bool(false)),
+            _ => Err((
+                format!("“{text}”应为“是”或“否”"),
+                format!("{text:?} must be yes or no"),
+            )),
+        },
+        FieldType::LongText => Ok(FieldValue::Text(text.to_string())),
+        FieldType::Refs => Ok(FieldValue::Str(parts(text).join(","))),
+        _ => Ok(FieldValue::Str(text.to_string())),
+    }
+}
 
 /// The id of the record that carries version `version` of template `template_id`.
 pub fn template_record_id(campaign: Uuid, template_id: &str, version: u32) -> Uuid {
@@ -111,6 +190,16 @@ impl Store {
         fields.insert("template".to_string(), FieldValue::Str(template.id.clone()));
         fields.insert("year".to_string(), FieldValue::Int(year));
         self.create_form(campaign, "campaign", CAMPAIGN_SCOPE, &fields)
+    }
+
+    /// A setting of this device (the CLI keeps its server address and campaign here).
+    pub fn setting(&self, name: &str) -> std::result::Result<Option<String>, StoreError> {
+        self.meta_value(&format!("setting:{name}"))
+    }
+
+    /// Changes a setting of this device.
+    pub fn set_setting(&mut self, name: &str, value: &str) -> std::result::Result<(), StoreError> {
+        self.set_meta_value(&format!("setting:{name}"), value)
     }
 
     /// Every template version of the campaign this store holds, oldest first.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use fieldsync_protocol::template::{CAMPAIGN_SCOPE, FORM_VERSION_FIELD, FieldDef, RefPolicy};
+use fieldsync_protocol::template::{CAMPAIGN_SCOPE, FORM_VERSION_FIELD, RefPolicy};
 use fieldsync_protocol::{FieldValue, RecordHeader, singleton_id};
 use uuid::Uuid;
 
@@ -143,50 +143,6 @@ fn columns(kind: ImportKind) -> &'static [(&'static str, &'static str, &'static 
     }
 }
 
-/// A cell read into the value its field stores.
-fn cell_value(def: &FieldDef, cell: &str) -> Result<FieldValue, (String, String)> {
-    use fieldsync_protocol::template::FieldType as T;
-    let cell = cell.trim();
-    match def.field_type {
-        T::Choice => def
-            .choices
-            .iter()
-            .find(|c| {
-                // 区 matches 区（县）: a label's short form, before its parenthesis, is enough.
-                let short = c.zh.split(['（', '(']).next().unwrap_or_default();
-                c.value == cell || c.zh == cell || short == cell || c.en.eq_ignore_ascii_case(cell)
-            })
-            .map(|c| FieldValue::Str(c.value.clone()))
-            .ok_or_else(|| {
-                let zh: Vec<&str> = def.choices.iter().map(|c| c.zh.as_str()).collect();
-                let en: Vec<&str> = def.choices.iter().map(|c| c.en.as_str()).collect();
-                (
-                    format!("“{cell}”不是可选项，可选：{}", zh.join("、")),
-                    format!("{cell:?} is not one of: {}", en.join(", ")),
-                )
-            }),
-        T::Number => cell
-            .parse::<i64>()
-            .map(FieldValue::Int)
-            .or_else(|_| cell.parse::<f64>().map(FieldValue::Float))
-            .map_err(|_| {
-                (
-                    format!("“{cell}”不是数字"),
-                    format!("{cell:?} is not a number"),
-                )
-            }),
-        T::Bool => match cell {
-            "是" | "yes" | "Yes" | "true" | "1" | "Y" | "y" => Ok(FieldValue::Bool(true)),
-            "否" | "no" | "No" | "false" | "0" | "N" | "n" => Ok(FieldValue::Bool(false)),
-            _ => Err((
-                format!("“{cell}”应为“是”或“否”"),
-                format!("{cell:?} must be yes or no"),
-            )),
-        },
-        _ => Ok(FieldValue::Str(cell.to_string())),
-    }
-}
-
 impl Store {
     /// Imports a CSV file of reference data into `campaign` (which must have a template).
     /// Every row is checked first; if any is wrong, nothing is written and every bad row is
@@ -263,7 +219,7 @@ impl Store {
                     let level = template
                         .kind("place")
                         .and_then(|k| k.field("level"))
-                        .and_then(|d| cell_value(d, get("level")).ok())
+                        .and_then(|d| crate::forms::parse_input(d, get("level")).ok())
                         .map(|v| match v {
                             FieldValue::Str(s) => s,
                             _ => String::new(),
@@ -401,7 +357,7 @@ impl Store {
                         let Some(fdef) = def.field(field) else {
                             continue;
                         };
-                        match cell_value(fdef, cell) {
+                        match crate::forms::parse_input(fdef, cell) {
                             Ok(v) => {
                                 fields.insert(field.to_string(), v);
                             }

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bundle;
 pub mod forms;
 pub mod http;
 pub mod import;

@@ -192,6 +192,14 @@ pub struct OutboxBatch {
     pub bytes: usize,
 }
 
+/// One stored change with its record's header.
+pub(crate) struct ChangeRow {
+    pub(crate) seq: i64,
+    pub(crate) hash: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) header: RecordHeader,
+}
+
 /// Where this device is in the server's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cursor {
@@ -684,6 +692,38 @@ impl Store {
     /// When this device last completed a pull (ms since the Unix epoch).
     pub fn last_sync_at(&self) -> Result<Option<i64>> {
         Ok(self.meta("last_pull_at")?.and_then(|s| s.parse().ok()))
+    }
+
+    /// Every stored change after local log position `since`, oldest first, with its record's
+    /// header (for bundles).
+    pub(crate) fn change_rows(&self, since: i64) -> Result<Vec<ChangeRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.seq, c.hash, c.bytes, r.id, r.kind, r.campaign, r.scope
+             FROM changes c JOIN records r ON r.id = c.record_id
+             WHERE c.seq > ?1 ORDER BY c.seq",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, hash, bytes, id, kind, campaign, scope) = row?;
+            out.push(ChangeRow {
+                seq,
+                hash,
+                bytes,
+                header: RecordHeader::parse(&id, &kind, &campaign, &scope)?,
+            });
+        }
+        Ok(out)
     }
 
     pub(crate) fn meta_value(&self, key: &str) -> Result<Option<String>> {

@@ -147,6 +147,27 @@ pub fn decide(page: &PullResponse, local_pushed: u64, recovering: bool) -> Next 
     }
 }
 
+/// How far a sync has got, reported after each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Changes acknowledged so far out of those waiting when the sync began.
+    Pushing {
+        /// Acknowledged so far.
+        sent: u64,
+        /// Waiting when the push began.
+        total: u64,
+    },
+    /// Position in the server's log: from where this pull began to the server's newest.
+    Pulling {
+        /// Where this pull began.
+        from: u64,
+        /// Applied up to here.
+        at: u64,
+        /// The server's newest position.
+        head: u64,
+    },
+}
+
 /// Syncs `store` with the server behind `transport`: pushes every unacknowledged change, then
 /// pulls until up to date. Safe to interrupt at any point; run it again to continue.
 pub fn sync(
@@ -154,8 +175,18 @@ pub fn sync(
     transport: &mut dyn Transport,
     options: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
+    sync_with_progress(store, transport, options, &mut |_| {})
+}
+
+/// [`sync`], calling `progress` after every request (for a progress bar).
+pub fn sync_with_progress(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
-    let result = sync_inner(store, transport, options, &mut report);
+    let result = sync_inner(store, transport, options, &mut report, progress);
     match result {
         Ok(()) => {
             report.conflicted_records = store
@@ -180,21 +211,22 @@ fn sync_inner(
     transport: &mut dyn Transport,
     options: &SyncOptions,
     report: &mut SyncReport,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<(), SyncError> {
-    push_all(store, transport, options, report)?;
-    match pull_all(store, transport, options, report, false)? {
+    push_all(store, transport, options, report, progress)?;
+    match pull_all(store, transport, options, report, false, progress)? {
         Next::ResetServer => {
             tracing::warn!("the server lost its log (restored from a backup?): re-pushing");
             report.server_reset = true;
             store.forget_server_state()?;
-            push_all(store, transport, options, report)?;
-            pull_all(store, transport, options, report, false)?;
+            push_all(store, transport, options, report, progress)?;
+            pull_all(store, transport, options, report, false, progress)?;
         }
         Next::ApplyAndRecoverOwn => {
             tracing::warn!("the server has changes of this device that it lost: pulling back");
             report.recovered_own = true;
             store.rewind_cursor()?;
-            pull_all(store, transport, options, report, true)?;
+            pull_all(store, transport, options, report, true, progress)?;
         }
         _ => {}
     }
@@ -210,7 +242,10 @@ fn push_all(
     transport: &mut dyn Transport,
     options: &SyncOptions,
     report: &mut SyncReport,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<(), SyncError> {
+    let total = store.pending_upload()?;
+    let mut sent = 0;
     let mut after = 0;
     let mut requests = 0;
     while let Some(batch) = store.outbox_batch(after, options.push_batch_bytes)? {
@@ -224,6 +259,8 @@ fn push_all(
         report.pushed += batch.hashes.len() as u64;
         report.duplicates += response.duplicates;
         after = batch.last_seq;
+        sent += batch.hashes.len() as u64;
+        progress(Progress::Pushing { sent, total });
     }
     Ok(())
 }
@@ -234,6 +271,7 @@ fn pull_all(
     options: &SyncOptions,
     report: &mut SyncReport,
     include_own: bool,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Next, SyncError> {
     let cursor = store.cursor()?;
     let device = store.device_id().to_string();
@@ -280,6 +318,11 @@ fn pull_all(
             let stats = store.apply_pull(&page)?;
             report.received += stats.new_changes;
             report.waiting += stats.waiting;
+            progress(Progress::Pulling {
+                from: cursor.seq,
+                at: page.next,
+                head: page.head,
+            });
             if next != Next::ApplyAndContinue {
                 return Ok(next);
             }

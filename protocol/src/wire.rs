@@ -134,6 +134,44 @@ pub struct PullResponse {
     pub records: Vec<WireRecord>,
 }
 
+/// What a bundle file says it is (so that a state file is not imported as a bundle).
+pub const BUNDLE_FORMAT: &str = "fieldsync-bundle";
+/// What a state file says it is.
+pub const STATE_FORMAT: &str = "fieldsync-state";
+/// The largest bundle accepted, once decompressed.
+pub const MAX_BUNDLE_BYTES: usize = 512 << 20;
+
+/// A file of changes carried from one device to another without the server (USB stick,
+/// Bluetooth, a chat app): gzip-compressed CBOR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// Protocol version.
+    pub v: u32,
+    /// The device that wrote it.
+    pub device: String,
+    /// When it was written (ms since the Unix epoch).
+    pub created_at: i64,
+    /// The writer's local log position at the time: `--since` this on the next export.
+    pub last_seq: i64,
+    /// The changes, grouped by record, each record's in an order where dependencies come first.
+    pub records: Vec<WireRecord>,
+}
+
+/// What a device holds (every change hash), so that another can export only what it lacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleState {
+    /// Always [`STATE_FORMAT`].
+    pub format: String,
+    /// Protocol version.
+    pub v: u32,
+    /// The device it describes.
+    pub device: String,
+    /// The hashes of every change it holds.
+    pub hashes: Vec<ByteBuf>,
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
