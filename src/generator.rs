@@ -75,6 +75,14 @@ pub struct Tally {
     pub findings_by_category: BTreeMap<String, usize>,
     /// Team assessments left in conflict.
     pub conflicts: usize,
+    /// Star ratings per number of stars.
+    pub star_ratings: BTreeMap<String, usize>,
+    /// Rectifications per status.
+    pub rectifications: BTreeMap<String, usize>,
+    /// Team satisfaction on the evaluation forms, per answer.
+    pub team_satisfaction: BTreeMap<String, usize>,
+    /// Member satisfaction on the evaluation forms: member id → answer → count.
+    pub member_satisfaction: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 /// The generated campaign.
@@ -444,6 +452,19 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
                 .iter()
                 .map(|m| (m.header.id.to_string(), rng.weighted(&choices).to_string()))
                 .collect();
+            for (member, answer) in &ratings {
+                *tally
+                    .member_satisfaction
+                    .entry(member.clone())
+                    .or_default()
+                    .entry(answer.clone())
+                    .or_default() += 1;
+            }
+            let team_answer = rng.weighted(&choices);
+            *tally
+                .team_satisfaction
+                .entry(team_answer.into())
+                .or_default() += 1;
             group_devices[dev(i)].create_form(
                 campaign,
                 "evaluation",
@@ -451,7 +472,7 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
                 &fields(vec![
                     ("respondent_category", s(rng.pick(&cats))),
                     ("team", s(&team.header.id.to_string())),
-                    ("team_rating", s(rng.weighted(&choices))),
+                    ("team_rating", s(team_answer)),
                     ("member_ratings", FieldValue::Map(ratings)),
                 ]),
             )?;
@@ -502,6 +523,8 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
                     ("team", s(&team.header.id.to_string())),
                 ]),
             )?;
+            let status = ["planned", "in_progress", "done"][(g + k) % 3];
+            *tally.rectifications.entry(status.into()).or_default() += 1;
             count(&mut tally, "finding");
             *tally
                 .findings_by_category
@@ -521,7 +544,7 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
                     ),
                     ("owner", s("村党组织书记")),
                     ("deadline", s(&format!("2023-{:02}-30", 9 + k))),
-                    ("status", s(["planned", "in_progress", "done"][(g + k) % 3])),
+                    ("status", s(status)),
                 ]),
             )?;
             count(&mut tally, "rectification");
@@ -569,6 +592,8 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
             count(&mut tally, "assessment");
             *tally.member_ratings.entry(rating.into()).or_default() += 1;
         }
+        let stars = ["five", "four", "three"][g % 3];
+        *tally.star_ratings.entry(stars.into()).or_default() += 1;
         // A star rating, created on the group's first device.
         let place = group_devices[0]
             .list(&Filter {
@@ -586,7 +611,7 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
             &fields(vec![
                 ("village", s(&place.header.id.to_string())),
                 ("year", FieldValue::Int(2023)),
-                ("stars", s(["five", "four", "three"][g % 3])),
+                ("stars", s(stars)),
             ]),
         )?;
         count(&mut tally, "star_rating");

@@ -1,4 +1,5 @@
-//! Read endpoints over the merged records: health, status, records and their conflicts (JSON).
+//! Read endpoints over the merged records: health, status, records and their conflicts, search,
+//! a campaign's tallies, its CSV exports and its draft report.
 
 use std::sync::Arc;
 
@@ -86,4 +87,92 @@ pub async fn conflicts(
 
 fn value_json(v: &FieldValue) -> Value {
     v.to_json()
+}
+
+/// Query of `GET /v1/search`.
+#[derive(Debug, serde::Deserialize)]
+pub struct SearchQuery {
+    /// The words to find (any language).
+    pub q: String,
+    /// Only this campaign.
+    pub campaign: Option<Uuid>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/search?q=&campaign=&kind=&limit=`: records whose text contains `q`.
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Json<Vec<crate::report::SearchHit>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if q.q.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "q is empty: give the words to search for",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).min(1000);
+    Ok(Json(
+        state.storage.search(q.q, q.campaign, q.kind, limit).await?,
+    ))
+}
+
+/// `GET /v1/campaigns/{id}/tallies`: every number of the department's report.
+pub async fn tallies(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::report::Tallies>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(state.storage.tallies(id).await?))
+}
+
+/// `GET /v1/campaigns/{id}/report.md`: the draft report (seed 002's structure) as Markdown.
+pub async fn report_markdown(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let t = state.storage.tallies(id).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/markdown; charset=utf-8",
+        )],
+        crate::report::draft_markdown(&t),
+    ))
+}
+
+/// `GET /v1/campaigns/{id}/export/{kind}.csv`: one record kind as CSV (UTF-8 with BOM, Chinese
+/// headers) for Excel.
+pub async fn export_csv(
+    State(state): State<Arc<AppState>>,
+    Path((id, kind)): Path<(String, String)>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let kind = kind.strip_suffix(".csv").unwrap_or(&kind).to_string();
+    let template = state.storage.template(id).await?;
+    if let Some(t) = &template
+        && t.kind(&kind).is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "campaign {id} has no record kind {kind:?}"
+        )));
+    }
+    let records = state.storage.campaign_records(id, kind.clone()).await?;
+    let body = crate::report::csv(template.as_ref(), &kind, &records);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{kind}.csv\""),
+            ),
+        ],
+        body,
+    ))
 }

@@ -5,10 +5,13 @@
 //! - [`storage`] is where the change log and merged records live ([`storage::Storage`], with
 //!   [`storage::sqlite::SqliteStorage`] as the embedded default);
 //! - [`sync`] holds the push and pull endpoints, [`api`] the JSON read endpoints, [`error`] the
-//!   one error type that every failure becomes.
+//!   one error type that every failure becomes;
+//! - [`report`] turns a campaign's records into what the department reads: tallies, search
+//!   hits, CSV exports and the draft report.
 
 pub mod api;
 pub mod error;
+pub mod report;
 pub mod storage;
 pub mod sync;
 
@@ -49,6 +52,10 @@ pub fn app(storage: Arc<dyn Storage>) -> Router {
         .route("/v1/records", get(api::records))
         .route("/v1/records/{id}", get(api::record))
         .route("/v1/records/{id}/conflicts", get(api::conflicts))
+        .route("/v1/search", get(api::search))
+        .route("/v1/campaigns/{id}/tallies", get(api::tallies))
+        .route("/v1/campaigns/{id}/report.md", get(api::report_markdown))
+        .route("/v1/campaigns/{id}/export/{kind}", get(api::export_csv))
         .route(PULL_PATH, get(sync::pull))
         .route(
             PUSH_PATH,

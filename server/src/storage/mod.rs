@@ -2,6 +2,7 @@
 //! PostgreSQL implementation can be added without touching the HTTP handlers.
 
 pub mod sqlite;
+mod tally;
 
 use async_trait::async_trait;
 use fieldsync_protocol::{RecordHeader, record::Conflict, wire::WireRecord};
@@ -190,6 +191,27 @@ pub trait Storage: Send + Sync + 'static {
     async fn conflicts(&self, id: Uuid) -> Result<Option<Vec<Conflict>>, StorageError>;
     /// Merged records matching a filter.
     async fn records(&self, filter: RecordFilter) -> Result<Vec<RecordView>, StorageError>;
+    /// Every live record of one kind in a campaign (for exports), oldest first.
+    async fn campaign_records(
+        &self,
+        campaign: Uuid,
+        kind: String,
+    ) -> Result<Vec<RecordView>, StorageError>;
+    /// The campaign's tallies: every number of the seed reports.
+    async fn tallies(&self, campaign: Uuid) -> Result<crate::report::Tallies, StorageError>;
+    /// Records whose text contains `q`.
+    async fn search(
+        &self,
+        q: String,
+        campaign: Option<Uuid>,
+        kind: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<crate::report::SearchHit>, StorageError>;
+    /// The newest template version of a campaign.
+    async fn template(
+        &self,
+        campaign: Uuid,
+    ) -> Result<Option<fieldsync_protocol::template::Template>, StorageError>;
     /// Finishes pending writes and stops background work.
     async fn close(&self);
 }

@@ -89,6 +89,16 @@ ALTER TABLE records ADD COLUMN review TEXT;
 CREATE INDEX records_review ON records (campaign) WHERE review IS NOT NULL;
 ",
     },
+    Migration {
+        name: "full-text search and campaign queries",
+        sql: "
+CREATE VIRTUAL TABLE records_fts USING fts5(
+    id UNINDEXED, campaign UNINDEXED, kind UNINDEXED, text, tokenize = 'trigram'
+);
+CREATE INDEX records_by_campaign_kind ON records (campaign, kind);
+UPDATE records SET dirty = 1 WHERE fields IS NOT NULL;
+",
+    },
 ];
 
 /// How many records one merge transaction handles before the writer looks for pushes again.
@@ -255,6 +265,35 @@ impl TemplateCache {
         self.by_campaign.insert(campaign.to_string(), out.clone());
         Ok(out)
     }
+}
+
+/// Keeps the full-text index of a record's words (every text field; not templates).
+fn index_text(
+    tx: &Transaction<'_>,
+    id: &str,
+    campaign: &str,
+    kind: &str,
+    p: &Projection,
+) -> Result<(), StorageError> {
+    tx.prepare_cached("DELETE FROM records_fts WHERE id = ?1")?
+        .execute([id])?;
+    if p.deleted || kind == TEMPLATE_KIND {
+        return Ok(());
+    }
+    let text: Vec<&str> = p
+        .fields
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .filter_map(|(_, v)| match v {
+            FieldValue::Str(s) | FieldValue::Text(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    tx.prepare_cached(
+        "INSERT INTO records_fts (id, campaign, kind, text) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, campaign, kind, text.join("\n")])?;
+    Ok(())
 }
 
 /// Checks a merged record against its campaign's template: `None` when it passes (or the
@@ -640,6 +679,7 @@ fn merge_record(
         )?;
     }
     let review = review(tx, templates, &projection)?;
+    index_text(tx, id, &campaign, &kind, &projection)?;
     tx.execute(
         "UPDATE records SET doc = ?2, fields = ?3, deleted = ?4, conflicts = ?5, heads = ?6,
                 problem = ?7, dirty = 0, merged_at = ?8, review = ?9
@@ -886,6 +926,43 @@ impl Storage for SqliteStorage {
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+
+    async fn campaign_records(
+        &self,
+        campaign: Uuid,
+        kind: String,
+    ) -> Result<Vec<RecordView>, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {VIEW_COLUMNS} FROM records r
+                 WHERE r.campaign = ?1 AND r.kind = ?2 AND r.deleted = 0 ORDER BY r.first_seq"
+            ))?;
+            let rows = stmt.query_map(params![campaign.to_string(), kind], row_to_view)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn tallies(&self, campaign: Uuid) -> Result<crate::report::Tallies, StorageError> {
+        self.read(move |conn| super::tally::tallies(conn, campaign))
+            .await
+    }
+
+    async fn search(
+        &self,
+        q: String,
+        campaign: Option<Uuid>,
+        kind: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<crate::report::SearchHit>, StorageError> {
+        self.read(move |conn| super::tally::search(conn, &q, campaign, kind.as_deref(), limit))
+            .await
+    }
+
+    async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {
+        self.read(move |conn| super::tally::template(conn, campaign))
+            .await
     }
 
     async fn close(&self) {

@@ -1,0 +1,290 @@
+//! What the department reads: the campaign's tallies (every number the seed reports leave as
+//! `*`), full-text search hits, CSV exports of a record kind, and the draft report in the
+//! structure of seed 002, as Markdown. Storage-agnostic: the numbers come from
+//! [`crate::storage::Storage::tallies`].
+
+use std::collections::BTreeMap;
+
+use fieldsync_protocol::template::{FieldType, Template};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::storage::RecordView;
+
+/// Counts per value (a rating, a category, a status).
+pub type Counts = BTreeMap<String, u64>;
+
+/// The numbers of one village or community.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VillageTally {
+    /// Place code.
+    pub code: String,
+    /// Place name.
+    pub name: String,
+    /// Team members.
+    pub members: u64,
+    /// Interviews (person-times).
+    pub interviews: u64,
+    /// Meetings.
+    pub meetings: u64,
+    /// Questionnaires.
+    pub questionnaires: u64,
+    /// Evaluation forms.
+    pub evaluations: u64,
+    /// Findings.
+    pub findings: u64,
+    /// The team's rating (好/正常/较差 as `good`/`normal`/`poor`), when assessed without conflict.
+    pub team_rating: Option<String>,
+    /// The team assessment's summary (运行情况), when written.
+    pub summary: Option<String>,
+    /// The findings' texts.
+    pub problems: Vec<String>,
+}
+
+/// Every number of a campaign the department's report needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tallies {
+    /// The campaign.
+    pub campaign: Uuid,
+    /// The campaign's name, if its record is known.
+    pub name: Option<String>,
+    /// Townships.
+    pub townships: u64,
+    /// Villages and communities.
+    pub villages: u64,
+    /// Work groups.
+    pub work_groups: u64,
+    /// Team members.
+    pub members: u64,
+    /// Members interviewed at least once (谈话覆盖人数).
+    pub members_interviewed: u64,
+    /// Interviews (谈心谈话人次).
+    pub interviews: u64,
+    /// Meetings held (召开会议场次).
+    pub meetings: u64,
+    /// People at those meetings.
+    pub meeting_participants: i64,
+    /// Problems and suggestions collected (收集问题建议条数).
+    pub suggestions: i64,
+    /// Questionnaires collected.
+    pub questionnaires: u64,
+    /// Evaluation forms collected.
+    pub evaluations: u64,
+    /// Document reviews.
+    pub document_reviews: u64,
+    /// Pre-screening entries, and those with integrity issues or violations.
+    pub prescreenings: u64,
+    /// Pre-screening entries with an integrity issue.
+    pub prescreening_integrity_issues: u64,
+    /// Pre-screening entries with a violation.
+    pub prescreening_violations: u64,
+    /// Findings.
+    pub findings: u64,
+    /// Findings per level (township_team, village_team).
+    pub findings_by_level: Counts,
+    /// Findings per category.
+    pub findings_by_category: Counts,
+    /// Findings marked as violations, per level.
+    pub violations_by_level: Counts,
+    /// Team assessments per rating (conflicted ones excluded).
+    pub team_ratings: Counts,
+    /// Member assessments per rating (conflicted ones excluded).
+    pub member_ratings: Counts,
+    /// Assessments whose rating is in conflict (for a reviewer).
+    pub conflicted_assessments: u64,
+    /// Star ratings per number of stars.
+    pub star_ratings: Counts,
+    /// Rectifications per status.
+    pub rectifications: Counts,
+    /// Rectifications past their deadline and not done.
+    pub overdue_rectifications: u64,
+    /// Team satisfaction from the evaluation forms, per answer.
+    pub team_satisfaction: Counts,
+    /// Member satisfaction from the evaluation forms: member id → answer → count.
+    pub member_satisfaction: BTreeMap<String, Counts>,
+    /// Per village, in code order.
+    pub villages_detail: Vec<VillageTally>,
+}
+
+/// A record found by full-text search.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    /// The record.
+    pub id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Its campaign.
+    pub campaign: Uuid,
+    /// Where it belongs.
+    pub scope: String,
+    /// The words around the match.
+    pub snippet: String,
+}
+
+fn n(counts: &Counts, key: &str) -> u64 {
+    counts.get(key).copied().unwrap_or(0)
+}
+
+/// The draft report in the structure of seed 002 (届中分析), every number filled from data.
+pub fn draft_markdown(t: &Tallies) -> String {
+    let mut out = String::new();
+    let title = t
+        .name
+        .clone()
+        .unwrap_or_else(|| "村（社区）“两委”班子运行情况".into());
+    out.push_str(&format!("# {title}分析研判报告\n\n"));
+    out.push_str(&format!(
+        "成立{}个分析研判工作组，采取实地调研、谈心谈话、查阅资料、民主测评等方式，对辖区内{}个村（社区）“两委”班子运行情况进行分析研判。现将有关情况汇报如下。\n\n",
+        t.work_groups, t.villages
+    ));
+    out.push_str("## 一、工作开展情况\n\n");
+    out.push_str(&format!(
+        "（一）提前摸底谋划。提前向纪委、派出所、信访等部门了解班子成员廉洁自律、信访举报、遵纪守法情况，共摸底{}人次，发现廉洁自律问题{}个、违法违纪问题{}个。\n\n",
+        t.prescreenings, t.prescreening_integrity_issues, t.prescreening_violations
+    ));
+    out.push_str(&format!(
+        "（二）坚持实地调研。各工作组召开党员群众代表会议{}场次（参会{}人次），谈心谈话{}人次（覆盖班子成员{}名，共{}名），发放并收回问卷调查表{}份，满意度测评表{}份，收集问题建议{}条；查阅资料{}次。\n\n",
+        t.meetings,
+        t.meeting_participants,
+        t.interviews,
+        t.members_interviewed,
+        t.members,
+        t.questionnaires,
+        t.evaluations,
+        t.suggestions,
+        t.document_reviews
+    ));
+    out.push_str(&format!(
+        "（三）强化结果运用。按照“好”“正常”“较差”三个档次作出定性评价，评价出“好”的村{}个，“正常”村{}个，“较差”村{}个；“好”的班子成员{}名，“正常”的班子成员{}名，“较差”的班子成员{}名。{}梳理问题{}个，制定整改措施{}条，已完成{}条，逾期未完成{}条。\n\n",
+        n(&t.team_ratings, "good"),
+        n(&t.team_ratings, "normal"),
+        n(&t.team_ratings, "poor"),
+        n(&t.member_ratings, "good"),
+        n(&t.member_ratings, "normal"),
+        n(&t.member_ratings, "poor"),
+        if t.conflicted_assessments > 0 {
+            format!("（另有{}份评价意见不一致，待审核。）", t.conflicted_assessments)
+        } else {
+            String::new()
+        },
+        t.findings,
+        t.rectifications.values().sum::<u64>(),
+        n(&t.rectifications, "done"),
+        t.overdue_rectifications
+    ));
+    out.push_str("## 二、分析研判情况\n\n");
+    let numerals = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十"];
+    let numeral = |i: usize| {
+        numerals
+            .get(i)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| (i + 1).to_string())
+    };
+    for (i, v) in t.villages_detail.iter().enumerate() {
+        let rating = match v.team_rating.as_deref() {
+            Some("good") => "定性评价为“好”。",
+            Some("normal") => "定性评价为“正常”。",
+            Some("poor") => "定性评价为“较差”。",
+            _ => "定性评价待定。",
+        };
+        out.push_str(&format!(
+            "（{}）{}“两委”班子运行情况。{}工作组谈心谈话{}人次，召开会议{}场次，收回问卷{}份、测评表{}份。{}\n\n",
+            numeral(i),
+            v.name,
+            v.summary.clone().unwrap_or_default(),
+            v.interviews,
+            v.meetings,
+            v.questionnaires,
+            v.evaluations,
+            rating
+        ));
+    }
+    out.push_str("## 三、存在的问题\n\n");
+    for (i, v) in t.villages_detail.iter().enumerate() {
+        let problems = if v.problems.is_empty() {
+            "暂未发现突出问题。".to_string()
+        } else {
+            v.problems.join("")
+        };
+        out.push_str(&format!(
+            "（{}）{}存在的问题。{}\n\n",
+            numeral(i),
+            v.name,
+            problems
+        ));
+    }
+    out.push_str("## 四、下一步工作打算\n\n（由工作组根据以上情况填写。）\n");
+    out
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The records of one kind as CSV for Excel: UTF-8 with a byte-order mark, Chinese headers from
+/// the template, choices shown by their Chinese labels.
+pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> String {
+    let def = template.and_then(|t| t.kind(kind));
+    let mut names: Vec<String> = match def {
+        Some(d) => d.fields.iter().map(|f| f.name.clone()).collect(),
+        None => Vec::new(),
+    };
+    for r in records {
+        if let Some(obj) = r.fields.as_object() {
+            for k in obj.keys() {
+                if !k.starts_with('_') && !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        }
+    }
+    let mut out = String::from("\u{feff}");
+    let mut header = vec!["编号".to_string(), "村（社区）".to_string()];
+    header.extend(names.iter().map(|n| {
+        def.and_then(|d| d.field(n))
+            .map(|f| f.label.zh.clone())
+            .unwrap_or_else(|| n.clone())
+    }));
+    out.push_str(
+        &header
+            .iter()
+            .map(|h| csv_cell(h))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    out.push_str("\r\n");
+    for r in records {
+        let mut row = vec![r.id.to_string(), r.scope.clone()];
+        for n in &names {
+            let v = &r.fields[n.as_str()];
+            let field = def.and_then(|d| d.field(n));
+            let text = match (v, field) {
+                (serde_json::Value::Null, _) => String::new(),
+                (serde_json::Value::String(s), Some(f))
+                    if matches!(f.field_type, FieldType::Choice | FieldType::MultiChoice) =>
+                {
+                    s.split(',')
+                        .map(|c| f.choice(c).map(|c| c.zh.clone()).unwrap_or(c.to_string()))
+                        .collect::<Vec<_>>()
+                        .join("、")
+                }
+                (serde_json::Value::Bool(b), _) => if *b { "是" } else { "否" }.to_string(),
+                (serde_json::Value::String(s), _) => s.clone(),
+                (other, _) => other.to_string(),
+            };
+            row.push(text);
+        }
+        out.push_str(
+            &row.iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push_str("\r\n");
+    }
+    out
+}

@@ -1,0 +1,467 @@
+//! The campaign queries of the SQLite storage: tallies computed in SQL over the projection's
+//! JSON (`json_extract`, `json_each`), and full-text search through the FTS5 trigram index.
+
+use std::collections::BTreeMap;
+
+use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
+use rusqlite::{Connection, params};
+use uuid::Uuid;
+
+use super::StorageError;
+use crate::report::{Counts, SearchHit, Tallies, VillageTally};
+
+fn count(conn: &Connection, sql: &str, campaign: &str) -> Result<u64, StorageError> {
+    Ok(conn
+        .query_row(sql, [campaign], |r| r.get::<_, Option<i64>>(0))?
+        .unwrap_or(0) as u64)
+}
+
+fn sum(conn: &Connection, sql: &str, campaign: &str) -> Result<i64, StorageError> {
+    Ok(conn
+        .query_row(sql, [campaign], |r| r.get::<_, Option<i64>>(0))?
+        .unwrap_or(0))
+}
+
+fn group(conn: &Connection, sql: &str, campaign: &str) -> Result<Counts, StorageError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([campaign], |r| {
+        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut out = Counts::new();
+    for row in rows {
+        let (k, n) = row?;
+        if let Some(k) = k {
+            *out.entry(k).or_default() += n as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// Live records of a kind in the campaign, as a SQL fragment (`?1` is the campaign).
+fn live(kind: &str) -> String {
+    format!("FROM records WHERE campaign = ?1 AND kind = '{kind}' AND deleted = 0")
+}
+
+fn field(name: &str) -> String {
+    format!("json_extract(fields, '$.{name}')")
+}
+
+/// Every number of the seed reports for one campaign.
+pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, StorageError> {
+    let c = campaign.to_string();
+    let c = c.as_str();
+    let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
+    let today = {
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0) as i64;
+        civil_date(days)
+    };
+    let mut t = Tallies {
+        campaign,
+        name: conn
+            .query_row(
+                &format!("SELECT {} {}", field("name"), live("campaign")),
+                [c],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten(),
+        townships: count(
+            conn,
+            &format!(
+                "SELECT count(*) {} AND {} = 'township'",
+                live("place"),
+                field("level")
+            ),
+            c,
+        )?,
+        villages: count(
+            conn,
+            &format!(
+                "SELECT count(*) {} AND {} IN ('village', 'community')",
+                live("place"),
+                field("level")
+            ),
+            c,
+        )?,
+        work_groups: kind_count("work_group")?,
+        members: kind_count("member")?,
+        members_interviewed: count(
+            conn,
+            &format!(
+                "SELECT count(DISTINCT {}) {} AND {} = 'member'",
+                field("interviewee"),
+                live("interview"),
+                field("interviewee_type")
+            ),
+            c,
+        )?,
+        interviews: kind_count("interview")?,
+        meetings: kind_count("meeting")?,
+        meeting_participants: sum(
+            conn,
+            &format!("SELECT sum({}) {}", field("participants"), live("meeting")),
+            c,
+        )?,
+        suggestions: sum(
+            conn,
+            &format!(
+                "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
+                 AND kind IN ('interview', 'meeting', 'site_visit')",
+                field("suggestions_collected")
+            ),
+            c,
+        )?,
+        questionnaires: kind_count("questionnaire")?,
+        evaluations: kind_count("evaluation")?,
+        document_reviews: kind_count("document_review")?,
+        prescreenings: kind_count("prescreening")?,
+        prescreening_integrity_issues: count(
+            conn,
+            &format!(
+                "SELECT count(*) {} AND {} = 1",
+                live("prescreening"),
+                field("integrity_issue")
+            ),
+            c,
+        )?,
+        prescreening_violations: count(
+            conn,
+            &format!(
+                "SELECT count(*) {} AND {} = 1",
+                live("prescreening"),
+                field("violation")
+            ),
+            c,
+        )?,
+        findings: kind_count("finding")?,
+        findings_by_level: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("level"),
+                live("finding")
+            ),
+            c,
+        )?,
+        findings_by_category: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("category"),
+                live("finding")
+            ),
+            c,
+        )?,
+        violations_by_level: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} AND {} = 1 GROUP BY 1",
+                field("level"),
+                live("finding"),
+                field("violation")
+            ),
+            c,
+        )?,
+        team_ratings: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} AND {} = 'team' AND conflicts = 0 GROUP BY 1",
+                field("rating"),
+                live("assessment"),
+                field("target_type")
+            ),
+            c,
+        )?,
+        member_ratings: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} AND {} = 'member' AND conflicts = 0 GROUP BY 1",
+                field("rating"),
+                live("assessment"),
+                field("target_type")
+            ),
+            c,
+        )?,
+        conflicted_assessments: count(
+            conn,
+            &format!("SELECT count(*) {} AND conflicts > 0", live("assessment")),
+            c,
+        )?,
+        star_ratings: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("stars"),
+                live("star_rating")
+            ),
+            c,
+        )?,
+        rectifications: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("status"),
+                live("rectification")
+            ),
+            c,
+        )?,
+        overdue_rectifications: conn.query_row(
+            &format!(
+                "SELECT count(*) {} AND {} != 'done' AND {} < ?2",
+                live("rectification"),
+                field("status"),
+                field("deadline")
+            ),
+            params![c, today],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
+        team_satisfaction: group(
+            conn,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("team_rating"),
+                live("evaluation")
+            ),
+            c,
+        )?,
+        ..Default::default()
+    };
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT je.key, je.value, count(*)
+             FROM records, json_each(records.fields, '$.member_ratings') AS je
+             WHERE records.campaign = ?1 AND records.kind = 'evaluation' AND records.deleted = 0
+             GROUP BY 1, 2",
+        )?;
+        let rows = stmt.query_map([c], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (member, answer, n) = row?;
+            *t.member_satisfaction
+                .entry(member)
+                .or_default()
+                .entry(answer)
+                .or_default() += n as u64;
+        }
+    }
+    t.villages_detail = villages(conn, c)?;
+    Ok(t)
+}
+
+fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageError> {
+    let mut out: BTreeMap<String, VillageTally> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {}, {} {} AND {} IN ('village', 'community')",
+            field("code"),
+            field("name"),
+            live("place"),
+            field("level")
+        ))?;
+        for row in stmt.query_map([c], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (code, name) = row?;
+            out.insert(
+                code.clone(),
+                VillageTally {
+                    code,
+                    name,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT scope, kind, count(*) FROM records WHERE campaign = ?1 AND deleted = 0
+         GROUP BY scope, kind",
+    )?;
+    for row in stmt.query_map([c], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (scope, kind, n) = row?;
+        if let Some(v) = out.get_mut(&scope) {
+            let n = n as u64;
+            match kind.as_str() {
+                "member" => v.members = n,
+                "interview" => v.interviews = n,
+                "meeting" => v.meetings = n,
+                "questionnaire" => v.questionnaires = n,
+                "evaluation" => v.evaluations = n,
+                "finding" => v.findings = n,
+                _ => {}
+            }
+        }
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0",
+        field("rating"),
+        field("summary"),
+        live("assessment"),
+        field("target_type")
+    ))?;
+    for row in stmt.query_map([c], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })? {
+        let (scope, rating, summary) = row?;
+        if let Some(v) = out.get_mut(&scope) {
+            v.team_rating = rating;
+            v.summary = summary;
+        }
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT scope, {} {} ORDER BY first_seq",
+        field("text"),
+        live("finding")
+    ))?;
+    for row in stmt.query_map([c], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+    })? {
+        let (scope, text) = row?;
+        if let (Some(v), Some(text)) = (out.get_mut(&scope), text) {
+            v.problems.push(text);
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Days since 1970-01-01 as `YYYY-MM-DD` (proleptic Gregorian; Howard Hinnant's algorithm).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Records whose text contains `q` (any language; trigram index for three characters or more).
+pub(crate) fn search(
+    conn: &Connection,
+    q: &str,
+    campaign: Option<Uuid>,
+    kind: Option<&str>,
+    limit: usize,
+) -> Result<Vec<SearchHit>, StorageError> {
+    let q = q.trim();
+    // LIKE's wildcards are dropped from the words (the trigram index does not take ESCAPE).
+    let pattern = format!("%{}%", q.replace(['%', '_'], ""));
+    // FTS5's trigram tokenizer answers LIKE from its index when the pattern has 3+ characters.
+    let sql = "SELECT f.id, f.kind, f.campaign, r.scope, f.text
+               FROM records_fts f JOIN records r ON r.id = f.id
+               WHERE f.text LIKE ?1
+                 AND (?2 IS NULL OR f.campaign = ?2) AND (?3 IS NULL OR f.kind = ?3)
+               LIMIT ?4";
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(
+        params![pattern, campaign.map(|c| c.to_string()), kind, limit as i64],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, campaign, scope, text) = row?;
+        out.push(SearchHit {
+            id: Uuid::parse_str(&id).unwrap_or_default(),
+            kind,
+            campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
+            scope,
+            snippet: snippet(&text, q),
+        });
+    }
+    Ok(out)
+}
+
+/// Up to 20 characters either side of the first match.
+fn snippet(text: &str, q: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let needle: Vec<char> = q.chars().collect();
+    let at = (0..chars.len().saturating_sub(needle.len()).saturating_add(1))
+        .find(|i| chars[*i..].starts_with(&needle))
+        .unwrap_or(0);
+    let start = at.saturating_sub(20);
+    let end = (at + needle.len() + 20).min(chars.len());
+    let mut s: String = chars[start..end].iter().collect();
+    if start > 0 {
+        s.insert(0, '…');
+    }
+    if end < chars.len() {
+        s.push('…');
+    }
+    s.replace('\n', " ")
+}
+
+/// The newest template of a campaign on the server.
+pub(crate) fn template(
+    conn: &Connection,
+    campaign: Uuid,
+) -> Result<Option<Template>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fields FROM records WHERE kind = ?1 AND campaign = ?2 AND deleted = 0
+         AND fields IS NOT NULL",
+    )?;
+    let mut best: Option<Template> = None;
+    for f in stmt.query_map(params![TEMPLATE_KIND, campaign.to_string()], |r| {
+        r.get::<_, String>(0)
+    })? {
+        let fields: serde_json::Value = serde_json::from_str(&f?).unwrap_or_default();
+        if let Some(t) = fields
+            .get("source")
+            .and_then(|s| s.as_str())
+            .and_then(|s| Template::parse(s).ok())
+            && best.as_ref().is_none_or(|b| t.version > b.version)
+        {
+            best = Some(t);
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(19_723), "2024-01-01");
+        assert_eq!(civil_date(20_513), "2026-03-01");
+    }
+
+    #[test]
+    fn snippets_are_cut_by_characters() {
+        let text = "甲".repeat(30) + "集体经济" + &"乙".repeat(30);
+        let s = snippet(&text, "集体经济");
+        assert_eq!(
+            s,
+            format!("…{}集体经济{}…", "甲".repeat(20), "乙".repeat(20))
+        );
+    }
+}

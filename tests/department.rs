@@ -1,0 +1,195 @@
+//! The department's view of a generated seed-002 campaign: every tally, full-text search over
+//! Chinese notes, CSV exports and the draft report, each checked against figures computed
+//! independently (the generator's own count, or the field devices' stores).
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use fieldsync::{TestServer, generator};
+use fieldsync_client_core::{FieldValue, Filter};
+use serde_json::Value;
+
+fn counts(v: &Value) -> BTreeMap<String, usize> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap() as usize))
+        .collect()
+}
+
+#[test]
+fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report() -> Result<()> {
+    let server = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let config = generator::Config::default();
+    let g = generator::generate(dir.path(), &server.url(), &config)?;
+    server.wait_merged()?;
+    let t = &g.tally;
+    let c = g.campaign;
+
+    // Tallies.
+    let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
+    let num = |k: &str| tallies[k].as_u64().unwrap() as usize;
+    assert_eq!(tallies["name"], "示范镇村（社区）“两委”班子届中分析");
+    assert_eq!(num("villages"), config.villages);
+    assert_eq!(num("townships"), 1);
+    assert_eq!(num("work_groups"), config.villages);
+    assert_eq!(num("members"), t.village_members);
+    assert_eq!(num("members_interviewed"), t.village_members);
+    assert_eq!(num("interviews"), t.interviews);
+    assert_eq!(num("meetings"), t.meetings);
+    assert_eq!(tallies["meeting_participants"], t.meeting_participants);
+    assert_eq!(tallies["suggestions"], t.suggestions);
+    for (key, kind) in [
+        ("questionnaires", "questionnaire"),
+        ("evaluations", "evaluation"),
+        ("document_reviews", "document_review"),
+        ("prescreenings", "prescreening"),
+        ("findings", "finding"),
+    ] {
+        assert_eq!(num(key), t.by_kind[kind], "{key}");
+    }
+    assert_eq!(num("prescreening_violations"), 0);
+    assert_eq!(
+        counts(&tallies["findings_by_category"]),
+        t.findings_by_category
+    );
+    assert_eq!(
+        counts(&tallies["findings_by_level"]),
+        BTreeMap::from([("village_team".to_string(), t.by_kind["finding"])])
+    );
+    assert_eq!(counts(&tallies["team_ratings"]), t.team_ratings);
+    assert_eq!(counts(&tallies["member_ratings"]), t.member_ratings);
+    assert_eq!(num("conflicted_assessments"), t.conflicts);
+    assert_eq!(counts(&tallies["star_ratings"]), t.star_ratings);
+    assert_eq!(counts(&tallies["rectifications"]), t.rectifications);
+    // The generator's deadlines are in 2023: every rectification not done is overdue.
+    let not_done: usize = t
+        .rectifications
+        .iter()
+        .filter(|(s, _)| *s != "done")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(num("overdue_rectifications"), not_done);
+    assert_eq!(counts(&tallies["team_satisfaction"]), t.team_satisfaction);
+    let members = tallies["member_satisfaction"].as_object().unwrap();
+    assert_eq!(members.len(), t.member_satisfaction.len());
+    for (member, answers) in &t.member_satisfaction {
+        assert_eq!(&counts(&members[member]), answers, "member {member}");
+    }
+    let villages = tallies["villages_detail"].as_array().unwrap();
+    assert_eq!(villages.len(), config.villages);
+    assert_eq!(villages[0]["code"], g.villages[0].as_str());
+    let questionnaires: u64 = villages
+        .iter()
+        .map(|v| v["questionnaires"].as_u64().unwrap())
+        .sum();
+    assert_eq!(questionnaires as usize, t.by_kind["questionnaire"]);
+
+    // Full-text search finds 集体经济 inside any note, exactly where a device's store has it.
+    let device = &g.devices[0];
+    let mut expected: Vec<String> = device
+        .list(&Filter {
+            campaign: Some(c),
+            ..Default::default()
+        })?
+        .into_iter()
+        .filter(|r| r.header.kind != "template")
+        .filter(|r| {
+            r.fields.iter().any(|(k, v)| {
+                !k.starts_with('_')
+                    && matches!(v, FieldValue::Str(s) | FieldValue::Text(s) if s.contains("集体经济"))
+            })
+        })
+        .map(|r| r.header.id.to_string())
+        .collect();
+    expected.sort();
+    assert!(expected.len() > 10, "the generator writes the phrase often");
+    let hits = server.get_json(&format!(
+        "/v1/search?q=%E9%9B%86%E4%BD%93%E7%BB%8F%E6%B5%8E&campaign={c}&limit=1000"
+    ))?;
+    let mut found: Vec<String> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    assert_eq!(found, expected);
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("集体经济"));
+    // A two-character word works too (below the trigram length), and kinds filter.
+    let two = server.get_json(&format!(
+        "/v1/search?q=%E5%90%8E%E5%A4%87&campaign={c}&kind=finding&limit=1000"
+    ))?;
+    assert!(
+        two.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["kind"] == "finding")
+    );
+    assert!(!two.as_array().unwrap().is_empty());
+
+    // CSV export: one row per record, Chinese headers and choice labels, Excel's BOM.
+    let csv = reqwest::blocking::get(format!(
+        "{}/v1/campaigns/{c}/export/assessment.csv",
+        server.url()
+    ))?;
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/csv")
+    );
+    let body = csv.text()?;
+    assert!(body.starts_with('\u{feff}'));
+    let lines: Vec<&str> = body.trim_end().split("\r\n").collect();
+    assert_eq!(lines.len() - 1, t.by_kind["assessment"]);
+    assert!(
+        lines[0].contains("评价对象类型") && lines[0].contains("定性评价"),
+        "{}",
+        lines[0]
+    );
+    let good_rows = lines[1..]
+        .iter()
+        .filter(|l| l.contains(",好,") || l.ends_with(",好"))
+        .count();
+    assert!(
+        good_rows >= t.team_ratings.get("good").copied().unwrap_or(0) + t.member_ratings["good"]
+    );
+    let missing = reqwest::blocking::get(format!(
+        "{}/v1/campaigns/{c}/export/picnic.csv",
+        server.url()
+    ))?;
+    assert_eq!(missing.status(), 404);
+
+    // The draft report: seed 002's structure with every number filled.
+    let report =
+        reqwest::blocking::get(format!("{}/v1/campaigns/{c}/report.md", server.url()))?.text()?;
+    for expected in [
+        format!("成立{}个分析研判工作组", config.villages),
+        format!("召开党员群众代表会议{}场次", t.meetings),
+        format!("谈心谈话{}人次", t.interviews),
+        format!(
+            "发放并收回问卷调查表{}份，满意度测评表{}份",
+            t.by_kind["questionnaire"], t.by_kind["evaluation"]
+        ),
+        format!("收集问题建议{}条", t.suggestions),
+        format!(
+            "评价出“好”的村{}个，“正常”村{}个",
+            t.team_ratings.get("good").copied().unwrap_or(0),
+            t.team_ratings.get("normal").copied().unwrap_or(0)
+        ),
+        format!("“好”的班子成员{}名", t.member_ratings["good"]),
+        format!("另有{}份评价意见不一致", t.conflicts),
+        "## 二、分析研判情况".to_string(),
+        "## 三、存在的问题".to_string(),
+        "（一）青龙社区存在的问题。".to_string(),
+    ] {
+        assert!(
+            report.contains(&expected),
+            "the report lacks {expected:?}:\n{report}"
+        );
+    }
+    assert!(!report.contains('*'), "no number is left as *");
+    Ok(())
+}
