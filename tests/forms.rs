@@ -540,3 +540,40 @@ fn the_generated_campaign_has_the_shape_of_seed_002_on_the_server() -> Result<()
     }
     Ok(())
 }
+
+#[test]
+fn records_already_on_the_server_are_reviewed_when_their_template_arrives() -> Result<()> {
+    let server = TestServer::start()?;
+    let mut a = Device::new()?;
+    // A record written before the campaign had a template: nothing to check it against yet.
+    let early = a.store.create(
+        "interview",
+        campaign(),
+        VILLAGE,
+        &[("interviewee_type", s("boss"))],
+    )?;
+    a.sync(&server.url())?;
+    server.wait_merged()?;
+    let r = server.get_json(&format!("/v1/records/{early}"))?;
+    assert_eq!(r["review"], Value::Null, "{r}");
+    // The template arrives: the server checks the records it already holds, with no new push.
+    let mut admin = Device::new()?;
+    admin
+        .store
+        .publish_template(campaign(), &Template::builtin("midterm").unwrap())?;
+    admin.sync(&server.url())?;
+    let status = server.wait_merged()?;
+    assert_eq!(status["records_needing_review"], 1, "{status}");
+    let r = server.get_json(&format!("/v1/records/{early}"))?;
+    let codes: Vec<&str> = r["review"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"not_a_choice") && codes.contains(&"required"),
+        "{r}"
+    );
+    Ok(())
+}

@@ -275,8 +275,13 @@ fn index_text(
     kind: &str,
     p: &Projection,
 ) -> Result<(), StorageError> {
-    tx.prepare_cached("DELETE FROM records_fts WHERE id = ?1")?
-        .execute([id])?;
+    // The index shares the record's rowid: FTS5 deletes by rowid without a scan (its `id`
+    // column is not indexed).
+    let rowid: i64 = tx
+        .prepare_cached("SELECT rowid FROM records WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    tx.prepare_cached("DELETE FROM records_fts WHERE rowid = ?1")?
+        .execute([rowid])?;
     if p.deleted || kind == TEMPLATE_KIND {
         return Ok(());
     }
@@ -290,9 +295,9 @@ fn index_text(
         })
         .collect();
     tx.prepare_cached(
-        "INSERT INTO records_fts (id, campaign, kind, text) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO records_fts (rowid, id, campaign, kind, text) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![id, campaign, kind, text.join("\n")])?;
+    .execute(params![rowid, id, campaign, kind, text.join("\n")])?;
     Ok(())
 }
 
@@ -559,12 +564,21 @@ impl Writer {
         let started = Instant::now();
         let tx = self.conn.transaction()?;
         let ids: Vec<String> = {
-            // Templates first, so the records of a chunk are checked against them.
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM records WHERE dirty = 1 ORDER BY kind = 'template' DESC LIMIT ?1",
-            )?;
-            stmt.query_map([MERGE_CHUNK as i64], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
+            // Templates first, so the records of a chunk are checked against them. Two indexed
+            // queries: ordering all dirty records instead would cost a sort per chunk.
+            let mut ids: Vec<String> = tx
+                .prepare_cached("SELECT id FROM records WHERE kind = ?1 AND dirty = 1")?
+                .query_map([TEMPLATE_KIND], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let rest = MERGE_CHUNK.saturating_sub(ids.len()).max(1);
+            let mut stmt = tx.prepare_cached("SELECT id FROM records WHERE dirty = 1 LIMIT ?1")?;
+            for id in stmt.query_map([rest as i64], |r| r.get::<_, String>(0))? {
+                let id = id?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids
         };
         for id in &ids {
             merge_record(&tx, id, &mut self.templates)?;
@@ -577,7 +591,13 @@ impl Writer {
                 "merged"
             );
         }
-        Ok(ids.len() == MERGE_CHUNK)
+        // Merging a template marks its campaign's records dirty again: ask, do not guess.
+        let more: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM records WHERE dirty = 1)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(more)
     }
 }
 

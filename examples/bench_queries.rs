@@ -1,0 +1,145 @@
+//! How fast the department's queries answer on a large campaign: the seed-002 campaign from the
+//! generator plus N more records (questionnaires, evaluation forms and interviews with Chinese
+//! notes) from one bulk device, then tallies, full-text search and a CSV export timed over HTTP.
+//!
+//! ```text
+//! cargo run --release --example bench_queries            # 100,000 extra records
+//! cargo run --release --example bench_queries -- 20000   # another count
+//! ```
+
+use std::time::Instant;
+
+use anyhow::Result;
+use fieldsync::{TestServer, generator};
+use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+
+fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[2])
+}
+
+fn main() -> Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let server = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let g = generator::generate(dir.path(), &server.url(), &generator::Config::default())?;
+    let c = g.campaign;
+    let started = Instant::now();
+    let mut bulk = Store::open(dir.path().join("bulk.sqlite3"))?;
+    let s = |v: &str| FieldValue::Str(v.into());
+    let notes = [
+        "班子团结，集体经济收入渠道单一。",
+        "群众反映村务公开及时。",
+        "后备干部储备不足。",
+    ];
+    for i in 0..n {
+        let village = &g.villages[i % g.villages.len()];
+        let f = [("_form", FieldValue::Int(1))];
+        match i % 3 {
+            0 => bulk.create(
+                "questionnaire",
+                c,
+                village,
+                &[
+                    ("respondent_category", s("party_member")),
+                    ("q_team_unity", s("united")),
+                    ("q_overall", s(["satisfied", "basically_satisfied"][i % 2])),
+                    f[0].clone(),
+                ],
+            )?,
+            1 => bulk.create(
+                "evaluation",
+                c,
+                village,
+                &[
+                    ("respondent_category", s("villager_rep")),
+                    ("team_rating", s("satisfied")),
+                    f[0].clone(),
+                ],
+            )?,
+            _ => bulk.create(
+                "interview",
+                c,
+                village,
+                &[
+                    ("date", s("2023-05-18")),
+                    ("interviewer", s("刘明")),
+                    ("interviewee_type", s("villager_rep")),
+                    ("notes", FieldValue::Text(notes[i % 3].repeat(4))),
+                    f[0].clone(),
+                ],
+            )?,
+        };
+    }
+    let created = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    sync(
+        &mut bulk,
+        &mut HttpTransport::new(&server.url())?,
+        &SyncOptions::default(),
+    )?;
+    let pushed = started.elapsed().as_secs_f64();
+    // Merging 100,000 records takes minutes: wait as long as it takes.
+    let status = loop {
+        let status = server.get_json("/v1/status")?;
+        if status["unmerged_records"] == 0 {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let loaded = started.elapsed().as_secs_f64();
+    let records = status["records"].as_u64().unwrap_or(0);
+    println!(
+        "records on the server        {records} (bulk device: created {created:.1} s, synced {pushed:.1} s, merged by the server {:.1} s later)",
+        loaded - pushed
+    );
+    let url = server.url();
+    let get = |path: String| -> Result<usize> {
+        let body = reqwest::blocking::get(format!("{url}{path}"))?
+            .error_for_status()?
+            .bytes()?;
+        Ok(body.len())
+    };
+    let tallies = median_ms(|| get(format!("/v1/campaigns/{c}/tallies")).map(|_| ()))?;
+    println!("tallies (median of 5)        {tallies:.0} ms");
+    let search3 = median_ms(|| {
+        get(format!(
+            "/v1/search?q=%E9%9B%86%E4%BD%93%E7%BB%8F%E6%B5%8E&campaign={c}&limit=100"
+        ))
+        .map(|_| ())
+    })?;
+    println!("search 集体经济 (100 hits)    {search3:.0} ms");
+    let search_rare = median_ms(|| {
+        get(format!(
+            "/v1/search?q=%E6%B2%A1%E6%9C%89%E8%BF%99%E5%8F%A5%E8%AF%9D&campaign={c}"
+        ))
+        .map(|_| ())
+    })?;
+    println!("search a phrase nowhere      {search_rare:.0} ms");
+    let search2 = median_ms(|| {
+        get(format!(
+            "/v1/search?q=%E5%90%8E%E5%A4%87&campaign={c}&limit=100"
+        ))
+        .map(|_| ())
+    })?;
+    println!("search 后备 (2 characters)    {search2:.0} ms");
+    let report = median_ms(|| get(format!("/v1/campaigns/{c}/report.md")).map(|_| ()))?;
+    println!("draft report                 {report:.0} ms");
+    let started = Instant::now();
+    let bytes = get(format!("/v1/campaigns/{c}/export/questionnaire.csv"))?;
+    println!(
+        "export questionnaire.csv     {:.0} ms ({bytes} bytes)",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
