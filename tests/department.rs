@@ -162,6 +162,49 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     ))?;
     assert_eq!(missing.status(), 404);
 
+    // The workbook: a sheet of tallies, then one sheet per kind with Chinese headers.
+    let xlsx = reqwest::blocking::get(format!("{}/v1/campaigns/{c}/export.xlsx", server.url()))?;
+    assert_eq!(xlsx.status(), 200);
+    let xlsx = xlsx.bytes()?.to_vec();
+    std::fs::write(dir.path().join("campaign.xlsx"), &xlsx)?;
+    {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut book: Xlsx<_> = open_workbook(dir.path().join("campaign.xlsx"))?;
+        let names = book.sheet_names().to_vec();
+        assert_eq!(names[0], "统计");
+        for (sheet, kind) in [
+            ("谈心谈话", "interview"),
+            ("问卷调查", "questionnaire"),
+            ("满意度测评", "evaluation"),
+        ] {
+            let name = names
+                .iter()
+                .find(|n| n.starts_with(sheet) || n.contains(sheet))
+                .unwrap_or_else(|| panic!("no sheet for {kind} in {names:?}"))
+                .clone();
+            let range = book.worksheet_range(&name)?;
+            assert_eq!(range.height() - 1, t.by_kind[kind], "{name}");
+        }
+        let stats = book.worksheet_range("统计")?;
+        let row = stats
+            .rows()
+            .find(|r| r[0].to_string() == "谈心谈话人次")
+            .expect("interviews in the tallies sheet");
+        assert_eq!(row[1].to_string(), t.interviews.to_string());
+    }
+    // The Word document says the same as the Markdown.
+    let docx = reqwest::blocking::get(format!("{}/v1/campaigns/{c}/report.docx", server.url()))?;
+    assert_eq!(docx.status(), 200);
+    let docx = docx.bytes()?.to_vec();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("word/document.xml")?, &mut xml)?;
+    assert!(
+        xml.contains(&format!("谈心谈话{}人次", t.interviews)),
+        "the DOCX lacks the interviews"
+    );
+    assert!(xml.contains("二、分析研判情况"));
+
     // The draft report: seed 002's structure with every number filled.
     let report =
         reqwest::blocking::get(format!("{}/v1/campaigns/{c}/report.md", server.url()))?.text()?;

@@ -176,3 +176,68 @@ pub async fn export_csv(
         body,
     ))
 }
+
+fn attachment(content_type: &str, name: &str) -> [(axum::http::HeaderName, String); 2] {
+    [
+        (axum::http::header::CONTENT_TYPE, content_type.to_string()),
+        (
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ),
+    ]
+}
+
+/// `GET /v1/campaigns/{id}/report.docx`: the draft report as a Word document.
+pub async fn report_docx(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let t = state.storage.tallies(id).await?;
+    let bytes = tokio::task::spawn_blocking(move || crate::report::draft_docx(&t))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?;
+    Ok((
+        attachment(
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "report.docx",
+        ),
+        bytes,
+    ))
+}
+
+/// `GET /v1/campaigns/{id}/export.xlsx`: a workbook with a sheet of tallies and one sheet per
+/// record kind, Chinese headers.
+pub async fn export_xlsx(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let template = state.storage.template(id).await?;
+    let tallies = state.storage.tallies(id).await?;
+    let kinds: Vec<String> = match &template {
+        Some(t) => t.kinds.keys().cloned().collect(),
+        None => Vec::new(),
+    };
+    let mut sheets = Vec::new();
+    for kind in kinds {
+        let records = state.storage.campaign_records(id, kind.clone()).await?;
+        if !records.is_empty() {
+            sheets.push((kind, records));
+        }
+    }
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::report::xlsx(template.as_ref(), &tallies, &sheets)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        attachment(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "campaign.xlsx",
+        ),
+        bytes,
+    ))
+}

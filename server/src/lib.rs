@@ -55,6 +55,8 @@ pub fn app(storage: Arc<dyn Storage>) -> Router {
         .route("/v1/search", get(api::search))
         .route("/v1/campaigns/{id}/tallies", get(api::tallies))
         .route("/v1/campaigns/{id}/report.md", get(api::report_markdown))
+        .route("/v1/campaigns/{id}/report.docx", get(api::report_docx))
+        .route("/v1/campaigns/{id}/export.xlsx", get(api::export_xlsx))
         .route("/v1/campaigns/{id}/export/{kind}", get(api::export_csv))
         .route(PULL_PATH, get(sync::pull))
         .route(

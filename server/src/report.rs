@@ -225,9 +225,13 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-/// The records of one kind as CSV for Excel: UTF-8 with a byte-order mark, Chinese headers from
-/// the template, choices shown by their Chinese labels.
-pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> String {
+/// The records of one kind as a table: Chinese headers from the template (unknown fields by
+/// name), then one row per record with choices shown by their Chinese labels.
+pub fn table(
+    template: Option<&Template>,
+    kind: &str,
+    records: &[RecordView],
+) -> (Vec<String>, Vec<Vec<String>>) {
     let def = template.and_then(|t| t.kind(kind));
     let mut names: Vec<String> = match def {
         Some(d) => d.fields.iter().map(|f| f.name.clone()).collect(),
@@ -242,42 +246,45 @@ pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> S
             }
         }
     }
-    let mut out = String::from("\u{feff}");
     let mut header = vec!["编号".to_string(), "村（社区）".to_string()];
     header.extend(names.iter().map(|n| {
         def.and_then(|d| d.field(n))
             .map(|f| f.label.zh.clone())
             .unwrap_or_else(|| n.clone())
     }));
-    out.push_str(
-        &header
-            .iter()
-            .map(|h| csv_cell(h))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    out.push_str("\r\n");
-    for r in records {
-        let mut row = vec![r.id.to_string(), r.scope.clone()];
-        for n in &names {
-            let v = &r.fields[n.as_str()];
-            let field = def.and_then(|d| d.field(n));
-            let text = match (v, field) {
-                (serde_json::Value::Null, _) => String::new(),
-                (serde_json::Value::String(s), Some(f))
-                    if matches!(f.field_type, FieldType::Choice | FieldType::MultiChoice) =>
-                {
-                    s.split(',')
-                        .map(|c| f.choice(c).map(|c| c.zh.clone()).unwrap_or(c.to_string()))
-                        .collect::<Vec<_>>()
-                        .join("、")
-                }
-                (serde_json::Value::Bool(b), _) => if *b { "是" } else { "否" }.to_string(),
-                (serde_json::Value::String(s), _) => s.clone(),
-                (other, _) => other.to_string(),
-            };
-            row.push(text);
-        }
+    let rows = records
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.id.to_string(), r.scope.clone()];
+            for n in &names {
+                let v = &r.fields[n.as_str()];
+                let field = def.and_then(|d| d.field(n));
+                row.push(match (v, field) {
+                    (serde_json::Value::Null, _) => String::new(),
+                    (serde_json::Value::String(s), Some(f))
+                        if matches!(f.field_type, FieldType::Choice | FieldType::MultiChoice) =>
+                    {
+                        s.split(',')
+                            .map(|c| f.choice(c).map(|c| c.zh.clone()).unwrap_or(c.to_string()))
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    }
+                    (serde_json::Value::Bool(b), _) => if *b { "是" } else { "否" }.to_string(),
+                    (serde_json::Value::String(s), _) => s.clone(),
+                    (other, _) => other.to_string(),
+                });
+            }
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+/// The records of one kind as CSV for Excel: UTF-8 with a byte-order mark, CRLF lines.
+pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> String {
+    let (header, rows) = table(template, kind, records);
+    let mut out = String::from("\u{feff}");
+    for row in std::iter::once(&header).chain(rows.iter()) {
         out.push_str(
             &row.iter()
                 .map(|c| csv_cell(c))
@@ -287,4 +294,82 @@ pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> S
         out.push_str("\r\n");
     }
     out
+}
+
+/// A workbook: a sheet of tallies (统计), then one sheet per record kind named by its Chinese
+/// label, with Chinese headers.
+pub fn xlsx(
+    template: Option<&Template>,
+    tallies: &Tallies,
+    kinds: &[(String, Vec<RecordView>)],
+) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let sheet = book.add_worksheet();
+    sheet.set_name("统计")?;
+    let numbers: Vec<(&str, String)> = vec![
+        ("村（社区）", tallies.villages.to_string()),
+        ("工作组", tallies.work_groups.to_string()),
+        ("班子成员", tallies.members.to_string()),
+        ("谈话覆盖班子成员", tallies.members_interviewed.to_string()),
+        ("谈心谈话人次", tallies.interviews.to_string()),
+        ("会议场次", tallies.meetings.to_string()),
+        ("参会人次", tallies.meeting_participants.to_string()),
+        ("收集问题建议条数", tallies.suggestions.to_string()),
+        ("问卷调查表", tallies.questionnaires.to_string()),
+        ("满意度测评表", tallies.evaluations.to_string()),
+        ("查阅资料", tallies.document_reviews.to_string()),
+        ("问题", tallies.findings.to_string()),
+        ("逾期未完成整改", tallies.overdue_rectifications.to_string()),
+    ];
+    sheet.write_string_with_format(0, 0, "项目", &bold)?;
+    sheet.write_string_with_format(0, 1, "数量", &bold)?;
+    for (i, (label, n)) in numbers.iter().enumerate() {
+        sheet.write_string(i as u32 + 1, 0, *label)?;
+        sheet.write_number(i as u32 + 1, 1, n.parse::<f64>().unwrap_or(0.0))?;
+    }
+    sheet.set_column_width(0, 20)?;
+    for (kind, records) in kinds {
+        let (header, rows) = table(template, kind, records);
+        let name: String = template
+            .and_then(|t| t.kind(kind))
+            .map(|k| k.label.zh.clone())
+            .unwrap_or_else(|| kind.clone())
+            .chars()
+            .filter(|c| !"[]:*?/\\".contains(*c))
+            .take(31)
+            .collect();
+        let sheet = book.add_worksheet();
+        sheet.set_name(&name)?;
+        for (c, h) in header.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, h, &bold)?;
+        }
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                sheet.write_string(r as u32 + 1, c as u16, cell)?;
+            }
+        }
+    }
+    book.save_to_buffer()
+}
+
+/// The draft report as a Word document, from the same text as [`draft_markdown`].
+pub fn draft_docx(t: &Tallies) -> Result<Vec<u8>, String> {
+    use docx_rs::{Docx, Paragraph, Run};
+    let mut doc = Docx::new();
+    for line in draft_markdown(t).lines().filter(|l| !l.trim().is_empty()) {
+        let (text, size, bold) = match line {
+            l if l.starts_with("# ") => (&l[2..], 36, true),
+            l if l.starts_with("## ") => (&l[3..], 30, true),
+            l => (l, 24, false),
+        };
+        let mut run = Run::new().add_text(text).size(size);
+        if bold {
+            run = run.bold();
+        }
+        doc = doc.add_paragraph(Paragraph::new().add_run(run));
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    doc.build().pack(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.into_inner())
 }
