@@ -188,7 +188,7 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
         let stats = book.worksheet_range("统计")?;
         let row = stats
             .rows()
-            .find(|r| r[0].to_string() == "谈心谈话人次")
+            .find(|r| r[0] == "谈心谈话人次")
             .expect("interviews in the tallies sheet");
         assert_eq!(row[1].to_string(), t.interviews.to_string());
     }
