@@ -136,13 +136,13 @@ fn devices_converge_through_the_server_within_a_bounded_number_of_rounds() -> Re
         .collect::<Result<_, _>>()?;
     let mut rng = Rng(2026);
     let mut created: Vec<Uuid> = Vec::new();
-    for seed_round in 0..40 {
-        for d in 0..devices.len() {
+    for _ in 0..40 {
+        for device in devices.iter_mut() {
             for _ in 0..(1 + rng.below(3)) {
-                let known: Vec<Uuid> = heads(&devices[d])?.into_keys().collect();
+                let known: Vec<Uuid> = heads(device)?.into_keys().collect();
                 match rng.below(6) {
                     0 => {
-                        let id = devices[d].create(
+                        let id = device.create(
                             "interview",
                             campaign,
                             "350102001",
@@ -160,8 +160,7 @@ fn devices_converge_through_the_server_within_a_bounded_number_of_rounds() -> Re
                             scope: "350102001".into(),
                         };
                         let rating = ["good", "normal"][rng.below(2)];
-                        devices[d]
-                            .ensure(&header, &[("rating", FieldValue::Str(rating.into()))])?;
+                        device.ensure(&header, &[("rating", FieldValue::Str(rating.into()))])?;
                         if !created.contains(&header.id) {
                             created.push(header.id);
                         }
@@ -170,7 +169,7 @@ fn devices_converge_through_the_server_within_a_bounded_number_of_rounds() -> Re
                         let id = known[rng.below(known.len())];
                         let word = WORDS[rng.below(5)];
                         let at = rng.below(4);
-                        devices[d].edit(id, |e| match e.splice_text("notes", at, 0, word) {
+                        device.edit(id, |e| match e.splice_text("notes", at, 0, word) {
                             Ok(()) => Ok(()),
                             // A record without notes (an assessment): give it some.
                             Err(_) => e.set("notes", &FieldValue::Text(word.into())),
@@ -178,24 +177,19 @@ fn devices_converge_through_the_server_within_a_bounded_number_of_rounds() -> Re
                     }
                     4 if !known.is_empty() => {
                         let id = known[rng.below(known.len())];
-                        devices[d].set(
-                            id,
-                            "status",
-                            FieldValue::Str(WORDS[rng.below(5)].into()),
-                        )?;
+                        device.set(id, "status", FieldValue::Str(WORDS[rng.below(5)].into()))?;
                     }
                     5 if !known.is_empty() && rng.below(4) == 0 => {
-                        devices[d].delete(known[rng.below(known.len())])?;
+                        device.delete(known[rng.below(known.len())])?;
                     }
                     _ => {}
                 }
             }
             // Some devices reach the network this round, some do not.
             if rng.below(2) == 0 {
-                sync(&mut devices[d], &mut transport(), &options)?;
+                sync(device, &mut transport(), &options)?;
             }
         }
-        let _ = seed_round;
     }
     // Everyone syncs in turn until all hold the same heads: bounded, as a sync protocol must be.
     let mut rounds = 0;
