@@ -241,3 +241,11 @@ pub async fn export_xlsx(
         bytes,
     ))
 }
+
+/// `GET /v1/openapi.json`: the OpenAPI 3.1 description of every endpoint.
+pub async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../static/openapi.json"),
+    )
+}

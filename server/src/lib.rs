@@ -53,6 +53,7 @@ pub fn app(storage: Arc<dyn Storage>) -> Router {
         .route("/v1/records/{id}", get(api::record))
         .route("/v1/records/{id}/conflicts", get(api::conflicts))
         .route("/v1/search", get(api::search))
+        .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/campaigns/{id}/tallies", get(api::tallies))
         .route("/v1/campaigns/{id}/report.md", get(api::report_markdown))
         .route("/v1/campaigns/{id}/report.docx", get(api::report_docx))
