@@ -104,6 +104,18 @@ pub struct Tallies {
     pub member_satisfaction: BTreeMap<String, Counts>,
     /// Per village, in code order.
     pub villages_detail: Vec<VillageTally>,
+    /// The campaign's template (`midterm`, `lookback`, …), which picks the report's structure.
+    pub template: Option<String>,
+    /// Members per level of their team (`township_team`, `village_team`).
+    pub members_by_level: Counts,
+    /// Members interviewed at least once, per level of their team.
+    pub interviewed_by_level: Counts,
+    /// Members with a violation found by the joint review (pre-screening), per level.
+    pub violators_by_level: Counts,
+    /// Team ratings per level of the team (conflicted ones excluded): level → rating → count.
+    pub team_ratings_by_level: BTreeMap<String, Counts>,
+    /// Township teams on the five checks of seed 000: check field → rating → count.
+    pub township_checks: BTreeMap<String, Counts>,
 }
 
 /// A record found by full-text search.
@@ -125,8 +137,98 @@ fn n(counts: &Counts, key: &str) -> u64 {
     counts.get(key).copied().unwrap_or(0)
 }
 
-/// The draft report in the structure of seed 002 (届中分析), every number filled from data.
+/// The draft report in the structure of the campaign's kind: seed 000's for 换届"回头看"
+/// (`lookback`), seed 002's otherwise; every number filled from data.
 pub fn draft_markdown(t: &Tallies) -> String {
+    match t.template.as_deref() {
+        Some("lookback") => draft_lookback(t),
+        _ => draft_midterm(t),
+    }
+}
+
+/// Seed 000's structure: 换届"回头看" of township teams and village 两委.
+fn draft_lookback(t: &Tallies) -> String {
+    let level = |c: &Counts, l: &str| n(c, l);
+    let mut out = String::new();
+    let title = t.name.clone().unwrap_or_else(|| "换届“回头看”".into());
+    out.push_str(&format!("# {title}情况报告\n\n"));
+    out.push_str(&format!(
+        "对全区{}个乡镇和{}个村（社区）全覆盖开展了换届“回头看”。现将有关情况汇报如下：\n\n",
+        t.townships, t.villages
+    ));
+    out.push_str("## 一、主要做法及工作成效\n\n");
+    out.push_str(&format!(
+        "（一）抓顶层设计，确保组织领导到位。组建{}个考察组，分片下沉到乡镇、村（社区），对全区{}个行政村（社区）全覆盖回访调研，并对{}名乡镇班子成员逐个谈心谈话，对{}名村（社区）“两委”干部进行一一调研座谈；召开座谈会{}场次，收回问卷调查表{}份、测评表{}份。\n\n",
+        t.work_groups,
+        t.villages,
+        level(&t.interviewed_by_level, "township_team"),
+        level(&t.interviewed_by_level, "village_team"),
+        t.meetings,
+        t.questionnaires,
+        t.evaluations
+    ));
+    out.push_str(&format!(
+        "（二）抓重点关键，确保查找问题到位。围绕“五查五看”逐一对乡镇领导班子组织运转、政治担当、履职尽责、工作实效、作风表现开展分析研判。联审发现乡镇班子中出现违法违纪问题{}人，村（社区）“两委”干部中出现违法违纪问题{}人。“回头看”期间，乡镇班子中，共计发现问题{}个，村（社区）“两委”干部中，共发现问题{}个。\n\n",
+        level(&t.violators_by_level, "township_team"),
+        level(&t.violators_by_level, "village_team"),
+        level(&t.findings_by_level, "township_team"),
+        level(&t.findings_by_level, "village_team")
+    ));
+    out.push_str(&format!(
+        "（三）抓靶向发力，确保整改提升到位。制定整改措施{}条，已完成{}条，逾期未完成{}条。\n\n",
+        t.rectifications.values().sum::<u64>(),
+        n(&t.rectifications, "done"),
+        t.overdue_rectifications
+    ));
+    let ratings = |c: Option<&Counts>| {
+        let c = c.cloned().unwrap_or_default();
+        format!(
+            "“好”{}个、“正常”{}个、“较差”{}个",
+            n(&c, "good"),
+            n(&c, "normal"),
+            n(&c, "poor")
+        )
+    };
+    out.push_str("## 二、乡镇班子分析研判情况\n\n");
+    out.push_str(&format!(
+        "全区{}名乡镇班子成员中，{}名接受了谈心谈话。乡镇领导班子定性评价：{}。\n\n",
+        level(&t.members_by_level, "township_team"),
+        level(&t.interviewed_by_level, "township_team"),
+        ratings(t.team_ratings_by_level.get("township_team"))
+    ));
+    for (field, name) in [
+        ("check_org_operation", "组织运转"),
+        ("check_political", "政治担当"),
+        ("check_duty", "履职尽责"),
+        ("check_results", "工作实效"),
+        ("check_style", "作风表现"),
+    ] {
+        out.push_str(&format!(
+            "{name}：{}。\n\n",
+            ratings(t.township_checks.get(field))
+        ));
+    }
+    out.push_str("## 三、村（社区）“两委”干部分析研判情况\n\n");
+    out.push_str(&format!(
+        "{}名村（社区）“两委”干部中，{}名接受了调研座谈。村（社区）“两委”班子定性评价：{}；班子成员评价为“好”的{}名、“正常”的{}名、“较差”的{}名。\n\n",
+        level(&t.members_by_level, "village_team"),
+        level(&t.interviewed_by_level, "village_team"),
+        ratings(t.team_ratings_by_level.get("village_team")),
+        n(&t.member_ratings, "good"),
+        n(&t.member_ratings, "normal"),
+        n(&t.member_ratings, "poor")
+    ));
+    for v in &t.villages_detail {
+        if !v.problems.is_empty() {
+            out.push_str(&format!("{}：{}\n\n", v.name, v.problems.join("")));
+        }
+    }
+    out.push_str("## 四、下一步工作计划\n\n（由考察组根据以上情况填写。）\n");
+    out
+}
+
+/// Seed 002's structure: 届中分析 of village teams.
+fn draft_midterm(t: &Tallies) -> String {
     let mut out = String::new();
     let title = t
         .name

@@ -253,6 +253,84 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
         }
     }
     t.villages_detail = villages(conn, c)?;
+    t.template = conn
+        .query_row(
+            &format!("SELECT {} {}", field("template"), live("campaign")),
+            [c],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .ok()
+        .flatten();
+    // Members, interviews and joint-review violations per level of the member's team.
+    let by_team_level = |from: &str, filter: &str| -> Result<Counts, StorageError> {
+        group(
+            conn,
+            &format!(
+                "SELECT json_extract(t.fields, '$.level'), count(DISTINCT m.id) {from}
+                 JOIN records t ON t.id = json_extract(m.fields, '$.team')
+                 WHERE {filter} GROUP BY 1"
+            ),
+            c,
+        )
+    };
+    t.members_by_level = by_team_level(
+        "FROM records m",
+        "m.campaign = ?1 AND m.kind = 'member' AND m.deleted = 0",
+    )?;
+    t.interviewed_by_level = by_team_level(
+        "FROM records i JOIN records m ON m.id = json_extract(i.fields, '$.interviewee')",
+        "i.campaign = ?1 AND i.kind = 'interview' AND i.deleted = 0",
+    )?;
+    t.violators_by_level = by_team_level(
+        "FROM records p JOIN records m ON m.id = json_extract(p.fields, '$.member')",
+        "p.campaign = ?1 AND p.kind = 'prescreening' AND p.deleted = 0
+         AND json_extract(p.fields, '$.violation') = 1",
+    )?;
+    // Team assessments per level of the team assessed, and the five checks of township teams.
+    let team_assessments =
+        "FROM records a JOIN records t ON t.id = json_extract(a.fields, '$.target')
+         WHERE a.campaign = ?1 AND a.kind = 'assessment' AND a.deleted = 0 AND a.conflicts = 0
+         AND json_extract(a.fields, '$.target_type') = 'team'";
+    {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT json_extract(t.fields, '$.level'), json_extract(a.fields, '$.rating'), count(*)
+             {team_assessments} GROUP BY 1, 2"
+        ))?;
+        for row in stmt.query_map([c], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            if let (Some(level), Some(rating), n) = row? {
+                *t.team_ratings_by_level
+                    .entry(level)
+                    .or_default()
+                    .entry(rating)
+                    .or_default() += n as u64;
+            }
+        }
+    }
+    for check in [
+        "check_org_operation",
+        "check_political",
+        "check_duty",
+        "check_results",
+        "check_style",
+    ] {
+        let counts = group(
+            conn,
+            &format!(
+                "SELECT json_extract(a.fields, '$.{check}'), count(*) {team_assessments}
+                 AND json_extract(t.fields, '$.level') = 'township_team' GROUP BY 1"
+            ),
+            c,
+        )?;
+        if !counts.is_empty() {
+            t.township_checks.insert(check.to_string(), counts);
+        }
+    }
     Ok(t)
 }
 
