@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use fieldsync::generator::Rng;
 use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
 use serde_json::json;
 use uuid::Uuid;
@@ -62,27 +63,11 @@ const PHRASES: &[&str] = &[
     "提升",
 ];
 
-/// A deterministic pseudo-random sequence (no dependency, same records on every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() as usize) % xs.len()]
-    }
-}
-
-fn note(rng: &mut Lcg) -> String {
+fn note(rng: &mut Rng) -> String {
     let mut s = String::new();
     while s.chars().count() < 500 {
         s.push_str(rng.pick(PHRASES));
-        s.push(if rng.next().is_multiple_of(5) {
+        s.push(if rng.next_bits().is_multiple_of(5) {
             '。'
         } else {
             '，'
@@ -91,7 +76,7 @@ fn note(rng: &mut Lcg) -> String {
     s.chars().take(500).collect()
 }
 
-fn fields(i: usize, rng: &mut Lcg) -> Vec<(&'static str, FieldValue)> {
+fn fields(i: usize, rng: &mut Rng) -> Vec<(&'static str, FieldValue)> {
     let s = |v: String| FieldValue::Str(v);
     vec![
         ("interviewer", s(format!("工作组{}", i % 9 + 1))),
@@ -116,14 +101,14 @@ fn fields(i: usize, rng: &mut Lcg) -> Vec<(&'static str, FieldValue)> {
                 .into()),
         ),
         ("date", s(format!("2026-0{}-{:02}", 3 + i % 6, 1 + i % 28))),
-        ("age", FieldValue::Int(28 + (rng.next() % 35) as i64)),
+        ("age", FieldValue::Int(28 + (rng.next_bits() % 35) as i64)),
         (
             "education",
             s(rng.pick(&["初中", "高中", "大专", "本科"]).into()),
         ),
         (
             "party_member",
-            FieldValue::Bool(!rng.next().is_multiple_of(4)),
+            FieldValue::Bool(!rng.next_bits().is_multiple_of(4)),
         ),
         (
             "rating_team",
@@ -133,13 +118,19 @@ fn fields(i: usize, rng: &mut Lcg) -> Vec<(&'static str, FieldValue)> {
             "rating_secretary",
             s(rng.pick(&["满意", "基本满意", "不满意"]).into()),
         ),
-        ("problems_raised", FieldValue::Int((rng.next() % 4) as i64)),
+        (
+            "problems_raised",
+            FieldValue::Int((rng.next_bits() % 4) as i64),
+        ),
         (
             "duration_min",
-            FieldValue::Int(15 + (rng.next() % 60) as i64),
+            FieldValue::Int(15 + (rng.next_bits() % 60) as i64),
         ),
         ("location", s(format!("村委会{}号会议室", 1 + i % 3))),
-        ("follow_up", FieldValue::Bool(rng.next().is_multiple_of(3))),
+        (
+            "follow_up",
+            FieldValue::Bool(rng.next_bits().is_multiple_of(3)),
+        ),
         ("notes", FieldValue::Text(note(rng))),
     ]
 }
@@ -164,7 +155,7 @@ fn campaign() -> Uuid {
 
 fn device_a(url: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
     let mut store = Store::open(format!("{dir}/device-a.sqlite3"))?;
-    let mut rng = Lcg(42);
+    let mut rng = Rng(42);
     let started = Instant::now();
     for i in 0..n {
         let f = fields(i, &mut rng);

@@ -99,25 +99,29 @@ pub struct Generated {
     pub villages: Vec<String>,
 }
 
-/// A small deterministic pseudo-random sequence.
-struct Rng(u64);
+/// A small deterministic pseudo-random sequence (a 64-bit LCG): the same choices on every run
+/// and machine, for the generator, the benchmarks and tests.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 31 pseudo-random bits.
+    pub fn next_bits(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() as usize) % n.max(1)
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_bits() as usize) % n.max(1)
     }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+    /// One of `xs`.
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[self.below(xs.len())]
     }
-    /// Picks by weights.
-    fn weighted<'a>(&mut self, xs: &[(&'a str, usize)]) -> &'a str {
+    /// One of `xs`, each as likely as its weight.
+    pub fn weighted<'a>(&mut self, xs: &[(&'a str, usize)]) -> &'a str {
         let total: usize = xs.iter().map(|x| x.1).sum();
         let mut r = self.below(total);
         for (x, w) in xs {

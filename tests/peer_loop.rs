@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Result;
+use fieldsync::generator::Rng;
 use fieldsync_client_core::{
     FieldValue, Filter, RecordHeader, Store, SyncOptions, Transport, TransportError, singleton_id,
     sync::sync,
@@ -80,19 +81,6 @@ impl Transport for InMemory {
             pushed_by_you: page.pushed_by_you,
             records: page.records,
         })
-    }
-}
-
-/// A small deterministic pseudo-random sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n.max(1)
     }
 }
 
