@@ -13,11 +13,9 @@ use fieldsync_client_core::{
     sync::sync,
 };
 use fieldsync_protocol::wire::{
-    self, MAX_PAGE_BYTES, MIN_PAGE_BYTES, PROTOCOL_VERSION, PullQuery, PullResponse, PushRequest,
-    PushResponse,
+    self, MAX_PAGE_BYTES, MIN_PAGE_BYTES, PullQuery, PullResponse, PushRequest, PushResponse,
 };
 use fieldsync_server::storage::{PullRequest, RecordFilter, Storage, sqlite::SqliteStorage};
-use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
 /// A transport that hands requests straight to the server's checks and storage.
@@ -41,12 +39,7 @@ impl Transport for InMemory {
             .rt
             .block_on(self.storage.push(checked))
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
-        Ok(PushResponse {
-            v: PROTOCOL_VERSION,
-            stored: outcome.stored,
-            duplicates: outcome.duplicates,
-            head: outcome.head,
-        })
+        Ok(PushResponse::from(outcome))
     }
 
     fn pull(&mut self, query: &PullQuery) -> Result<PullResponse, TransportError> {
@@ -71,16 +64,7 @@ impl Transport for InMemory {
             .rt
             .block_on(self.storage.pull(request))
             .map_err(|e| bad(e.to_string()))?;
-        Ok(PullResponse {
-            v: PROTOCOL_VERSION,
-            reset: page.reset,
-            head: page.head,
-            next: page.next,
-            next_hash: page.next_hash.map(|h| ByteBuf::from(h.to_vec())),
-            more: page.more,
-            pushed_by_you: page.pushed_by_you,
-            records: page.records,
-        })
+        Ok(PullResponse::from(page))
     }
 }
 

@@ -4,6 +4,10 @@
 //! - [`store`]: [`Store`], one SQLite file of Automerge record documents with a queryable
 //!   projection, local edits, conflicts, and the change log with its sync state.
 //! - [`sync`]: [`sync()`](sync::sync), the push-then-pull driver, over any [`Transport`].
+//! - [`forms`]: records written through their campaign's template (validated first), templates
+//!   as records, campaigns.
+//! - [`import`]: places, members and work groups from CSV (UTF-8 or GBK), all or nothing.
+//! - [`bundle`]: sync without the server, through files exchanged between devices.
 //! - [`http`]: [`HttpTransport`], the only code here that touches the network.
 //!
 //! ```no_run

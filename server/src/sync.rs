@@ -13,8 +13,8 @@ use fieldsync_protocol::{
     RecordHeader, inspect_change,
     record::{genesis_actor, genesis_hash},
     wire::{
-        self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MAX_PUSH_BYTES, MIN_PAGE_BYTES, PROTOCOL_VERSION,
-        PullQuery, PullResponse, PushRequest, PushResponse,
+        self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MAX_PUSH_BYTES, MIN_PAGE_BYTES, PullQuery,
+        PullResponse, PushRequest, PushResponse,
     },
 };
 use serde_bytes::ByteBuf;
@@ -96,12 +96,7 @@ pub async fn push(
         %device, changes, stored = outcome.stored, duplicates = outcome.duplicates,
         head = outcome.head, "push"
     );
-    Ok(cbor_response(&PushResponse {
-        v: PROTOCOL_VERSION,
-        stored: outcome.stored,
-        duplicates: outcome.duplicates,
-        head: outcome.head,
-    }))
+    Ok(cbor_response(&PushResponse::from(outcome)))
 }
 
 /// Decodes a push body and checks every change in it. Nothing is stored unless all of it passes.
@@ -262,16 +257,7 @@ pub async fn pull(
     if page.reset {
         tracing::warn!(%device, after = query.after, head = page.head, "device cursor not in log");
     }
-    Ok(cbor_response(&PullResponse {
-        v: PROTOCOL_VERSION,
-        reset: page.reset,
-        head: page.head,
-        next: page.next,
-        next_hash: page.next_hash.map(|h| ByteBuf::from(h.to_vec())),
-        more: page.more,
-        pushed_by_you: page.pushed_by_you,
-        records: page.records,
-    }))
+    Ok(cbor_response(&PullResponse::from(page)))
 }
 
 fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {

@@ -108,6 +108,34 @@ pub struct PullPage {
     pub records: Vec<WireRecord>,
 }
 
+impl From<PushOutcome> for fieldsync_protocol::wire::PushResponse {
+    fn from(o: PushOutcome) -> Self {
+        fieldsync_protocol::wire::PushResponse {
+            v: fieldsync_protocol::wire::PROTOCOL_VERSION,
+            stored: o.stored,
+            duplicates: o.duplicates,
+            head: o.head,
+        }
+    }
+}
+
+impl From<PullPage> for fieldsync_protocol::wire::PullResponse {
+    fn from(page: PullPage) -> Self {
+        fieldsync_protocol::wire::PullResponse {
+            v: fieldsync_protocol::wire::PROTOCOL_VERSION,
+            reset: page.reset,
+            head: page.head,
+            next: page.next,
+            next_hash: page
+                .next_hash
+                .map(|h| serde_bytes::ByteBuf::from(h.to_vec())),
+            more: page.more,
+            pushed_by_you: page.pushed_by_you,
+            records: page.records,
+        }
+    }
+}
+
 /// A merged record as the server's projection holds it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordView {
