@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use fieldsync::{TestServer, generator};
-use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+use fieldsync_client_core::{FieldValue, Store, SyncOptions, sync::sync};
 
 fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let mut times = Vec::new();
@@ -83,11 +83,8 @@ fn main() -> Result<()> {
     }
     let created = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    sync(
-        &mut bulk,
-        &mut HttpTransport::new(&server.url())?,
-        &SyncOptions::default(),
-    )?;
+    let mut t = server.connect(&bulk)?;
+    sync(&mut bulk, &mut t, &SyncOptions::default())?;
     let pushed = started.elapsed().as_secs_f64();
     // Merging 100,000 records takes minutes: wait as long as it takes.
     let status = loop {
@@ -103,11 +100,8 @@ fn main() -> Result<()> {
         "records on the server        {records} (bulk device: created {created:.1} s, synced {pushed:.1} s, merged by the server {:.1} s later)",
         loaded - pushed
     );
-    let url = server.url();
     let get = |path: String| -> Result<usize> {
-        let body = reqwest::blocking::get(format!("{url}{path}"))?
-            .error_for_status()?
-            .bytes()?;
+        let body = server.get(&path)?.error_for_status()?.bytes()?;
         Ok(body.len())
     };
     let tallies = median_ms(|| get(format!("/v1/campaigns/{c}/tallies")).map(|_| ()))?;

@@ -153,7 +153,16 @@ fn campaign() -> Uuid {
     Uuid::from_u128(0x2026)
 }
 
-fn device_a(url: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
+/// A transport for `store`, enrolled with a one-time `code` (the enrollment's bytes are not
+/// counted).
+fn enrolled(url: &str, store: &Store, code: &str) -> Result<HttpTransport> {
+    let mut t = HttpTransport::new(url)?;
+    t.enroll(store.device_id(), code, "bench")?;
+    t.stats = Default::default();
+    Ok(t)
+}
+
+fn device_a(url: &str, code: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
     let mut store = Store::open(format!("{dir}/device-a.sqlite3"))?;
     let mut rng = Rng(42);
     let started = Instant::now();
@@ -167,7 +176,7 @@ fn device_a(url: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
         )?;
     }
     let create_s = started.elapsed().as_secs_f64();
-    let mut t = HttpTransport::new(url)?;
+    let mut t = enrolled(url, &store, code)?;
     let started = Instant::now();
     let report = sync(&mut store, &mut t, &SyncOptions::default())?;
     let push_s = started.elapsed().as_secs_f64();
@@ -181,9 +190,9 @@ fn device_a(url: &str, dir: &str, n: usize) -> Result<serde_json::Value> {
     }))
 }
 
-fn device_b(url: &str, dir: &str) -> Result<serde_json::Value> {
+fn device_b(url: &str, code: &str, dir: &str) -> Result<serde_json::Value> {
     let mut store = Store::open(format!("{dir}/device-b.sqlite3"))?;
-    let mut t = HttpTransport::new(url)?;
+    let mut t = enrolled(url, &store, code)?;
     let started = Instant::now();
     let report = sync(&mut store, &mut t, &SyncOptions::default())?;
     let pull_s = started.elapsed().as_secs_f64();
@@ -218,8 +227,22 @@ fn serve(dir: &str) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        // Three one-time codes: device A, device B and the parent (reading the status).
+        let storage = fieldsync_server::open_storage(std::path::Path::new(dir)).await?;
+        let admin = storage
+            .create_person("bench".into(), fieldsync_protocol::auth::Role::Admin, None)
+            .await?;
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            let (code, _) = fieldsync_server::admin::issue(storage.as_ref(), admin.id, 1)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            codes.push(code);
+        }
+        storage.close().await;
+        drop(storage);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("http://{}", listener.local_addr()?);
+        println!("http://{} {}", listener.local_addr()?, codes.join(" "));
         std::io::stdout().flush()?;
         // Stop when the parent closes our stdin.
         let shutdown = async {
@@ -233,14 +256,7 @@ fn serve(dir: &str) -> Result<()> {
             })
             .await;
         };
-        fieldsync_server::run(
-            listener,
-            fieldsync_server::Config {
-                data_dir: dir.into(),
-            },
-            shutdown,
-        )
-        .await?;
+        fieldsync_server::run(listener, fieldsync_server::Config::new(dir), shutdown).await?;
         anyhow::Ok(())
     })
 }
@@ -261,12 +277,12 @@ fn main() -> Result<()> {
     match args.get(1).map(String::as_str) {
         Some("serve") => return serve(&args[2]),
         Some("device-a") => {
-            let v = device_a(&args[2], &args[3], args[4].parse()?)?;
+            let v = device_a(&args[2], &args[3], &args[4], args[5].parse()?)?;
             println!("{v}");
             return Ok(());
         }
         Some("device-b") => {
-            println!("{}", device_b(&args[2], &args[3])?);
+            println!("{}", device_b(&args[2], &args[3], &args[4])?);
             return Ok(());
         }
         _ => {}
@@ -286,17 +302,27 @@ fn main() -> Result<()> {
         .spawn()?;
     let mut url = String::new();
     BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut url)?;
-    let url = url.trim().to_string();
+    let words: Vec<String> = url.split_whitespace().map(String::from).collect();
+    let [url, code_a, code_b, code_admin] = &words[..] else {
+        bail!("the server printed {url:?}");
+    };
+    let mut admin = HttpTransport::new(url)?;
+    let admin_token = admin
+        .enroll(Uuid::new_v4(), code_admin, "bench admin")?
+        .token;
 
     eprintln!("device A: creating {n} records offline and pushing them to {url} ...");
-    let a = child(&["device-a", &url, d, &n.to_string()])?;
+    let a = child(&["device-a", url, code_a, d, &n.to_string()])?;
     eprintln!("device B: pulling ...");
-    let b = child(&["device-b", &url, d])?;
+    let b = child(&["device-b", url, code_b, d])?;
     // Let the server finish merging, then read its peak memory.
     let merge_started = Instant::now();
     loop {
-        let status: serde_json::Value =
-            reqwest::blocking::get(format!("{url}/v1/status"))?.json()?;
+        let status: serde_json::Value = reqwest::blocking::Client::new()
+            .get(format!("{url}/v1/status"))
+            .bearer_auth(&admin_token)
+            .send()?
+            .json()?;
         if status["unmerged_records"] == 0 {
             break;
         }

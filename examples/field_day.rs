@@ -11,7 +11,7 @@
 use anyhow::Result;
 use fieldsync::TestServer;
 use fieldsync_client_core::{
-    FieldValue, HttpTransport, RecordHeader, Store, SyncOptions, singleton_id, sync::sync,
+    FieldValue, RecordHeader, Store, SyncOptions, singleton_id, sync::sync,
 };
 use uuid::Uuid;
 
@@ -39,10 +39,11 @@ fn main() -> Result<()> {
         &assessment,
         &[("summary", FieldValue::Text("班子整体运行平稳。".into()))],
     )?;
-    let url = server.url();
-    let to_server = || HttpTransport::new(&url);
-    sync(&mut leader, &mut to_server()?, &SyncOptions::default())?;
-    sync(&mut member, &mut to_server()?, &SyncOptions::default())?;
+    // Each device is enrolled once (an administrator's one-time code becomes its token).
+    let mut to_leader = server.connect(&leader)?;
+    let mut to_member = server.connect(&member)?;
+    sync(&mut leader, &mut to_leader, &SyncOptions::default())?;
+    sync(&mut member, &mut to_member, &SyncOptions::default())?;
 
     // In the village, no network. The member and the leader interview; the clerk counts forms.
     let interview = member.create(
@@ -82,7 +83,8 @@ fn main() -> Result<()> {
     let mut devices = [clerk, member, leader];
     for i in [0, 1, 2, 0, 1] {
         let store = &mut devices[i];
-        let report = sync(store, &mut to_server()?, &SyncOptions::default())?;
+        let mut transport = server.connect(store)?;
+        let report = sync(store, &mut transport, &SyncOptions::default())?;
         println!(
             "device {}: sent {}, received {}, records with conflicts {}",
             &store.device_id().to_string()[..8],

@@ -5,8 +5,11 @@
 //!
 //! ```text
 //! cargo run --example generate_campaign                        # on a throwaway server
-//! cargo run --example generate_campaign -- http://127.0.0.1:8080   # into a running server
+//! cargo run --example generate_campaign -- http://127.0.0.1:8080 <admin token>  # a running server
 //! ```
+//!
+//! For a running server, give the token of an administrator's device (`fieldsync enroll` keeps
+//! it in its store; the generator enrolls each of its devices as an administrator with it).
 
 use anyhow::Result;
 use fieldsync::{TestServer, generator};
@@ -14,7 +17,13 @@ use fieldsync::{TestServer, generator};
 fn main() -> Result<()> {
     let arg = std::env::args().nth(1);
     let own = match &arg {
-        Some(_) => None,
+        Some(url) => {
+            let token = std::env::args().nth(2).ok_or_else(|| {
+                anyhow::anyhow!("give the admin token after the address: {url} <token>")
+            })?;
+            fieldsync::register_server(url, &token);
+            None
+        }
         None => Some(TestServer::start()?),
     };
     let url = arg.unwrap_or_else(|| own.as_ref().map(TestServer::url).unwrap_or_default());

@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use fieldsync_client_core::import::ImportKind;
 use fieldsync_client_core::sync::sync;
-use fieldsync_client_core::{FieldValue, Filter, HttpTransport, Store, SyncOptions};
+use fieldsync_client_core::{FieldValue, Filter, Store, SyncOptions};
 use fieldsync_protocol::template::Template;
 use uuid::Uuid;
 
@@ -202,7 +202,7 @@ fn date(rng: &mut Rng) -> String {
 }
 
 fn sync_store(store: &mut Store, url: &str) -> Result<()> {
-    let mut t = HttpTransport::new(url)?;
+    let mut t = crate::connect(url, store)?;
     sync(store, &mut t, &SyncOptions::default())?;
     Ok(())
 }

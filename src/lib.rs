@@ -6,18 +6,149 @@
 pub mod generator;
 pub mod proxy;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use fieldsync_client_core::{HttpTransport, Store};
+use fieldsync_protocol::auth::Role;
+use serde_json::{Value, json};
+
+/// Device tokens the fixtures enrolled, by device id: a device keeps its token across server
+/// restarts on the same data, as a real device does.
+fn tokens() -> &'static Mutex<HashMap<uuid::Uuid, String>> {
+    static TOKENS: OnceLock<Mutex<HashMap<uuid::Uuid, String>>> = OnceLock::new();
+    TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The admin token of each [`TestServer`] started in this process, by URL.
+fn admin_tokens() -> &'static Mutex<HashMap<String, String>> {
+    static ADMINS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    ADMINS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Sends a request with `token` to the server at `url`; returns the status and the JSON body
+/// (a string when the body is not JSON).
+pub fn request(
+    url: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send()?;
+    let status = resp.status().as_u16();
+    let text = resp.text()?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, body))
+}
+
+/// Adds a person through the admin API of the server at `url`; returns their id.
+pub fn add_person(
+    url: &str,
+    admin_token: &str,
+    name: &str,
+    role: Role,
+    group: Option<uuid::Uuid>,
+) -> anyhow::Result<uuid::Uuid> {
+    let (status, body) = request(
+        url,
+        admin_token,
+        reqwest::Method::POST,
+        "/v1/admin/people",
+        Some(json!({ "name": name, "role": role, "group": group })),
+    )?;
+    if status != 201 {
+        bail!("adding {name}: {status} {body}");
+    }
+    Ok(uuid::Uuid::parse_str(
+        body["id"].as_str().unwrap_or_default(),
+    )?)
+}
+
+/// Issues a one-time enrollment code for a person through the admin API.
+pub fn code_for(url: &str, admin_token: &str, person: uuid::Uuid) -> anyhow::Result<String> {
+    let (status, body) = request(
+        url,
+        admin_token,
+        reqwest::Method::POST,
+        &format!("/v1/admin/people/{person}/codes"),
+        Some(json!({})),
+    )?;
+    if status != 201 {
+        bail!("code for {person}: {status} {body}");
+    }
+    Ok(body["code"].as_str().unwrap_or_default().to_string())
+}
+
+/// The token of `device` on the server at `url`, enrolling it as an administrator the first
+/// time; the fixture keeps tokens by device id across server restarts, as a device would.
+pub fn token_for(url: &str, admin_token: &str, device: uuid::Uuid) -> anyhow::Result<String> {
+    if let Some(t) = tokens().lock().expect("tokens").get(&device) {
+        return Ok(t.clone());
+    }
+    let person = add_person(
+        url,
+        admin_token,
+        &format!("设备 {device}"),
+        Role::Admin,
+        None,
+    )?;
+    let code = code_for(url, admin_token, person)?;
+    let mut t = HttpTransport::new(url)?;
+    let e = t.enroll(device, &code, "test device")?;
+    tokens()
+        .lock()
+        .expect("tokens")
+        .insert(device, e.token.clone());
+    Ok(e.token)
+}
+
+/// Makes [`connect`] work with a server not started by this process, given an administrator's
+/// token for it.
+pub fn register_server(url: &str, admin_token: &str) {
+    admin_tokens().lock().expect("admin tokens").insert(
+        url.trim_end_matches('/').to_string(),
+        admin_token.to_string(),
+    );
+}
+
+/// A transport for `store`'s device to the [`TestServer`] at `url` (started in this process),
+/// enrolled as an administrator the first time.
+pub fn connect(url: &str, store: &Store) -> anyhow::Result<HttpTransport> {
+    let admin = admin_tokens()
+        .lock()
+        .expect("admin tokens")
+        .get(url.trim_end_matches('/'))
+        .cloned()
+        .with_context(|| format!("no TestServer at {url} in this process"))?;
+    Ok(HttpTransport::new(url)?.with_token(token_for(url, &admin, store.device_id())?))
+}
 
 /// A fieldsync server running on `127.0.0.1:<free port>` in its own thread and runtime, with its
 /// data in a directory this value owns (unless given one). Dropping it stops the server.
+///
+/// Every start enrolls an administrator device for the fixture itself ([`TestServer::get_json`]
+/// and the admin helpers use its token); [`TestServer::connect`] enrolls a store's device as an
+/// administrator so that tests about sync see everything.
 pub struct TestServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The fixture's own administrator token.
+    pub admin_token: String,
+    /// The device id that token belongs to.
+    pub admin_device: uuid::Uuid,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -35,6 +166,14 @@ impl TestServer {
 
     /// Starts a server on `data_dir` (kept after the server stops).
     pub fn start_in(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, fieldsync_server::auth::Limits::default())
+    }
+
+    /// Starts a server on `data_dir` with the given request limits.
+    pub fn start_with(
+        data_dir: &Path,
+        limits: fieldsync_server::auth::Limits,
+    ) -> anyhow::Result<Self> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let dir = data_dir.to_path_buf();
@@ -46,11 +185,26 @@ impl TestServer {
                     .enable_all()
                     .build()?;
                 rt.block_on(async move {
+                    // An administrator code for the fixture, as `fieldsync-server admin` would
+                    // issue one.
+                    let storage = fieldsync_server::open_storage(&dir).await?;
+                    let admin = storage
+                        .create_person("测试管理员".into(), Role::Admin, None)
+                        .await?;
+                    let code = fieldsync_server::admin::issue(storage.as_ref(), admin.id, 1)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    storage.close().await;
+                    drop(storage);
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                    addr_tx.send(listener.local_addr()?)?;
+                    addr_tx.send((listener.local_addr()?, code.0))?;
                     fieldsync_server::run(
                         listener,
-                        fieldsync_server::Config { data_dir: dir },
+                        fieldsync_server::Config {
+                            data_dir: dir,
+                            limits,
+                            tls: None,
+                        },
                         async {
                             let _ = shutdown_rx.await;
                         },
@@ -59,16 +213,94 @@ impl TestServer {
                     Ok(())
                 })
             })?;
-        let addr = addr_rx
+        let (addr, code) = addr_rx
             .recv_timeout(Duration::from_secs(30))
             .context("the test server did not start")?;
+        let mut t = HttpTransport::new(&format!("http://{addr}"))?;
+        let admin_device = uuid::Uuid::new_v4();
+        let admin = t.enroll(admin_device, &code, "测试管理员的电脑")?;
+        admin_tokens()
+            .lock()
+            .expect("admin tokens")
+            .insert(format!("http://{addr}"), admin.token.clone());
         Ok(TestServer {
             addr,
+            admin_token: admin.token,
+            admin_device,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
+    }
+
+    /// Sends a request with `token` (the fixture's admin token when `None`) and returns the
+    /// status and the JSON body (a string when the body is not JSON).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        request(
+            &self.url(),
+            token.unwrap_or(&self.admin_token),
+            method,
+            path,
+            body,
+        )
+    }
+
+    /// Adds a person through the admin API; returns their id.
+    pub fn add_person(
+        &self,
+        name: &str,
+        role: Role,
+        group: Option<uuid::Uuid>,
+    ) -> anyhow::Result<uuid::Uuid> {
+        add_person(&self.url(), &self.admin_token, name, role, group)
+    }
+
+    /// Issues a one-time enrollment code for a person through the admin API.
+    pub fn code_for(&self, person: uuid::Uuid) -> anyhow::Result<String> {
+        code_for(&self.url(), &self.admin_token, person)
+    }
+
+    /// Enrolls `store`'s device for a new person with `role` (and `group`), keeping the token in
+    /// the store as `fieldsync enroll` does; returns a transport carrying it.
+    pub fn enroll(
+        &self,
+        store: &mut Store,
+        name: &str,
+        role: Role,
+        group: Option<uuid::Uuid>,
+    ) -> anyhow::Result<HttpTransport> {
+        let person = self.add_person(name, role, group)?;
+        let code = self.code_for(person)?;
+        let e = fieldsync_client_core::account::enroll(
+            store,
+            &self.url(),
+            &code,
+            name,
+            &Default::default(),
+        )?;
+        tokens()
+            .lock()
+            .expect("tokens")
+            .insert(store.device_id(), e.token.clone());
+        Ok(HttpTransport::new(&self.url())?.with_token(e.token))
+    }
+
+    /// The token of `store`'s device, enrolling it as an administrator the first time (the
+    /// fixture keeps the token, by device id).
+    pub fn token_for(&self, store: &Store) -> anyhow::Result<String> {
+        token_for(&self.url(), &self.admin_token, store.device_id())
+    }
+
+    /// A transport to this server for `store`'s device (enrolled as an administrator).
+    pub fn connect(&self, store: &Store) -> anyhow::Result<HttpTransport> {
+        Ok(HttpTransport::new(&self.url())?.with_token(self.token_for(store)?))
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -95,15 +327,21 @@ impl TestServer {
         Ok(())
     }
 
-    /// GETs a JSON endpoint.
+    /// GETs a JSON endpoint with the fixture's admin token.
     pub fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let resp = reqwest::blocking::get(format!("{}{}", self.url(), path))?;
-        let status = resp.status();
-        let body: serde_json::Value = resp.json()?;
-        if !status.is_success() {
+        let (status, body) = self.request(reqwest::Method::GET, path, None, None)?;
+        if !(200..300).contains(&status) {
             bail!("GET {path}: {status} {body}");
         }
         Ok(body)
+    }
+
+    /// GETs any endpoint with the fixture's admin token (for files: CSV, XLSX, DOCX).
+    pub fn get(&self, path: &str) -> anyhow::Result<reqwest::blocking::Response> {
+        Ok(reqwest::blocking::Client::new()
+            .get(format!("{}{}", self.url(), path))
+            .bearer_auth(&self.admin_token)
+            .send()?)
     }
 
     /// Waits (at most ~30 s, polling) until every stored change has been merged into its record.

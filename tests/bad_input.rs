@@ -33,6 +33,7 @@ fn post(
 ) -> Result<Refusal> {
     let mut req = Client::new()
         .post(format!("{}{}", server.url(), PUSH_PATH))
+        .bearer_auth(&server.admin_token)
         .header("content-type", content_type)
         .body(body);
     if let Some(e) = encoding {
@@ -192,8 +193,7 @@ fn an_oversized_push_is_a_413() -> Result<()> {
 fn bad_pull_queries_and_unknown_paths_are_clear_errors() -> Result<()> {
     let server = TestServer::start()?;
     let get = |path: &str| -> Result<(u16, serde_json::Value)> {
-        let resp = reqwest::blocking::get(format!("{}{}", server.url(), path))?;
-        Ok((resp.status().as_u16(), resp.json()?))
+        server.request(reqwest::Method::GET, path, None, None)
     };
     let (status, body) = get("/v1/sync/pull")?;
     assert_eq!(status, 400);
@@ -204,7 +204,7 @@ fn bad_pull_queries_and_unknown_paths_are_clear_errors() -> Result<()> {
             .contains("device="),
         "{body}"
     );
-    let device = Uuid::from_u128(3);
+    let device = server.admin_device;
     let (status, body) = get(&format!("/v1/sync/pull?device={device}&after=minus-one"))?;
     assert_eq!(status, 400);
     assert!(
@@ -263,7 +263,7 @@ fn reusing_an_actor_sequence_number_is_refused_whole() -> Result<()> {
         }
         Ok(PushRequest {
             v: wire::PROTOCOL_VERSION,
-            device: Uuid::from_u128(1).to_string(),
+            device: server.admin_device.to_string(),
             actors: vec![ByteBuf::from(actor.to_bytes().to_vec())],
             records: vec![rec],
         })
@@ -272,6 +272,7 @@ fn reusing_an_actor_sequence_number_is_refused_whole() -> Result<()> {
     let second = push_of(&mut d2, "较差")?;
     let ok = Client::new()
         .post(format!("{}{}", server.url(), PUSH_PATH))
+        .bearer_auth(&server.admin_token)
         .header("content-type", CBOR_CONTENT_TYPE)
         .body(wire::encode(&first))
         .send()?;

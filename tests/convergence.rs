@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use fieldsync::TestServer;
 use fieldsync_client_core::{
-    FieldValue, HttpTransport, RecordHeader, Store, SyncOptions, singleton_id, sync::sync,
+    FieldValue, RecordHeader, Store, SyncOptions, singleton_id, sync::sync,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -141,7 +141,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         ..Default::default()
     };
     let sync_one = |store: &mut Store| {
-        let mut t = HttpTransport::new(&url).unwrap();
+        let mut t = fieldsync::connect(&url, store).unwrap();
         sync(store, &mut t, &options).unwrap();
     };
     for op in ops {

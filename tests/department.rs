@@ -130,10 +130,7 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     assert!(!two.as_array().unwrap().is_empty());
 
     // CSV export: one row per record, Chinese headers and choice labels, Excel's BOM.
-    let csv = reqwest::blocking::get(format!(
-        "{}/v1/campaigns/{c}/export/assessment.csv",
-        server.url()
-    ))?;
+    let csv = server.get(&format!("/v1/campaigns/{c}/export/assessment.csv"))?;
     assert_eq!(csv.status(), 200);
     assert!(
         csv.headers()["content-type"]
@@ -168,14 +165,11 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
         .filter(|r| r.fields.get("rating") == Some(&FieldValue::Str("good".into())))
         .count();
     assert_eq!(good_rows, good_in_store);
-    let missing = reqwest::blocking::get(format!(
-        "{}/v1/campaigns/{c}/export/picnic.csv",
-        server.url()
-    ))?;
+    let missing = server.get(&format!("/v1/campaigns/{c}/export/picnic.csv"))?;
     assert_eq!(missing.status(), 404);
 
     // The workbook: a sheet of tallies, then one sheet per kind with Chinese headers.
-    let xlsx = reqwest::blocking::get(format!("{}/v1/campaigns/{c}/export.xlsx", server.url()))?;
+    let xlsx = server.get(&format!("/v1/campaigns/{c}/export.xlsx"))?;
     assert_eq!(xlsx.status(), 200);
     let xlsx = xlsx.bytes()?.to_vec();
     std::fs::write(dir.path().join("campaign.xlsx"), &xlsx)?;
@@ -205,7 +199,7 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
         assert_eq!(row[1].to_string(), t.interviews.to_string());
     }
     // The Word document says the same as the Markdown.
-    let docx = reqwest::blocking::get(format!("{}/v1/campaigns/{c}/report.docx", server.url()))?;
+    let docx = server.get(&format!("/v1/campaigns/{c}/report.docx"))?;
     assert_eq!(docx.status(), 200);
     let docx = docx.bytes()?.to_vec();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
@@ -218,8 +212,9 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     assert!(xml.contains("二、分析研判情况"));
 
     // The draft report: seed 002's structure with every number filled.
-    let report =
-        reqwest::blocking::get(format!("{}/v1/campaigns/{c}/report.md", server.url()))?.text()?;
+    let report = server
+        .get(&format!("/v1/campaigns/{c}/report.md"))?
+        .text()?;
     for expected in [
         format!("成立{}个分析研判工作组", config.villages),
         format!("召开党员群众代表会议{}场次", t.meetings),
@@ -252,7 +247,7 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
 #[test]
 fn a_lookback_campaign_is_drafted_in_the_structure_of_seed_000() -> Result<()> {
     use fieldsync_client_core::import::ImportKind;
-    use fieldsync_client_core::{HttpTransport, Store, SyncOptions, sync::sync};
+    use fieldsync_client_core::{Store, SyncOptions, sync::sync};
     use fieldsync_protocol::template::Template;
 
     let server = TestServer::start()?;
@@ -379,19 +374,17 @@ fn a_lookback_campaign_is_drafted_in_the_structure_of_seed_000() -> Result<()> {
             ("rating", s("normal")),
         ]),
     )?;
-    sync(
-        &mut d,
-        &mut HttpTransport::new(&server.url())?,
-        &SyncOptions::default(),
-    )?;
+    let mut t = server.connect(&d)?;
+    sync(&mut d, &mut t, &SyncOptions::default())?;
     let status = server.wait_merged()?;
     assert_eq!(status["records_needing_review"], 0, "{status}");
     let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
     assert_eq!(tallies["template"], "lookback");
     assert_eq!(tallies["members_by_level"]["township_team"], 3);
     assert_eq!(tallies["interviewed_by_level"]["village_team"], 3);
-    let report =
-        reqwest::blocking::get(format!("{}/v1/campaigns/{c}/report.md", server.url()))?.text()?;
+    let report = server
+        .get(&format!("/v1/campaigns/{c}/report.md"))?
+        .text()?;
     for expected in [
         "# 示范区换届“回头看”情况报告",
         "对全区1个乡镇和2个村（社区）全覆盖开展了换届“回头看”",

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use fieldsync::{TestServer, generator};
 use fieldsync_client_core::import::{ImportError, ImportKind};
-use fieldsync_client_core::{
-    FieldValue, Filter, FormError, HttpTransport, Store, SyncOptions, sync::sync,
-};
+use fieldsync_client_core::{FieldValue, Filter, FormError, Store, SyncOptions, sync::sync};
 use fieldsync_protocol::template::{FORM_VERSION_FIELD, ProblemCode, Template};
 use serde_json::Value;
 use uuid::Uuid;
@@ -30,7 +28,7 @@ impl Device {
     }
 
     fn sync(&mut self, url: &str) -> Result<fieldsync_client_core::SyncReport> {
-        let mut t = HttpTransport::new(url)?;
+        let mut t = fieldsync::connect(url, &self.store)?;
         Ok(sync(&mut self.store, &mut t, &SyncOptions::default())?)
     }
 }

@@ -59,6 +59,7 @@ impl Transport for InMemory {
                 .unwrap_or(wire::DEFAULT_PAGE_BYTES)
                 .clamp(MIN_PAGE_BYTES, MAX_PAGE_BYTES),
             include_own: query.include_own,
+            scope: fieldsync_protocol::auth::WireScope::everything(true),
         };
         let page = self
             .rt

@@ -32,7 +32,17 @@ impl Device {
     }
 
     fn sync(&mut self, url: &str) -> Result<fieldsync_client_core::SyncReport> {
-        let mut t = HttpTransport::new(url)?;
+        let mut t = fieldsync::connect(url, &self.store)?;
+        Ok(sync(&mut self.store, &mut t, &SyncOptions::default())?)
+    }
+
+    /// Syncs with `server` through another address (a proxy in front of it).
+    fn sync_via(
+        &mut self,
+        server: &TestServer,
+        url: &str,
+    ) -> Result<fieldsync_client_core::SyncReport> {
+        let mut t = HttpTransport::new(url)?.with_token(server.token_for(&self.store)?);
         Ok(sync(&mut self.store, &mut t, &SyncOptions::default())?)
     }
 }
@@ -290,7 +300,7 @@ fn a_change_delivered_twice_is_stored_and_applied_once() -> Result<()> {
         .store
         .outbox_batch(0, 1 << 20)?
         .expect("something to push");
-    let mut t = HttpTransport::new(&server.url())?;
+    let mut t = server.connect(&a.store)?;
     use fieldsync_client_core::Transport;
     let first = t.push(&batch.request)?;
     let second = t.push(&batch.request)?;
@@ -330,7 +340,8 @@ fn a_push_cut_mid_body_resumes_without_resending_what_was_acknowledged() -> Resu
         ..Default::default()
     };
     // Let the first connections through, then cut one in the middle of a request body.
-    let mut t = HttpTransport::new(&proxy.url())?;
+    let token = server.token_for(&a.store)?;
+    let mut t = HttpTransport::new(&proxy.url())?.with_token(&token);
     let first = a.store.outbox_batch(0, options.push_batch_bytes)?.unwrap();
     use fieldsync_client_core::Transport;
     t.push(&first.request)?;
@@ -345,7 +356,7 @@ fn a_push_cut_mid_body_resumes_without_resending_what_was_acknowledged() -> Resu
         },
         1,
     );
-    let mut t = HttpTransport::new(&proxy.url())?;
+    let mut t = HttpTransport::new(&proxy.url())?.with_token(&token);
     let err = sync(&mut a.store, &mut t, &options).unwrap_err();
     match &err {
         SyncError::Transport(e, waiting) => {
@@ -359,7 +370,7 @@ fn a_push_cut_mid_body_resumes_without_resending_what_was_acknowledged() -> Resu
 
     let report = sync(
         &mut a.store,
-        &mut HttpTransport::new(&proxy.url())?,
+        &mut HttpTransport::new(&proxy.url())?.with_token(&token),
         &options,
     )?;
     assert_eq!(
@@ -397,7 +408,8 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
         ..Default::default()
     };
     // First page arrives whole, the second response is cut after a few hundred bytes.
-    let mut t = HttpTransport::new(&proxy.url())?;
+    let token = server.token_for(&b.store)?;
+    let mut t = HttpTransport::new(&proxy.url())?.with_token(&token);
     let err = {
         // One good page by hand, then a cut connection for the rest of the sync.
         let q = fieldsync_protocol::wire::PullQuery {
@@ -420,7 +432,7 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
         );
         sync(
             &mut b.store,
-            &mut HttpTransport::new(&proxy.url())?,
+            &mut HttpTransport::new(&proxy.url())?.with_token(&token),
             &options,
         )
         .unwrap_err()
@@ -437,7 +449,7 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
 
     let report = sync(
         &mut b.store,
-        &mut HttpTransport::new(&proxy.url())?,
+        &mut HttpTransport::new(&proxy.url())?.with_token(&token),
         &options,
     )?;
     assert_eq!(b.store.count()?, 30);
@@ -471,7 +483,7 @@ fn changes_arriving_before_their_dependencies_wait_and_are_applied_later() -> Re
 
     // Deliver the changes to the server newest first, one push each.
     use fieldsync_client_core::Transport;
-    let mut t = HttpTransport::new(&server.url())?;
+    let mut t = server.connect(&a.store)?;
     let mut b = Device::new()?;
     for (i, change) in record.changes.iter().rev().enumerate() {
         let mut one = batch.request.clone();
@@ -522,13 +534,13 @@ fn an_up_to_date_device_syncs_in_one_round_trip_under_one_kib() -> Result<()> {
             &[("n", FieldValue::Int(i))],
         )?;
     }
-    a.sync(&proxy.url())?;
+    a.sync_via(&server, &proxy.url())?;
     let mut b = Device::new()?;
-    b.sync(&proxy.url())?;
+    b.sync_via(&server, &proxy.url())?;
 
     proxy.reset_counts();
     let connections = proxy.connections();
-    let report = b.sync(&proxy.url())?;
+    let report = b.sync_via(&server, &proxy.url())?;
     assert_eq!(report.push_requests, 0);
     assert_eq!(report.pull_requests, 1);
     assert_eq!(proxy.connections() - connections, 1);

@@ -2,7 +2,8 @@
 //! the server, exchange bundles with another device when there is no network.
 //!
 //! ```text
-//! fieldsync init --server https://zzb.example.gov.cn --campaign <id>
+//! fieldsync enroll --server https://zzb.example.gov.cn --code K7QX-2M4P-9RTA --name 张三的笔记本
+//! fieldsync init --campaign <id>
 //! fieldsync new interview --village 510100001001 --set date=2026-05-18 --set 'notes=…'
 //! fieldsync new interview --village 510100001001 --prompt
 //! fieldsync sync
@@ -22,14 +23,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use fieldsync_client_core::account;
 use fieldsync_client_core::bundle::{BundleError, Export};
 use fieldsync_client_core::forms::parse_input;
 use fieldsync_client_core::import::{ImportError, ImportKind};
 use fieldsync_client_core::sync::{Progress, sync_with_progress};
 use fieldsync_client_core::{
-    FieldValue, Filter, FormError, HttpTransport, Record, Store, StoreError, SyncError,
-    SyncOptions, TransportError,
+    FieldValue, Filter, FormError, HttpOptions, HttpTransport, Record, Store, StoreError,
+    SyncError, SyncOptions, TransportError,
 };
+use fieldsync_protocol::auth::WireScope;
 use fieldsync_protocol::template::{FieldType, RefPolicy, Template};
 use uuid::Uuid;
 
@@ -81,6 +84,26 @@ enum Command {
         #[arg(long)]
         campaign: Option<Uuid>,
     },
+    /// Enroll this device with a one-time code from the administrator. 用登记码登记本机。
+    Enroll {
+        /// Server address, such as https://zzb.example.gov.cn (http only to this machine).
+        #[arg(long)]
+        server: String,
+        /// The one-time code (such as K7QX-2M4P-9RTA).
+        #[arg(long)]
+        code: String,
+        /// How administrators will see this device. 设备名称。
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Trust this PEM certificate (a server with a self-signed certificate).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Allow plain http to another machine (only on a network you trust).
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Who this device belongs to and what it may see, asked from the server. 查询本机身份。
+    Whoami,
     /// Who and what this device is, what waits to upload. 本机状态。
     Status,
     /// Start a campaign from a template (department). 新建工作任务。
@@ -264,6 +287,19 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if let Some(StoreError::NotFound(_)) = cause.downcast_ref::<StoreError>() {
             return 6;
+        }
+        if let Some(SyncError::Revoked) = cause.downcast_ref::<SyncError>() {
+            return 5;
+        }
+        if let Some(a) = cause.downcast_ref::<account::AccountError>() {
+            return match a {
+                account::AccountError::Setup(_) | account::AccountError::NotEnrolled => 3,
+                account::AccountError::Transport(
+                    TransportError::Unreachable(_) | TransportError::Interrupted(_),
+                ) => 4,
+                account::AccountError::Transport(TransportError::Refused { .. }) => 5,
+                _ => 1,
+            };
         }
         if let Some(SyncError::Transport(t, _)) = cause.downcast_ref::<SyncError>() {
             return match t {
@@ -555,6 +591,61 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             status(store, json)
         }
         Command::Status => status(store, json),
+        Command::Enroll {
+            server,
+            code,
+            name,
+            ca_cert,
+            insecure_http,
+        } => {
+            if let Some(path) = &ca_cert {
+                store.set_setting("ca_cert", &path.display().to_string())?;
+            }
+            if insecure_http {
+                store.set_setting("insecure_http", "true")?;
+            }
+            let options = http_options(store)?;
+            let e = account::enroll(store, &server, &code, &name, &options)?;
+            store.set_setting("server", &server)?;
+            store.set_setting("person", &e.person.name)?;
+            store.set_setting("role", e.person.role.as_str())?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "device": e.device, "person": e.person, "server": server,
+                }));
+            }
+            println!(
+                "{}",
+                t(
+                    &format!(
+                        "登记成功：本机属于 {}（{}），服务器 {server}",
+                        e.person.name,
+                        e.person.role.zh()
+                    ),
+                    &format!(
+                        "enrolled: this device belongs to {} ({}), server {server}",
+                        e.person.name, e.person.role
+                    )
+                )
+            );
+            Ok(())
+        }
+        Command::Whoami => {
+            let me = account::whoami(store, &http_options(store)?)?;
+            store.apply_scope(&me.scope)?;
+            if json {
+                return print_json(&serde_json::to_value(&me)?);
+            }
+            println!("{}：{}", t("本机", "device"), me.device);
+            println!(
+                "{}：{}（{}）",
+                t("使用人", "person"),
+                me.person.name,
+                t(me.person.role.zh(), me.person.role.as_str())
+            );
+            println!("{}：{}", t("范围", "scope"), scope_text(&me.scope));
+            Ok(())
+        }
         Command::CampaignCreate {
             template,
             name,
@@ -850,6 +941,47 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
     }
 }
 
+/// TLS and plain-http settings of this device.
+fn http_options(store: &Store) -> Result<HttpOptions> {
+    let mut options = HttpOptions {
+        allow_plain_http: store.setting("insecure_http")?.as_deref() == Some("true"),
+        ..Default::default()
+    };
+    if let Some(path) = store.setting("ca_cert")? {
+        let pem = std::fs::read(&path).with_context(|| {
+            t(
+                &format!("无法读取证书文件 {path}"),
+                &format!("cannot read the certificate {path}"),
+            )
+        })?;
+        options.root_certificates.push(pem);
+    }
+    Ok(options)
+}
+
+fn scope_text(scope: &WireScope) -> String {
+    if scope.all {
+        return t("全部记录", "every record");
+    }
+    match &scope.campaign {
+        None => t(
+            "尚未分配工作组，看不到任何村的记录",
+            "no work group assigned yet: no village's records",
+        ),
+        Some(c) => format!(
+            "{} {c}，{}：{}{}",
+            t("工作任务", "campaign"),
+            t("村（社区）", "places"),
+            scope.places.join("、"),
+            if scope.write {
+                String::new()
+            } else {
+                t("（只读）", " (read only)")
+            }
+        ),
+    }
+}
+
 fn status(store: &Store, json: bool) -> Result<()> {
     let server = store.setting("server")?;
     let campaign = store.setting("campaign")?;
@@ -865,9 +997,15 @@ fn status(store: &Store, json: bool) -> Result<()> {
         Some(c) => store.new_template_version(c).unwrap_or(None),
         None => None,
     };
+    let enrolled = store.credentials()?.is_some();
+    let person = store.setting("person")?;
+    let scope = store.scope()?;
+    let held = store.held_changes()?;
     if json {
         return print_json(&serde_json::json!({
             "device": store.device_id(), "actor": store.actor().to_hex_string(),
+            "enrolled": enrolled, "person": person, "role": store.setting("role")?,
+            "scope": scope, "held_changes": held,
             "server": server, "campaign": campaign, "records": store.count()?,
             "pending_upload": pending, "waiting_for_dependencies": store.waiting_for_dependencies()?,
             "last_sync_ms": last, "conflicted_records": conflicted, "new_template_version": new_template,
@@ -882,9 +1020,36 @@ fn status(store: &Store, json: bool) -> Result<()> {
     );
     println!(
         "{}：{}",
+        t("登记", "enrolled"),
+        match (&person, enrolled) {
+            (Some(p), true) => p.clone(),
+            _ => t(
+                "未登记（fieldsync enroll --server <地址> --code <登记码>）",
+                "no (fieldsync enroll --server <address> --code <code>)",
+            ),
+        }
+    );
+    if let Some(scope) = &scope {
+        println!("{}：{}", t("范围", "scope"), scope_text(scope));
+    }
+    println!(
+        "{}：{}",
         t("工作任务", "campaign"),
         campaign.unwrap_or(none)
     );
+    if held > 0 {
+        println!(
+            "{}",
+            t(
+                &format!(
+                    "{held} 条更改属于已不再分配给本机的村，保留在本机未上传；可用 fieldsync bundle export 交给负责的同志"
+                ),
+                &format!(
+                    "{held} changes belong to villages no longer assigned to this device; they are kept here, not uploaded: hand them over with fieldsync bundle export"
+                )
+            )
+        );
+    }
     println!("{}：{}", t("记录", "records"), store.count()?);
     println!(
         "{}：{pending}",
@@ -919,12 +1084,13 @@ fn now_ms() -> i64 {
 }
 
 fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
-    let server = store.setting("server")?.ok_or_else(|| {
-        user(
-            "尚未设置服务器：运行 fieldsync init --server <地址>",
-            "no server set: run fieldsync init --server <address>",
-        )
-    })?;
+    if store.credentials()?.is_none() {
+        return Err(user(
+            "本机尚未登记：运行 fieldsync enroll --server <地址> --code <登记码>（登记码向管理员索取）",
+            "this device is not enrolled: run fieldsync enroll --server <address> --code <code> (ask the administrator for a code)",
+        ));
+    }
+    let options = http_options(store)?;
     let bar = indicatif::ProgressBar::new(0);
     if json || !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -935,7 +1101,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
     );
     let mut attempt = 0;
     let report = loop {
-        let mut transport = HttpTransport::new(&server)?;
+        let mut transport = account::transport(store, &options)?;
         let mut progress = |p: Progress| match p {
             Progress::Pushing { sent, total } => {
                 bar.set_message(t("上传", "sending"));
@@ -991,6 +1157,10 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
                 }
                 return Err(anyhow!(SyncError::Transport(e, waiting)));
             }
+            Err(SyncError::Revoked) => {
+                bar.finish_and_clear();
+                return Err(anyhow!(SyncError::Revoked));
+            }
             Err(e) => return Err(e.into()),
         }
     };
@@ -999,7 +1169,38 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
         return print_json(&serde_json::json!({
             "sent": report.pushed, "received": report.received, "conflicted_records": report.conflicted_records,
             "waiting": report.waiting, "server_reset": report.server_reset,
+            "held": report.held, "removed_records": report.removed_records,
         }));
+    }
+    if report.removed_records > 0 {
+        println!(
+            "{}",
+            t(
+                &format!(
+                    "工作范围已调整：{} 条不再属于本机的记录已从本机移除",
+                    report.removed_records
+                ),
+                &format!(
+                    "your scope changed: {} records you may no longer see were removed from this device",
+                    report.removed_records
+                )
+            )
+        );
+    }
+    if report.held > 0 {
+        println!(
+            "{}",
+            t(
+                &format!(
+                    "{} 条更改属于已不再分配给本机的村，保留在本机未上传；可用 fieldsync bundle export 交给负责的同志",
+                    report.held
+                ),
+                &format!(
+                    "{} changes belong to villages no longer assigned to this device: kept here, not uploaded; hand them over with fieldsync bundle export",
+                    report.held
+                )
+            )
+        );
     }
     println!(
         "{}",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use assert_cmd::Command;
 use fieldsync::TestServer;
+use fieldsync_protocol::auth::Role;
 use serde_json::Value;
 
 const VILLAGE: &str = "510100001001";
@@ -52,6 +53,22 @@ impl Device {
         let (code, out, err) = self.run(args);
         assert_eq!(code, 0, "fieldsync {args:?} failed: {err}{out}");
         out
+    }
+
+    /// Enrolls this device with `server` as `fieldsync enroll` does, with a one-time code the
+    /// administrator issued for a new person of `role`.
+    fn enroll(&self, server: &TestServer, name: &str, role: Role) -> Value {
+        let person = server.add_person(name, role, None).expect("person");
+        let code = server.code_for(person).expect("code");
+        self.json(&[
+            "enroll",
+            "--server",
+            &server.url(),
+            "--code",
+            &code,
+            "--name",
+            name,
+        ])
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -263,11 +280,12 @@ fn record_by_answering_prompts_with_chinese_and_a_wrong_answer_first() -> Result
 fn sync_shows_a_conflict_that_is_resolved_from_the_command_line() -> Result<()> {
     let server = TestServer::start()?;
     let (a, campaign) = Device::department()?;
-    a.ok(&["init", "--server", &server.url()]);
+    a.enroll(&server, "组长", Role::Admin);
     let synced = a.ok(&["sync"]);
     assert!(synced.contains("同步完成：上传"), "{synced}");
     let b = Device::new()?;
-    b.ok(&["init", "--server", &server.url(), "--campaign", &campaign]);
+    b.enroll(&server, "组员", Role::Admin);
+    b.ok(&["init", "--campaign", &campaign]);
     b.ok(&["sync"]);
     let team = a.json(&["list", "--kind", "team"])[0]["id"]
         .as_str()
@@ -311,11 +329,10 @@ fn sync_shows_a_conflict_that_is_resolved_from_the_command_line() -> Result<()> 
 #[test]
 fn sync_with_the_server_down_exits_4_and_says_nothing_was_lost() -> Result<()> {
     let (d, _) = Device::department()?;
-    // A port nothing listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    d.ok(&["init", "--server", &format!("http://127.0.0.1:{port}")]);
+    // Enrolled with a server that then goes away.
+    let mut server = TestServer::start()?;
+    d.enroll(&server, "组员", Role::Admin);
+    server.stop()?;
     let pending = d.json(&["status"])["pending_upload"].as_u64().unwrap();
     let (code, _, err) = d.run(&["sync", "--retries", "0"]);
     assert_eq!(code, 4, "{err}");
@@ -358,11 +375,12 @@ fn an_interrupted_sync_loses_nothing_and_the_next_one_finishes() -> Result<()> {
             p(&a.path("i.json")),
         ]);
     }
-    a.ok(&["init", "--server", &server.url()]);
+    a.enroll(&server, "组长", Role::Admin);
     a.ok(&["sync"]);
     let total = a.json(&["status"])["records"].as_u64().unwrap();
     let b = Device::new()?;
-    b.ok(&["init", "--server", &server.url(), "--campaign", &campaign]);
+    b.enroll(&server, "组员", Role::Admin);
+    b.ok(&["init", "--campaign", &campaign]);
     // Interrupt B's first sync (SIGINT, as Ctrl-C does) at several moments; each run keeps what
     // it applied and the next one goes on from there.
     let mut interrupted = 0;
@@ -508,7 +526,7 @@ fn bundles_carry_changes_both_ways_without_the_server_and_it_keeps_each_once() -
     // Later both reach the server: every change is stored once.
     let server = TestServer::start()?;
     for d in [&a, &b] {
-        d.ok(&["init", "--server", &server.url()]);
+        d.enroll(&server, "组员", Role::Admin);
         d.ok(&["sync"]);
     }
     a.ok(&["sync"]);
@@ -526,5 +544,40 @@ fn bundles_carry_changes_both_ways_without_the_server_and_it_keeps_each_once() -
     a.ok(&["bundle", "state", p(&a.path("final.state"))]);
     let held = a.json(&["bundle", "export", p(&a.path("all.fsb"))])["changes"].clone();
     assert_eq!(status["changes"], held, "{status}");
+    Ok(())
+}
+
+#[test]
+fn enroll_with_a_one_time_code_then_whoami_and_a_used_code_exits_5() -> Result<()> {
+    let server = TestServer::start()?;
+    let d = Device::new()?;
+    let (code, _, err) = d.run(&["sync"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("本机尚未登记"), "{err}");
+    let person = server.add_person("张三", Role::Viewer, None)?;
+    let c = server.code_for(person)?;
+    let out = d.ok(&[
+        "enroll",
+        "--server",
+        &server.url(),
+        "--code",
+        &c,
+        "--name",
+        "张三的笔记本",
+    ]);
+    assert!(out.contains("张三（部门查看人员）"), "{out}");
+    let me = d.json(&["whoami"]);
+    assert_eq!(me["person"]["role"], "viewer");
+    assert_eq!(me["scope"]["all"], true);
+    assert_eq!(me["scope"]["write"], false);
+    let st = d.json(&["status"]);
+    assert_eq!(
+        (st["person"].as_str(), st["enrolled"].as_bool()),
+        (Some("张三"), Some(true))
+    );
+    let other = Device::new()?;
+    let (code, _, err) = other.run(&["enroll", "--server", &server.url(), "--code", &c]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("登记码已使用过"), "{err}");
     Ok(())
 }

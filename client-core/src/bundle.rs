@@ -105,6 +105,11 @@ impl Store {
             last_seq: since,
             ..Default::default()
         };
+        let own: HashSet<Vec<u8>> = self
+            .actors()?
+            .into_iter()
+            .map(|a| a.to_bytes().to_vec())
+            .collect();
         for row in self.change_rows(since)? {
             stats.last_seq = stats.last_seq.max(row.seq);
             if have.contains(&row.hash) {
@@ -114,7 +119,23 @@ impl Store {
                 records.push(WireRecord::new(&row.header));
                 records.len() - 1
             });
-            records[i].changes.push(ByteBuf::from(row.bytes));
+            // Tag this device's own changes (so that whoever delivers them to the server proves
+            // who wrote them) and pass on the tags of changes it relays.
+            let tag = if own.contains(&row.actor) {
+                self.own_tag(&row.actor, &row.hash)?
+            } else {
+                row.tag
+            };
+            let r = &mut records[i];
+            r.changes.push(ByteBuf::from(row.bytes));
+            match tag {
+                Some(t) => {
+                    r.tags.resize(r.changes.len() - 1, ByteBuf::new());
+                    r.tags.push(ByteBuf::from(t));
+                }
+                None if !r.tags.is_empty() => r.tags.push(ByteBuf::new()),
+                None => {}
+            }
             stats.changes += 1;
         }
         stats.records = records.len();

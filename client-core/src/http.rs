@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use fieldsync_protocol::wire::{
-    self, CBOR_CONTENT_TYPE, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH, PullQuery,
-    PullResponse, PushRequest, PushResponse,
+use fieldsync_protocol::{
+    auth::{ENROLL_PATH, EnrollRequest, EnrollResponse, ME_PATH, MeResponse},
+    wire::{
+        self, CBOR_CONTENT_TYPE, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH, PullQuery,
+        PullResponse, PushRequest, PushResponse,
+    },
 };
 use reqwest::{StatusCode, Url, blocking::Client, header};
 
@@ -22,12 +25,32 @@ pub struct TransferStats {
 }
 
 /// Talks to a fieldsync server over HTTP(S) with gzip-compressed CBOR bodies.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpTransport {
     client: Client,
     base: Url,
+    token: Option<String>,
     /// What has crossed the wire so far.
     pub stats: TransferStats,
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+/// How to reach a server beyond its address.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Allow plain `http://` to a host that is not this machine (only on a network you trust,
+    /// such as behind a VPN; cadre data otherwise travels in clear text).
+    pub allow_plain_http: bool,
+    /// PEM certificates to trust as the only roots (a server with a self-signed certificate).
+    pub root_certificates: Vec<Vec<u8>>,
 }
 
 /// Why an [`HttpTransport`] could not be made.
@@ -45,12 +68,20 @@ pub enum HttpSetupError {
     /// The HTTP client could not be built.
     #[error("could not set up the HTTP client: {0}")]
     Client(String),
+    /// A certificate to trust is not valid PEM.
+    #[error("the certificate to trust is not a valid PEM certificate: {0}")]
+    Certificate(String),
 }
 
 impl HttpTransport {
     /// A transport to the server at `base` (such as `http://127.0.0.1:8080`). Plain `http` is
     /// refused for anything but loopback.
     pub fn new(base: &str) -> Result<Self, HttpSetupError> {
+        Self::with_options(base, &HttpOptions::default())
+    }
+
+    /// A transport with [`HttpOptions`].
+    pub fn with_options(base: &str, options: &HttpOptions) -> Result<Self, HttpSetupError> {
         let url =
             Url::parse(base).map_err(|e| HttpSetupError::BadUrl(base.into(), e.to_string()))?;
         match url.scheme() {
@@ -62,7 +93,7 @@ impl HttpTransport {
                     Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
                     None => false,
                 };
-                if !loopback {
+                if !loopback && !options.allow_plain_http {
                     return Err(HttpSetupError::Insecure(base.into()));
                 }
             }
@@ -73,17 +104,80 @@ impl HttpTransport {
                 ));
             }
         }
-        let client = Client::builder()
+        let mut builder = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("fieldsync-client-core/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("fieldsync-client-core/", env!("CARGO_PKG_VERSION")));
+        if !options.root_certificates.is_empty() {
+            let certs = options
+                .root_certificates
+                .iter()
+                .map(|pem| {
+                    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                        return Err(HttpSetupError::Certificate(
+                            "no BEGIN CERTIFICATE block".into(),
+                        ));
+                    }
+                    reqwest::Certificate::from_pem(pem)
+                        .map_err(|e| HttpSetupError::Certificate(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
             .build()
             .map_err(|e| HttpSetupError::Client(e.to_string()))?;
         Ok(HttpTransport {
             client,
             base: url,
+            token: None,
             stats: TransferStats::default(),
         })
+    }
+
+    /// The same transport, sending `token` as `Authorization: Bearer <token>`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The server address.
+    pub fn base(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// Exchanges a one-time enrollment code for a device token (`POST /v1/enroll`). The
+    /// transport sends the token from then on.
+    pub fn enroll(
+        &mut self,
+        device: uuid::Uuid,
+        code: &str,
+        name: &str,
+    ) -> Result<EnrollResponse, TransportError> {
+        let body = serde_json::to_vec(&EnrollRequest {
+            code: code.to_string(),
+            device: device.to_string(),
+            name: name.to_string(),
+        })
+        .map_err(|e| TransportError::Protocol(e.to_string()))?;
+        let up = body.len() as u64;
+        let req = self
+            .client
+            .post(self.url(ENROLL_PATH))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let bytes = self.send(req, up)?;
+        let response: EnrollResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| TransportError::Protocol(format!("enroll response: {e}")))?;
+        self.token = Some(response.token.clone());
+        Ok(response)
+    }
+
+    /// Who this device is and what it may see (`GET /v1/me`).
+    pub fn me(&mut self) -> Result<MeResponse, TransportError> {
+        let bytes = self.send(self.client.get(self.url(ME_PATH)), 0)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| TransportError::Protocol(format!("me response: {e}")))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -99,6 +193,10 @@ impl HttpTransport {
     ) -> Result<Vec<u8>, TransportError> {
         self.stats.requests += 1;
         self.stats.body_bytes_up += up;
+        let request = match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
         let response = request
             .header(header::ACCEPT_ENCODING, "gzip")
             .send()
@@ -198,7 +296,20 @@ mod tests {
                 matches!(HttpTransport::new(bad), Err(HttpSetupError::Insecure(_))),
                 "{bad}"
             );
+            let told = HttpOptions {
+                allow_plain_http: true,
+                ..Default::default()
+            };
+            assert!(HttpTransport::with_options(bad, &told).is_ok(), "{bad}");
         }
+        let bad_cert = HttpOptions {
+            root_certificates: vec![b"not a certificate".to_vec()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            HttpTransport::with_options("https://127.0.0.1:1", &bad_cert),
+            Err(HttpSetupError::Certificate(_) | HttpSetupError::Client(_))
+        ));
         assert!(matches!(
             HttpTransport::new("ftp://127.0.0.1"),
             Err(HttpSetupError::BadUrl(..))

@@ -1,6 +1,7 @@
 //! fieldsync client-core: the offline record store and its sync, embedded by the mobile app, the
 //! command line and the tests.
 //!
+//! - [`account`]: enrolling the device with a one-time code; its token and server.
 //! - [`store`]: [`Store`], one SQLite file of Automerge record documents with a queryable
 //!   projection, local edits, conflicts, and the change log with its sync state.
 //! - [`sync`]: [`sync()`](sync::sync), the push-then-pull driver, over any [`Transport`].
@@ -26,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod account;
 pub mod bundle;
 pub mod forms;
 pub mod http;
@@ -35,6 +37,6 @@ pub mod sync;
 
 pub use fieldsync_protocol::{FieldValue, RecordHeader, record::Conflict, singleton_id};
 pub use forms::FormError;
-pub use http::HttpTransport;
+pub use http::{HttpOptions, HttpTransport};
 pub use store::{Filter, Record, Store, StoreError};
 pub use sync::{SyncError, SyncOptions, SyncReport, Transport, TransportError};

@@ -11,11 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, transaction::CommitOptions};
 use fieldsync_protocol::{
-    ChangeError, FieldValue, RecordError, RecordHeader, inspect_change,
+    ChangeError, FieldValue, RecordError, RecordHeader,
+    auth::WireScope,
+    inspect_change,
     migrate::{MigrateError, Migration, migrate},
     new_record_id,
     record::{self, Conflict, Projection},
-    wire::{PROTOCOL_VERSION, PullResponse, PushRequest, WireRecord},
+    wire::{MAX_PUSH_RECORDS, PROTOCOL_VERSION, PullResponse, PushRequest, WireRecord},
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_bytes::ByteBuf;
@@ -94,9 +96,10 @@ impl From<automerge::AutomergeError> for StoreError {
 /// Results of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "initial schema",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "initial schema",
+        sql: "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE actors (actor BLOB PRIMARY KEY, opened_at INTEGER NOT NULL) STRICT;
 CREATE TABLE records (
@@ -130,7 +133,12 @@ CREATE INDEX changes_outbox ON changes (seq) WHERE acked = 0;
 CREATE INDEX changes_pending ON changes (record_id) WHERE applied = 0;
 CREATE INDEX changes_by_record ON changes (record_id);
 ",
-}];
+    },
+    Migration {
+        name: "relay tags of changes",
+        sql: "ALTER TABLE changes ADD COLUMN tag BLOB;",
+    },
+];
 
 /// A record as the store's projection holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +206,19 @@ pub(crate) struct ChangeRow {
     pub(crate) hash: Vec<u8>,
     pub(crate) bytes: Vec<u8>,
     pub(crate) header: RecordHeader,
+    pub(crate) actor: Vec<u8>,
+    pub(crate) tag: Option<Vec<u8>>,
+}
+
+/// What applying a new scope did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeChange {
+    /// Records removed because this device may no longer see them.
+    pub removed: u64,
+    /// Records outside the scope kept because they hold changes not uploaded yet.
+    pub kept_unsynced: u64,
+    /// The scope now covers something it did not: pull from the start to fetch it.
+    pub grew: bool,
 }
 
 /// Where this device is in the server's log.
@@ -538,10 +559,12 @@ impl Store {
     /// `after_seq`, holding at most `max_bytes` of change bytes (at least one change).
     pub fn outbox_batch(&self, after_seq: i64, max_bytes: usize) -> Result<Option<OutboxBatch>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT c.seq, c.hash, c.record_id, c.bytes, r.kind, r.campaign, r.scope, c.actor
+            "SELECT c.seq, c.hash, c.record_id, c.bytes, r.kind, r.campaign, r.scope, c.actor,
+                    c.tag
              FROM changes c JOIN records r ON r.id = c.record_id
              WHERE c.acked = 0 AND c.seq > ?1 ORDER BY c.seq LIMIT 500",
         )?;
+        let scope = self.scope()?;
         let mut records: Vec<WireRecord> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut hashes = Vec::new();
@@ -559,10 +582,22 @@ impl Store {
             while let Some(row) = rows.next()? {
                 any = true;
                 let change_bytes: Vec<u8> = row.get(3)?;
-                if !hashes.is_empty() && bytes + change_bytes.len() > max_bytes {
+                let record_id: String = row.get(2)?;
+                if !hashes.is_empty()
+                    && (bytes + change_bytes.len() > max_bytes
+                        || (records.len() >= MAX_PUSH_RECORDS && !index.contains_key(&record_id)))
+                {
                     break 'outer;
                 }
                 last_seq = row.get(0)?;
+                if let Some(scope) = &scope {
+                    let campaign: String = row.get(5)?;
+                    let place: String = row.get(6)?;
+                    if !scope.writes(&campaign, &place) {
+                        // Held: outside what this device may upload now. Kept, never acked.
+                        continue;
+                    }
+                }
                 let hash: Vec<u8> = row.get(1)?;
                 hashes.push(ChangeHash::try_from(hash.as_slice()).map_err(|e| {
                     StoreError::Damaged {
@@ -571,10 +606,11 @@ impl Store {
                     }
                 })?);
                 let actor: Vec<u8> = row.get(7)?;
-                if own.contains(&actor) {
+                let tag: Option<Vec<u8>> = row.get(8)?;
+                let is_own = own.contains(&actor);
+                if is_own {
                     actors.insert(actor);
                 }
-                let record_id: String = row.get(2)?;
                 let i = *index.entry(record_id.clone()).or_insert_with(|| {
                     records.push(WireRecord {
                         id: record_id,
@@ -582,11 +618,21 @@ impl Store {
                         campaign: row.get(5).unwrap_or_default(),
                         scope: row.get(6).unwrap_or_default(),
                         changes: Vec::new(),
+                        tags: Vec::new(),
                     });
                     records.len() - 1
                 });
                 bytes += change_bytes.len();
-                records[i].changes.push(ByteBuf::from(change_bytes));
+                let r = &mut records[i];
+                r.changes.push(ByteBuf::from(change_bytes));
+                match tag.filter(|_| !is_own) {
+                    Some(t) => {
+                        r.tags.resize(r.changes.len() - 1, ByteBuf::new());
+                        r.tags.push(ByteBuf::from(t));
+                    }
+                    None if !r.tags.is_empty() => r.tags.push(ByteBuf::new()),
+                    None => {}
+                }
             }
             if !any {
                 break;
@@ -623,12 +669,201 @@ impl Store {
     }
 
     /// How many changes this device pushed and had acknowledged.
+    /// Changes dropped with records this device may no longer see count as remembered: the
+    /// server still holds them, and this device did not lose them by accident.
     pub fn pushed_count(&self) -> Result<u64> {
+        let kept =
+            self.conn
+                .query_row("SELECT count(*) FROM changes WHERE pushed = 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
+        let dropped: u64 = self
+            .meta("pushed_dropped")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok(kept + dropped)
+    }
+
+    // ----- accounts ---------------------------------------------------------------------------
+
+    /// The server address and device token this store was enrolled with.
+    pub fn credentials(&self) -> Result<Option<(String, String)>> {
+        Ok(
+            match (self.meta("server_url")?, self.meta("device_token")?) {
+                (Some(url), Some(token)) => Some((url, token)),
+                _ => None,
+            },
+        )
+    }
+
+    /// Remembers the server and the device token (after enrollment).
+    pub fn set_credentials(&mut self, server: &str, token: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        set_meta(&tx, "server_url", server)?;
+        set_meta(&tx, "device_token", token)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What the server last said this device may see and write (`None` before the first sync
+    /// with an account).
+    pub fn scope(&self) -> Result<Option<WireScope>> {
         Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM changes WHERE pushed = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
+            .meta("scope")?
+            .and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Changes waiting to upload that this device may not upload now (their village is no
+    /// longer assigned to it). They are kept; export them as a bundle for someone who may.
+    pub fn held_changes(&self) -> Result<u64> {
+        let Some(scope) = self.scope()? else {
+            return Ok(0);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT r.campaign, r.scope, count(*) FROM changes c JOIN records r ON r.id = c.record_id
+             WHERE c.acked = 0 GROUP BY r.campaign, r.scope",
+        )?;
+        let mut held = 0u64;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (campaign, place, n) = row?;
+            if !scope.writes(&campaign, &place) {
+                held += n as u64;
+            }
+        }
+        Ok(held)
+    }
+
+    /// Applies the scope the server sent: records this device may no longer see are removed,
+    /// except those holding changes not yet uploaded (nothing unsynced is ever dropped).
+    pub fn apply_scope(&mut self, scope: &WireScope) -> Result<ScopeChange> {
+        let old = self.scope()?;
+        if old.as_ref() == Some(scope) {
+            return Ok(ScopeChange::default());
+        }
+        let grew = match &old {
+            None => false,
+            Some(old) => {
+                if old.all {
+                    false
+                } else if scope.all {
+                    true
+                } else {
+                    scope.campaign != old.campaign
+                        || scope.places.iter().any(|p| !old.places.contains(p))
+                }
+            }
+        };
+        let tx = self.conn.transaction()?;
+        let mut change = ScopeChange {
+            grew,
+            ..Default::default()
+        };
+        if !scope.all {
+            let candidates: Vec<(String, String, String, i64)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT r.id, r.campaign, r.scope,
+                            (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.acked = 0)
+                     FROM records r",
+                )?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut dropped_pushed = 0i64;
+            for (id, campaign, place, unsynced) in candidates {
+                if scope.sees(&campaign, &place) {
+                    continue;
+                }
+                if unsynced > 0 {
+                    change.kept_unsynced += 1;
+                    continue;
+                }
+                dropped_pushed += tx.query_row(
+                    "SELECT count(*) FROM changes WHERE record_id = ?1 AND pushed = 1",
+                    [&id],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                tx.execute("DELETE FROM changes WHERE record_id = ?1", [&id])?;
+                tx.execute("DELETE FROM records WHERE id = ?1", [&id])?;
+                change.removed += 1;
+            }
+            if dropped_pushed > 0 {
+                let before: i64 = tx
+                    .query_row(
+                        "SELECT value FROM meta WHERE key = 'pushed_dropped'",
+                        [],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()?
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                set_meta(
+                    &tx,
+                    "pushed_dropped",
+                    &(before + dropped_pushed).to_string(),
+                )?;
+            }
+        }
+        set_meta(
+            &tx,
+            "scope",
+            &serde_json::to_string(scope).expect("a scope serializes"),
+        )?;
+        tx.commit()?;
+        if change.removed > 0 || change.kept_unsynced > 0 {
+            tracing::info!(
+                removed = change.removed,
+                kept = change.kept_unsynced,
+                "scope changed: records outside it removed"
+            );
+        }
+        Ok(change)
+    }
+
+    /// Erases everything: records, changes, credentials, settings. The store becomes a new
+    /// device (new device id, new actor). Used when the server says this device was revoked.
+    pub fn wipe(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for table in ["changes", "records", "actors", "meta"] {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        }
+        let device = Uuid::new_v4();
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
+            [device.to_string()],
+        )?;
+        let actor = ActorId::random();
+        tx.execute(
+            "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
+            params![actor.to_bytes(), now_ms()],
+        )?;
+        tx.commit()?;
+        // Free the pages, so the erased data does not linger in the file.
+        let _ = self.conn.execute_batch("VACUUM");
+        self.device = device;
+        self.actor = actor;
+        Ok(())
+    }
+
+    /// The tag of one of this device's own changes, if the store is enrolled.
+    pub(crate) fn own_tag(&self, actor: &[u8], hash: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some((_, token)) = self.credentials()? else {
+            return Ok(None);
+        };
+        let Ok(hash) = <[u8; 32]>::try_from(hash) else {
+            return Ok(None);
+        };
+        let key = fieldsync_protocol::auth::mac_key(&token);
+        Ok(Some(
+            fieldsync_protocol::auth::change_tag(self.device, &key, actor, &hash).to_vec(),
+        ))
     }
 
     /// Where this device is in the server's log.
@@ -698,29 +933,36 @@ impl Store {
     /// header (for bundles).
     pub(crate) fn change_rows(&self, since: i64) -> Result<Vec<ChangeRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT c.seq, c.hash, c.bytes, r.id, r.kind, r.campaign, r.scope
+            "SELECT c.seq, c.hash, c.bytes, r.id, r.kind, r.campaign, r.scope, c.actor, c.tag
              FROM changes c JOIN records r ON r.id = c.record_id
              WHERE c.seq > ?1 ORDER BY c.seq",
         )?;
         let rows = stmt.query_map([since], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ),
+                (
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ),
+                (r.get::<_, Vec<u8>>(7)?, r.get::<_, Option<Vec<u8>>>(8)?),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, hash, bytes, id, kind, campaign, scope) = row?;
+            let ((seq, hash, bytes), (id, kind, campaign, scope), (actor, tag)) = row?;
             out.push(ChangeRow {
                 seq,
                 hash,
                 bytes,
                 header: RecordHeader::parse(&id, &kind, &campaign, &scope)?,
+                actor,
+                tag,
             });
         }
         Ok(out)
@@ -1180,6 +1422,7 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
     // 1. Check every change and read what the store has.
     let mut prepared = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut tags: HashMap<ChangeHash, Vec<u8>> = HashMap::new();
     for wire in records {
         let header = wire.header()?;
         let id_str = header.id.to_string();
@@ -1210,6 +1453,9 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
                         .execute([hash.0.as_slice()])?;
                 }
             } else if seen.insert(hash) {
+                if let Some(tag) = wire.tags.get(index).filter(|t| !t.is_empty()) {
+                    tags.insert(hash, tag.to_vec());
+                }
                 fresh.push((index, bytes.to_vec()));
             }
         }
@@ -1294,6 +1540,10 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
                 applied: *applied,
             };
             insert_change(tx, id, change, flags)?;
+            if let Some(tag) = tags.get(&change.hash()) {
+                tx.prepare_cached("UPDATE changes SET tag = ?2 WHERE hash = ?1")?
+                    .execute(params![change.hash().0.as_slice(), tag])?;
+            }
         }
         for hash in &m.now_applied {
             tx.prepare_cached("UPDATE changes SET applied = 1 WHERE hash = ?1")?

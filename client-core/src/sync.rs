@@ -72,6 +72,13 @@ pub enum SyncError {
     /// The server kept announcing more pages beyond any sane number.
     #[error("the server sent more than {0} pages in one sync; stopping to avoid a loop")]
     TooManyPages(usize),
+    /// An administrator revoked this device: its local store has been wiped, as the server
+    /// asked.
+    #[error(
+        "此设备已被管理员停用，本机数据已清除 / this device was revoked by an administrator; \
+         its local data has been wiped"
+    )]
+    Revoked,
 }
 
 /// Knobs of one sync.
@@ -116,6 +123,13 @@ pub struct SyncReport {
     pub recovered_own: bool,
     /// Records with conflicts after the sync.
     pub conflicted_records: u64,
+    /// Changes kept on this device and not uploaded because their village is outside what it
+    /// may write now (export them as a bundle for someone who may).
+    pub held: u64,
+    /// Records removed because this device may no longer see them.
+    pub removed_records: u64,
+    /// The device's scope grew during this sync, so it pulled the log again from the start.
+    pub rescoped: bool,
 }
 
 /// What to do after a pull page, decided from the page and the store's own count.
@@ -198,12 +212,24 @@ pub fn sync_with_progress(
                 .len() as u64;
             Ok(report)
         }
+        Err(SyncError::Transport(TransportError::Refused { code, .. }, _))
+            if code == fieldsync_protocol::auth::REVOKED_CODE =>
+        {
+            tracing::warn!("this device was revoked: wiping the local store");
+            store.wipe()?;
+            Err(SyncError::Revoked)
+        }
         Err(SyncError::Transport(e, _)) => {
             let waiting = store.pending_upload().unwrap_or(0);
             Err(SyncError::Transport(e, waiting))
         }
         Err(e) => Err(e),
     }
+}
+
+fn is_out_of_scope(e: &SyncError) -> bool {
+    matches!(e, SyncError::Transport(TransportError::Refused { status: 403, code, .. }, _)
+        if code == "out_of_scope")
 }
 
 fn sync_inner(
@@ -213,8 +239,24 @@ fn sync_inner(
     report: &mut SyncReport,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), SyncError> {
-    push_all(store, transport, options, report, progress)?;
-    match pull_all(store, transport, options, report, false, progress)? {
+    match push_all(store, transport, options, report, progress) {
+        Ok(()) => {}
+        // The scope shrank since the last sync: learn it from a pull, then push what may go.
+        Err(e) if is_out_of_scope(&e) => {
+            tracing::warn!("push refused as out of scope: refreshing the scope and retrying");
+            pull_all(store, transport, options, report, false, progress)?;
+            push_all(store, transport, options, report, progress)?;
+        }
+        Err(e) => return Err(e),
+    }
+    let next = pull_all(store, transport, options, report, false, progress)?;
+    if report.rescoped {
+        tracing::info!("the scope grew: pulling from the start to fetch what is now visible");
+        store.rewind_cursor()?;
+        pull_all(store, transport, options, report, false, progress)?;
+    }
+    report.held = store.held_changes()?;
+    match next {
         Next::ResetServer => {
             tracing::warn!("the server lost its log (restored from a backup?): re-pushing");
             report.server_reset = true;
@@ -315,6 +357,11 @@ fn pull_all(
             if next == Next::ResetServer {
                 return Ok(next);
             }
+            if let Some(scope) = &page.scope {
+                let change = store.apply_scope(scope)?;
+                report.removed_records += change.removed;
+                report.rescoped |= change.grew;
+            }
             let stats = store.apply_pull(&page)?;
             report.received += stats.new_changes;
             report.waiting += stats.waiting;
@@ -346,6 +393,7 @@ mod tests {
             more,
             pushed_by_you,
             records: vec![],
+            scope: None,
         }
     }
 

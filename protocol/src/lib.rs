@@ -1,5 +1,6 @@
 //! The parts of fieldsync that both ends of a sync must agree on.
 //!
+//! - [`auth`]: roles, enrollment, scopes, device tokens and change tags.
 //! - [`ids`]: record ids (UUID v7 for new records, UUID v5 for singletons).
 //! - [`record`]: how one field record is laid out as an Automerge document: its deterministic
 //!   genesis change, its field values, the projection of its current state and its conflicts.
@@ -12,6 +13,7 @@
 //!
 //! Apart from `migrate`, this crate does no I/O: it turns bytes into checked values and back.
 
+pub mod auth;
 pub mod change;
 pub mod ids;
 pub mod record;

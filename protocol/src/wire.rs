@@ -18,6 +18,8 @@ pub const PUSH_PATH: &str = "/v1/sync/push";
 pub const PULL_PATH: &str = "/v1/sync/pull";
 /// The largest push body the server accepts once decompressed.
 pub const MAX_PUSH_BYTES: usize = 16 << 20;
+/// The most records one push may carry (the server answers 413 `too_many_records` beyond it).
+pub const MAX_PUSH_RECORDS: usize = 5_000;
 /// The largest compressed push body the server accepts.
 pub const MAX_COMPRESSED_PUSH_BYTES: usize = 16 << 20;
 /// The most change bytes a client puts in one push (a batch); the rest goes in further pushes.
@@ -43,6 +45,11 @@ pub struct WireRecord {
     /// Raw Automerge change chunks, in an order where a change's dependencies in this list come
     /// before it.
     pub changes: Vec<ByteBuf>,
+    /// Tags of relayed changes (see [`crate::auth::change_tag`]): empty, or one entry per change
+    /// in `changes`, each either empty (no tag) or [`crate::auth::TAG_BYTES`] long. Only pushes
+    /// and bundles carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<ByteBuf>,
 }
 
 impl WireRecord {
@@ -54,6 +61,7 @@ impl WireRecord {
             campaign: header.campaign.hyphenated().to_string(),
             scope: header.scope.clone(),
             changes: Vec::new(),
+            tags: Vec::new(),
         }
     }
 
@@ -132,6 +140,10 @@ pub struct PullResponse {
     pub pushed_by_you: u64,
     /// The changes of this page, grouped by record.
     pub records: Vec<WireRecord>,
+    /// What this device may see and write now. A device drops the records it no longer sees
+    /// (keeping any it has not uploaded yet) and, when the scope grew, pulls again from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::auth::WireScope>,
 }
 
 /// What a bundle file says it is (so that a state file is not imported as a bundle).
@@ -282,6 +294,7 @@ mod tests {
                 campaign: uuid::Uuid::from_u128(7).to_string(),
                 scope: "350102001".into(),
                 changes: vec![ByteBuf::from(vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3])],
+                tags: Vec::new(),
             }],
         };
         let bytes = encode(&req);

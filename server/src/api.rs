@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    auth::Auth,
     error::ApiError,
     storage::{RecordFilter, RecordView, StoreStatus},
 };
@@ -26,17 +27,39 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
 }
 
 /// `GET /v1/status`: counts of the log and the merged records.
-pub async fn status(State(state): State<Arc<AppState>>) -> Result<Json<StoreStatus>, ApiError> {
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth,
+) -> Result<Json<StoreStatus>, ApiError> {
     Ok(Json(state.storage.status().await?))
 }
 
 /// `GET /v1/records?kind=&scope=&campaign=&conflicted=&limit=`.
+/// Leaders and workers see only their group's villages and campaign-wide records.
 pub async fn records(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     filter: Result<Query<RecordFilter>, QueryRejection>,
 ) -> Result<Json<Vec<RecordView>>, ApiError> {
-    let Query(filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(state.storage.records(filter).await?))
+    let Query(mut filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !auth.0.scope.all {
+        let Some(c) = auth
+            .0
+            .scope
+            .campaign
+            .as_deref()
+            .and_then(|c| Uuid::parse_str(c).ok())
+        else {
+            return Ok(Json(Vec::new()));
+        };
+        if filter.campaign.is_some_and(|f| f != c) {
+            return Ok(Json(Vec::new()));
+        }
+        filter.campaign = Some(c);
+    }
+    let mut records = state.storage.records(filter).await?;
+    records.retain(|r| auth.sees(&r.campaign, &r.scope));
+    Ok(Json(records))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
@@ -47,38 +70,68 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// `GET /v1/records/{id}`: the merged record.
 pub async fn record(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<RecordView>, ApiError> {
     let id = parse_id(&id)?;
-    state
+    let record = state
         .storage
         .record(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no record {id} on this server")))
+        .filter(|r| auth.sees(&r.campaign, &r.scope))
+        .ok_or_else(|| ApiError::not_found(format!("no record {id} on this server")))?;
+    state
+        .storage
+        .audit(auth.audit(
+            "record_view",
+            json!({ "record": id, "kind": record.kind, "scope": record.scope }),
+        ))
+        .await;
+    Ok(Json(record))
 }
 
 /// `GET /v1/records/{id}/conflicts`: every conflicted field with each value and its author.
 pub async fn conflicts(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
+    let visible = state
+        .storage
+        .record(id)
+        .await?
+        .is_some_and(|r| auth.sees(&r.campaign, &r.scope));
+    if !visible {
+        return Err(ApiError::not_found(format!(
+            "no merged record {id} on this server"
+        )));
+    }
     let conflicts = state
         .storage
         .conflicts(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no merged record {id} on this server")))?;
+    let actors: Vec<String> = conflicts
+        .iter()
+        .flat_map(|c| c.values.iter().map(|v| v.actor.clone()))
+        .collect();
+    let owners = state.storage.actor_owners(actors).await?;
     let json: Vec<Value> = conflicts
         .into_iter()
         .map(|c| {
             json!({
                 "field": c.field,
-                "values": c.values.into_iter().map(|v| json!({
-                    "value": value_json(&v.value),
-                    "actor": v.actor,
-                    "time": v.time,
-                })).collect::<Vec<_>>(),
+                "values": c.values.into_iter().map(|v| {
+                    let owner = owners.get(&v.actor);
+                    json!({
+                        "value": value_json(&v.value),
+                        "actor": v.actor,
+                        "device": owner.map(|o| o.0),
+                        "person": owner.and_then(|o| o.1.clone()),
+                        "time": v.time,
+                    })
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -105,6 +158,7 @@ pub struct SearchQuery {
 /// `GET /v1/search?q=&campaign=&kind=&limit=`: records whose text contains `q`.
 pub async fn search(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<Vec<crate::report::SearchHit>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -114,16 +168,35 @@ pub async fn search(
         ));
     }
     let limit = q.limit.unwrap_or(100).min(1000);
-    Ok(Json(
-        state.storage.search(q.q, q.campaign, q.kind, limit).await?,
-    ))
+    let campaign = if auth.0.scope.all {
+        q.campaign
+    } else {
+        auth.0
+            .scope
+            .campaign
+            .as_deref()
+            .and_then(|c| Uuid::parse_str(c).ok())
+    };
+    state
+        .storage
+        .audit(auth.audit("search", json!({ "q": q.q, "campaign": campaign })))
+        .await;
+    if !auth.0.scope.all && (campaign.is_none() || q.campaign.is_some_and(|c| Some(c) != campaign))
+    {
+        return Ok(Json(Vec::new()));
+    }
+    let mut hits = state.storage.search(q.q, campaign, q.kind, limit).await?;
+    hits.retain(|h| auth.sees(&h.campaign, &h.scope));
+    Ok(Json(hits))
 }
 
 /// `GET /v1/campaigns/{id}/tallies`: every number of the department's report.
 pub async fn tallies(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<crate::report::Tallies>, ApiError> {
+    auth.require_department()?;
     let id = parse_id(&id)?;
     Ok(Json(state.storage.tallies(id).await?))
 }
@@ -131,10 +204,13 @@ pub async fn tallies(
 /// `GET /v1/campaigns/{id}/report.md`: the draft report (seed 002's structure) as Markdown.
 pub async fn report_markdown(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path(id): Path<String>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth.require_department()?;
     let id = parse_id(&id)?;
     let t = state.storage.tallies(id).await?;
+    exported(&state, &auth, id, "report.md").await;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -148,8 +224,10 @@ pub async fn report_markdown(
 /// headers) for Excel.
 pub async fn export_csv(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path((id, kind)): Path<(String, String)>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth.require_department()?;
     let id = parse_id(&id)?;
     let kind = kind.strip_suffix(".csv").unwrap_or(&kind).to_string();
     let template = state.storage.template(id).await?;
@@ -162,6 +240,7 @@ pub async fn export_csv(
     }
     let records = state.storage.campaign_records(id, kind.clone()).await?;
     let body = crate::report::csv(template.as_ref(), &kind, &records);
+    exported(&state, &auth, id, &format!("{kind}.csv")).await;
     Ok((
         [
             (
@@ -177,6 +256,13 @@ pub async fn export_csv(
     ))
 }
 
+async fn exported(state: &AppState, auth: &Auth, campaign: Uuid, what: &str) {
+    state
+        .storage
+        .audit(auth.audit("export", json!({ "campaign": campaign, "file": what })))
+        .await;
+}
+
 fn attachment(content_type: &str, name: &str) -> [(axum::http::HeaderName, String); 2] {
     [
         (axum::http::header::CONTENT_TYPE, content_type.to_string()),
@@ -190,10 +276,13 @@ fn attachment(content_type: &str, name: &str) -> [(axum::http::HeaderName, Strin
 /// `GET /v1/campaigns/{id}/report.docx`: the draft report as a Word document.
 pub async fn report_docx(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path(id): Path<String>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth.require_department()?;
     let id = parse_id(&id)?;
     let t = state.storage.tallies(id).await?;
+    exported(&state, &auth, id, "report.docx").await;
     let bytes = tokio::task::spawn_blocking(move || crate::report::draft_docx(&t))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -211,11 +300,14 @@ pub async fn report_docx(
 /// record kind, Chinese headers.
 pub async fn export_xlsx(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     Path(id): Path<String>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth.require_department()?;
     let id = parse_id(&id)?;
     let template = state.storage.template(id).await?;
     let tallies = state.storage.tallies(id).await?;
+    exported(&state, &auth, id, "export.xlsx").await;
     let kinds: Vec<String> = match &template {
         Some(t) => t.kinds.keys().cloned().collect(),
         None => Vec::new(),

@@ -24,6 +24,8 @@ pub enum ApiError {
         message: String,
         /// What to do about it.
         hint: Option<String>,
+        /// Seconds to wait before trying again (sent as `Retry-After`).
+        retry_after: Option<u64>,
     },
     /// Something failed inside the server. Logged; the client sees only a generic message.
     #[error("internal error: {0}")]
@@ -38,25 +40,24 @@ impl ApiError {
             code,
             message: message.into(),
             hint: None,
+            retry_after: None,
         }
     }
 
-    /// Adds a hint to a client error.
-    pub fn with_hint(self, hint: impl Into<String>) -> Self {
-        match self {
-            ApiError::Client {
-                status,
-                code,
-                message,
-                ..
-            } => ApiError::Client {
-                status,
-                code,
-                message,
-                hint: Some(hint.into()),
-            },
-            other => other,
+    /// Adds a `Retry-After` to a client error.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        if let ApiError::Client { retry_after, .. } = &mut self {
+            *retry_after = Some(seconds);
         }
+        self
+    }
+
+    /// Adds a hint to a client error.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        if let ApiError::Client { hint: h, .. } = &mut self {
+            *h = Some(hint.into());
+        }
+        self
     }
 
     /// 400 with code `invalid_body`.
@@ -76,6 +77,19 @@ impl From<StorageError> for ApiError {
             StorageError::Conflict { code, message } => {
                 ApiError::client(StatusCode::CONFLICT, code, message)
             }
+            StorageError::Forbidden { code, message } => {
+                ApiError::client(StatusCode::FORBIDDEN, code, message)
+            }
+            StorageError::Credential {
+                status,
+                code,
+                message,
+            } => ApiError::client(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                code,
+                message,
+            ),
+            StorageError::NotFound(m) => ApiError::not_found(m),
             StorageError::Other(m) => ApiError::Internal(m),
         }
     }
@@ -83,14 +97,17 @@ impl From<StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut wait = None;
         let (status, detail) = match self {
             ApiError::Client {
                 status,
                 code,
                 message,
                 hint,
+                retry_after,
             } => {
                 tracing::info!(%status, code, %message, "request refused");
+                wait = retry_after;
                 (
                     status,
                     ErrorDetail {
@@ -115,6 +132,12 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, Json(ErrorBody { error: detail })).into_response()
+        let mut response = (status, Json(ErrorBody { error: detail })).into_response();
+        if let Some(w) = wait {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, w.into());
+        }
+        response
     }
 }

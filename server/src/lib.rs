@@ -6,14 +6,20 @@
 //!   [`storage::sqlite::SqliteStorage`] as the embedded default);
 //! - [`sync`] holds the push and pull endpoints, [`api`] the JSON read endpoints, [`error`] the
 //!   one error type that every failure becomes;
+//! - [`auth`] says who is asking (device tokens), what their role lets them do, and limits
+//!   requests; [`admin`] enrolls devices and serves the admin endpoints;
+//! - [`tls`] serves HTTPS itself when given a certificate;
 //! - [`report`] turns a campaign's records into what the department reads: tallies, search
 //!   hits, CSV exports and the draft report.
 
+pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod report;
 pub mod storage;
 pub mod sync;
+pub mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,9 +28,12 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    routing::{get, post},
+    routing::{get, patch, post},
 };
-use fieldsync_protocol::wire::{MAX_COMPRESSED_PUSH_BYTES, PULL_PATH, PUSH_PATH};
+use fieldsync_protocol::{
+    auth::{ENROLL_PATH, ME_PATH},
+    wire::{MAX_COMPRESSED_PUSH_BYTES, PULL_PATH, PUSH_PATH},
+};
 use tokio::net::TcpListener;
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
 
@@ -34,20 +43,55 @@ use crate::storage::{Storage, sqlite::SqliteStorage};
 pub struct AppState {
     /// Where everything is stored.
     pub storage: Arc<dyn Storage>,
+    /// Request limits.
+    pub limits: auth::Limits,
+    /// Request counts per device and failed sign-ins per address.
+    pub rate: auth::RateLimiter,
 }
 
 /// Server settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The directory holding `fieldsync.sqlite3`.
     pub data_dir: PathBuf,
+    /// Request limits.
+    pub limits: auth::Limits,
+    /// Serve HTTPS with this configuration (see [`tls::config_from_pem_files`]); plain HTTP when
+    /// `None` (on loopback, or behind a reverse proxy that terminates TLS).
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl Config {
+    /// Settings with the default limits and data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            limits: auth::Limits::default(),
+            tls: None,
+        }
+    }
 }
 
 /// The HTTP application over a storage.
-pub fn app(storage: Arc<dyn Storage>) -> Router {
-    let state = Arc::new(AppState { storage });
+pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
+    let state = Arc::new(AppState {
+        storage,
+        limits,
+        rate: auth::RateLimiter::default(),
+    });
     Router::new()
         .route("/health", get(api::health))
+        .route(ENROLL_PATH, post(admin::enroll))
+        .route(ME_PATH, get(admin::me))
+        .route(
+            "/v1/admin/people",
+            get(admin::people).post(admin::create_person),
+        )
+        .route("/v1/admin/people/{id}", patch(admin::update_person))
+        .route("/v1/admin/people/{id}/codes", post(admin::issue_code))
+        .route("/v1/admin/devices", get(admin::devices))
+        .route("/v1/admin/devices/{id}/revoke", post(admin::revoke))
+        .route("/v1/admin/audit", get(admin::audit))
         .route("/v1/status", get(api::status))
         .route("/v1/records", get(api::records))
         .route("/v1/records/{id}", get(api::record))
@@ -70,6 +114,66 @@ pub fn app(storage: Arc<dyn Storage>) -> Router {
         .with_state(state)
 }
 
+/// Makes sure an administrator can enroll a first device: when no admin device is enrolled yet,
+/// creates the admin person "管理员" if there is none and returns a fresh one-time code for them,
+/// valid for `hours`. Returns `None` when an admin device exists.
+pub async fn bootstrap_admin(
+    storage: &Arc<dyn Storage>,
+    hours: u32,
+) -> Result<Option<(storage::Person, String)>, error::ApiError> {
+    let devices = storage.devices().await?;
+    let enrolled_admin = devices.iter().any(|d| {
+        d.role == Some(fieldsync_protocol::auth::Role::Admin)
+            && d.enrolled_at.is_some()
+            && d.revoked_at.is_none()
+    });
+    if enrolled_admin {
+        return Ok(None);
+    }
+    let people = storage.people().await?;
+    let admin = match people
+        .into_iter()
+        .find(|p| p.role == fieldsync_protocol::auth::Role::Admin && !p.disabled)
+    {
+        Some(p) => p,
+        None => {
+            storage
+                .create_person("管理员".into(), fieldsync_protocol::auth::Role::Admin, None)
+                .await?
+        }
+    };
+    let (code, _) = admin::issue(storage.as_ref(), admin.id, hours).await?;
+    storage
+        .audit(storage::AuditEntry {
+            at: 0,
+            device: None,
+            person: Some(admin.id),
+            action: "code_issued".into(),
+            outcome: "ok".into(),
+            detail: serde_json::json!({ "person": admin.id, "hours": hours, "bootstrap": true }),
+        })
+        .await;
+    Ok(Some((admin, code)))
+}
+
+/// Opens the SQLite storage in `dir` for administration beside a running server (no merging).
+pub async fn open_admin_storage(dir: &std::path::Path) -> Result<Arc<dyn Storage>, StartError> {
+    let dir = dir.to_path_buf();
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open_for_admin(&dir))
+        .await
+        .map_err(|e| storage::StorageError::Other(e.to_string()))??;
+    Ok(Arc::new(storage))
+}
+
+/// Opens the SQLite storage in `dir` off the async threads.
+pub async fn open_storage(dir: &std::path::Path) -> Result<Arc<dyn Storage>, StartError> {
+    let dir = dir.to_path_buf();
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(&dir))
+        .await
+        .map_err(|e| storage::StorageError::Other(e.to_string()))??;
+    Ok(Arc::new(storage))
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -88,19 +192,31 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let dir = config.data_dir.clone();
-    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(&dir))
-        .await
-        .map_err(|e| storage::StorageError::Other(e.to_string()))??;
-    let storage: Arc<dyn Storage> = Arc::new(storage);
+    let storage = open_storage(&config.data_dir).await?;
     tracing::info!(
         address = %listener.local_addr()?,
         data_dir = %config.data_dir.display(),
         "fieldsync server listening"
     );
-    axum::serve(listener, app(storage.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let router = app(storage.clone(), config.limits);
+    match config.tls {
+        None => {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+        Some(tls) => {
+            axum::serve(
+                tls::TlsListener::new(listener, tls)?,
+                router.into_make_service_with_connect_info::<tls::TlsPeer>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+    }
     storage.close().await;
     tracing::info!("fieldsync server stopped");
     Ok(())

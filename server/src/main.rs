@@ -2,20 +2,28 @@
 //!
 //! ```text
 //! cargo run --release -p fieldsync-server                      # 127.0.0.1:8080, ./fieldsync-data
-//! cargo run --release -p fieldsync-server -- --listen 0.0.0.0:8080 --data-dir /var/lib/fieldsync
+//! cargo run --release -p fieldsync-server -- --listen 0.0.0.0:8443 --data-dir /var/lib/fieldsync \
+//!     --tls-cert cert.pem --tls-key key.pem
+//! cargo run --release -p fieldsync-server -- admin add-person --name 李四 --role worker --group <id>
+//! cargo run --release -p fieldsync-server -- admin code --person <id>
 //! ```
+//!
+//! The first start prints a one-time code for the administrator's first device.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use fieldsync_protocol::auth::Role;
 use tracing_subscriber::EnvFilter;
 
 /// fieldsync server: reconciles field devices' changes and keeps the merged records.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "FIELDSYNC_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -25,6 +33,195 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "FIELDSYNC_LOG_JSON")]
     log_json: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "FIELDSYNC_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FIELDSYNC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Requests one device may make per minute (then 429).
+    #[arg(long, env = "FIELDSYNC_REQUESTS_PER_MINUTE", default_value_t = 1200)]
+    requests_per_minute: u32,
+    /// The most records in one push (then 413).
+    #[arg(long, env = "FIELDSYNC_MAX_PUSH_RECORDS", default_value_t = fieldsync_protocol::wire::MAX_PUSH_RECORDS)]
+    max_push_records: usize,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Manage people, enrollment codes and devices directly in the data directory (works while
+    /// the server runs).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminCommand {
+    /// Add a person: admin, viewer (department), leader or worker (of a work group).
+    AddPerson {
+        /// Their name.
+        #[arg(long)]
+        name: String,
+        /// admin, viewer, leader or worker (or 管理员, 部门查看人员, 工作组组长, 工作组成员).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Their work group (a work_group record id), for leaders and workers.
+        #[arg(long)]
+        group: Option<uuid::Uuid>,
+    },
+    /// Issue a one-time enrollment code for a person's device.
+    Code {
+        /// The person's id.
+        #[arg(long)]
+        person: uuid::Uuid,
+        /// Hours the code stays valid.
+        #[arg(long, default_value_t = 72)]
+        hours: u32,
+    },
+    /// List people.
+    People,
+    /// List devices with their owner and last sync.
+    Devices,
+    /// Revoke a device: its next sync is refused and it wipes its store.
+    Revoke {
+        /// The device id.
+        device: uuid::Uuid,
+    },
+    /// Show the newest lines of the audit log.
+    Audit {
+        /// How many lines.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a role: use admin, viewer, leader or worker"))
+}
+
+async fn admin(data_dir: &std::path::Path, command: AdminCommand) -> anyhow::Result<()> {
+    let storage = fieldsync_server::open_admin_storage(data_dir).await?;
+    let result = admin_on(&storage, command).await;
+    storage.close().await;
+    result
+}
+
+async fn admin_on(
+    storage: &std::sync::Arc<dyn fieldsync_server::storage::Storage>,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
+    use fieldsync_server::storage::{AuditEntry, AuditFilter};
+    let time = |ms: Option<i64>| ms.map(|m| format!("{m}")).unwrap_or_else(|| "-".into());
+    match command {
+        AdminCommand::AddPerson { name, role, group } => {
+            let p = storage.create_person(name, role, group).await?;
+            storage
+                .audit(AuditEntry {
+                    at: 0,
+                    device: None,
+                    person: Some(p.id),
+                    action: "person_created".into(),
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "name": p.name, "role": p.role, "group": p.group,
+                                                "via": "command line" }),
+                })
+                .await;
+            println!("{}\t{}\t{}", p.id, p.name, p.role);
+        }
+        AdminCommand::Code { person, hours } => {
+            anyhow::ensure!(
+                (1..=720).contains(&hours),
+                "--hours {hours}: a code is valid for 1 to 720 hours"
+            );
+            let (code, expires) = fieldsync_server::admin::issue(storage.as_ref(), person, hours)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            storage
+                .audit(AuditEntry {
+                    at: 0,
+                    device: None,
+                    person: Some(person),
+                    action: "code_issued".into(),
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "person": person, "hours": hours,
+                                                "via": "command line" }),
+                })
+                .await;
+            println!("{code}");
+            eprintln!(
+                "登记码 {hours} 小时内有效，只能使用一次 / valid for {hours} h, once (expires at {expires} ms)"
+            );
+        }
+        AdminCommand::People => {
+            for p in storage.people().await? {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    p.id,
+                    p.name,
+                    p.role,
+                    p.group.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+                    if p.disabled { "\tdisabled" } else { "" }
+                );
+            }
+        }
+        AdminCommand::Devices => {
+            for d in storage.devices().await? {
+                println!(
+                    "{}\t{}\t{}\tlast push {}\tlast pull {}\tpushed {}{}",
+                    d.id,
+                    d.name.unwrap_or_default(),
+                    d.person_name.unwrap_or_else(|| "-".into()),
+                    time(d.last_push),
+                    time(d.last_pull),
+                    d.pushed,
+                    if d.revoked_at.is_some() {
+                        "\trevoked"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        AdminCommand::Revoke { device } => {
+            anyhow::ensure!(
+                storage.revoke(device).await?,
+                "no device {device} in this data directory"
+            );
+            storage
+                .audit(AuditEntry {
+                    at: 0,
+                    device: None,
+                    person: None,
+                    action: "revoke".into(),
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "revoked": device, "via": "command line" }),
+                })
+                .await;
+            println!("revoked {device}");
+        }
+        AdminCommand::Audit { limit } => {
+            let lines = storage
+                .audit_log(AuditFilter {
+                    limit: Some(limit),
+                    ..Default::default()
+                })
+                .await?;
+            for (id, e) in lines {
+                println!(
+                    "{id}\t{}\t{}\t{}\t{}\t{}",
+                    e.at,
+                    e.action,
+                    e.outcome,
+                    e.device
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    e.detail
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -34,17 +231,50 @@ async fn main() -> anyhow::Result<()> {
         EnvFilter::try_from_env("FIELDSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_json {
         tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .json()
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
     }
+    if let Some(Command::Admin(command)) = args.command {
+        return admin(&args.data_dir, command).await;
+    }
+    {
+        let storage = fieldsync_server::open_admin_storage(&args.data_dir).await?;
+        let code = fieldsync_server::bootstrap_admin(&storage, 24)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"));
+        storage.close().await;
+        if let Some((person, code)) = code? {
+            println!(
+                "还没有登记管理员设备。管理员（{}）登记码：{code}（24 小时内有效，只能用一次）\n\
+                 no administrator device is enrolled yet; enroll one with this code (valid 24 h, once):\n  \
+                 fieldsync enroll --server {}://{} --code {code}",
+                person.name,
+                if args.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                args.listen
+            );
+        }
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(fieldsync_server::tls::config_from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "fieldsync server on http://{} (data in {})",
+        "fieldsync server on {scheme}://{} (data in {})",
         listener.local_addr()?,
         args.data_dir.display()
     );
@@ -52,6 +282,12 @@ async fn main() -> anyhow::Result<()> {
         listener,
         fieldsync_server::Config {
             data_dir: args.data_dir,
+            limits: fieldsync_server::auth::Limits {
+                requests_per_minute: args.requests_per_minute,
+                max_push_records: args.max_push_records,
+                ..Default::default()
+            },
+            tls,
         },
         shutdown_signal(),
     )

@@ -10,7 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use fieldsync_protocol::{
-    RecordHeader, inspect_change,
+    RecordHeader,
+    auth::TAG_BYTES,
+    inspect_change,
     record::{genesis_actor, genesis_hash},
     wire::{
         self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MAX_PUSH_BYTES, MIN_PAGE_BYTES, PullQuery,
@@ -22,9 +24,25 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    auth::{Auth, forbidden},
     error::ApiError,
     storage::{CheckedChange, CheckedPush, CheckedRecord, PullRequest},
 };
+
+/// Refuses a request whose body names another device than the token's.
+fn check_device(auth: &Auth, device: Uuid) -> Result<(), ApiError> {
+    if device != auth.0.device {
+        return Err(forbidden(
+            "device_mismatch",
+            format!(
+                "the request says it comes from device {device}, but its token belongs to \
+                 device {}",
+                auth.0.device
+            ),
+        ));
+    }
+    Ok(())
+}
 
 fn cbor_response<T: serde::Serialize>(message: &T) -> Response {
     (
@@ -42,9 +60,22 @@ fn parse_device(s: &str) -> Result<Uuid, ApiError> {
 /// `POST /v1/sync/push`.
 pub async fn push(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if !auth.0.scope.write {
+        return Err(forbidden(
+            "read_only",
+            format!(
+                "{}（{}）只能查看，不能上传 / {} is a {} and may read but not write",
+                auth.0.person.name,
+                auth.0.person.role.zh(),
+                auth.0.person.name,
+                auth.0.person.role
+            ),
+        ));
+    }
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::client(
@@ -89,13 +120,69 @@ pub async fn push(
     let checked = tokio::task::spawn_blocking(move || check_push(&body, gzipped))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    check_device(&auth, checked.device)?;
+    if checked.records.len() > state.limits.max_push_records {
+        return Err(ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_records",
+            format!(
+                "this push carries {} records; the server takes at most {} per push",
+                checked.records.len(),
+                state.limits.max_push_records
+            ),
+        )
+        .with_hint("push in smaller batches (client-core does this automatically)"));
+    }
+    let outside: Vec<String> = checked
+        .records
+        .iter()
+        .filter(|r| {
+            !auth
+                .0
+                .scope
+                .writes(&r.header.campaign.to_string(), &r.header.scope)
+        })
+        .map(|r| format!("{} {} in {}", r.header.kind, r.header.id, r.header.scope))
+        .collect();
+    if !outside.is_empty() {
+        let shown: Vec<&str> = outside.iter().take(5).map(String::as_str).collect();
+        return Err(forbidden(
+            "out_of_scope",
+            format!(
+                "这次上传包含不属于本工作组的记录，全部未保存 / {} record(s) in this push are \
+                 outside what {} may write, so nothing of it was stored: {}{}",
+                outside.len(),
+                auth.0.person.name,
+                shown.join(", "),
+                if outside.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .with_hint(
+            "records of villages not assigned to your work group, and campaign-wide records, \
+             cannot be uploaded from this device; sync again to learn your current scope",
+        ));
+    }
     let changes: usize = checked.records.iter().map(|r| r.changes.len()).sum();
+    let records = checked.records.len();
     let device = checked.device;
     let outcome = state.storage.push(checked).await?;
     tracing::info!(
         %device, changes, stored = outcome.stored, duplicates = outcome.duplicates,
         head = outcome.head, "push"
     );
+    state
+        .storage
+        .audit(auth.audit(
+            "push",
+            serde_json::json!({ "records": records, "changes": changes,
+                                "stored": outcome.stored, "duplicates": outcome.duplicates,
+                                "unverified_relays": outcome.unverified_relays }),
+        ))
+        .await;
     Ok(cbor_response(&PushResponse::from(outcome)))
 }
 
@@ -178,7 +265,36 @@ fn check_record(
             format!("record {:?}: {e}", wire_record.id),
         )
     })?;
-    let changes = check_changes(&header, wire_record.changes)?;
+    let tags = wire_record.tags;
+    if !tags.is_empty() && tags.len() != wire_record.changes.len() {
+        return Err(ApiError::client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_record",
+            format!(
+                "record {}: {} tags for {} changes; tags must be absent or one per change",
+                header.id,
+                tags.len(),
+                wire_record.changes.len()
+            ),
+        ));
+    }
+    let mut changes = check_changes(&header, wire_record.changes)?;
+    for (change, tag) in changes.iter_mut().zip(tags) {
+        if tag.is_empty() {
+            continue;
+        }
+        change.tag = Some(<[u8; TAG_BYTES]>::try_from(tag.as_slice()).map_err(|_| {
+            ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_record",
+                format!(
+                    "record {}: a tag of {} bytes; tags are {TAG_BYTES} bytes",
+                    header.id,
+                    tag.len()
+                ),
+            )
+        })?);
+    }
     Ok(CheckedRecord { header, changes })
 }
 
@@ -195,7 +311,8 @@ fn check_changes(
         };
         let info = inspect_change(&bytes)
             .map_err(|e| invalid(format!("change {index} of record {}: {e}", header.id)))?;
-        if info.actor == genesis_actor {
+        let genesis = info.actor == genesis_actor;
+        if genesis {
             let expected = genesis_hash(header).map_err(|e| invalid(e.to_string()))?;
             if info.hash != expected {
                 return Err(invalid(format!(
@@ -216,6 +333,8 @@ fn check_changes(
             actor: info.actor.to_bytes().to_vec(),
             seq: info.seq,
             bytes,
+            genesis,
+            tag: None,
         });
     }
     Ok(out)
@@ -224,11 +343,13 @@ fn check_changes(
 /// `GET /v1/sync/pull`.
 pub async fn pull(
     State(state): State<Arc<AppState>>,
+    auth: Auth,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(raw) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let query = parse_pull_query(&raw)?;
     let device = parse_device(&query.device)?;
+    check_device(&auth, device)?;
     let after_hash = match &query.after_hash {
         None => None,
         Some(h) => Some(
@@ -252,12 +373,26 @@ pub async fn pull(
             after_hash,
             max_bytes,
             include_own: query.include_own,
+            scope: auth.0.scope.clone(),
         })
         .await?;
     if page.reset {
         tracing::warn!(%device, after = query.after, head = page.head, "device cursor not in log");
     }
-    Ok(cbor_response(&PullResponse::from(page)))
+    let changes: usize = page.records.iter().map(|r| r.changes.len()).sum();
+    if changes > 0 || page.reset {
+        state
+            .storage
+            .audit(auth.audit(
+                "pull",
+                serde_json::json!({ "after": query.after, "records": page.records.len(),
+                                    "changes": changes, "reset": page.reset }),
+            ))
+            .await;
+    }
+    let mut response = PullResponse::from(page);
+    response.scope = Some(auth.0.scope.clone());
+    Ok(cbor_response(&response))
 }
 
 fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {

@@ -8,6 +8,32 @@ use anyhow::{Context, Result};
 use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
 use uuid::Uuid;
 
+/// A one-time code from `fieldsync-server admin`, for a new administrator.
+fn admin_code(data: &std::path::Path, name: &str) -> Result<String> {
+    let run = |args: &[&str]| -> Result<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_fieldsync-server"))
+            .args(["--data-dir"])
+            .arg(data)
+            .args(["admin"])
+            .args(args)
+            .env("FIELDSYNC_LOG", "warn")
+            .output()?;
+        anyhow::ensure!(out.status.success(), "admin {args:?} failed: {out:?}");
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let person = run(&["add-person", "--name", name, "--role", "admin"])?;
+    let person = person.split('\t').next().context("person id")?.to_string();
+    Ok(run(&["code", "--person", &person])?.trim().to_string())
+}
+
+/// A transport for `device`, enrolled with a code issued from the command line.
+fn enrolled(url: &str, data: &std::path::Path, device: &Store) -> Result<HttpTransport> {
+    let code = admin_code(data, "崩溃测试")?;
+    let mut t = HttpTransport::new(url)?;
+    t.enroll(device.device_id(), &code, "crash test")?;
+    Ok(t)
+}
+
 fn start(data: &std::path::Path) -> Result<(Child, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fieldsync-server"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -16,9 +42,16 @@ fn start(data: &std::path::Path) -> Result<(Child, String)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
+    // "fieldsync server on http://127.0.0.1:PORT (data in ...)", after the first-start notice.
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    // "fieldsync server on http://127.0.0.1:PORT (data in ...)"
+    while !line.starts_with("fieldsync server on") {
+        line.clear();
+        anyhow::ensure!(
+            out.read_line(&mut line)? > 0,
+            "the server printed no address"
+        );
+    }
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -51,7 +84,8 @@ fn a_server_killed_after_acknowledging_keeps_every_acknowledged_change() -> Resu
         push_batch_bytes: 16 << 10,
         ..Default::default()
     };
-    let report = sync(&mut device, &mut HttpTransport::new(&url)?, &options)?;
+    let mut t = enrolled(&url, data.path(), &device)?;
+    let report = sync(&mut device, &mut t, &options)?;
     assert_eq!(report.pushed, 400);
     assert!(report.push_requests > 5);
     assert_eq!(device.pending_upload()?, 0);
@@ -61,18 +95,23 @@ fn a_server_killed_after_acknowledging_keeps_every_acknowledged_change() -> Resu
 
     let (mut server, url) = start(data.path())?;
     let mut fresh = Store::open_in_memory()?;
-    let report = sync(
-        &mut fresh,
-        &mut HttpTransport::new(&url)?,
-        &SyncOptions::default(),
-    )?;
+    let mut t = enrolled(&url, data.path(), &fresh)?;
+    let report = sync(&mut fresh, &mut t, &SyncOptions::default())?;
     assert_eq!(report.received, 400, "every acknowledged change survived");
     assert_eq!(fresh.count()?, 200);
+    let token = {
+        let mut admin = HttpTransport::new(&url)?;
+        let code = admin_code(data.path(), "管理员")?;
+        admin.enroll(Uuid::new_v4(), &code, "admin")?.token
+    };
     // The restarted server finishes merging what it had not merged.
     let mut merged = false;
     for _ in 0..300 {
-        let status: serde_json::Value =
-            reqwest::blocking::get(format!("{url}/v1/status"))?.json()?;
+        let status: serde_json::Value = reqwest::blocking::Client::new()
+            .get(format!("{url}/v1/status"))
+            .bearer_auth(&token)
+            .send()?
+            .json()?;
         assert_eq!(status["changes"], 400);
         if status["unmerged_records"] == 0 {
             assert_eq!(status["records"], 200);

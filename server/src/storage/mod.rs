@@ -1,11 +1,17 @@
 //! Where the server keeps the change log and the merged records: a small trait, so that a
 //! PostgreSQL implementation can be added without touching the HTTP handlers.
 
+mod accounts;
 pub mod sqlite;
 mod tally;
 
 use async_trait::async_trait;
-use fieldsync_protocol::{RecordHeader, record::Conflict, wire::WireRecord};
+use fieldsync_protocol::{
+    RecordHeader,
+    auth::{Role, WireScope},
+    record::Conflict,
+    wire::WireRecord,
+};
 use uuid::Uuid;
 
 /// A storage failure.
@@ -19,6 +25,27 @@ pub enum StorageError {
         /// What contradicts what.
         message: String,
     },
+    /// The request is not allowed (the client's fault); nothing was written.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable snake_case code.
+        code: &'static str,
+        /// What is not allowed.
+        message: String,
+    },
+    /// A one-time code or other credential is not (or no longer) valid.
+    #[error("{message}")]
+    Credential {
+        /// HTTP status to answer with (401, 409 or 410).
+        status: u16,
+        /// Stable snake_case code.
+        code: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The storage itself failed.
     #[error("storage failure: {0}")]
     Other(String),
@@ -41,6 +68,10 @@ pub struct CheckedChange {
     pub seq: u64,
     /// The raw change chunk.
     pub bytes: Vec<u8>,
+    /// Whether it is the record's deterministic genesis change (checked against the header).
+    pub genesis: bool,
+    /// The relay tag that came with it, if any.
+    pub tag: Option<[u8; fieldsync_protocol::auth::TAG_BYTES]>,
 }
 
 /// A record's checked header and changes.
@@ -72,6 +103,9 @@ pub struct PushOutcome {
     pub duplicates: u64,
     /// The log's newest sequence number.
     pub head: u64,
+    /// Relayed changes under another device's actor accepted without that device's tag, while
+    /// the server refills itself after a restore (see `docs/PROTOCOL.md`, Relays).
+    pub unverified_relays: u64,
 }
 
 /// A pull request after its query has been checked.
@@ -87,6 +121,8 @@ pub struct PullRequest {
     pub max_bytes: usize,
     /// Include changes this device pushed.
     pub include_own: bool,
+    /// What the device may see.
+    pub scope: WireScope,
 }
 
 /// One page of the log.
@@ -132,6 +168,7 @@ impl From<PullPage> for fieldsync_protocol::wire::PullResponse {
             more: page.more,
             pushed_by_you: page.pushed_by_you,
             records: page.records,
+            scope: None,
         }
     }
 }
@@ -204,6 +241,144 @@ pub struct StoreStatus {
     pub records_needing_review: u64,
 }
 
+/// A person who may enroll devices.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Person {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Work group (a `work_group` record id) for leaders and workers.
+    pub group: Option<Uuid>,
+    /// Disabled people's devices are refused.
+    pub disabled: bool,
+    /// When created (ms since the Unix epoch).
+    pub created_at: i64,
+}
+
+/// Changes to a person; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+    /// New work group; `Some(None)` (JSON `null`) removes it.
+    #[serde(default, with = "serde_with_double_option")]
+    pub group: Option<Option<Uuid>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+}
+
+mod serde_with_double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// A device as admins see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceView {
+    /// Id.
+    pub id: Uuid,
+    /// Name the device gave itself.
+    pub name: Option<String>,
+    /// Owner.
+    pub person: Option<Uuid>,
+    /// Owner's name.
+    pub person_name: Option<String>,
+    /// Owner's role.
+    pub role: Option<Role>,
+    /// When enrolled (ms since the Unix epoch).
+    pub enrolled_at: Option<i64>,
+    /// Last push (ms).
+    pub last_push: Option<i64>,
+    /// Last pull (ms).
+    pub last_pull: Option<i64>,
+    /// Changes it pushed first.
+    pub pushed: u64,
+    /// When revoked, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// Who is asking: an enrolled, unrevoked device and its person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The device.
+    pub device: Uuid,
+    /// Its person.
+    pub person: Person,
+    /// What it may see and write.
+    pub scope: WireScope,
+}
+
+/// What a token turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// A live device.
+    Valid(Box<Identity>),
+    /// A device an admin revoked: it must wipe its store.
+    Revoked(Uuid),
+    /// A device whose person is disabled.
+    Disabled(Uuid),
+    /// No device has this token.
+    Unknown,
+}
+
+/// A new enrollment: the device and the hashes of its token.
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    /// Hash of the one-time code presented.
+    pub code_hash: [u8; 32],
+    /// The device id the device chose.
+    pub device: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Hash of the token issued.
+    pub token_hash: [u8; 32],
+    /// The tag key derived from the token.
+    pub mac_key: [u8; 32],
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// When (ms since the Unix epoch); set by the storage when 0.
+    pub at: i64,
+    /// The device, if known.
+    pub device: Option<Uuid>,
+    /// The person, if known.
+    pub person: Option<Uuid>,
+    /// What happened: `enroll`, `code_issued`, `person_created`, `person_updated`, `revoke`,
+    /// `push`, `pull`, `record_view`, `search`, `export`, `refused`.
+    pub action: String,
+    /// `ok` or `refused`.
+    pub outcome: String,
+    /// Details (counts, ids, the refusal's code).
+    pub detail: serde_json::Value,
+}
+
+/// Which audit lines to read.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuditFilter {
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this device.
+    pub device: Option<Uuid>,
+    /// Only lines before this id (to page backwards).
+    pub before: Option<i64>,
+    /// At most this many (default 200, at most 5000).
+    pub limit: Option<u32>,
+}
+
 /// The server's storage.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -240,6 +415,42 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         campaign: Uuid,
     ) -> Result<Option<fieldsync_protocol::template::Template>, StorageError>;
+    /// Who a device token belongs to (`token_hash` of it), with the scope it may see now.
+    async fn authenticate(&self, token_hash: [u8; 32]) -> Result<TokenCheck, StorageError>;
+    /// Adds a person.
+    async fn create_person(
+        &self,
+        name: String,
+        role: Role,
+        group: Option<Uuid>,
+    ) -> Result<Person, StorageError>;
+    /// Changes a person (their devices see the new scope on their next request).
+    async fn update_person(&self, id: Uuid, update: PersonUpdate) -> Result<Person, StorageError>;
+    /// Every person.
+    async fn people(&self) -> Result<Vec<Person>, StorageError>;
+    /// Stores the hash of a one-time enrollment code for a person, valid until `expires_at`.
+    async fn issue_code(
+        &self,
+        person: Uuid,
+        code_hash: [u8; 32],
+        expires_at: i64,
+    ) -> Result<(), StorageError>;
+    /// Uses up a one-time code and registers the device with its token; returns the person.
+    async fn enroll(&self, enrollment: NewEnrollment) -> Result<Person, StorageError>;
+    /// Every device.
+    async fn devices(&self) -> Result<Vec<DeviceView>, StorageError>;
+    /// Revokes a device: its token stops working and it is told to wipe its store. Returns
+    /// whether the device exists.
+    async fn revoke(&self, device: Uuid) -> Result<bool, StorageError>;
+    /// Appends to the audit log (never fails the request: problems are logged).
+    async fn audit(&self, entry: AuditEntry);
+    /// Reads the audit log, newest first, with each line's id.
+    async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<(i64, AuditEntry)>, StorageError>;
+    /// The device and person behind each of these actors (hex), where known.
+    async fn actor_owners(
+        &self,
+        actors: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError>;
     /// Finishes pending writes and stops background work.
     async fn close(&self);
 }

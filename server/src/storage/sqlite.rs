@@ -27,8 +27,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    CheckedPush, PullPage, PullRequest, PushOutcome, RecordFilter, RecordView, Storage,
-    StorageError, StoreStatus,
+    AuditEntry, AuditFilter, CheckedPush, DeviceView, NewEnrollment, Person, PersonUpdate,
+    PullPage, PullRequest, PushOutcome, RecordFilter, RecordView, Storage, StorageError,
+    StoreStatus, TokenCheck, accounts,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -99,6 +100,10 @@ CREATE INDEX records_by_campaign_kind ON records (campaign, kind);
 UPDATE records SET dirty = 1 WHERE fields IS NOT NULL;
 ",
     },
+    Migration {
+        name: "people, enrollment codes, device tokens and the audit log",
+        sql: super::accounts::MIGRATION_SQL,
+    },
 ];
 
 /// How many records one merge transaction handles before the writer looks for pushes again.
@@ -107,6 +112,8 @@ const MERGE_CHUNK: usize = 64;
 const MERGE_QUIET: Duration = Duration::from_millis(250);
 /// The longest merging is postponed by continuing sync traffic.
 const MERGE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long after a device finds the log behind it untagged relays are accepted (7 days).
+const RECOVERY_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 /// Most rows scanned for one pull page.
 const PAGE_ROWS: usize = 20_000;
 
@@ -126,7 +133,9 @@ enum Command {
         CheckedPush,
         oneshot::Sender<Result<PushOutcome, StorageError>>,
     ),
-    PulledBy(Uuid),
+    PulledBy(Uuid, bool),
+    /// Any other write, run on the writer's connection.
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -183,6 +192,16 @@ impl SqliteStorage {
     /// Opens (creating if needed) the database `fieldsync.sqlite3` in `dir`, brings its schema up
     /// to date and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, true)
+    }
+
+    /// Opens the storage for administration beside a running server: it never merges records
+    /// (the server does), so the two do not compete for the write lock.
+    pub fn open_for_admin(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, merge: bool) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StorageError::Other(format!(
                 "cannot create data directory {}: {e}",
@@ -202,6 +221,7 @@ impl SqliteStorage {
             .spawn(move || {
                 Writer {
                     conn,
+                    merge,
                     templates: TemplateCache::default(),
                 }
                 .run(rx)
@@ -217,6 +237,21 @@ impl SqliteStorage {
         })
     }
 
+    /// Runs `f` on the writer thread's connection and waits for its result.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Run(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            })))
+            .map_err(|_| StorageError::Other("the writer thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StorageError::Other("the writer thread dropped a request".into()))?
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
@@ -230,6 +265,8 @@ impl SqliteStorage {
 
 struct Writer {
     conn: Connection,
+    /// Whether this writer merges records (not when opened for administration).
+    merge: bool,
     /// Parsed template versions per campaign, dropped whenever a template record is merged.
     templates: TemplateCache,
 }
@@ -361,7 +398,7 @@ fn review(
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut dirty = true; // merge whatever a previous run left unmerged
+        let mut dirty = self.merge; // merge whatever a previous run left unmerged
         // Merging yields to sync traffic: it waits until no push or pull has come for
         // MERGE_QUIET, but never postpones for longer than MERGE_MAX_DELAY.
         let mut last_traffic = Instant::now() - MERGE_QUIET;
@@ -389,7 +426,7 @@ impl Writer {
             match command {
                 Some(Command::Push(push, reply)) => {
                     let result = self.push(push);
-                    if matches!(result, Ok(o) if o.stored > 0) {
+                    if self.merge && matches!(result, Ok(o) if o.stored > 0) {
                         if !dirty {
                             merge_due = Instant::now() + MERGE_MAX_DELAY;
                         }
@@ -398,14 +435,26 @@ impl Writer {
                     last_traffic = Instant::now();
                     let _ = reply.send(result);
                 }
-                Some(Command::PulledBy(device)) => {
+                Some(Command::PulledBy(device, reset)) => {
                     last_traffic = Instant::now();
+                    if reset {
+                        // A device is ahead of this log: the server was restored from a backup.
+                        // Devices re-push what it lost, including other devices' changes they
+                        // hold without tags: accept those for a while.
+                        let _ = self.conn.execute(
+                            "INSERT INTO server_meta (key, value) VALUES ('recovery_until', ?1)
+                             ON CONFLICT (key) DO UPDATE SET value = ?1",
+                            [(now_ms() + RECOVERY_WINDOW_MS).to_string()],
+                        );
+                        tracing::warn!(%device, "a device is ahead of this log: recovery window open");
+                    }
                     let _ = self.conn.execute(
                         "INSERT INTO devices (id, first_seen, last_pull) VALUES (?1, ?2, ?2)
                          ON CONFLICT (id) DO UPDATE SET last_pull = ?2",
                         params![device.to_string(), now_ms()],
                     );
                 }
+                Some(Command::Run(f)) => f(&mut self.conn),
                 Some(Command::Flush(reply)) => {
                     let _ = reply.send(());
                     return;
@@ -438,11 +487,11 @@ impl Writer {
                 .optional()?;
             match owner {
                 Some(o) if o != device => {
-                    return Err(StorageError::Conflict {
-                        code: "actor_taken",
+                    return Err(StorageError::Forbidden {
+                        code: "forged_actor",
                         message: format!(
-                            "actor {} already belongs to another device; every device must \
-                             write with its own actor ids",
+                            "actor {} belongs to another device; a device may only claim the \
+                             actor ids it writes with",
                             hex::encode(actor)
                         ),
                     });
@@ -456,6 +505,18 @@ impl Writer {
                 }
             }
         }
+        let own: std::collections::HashSet<&[u8]> =
+            push.actors.iter().map(|a| a.as_slice()).collect();
+        let recovering = tx
+            .query_row(
+                "SELECT value FROM server_meta WHERE key = 'recovery_until'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|until| until > now);
+        let mut unverified_relays = 0u64;
         let mut stored = 0u64;
         let mut duplicates = 0u64;
         for rec in &push.records {
@@ -506,6 +567,12 @@ impl Writer {
                         });
                     }
                     None => {
+                        if !change.genesis
+                            && !own.contains(change.actor.as_slice())
+                            && check_relay(&tx, &device, &id, change, now, recovering)?
+                        {
+                            unverified_relays += 1;
+                        }
                         let n = tx
                             .prepare_cached(
                                 "INSERT OR IGNORE INTO changes
@@ -556,6 +623,7 @@ impl Writer {
             stored,
             duplicates,
             head,
+            unverified_relays,
         })
     }
 
@@ -599,6 +667,69 @@ impl Writer {
         )?;
         Ok(more)
     }
+}
+
+/// Checks a change another device wrote that the pushing device relays (received in a bundle).
+/// A change under an actor the server knows belongs to another device must carry that device's
+/// valid tag; a valid tag under an actor the server does not know yet registers the actor to the
+/// tag's device. An untagged change under an unknown actor is accepted and attributed to the
+/// pushing device (it cannot claim anyone else's name). While `recovering` (the server was
+/// restored from a backup and devices refill it), an untagged change under another device's actor
+/// is accepted too; returns true for such an unverified relay.
+fn check_relay(
+    tx: &Transaction<'_>,
+    pusher: &str,
+    record: &str,
+    change: &super::CheckedChange,
+    now: i64,
+    recovering: bool,
+) -> Result<bool, StorageError> {
+    let owner: Option<String> = tx
+        .prepare_cached("SELECT device FROM actors WHERE actor = ?1")?
+        .query_row([&change.actor], |r| r.get(0))
+        .optional()?;
+    let forged = |why: &str| StorageError::Forbidden {
+        code: "forged_actor",
+        message: format!(
+            "a change to record {record} is written under actor {} {why}; a device may relay \
+             another device's changes only with that device's tag (bundles carry them)",
+            hex::encode(&change.actor)
+        ),
+    };
+    let tag_device = change
+        .tag
+        .as_ref()
+        .and_then(|t| fieldsync_protocol::auth::tag_device(t));
+    match (&owner, tag_device) {
+        (Some(o), _) if o == pusher => return Ok(false),
+        (None, None) => return Ok(false),
+        (Some(_), None) if recovering => return Ok(true),
+        (Some(_), None) => return Err(forged("that belongs to another device, without its tag")),
+        (Some(o), Some(t)) if *o != t.to_string() => {
+            return Err(forged("that belongs to another device than its tag names"));
+        }
+        _ => {}
+    }
+    let signer = tag_device.expect("checked above");
+    let key: Option<Option<Vec<u8>>> = tx
+        .prepare_cached("SELECT mac_key FROM devices WHERE id = ?1")?
+        .query_row([signer.to_string()], |r| r.get(0))
+        .optional()?;
+    let key = key
+        .flatten()
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .ok_or_else(|| forged("with a tag of a device this server has not enrolled"))?;
+    let tag = change.tag.as_ref().expect("checked above");
+    if !fieldsync_protocol::auth::verify_tag(&key, &change.actor, &change.hash, tag) {
+        return Err(forged("with a tag that does not verify"));
+    }
+    if owner.is_none() {
+        tx.execute(
+            "INSERT INTO actors (actor, device, first_seen) VALUES (?1, ?2, ?3)",
+            params![change.actor, signer.to_string(), now],
+        )?;
+    }
+    Ok(false)
 }
 
 fn head(conn: &Connection) -> Result<u64, StorageError> {
@@ -765,13 +896,19 @@ fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, Stora
             "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
              FROM changes c JOIN records r ON r.id = c.record_id
              WHERE c.seq > ?1 AND (?2 OR c.pushed_by != ?3)
+               AND (?5 OR (r.campaign = ?6
+                    AND (r.scope = 'campaign' OR r.scope IN (SELECT value FROM json_each(?7)))))
              ORDER BY c.seq LIMIT ?4",
         )?;
+        let places = serde_json::to_string(&req.scope.places).map_err(other)?;
         let mut rows = stmt.query(params![
             req.after as i64,
             req.include_own,
             req.device.to_string(),
-            PAGE_ROWS as i64 + 1
+            PAGE_ROWS as i64 + 1,
+            req.scope.all,
+            req.scope.campaign.as_deref().unwrap_or(""),
+            places
         ])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
@@ -793,6 +930,7 @@ fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, Stora
                         campaign: row.get(3)?,
                         scope: row.get(4)?,
                         changes: Vec::new(),
+                        tags: Vec::new(),
                     });
                     index.insert(record_id, records.len() - 1);
                     records.len() - 1
@@ -858,7 +996,7 @@ impl Storage for SqliteStorage {
     async fn pull(&self, request: PullRequest) -> Result<PullPage, StorageError> {
         let device = request.device;
         let page = self.read(move |conn| pull_page(conn, &request)).await?;
-        let _ = self.commands.send(Command::PulledBy(device));
+        let _ = self.commands.send(Command::PulledBy(device, page.reset));
         Ok(page)
     }
 
@@ -982,6 +1120,78 @@ impl Storage for SqliteStorage {
 
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {
         self.read(move |conn| super::tally::template(conn, campaign))
+            .await
+    }
+
+    async fn authenticate(&self, token_hash: [u8; 32]) -> Result<TokenCheck, StorageError> {
+        self.read(move |conn| accounts::authenticate(conn, &token_hash))
+            .await
+    }
+
+    async fn create_person(
+        &self,
+        name: String,
+        role: fieldsync_protocol::auth::Role,
+        group: Option<Uuid>,
+    ) -> Result<Person, StorageError> {
+        self.write(move |conn| accounts::create_person(conn, &name, role, group, now_ms()))
+            .await
+    }
+
+    async fn update_person(&self, id: Uuid, update: PersonUpdate) -> Result<Person, StorageError> {
+        self.write(move |conn| accounts::update_person(conn, id, &update))
+            .await
+    }
+
+    async fn people(&self) -> Result<Vec<Person>, StorageError> {
+        self.read(|conn| accounts::people(conn)).await
+    }
+
+    async fn issue_code(
+        &self,
+        person: Uuid,
+        code_hash: [u8; 32],
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        self.write(move |conn| accounts::issue_code(conn, person, &code_hash, expires_at, now_ms()))
+            .await
+    }
+
+    async fn enroll(&self, enrollment: NewEnrollment) -> Result<Person, StorageError> {
+        self.write(move |conn| accounts::enroll(conn, &enrollment, now_ms()))
+            .await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceView>, StorageError> {
+        self.read(|conn| accounts::devices(conn)).await
+    }
+
+    async fn revoke(&self, device: Uuid) -> Result<bool, StorageError> {
+        self.write(move |conn| accounts::revoke(conn, device, now_ms()))
+            .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) {
+        let sent = self.commands.send(Command::Run(Box::new(move |conn| {
+            if let Err(e) = accounts::audit(conn, &entry, now_ms()) {
+                tracing::error!(error = %e, action = %entry.action, "audit log write failed");
+            }
+        })));
+        if sent.is_err() {
+            tracing::error!("audit log write dropped: the writer thread has stopped");
+        }
+    }
+
+    async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<(i64, AuditEntry)>, StorageError> {
+        self.read(move |conn| accounts::audit_log(conn, &filter))
+            .await
+    }
+
+    async fn actor_owners(
+        &self,
+        actors: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError> {
+        self.read(move |conn| accounts::actor_owners(conn, &actors))
             .await
     }
 

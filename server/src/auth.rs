@@ -1,0 +1,310 @@
+//! Who is asking and what they may do: the bearer-token extractor every protected handler takes,
+//! role checks, request limits per device, and the brake on guessed tokens and codes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::{StatusCode, header, request::Parts},
+};
+use fieldsync_protocol::auth::{REVOKED_CODE, Role, token_hash};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::ApiError,
+    storage::{AuditEntry, Identity, TokenCheck},
+};
+
+/// Limits that protect the server from one device or one address.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests one device may make per minute before it gets 429.
+    pub requests_per_minute: u32,
+    /// Failed token or enrollment-code attempts one address may make per minute.
+    pub failed_auth_per_minute: u32,
+    /// The most records in one push.
+    pub max_push_records: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            requests_per_minute: 1200,
+            failed_auth_per_minute: 20,
+            max_push_records: fieldsync_protocol::wire::MAX_PUSH_RECORDS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Device(Uuid),
+    FailedFrom(Option<IpAddr>),
+}
+
+/// Fixed one-minute windows of request counts.
+#[derive(Debug)]
+pub struct RateLimiter {
+    started: Instant,
+    windows: Mutex<HashMap<Key, (u64, u32)>>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter {
+            started: Instant::now(),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl RateLimiter {
+    fn minute(&self) -> u64 {
+        self.started.elapsed().as_secs() / 60
+    }
+
+    /// Counts one event for `key`; returns the seconds to wait when over `limit`.
+    fn hit(&self, key: Key, limit: u32) -> Option<u64> {
+        let minute = self.minute();
+        let mut w = self.windows.lock().expect("rate limiter lock");
+        if w.len() > 50_000 {
+            w.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = w.entry(key).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        (entry.1 > limit).then(|| 60 - self.started.elapsed().as_secs() % 60)
+    }
+
+    /// Whether `key` is already over `limit` this minute (without counting).
+    fn over(&self, key: Key, limit: u32) -> bool {
+        let minute = self.minute();
+        let w = self.windows.lock().expect("rate limiter lock");
+        w.get(&key)
+            .is_some_and(|(m, n)| *m == minute && *n >= limit)
+    }
+}
+
+fn too_many(wait: u64, what: &str) -> ApiError {
+    ApiError::client(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("请求过于频繁 / too many {what}; wait {wait} s and try again"),
+    )
+    .with_retry_after(wait)
+}
+
+fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<crate::tls::TlsPeer>>()
+                .map(|c| c.0.0.ip())
+        })
+}
+
+/// Counts a failed credential from the request's address; refuses when there were too many.
+pub fn note_failed_credential(state: &AppState, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    match state
+        .rate
+        .hit(Key::FailedFrom(ip), state.limits.failed_auth_per_minute)
+    {
+        Some(wait) => Err(too_many(wait, "failed sign-in attempts from this address")),
+        None => Ok(()),
+    }
+}
+
+/// Refuses up front when the address has failed too often this minute.
+pub fn check_failed_credentials(state: &AppState, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    if state
+        .rate
+        .over(Key::FailedFrom(ip), state.limits.failed_auth_per_minute)
+    {
+        return Err(too_many(60, "failed sign-in attempts from this address"));
+    }
+    Ok(())
+}
+
+/// The request's client address, when the server knows it.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}
+
+/// An authenticated device: extract it in a handler to require a valid token.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Identity);
+
+fn refused(state: &AppState, device: Option<Uuid>, code: &str, parts: &Parts) {
+    let state_storage = state.storage.clone();
+    let entry = AuditEntry {
+        at: 0,
+        device,
+        person: None,
+        action: "refused".into(),
+        outcome: "refused".into(),
+        detail: json!({
+            "code": code,
+            "path": parts.uri.path(),
+            "method": parts.method.as_str(),
+            "ip": client_ip(parts).map(|i| i.to_string()),
+        }),
+    };
+    tokio::spawn(async move { state_storage.audit(entry).await });
+}
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = match value.and_then(|v| v.strip_prefix("Bearer ")) {
+            Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                return Err(ApiError::client(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "需要登录 / this endpoint needs a device token: send \
+                     Authorization: Bearer <token>",
+                )
+                .with_hint(
+                    "enroll the device with a code from the administrator: fieldsync enroll",
+                ));
+            }
+        };
+        check_failed_credentials(state, ip)?;
+        match state.storage.authenticate(token_hash(&token)).await? {
+            TokenCheck::Valid(identity) => {
+                if let Some(wait) = state.rate.hit(
+                    Key::Device(identity.device),
+                    state.limits.requests_per_minute,
+                ) {
+                    refused(state, Some(identity.device), "rate_limited", parts);
+                    return Err(too_many(wait, "requests from this device"));
+                }
+                Ok(Auth(*identity))
+            }
+            TokenCheck::Revoked(device) => {
+                refused(state, Some(device), REVOKED_CODE, parts);
+                Err(ApiError::client(
+                    StatusCode::FORBIDDEN,
+                    REVOKED_CODE,
+                    "此设备已被管理员停用 / this device was revoked by an administrator",
+                )
+                .with_hint("wipe this device's local store; enroll a new store to continue"))
+            }
+            TokenCheck::Disabled(device) => {
+                refused(state, Some(device), "person_disabled", parts);
+                Err(ApiError::client(
+                    StatusCode::FORBIDDEN,
+                    "person_disabled",
+                    "此设备的使用人已被停用 / the person this device belongs to is disabled",
+                )
+                .with_hint("ask the administrator"))
+            }
+            TokenCheck::Unknown => {
+                refused(state, None, "unauthorized", parts);
+                note_failed_credential(state, ip)?;
+                Err(ApiError::client(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "设备凭据无效 / this device token is not valid",
+                )
+                .with_hint("enroll the device again with a new code from the administrator"))
+            }
+        }
+    }
+}
+
+impl Auth {
+    /// Refuses anyone but admins.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.person.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(forbidden(
+                "admin_only",
+                format!(
+                    "只有管理员可以这样做 / only administrators may do this ({} is a {})",
+                    self.0.person.name, self.0.person.role
+                ),
+            ))
+        }
+    }
+
+    /// Refuses anyone but admins and department viewers (campaign-wide reports and exports).
+    pub fn require_department(&self) -> Result<(), ApiError> {
+        match self.0.person.role {
+            Role::Admin | Role::Viewer => Ok(()),
+            _ => Err(forbidden(
+                "department_only",
+                "只有部门人员可以查看全局汇总和导出 / campaign-wide tallies, reports and exports \
+                 are for the department (viewers and administrators)",
+            )),
+        }
+    }
+
+    /// Whether this device may see a record of `campaign` in `scope`.
+    pub fn sees(&self, campaign: &Uuid, scope: &str) -> bool {
+        self.0.scope.sees(&campaign.to_string(), scope)
+    }
+
+    /// An audit line about this device.
+    pub fn audit(&self, action: &str, detail: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            at: 0,
+            device: Some(self.0.device),
+            person: Some(self.0.person.id),
+            action: action.into(),
+            outcome: "ok".into(),
+            detail,
+        }
+    }
+}
+
+/// 403 with a code.
+pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::client(StatusCode::FORBIDDEN, code, message)
+}
+
+/// A new device token: 256 random bits.
+pub fn new_token() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(format!("fst_{}", hex::encode(bytes)))
+}
+
+/// A new one-time enrollment code: 60 random bits as `XXXX-XXXX-XXXX`.
+pub fn new_code() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(fieldsync_protocol::auth::format_code(
+        u64::from_le_bytes(bytes) >> 4,
+    ))
+}
