@@ -51,6 +51,10 @@ struct Cli {
         global = true
     )]
     store: PathBuf,
+    /// Open the store encrypted with the 256-bit key in this file (64 hex digits or 32 raw
+    /// bytes), as an app would with a key from the phone's keystore. 本机数据加密密钥文件。
+    #[arg(long, env = "FIELDSYNC_STORE_KEY_FILE", global = true)]
+    key_file: Option<PathBuf>,
     /// Print JSON instead of tables and sentences. 以 JSON 输出。
     #[arg(long, global = true)]
     json: bool,
@@ -345,7 +349,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
-    let mut store = Store::open(&cli.store)
+    let opened = match &cli.key_file {
+        None => Store::open(&cli.store).map_err(anyhow::Error::from),
+        Some(path) => read_key(path).and_then(|key| Ok(Store::open_encrypted(&cli.store, &key)?)),
+    };
+    let mut store = opened
         .with_context(|| {
             format!(
                 "{} {}",
@@ -358,6 +366,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
     result.map_err(|error| Failure {
         code: exit_code(&error),
         error,
+    })
+}
+
+/// A 256-bit key from a file: 64 hex digits (whitespace ignored) or exactly 32 bytes.
+fn read_key(path: &std::path::Path) -> Result<[u8; 32]> {
+    let bytes = std::fs::read(path).with_context(|| {
+        t(
+            &format!("无法读取密钥文件 {}", path.display()),
+            &format!("cannot read the key file {}", path.display()),
+        )
+    })?;
+    let text: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if let Ok(hex) = hex::decode(&text)
+        && let Ok(key) = <[u8; 32]>::try_from(hex.as_slice())
+    {
+        return Ok(key);
+    }
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        user(
+            "密钥文件应为 64 位十六进制数字或 32 字节",
+            "the key file must hold 64 hex digits or 32 bytes",
+        )
     })
 }
 

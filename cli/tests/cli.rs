@@ -581,3 +581,38 @@ fn enroll_with_a_one_time_code_then_whoami_and_a_used_code_exits_5() -> Result<(
     assert!(err.contains("登记码已使用过"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_store_encrypted_with_a_key_file_needs_that_key() -> Result<()> {
+    let d = Device::new()?;
+    let key = d.path("store.key");
+    std::fs::write(&key, "11".repeat(32))?;
+    let k = key.to_str().unwrap();
+    let created = d.json(&[
+        "--key-file",
+        k,
+        "campaign-create",
+        "--template",
+        "midterm",
+        "--name",
+        "加密测试",
+        "--year",
+        "2026",
+    ]);
+    assert!(created["campaign"].is_string());
+    assert!(
+        d.json(&["--key-file", k, "status"])["records"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // Without the key, or with another: exit 1 and a clear message, nothing shown.
+    let (code, _, err) = d.run(&["status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("无法用这个密钥打开"), "{err}");
+    std::fs::write(&key, "22".repeat(32))?;
+    let (code, _, err) = d.run(&["--key-file", k, "status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("无法用这个密钥打开"), "{err}");
+    Ok(())
+}

@@ -77,6 +77,16 @@ pub enum StoreError {
     /// The field is not a text, so text operations do not apply.
     #[error("field {0:?} is not a text field")]
     NotText(String),
+    /// The store is encrypted and the key is wrong (or it is not encrypted and a key was given,
+    /// or it is encrypted and none was given).
+    #[error(
+        "本机数据文件无法用这个密钥打开 / the store cannot be opened with this key: it is \
+         encrypted with another key, or not encrypted the way it was opened"
+    )]
+    WrongKey,
+    /// This build has no encryption (client-core's `encryption` feature, SQLCipher).
+    #[error("this build of fieldsync cannot encrypt stores (built without SQLCipher)")]
+    EncryptionUnavailable,
     /// A stored document could not be read (the file was damaged).
     #[error("record {id}: its stored document is damaged: {reason}")]
     Damaged {
@@ -230,6 +240,19 @@ pub struct Cursor {
     pub hash: Option<Vec<u8>>,
 }
 
+/// Reads the schema once: an encrypted file opened with the wrong key (or none) fails here.
+fn check_readable(conn: &Connection) -> Result<()> {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            Err(StoreError::WrongKey)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -261,7 +284,26 @@ impl Store {
     /// back from a backup can therefore never write a second, different change under an actor
     /// and sequence number it already used before the backup was taken.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::setup(Connection::open(path)?)
+        let conn = Connection::open(path)?;
+        check_readable(&conn)?;
+        Self::setup(conn)
+    }
+
+    /// Opens (creating if needed) a store encrypted with `key` (SQLCipher, AES-256), such as a
+    /// key the app keeps in the phone's keystore. Everything in the file and its journal is
+    /// encrypted; a wrong key gives [`StoreError::WrongKey`], never garbage.
+    pub fn open_encrypted(path: impl AsRef<Path>, key: &[u8; 32]) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        let cipher: Option<String> = conn
+            .query_row("PRAGMA cipher_version", [], |r| r.get(0))
+            .optional()?;
+        if cipher.is_none() {
+            return Err(StoreError::EncryptionUnavailable);
+        }
+        // A raw 256-bit key (x'…', 64 hex digits): no passphrase derivation.
+        conn.pragma_update(None, "key", format!("x'{}'", hex::encode(key)))?;
+        check_readable(&conn)?;
+        Self::setup(conn)
     }
 
     /// Opens a store that lives only in memory (for tests and tools).
