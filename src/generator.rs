@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use fieldsync_client_core::import::ImportKind;
 use fieldsync_client_core::sync::sync;
 use fieldsync_client_core::{FieldValue, Filter, Store, SyncOptions};
+use fieldsync_protocol::auth::Role;
 use fieldsync_protocol::template::Template;
 use uuid::Uuid;
 
@@ -297,12 +298,35 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
     *tally.by_kind.entry("work_group".into()).or_default() += imported.records;
     sync_store(&mut admin, url)?;
 
-    // The field devices: each pulls the reference data, then records offline.
+    // The field devices: each is enrolled for a person of its work group (the first as the
+    // group's leader), so the server gives it only its group's village; each pulls the
+    // reference data, then records offline.
+    crate::wait_merged_at(url)?;
+    let group_records = admin.list(&Filter {
+        kind: Some("work_group".into()),
+        campaign: Some(campaign),
+        ..Default::default()
+    })?;
     let mut devices = Vec::new();
     for g in 0..config.villages {
+        let name = format!("第{}工作组", g + 1);
+        let group = group_records
+            .iter()
+            .find(|r| matches!(r.fields.get("name"), Some(FieldValue::Str(n)) if *n == name))
+            .context("the work group was imported")?;
+        let leader = match group.fields.get("leader") {
+            Some(FieldValue::Str(l)) => l.clone(),
+            _ => format!("{name}组长"),
+        };
         for d in 0..config.devices_per_group {
             let mut store =
                 Store::open(dir.join(format!("group{}-device{}.sqlite3", g + 1, d + 1)))?;
+            let (person, role) = if d == 0 {
+                (leader.clone(), Role::Leader)
+            } else {
+                (format!("{name}组员{d}"), Role::Worker)
+            };
+            crate::enroll_at(url, &store, &person, role, Some(group.header.id))?;
             sync_store(&mut store, url)?;
             devices.push(store);
         }

@@ -115,6 +115,49 @@ pub fn token_for(url: &str, admin_token: &str, device: uuid::Uuid) -> anyhow::Re
     Ok(e.token)
 }
 
+fn admin_token_for(url: &str) -> anyhow::Result<String> {
+    admin_tokens()
+        .lock()
+        .expect("admin tokens")
+        .get(url.trim_end_matches('/'))
+        .cloned()
+        .with_context(|| format!("no TestServer at {url} in this process"))
+}
+
+/// Enrolls `store`'s device at the server at `url` for a new person with `role` (and `group`);
+/// [`connect`] then uses that token.
+pub fn enroll_at(
+    url: &str,
+    store: &Store,
+    name: &str,
+    role: Role,
+    group: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
+    let admin = admin_token_for(url)?;
+    let person = add_person(url, &admin, name, role, group)?;
+    let code = code_for(url, &admin, person)?;
+    let mut t = HttpTransport::new(url)?;
+    let e = t.enroll(store.device_id(), &code, &format!("{name}的设备"))?;
+    tokens()
+        .lock()
+        .expect("tokens")
+        .insert(store.device_id(), e.token);
+    Ok(())
+}
+
+/// Waits (at most ~60 s) until the server at `url` has merged every stored change.
+pub fn wait_merged_at(url: &str) -> anyhow::Result<()> {
+    let admin = admin_token_for(url)?;
+    for _ in 0..1200 {
+        let (_, status) = request(url, &admin, reqwest::Method::GET, "/v1/status", None)?;
+        if status["unmerged_records"] == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the server at {url} did not finish merging")
+}
+
 /// Makes [`connect`] work with a server not started by this process, given an administrator's
 /// token for it.
 pub fn register_server(url: &str, admin_token: &str) {
@@ -127,12 +170,7 @@ pub fn register_server(url: &str, admin_token: &str) {
 /// A transport for `store`'s device to the [`TestServer`] at `url` (started in this process),
 /// enrolled as an administrator the first time.
 pub fn connect(url: &str, store: &Store) -> anyhow::Result<HttpTransport> {
-    let admin = admin_tokens()
-        .lock()
-        .expect("admin tokens")
-        .get(url.trim_end_matches('/'))
-        .cloned()
-        .with_context(|| format!("no TestServer at {url} in this process"))?;
+    let admin = admin_token_for(url)?;
     Ok(HttpTransport::new(url)?.with_token(token_for(url, &admin, store.device_id())?))
 }
 

@@ -87,7 +87,11 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     assert_eq!(questionnaires as usize, t.by_kind["questionnaire"]);
 
     // Full-text search finds 集体经济 inside any note, exactly where a device's store has it.
-    let device = &g.devices[0];
+    // (Field devices hold only their group's village: read everything on an administrator's.)
+    let mut all = fieldsync_client_core::Store::open_in_memory()?;
+    let mut t_all = server.connect(&all)?;
+    fieldsync_client_core::sync::sync(&mut all, &mut t_all, &Default::default())?;
+    let device = &all;
     let mut expected: Vec<String> = device
         .list(&Filter {
             campaign: Some(c),

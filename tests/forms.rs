@@ -532,9 +532,30 @@ fn the_generated_campaign_has_the_shape_of_seed_002_on_the_server() -> Result<()
         })
         .count();
     assert_eq!(merged, config.villages);
-    // Every device ended with every record.
-    for d in &generated.devices {
-        assert_eq!(d.count()?, total as u64);
+    // Every device ended with every record of its group's village and the campaign-wide ones,
+    // and nothing of the other groups' villages.
+    let all = server.get_json(&format!(
+        "/v1/records?campaign={}&limit=10000",
+        generated.campaign
+    ))?;
+    let all = all.as_array().unwrap();
+    assert_eq!(all.iter().filter(|r| r["deleted"] == false).count(), total);
+    let per = generated.devices.len() / generated.villages.len();
+    for (i, d) in generated.devices.iter().enumerate() {
+        let village = &generated.villages[i / per];
+        let visible = all
+            .iter()
+            .filter(|r| r["deleted"] == false)
+            .filter(|r| r["scope"] == village.as_str() || r["scope"] == "campaign")
+            .count();
+        assert_eq!(d.count()?, visible as u64, "device {i} of {village}");
+        let others = d.list(&Filter::default())?;
+        assert!(
+            others
+                .iter()
+                .all(|r| r.header.scope == *village || r.header.scope == "campaign"),
+            "device {i} holds another group's records"
+        );
     }
     Ok(())
 }

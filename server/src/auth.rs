@@ -150,6 +150,27 @@ impl FromRequestParts<Arc<AppState>> for ClientIp {
     }
 }
 
+/// The name of the dashboard's session cookie (it holds the browser's device token).
+pub const SESSION_COOKIE: &str = "fieldsync_session";
+
+/// The session cookie's value, if the request has one.
+pub fn session_cookie(parts: &Parts) -> Option<String> {
+    cookie(parts, SESSION_COOKIE)
+}
+
+/// A cookie's value.
+pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
 /// An authenticated device: extract it in a handler to require a valid token.
 #[derive(Debug, Clone)]
 pub struct Auth(pub Identity);
@@ -184,7 +205,11 @@ impl FromRequestParts<Arc<AppState>> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let token = match value.and_then(|v| v.strip_prefix("Bearer ")) {
+        let token = match value
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+            .or_else(|| session_cookie(parts))
+        {
             Some(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => {
                 return Err(ApiError::client(

@@ -9,6 +9,7 @@
 //! - [`auth`] says who is asking (device tokens), what their role lets them do, and limits
 //!   requests; [`admin`] enrolls devices and serves the admin endpoints;
 //! - [`tls`] serves HTTPS itself when given a certificate;
+//! - [`ui`] is the department's web dashboard (server-rendered HTML and SVG, behind a login);
 //! - [`report`] turns a campaign's records into what the department reads: tallies, search
 //!   hits, CSV exports and the draft report.
 
@@ -20,6 +21,7 @@ pub mod report;
 pub mod storage;
 pub mod sync;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -108,6 +110,7 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
             PUSH_PATH,
             post(sync::push).layer(DefaultBodyLimit::max(MAX_COMPRESSED_PUSH_BYTES)),
         )
+        .merge(ui::routes())
         .fallback(|| async { error::ApiError::not_found("no such endpoint; see docs/PROTOCOL.md") })
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())

@@ -298,7 +298,8 @@ fn check_record(
     Ok(CheckedRecord { header, changes })
 }
 
-fn check_changes(
+/// Decodes and checks the changes of one record (checksums, genesis, dependencies).
+pub(crate) fn check_changes(
     header: &RecordHeader,
     changes: Vec<ByteBuf>,
 ) -> Result<Vec<CheckedChange>, ApiError> {

@@ -451,6 +451,8 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         actors: Vec<String>,
     ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError>;
+    /// The merged document of a record (Automerge's saved bytes), if merged.
+    async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError>;
     /// Finishes pending writes and stops background work.
     async fn close(&self);
 }

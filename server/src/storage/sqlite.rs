@@ -1195,6 +1195,20 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(move |conn| {
+            let doc: Option<Option<Vec<u8>>> = conn
+                .query_row(
+                    "SELECT doc FROM records WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(doc.flatten())
+        })
+        .await
+    }
+
     async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Flush(tx)).is_ok() {

@@ -1,0 +1,168 @@
+//! The HTML around every dashboard page: escaping, the language switch, the page shell with its
+//! navigation, tables, and small formatting helpers. No asset comes from the internet.
+
+use axum::response::Html;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page language: Chinese unless the user switched to English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lang {
+    /// English.
+    pub en: bool,
+}
+
+impl Lang {
+    /// The text in this language.
+    pub fn t<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
+        if self.en { en } else { zh }
+    }
+}
+
+const STYLE: &str = r#"
+body{font-family:"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f7f9}
+header{background:#9b1c1c;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center;flex-wrap:wrap}
+header a{color:#fff;text-decoration:none}header .brand{font-weight:700;font-size:1.1rem}
+header .right{margin-left:auto;display:flex;gap:.8rem;align-items:center}
+main{padding:1rem 1.2rem;max-width:1200px}
+h1{font-size:1.4rem;margin:.4rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .6rem;border-left:4px solid #9b1c1c;padding-left:.5rem}
+table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:1rem;font-size:.92rem}
+th,td{border:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}th{background:#eef1f4}
+.cards{display:flex;flex-wrap:wrap;gap:.6rem}.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.6rem .9rem;min-width:8rem}
+.card b{display:block;font-size:1.4rem}.muted{color:#656d76}.overdue{color:#b42318;font-weight:700}
+.conflict{background:#fff4e5}.flash{background:#e6f4ea;border:1px solid #8bc79a;padding:.5rem;border-radius:4px}
+.error{background:#fdecea;border:1px solid #e6a5a0;padding:.5rem;border-radius:4px}
+form.inline{display:inline}input[type=text],input[type=search]{padding:.3rem;font-size:1rem}
+button{padding:.3rem .8rem;font-size:.95rem;cursor:pointer}svg text{font-size:12px;font-family:inherit}
+"#;
+
+/// A whole page: shell, navigation for `campaign` when given, and `body`.
+pub fn page(lang: Lang, title: &str, campaign: Option<&str>, body: &str) -> Html<String> {
+    let nav = match campaign {
+        Some(c) => format!(
+            "<a href=\"/ui/c/{c}\">{}</a><a href=\"/ui/c/{c}/ledger\">{}</a>\
+             <a href=\"/ui/c/{c}/conflicts\">{}</a>\
+             <form class=\"inline\" action=\"/ui/c/{c}/search\"><input type=\"search\" name=\"q\" \
+             placeholder=\"{}\" aria-label=\"{}\"></form>",
+            lang.t("概况", "Overview"),
+            lang.t("问题整改台账", "Findings ledger"),
+            lang.t("待处理冲突", "Conflicts"),
+            lang.t("搜索记录内容", "Search records"),
+            lang.t("搜索", "Search"),
+        ),
+        None => String::new(),
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"{lang_attr}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title} · fieldsync</title><style>{STYLE}</style></head><body>\
+         <header><a class=\"brand\" href=\"/ui\">{brand}</a>{nav}\
+         <span class=\"right\"><a href=\"/ui/lang/{other}\">{other_name}</a>\
+         <form class=\"inline\" method=\"post\" action=\"/logout\"><button>{logout}</button></form>\
+         </span></header><main><h1>{title}</h1>{body}</main></body></html>",
+        lang_attr = if lang.en { "en" } else { "zh-CN" },
+        title = esc(title),
+        brand = lang.t("班子分析研判", "Team reviews"),
+        other = if lang.en { "zh" } else { "en" },
+        other_name = if lang.en { "中文" } else { "English" },
+        logout = lang.t("退出", "Sign out"),
+    ))
+}
+
+/// A table from a header and rows of already escaped HTML cells.
+pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = String::from("<table><thead><tr>");
+    for h in header {
+        out.push_str(&format!("<th>{h}</th>"));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in rows {
+        out.push_str("<tr>");
+        for c in row {
+            out.push_str(&format!("<td>{c}</td>"));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// Number cards.
+pub fn cards(items: &[(&str, String)]) -> String {
+    let mut out = String::from("<div class=\"cards\">");
+    for (label, value) in items {
+        out.push_str(&format!(
+            "<div class=\"card\"><b>{}</b><span class=\"muted\">{}</span></div>",
+            esc(value),
+            esc(label)
+        ));
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM` (UTC+8, the department's clock).
+pub fn time(ms: i64) -> String {
+    let secs = ms / 1000 + 8 * 3600;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// Today's date (UTC+8) as `YYYY-MM-DD`.
+pub fn today() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    time(ms)[..10].to_string()
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_dates() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        // 2026-11-22 00:00 UTC is 08:00 in Beijing.
+        assert_eq!(time(1_795_305_600_000), "2026-11-22 08:00");
+        assert_eq!(time(0), "1970-01-01 08:00");
+    }
+}

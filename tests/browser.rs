@@ -1,0 +1,162 @@
+//! The dashboard in a real headless Chromium (Debian's, installed here when missing, driven by
+//! playwright-core from `tests/browser/`): sign in with a one-time code, open the campaign and a
+//! village dossier, resolve a conflict, search a phrase, download the XLSX and the DOCX, switch
+//! to English. Every step leaves a screenshot in `target/tmp/browser/`; the server's state and
+//! the downloaded files are then checked here, independently of the page.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use fieldsync::{TestServer, generator};
+use fieldsync_protocol::auth::Role;
+use serde_json::Value;
+
+/// Debian's Chromium (and a CJK font, so the screenshots are readable), installed when missing.
+fn chromium() -> Result<PathBuf> {
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    if path.exists() {
+        return Ok(path);
+    }
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("apt-get is not available to install chromium")?;
+        ensure!(status.success(), "apt-get {args:?} failed");
+        Ok(())
+    };
+    if apt(&["install", "-y", "-qq", "chromium", "fonts-wqy-zenhei"]).is_err() {
+        apt(&["update", "-qq"])?;
+        apt(&["install", "-y", "-qq", "chromium", "fonts-wqy-zenhei"])?;
+    }
+    ensure!(
+        path.exists(),
+        "chromium was installed but {} is missing",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// playwright-core from the npm registry, pinned by `tests/browser/package-lock.json`.
+fn playwright(dir: &Path) -> Result<()> {
+    if dir.join("node_modules/playwright-core").exists() {
+        return Ok(());
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .context("npm is needed for the browser test")?;
+    ensure!(status.success(), "npm ci in {} failed", dir.display());
+    Ok(())
+}
+
+#[test]
+fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -> Result<()> {
+    let chromium = chromium()?;
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    playwright(&scripts)?;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let _ = std::fs::remove_dir_all(&out);
+
+    let server = TestServer::start()?;
+    let work = tempfile::tempdir()?;
+    let g = generator::generate(work.path(), &server.url(), &generator::Config::default())?;
+    server.wait_merged()?;
+    let c = g.campaign;
+    let person = server.add_person("组织部王科长", Role::Admin, None)?;
+    let code = server.code_for(person)?;
+
+    let output = Command::new("node")
+        .arg(scripts.join("dashboard.mjs"))
+        .args([&server.url(), &code, &c.to_string(), "集体经济"])
+        .arg(&out)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .context("node is needed for the browser test")?;
+    if !output.status.success() {
+        bail!(
+            "the browser script failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let summary: Value = serde_json::from_slice(
+        output
+            .stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .context("no summary printed")?,
+    )?;
+
+    // The dossier listed the village's members.
+    let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
+    let first = &tallies["villages_detail"][0];
+    assert_eq!(summary["village"], first["name"]);
+    assert_eq!(summary["dossierMembers"], first["members"]);
+    assert!(summary["overviewSvgs"].as_u64().unwrap() >= 3, "{summary}");
+
+    // The conflict resolved in the browser is resolved on the server, with the chosen value,
+    // and a field device receives the resolution.
+    server.wait_merged()?;
+    let record = summary["record"].as_str().unwrap();
+    let field = summary["field"].as_str().unwrap();
+    let merged = server.get_json(&format!("/v1/records/{record}"))?;
+    assert_eq!(merged["conflicts"], 0, "{merged}");
+    let label = match merged["fields"][field].as_str() {
+        Some("good") => "好",
+        Some("normal") => "正常",
+        Some("poor") => "较差",
+        other => panic!("unexpected {field}: {other:?}"),
+    };
+    assert_eq!(summary["chosen"], label);
+    let mut device = fieldsync_client_core::Store::open_in_memory()?;
+    let mut t = server.connect(&device)?;
+    fieldsync_client_core::sync::sync(&mut device, &mut t, &Default::default())?;
+    let on_device = device.get(uuid::Uuid::parse_str(record)?)?;
+    assert_eq!(on_device.conflicts, 0);
+    let audit = server.get_json("/v1/admin/audit?action=resolve")?;
+    assert_eq!(audit[0]["detail"]["record"], record);
+
+    // The search page found what the API finds.
+    let hits = server.get_json(&format!(
+        "/v1/search?q=%E9%9B%86%E4%BD%93%E7%BB%8F%E6%B5%8E&campaign={c}&limit=200"
+    ))?;
+    assert_eq!(summary["searchHits"], hits.as_array().unwrap().len());
+    assert!(summary["searchHits"].as_u64().unwrap() > 10);
+
+    // The downloaded workbook and report hold the campaign's numbers.
+    {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut book: Xlsx<_> = open_workbook(out.join("campaign.xlsx"))?;
+        let stats = book.worksheet_range("统计")?;
+        let row = stats
+            .rows()
+            .find(|r| r[0] == "谈心谈话人次")
+            .expect("interviews in the tallies sheet");
+        assert_eq!(row[1].to_string(), tallies["interviews"].to_string());
+    }
+    let docx = std::fs::read(out.join("report.docx"))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("word/document.xml")?, &mut xml)?;
+    assert!(xml.contains(&format!("谈心谈话{}人次", tallies["interviews"])));
+
+    assert_eq!(summary["english"], "Progress");
+    for shot in [
+        "01-login.png",
+        "03-overview.png",
+        "04-dossier.png",
+        "05-conflict.png",
+        "06-resolved.png",
+        "07-search.png",
+        "08-english.png",
+    ] {
+        let len = std::fs::metadata(out.join(shot))?.len();
+        assert!(len > 10_000, "{shot} is {len} bytes");
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+// Drives the fieldsync dashboard in Debian's headless Chromium for tests/browser.rs:
+// node dashboard.mjs <server url> <one-time code> <campaign id> <search phrase> <output dir>
+// Signs in, opens the campaign and a village dossier, resolves a conflict, searches, downloads
+// the XLSX and DOCX, switches to English; saves a screenshot of each step; prints a JSON summary.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [url, code, campaign, phrase, out] = process.argv.slice(2);
+mkdirSync(out, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const summary = {};
+try {
+  const context = await browser.newContext({ acceptDownloads: true, locale: "zh-CN",
+    viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const shot = (name) => page.screenshot({ path: join(out, name), fullPage: true });
+
+  await page.goto(`${url}/login`);
+  await shot("01-login.png");
+  await page.fill("input[name=code]", code);
+  await Promise.all([page.waitForURL(`${url}/ui`), page.click("button[type=submit]")]);
+  await shot("02-campaigns.png");
+
+  await page.click(`a[href="/ui/c/${campaign}"]`);
+  await page.waitForSelector("text=工作进度");
+  summary.overviewSvgs = await page.locator("svg").count();
+  await shot("03-overview.png");
+
+  const dossier = page.locator(`a[href^="/ui/c/${campaign}/v/"]`).first();
+  summary.village = await dossier.textContent();
+  await dossier.click();
+  await page.waitForSelector("h1:has-text('村情档案')");
+  summary.dossierTitle = await page.locator("h1").textContent();
+  summary.dossierMembers = await page.locator("h2:has-text('班子成员') + table tbody tr").count();
+  await shot("04-dossier.png");
+
+  await page.goto(`${url}/ui/c/${campaign}/conflicts`);
+  const record = page.locator("a[href^='/ui/r/']").first();
+  const href = await record.getAttribute("href");
+  summary.record = href.split("/").pop();
+  await record.click();
+  const form = page.locator("form.conflict").first();
+  summary.field = await form.locator("input[name=field]").getAttribute("value");
+  const second = form.locator("input[name=choice]").nth(1);
+  summary.chosen = (await second.locator("xpath=..").textContent()).split("—")[0].trim();
+  await second.check();
+  await shot("05-conflict.png");
+  await Promise.all([page.waitForURL(/resolved=/), form.locator("button[type=submit]").click()]);
+  summary.flash = await page.locator(".flash").textContent();
+  await shot("06-resolved.png");
+
+  await page.fill("header input[name=q]", phrase);
+  await Promise.all([page.waitForURL(/search\?q=/), page.press("header input[name=q]", "Enter")]);
+  summary.searchHits = await page.locator("table tbody tr").count();
+  await shot("07-search.png");
+
+  await page.goto(`${url}/ui/c/${campaign}`);
+  for (const [selector, file] of [["a[href$='export.xlsx']", "campaign.xlsx"],
+                                  ["a[href$='report.docx']", "report.docx"]]) {
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+    await download.saveAs(join(out, file));
+  }
+  await page.click("text=English");
+  await page.waitForSelector("text=Progress");
+  summary.english = await page.locator("h2").first().textContent();
+  await shot("08-english.png");
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(summary));
