@@ -129,6 +129,13 @@ fn main() -> Result<()> {
     println!("search 后备 (2 characters)    {search2:.0} ms");
     let report = median_ms(|| get(format!("/v1/campaigns/{c}/report.md")).map(|_| ()))?;
     println!("draft report                 {report:.0} ms");
+    let overview = median_ms(|| get(format!("/ui/c/{c}")).map(|_| ()))?;
+    println!("dashboard overview page      {overview:.0} ms");
+    let village = &g.villages[0];
+    let dossier = median_ms(|| get(format!("/ui/c/{c}/v/{village}")).map(|_| ()))?;
+    println!("dashboard village dossier    {dossier:.0} ms");
+    let ledger = median_ms(|| get(format!("/ui/c/{c}/ledger")).map(|_| ()))?;
+    println!("dashboard ledger             {ledger:.0} ms");
     let started = Instant::now();
     let bytes = get(format!("/v1/campaigns/{c}/export/questionnaire.csv"))?;
     println!(

@@ -622,6 +622,34 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             &cats,
         ));
     }
+    if !t.member_ratings.is_empty() {
+        let members: Vec<(String, u64)> = ["good", "normal", "poor"]
+            .iter()
+            .map(|r| {
+                (
+                    choice_label(c.template.as_ref(), "assessment", "rating", r, lang),
+                    t.member_ratings.get(*r).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        body.push_str(&svg::bars(
+            lang.t("班子成员定性评价", "Member ratings"),
+            &members,
+        ));
+    }
+    if !t.star_ratings.is_empty() {
+        let stars: Vec<(String, u64)> = t
+            .star_ratings
+            .iter()
+            .map(|(k, v)| {
+                (
+                    choice_label(c.template.as_ref(), "star_rating", "stars", k, lang),
+                    *v,
+                )
+            })
+            .collect();
+        body.push_str(&svg::bars(lang.t("星级评定", "Star ratings"), &stars));
+    }
     if t.conflicted_assessments > 0 {
         body.push_str(&format!(
             "<p class=\"conflict\">{} {} — <a href=\"/ui/c/{}/conflicts\">{}</a></p>",
@@ -718,6 +746,28 @@ async fn dossier(
     }
 }
 
+/// The live records of one kind in one village (through the `(campaign, scope, kind)` index).
+async fn in_village(
+    state: &AppState,
+    campaign: Uuid,
+    kind: &str,
+    code: &str,
+) -> Result<Vec<RecordView>, ApiError> {
+    Ok(state
+        .storage
+        .records(RecordFilter {
+            kind: Some(kind.into()),
+            scope: Some(code.into()),
+            campaign: Some(campaign),
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|r| !r.deleted)
+        .collect())
+}
+
 const DOSSIER_KINDS: [&str; 9] = [
     "interview",
     "meeting",
@@ -760,13 +810,7 @@ async fn dossier_body(
         }
     }
     // Members and their satisfaction.
-    let members: Vec<RecordView> = state
-        .storage
-        .campaign_records(c.id, "member".into())
-        .await?
-        .into_iter()
-        .filter(|m| m.scope == code)
-        .collect();
+    let members = in_village(state, c.id, "member", code).await?;
     body.push_str(&format!("<h2>{}</h2>", lang.t("班子成员", "Team members")));
     let rows: Vec<Vec<String>> = members
         .iter()
@@ -830,17 +874,8 @@ async fn dossier_body(
         ));
     }
     // Findings and their rectifications.
-    let findings: Vec<RecordView> = state
-        .storage
-        .campaign_records(c.id, "finding".into())
-        .await?
-        .into_iter()
-        .filter(|f| f.scope == code)
-        .collect();
-    let rects = state
-        .storage
-        .campaign_records(c.id, "rectification".into())
-        .await?;
+    let findings = in_village(state, c.id, "finding", code).await?;
+    let rects = in_village(state, c.id, "rectification", code).await?;
     body.push_str(&format!(
         "<h2>{}</h2>",
         lang.t("问题与整改", "Findings and rectifications")
@@ -889,19 +924,16 @@ async fn dossier_body(
     ));
     // Every other record, by kind; references shown by name.
     let mut names: HashMap<String, String> = HashMap::new();
-    for kind in ["place", "team", "member", "work_group"] {
+    for r in c.places.iter().chain(&members) {
+        names.insert(r.id.to_string(), display_name(r));
+    }
+    for kind in ["team", "work_group"] {
         for r in state.storage.campaign_records(c.id, kind.into()).await? {
             names.insert(r.id.to_string(), display_name(&r));
         }
     }
     for kind in DOSSIER_KINDS {
-        let records: Vec<RecordView> = state
-            .storage
-            .campaign_records(c.id, kind.into())
-            .await?
-            .into_iter()
-            .filter(|r| r.scope == code)
-            .collect();
+        let records = in_village(state, c.id, kind, code).await?;
         if records.is_empty() {
             continue;
         }
