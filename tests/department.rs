@@ -172,6 +172,19 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     let missing = server.get(&format!("/v1/campaigns/{c}/export/picnic.csv"))?;
     assert_eq!(missing.status(), 404);
 
+    // The tallies as CSV, row by row the same numbers.
+    let tallies_csv = server
+        .get(&format!("/v1/campaigns/{c}/tallies.csv"))?
+        .text()?;
+    assert!(tallies_csv.starts_with('\u{feff}'));
+    assert!(tallies_csv.contains(&format!("\r\n谈心谈话人次,{}\r\n", t.interviews)));
+    assert!(tallies_csv.contains(&format!(
+        "\r\n问卷调查表,{}\r\n",
+        t.by_kind["questionnaire"]
+    )));
+    let good = tallies["team_ratings"]["good"].as_u64().unwrap_or(0);
+    assert!(tallies_csv.contains(&format!("\r\n班子定性评价：好,{good}\r\n")));
+
     // The workbook: a sheet of tallies, then one sheet per kind with Chinese headers.
     let xlsx = server.get(&format!("/v1/campaigns/{c}/export.xlsx"))?;
     assert_eq!(xlsx.status(), 200);
@@ -407,5 +420,51 @@ fn a_lookback_campaign_is_drafted_in_the_structure_of_seed_000() -> Result<()> {
             "the report lacks {expected:?}:\n{report}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn cached_tallies_follow_data_merged_after_them() -> Result<()> {
+    use fieldsync_client_core::import::ImportKind;
+    use fieldsync_client_core::{Store, SyncOptions, sync::sync};
+    use fieldsync_protocol::template::Template;
+
+    let server = TestServer::start()?;
+    let mut d = Store::open_in_memory()?;
+    let c = uuid::Uuid::from_u128(0x0000_2026_0001);
+    d.create_campaign(c, "缓存测试", &Template::builtin("midterm").unwrap(), 2026)?;
+    d.import_csv(
+        c,
+        ImportKind::Places,
+        "代码,名称,层级,上级代码\n510100001,示范镇,乡镇,\n510100001001,青龙社区,社区,510100001\n"
+            .as_bytes(),
+    )?;
+    let mut t = server.connect(&d)?;
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let path = format!("/v1/campaigns/{c}/tallies");
+    let before = server.get_json(&path)?;
+    assert_eq!(before["questionnaires"], 0);
+    // Served twice from the cache: the same numbers.
+    assert_eq!(server.get_json(&path)?, before);
+    for _ in 0..3 {
+        d.create(
+            "questionnaire",
+            c,
+            "510100001001",
+            &[("q_overall", FieldValue::Str("satisfied".into()))],
+        )?;
+    }
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let after = server.get_json(&path)?;
+    assert_eq!(
+        after["questionnaires"], 3,
+        "the cache was dropped by the merge"
+    );
+    let csv = server
+        .get(&format!("/v1/campaigns/{c}/tallies.csv"))?
+        .text()?;
+    assert!(csv.contains("\r\n问卷调查表,3\r\n"), "{csv}");
     Ok(())
 }

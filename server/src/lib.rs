@@ -49,6 +49,31 @@ pub struct AppState {
     pub limits: auth::Limits,
     /// Request counts per device and failed sign-ins per address.
     pub rate: auth::RateLimiter,
+    /// Tallies per campaign with the storage's data version they were computed at.
+    pub tallies:
+        std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (u64, Arc<report::Tallies>)>>,
+}
+
+impl AppState {
+    /// A campaign's tallies, computed once per change of the merged data.
+    pub async fn tallies(
+        &self,
+        campaign: uuid::Uuid,
+    ) -> Result<Arc<report::Tallies>, error::ApiError> {
+        let version = self.storage.data_version();
+        if let Some((v, t)) = self.tallies.lock().expect("tallies cache").get(&campaign)
+            && *v == version
+        {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.storage.tallies(campaign).await?);
+        let mut cache = self.tallies.lock().expect("tallies cache");
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(campaign, (version, t.clone()));
+        Ok(t)
+    }
 }
 
 /// Server settings.
@@ -80,6 +105,7 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
         storage,
         limits,
         rate: auth::RateLimiter::default(),
+        tallies: Default::default(),
     });
     Router::new()
         .route("/health", get(api::health))
@@ -101,6 +127,7 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
         .route("/v1/search", get(api::search))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/v1/campaigns/{id}/tallies", get(api::tallies))
+        .route("/v1/campaigns/{id}/tallies.csv", get(api::tallies_csv))
         .route("/v1/campaigns/{id}/report.md", get(api::report_markdown))
         .route("/v1/campaigns/{id}/report.docx", get(api::report_docx))
         .route("/v1/campaigns/{id}/export.xlsx", get(api::export_xlsx))

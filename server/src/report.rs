@@ -398,6 +398,72 @@ pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> S
     out
 }
 
+/// Every tally as (item, number) rows with Chinese names: the main counts, then each breakdown
+/// (ratings, categories, levels, statuses) as `名称：值`.
+pub fn tally_rows(t: &Tallies) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = [
+        ("村（社区）", t.villages.to_string()),
+        ("工作组", t.work_groups.to_string()),
+        ("班子成员", t.members.to_string()),
+        ("谈话覆盖班子成员", t.members_interviewed.to_string()),
+        ("谈心谈话人次", t.interviews.to_string()),
+        ("会议场次", t.meetings.to_string()),
+        ("参会人次", t.meeting_participants.to_string()),
+        ("收集问题建议条数", t.suggestions.to_string()),
+        ("问卷调查表", t.questionnaires.to_string()),
+        ("满意度测评表", t.evaluations.to_string()),
+        ("查阅资料", t.document_reviews.to_string()),
+        ("提前摸底（联审）人数", t.prescreenings.to_string()),
+        ("问题", t.findings.to_string()),
+        ("逾期未完成整改", t.overdue_rectifications.to_string()),
+        ("存在冲突的评价", t.conflicted_assessments.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let label = |v: &str| -> String {
+        match v {
+            "good" => "好",
+            "normal" => "正常",
+            "poor" => "较差",
+            "planned" => "未开始",
+            "in_progress" => "整改中",
+            "done" => "已完成",
+            "township_team" => "乡镇领导班子",
+            "village_team" => "村（社区）“两委”班子",
+            "satisfied" => "满意",
+            "basically_satisfied" => "基本满意",
+            "unsatisfied" => "不满意",
+            other => other,
+        }
+        .to_string()
+    };
+    for (name, counts) in [
+        ("班子定性评价", &t.team_ratings),
+        ("班子成员定性评价", &t.member_ratings),
+        ("问题（按层级）", &t.findings_by_level),
+        ("问题（按类别）", &t.findings_by_category),
+        ("违纪违法（按层级）", &t.violations_by_level),
+        ("星级评定", &t.star_ratings),
+        ("整改措施", &t.rectifications),
+        ("班子满意度", &t.team_satisfaction),
+    ] {
+        for (value, n) in counts {
+            rows.push((format!("{name}：{}", label(value)), n.to_string()));
+        }
+    }
+    rows
+}
+
+/// The tallies as CSV for Excel (UTF-8 with a byte-order mark, CRLF lines): 项目,数量.
+pub fn tallies_csv(t: &Tallies) -> String {
+    let mut out = String::from("\u{feff}项目,数量\r\n");
+    for (k, v) in tally_rows(t) {
+        out.push_str(&format!("{},{v}\r\n", csv_cell(&k)));
+    }
+    out
+}
+
 /// A workbook: a sheet of tallies (统计), then one sheet per record kind named by its Chinese
 /// label, with Chinese headers.
 pub fn xlsx(
@@ -409,25 +475,11 @@ pub fn xlsx(
     let bold = rust_xlsxwriter::Format::new().set_bold();
     let sheet = book.add_worksheet();
     sheet.set_name("统计")?;
-    let numbers: Vec<(&str, String)> = vec![
-        ("村（社区）", tallies.villages.to_string()),
-        ("工作组", tallies.work_groups.to_string()),
-        ("班子成员", tallies.members.to_string()),
-        ("谈话覆盖班子成员", tallies.members_interviewed.to_string()),
-        ("谈心谈话人次", tallies.interviews.to_string()),
-        ("会议场次", tallies.meetings.to_string()),
-        ("参会人次", tallies.meeting_participants.to_string()),
-        ("收集问题建议条数", tallies.suggestions.to_string()),
-        ("问卷调查表", tallies.questionnaires.to_string()),
-        ("满意度测评表", tallies.evaluations.to_string()),
-        ("查阅资料", tallies.document_reviews.to_string()),
-        ("问题", tallies.findings.to_string()),
-        ("逾期未完成整改", tallies.overdue_rectifications.to_string()),
-    ];
+    let numbers = tally_rows(tallies);
     sheet.write_string_with_format(0, 0, "项目", &bold)?;
     sheet.write_string_with_format(0, 1, "数量", &bold)?;
     for (i, (label, n)) in numbers.iter().enumerate() {
-        sheet.write_string(i as u32 + 1, 0, *label)?;
+        sheet.write_string(i as u32 + 1, 0, label)?;
         sheet.write_number(i as u32 + 1, 1, n.parse::<f64>().unwrap_or(0.0))?;
     }
     sheet.set_column_width(0, 20)?;

@@ -451,6 +451,9 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         actors: Vec<String>,
     ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError>;
+    /// A number that changes whenever merging changes any record's projection (a cache key for
+    /// what is computed from projections, such as tallies).
+    fn data_version(&self) -> u64;
     /// The merged document of a record (Automerge's saved bytes), if merged.
     async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError>;
     /// Finishes pending writes and stops background work.

@@ -184,6 +184,8 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StorageEr
 /// The SQLite storage. Cheap to clone the `Arc` it lives in; drop after [`Storage::close`].
 pub struct SqliteStorage {
     commands: mpsc::Sender<Command>,
+    /// Bumped by the writer after every merge that changed records.
+    version: Arc<std::sync::atomic::AtomicU64>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<ReadPool>,
 }
@@ -216,12 +218,15 @@ impl SqliteStorage {
             [Uuid::new_v4().to_string()],
         )?;
         let (tx, rx) = mpsc::channel();
+        let version = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let writer_version = version.clone();
         let writer = std::thread::Builder::new()
             .name("fieldsync-writer".into())
             .spawn(move || {
                 Writer {
                     conn,
                     merge,
+                    version: writer_version,
                     templates: TemplateCache::default(),
                 }
                 .run(rx)
@@ -229,6 +234,7 @@ impl SqliteStorage {
             .map_err(other)?;
         Ok(SqliteStorage {
             commands: tx,
+            version,
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(ReadPool {
                 path,
@@ -267,6 +273,8 @@ struct Writer {
     conn: Connection,
     /// Whether this writer merges records (not when opened for administration).
     merge: bool,
+    /// See [`Storage::data_version`].
+    version: Arc<std::sync::atomic::AtomicU64>,
     /// Parsed template versions per campaign, dropped whenever a template record is merged.
     templates: TemplateCache,
 }
@@ -652,6 +660,10 @@ impl Writer {
             merge_record(&tx, id, &mut self.templates)?;
         }
         tx.commit()?;
+        if !ids.is_empty() {
+            self.version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         if !ids.is_empty() {
             tracing::debug!(
                 records = ids.len(),
@@ -1193,6 +1205,10 @@ impl Storage for SqliteStorage {
     ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError> {
         self.read(move |conn| accounts::actor_owners(conn, &actors))
             .await
+    }
+
+    fn data_version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError> {

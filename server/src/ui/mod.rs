@@ -336,7 +336,7 @@ struct Campaign {
     id: Uuid,
     name: String,
     template: Option<Template>,
-    tallies: Tallies,
+    tallies: Arc<Tallies>,
     places: Vec<RecordView>,
 }
 
@@ -355,7 +355,7 @@ async fn load_campaign(state: &AppState, user: &User, id: &str) -> Result<Campai
     if !user.auth.0.scope.all && user.auth.0.scope.campaign.as_deref() != Some(&id.to_string()) {
         return Err(ApiError::not_found(format!("no campaign {id} for you")));
     }
-    let tallies = state.storage.tallies(id).await?;
+    let tallies = state.tallies(id).await?;
     let template = state.storage.template(id).await?;
     let places = state.storage.campaign_records(id, "place".into()).await?;
     Ok(Campaign {
