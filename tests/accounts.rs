@@ -566,3 +566,89 @@ fn a_scope_change_removes_records_but_never_what_was_not_uploaded() -> Result<()
     );
     Ok(())
 }
+
+#[test]
+fn the_dashboard_login_refuses_bad_codes_workers_and_signed_out_browsers() -> Result<()> {
+    let server = TestServer::start()?;
+    let c = setup(&server)?;
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let url = server.url();
+    let login = |code: &str| {
+        client
+            .post(format!("{url}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("code={code}"))
+            .send()
+    };
+    let session = |resp: &reqwest::blocking::Response| -> String {
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        cookie.split(';').next().unwrap().to_string()
+    };
+    let get = |path: &str, cookie: &str| {
+        client
+            .get(format!("{url}{path}"))
+            .header("cookie", cookie)
+            .send()
+    };
+    // Not signed in: to the login page.
+    let r = client.get(format!("{url}/ui")).send()?;
+    assert_eq!(
+        (r.status().as_u16(), r.headers()["location"].to_str()?),
+        (303, "/login")
+    );
+    // A wrong code: the form again, with the reason.
+    let r = login("AAAA-BBBB-CCCC")?;
+    assert_eq!(r.status(), 401);
+    assert!(r.text()?.contains("登记码不正确"));
+    // A worker signs in but is sent to the field app.
+    let worker = server.add_person("组员", Role::Worker, Some(c.group_a))?;
+    let r = login(&server.code_for(worker)?)?;
+    assert_eq!(r.status(), 303);
+    let w = session(&r);
+    let r = get("/ui", &w)?;
+    assert_eq!(r.status(), 403);
+    assert!(r.text()?.contains("工作组成员请使用外业记录工具"));
+    // A viewer reads the ledger and a record but may not resolve a conflict.
+    let viewer = server.add_person("组织部", Role::Viewer, None)?;
+    let r = login(&server.code_for(viewer)?)?;
+    let v = session(&r);
+    assert_eq!(
+        get(&format!("/ui/c/{}/ledger", c.campaign), &v)?.status(),
+        200
+    );
+    let record = format!("/ui/r/{}", c.interview[B1]);
+    let page = get(&record, &v)?.text()?;
+    assert!(
+        page.contains("B1") || page.contains(B1),
+        "the record page names its village"
+    );
+    let r = client
+        .post(format!("{url}{record}/resolve"))
+        .header("cookie", &v)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("field=notes&choice=0")
+        .send()?;
+    assert_eq!(r.status(), 403);
+    // A leader of group A does not see group B's record.
+    let leader = server.add_person("组长", Role::Leader, Some(c.group_a))?;
+    let l = session(&login(&server.code_for(leader)?)?);
+    assert_eq!(get(&record, &l)?.status(), 404);
+    assert_eq!(
+        get(&format!("/ui/r/{}", c.interview[A1]), &l)?.status(),
+        200
+    );
+    // Signing out revokes the browser's device: the old cookie no longer works.
+    let r = client
+        .post(format!("{url}/logout"))
+        .header("cookie", &v)
+        .send()?;
+    assert_eq!(r.status(), 303);
+    assert_eq!(get("/ui", &v)?.status(), 403);
+    Ok(())
+}

@@ -42,22 +42,24 @@ fn person_info(p: &Person) -> PersonInfo {
     }
 }
 
-/// `POST /v1/enroll`: exchanges a one-time code for a device token.
-pub async fn enroll(
-    State(state): State<Arc<AppState>>,
-    ClientIp(ip): ClientIp,
-    body: Result<Json<EnrollRequest>, JsonRejection>,
-) -> Result<Json<EnrollResponse>, ApiError> {
-    let req = json_body(body)?;
-    let device = parse_uuid("device", &req.device)?;
-    check_failed_credentials(&state, ip)?;
+/// Uses up a one-time code for `device` and returns its person and new token, with the brake
+/// on guessed codes and an audit line either way. `/v1/enroll` and the dashboard's login share it.
+pub async fn enroll_device(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    code: &str,
+    device: Uuid,
+    name: &str,
+    browser: bool,
+) -> Result<(Person, String), ApiError> {
+    check_failed_credentials(state, ip)?;
     let token = new_token()?;
     let result = state
         .storage
         .enroll(NewEnrollment {
-            code_hash: code_hash(&req.code),
+            code_hash: code_hash(code),
             device,
-            name: req.name.trim().chars().take(100).collect(),
+            name: name.trim().chars().take(100).collect(),
             token_hash: token_hash(&token),
             mac_key: mac_key(&token),
         })
@@ -72,15 +74,11 @@ pub async fn enroll(
                     person: Some(person.id),
                     action: "enroll".into(),
                     outcome: "ok".into(),
-                    detail: json!({ "name": req.name, "role": person.role }),
+                    detail: json!({ "name": name, "role": person.role, "browser": browser }),
                 })
                 .await;
             tracing::info!(%device, person = %person.id, role = %person.role, "device enrolled");
-            Ok(Json(EnrollResponse {
-                device: device.to_string(),
-                token,
-                person: person_info(&person),
-            }))
+            Ok((person, token))
         }
         Err(e) => {
             let err = ApiError::from(e);
@@ -96,15 +94,32 @@ pub async fn enroll(
                     person: None,
                     action: "enroll".into(),
                     outcome: "refused".into(),
-                    detail: json!({ "code": code, "ip": ip.map(|i| i.to_string()) }),
+                    detail: json!({ "code": code, "ip": ip.map(|i| i.to_string()),
+                                    "browser": browser }),
                 })
                 .await;
             if code == "invalid_code" {
-                note_failed_credential(&state, ip)?;
+                note_failed_credential(state, ip)?;
             }
             Err(err)
         }
     }
+}
+
+/// `POST /v1/enroll`: exchanges a one-time code for a device token.
+pub async fn enroll(
+    State(state): State<Arc<AppState>>,
+    ClientIp(ip): ClientIp,
+    body: Result<Json<EnrollRequest>, JsonRejection>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let req = json_body(body)?;
+    let device = parse_uuid("device", &req.device)?;
+    let (person, token) = enroll_device(&state, ip, &req.code, device, &req.name, false).await?;
+    Ok(Json(EnrollResponse {
+        device: device.to_string(),
+        token,
+        person: person_info(&person),
+    }))
 }
 
 /// `GET /v1/me`: who this device is and what it may see.

@@ -21,23 +21,16 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use fieldsync_protocol::{
-    FieldValue, RecordHeader,
-    auth::{Role, code_hash, mac_key, token_hash},
-    template::Template,
-};
+use fieldsync_protocol::{FieldValue, RecordHeader, auth::Role, template::Template};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::{
-        Auth, ClientIp, SESSION_COOKIE, check_failed_credentials, cookie, new_token,
-        note_failed_credential,
-    },
+    auth::{Auth, ClientIp, SESSION_COOKIE, cookie},
     error::ApiError,
     report::Tallies,
-    storage::{AuditEntry, NewEnrollment, RecordFilter, RecordView},
+    storage::{RecordFilter, RecordView},
 };
 use page::{Lang, cards, esc, page, table, time, today};
 
@@ -177,13 +170,6 @@ async fn login(
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains("fieldsync_lang=en")),
     };
-    if let Err(e) = check_failed_credentials(&state, ip) {
-        return ui_error(lang, e);
-    }
-    let token = match new_token() {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
     let device = Uuid::new_v4();
     let agent = headers
         .get(header::USER_AGENT)
@@ -192,56 +178,22 @@ async fn login(
         .chars()
         .take(60)
         .collect::<String>();
-    let result = state
-        .storage
-        .enroll(NewEnrollment {
-            code_hash: code_hash(&form.code),
-            device,
-            name: format!("浏览器 {agent}"),
-            token_hash: token_hash(&token),
-            mac_key: mac_key(&token),
-        })
-        .await;
-    match result {
-        Ok(person) => {
-            state
-                .storage
-                .audit(AuditEntry {
-                    at: 0,
-                    device: Some(device),
-                    person: Some(person.id),
-                    action: "enroll".into(),
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({ "browser": true, "role": person.role }),
-                })
-                .await;
-            (
-                [(
-                    header::SET_COOKIE,
-                    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
-                )],
-                Redirect::to("/ui"),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            if matches!(
-                &e,
-                ApiError::Client {
-                    code: "invalid_code",
-                    ..
-                }
-            ) && let Err(limited) = note_failed_credential(&state, ip)
-            {
-                return ui_error(lang, limited);
-            }
-            let message = match &e {
-                ApiError::Client { message, .. } => message.clone(),
-                ApiError::Internal(_) => lang.t("服务器出错", "server error").to_string(),
-            };
+    let name = format!("浏览器 {agent}");
+    match crate::admin::enroll_device(&state, ip, &form.code, device, &name, true).await {
+        Ok((_, token)) => (
+            [(
+                header::SET_COOKIE,
+                format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+            )],
+            Redirect::to("/ui"),
+        )
+            .into_response(),
+        Err(ApiError::Client {
+            status, message, ..
+        }) if status != StatusCode::TOO_MANY_REQUESTS => {
             (StatusCode::UNAUTHORIZED, login_html(lang, Some(&message))).into_response()
         }
+        Err(e) => ui_error(lang, e),
     }
 }
 
