@@ -1,0 +1,561 @@
+//! The campaign pages: the list of campaigns, the overview (progress, tallies, charts,
+//! devices), the rectification ledger, the conflicts to review and search.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, Query, State},
+    response::{IntoResponse, Response},
+};
+use fieldsync_protocol::auth::Role;
+use uuid::Uuid;
+
+use super::page::{cards, esc, page, table, time, today};
+use super::*;
+use crate::{
+    AppState,
+    error::ApiError,
+    storage::{RecordFilter, RecordView},
+};
+
+pub(super) async fn campaigns(State(state): State<Arc<AppState>>, user: User) -> Response {
+    let lang = user.lang;
+    let list = match state
+        .storage
+        .records(RecordFilter {
+            kind: Some("campaign".into()),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return ui_error(lang, e.into()),
+    };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .filter(|r| !r.deleted && user.auth.sees(&r.campaign, &r.scope))
+        .map(|r| {
+            vec![
+                format!(
+                    "<a href=\"/ui/c/{}\">{}</a>",
+                    r.campaign,
+                    esc(field_str(r, "name"))
+                ),
+                field_i64(r, "year")
+                    .map(|y| y.to_string())
+                    .unwrap_or_default(),
+                esc(field_str(r, "template")),
+            ]
+        })
+        .collect();
+    let who = format!(
+        "<p class=\"muted\">{} {}（{}）</p>",
+        lang.t("当前用户：", "Signed in as"),
+        esc(&user.auth.0.person.name),
+        if lang.en {
+            user.auth.0.person.role.as_str()
+        } else {
+            user.auth.0.person.role.zh()
+        }
+    );
+    let body = if rows.is_empty() {
+        format!(
+            "{who}<p>{}</p>",
+            lang.t("还没有工作任务。", "No campaigns yet.")
+        )
+    } else {
+        format!(
+            "{who}{}",
+            table(
+                &[
+                    lang.t("工作任务", "Campaign").into(),
+                    lang.t("年度", "Year").into(),
+                    lang.t("模板", "Template").into()
+                ],
+                &rows
+            )
+        )
+    };
+    page(lang, lang.t("工作任务", "Campaigns"), None, &body).into_response()
+}
+
+pub(super) async fn overview(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path(campaign): Path<String>,
+) -> Response {
+    let lang = user.lang;
+    let c = match load_campaign(&state, &user, &campaign).await {
+        Ok(c) => c,
+        Err(e) => return ui_error(lang, e),
+    };
+    match overview_body(&state, &user, &c).await {
+        Ok(body) => page(lang, &c.name, Some(&c.id.to_string()), &body).into_response(),
+        Err(e) => ui_error(lang, e),
+    }
+}
+
+async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<String, ApiError> {
+    let lang = user.lang;
+    let t = &c.tallies;
+    let mut body = String::new();
+    if matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
+        body.push_str(&format!(
+            "<p>{}: <a href=\"/v1/campaigns/{id}/export.xlsx\" download>XLSX</a> · \
+             <a href=\"/v1/campaigns/{id}/report.docx\" download>{}（DOCX）</a> · \
+             <a href=\"/v1/campaigns/{id}/report.md\">Markdown</a></p>",
+            lang.t("导出", "Export"),
+            lang.t("报告初稿", "Draft report"),
+            id = c.id
+        ));
+        body.push_str(&cards(&[
+            (lang.t("村（社区）", "Villages"), t.villages.to_string()),
+            (lang.t("班子成员", "Team members"), t.members.to_string()),
+            (
+                lang.t("已谈话成员", "Members interviewed"),
+                t.members_interviewed.to_string(),
+            ),
+            (lang.t("谈话人次", "Interviews"), t.interviews.to_string()),
+            (lang.t("座谈会", "Meetings"), t.meetings.to_string()),
+            (
+                lang.t("问卷", "Questionnaires"),
+                t.questionnaires.to_string(),
+            ),
+            (
+                lang.t("测评表", "Evaluation forms"),
+                t.evaluations.to_string(),
+            ),
+            (
+                lang.t("查阅资料", "Document reviews"),
+                t.document_reviews.to_string(),
+            ),
+            (lang.t("发现问题", "Findings"), t.findings.to_string()),
+            (
+                lang.t("逾期整改", "Overdue rectifications"),
+                t.overdue_rectifications.to_string(),
+            ),
+        ]));
+    }
+    // Progress per work group and village.
+    let groups = state
+        .storage
+        .campaign_records(c.id, "work_group".into())
+        .await?;
+    let reviews = state
+        .storage
+        .campaign_records(c.id, "document_review".into())
+        .await?;
+    let place_code: HashMap<String, String> = c
+        .places
+        .iter()
+        .map(|p| (p.id.to_string(), p.scope.clone()))
+        .collect();
+    body.push_str(&format!("<h2>{}</h2>", lang.t("工作进度", "Progress")));
+    let header: Vec<String> = [
+        lang.t("工作组", "Work group"),
+        lang.t("村（社区）", "Village"),
+        lang.t("成员", "Members"),
+        lang.t("谈话人次", "Interviews"),
+        lang.t("谈话覆盖", "Interview coverage"),
+        lang.t("座谈会", "Meetings"),
+        lang.t("问卷", "Questionnaires"),
+        lang.t("测评表", "Evaluations"),
+        lang.t("查阅资料", "Document reviews"),
+        lang.t("问题", "Findings"),
+        lang.t("班子评价", "Team rating"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut group_of: Vec<(String, Vec<String>)> = groups
+        .iter()
+        .map(|g| {
+            let codes = field_str(g, "villages")
+                .split(',')
+                .filter_map(|id| place_code.get(id.trim()).cloned())
+                .collect();
+            (field_str(g, "name").to_string(), codes)
+        })
+        .collect();
+    let ungrouped: Vec<String> = t
+        .villages_detail
+        .iter()
+        .map(|v| v.code.clone())
+        .filter(|code| !group_of.iter().any(|(_, codes)| codes.contains(code)))
+        .collect();
+    if !ungrouped.is_empty() {
+        group_of.push((lang.t("未分组", "No group").to_string(), ungrouped));
+    }
+    for (group, codes) in &group_of {
+        for code in codes {
+            if !user.auth.sees(&c.id, code) || !seen.insert(code.clone()) {
+                continue;
+            }
+            let Some(v) = t.villages_detail.iter().find(|v| &v.code == code) else {
+                continue;
+            };
+            let docs = reviews.iter().filter(|r| &r.scope == code).count();
+            rows.push(vec![
+                esc(group),
+                format!(
+                    "<a href=\"/ui/c/{}/v/{}\">{}</a>",
+                    c.id,
+                    esc(code),
+                    esc(&v.name)
+                ),
+                v.members.to_string(),
+                v.interviews.to_string(),
+                format!(
+                    "{} {}/{}",
+                    svg::progress(v.interviews.min(v.members), v.members),
+                    v.interviews.min(v.members),
+                    v.members
+                ),
+                v.meetings.to_string(),
+                v.questionnaires.to_string(),
+                v.evaluations.to_string(),
+                docs.to_string(),
+                v.findings.to_string(),
+                v.team_rating
+                    .as_deref()
+                    .map(|r| choice_label(c.template.as_ref(), "assessment", "rating", r, lang))
+                    .unwrap_or_else(|| "—".into()),
+            ]);
+        }
+    }
+    body.push_str(&table(&header, &rows));
+    // Charts.
+    let ratings: Vec<(String, u64)> = ["good", "normal", "poor"]
+        .iter()
+        .map(|r| {
+            (
+                choice_label(c.template.as_ref(), "assessment", "rating", r, lang),
+                t.team_ratings.get(*r).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    body.push_str(&format!("<h2>{}</h2>", lang.t("图表", "Charts")));
+    body.push_str(&svg::bars(
+        lang.t("班子定性评价分布", "Team ratings"),
+        &ratings,
+    ));
+    if !t.findings_by_category.is_empty() {
+        let cats: Vec<(String, u64)> = t
+            .findings_by_category
+            .iter()
+            .map(|(k, v)| {
+                (
+                    choice_label(c.template.as_ref(), "finding", "category", k, lang),
+                    *v,
+                )
+            })
+            .collect();
+        body.push_str(&svg::bars(
+            lang.t("问题类别", "Findings by category"),
+            &cats,
+        ));
+    }
+    if !t.member_ratings.is_empty() {
+        let members: Vec<(String, u64)> = ["good", "normal", "poor"]
+            .iter()
+            .map(|r| {
+                (
+                    choice_label(c.template.as_ref(), "assessment", "rating", r, lang),
+                    t.member_ratings.get(*r).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        body.push_str(&svg::bars(
+            lang.t("班子成员定性评价", "Member ratings"),
+            &members,
+        ));
+    }
+    if !t.star_ratings.is_empty() {
+        let stars: Vec<(String, u64)> = t
+            .star_ratings
+            .iter()
+            .map(|(k, v)| {
+                (
+                    choice_label(c.template.as_ref(), "star_rating", "stars", k, lang),
+                    *v,
+                )
+            })
+            .collect();
+        body.push_str(&svg::bars(lang.t("星级评定", "Star ratings"), &stars));
+    }
+    if t.conflicted_assessments > 0 {
+        body.push_str(&format!(
+            "<p class=\"conflict\">{} {} — <a href=\"/ui/c/{}/conflicts\">{}</a></p>",
+            t.conflicted_assessments,
+            lang.t(
+                "项评价存在冲突，未计入统计",
+                "assessments are in conflict and not counted"
+            ),
+            c.id,
+            lang.t("去处理", "review them")
+        ));
+    }
+    // Devices and their last sync.
+    if matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
+        let devices = state.storage.devices().await?;
+        let people = state.storage.people().await?;
+        let group_name: HashMap<Uuid, String> = groups
+            .iter()
+            .map(|g| (g.id, field_str(g, "name").to_string()))
+            .collect();
+        let rows: Vec<Vec<String>> = devices
+            .iter()
+            .filter(|d| d.enrolled_at.is_some())
+            .map(|d| {
+                let group = d
+                    .person
+                    .and_then(|p| people.iter().find(|x| x.id == p))
+                    .and_then(|p| p.group)
+                    .and_then(|g| group_name.get(&g).cloned())
+                    .unwrap_or_default();
+                let last = d.last_push.max(d.last_pull);
+                vec![
+                    esc(d.person_name.as_deref().unwrap_or("")),
+                    esc(&group),
+                    esc(d.name.as_deref().unwrap_or("")),
+                    last.map(time)
+                        .unwrap_or_else(|| lang.t("从未同步", "never").into()),
+                    if d.revoked_at.is_some() {
+                        lang.t("已停用", "revoked").into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+            .collect();
+        body.push_str(&format!("<h2>{}</h2>", lang.t("设备同步情况", "Devices")));
+        body.push_str(&table(
+            &[
+                lang.t("使用人", "Person").into(),
+                lang.t("工作组", "Group").into(),
+                lang.t("设备", "Device").into(),
+                lang.t("最近同步", "Last sync").into(),
+                String::new(),
+            ],
+            &rows,
+        ));
+    }
+    Ok(body)
+}
+
+pub(super) async fn ledger(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path(campaign): Path<String>,
+) -> Response {
+    let lang = user.lang;
+    let c = match load_campaign(&state, &user, &campaign).await {
+        Ok(c) => c,
+        Err(e) => return ui_error(lang, e),
+    };
+    let template = c.template.as_ref();
+    let (findings, rects) = match (
+        state.storage.campaign_records(c.id, "finding".into()).await,
+        state
+            .storage
+            .campaign_records(c.id, "rectification".into())
+            .await,
+    ) {
+        (Ok(f), Ok(r)) => (f, r),
+        (Err(e), _) | (_, Err(e)) => return ui_error(lang, e.into()),
+    };
+    let finding: HashMap<String, &RecordView> =
+        findings.iter().map(|f| (f.id.to_string(), f)).collect();
+    let today = today();
+    let mut overdue_count = 0;
+    let rows: Vec<Vec<String>> = rects
+        .iter()
+        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
+        .map(|r| {
+            let status = field_str(r, "status");
+            let deadline = field_str(r, "deadline");
+            let overdue = status != "done" && !deadline.is_empty() && deadline < today.as_str();
+            overdue_count += usize::from(overdue);
+            let f = finding.get(field_str(r, "finding"));
+            vec![
+                esc(&c.place_name(&r.scope)),
+                f.map(|f| record_link(&f.id, field_str(f, "text")))
+                    .unwrap_or_default(),
+                record_link(&r.id, field_str(r, "measure")),
+                esc(field_str(r, "owner")),
+                if overdue {
+                    format!(
+                        "<span class=\"overdue\">{} {}</span>",
+                        esc(deadline),
+                        lang.t("已逾期", "overdue")
+                    )
+                } else {
+                    esc(deadline)
+                },
+                choice_label(template, "rectification", "status", status, lang),
+            ]
+        })
+        .collect();
+    let body = format!(
+        "<p>{} {}，{} <span class=\"overdue\">{}</span></p>{}",
+        lang.t("整改措施", "Rectifications:"),
+        rows.len(),
+        lang.t("逾期未完成", "overdue and not done:"),
+        overdue_count,
+        table(
+            &[
+                lang.t("村（社区）", "Village").into(),
+                lang.t("问题", "Finding").into(),
+                lang.t("整改措施", "Measure").into(),
+                lang.t("责任人", "Owner").into(),
+                lang.t("完成时限", "Deadline").into(),
+                lang.t("状态", "Status").into(),
+            ],
+            &rows
+        )
+    );
+    page(
+        lang,
+        lang.t("问题整改台账", "Findings and rectification ledger"),
+        Some(&c.id.to_string()),
+        &body,
+    )
+    .into_response()
+}
+
+pub(super) async fn conflicts(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path(campaign): Path<String>,
+) -> Response {
+    let lang = user.lang;
+    let c = match load_campaign(&state, &user, &campaign).await {
+        Ok(c) => c,
+        Err(e) => return ui_error(lang, e),
+    };
+    let list = match state
+        .storage
+        .records(RecordFilter {
+            campaign: Some(c.id),
+            conflicted: true,
+            limit: Some(5000),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return ui_error(lang, e.into()),
+    };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
+        .map(|r| {
+            vec![
+                esc(&c.place_name(&r.scope)),
+                esc(&kind_label(c.template.as_ref(), &r.kind, lang)),
+                record_link(&r.id, &r.id.to_string()),
+                r.conflicts.to_string(),
+            ]
+        })
+        .collect();
+    let body = if rows.is_empty() {
+        format!(
+            "<p>{}</p>",
+            lang.t("没有待处理的冲突。", "No conflicts to review.")
+        )
+    } else {
+        table(
+            &[
+                lang.t("村（社区）", "Village").into(),
+                lang.t("类型", "Kind").into(),
+                lang.t("记录", "Record").into(),
+                lang.t("冲突字段数", "Conflicted fields").into(),
+            ],
+            &rows,
+        )
+    };
+    page(
+        lang,
+        lang.t("待处理冲突", "Conflicts to review"),
+        Some(&c.id.to_string()),
+        &body,
+    )
+    .into_response()
+}
+
+/// The search box's query.
+#[derive(Debug, serde::Deserialize)]
+pub struct SearchForm {
+    /// What to find.
+    #[serde(default)]
+    pub q: String,
+}
+
+pub(super) async fn search(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path(campaign): Path<String>,
+    Query(form): Query<SearchForm>,
+) -> Response {
+    let lang = user.lang;
+    let c = match load_campaign(&state, &user, &campaign).await {
+        Ok(c) => c,
+        Err(e) => return ui_error(lang, e),
+    };
+    let q = form.q.trim().to_string();
+    let mut body = format!(
+        "<form action=\"/ui/c/{}/search\"><input type=\"search\" name=\"q\" value=\"{}\" \
+         aria-label=\"{}\"> <button>{}</button></form>",
+        c.id,
+        esc(&q),
+        lang.t("搜索", "Search"),
+        lang.t("搜索", "Search")
+    );
+    if !q.is_empty() {
+        state
+            .storage
+            .audit(
+                user.auth
+                    .audit("search", serde_json::json!({ "q": q, "campaign": c.id })),
+            )
+            .await;
+        let hits = match state.storage.search(q.clone(), Some(c.id), None, 200).await {
+            Ok(h) => h,
+            Err(e) => return ui_error(lang, e.into()),
+        };
+        let rows: Vec<Vec<String>> = hits
+            .iter()
+            .filter(|h| user.auth.sees(&h.campaign, &h.scope))
+            .map(|h| {
+                vec![
+                    esc(&c.place_name(&h.scope)),
+                    esc(&kind_label(c.template.as_ref(), &h.kind, lang)),
+                    format!("<a href=\"/ui/r/{}\">{}</a>", h.id, esc(&h.snippet)),
+                ]
+            })
+            .collect();
+        body.push_str(&format!(
+            "<p>{} {}</p>",
+            lang.t("找到记录：", "Records found:"),
+            rows.len()
+        ));
+        body.push_str(&table(
+            &[
+                lang.t("村（社区）", "Village").into(),
+                lang.t("类型", "Kind").into(),
+                lang.t("内容", "Text").into(),
+            ],
+            &rows,
+        ));
+    }
+    page(
+        lang,
+        lang.t("搜索", "Search"),
+        Some(&c.id.to_string()),
+        &body,
+    )
+    .into_response()
+}

@@ -1,0 +1,282 @@
+//! The village dossier: the team, its members and their satisfaction, findings with their
+//! rectifications, and every record of the village by kind.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use uuid::Uuid;
+
+use super::page::{Lang, cards, esc, page, table};
+use super::*;
+use crate::{
+    AppState,
+    error::ApiError,
+    storage::{RecordFilter, RecordView},
+};
+
+pub(super) async fn dossier(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path((campaign, code)): Path<(String, String)>,
+) -> Response {
+    let lang = user.lang;
+    let c = match load_campaign(&state, &user, &campaign).await {
+        Ok(c) => c,
+        Err(e) => return ui_error(lang, e),
+    };
+    if !user.auth.sees(&c.id, &code) {
+        return error_page(
+            lang,
+            StatusCode::NOT_FOUND,
+            lang.t(
+                "没有这个村（社区）的记录",
+                "No records of this village for you",
+            ),
+        );
+    }
+    match dossier_body(&state, &c, &code, lang).await {
+        Ok(body) => page(
+            lang,
+            &format!(
+                "{} · {}",
+                c.place_name(&code),
+                lang.t("村情档案", "dossier")
+            ),
+            Some(&c.id.to_string()),
+            &body,
+        )
+        .into_response(),
+        Err(e) => ui_error(lang, e),
+    }
+}
+
+/// The live records of one kind in one village (through the `(campaign, scope, kind)` index).
+async fn in_village(
+    state: &AppState,
+    campaign: Uuid,
+    kind: &str,
+    code: &str,
+) -> Result<Vec<RecordView>, ApiError> {
+    Ok(state
+        .storage
+        .records(RecordFilter {
+            kind: Some(kind.into()),
+            scope: Some(code.into()),
+            campaign: Some(campaign),
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|r| !r.deleted)
+        .collect())
+}
+
+const DOSSIER_KINDS: [&str; 9] = [
+    "interview",
+    "meeting",
+    "site_visit",
+    "document_review",
+    "prescreening",
+    "questionnaire",
+    "evaluation",
+    "assessment",
+    "star_rating",
+];
+
+async fn dossier_body(
+    state: &AppState,
+    c: &Campaign,
+    code: &str,
+    lang: Lang,
+) -> Result<String, ApiError> {
+    let template = c.template.as_ref();
+    let mut body = String::new();
+    let v = c.tallies.villages_detail.iter().find(|v| v.code == code);
+    if let Some(v) = v {
+        body.push_str(&cards(&[
+            (lang.t("班子成员", "Members"), v.members.to_string()),
+            (lang.t("谈话人次", "Interviews"), v.interviews.to_string()),
+            (lang.t("座谈会", "Meetings"), v.meetings.to_string()),
+            (
+                lang.t("问卷", "Questionnaires"),
+                v.questionnaires.to_string(),
+            ),
+            (lang.t("测评表", "Evaluations"), v.evaluations.to_string()),
+            (lang.t("问题", "Findings"), v.findings.to_string()),
+        ]));
+        if let Some(s) = &v.summary {
+            body.push_str(&format!(
+                "<h2>{}</h2><p>{}</p>",
+                lang.t("班子运行情况", "How the team works"),
+                esc(s)
+            ));
+        }
+    }
+    // Members and their satisfaction.
+    let members = in_village(state, c.id, "member", code).await?;
+    body.push_str(&format!("<h2>{}</h2>", lang.t("班子成员", "Team members")));
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                record_link(&m.id, field_str(m, "name")),
+                choice_label(
+                    template,
+                    "member",
+                    "position",
+                    field_str(m, "position"),
+                    lang,
+                ),
+                choice_label(template, "member", "sex", field_str(m, "sex"), lang),
+                field_i64(m, "age")
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                choice_label(
+                    template,
+                    "member",
+                    "education",
+                    field_str(m, "education"),
+                    lang,
+                ),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            field_label(template, "member", "name", lang),
+            field_label(template, "member", "position", lang),
+            field_label(template, "member", "sex", lang),
+            field_label(template, "member", "age", lang),
+            field_label(template, "member", "education", lang),
+        ],
+        &rows,
+    ));
+    let answers = ["satisfied", "basically_satisfied", "unsatisfied"];
+    let legend: Vec<String> = answers
+        .iter()
+        .map(|a| choice_label(template, "evaluation", "member_ratings", a, lang))
+        .collect();
+    let sat: Vec<(String, Vec<u64>)> = members
+        .iter()
+        .filter_map(|m| {
+            let counts = c.tallies.member_satisfaction.get(&m.id.to_string())?;
+            Some((
+                field_str(m, "name").to_string(),
+                answers
+                    .iter()
+                    .map(|a| counts.get(*a).copied().unwrap_or(0))
+                    .collect(),
+            ))
+        })
+        .collect();
+    if !sat.is_empty() {
+        body.push_str(&svg::stacked(
+            lang.t("成员满意度测评", "Satisfaction per member"),
+            &legend,
+            &sat,
+        ));
+    }
+    // Findings and their rectifications.
+    let findings = in_village(state, c.id, "finding", code).await?;
+    let rects = in_village(state, c.id, "rectification", code).await?;
+    body.push_str(&format!(
+        "<h2>{}</h2>",
+        lang.t("问题与整改", "Findings and rectifications")
+    ));
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            let fixes: Vec<String> = rects
+                .iter()
+                .filter(|r| field_str(r, "finding") == f.id.to_string())
+                .map(|r| {
+                    format!(
+                        "{}（{}，{}）",
+                        esc(field_str(r, "measure")),
+                        esc(field_str(r, "owner")),
+                        choice_label(
+                            template,
+                            "rectification",
+                            "status",
+                            field_str(r, "status"),
+                            lang
+                        )
+                    )
+                })
+                .collect();
+            vec![
+                record_link(&f.id, field_str(f, "text")),
+                choice_label(
+                    template,
+                    "finding",
+                    "category",
+                    field_str(f, "category"),
+                    lang,
+                ),
+                fixes.join("<br>"),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            lang.t("问题", "Finding").into(),
+            lang.t("类别", "Category").into(),
+            lang.t("整改措施", "Rectification").into(),
+        ],
+        &rows,
+    ));
+    // Every other record, by kind; references shown by name.
+    let mut names: HashMap<String, String> = HashMap::new();
+    for r in c.places.iter().chain(&members) {
+        names.insert(r.id.to_string(), display_name(r));
+    }
+    for kind in ["team", "work_group"] {
+        for r in state.storage.campaign_records(c.id, kind.into()).await? {
+            names.insert(r.id.to_string(), display_name(&r));
+        }
+    }
+    for kind in DOSSIER_KINDS {
+        let records = in_village(state, c.id, kind, code).await?;
+        if records.is_empty() {
+            continue;
+        }
+        let (mut header, rows) = crate::report::table(template, kind, &records);
+        header.truncate(8);
+        let rows: Vec<Vec<String>> = rows
+            .into_iter()
+            .zip(&records)
+            .map(|(row, r)| {
+                let mut cells: Vec<String> = row
+                    .into_iter()
+                    .take(8)
+                    .map(|cell| {
+                        let named = names.get(cell.as_str()).cloned().unwrap_or(cell);
+                        let short: String = named.chars().take(60).collect();
+                        esc(&short)
+                    })
+                    .collect();
+                cells[0] = record_link(&r.id, &r.id.to_string()[..8]);
+                if r.conflicts > 0 {
+                    cells[0].push_str(" ⚠");
+                }
+                cells
+            })
+            .collect();
+        body.push_str(&format!(
+            "<h2>{}（{}）</h2>",
+            esc(&kind_label(template, kind, lang)),
+            records.len()
+        ));
+        body.push_str(&table(
+            &header.iter().map(|h| esc(h)).collect::<Vec<_>>(),
+            &rows,
+        ));
+    }
+    Ok(body)
+}

@@ -1,0 +1,346 @@
+//! One record: its fields (references by name), its conflicts with who wrote each value and a
+//! form to keep one, and its history from the Automerge changes.
+
+use std::sync::Arc;
+
+use axum::{
+    Form,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use fieldsync_protocol::{FieldValue, RecordHeader, auth::Role, template::Template};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::page::{Lang, esc, page, table, time};
+use super::*;
+use crate::{AppState, error::ApiError};
+
+/// `?done=field` after a resolution.
+#[derive(Debug, serde::Deserialize)]
+pub struct RecordQuery {
+    /// The field just resolved.
+    pub resolved: Option<String>,
+}
+
+fn value_text(
+    template: Option<&Template>,
+    kind: &str,
+    field: &str,
+    v: &FieldValue,
+    lang: Lang,
+) -> String {
+    match v {
+        FieldValue::Str(s) => choice_label(template, kind, field, s, lang),
+        FieldValue::Text(s) => s.clone(),
+        other => other.to_json().to_string(),
+    }
+}
+
+pub(super) async fn record(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path(id): Path<String>,
+    Query(q): Query<RecordQuery>,
+) -> Response {
+    let lang = user.lang;
+    match record_body(&state, &user, &id, q).await {
+        Ok((title, campaign, body)) => page(lang, &title, Some(&campaign), &body).into_response(),
+        Err(e) => ui_error(lang, e),
+    }
+}
+
+async fn record_body(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    q: RecordQuery,
+) -> Result<(String, String, String), ApiError> {
+    let lang = user.lang;
+    let id = parse_uuid(id)?;
+    let r = state
+        .storage
+        .record(id)
+        .await?
+        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
+        .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
+    state
+        .storage
+        .audit(user.auth.audit(
+            "record_view",
+            serde_json::json!({ "record": id, "kind": r.kind, "scope": r.scope, "ui": true }),
+        ))
+        .await;
+    let template = state.storage.template(r.campaign).await?;
+    let template = template.as_ref();
+    let mut body = String::new();
+    if let Some(f) = q.resolved {
+        body.push_str(&format!(
+            "<p class=\"flash\">{} {}</p>",
+            esc(&field_label(template, &r.kind, &f, lang)),
+            lang.t(
+                "的冲突已解决，新值会同步到各设备。",
+                "is resolved; the value syncs to every device."
+            )
+        ));
+    }
+    body.push_str(&format!(
+        "<p class=\"muted\">{} · <a href=\"/ui/c/{}/v/{}\">{}</a> · {}</p>",
+        esc(&kind_label(template, &r.kind, lang)),
+        r.campaign,
+        esc(&r.scope),
+        esc(&r.scope),
+        id
+    ));
+    // Fields; references shown as the name of the record they point to, with a link.
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (k, v) in r.fields.as_object().into_iter().flatten() {
+        if k.starts_with('_') {
+            continue;
+        }
+        let mut cell = match v {
+            Value::String(s) => esc(&choice_label(template, &r.kind, k, s, lang)),
+            Value::Null => String::new(),
+            other => esc(&other.to_string()),
+        };
+        if let Some(s) = v.as_str() {
+            let mut links = Vec::new();
+            for part in s.split(',') {
+                if let Ok(target) = Uuid::parse_str(part.trim())
+                    && let Some(t) = state.storage.record(target).await?
+                    && user.auth.sees(&t.campaign, &t.scope)
+                {
+                    links.push(record_link(&t.id, &display_name(&t)));
+                }
+            }
+            if !links.is_empty() {
+                cell = links.join("、");
+            }
+        }
+        rows.push(vec![esc(&field_label(template, &r.kind, k, lang)), cell]);
+    }
+    body.push_str(&table(
+        &[
+            lang.t("字段", "Field").into(),
+            lang.t("内容", "Value").into(),
+        ],
+        &rows,
+    ));
+    // Conflicts with both values and who wrote each.
+    let conflicts = state.storage.conflicts(id).await?.unwrap_or_default();
+    if !conflicts.is_empty() {
+        let actors: Vec<String> = conflicts
+            .iter()
+            .flat_map(|c| c.values.iter().map(|v| v.actor.clone()))
+            .collect();
+        let owners = state.storage.actor_owners(actors).await?;
+        let may_resolve = user.auth.0.scope.writes(&r.campaign.to_string(), &r.scope)
+            && matches!(user.auth.0.person.role, Role::Admin | Role::Leader);
+        body.push_str(&format!("<h2>{}</h2>", lang.t("待处理冲突", "Conflicts")));
+        for c in &conflicts {
+            let mut form = format!(
+                "<form class=\"conflict\" method=\"post\" action=\"/ui/r/{id}/resolve\">\
+                 <p><b>{}</b> {}</p><input type=\"hidden\" name=\"field\" value=\"{}\">",
+                esc(&field_label(template, &r.kind, &c.field, lang)),
+                lang.t(
+                    "有两个同时写入的值：",
+                    "has values written at the same time:"
+                ),
+                esc(&c.field)
+            );
+            for (i, v) in c.values.iter().enumerate() {
+                let who = owners
+                    .get(&v.actor)
+                    .and_then(|o| o.1.clone())
+                    .unwrap_or_else(|| format!("{} {}", lang.t("设备", "device"), &v.actor[..8]));
+                form.push_str(&format!(
+                    "<label><input type=\"radio\" name=\"choice\" value=\"{i}\"{}> {} — {} {}</label><br>",
+                    if i == 0 { " checked" } else { "" },
+                    esc(&value_text(template, &r.kind, &c.field, &v.value, lang)),
+                    esc(&who),
+                    v.time.map(time).unwrap_or_default()
+                ));
+            }
+            if may_resolve {
+                form.push_str(&format!(
+                    "<button type=\"submit\">{}</button>",
+                    lang.t("采用所选值", "Keep the chosen value")
+                ));
+            } else {
+                form.push_str(&format!(
+                    "<p class=\"muted\">{}</p>",
+                    lang.t(
+                        "由组长或管理员处理。",
+                        "A group leader or administrator resolves it."
+                    )
+                ));
+            }
+            form.push_str("</form>");
+            body.push_str(&form);
+        }
+    }
+    // History.
+    if let Some(doc) = state.storage.document(id).await? {
+        let header = RecordHeader {
+            id,
+            kind: r.kind.clone(),
+            campaign: r.campaign,
+            scope: r.scope.clone(),
+        };
+        let entries = tokio::task::spawn_blocking(move || write::history(&header, &doc))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let owners = state
+            .storage
+            .actor_owners(entries.iter().map(|e| e.actor.clone()).collect())
+            .await?;
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                let who = if e.genesis {
+                    lang.t("（记录建立）", "(record created)").to_string()
+                } else {
+                    owners
+                        .get(&e.actor)
+                        .map(|o| o.1.clone().unwrap_or_else(|| o.0.to_string()))
+                        .unwrap_or_else(|| {
+                            format!("{} {}", lang.t("设备", "device"), &e.actor[..8])
+                        })
+                };
+                vec![
+                    if e.genesis || e.time == 0 {
+                        String::new()
+                    } else {
+                        time(e.time)
+                    },
+                    esc(&who),
+                    if e.genesis {
+                        String::new()
+                    } else {
+                        esc(&e
+                            .fields
+                            .iter()
+                            .map(|f| field_label(template, &r.kind, f, lang))
+                            .collect::<Vec<_>>()
+                            .join("、"))
+                    },
+                ]
+            })
+            .collect();
+        body.push_str(&format!("<h2>{}</h2>", lang.t("修改记录", "History")));
+        body.push_str(&table(
+            &[
+                lang.t("时间", "When").into(),
+                lang.t("修改人", "Who").into(),
+                lang.t("修改的字段", "Fields written").into(),
+            ],
+            &rows,
+        ));
+    }
+    let title = format!(
+        "{} {}",
+        kind_label(template, &r.kind, lang),
+        &id.to_string()[..8]
+    );
+    Ok((title, r.campaign.to_string(), body))
+}
+
+/// A resolution from the record page.
+#[derive(Debug, serde::Deserialize)]
+pub struct ResolveForm {
+    /// The conflicted field.
+    pub field: String,
+    /// The index of the chosen value.
+    pub choice: usize,
+}
+
+pub(super) async fn resolve(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path(id): Path<String>,
+    Form(form): Form<ResolveForm>,
+) -> Response {
+    let lang = user.lang;
+    match resolve_inner(&state, &user, &id, &form).await {
+        Ok(id) => Redirect::to(&format!("/ui/r/{id}?resolved={}", form.field)).into_response(),
+        Err(e) => ui_error(lang, e),
+    }
+}
+
+async fn resolve_inner(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    form: &ResolveForm,
+) -> Result<Uuid, ApiError> {
+    let id = parse_uuid(id)?;
+    let r = state
+        .storage
+        .record(id)
+        .await?
+        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
+        .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
+    if !(user.auth.0.scope.writes(&r.campaign.to_string(), &r.scope)
+        && matches!(user.auth.0.person.role, Role::Admin | Role::Leader))
+    {
+        return Err(crate::auth::forbidden(
+            "resolve_not_allowed",
+            "只有本组组长或管理员可以处理冲突 / only the group's leader or an administrator resolves conflicts",
+        ));
+    }
+    let conflicts = state.storage.conflicts(id).await?.unwrap_or_default();
+    let conflict = conflicts
+        .iter()
+        .find(|c| c.field == form.field)
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::CONFLICT,
+                "not_conflicted",
+                format!(
+                    "field {:?} of record {id} is not in conflict (any more)",
+                    form.field
+                ),
+            )
+        })?;
+    let value = conflict
+        .values
+        .get(form.choice)
+        .ok_or_else(|| ApiError::bad_request(format!("no value number {}", form.choice)))?
+        .value
+        .clone();
+    let doc = state
+        .storage
+        .document(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("record {id} is not merged yet")))?;
+    let header = RecordHeader {
+        id,
+        kind: r.kind.clone(),
+        campaign: r.campaign,
+        scope: r.scope.clone(),
+    };
+    let device = user.auth.0.device;
+    let field = form.field.clone();
+    let push = tokio::task::spawn_blocking(move || {
+        write::resolution(&header, &doc, device, &field, &value)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let outcome = state.storage.push(push).await?;
+    state
+        .storage
+        .audit(user.auth.audit(
+            "resolve",
+            serde_json::json!({ "record": id, "field": form.field, "stored": outcome.stored }),
+        ))
+        .await;
+    // Show the merged result on the next page: merging follows the push within moments.
+    for _ in 0..100 {
+        match state.storage.record(id).await? {
+            Some(r) if r.up_to_date => break,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    Ok(id)
+}
