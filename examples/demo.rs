@@ -35,9 +35,15 @@ fn main() -> Result<()> {
             .build()?;
         rt.block_on(async move {
             let storage = fieldsync_server::open_storage(&dir).await?;
-            let admin = storage
-                .create_person("演示管理员".into(), Role::Admin, None)
-                .await?;
+            let people = storage.people().await?;
+            let admin = match people.into_iter().find(|p| p.name == "演示数据生成") {
+                Some(p) => p,
+                None => {
+                    storage
+                        .create_person("演示数据生成".into(), Role::Admin, None)
+                        .await?
+                }
+            };
             let (code, _) = fieldsync_server::admin::issue(storage.as_ref(), admin.id, 1)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -90,8 +96,20 @@ fn main() -> Result<()> {
         .and_then(|g| g.first())
         .and_then(|g| g["id"].as_str())
         .and_then(|id| uuid::Uuid::parse_str(id).ok());
+    // On a second start the demo's people exist already: issue them new codes.
+    let (_, people) =
+        fieldsync::request(&url, &token, reqwest::Method::GET, "/v1/admin/people", None)?;
     let code_for = |name: &str, role: Role, group: Option<uuid::Uuid>| -> Result<String> {
-        let person = fieldsync::add_person(&url, &token, name, role, group)?;
+        let existing = people.as_array().and_then(|p| {
+            p.iter()
+                .find(|x| x["name"] == name)
+                .and_then(|x| x["id"].as_str())
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        });
+        let person = match existing {
+            Some(p) => p,
+            None => fieldsync::add_person(&url, &token, name, role, group)?,
+        };
         fieldsync::code_for(&url, &token, person)
     };
     let viewer = code_for("组织部（演示）", Role::Viewer, None)?;

@@ -221,6 +221,7 @@ pub fn generate(dir: &Path, url: &str, config: &Config) -> Result<Generated> {
 
     // The department: template, places, members, work groups.
     let mut admin = Store::open(dir.join("department.sqlite3"))?;
+    crate::enroll_at(url, &admin, "组织部（基础数据录入）", Role::Admin, None)?;
     let template = Template::builtin("midterm").context("built-in template")?;
     admin.create_campaign(
         campaign,

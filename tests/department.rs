@@ -132,6 +132,16 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
             .all(|h| h["kind"] == "finding")
     );
     assert!(!two.as_array().unwrap().is_empty());
+    // LIKE's wildcards are words like any other: `%` alone finds nothing, `集体%经济` nothing.
+    for q in [
+        "%25",
+        "%25%25",
+        "_",
+        "%E9%9B%86%E4%BD%93%25%E7%BB%8F%E6%B5%8E",
+    ] {
+        let hits = server.get_json(&format!("/v1/search?q={q}&campaign={c}"))?;
+        assert_eq!(hits.as_array().unwrap().len(), 0, "q={q}: {hits}");
+    }
 
     // CSV export: one row per record, Chinese headers and choice labels, Excel's BOM.
     let csv = server.get(&format!("/v1/campaigns/{c}/export/assessment.csv"))?;

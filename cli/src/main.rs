@@ -312,6 +312,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 TransportError::Protocol(_) => 1,
             };
         }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return 2;
+        }
         if cause.downcast_ref::<UserError>().is_some() {
             return 3;
         }
@@ -330,6 +333,18 @@ impl std::fmt::Display for UserError {
 }
 
 impl std::error::Error for UserError {}
+
+/// A command used wrongly (exit code 2, as for clap's own usage errors).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 fn user(zh: &str, en: &str) -> anyhow::Error {
     anyhow!(UserError(t(zh, en)))
@@ -642,6 +657,11 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             store.set_setting("server", &server)?;
             store.set_setting("person", &e.person.name)?;
             store.set_setting("role", e.person.role.as_str())?;
+            // A work group's device works in its group's campaign: set it now.
+            if let Ok(me) = account::whoami(store, &options) {
+                store.apply_scope(&me.scope)?;
+                campaign_from_scope(store)?;
+            }
             if json {
                 return print_json(&serde_json::json!({
                     "device": e.device, "person": e.person, "server": server,
@@ -849,6 +869,19 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             conflicted,
         } => {
             let all_kinds = kind.is_none();
+            if let Some(k) = &kind
+                && let Ok(tpl) = template(store)
+                && tpl.kind(k).is_none()
+            {
+                let mut kinds: Vec<&str> = tpl.kinds.keys().map(String::as_str).collect();
+                kinds.sort();
+                return Err(anyhow!(UsageError(format!(
+                    "{} {k:?}; {}{}",
+                    t("没有这种记录", "no record kind"),
+                    t("可选：", "use one of: "),
+                    kinds.join(", ")
+                ))));
+            }
             let mut records = store.list(&Filter {
                 kind,
                 scope: village,
@@ -992,6 +1025,16 @@ fn http_options(store: &Store) -> Result<HttpOptions> {
     Ok(options)
 }
 
+/// Sets the campaign from the device's scope when none is set and the scope names one.
+fn campaign_from_scope(store: &mut Store) -> Result<()> {
+    if store.setting("campaign")?.is_none()
+        && let Some(c) = store.scope()?.and_then(|s| s.campaign)
+    {
+        store.set_setting("campaign", &c)?;
+    }
+    Ok(())
+}
+
 fn scope_text(scope: &WireScope) -> String {
     if scope.all {
         return t("全部记录", "every record");
@@ -1091,8 +1134,11 @@ fn status(store: &Store, json: bool) -> Result<()> {
     println!(
         "{}：{}",
         t("上次同步", "last sync"),
-        last.map(|ms| format!("{} s {}", (now_ms() - ms) / 1000, t("前", "ago")))
-            .unwrap_or_else(|| t("从未", "never"))
+        last.map(|ms| {
+            let s = (now_ms() - ms) / 1000;
+            t(&format!("{s} 秒前"), &format!("{s} s ago"))
+        })
+        .unwrap_or_else(|| t("从未", "never"))
     );
     if conflicted > 0 {
         println!("{}：{conflicted}", t("有冲突的记录", "records in conflict"));
@@ -1198,6 +1244,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
         }
     };
     bar.finish_and_clear();
+    campaign_from_scope(store)?;
     if json {
         return print_json(&serde_json::json!({
             "sent": report.pushed, "received": report.received, "conflicted_records": report.conflicted_records,

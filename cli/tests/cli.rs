@@ -115,6 +115,13 @@ fn record_through_flags_list_show_edit_append_and_delete() -> Result<()> {
         forms.contains("谈话日期") && forms.contains("*必填"),
         "{forms}"
     );
+    // A kind that does not exist is a usage error naming the kinds that do.
+    let (code, _, err) = d.run(&["list", "--kind", "interviews"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("interview,") || err.contains("interview"),
+        "{err}"
+    );
     let member = d.member();
     let created = d.json(&[
         "new",

@@ -210,10 +210,11 @@ pub async fn tallies_csv(
     auth.require_department()?;
     let id = parse_id(&id)?;
     let t = state.tallies(id).await?;
+    let template = state.storage.template(id).await?;
     exported(&state, &auth, id, "tallies.csv").await;
     Ok((
         attachment("text/csv; charset=utf-8", "tallies.csv"),
-        crate::report::tallies_csv(&t),
+        crate::report::tallies_csv(&t, template.as_ref()),
     ))
 }
 
@@ -255,7 +256,8 @@ pub async fn export_csv(
         )));
     }
     let records = state.storage.campaign_records(id, kind.clone()).await?;
-    let body = crate::report::csv(template.as_ref(), &kind, &records);
+    let names = reference_names(&state, id).await?;
+    let body = crate::report::csv(template.as_ref(), &kind, &records, &names);
     exported(&state, &auth, id, &format!("{kind}.csv")).await;
     Ok((
         [
@@ -270,6 +272,30 @@ pub async fn export_csv(
         ],
         body,
     ))
+}
+
+/// What a campaign's references point to, by id: places, teams, members and work groups by
+/// their names (and each place's code to its name).
+pub async fn reference_names(
+    state: &AppState,
+    campaign: Uuid,
+) -> Result<crate::report::Names, ApiError> {
+    let mut names = crate::report::Names::new();
+    for kind in ["place", "team", "member", "work_group"] {
+        for r in state
+            .storage
+            .campaign_records(campaign, kind.into())
+            .await?
+        {
+            if let Some(n) = r.fields.get("name").and_then(Value::as_str) {
+                names.insert(r.id.to_string(), n.to_string());
+                if kind == "place" {
+                    names.insert(r.scope.clone(), n.to_string());
+                }
+            }
+        }
+    }
+    Ok(names)
 }
 
 async fn exported(state: &AppState, auth: &Auth, campaign: Uuid, what: &str) {
@@ -328,6 +354,7 @@ pub async fn export_xlsx(
         Some(t) => t.kinds.keys().cloned().collect(),
         None => Vec::new(),
     };
+    let names = reference_names(&state, id).await?;
     let mut sheets = Vec::new();
     for kind in kinds {
         let records = state.storage.campaign_records(id, kind.clone()).await?;
@@ -336,7 +363,7 @@ pub async fn export_xlsx(
         }
     }
     let bytes = tokio::task::spawn_blocking(move || {
-        crate::report::xlsx(template.as_ref(), &tallies, &sheets)
+        crate::report::xlsx(template.as_ref(), &tallies, &sheets, &names)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -80,6 +80,8 @@ enum AdminCommand {
     },
     /// List people.
     People,
+    /// List work groups (their ids are what --group takes) with their villages.
+    Groups,
     /// List devices with their owner and last sync.
     Devices,
     /// Revoke a device: its next sync is refused and it wipes its store.
@@ -112,7 +114,10 @@ async fn admin_on(
     command: AdminCommand,
 ) -> anyhow::Result<()> {
     use fieldsync_server::storage::{AuditEntry, AuditFilter};
-    let time = |ms: Option<i64>| ms.map(|m| format!("{m}")).unwrap_or_else(|| "-".into());
+    let time = |ms: Option<i64>| {
+        ms.map(fieldsync_server::ui::page::time)
+            .unwrap_or_else(|| "-".into())
+    };
     match command {
         AdminCommand::AddPerson { name, role, group } => {
             let p = storage.create_person(name, role, group).await?;
@@ -128,6 +133,12 @@ async fn admin_on(
                 })
                 .await;
             println!("{}\t{}\t{}", p.id, p.name, p.role);
+            if p.role.is_field() && p.group.is_none() {
+                eprintln!(
+                    "注意：组长和组员需要指定工作组（--group，见 admin groups），否则看不到任何村的记录 / \
+                     note: leaders and workers see no village until they have a work group (--group; see admin groups)"
+                );
+            }
         }
         AdminCommand::Code { person, hours } => {
             anyhow::ensure!(
@@ -153,7 +164,30 @@ async fn admin_on(
                 "登记码 {hours} 小时内有效，只能使用一次 / valid for {hours} h, once (expires at {expires} ms)"
             );
         }
+        AdminCommand::Groups => {
+            println!("work_group id\tname\tcampaign\tvillages");
+            let groups = storage
+                .records(fieldsync_server::storage::RecordFilter {
+                    kind: Some("work_group".into()),
+                    limit: Some(10_000),
+                    ..Default::default()
+                })
+                .await?;
+            for g in groups.iter().filter(|g| !g.deleted) {
+                let villages = g.fields["villages"]
+                    .as_str()
+                    .map(|v| v.split(',').filter(|s| !s.is_empty()).count())
+                    .unwrap_or(0);
+                println!(
+                    "{}\t{}\t{}\t{villages}",
+                    g.id,
+                    g.fields["name"].as_str().unwrap_or(""),
+                    g.campaign
+                );
+            }
+        }
         AdminCommand::People => {
+            println!("id\tname\trole\twork_group");
             for p in storage.people().await? {
                 println!(
                     "{}\t{}\t{}\t{}{}",
@@ -166,9 +200,10 @@ async fn admin_on(
             }
         }
         AdminCommand::Devices => {
+            println!("id\tname\tperson\tlast push\tlast pull\tpushed");
             for d in storage.devices().await? {
                 println!(
-                    "{}\t{}\t{}\tlast push {}\tlast pull {}\tpushed {}{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}{}",
                     d.id,
                     d.name.unwrap_or_default(),
                     d.person_name.unwrap_or_else(|| "-".into()),
@@ -238,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_env_filter(filter)
             .init();
     }

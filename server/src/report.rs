@@ -327,51 +327,100 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-/// The records of one kind as a table: Chinese headers from the template (unknown fields by
-/// name), then one row per record with choices shown by their Chinese labels.
+/// Names for the ids that references hold (places, teams, members, work groups), so that tables
+/// show 青龙社区 rather than a UUID.
+pub type Names = std::collections::HashMap<String, String>;
+
+/// A record kind as a table: a header row of field labels (Chinese, or English with `en`) and one
+/// row per record, choices by their labels, references by name, ratings as `name：label`.
 pub fn table(
     template: Option<&Template>,
     kind: &str,
     records: &[RecordView],
+    names: &Names,
+    en: bool,
 ) -> (Vec<String>, Vec<Vec<String>>) {
     let def = template.and_then(|t| t.kind(kind));
-    let mut names: Vec<String> = match def {
+    let mut fields: Vec<String> = match def {
         Some(d) => d.fields.iter().map(|f| f.name.clone()).collect(),
         None => Vec::new(),
     };
     for r in records {
         if let Some(obj) = r.fields.as_object() {
             for k in obj.keys() {
-                if !k.starts_with('_') && !names.contains(k) {
-                    names.push(k.clone());
+                if !k.starts_with('_') && !fields.contains(k) {
+                    fields.push(k.clone());
                 }
             }
         }
     }
-    let mut header = vec!["编号".to_string(), "村（社区）".to_string()];
-    header.extend(names.iter().map(|n| {
+    let pick = |zh: &str, english: &str| {
+        if en {
+            english.to_string()
+        } else {
+            zh.to_string()
+        }
+    };
+    let mut header = vec![pick("编号", "Id"), pick("村（社区）", "Village")];
+    header.extend(fields.iter().map(|n| {
         def.and_then(|d| d.field(n))
-            .map(|f| f.label.zh.clone())
+            .map(|f| {
+                if en {
+                    f.label.en.clone()
+                } else {
+                    f.label.zh.clone()
+                }
+            })
             .unwrap_or_else(|| n.clone())
     }));
+    let label = |f: Option<&fieldsync_protocol::template::FieldDef>, v: &str| -> String {
+        f.and_then(|f| f.choice(v))
+            .map(|c| if en { c.en.clone() } else { c.zh.clone() })
+            .unwrap_or_else(|| v.to_string())
+    };
+    let name = |id: &str| {
+        names
+            .get(id.trim())
+            .cloned()
+            .unwrap_or_else(|| id.trim().to_string())
+    };
     let rows = records
         .iter()
         .map(|r| {
-            let mut row = vec![r.id.to_string(), r.scope.clone()];
-            for n in &names {
+            let mut row = vec![
+                r.id.to_string(),
+                names
+                    .get(&r.scope)
+                    .cloned()
+                    .unwrap_or_else(|| r.scope.clone()),
+            ];
+            for n in &fields {
                 let v = &r.fields[n.as_str()];
                 let field = def.and_then(|d| d.field(n));
-                row.push(match (v, field) {
+                let kind = field.map(|f| &f.field_type);
+                row.push(match (v, kind) {
                     (serde_json::Value::Null, _) => String::new(),
-                    (serde_json::Value::String(s), Some(f))
-                        if matches!(f.field_type, FieldType::Choice | FieldType::MultiChoice) =>
-                    {
-                        s.split(',')
-                            .map(|c| f.choice(c).map(|c| c.zh.clone()).unwrap_or(c.to_string()))
-                            .collect::<Vec<_>>()
-                            .join("、")
+                    (
+                        serde_json::Value::String(s),
+                        Some(FieldType::Choice | FieldType::MultiChoice),
+                    ) => s
+                        .split(',')
+                        .map(|c| label(field, c))
+                        .collect::<Vec<_>>()
+                        .join("、"),
+                    (serde_json::Value::String(s), Some(FieldType::Ref | FieldType::Refs)) => {
+                        s.split(',').map(name).collect::<Vec<_>>().join("、")
                     }
-                    (serde_json::Value::Bool(b), _) => if *b { "是" } else { "否" }.to_string(),
+                    (serde_json::Value::Object(map), _) => map
+                        .iter()
+                        .map(|(k, v)| {
+                            format!("{}：{}", name(k), label(field, v.as_str().unwrap_or("")))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("；"),
+                    (serde_json::Value::Bool(b), _) => {
+                        pick(if *b { "是" } else { "否" }, if *b { "yes" } else { "no" })
+                    }
                     (serde_json::Value::String(s), _) => s.clone(),
                     (other, _) => other.to_string(),
                 });
@@ -383,8 +432,13 @@ pub fn table(
 }
 
 /// The records of one kind as CSV for Excel: UTF-8 with a byte-order mark, CRLF lines.
-pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> String {
-    let (header, rows) = table(template, kind, records);
+pub fn csv(
+    template: Option<&Template>,
+    kind: &str,
+    records: &[RecordView],
+    names: &Names,
+) -> String {
+    let (header, rows) = table(template, kind, records, names, false);
     let mut out = String::from("\u{feff}");
     for row in std::iter::once(&header).chain(rows.iter()) {
         out.push_str(
@@ -400,7 +454,7 @@ pub fn csv(template: Option<&Template>, kind: &str, records: &[RecordView]) -> S
 
 /// Every tally as (item, number) rows with Chinese names: the main counts, then each breakdown
 /// (ratings, categories, levels, statuses) as `名称：值`.
-pub fn tally_rows(t: &Tallies) -> Vec<(String, String)> {
+pub fn tally_rows(t: &Tallies, template: Option<&Template>) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = [
         ("村（社区）", t.villages.to_string()),
         ("工作组", t.work_groups.to_string()),
@@ -438,27 +492,58 @@ pub fn tally_rows(t: &Tallies) -> Vec<(String, String)> {
         }
         .to_string()
     };
-    for (name, counts) in [
-        ("班子定性评价", &t.team_ratings),
-        ("班子成员定性评价", &t.member_ratings),
-        ("问题（按层级）", &t.findings_by_level),
-        ("问题（按类别）", &t.findings_by_category),
-        ("违纪违法（按层级）", &t.violations_by_level),
-        ("星级评定", &t.star_ratings),
-        ("整改措施", &t.rectifications),
-        ("班子满意度", &t.team_satisfaction),
+    let choice = |kind: &str, field: &str, value: &str| -> String {
+        template
+            .and_then(|t| t.kind(kind))
+            .and_then(|k| k.field(field))
+            .and_then(|f| f.choice(value))
+            .map(|c| c.zh.clone())
+            .unwrap_or_else(|| label(value))
+    };
+    for (name, counts, kind, field) in [
+        ("班子定性评价", &t.team_ratings, "assessment", "rating"),
+        (
+            "班子成员定性评价",
+            &t.member_ratings,
+            "assessment",
+            "rating",
+        ),
+        ("问题（按层级）", &t.findings_by_level, "finding", "level"),
+        (
+            "问题（按类别）",
+            &t.findings_by_category,
+            "finding",
+            "category",
+        ),
+        (
+            "违纪违法（按层级）",
+            &t.violations_by_level,
+            "finding",
+            "level",
+        ),
+        ("星级评定", &t.star_ratings, "star_rating", "stars"),
+        ("整改措施", &t.rectifications, "rectification", "status"),
+        (
+            "班子满意度",
+            &t.team_satisfaction,
+            "evaluation",
+            "team_rating",
+        ),
     ] {
         for (value, n) in counts {
-            rows.push((format!("{name}：{}", label(value)), n.to_string()));
+            rows.push((
+                format!("{name}：{}", choice(kind, field, value)),
+                n.to_string(),
+            ));
         }
     }
     rows
 }
 
 /// The tallies as CSV for Excel (UTF-8 with a byte-order mark, CRLF lines): 项目,数量.
-pub fn tallies_csv(t: &Tallies) -> String {
+pub fn tallies_csv(t: &Tallies, template: Option<&Template>) -> String {
     let mut out = String::from("\u{feff}项目,数量\r\n");
-    for (k, v) in tally_rows(t) {
+    for (k, v) in tally_rows(t, template) {
         out.push_str(&format!("{},{v}\r\n", csv_cell(&k)));
     }
     out
@@ -470,12 +555,13 @@ pub fn xlsx(
     template: Option<&Template>,
     tallies: &Tallies,
     kinds: &[(String, Vec<RecordView>)],
+    names: &Names,
 ) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
     let mut book = rust_xlsxwriter::Workbook::new();
     let bold = rust_xlsxwriter::Format::new().set_bold();
     let sheet = book.add_worksheet();
     sheet.set_name("统计")?;
-    let numbers = tally_rows(tallies);
+    let numbers = tally_rows(tallies, template);
     sheet.write_string_with_format(0, 0, "项目", &bold)?;
     sheet.write_string_with_format(0, 1, "数量", &bold)?;
     for (i, (label, n)) in numbers.iter().enumerate() {
@@ -484,7 +570,7 @@ pub fn xlsx(
     }
     sheet.set_column_width(0, 20)?;
     for (kind, records) in kinds {
-        let (header, rows) = table(template, kind, records);
+        let (header, rows) = table(template, kind, records, names, false);
         let name: String = template
             .and_then(|t| t.kind(kind))
             .map(|k| k.label.zh.clone())

@@ -442,8 +442,14 @@ pub(crate) fn search(
     limit: usize,
 ) -> Result<Vec<SearchHit>, StorageError> {
     let q = q.trim();
-    // LIKE's wildcards are dropped from the words (the trigram index does not take ESCAPE).
-    let pattern = format!("%{}%", q.replace(['%', '_'], ""));
+    // LIKE's wildcards are dropped from the pattern (the trigram index does not take ESCAPE);
+    // every hit is then checked to contain the words exactly as typed, `%` and `_` included.
+    let words = q.replace(['%', '_'], "");
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pattern = format!("%{words}%");
+    let exact = words.len() != q.len();
     // FTS5's trigram tokenizer answers LIKE from its index when the pattern has 3+ characters.
     let sql = "SELECT f.id, f.kind, f.campaign, r.scope, f.text
                FROM records_fts f JOIN records r ON r.id = f.id
@@ -466,6 +472,9 @@ pub(crate) fn search(
     let mut out = Vec::new();
     for row in rows {
         let (id, kind, campaign, scope, text) = row?;
+        if exact && !text.contains(q) {
+            continue;
+        }
         out.push(SearchHit {
             id: Uuid::parse_str(&id).unwrap_or_default(),
             kind,

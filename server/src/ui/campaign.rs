@@ -45,7 +45,11 @@ pub(super) async fn campaigns(State(state): State<Arc<AppState>>, user: User) ->
                 field_i64(r, "year")
                     .map(|y| y.to_string())
                     .unwrap_or_default(),
-                esc(field_str(r, "template")),
+                esc(&match field_str(r, "template") {
+                    "midterm" => lang.t("届中分析", "Mid-term analysis").to_string(),
+                    "lookback" => lang.t("换届“回头看”", "Post-election review").to_string(),
+                    other => other.to_string(),
+                }),
             ]
         })
         .collect();
@@ -103,7 +107,7 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
     if matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
         body.push_str(&format!(
             "<p>{}: <a href=\"/v1/campaigns/{id}/export.xlsx\" download>XLSX</a> · \
-             <a href=\"/v1/campaigns/{id}/report.docx\" download>{}（DOCX）</a> · \
+             <a href=\"/v1/campaigns/{id}/report.docx\" download>{} (DOCX)</a> · \
              <a href=\"/v1/campaigns/{id}/report.md\">Markdown</a></p>",
             lang.t("导出", "Export"),
             lang.t("报告初稿", "Draft report"),
@@ -286,7 +290,9 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             .collect();
         body.push_str(&svg::bars(lang.t("星级评定", "Star ratings"), &stars));
     }
-    if t.conflicted_assessments > 0 {
+    // Campaign-wide counts are for the department; a leader's conflicts page lists theirs.
+    if t.conflicted_assessments > 0 && matches!(user.auth.0.person.role, Role::Admin | Role::Viewer)
+    {
         body.push_str(&format!(
             "<p class=\"conflict\">{} {} — <a href=\"/ui/c/{}/conflicts\">{}</a></p>",
             t.conflicted_assessments,
@@ -400,10 +406,10 @@ pub(super) async fn ledger(
         })
         .collect();
     let body = format!(
-        "<p>{} {}，{} <span class=\"overdue\">{}</span></p>{}",
+        "<p>{} {}{} <span class=\"overdue\">{}</span></p>{}",
         lang.t("整改措施", "Rectifications:"),
         rows.len(),
-        lang.t("逾期未完成", "overdue and not done:"),
+        lang.t("，逾期未完成", "; overdue and not done:"),
         overdue_count,
         table(
             &[
@@ -456,7 +462,7 @@ pub(super) async fn conflicts(
             vec![
                 esc(&c.place_name(&r.scope)),
                 esc(&kind_label(c.template.as_ref(), &r.kind, lang)),
-                record_link(&r.id, &r.id.to_string()),
+                record_link(&r.id, &short_id(&r.id)),
                 r.conflicts.to_string(),
             ]
         })

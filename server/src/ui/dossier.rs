@@ -1,7 +1,6 @@
 //! The village dossier: the team, its members and their satisfaction, findings with their
 //! rectifications, and every record of the village by kind.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::{
@@ -232,21 +231,13 @@ async fn dossier_body(
         &rows,
     ));
     // Every other record, by kind; references shown by name.
-    let mut names: HashMap<String, String> = HashMap::new();
-    for r in c.places.iter().chain(&members) {
-        names.insert(r.id.to_string(), display_name(r));
-    }
-    for kind in ["team", "work_group"] {
-        for r in state.storage.campaign_records(c.id, kind.into()).await? {
-            names.insert(r.id.to_string(), display_name(&r));
-        }
-    }
+    let names = crate::api::reference_names(state, c.id).await?;
     for kind in DOSSIER_KINDS {
         let records = in_village(state, c.id, kind, code).await?;
         if records.is_empty() {
             continue;
         }
-        let (mut header, rows) = crate::report::table(template, kind, &records);
+        let (mut header, rows) = crate::report::table(template, kind, &records, &names, lang.en);
         header.truncate(8);
         let rows: Vec<Vec<String>> = rows
             .into_iter()
@@ -256,12 +247,11 @@ async fn dossier_body(
                     .into_iter()
                     .take(8)
                     .map(|cell| {
-                        let named = names.get(cell.as_str()).cloned().unwrap_or(cell);
-                        let short: String = named.chars().take(60).collect();
+                        let short: String = cell.chars().take(60).collect();
                         esc(&short)
                     })
                     .collect();
-                cells[0] = record_link(&r.id, &r.id.to_string()[..8]);
+                cells[0] = record_link(&r.id, &short_id(&r.id));
                 if r.conflicts > 0 {
                     cells[0].push_str(" ⚠");
                 }
@@ -269,9 +259,12 @@ async fn dossier_body(
             })
             .collect();
         body.push_str(&format!(
-            "<h2>{}（{}）</h2>",
+            "<h2>{} {}</h2>",
             esc(&kind_label(template, kind, lang)),
-            records.len()
+            lang.t(
+                &format!("（{}）", records.len()),
+                &format!("({})", records.len())
+            )
         ));
         body.push_str(&table(
             &header.iter().map(|h| esc(h)).collect::<Vec<_>>(),

@@ -10,7 +10,7 @@ use axum::{
 };
 use uuid::Uuid;
 
-use super::page::{Lang, esc, page};
+use super::page::{Lang, esc, public_page};
 use super::*;
 use crate::{
     AppState,
@@ -47,7 +47,7 @@ fn login_html(lang: Lang, error: Option<&str>) -> Html<String> {
             "A code works once; this browser is enrolled as one of your devices, which the administrator can revoke."
         ),
     );
-    page(lang, lang.t("登录", "Sign in"), None, &body)
+    public_page(lang, lang.t("登录", "Sign in"), &body)
 }
 
 /// The login form.

@@ -39,7 +39,7 @@ use crate::{
     report::Tallies,
     storage::RecordView,
 };
-use page::{Lang, esc, page};
+use page::{Lang, esc, public_page};
 
 /// The dashboard's routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -99,13 +99,14 @@ impl FromRequestParts<Arc<AppState>> for User {
 
 fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let body = format!(
-        "<p class=\"error\">{}</p><p><a href=\"/login\">{}</a></p>",
+        "<p class=\"error\">{}</p><p><a href=\"/ui\">{}</a> · <a href=\"/login\">{}</a></p>",
         esc(message),
+        lang.t("返回首页", "Back to the start"),
         lang.t("重新登录", "Sign in again")
     );
     (
         status,
-        page(lang, lang.t("无法显示", "Cannot show this"), None, &body),
+        public_page(lang, lang.t("无法显示", "Cannot show this"), &body),
     )
         .into_response()
 }
@@ -218,7 +219,14 @@ fn display_name(r: &RecordView) -> String {
         .map(|f| field_str(r, f))
         .find(|s| !s.is_empty())
         .map(|s| s.chars().take(40).collect())
-        .unwrap_or_else(|| format!("{} {}", r.kind, &r.id.to_string()[..8]))
+        .unwrap_or_else(|| format!("{} {}", r.kind, short_id(&r.id)))
+}
+
+/// The last 8 hex digits of an id (the first ones are a timestamp, shared by records written
+/// together).
+fn short_id(id: &Uuid) -> String {
+    let s = id.simple().to_string();
+    s[s.len() - 8..].to_string()
 }
 
 fn record_link(id: &Uuid, text: &str) -> String {

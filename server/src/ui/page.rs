@@ -50,8 +50,23 @@ form.inline{display:inline}input[type=text],input[type=search]{padding:.3rem;fon
 button{padding:.3rem .8rem;font-size:.95rem;cursor:pointer}svg text{font-size:12px;font-family:inherit}
 "#;
 
-/// A whole page: shell, navigation for `campaign` when given, and `body`.
+/// A whole page for a signed-in user: shell, navigation for `campaign` when given, and `body`.
 pub fn page(lang: Lang, title: &str, campaign: Option<&str>, body: &str) -> Html<String> {
+    shell(lang, title, campaign, body, true)
+}
+
+/// A page for anyone (the login page, errors): no navigation, no sign-out button.
+pub fn public_page(lang: Lang, title: &str, body: &str) -> Html<String> {
+    shell(lang, title, None, body, false)
+}
+
+fn shell(
+    lang: Lang,
+    title: &str,
+    campaign: Option<&str>,
+    body: &str,
+    signed_in: bool,
+) -> Html<String> {
     let nav = match campaign {
         Some(c) => format!(
             "<a href=\"/ui/c/{c}\">{}</a><a href=\"/ui/c/{c}/ledger\">{}</a>\
@@ -71,15 +86,21 @@ pub fn page(lang: Lang, title: &str, campaign: Option<&str>, body: &str) -> Html
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{title} · fieldsync</title><style>{STYLE}</style></head><body>\
          <header><a class=\"brand\" href=\"/ui\">{brand}</a>{nav}\
-         <span class=\"right\"><a href=\"/ui/lang/{other}\">{other_name}</a>\
-         <form class=\"inline\" method=\"post\" action=\"/logout\"><button>{logout}</button></form>\
+         <span class=\"right\"><a href=\"/ui/lang/{other}\">{other_name}</a>{logout}\
          </span></header><main><h1>{title}</h1>{body}</main></body></html>",
         lang_attr = if lang.en { "en" } else { "zh-CN" },
         title = esc(title),
         brand = lang.t("班子分析研判", "Team reviews"),
         other = if lang.en { "zh" } else { "en" },
         other_name = if lang.en { "中文" } else { "English" },
-        logout = lang.t("退出", "Sign out"),
+        logout = if signed_in {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/logout\"><button>{}</button></form>",
+                lang.t("退出", "Sign out")
+            )
+        } else {
+            String::new()
+        },
     ))
 }
 

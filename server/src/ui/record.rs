@@ -85,12 +85,21 @@ async fn record_body(
             )
         ));
     }
+    let place = if r.scope == "campaign" {
+        lang.t("全局", "campaign-wide").to_string()
+    } else {
+        crate::api::reference_names(state, r.campaign)
+            .await?
+            .get(&r.scope)
+            .cloned()
+            .unwrap_or_else(|| r.scope.clone())
+    };
     body.push_str(&format!(
         "<p class=\"muted\">{} · <a href=\"/ui/c/{}/v/{}\">{}</a> · {}</p>",
         esc(&kind_label(template, &r.kind, lang)),
         r.campaign,
         esc(&r.scope),
-        esc(&r.scope),
+        esc(&place),
         id
     ));
     // Fields; references shown as the name of the record they point to, with a link.
@@ -218,9 +227,12 @@ async fn record_body(
                     if e.genesis {
                         String::new()
                     } else {
+                        // Keys inside a field's value (a ratings map's member ids) are not fields.
+                        let def = template.and_then(|t| t.kind(&r.kind));
                         esc(&e
                             .fields
                             .iter()
+                            .filter(|f| def.is_none_or(|d| d.field(f).is_some()))
                             .map(|f| field_label(template, &r.kind, f, lang))
                             .collect::<Vec<_>>()
                             .join("、"))
@@ -238,11 +250,7 @@ async fn record_body(
             &rows,
         ));
     }
-    let title = format!(
-        "{} {}",
-        kind_label(template, &r.kind, lang),
-        &id.to_string()[..8]
-    );
+    let title = format!("{} {}", kind_label(template, &r.kind, lang), short_id(&id));
     Ok((title, r.campaign.to_string(), body))
 }
 
