@@ -776,7 +776,12 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             for k in kinds {
                 println!("\n{}  {}", k.name, label(&k.label.zh, &k.label.en));
                 for f in &k.fields {
-                    let choices: Vec<String> = f.choices.iter().map(|c| c.value.clone()).collect();
+                    // Either the value or the label may be typed.
+                    let choices: Vec<String> = f
+                        .choices
+                        .iter()
+                        .map(|c| format!("{} {}", c.value, label(&c.zh, &c.en)))
+                        .collect();
                     println!(
                         "  {:<24} {:<12} {}{}{}",
                         f.name,

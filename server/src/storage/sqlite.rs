@@ -104,6 +104,10 @@ UPDATE records SET dirty = 1 WHERE fields IS NOT NULL;
         name: "people, enrollment codes, device tokens and the audit log",
         sql: super::accounts::MIGRATION_SQL,
     },
+    Migration {
+        name: "search index without record ids and choice values",
+        sql: "UPDATE records SET dirty = 1 WHERE fields IS NOT NULL;",
+    },
 ];
 
 /// How many records one merge transaction handles before the writer looks for pushes again.
@@ -335,7 +339,8 @@ fn index_text(
         .iter()
         .filter(|(k, _)| !k.starts_with('_'))
         .filter_map(|(_, v)| match v {
-            FieldValue::Str(s) | FieldValue::Text(s) => Some(s.as_str()),
+            FieldValue::Text(s) => Some(s.as_str()),
+            FieldValue::Str(s) if searchable(s) => Some(s.as_str()),
             _ => None,
         })
         .collect();
@@ -344,6 +349,21 @@ fn index_text(
     )?
     .execute(params![rowid, id, campaign, kind, text.join("\n")])?;
     Ok(())
+}
+
+/// Whether a short value is words people would search for, rather than a reference (record ids)
+/// or a choice's stored value (`villager_rep`, `party_member,villager_rep`), which only clutter
+/// snippets.
+fn searchable(s: &str) -> bool {
+    let machine = s.split(',').all(|part| {
+        let part = part.trim();
+        Uuid::parse_str(part).is_ok()
+            || (!part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+    });
+    !machine
 }
 
 /// Checks a merged record against its campaign's template: `None` when it passes (or the
@@ -1233,6 +1253,31 @@ impl Storage for SqliteStorage {
         let handle = self.writer.lock().expect("writer lock").take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_and_choice_values_are_not_indexed_for_search() {
+        for machine in [
+            "villager_rep",
+            "party_member,villager_rep",
+            "0190f5c2-0000-7000-8000-000000000001",
+            "0190f5c2-0000-7000-8000-000000000001,0190f5c2-0000-7000-8000-000000000002",
+            "good",
+        ] {
+            assert!(!super::searchable(machine), "{machine}");
+        }
+        for words in [
+            "集体经济",
+            "王建国",
+            "2023-05-10",
+            "Zhang San",
+            "村集体 income",
+        ] {
+            assert!(super::searchable(words), "{words}");
         }
     }
 }
