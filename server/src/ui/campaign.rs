@@ -84,6 +84,17 @@ pub(super) async fn campaigns(State(state): State<Arc<AppState>>, user: User) ->
     page(lang, lang.t("工作任务", "Campaigns"), None, &body).into_response()
 }
 
+/// A bar chart of counts: Chinese and English titles, the counts, the template kind and field
+/// whose choices label them, and a fixed order of values (or the counts' own).
+type Chart<'a> = (
+    &'a str,
+    &'a str,
+    &'a crate::report::Counts,
+    &'a str,
+    &'a str,
+    Option<&'a [&'a str]>,
+);
+
 pub(super) async fn overview(
     State(state): State<Arc<AppState>>,
     user: User,
@@ -231,64 +242,61 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
         }
     }
     body.push_str(&table(&header, &rows));
-    // Charts.
-    let ratings: Vec<(String, u64)> = ["good", "normal", "poor"]
-        .iter()
-        .map(|r| {
-            (
-                choice_label(c.template.as_ref(), "assessment", "rating", r, lang),
-                t.team_ratings.get(*r).copied().unwrap_or(0),
-            )
-        })
-        .collect();
+    // Charts: ratings in their fixed order (empty bars shown), other counts as they come.
     body.push_str(&format!("<h2>{}</h2>", lang.t("图表", "Charts")));
-    body.push_str(&svg::bars(
-        lang.t("班子定性评价分布", "Team ratings"),
-        &ratings,
-    ));
-    if !t.findings_by_category.is_empty() {
-        let cats: Vec<(String, u64)> = t
-            .findings_by_category
-            .iter()
-            .map(|(k, v)| {
+    let ratings = ["good", "normal", "poor"];
+    let charts: [Chart<'_>; 4] = [
+        (
+            "班子定性评价分布",
+            "Team ratings",
+            &t.team_ratings,
+            "assessment",
+            "rating",
+            Some(&ratings),
+        ),
+        (
+            "问题类别",
+            "Findings by category",
+            &t.findings_by_category,
+            "finding",
+            "category",
+            None,
+        ),
+        (
+            "班子成员定性评价",
+            "Member ratings",
+            &t.member_ratings,
+            "assessment",
+            "rating",
+            Some(&ratings),
+        ),
+        (
+            "星级评定",
+            "Star ratings",
+            &t.star_ratings,
+            "star_rating",
+            "stars",
+            None,
+        ),
+    ];
+    for (i, (zh, en, counts, kind, field, order)) in charts.into_iter().enumerate() {
+        if i > 0 && counts.is_empty() {
+            continue;
+        }
+        let values: Vec<&str> = match order {
+            Some(o) => o.to_vec(),
+            None => counts.keys().map(String::as_str).collect(),
+        };
+        let items: Vec<(String, u64)> = values
+            .into_iter()
+            .map(|v| {
                 (
-                    choice_label(c.template.as_ref(), "finding", "category", k, lang),
-                    *v,
+                    choice_label(c.template.as_ref(), kind, field, v, lang),
+                    counts.get(v).copied().unwrap_or(0),
                 )
             })
             .collect();
-        body.push_str(&svg::bars(
-            lang.t("问题类别", "Findings by category"),
-            &cats,
-        ));
-    }
-    if !t.member_ratings.is_empty() {
-        let members: Vec<(String, u64)> = ["good", "normal", "poor"]
-            .iter()
-            .map(|r| {
-                (
-                    choice_label(c.template.as_ref(), "assessment", "rating", r, lang),
-                    t.member_ratings.get(*r).copied().unwrap_or(0),
-                )
-            })
-            .collect();
-        body.push_str(&svg::bars(
-            lang.t("班子成员定性评价", "Member ratings"),
-            &members,
-        ));
-    }
-    if !t.star_ratings.is_empty() {
-        let stars: Vec<(String, u64)> = t
-            .star_ratings
-            .iter()
-            .map(|(k, v)| {
-                (
-                    choice_label(c.template.as_ref(), "star_rating", "stars", k, lang),
-                    *v,
-                )
-            })
-            .collect();
-        body.push_str(&svg::bars(lang.t("星级评定", "Star ratings"), &stars));
+        body.push_str(&svg::bars(lang.t(zh, en), &items));
     }
     // Campaign-wide counts are for the department; a leader's conflicts page lists theirs.
     if t.conflicted_assessments > 0 && matches!(user.auth.0.person.role, Role::Admin | Role::Viewer)
