@@ -240,6 +240,35 @@ pub struct Cursor {
     pub hash: Option<Vec<u8>>,
 }
 
+/// The store's device id (created on first use) and a fresh actor for this session, recorded.
+fn identity(tx: &Transaction<'_>) -> Result<(Uuid, ActorId)> {
+    let device = match tx
+        .query_row("SELECT value FROM meta WHERE key = 'device_id'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+    {
+        Some(s) => Uuid::parse_str(&s).map_err(|e| StoreError::Damaged {
+            id: Uuid::nil(),
+            reason: format!("device id {s:?}: {e}"),
+        })?,
+        None => {
+            let id = Uuid::new_v4();
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
+                [id.to_string()],
+            )?;
+            id
+        }
+    };
+    let actor = ActorId::random();
+    tx.execute(
+        "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
+        params![actor.to_bytes(), now_ms()],
+    )?;
+    Ok((device, actor))
+}
+
 /// Reads the schema once: an encrypted file opened with the wrong key (or none) fails here.
 fn check_readable(conn: &Connection) -> Result<()> {
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -318,30 +347,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn, MIGRATIONS)?;
         let tx = conn.transaction()?;
-        let device = match tx
-            .query_row("SELECT value FROM meta WHERE key = 'device_id'", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-        {
-            Some(s) => Uuid::parse_str(&s).map_err(|e| StoreError::Damaged {
-                id: Uuid::nil(),
-                reason: format!("device id {s:?}: {e}"),
-            })?,
-            None => {
-                let id = Uuid::new_v4();
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
-                    [id.to_string()],
-                )?;
-                id
-            }
-        };
-        let actor = ActorId::random();
-        tx.execute(
-            "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
-            params![actor.to_bytes(), now_ms()],
-        )?;
+        let (device, actor) = identity(&tx)?;
         tx.commit()?;
         Ok(Store {
             conn,
@@ -876,16 +882,7 @@ impl Store {
         for table in ["changes", "records", "actors", "meta"] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
-        let device = Uuid::new_v4();
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
-            [device.to_string()],
-        )?;
-        let actor = ActorId::random();
-        tx.execute(
-            "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
-            params![actor.to_bytes(), now_ms()],
-        )?;
+        let (device, actor) = identity(&tx)?;
         tx.commit()?;
         // Free the pages, so the erased data does not linger in the file.
         let _ = self.conn.execute_batch("VACUUM");

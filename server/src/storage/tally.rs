@@ -51,13 +51,7 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
     let c = campaign.to_string();
     let c = c.as_str();
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
-    let today = {
-        let days = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() / 86_400)
-            .unwrap_or(0) as i64;
-        civil_date(days)
-    };
+    let today = crate::report::today();
     let mut t = Tallies {
         campaign,
         name: conn
@@ -419,20 +413,6 @@ fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageErro
     Ok(out.into_values().collect())
 }
 
-/// Days since 1970-01-01 as `YYYY-MM-DD` (proleptic Gregorian; Howard Hinnant's algorithm).
-fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// Records whose text contains `q` (any language; trigram index for three characters or more).
 pub(crate) fn search(
     conn: &Connection,
@@ -534,13 +514,6 @@ pub(crate) fn template(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(19_723), "2024-01-01");
-        assert_eq!(civil_date(20_513), "2026-03-01");
-    }
 
     #[test]
     fn snippets_are_cut_by_characters() {

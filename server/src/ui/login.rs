@@ -18,13 +18,8 @@ use crate::{
     error::ApiError,
 };
 
-pub(super) async fn login_page(parts: HeaderMap) -> Html<String> {
-    let en = parts
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("fieldsync_lang=en"));
-    login_html(Lang { en }, None)
+pub(super) async fn login_page(lang: Lang) -> Html<String> {
+    login_html(lang, None)
 }
 
 fn login_html(lang: Lang, error: Option<&str>) -> Html<String> {
@@ -60,16 +55,10 @@ pub struct LoginForm {
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
+    lang: Lang,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let lang = Lang {
-        en: headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("fieldsync_lang=en")),
-    };
     let device = Uuid::new_v4();
     let agent = headers
         .get(header::USER_AGENT)

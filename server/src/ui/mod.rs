@@ -60,6 +60,17 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 const LANG_COOKIE: &str = "fieldsync_lang";
 
+/// The page language from the `fieldsync_lang` cookie (Chinese without one).
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lang {
+            en: cookie(parts, LANG_COOKIE).as_deref() == Some("en"),
+        })
+    }
+}
+
 /// A signed-in dashboard user; anyone else is sent to the login page.
 pub struct User {
     auth: Auth,
@@ -73,9 +84,7 @@ impl FromRequestParts<Arc<AppState>> for User {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let lang = Lang {
-            en: cookie(parts, LANG_COOKIE).as_deref() == Some("en"),
-        };
+        let Ok(lang) = Lang::from_request_parts(parts, state).await;
         match Auth::from_request_parts(parts, state).await {
             Ok(auth) if auth.0.person.role == Role::Worker => Err(error_page(
                 lang,

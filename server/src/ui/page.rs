@@ -136,54 +136,17 @@ pub fn cards(items: &[(&str, String)]) -> String {
     out
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM` (UTC+8, the department's clock).
-pub fn time(ms: i64) -> String {
-    let secs = ms / 1000 + 8 * 3600;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
-}
-
-/// Today's date (UTC+8) as `YYYY-MM-DD`.
-pub fn today() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    time(ms)[..10].to_string()
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use crate::report::{time, today};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escaping_and_dates() {
+    fn escaping() {
         assert_eq!(
             esc("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        // 2026-11-22 00:00 UTC is 08:00 in Beijing.
-        assert_eq!(time(1_795_305_600_000), "2026-11-22 08:00");
-        assert_eq!(time(0), "1970-01-01 08:00");
     }
 }
