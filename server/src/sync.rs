@@ -13,7 +13,7 @@ use fieldsync_protocol::{
     RecordHeader,
     auth::TAG_BYTES,
     inspect_change,
-    record::{genesis_actor, genesis_hash},
+    record::genesis_actor,
     wire::{
         self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MAX_PUSH_BYTES, MIN_PAGE_BYTES, PullQuery,
         PullResponse, PushRequest, PushResponse,
@@ -314,8 +314,9 @@ pub(crate) fn check_changes(
             .map_err(|e| invalid(format!("change {index} of record {}: {e}", header.id)))?;
         let genesis = info.actor == genesis_actor;
         if genesis {
-            let expected = genesis_hash(header).map_err(|e| invalid(e.to_string()))?;
-            if info.hash != expected {
+            let is_genesis = fieldsync_protocol::genesis::is_genesis(header, &bytes, &info.hash)
+                .map_err(|e| invalid(e.to_string()))?;
+            if !is_genesis {
                 return Err(invalid(format!(
                     "change {index} of record {} claims the record's genesis actor but is not \
                      the genesis of {} / {} / {}",
