@@ -464,6 +464,161 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
     Ok(())
 }
 
+/// A transport that breaks the connection on its `fail_at`-th pull (counting from 1).
+struct BreaksOnPull {
+    inner: HttpTransport,
+    pulls: usize,
+    fail_at: usize,
+}
+
+impl fieldsync_client_core::Transport for BreaksOnPull {
+    fn push(
+        &mut self,
+        request: &fieldsync_protocol::wire::PushRequest,
+    ) -> Result<fieldsync_protocol::wire::PushResponse, TransportError> {
+        self.inner.push(request)
+    }
+
+    fn pull(
+        &mut self,
+        query: &fieldsync_protocol::wire::PullQuery,
+    ) -> Result<fieldsync_protocol::wire::PullResponse, TransportError> {
+        self.pulls += 1;
+        if self.pulls == self.fail_at {
+            return Err(TransportError::Interrupted(
+                "connection reset (test)".into(),
+            ));
+        }
+        self.inner.pull(query)
+    }
+}
+
+#[test]
+fn pages_received_before_a_broken_connection_are_kept() -> Result<()> {
+    // Pull pages are merged while the page before is written: when the connection breaks, the
+    // pages that arrived whole must still be written, with the cursor after the last of them.
+    let server = TestServer::start()?;
+    let mut a = Device::new()?;
+    for i in 0..40 {
+        a.store.create(
+            "interview",
+            campaign(),
+            VILLAGE,
+            &[(
+                "notes",
+                text(&format!("第{i}次谈话：村集体经济收入。").repeat(40)),
+            )],
+        )?;
+    }
+    a.sync(&server.url())?;
+    let mut b = Device::new()?;
+    let token = server.token_for(&b.store)?;
+    let options = SyncOptions {
+        page_bytes: 16 << 10,
+        ..Default::default()
+    };
+    // Pages one to four by hand, to know where page four ends.
+    let mut by_hand = HttpTransport::new(&server.url())?.with_token(token.clone());
+    let mut after = (0, None);
+    let mut ends = Vec::new();
+    let mut records_in_first_four = std::collections::HashSet::new();
+    for _ in 0..4 {
+        use fieldsync_client_core::Transport;
+        let page = by_hand.pull(&fieldsync_protocol::wire::PullQuery {
+            device: b.store.device_id().to_string(),
+            after: after.0,
+            after_hash: after.1.take(),
+            max_bytes: Some(options.page_bytes),
+            include_own: false,
+        })?;
+        assert!(page.more, "the test needs more than four pages");
+        records_in_first_four.extend(page.records.iter().map(|r| r.id.clone()));
+        after = (page.next, page.next_hash.as_ref().map(hex::encode));
+        ends.push(page.next);
+    }
+    let mut breaking = BreaksOnPull {
+        inner: HttpTransport::new(&server.url())?.with_token(token.clone()),
+        pulls: 0,
+        fail_at: 5,
+    };
+    let err = sync(&mut b.store, &mut breaking, &options).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Transport(TransportError::Interrupted(_), _)),
+        "{err}"
+    );
+    assert_eq!(
+        b.store.cursor()?.seq,
+        ends[3],
+        "all four pages that arrived are written, the cursor after the fourth"
+    );
+    // A record cut by a page boundary is written once its last change is in.
+    let complete = records_in_first_four.len() as u64;
+    assert!(b.store.count()? >= complete - 1 && b.store.count()? <= complete);
+
+    let report = sync(
+        &mut b.store,
+        &mut HttpTransport::new(&server.url())?.with_token(token),
+        &options,
+    )?;
+    assert_eq!(b.store.count()?, 40);
+    assert_eq!(report.received + ends[3], 80, "no change received twice");
+    assert_eq!(b.store.waiting_for_dependencies()?, 0);
+    Ok(())
+}
+
+#[test]
+fn a_record_spread_over_many_pull_pages_is_merged_whole() -> Result<()> {
+    // One record edited many times: its changes span consecutive pages, so each page holds a
+    // record the page before (merged, not yet written) also holds.
+    let server = TestServer::start()?;
+    let mut a = Device::new()?;
+    let id = a.store.create(
+        "interview",
+        campaign(),
+        VILLAGE,
+        &[("notes", text("谈话开始。")), ("interviewee", s("王建国"))],
+    )?;
+    let mut others = Vec::new();
+    for round in 0..60 {
+        a.store.edit(id, |e| {
+            e.append_text(
+                "notes",
+                &format!("第{round}段：群众反映村务公开不及时，要求整改。"),
+            )?;
+            e.set("rating", &FieldValue::Int(round))
+        })?;
+        if round % 10 == 0 {
+            others.push(a.store.create(
+                "interview",
+                campaign(),
+                VILLAGE,
+                &[("notes", text(&"另一条记录。".repeat(400)))],
+            )?);
+        }
+    }
+    a.sync(&server.url())?;
+
+    let mut b = Device::new()?;
+    let options = SyncOptions {
+        page_bytes: 16 << 10,
+        ..Default::default()
+    };
+    let mut t = fieldsync::connect(&server.url(), &b.store)?;
+    let report = sync(&mut b.store, &mut t, &options)?;
+    // The edited record has changes in every page.
+    assert!(report.pull_requests >= 3, "{report:?}");
+    assert_eq!(report.waiting, 0);
+    let (mine, theirs) = (b.store.get(id)?, a.store.get(id)?);
+    assert_eq!(mine.heads, theirs.heads);
+    assert_eq!(mine.fields, theirs.fields);
+    assert_eq!(mine.fields["rating"], FieldValue::Int(59));
+    for other in others {
+        assert_eq!(b.store.get(other)?.heads, a.store.get(other)?.heads);
+    }
+    assert_eq!(b.store.count()?, 7);
+    Ok(())
+}
+
 #[test]
 fn changes_arriving_before_their_dependencies_wait_and_are_applied_later() -> Result<()> {
     let server = TestServer::start()?;

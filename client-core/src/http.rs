@@ -244,7 +244,15 @@ impl HttpTransport {
 
 impl Transport for HttpTransport {
     fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError> {
-        let body = wire::gzip(&wire::encode(request));
+        let body = (self.push_encoder())(request);
+        self.push_encoded(body)
+    }
+
+    fn push_encoder(&self) -> fn(&PushRequest) -> Vec<u8> {
+        |request| wire::gzip(&wire::encode(request))
+    }
+
+    fn push_encoded(&mut self, body: Vec<u8>) -> Result<PushResponse, TransportError> {
         let up = body.len() as u64;
         let req = self
             .client

@@ -197,6 +197,27 @@ pub struct ApplyStats {
     pub records_changed: u64,
 }
 
+/// Where a pull page ends in the server's log: the store's cursor after applying it.
+#[derive(Debug, Clone)]
+pub(crate) struct PageEnd {
+    /// The server position after the page.
+    pub(crate) next: u64,
+    /// The hash of the change at that position.
+    pub(crate) next_hash: Option<Vec<u8>>,
+    /// The server's newest position when it sent the page.
+    pub(crate) head: u64,
+}
+
+impl PageEnd {
+    pub(crate) fn of(page: &PullResponse) -> Self {
+        PageEnd {
+            next: page.next,
+            next_hash: page.next_hash.as_ref().map(|h| h.to_vec()),
+            head: page.head,
+        }
+    }
+}
+
 /// One batch of unacknowledged changes, ready to push.
 #[derive(Debug, Clone)]
 pub struct OutboxBatch {
@@ -917,10 +938,28 @@ impl Store {
 
     /// Applies one pulled page and moves the cursor past it, in one transaction.
     pub fn apply_pull(&mut self, page: &PullResponse) -> Result<ApplyStats> {
+        let mut work = Incoming::new(true);
+        let records: Vec<&WireRecord> = page.records.iter().collect();
+        self.prepare_incoming(&records, &mut work)?;
+        work.merge()?;
+        self.write_page(work, PageEnd::of(page))
+    }
+
+    /// Reads what the store has for `records` into `work` (see [`Incoming`]).
+    pub(crate) fn prepare_incoming(
+        &self,
+        records: &[&WireRecord],
+        work: &mut Incoming,
+    ) -> Result<()> {
+        prepare_incoming(&self.conn, records, work)
+    }
+
+    /// Writes a merged pull page and moves the cursor past it, in one transaction.
+    pub(crate) fn write_page(&mut self, work: Incoming, end: PageEnd) -> Result<ApplyStats> {
         let tx = self.conn.transaction()?;
-        let stats = apply_records(&tx, &page.records, true)?;
-        set_meta(&tx, "cursor_seq", &page.next.to_string())?;
-        match &page.next_hash {
+        let stats = write_incoming(&tx, work)?;
+        set_meta(&tx, "cursor_seq", &end.next.to_string())?;
+        match &end.next_hash {
             Some(h) => set_meta(&tx, "cursor_hash", &hex::encode(h))?,
             None => {
                 tx.execute("DELETE FROM meta WHERE key = 'cursor_hash'", [])?;
@@ -1450,18 +1489,59 @@ fn topological<'a>(changes: &[&'a Change]) -> Vec<&'a Change> {
     out
 }
 
-/// Applies received records inside `tx`: new changes are checked, stored, and merged into the
-/// record's document together with any earlier changes that were waiting for them; changes whose
-/// dependencies are still missing are stored and wait.
-///
-/// Reading and writing SQLite happen on this thread; merging (Automerge's work, most of the
-/// cost) is spread over the machine's cores.
-fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> Result<ApplyStats> {
-    let mut stats = ApplyStats::default();
-    // 1. Check every change and read what the store has.
-    let mut prepared = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut tags: HashMap<ChangeHash, Vec<u8>> = HashMap::new();
+/// Received records on their way into the store, in three steps so that a sync can merge one
+/// pull page while it writes the previous one: [`prepare_incoming`] reads what the store has,
+/// [`merge_incoming`] does Automerge's work without touching the store, and
+/// [`write_incoming`] writes everything in one transaction.
+pub(crate) struct Incoming {
+    /// Whether the server is known to have these changes (a pull page, not a bundle).
+    acked: bool,
+    stats: ApplyStats,
+    /// Hashes of the new changes seen so far (one change sent twice is stored once).
+    seen: std::collections::HashSet<ChangeHash>,
+    /// Relay tags received with new changes.
+    tags: HashMap<ChangeHash, Vec<u8>>,
+    /// Changes the store already has, to mark acknowledged.
+    known: Vec<ChangeHash>,
+    /// Records read and waiting to be merged.
+    prepared: Vec<Prepared>,
+    /// Records merged and waiting to be written.
+    merged: Vec<Merged>,
+}
+
+impl Incoming {
+    pub(crate) fn new(acked: bool) -> Self {
+        Incoming {
+            acked,
+            stats: ApplyStats::default(),
+            seen: Default::default(),
+            tags: HashMap::new(),
+            known: Vec::new(),
+            prepared: Vec::new(),
+            merged: Vec::new(),
+        }
+    }
+
+    /// The records merged and not yet written.
+    pub(crate) fn merged_ids(&self) -> std::collections::HashSet<String> {
+        self.merged
+            .iter()
+            .map(|m| m.header.id.to_string())
+            .collect()
+    }
+
+    /// Merges what was prepared (the CPU-heavy step; reads nothing from the store).
+    pub(crate) fn merge(&mut self) -> Result<()> {
+        let prepared = std::mem::take(&mut self.prepared);
+        self.merged.extend(merge_incoming(prepared)?);
+        Ok(())
+    }
+}
+
+/// Step 1: checks every change of `records` by hash against the store and reads, for each record
+/// with new changes, its stored document and the changes still waiting for dependencies.
+/// Reads only. The records must not be waiting in another unwritten [`Incoming`].
+fn prepare_incoming(conn: &Connection, records: &[&WireRecord], work: &mut Incoming) -> Result<()> {
     for wire in records {
         let header = wire.header()?;
         let id_str = header.id.to_string();
@@ -1480,20 +1560,19 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
                         .hash
                 }
             };
-            let known = tx
+            let known = conn
                 .prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
                 .query_row([hash.0.as_slice()], |_| Ok(()))
                 .optional()?
                 .is_some();
             if known {
-                stats.known_changes += 1;
-                if acked {
-                    tx.prepare_cached("UPDATE changes SET acked = 1 WHERE hash = ?1")?
-                        .execute([hash.0.as_slice()])?;
+                work.stats.known_changes += 1;
+                if work.acked {
+                    work.known.push(hash);
                 }
-            } else if seen.insert(hash) {
+            } else if work.seen.insert(hash) {
                 if let Some(tag) = wire.tags.get(index).filter(|t| !t.is_empty()) {
-                    tags.insert(hash, tag.to_vec());
+                    work.tags.insert(hash, tag.to_vec());
                 }
                 fresh.push((index, bytes.to_vec()));
             }
@@ -1501,8 +1580,8 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
         if fresh.is_empty() {
             continue;
         }
-        stats.new_changes += fresh.len() as u64;
-        let row: Option<(String, String, String, Vec<u8>)> = tx
+        work.stats.new_changes += fresh.len() as u64;
+        let row: Option<(String, String, String, Vec<u8>)> = conn
             .prepare_cached("SELECT kind, campaign, scope, doc FROM records WHERE id = ?1")?
             .query_row([&id_str], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -1524,7 +1603,7 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
         };
         let mut waiting = Vec::new();
         {
-            let mut stmt = tx
+            let mut stmt = conn
                 .prepare_cached("SELECT bytes FROM changes WHERE record_id = ?1 AND applied = 0")?;
             for bytes in stmt.query_map([&id_str], |r| r.get::<_, Vec<u8>>(0))? {
                 if let Ok(info) = inspect_change(&bytes?) {
@@ -1532,14 +1611,19 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
                 }
             }
         }
-        prepared.push(Prepared {
+        work.prepared.push(Prepared {
             header,
             fresh,
             waiting,
             doc,
         });
     }
-    // 2. Merge, on as many threads as there are cores (records are independent).
+    Ok(())
+}
+
+/// Step 2: merges prepared records on as many threads as there are cores (records are
+/// independent).
+fn merge_incoming(prepared: Vec<Prepared>) -> Result<Vec<Merged>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -1564,10 +1648,28 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
                 .collect()
         })
     };
-    // 3. Write.
+    merged.into_iter().collect()
+}
+
+/// Step 3: stores the new changes (applied or waiting), the merged documents and their
+/// projections inside `tx`.
+fn write_incoming(tx: &Transaction<'_>, work: Incoming) -> Result<ApplyStats> {
+    let Incoming {
+        acked,
+        mut stats,
+        tags,
+        known,
+        prepared,
+        merged,
+        ..
+    } = work;
+    debug_assert!(prepared.is_empty(), "prepared records were not merged");
+    for hash in &known {
+        tx.prepare_cached("UPDATE changes SET acked = 1 WHERE hash = ?1")?
+            .execute([hash.0.as_slice()])?;
+    }
     let now = now_ms();
     for m in merged {
-        let m = m?;
         let id = m.header.id;
         for (change, applied) in &m.fresh {
             if !applied {
@@ -1613,4 +1715,15 @@ fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> R
         }
     }
     Ok(stats)
+}
+
+/// Applies received records inside `tx`: new changes are checked, stored, and merged into the
+/// record's document together with any earlier changes that were waiting for them; changes whose
+/// dependencies are still missing are stored and wait.
+fn apply_records(tx: &Transaction<'_>, records: &[WireRecord], acked: bool) -> Result<ApplyStats> {
+    let mut work = Incoming::new(acked);
+    let records: Vec<&WireRecord> = records.iter().collect();
+    prepare_incoming(tx, &records, &mut work)?;
+    work.merge()?;
+    write_incoming(tx, work)
 }

@@ -5,11 +5,13 @@
 //! can be tested as a table; [`sync`] does the I/O around them.
 
 use fieldsync_protocol::wire::{
-    DEFAULT_PAGE_BYTES, DEFAULT_PUSH_BATCH_BYTES, PullQuery, PullResponse, PushRequest,
+    self, DEFAULT_PAGE_BYTES, DEFAULT_PUSH_BATCH_BYTES, PullQuery, PullResponse, PushRequest,
     PushResponse,
 };
 
-use crate::store::{Store, StoreError};
+use fieldsync_protocol::wire::WireRecord;
+
+use crate::store::{Incoming, PageEnd, Store, StoreError};
 
 /// How a transport failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,19 @@ pub trait Transport: Send {
     fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError>;
     /// Asks for one page of the server's log.
     fn pull(&mut self, query: &PullQuery) -> Result<PullResponse, TransportError>;
+    /// How this transport encodes a push for the wire. A sync encodes the next push with it
+    /// while the current one is under way, then hands it to [`Transport::push_encoded`]. The
+    /// default is the CBOR message as it is.
+    fn push_encoder(&self) -> fn(&PushRequest) -> Vec<u8> {
+        wire::encode::<PushRequest>
+    }
+    /// Sends a push that [`Transport::push_encoder`] encoded. The default decodes it and calls
+    /// [`Transport::push`].
+    fn push_encoded(&mut self, body: Vec<u8>) -> Result<PushResponse, TransportError> {
+        let request: PushRequest = wire::decode(&body, "push")
+            .map_err(|e| TransportError::Protocol(format!("push message: {e}")))?;
+        self.push(&request)
+    }
 }
 
 /// Why a sync stopped.
@@ -287,24 +302,69 @@ fn push_all(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), SyncError> {
     let total = store.pending_upload()?;
-    let mut sent = 0;
-    let mut after = 0;
-    let mut requests = 0;
-    while let Some(batch) = store.outbox_batch(after, options.push_batch_bytes)? {
-        requests += 1;
-        if requests > options.max_requests {
-            return Err(SyncError::TooManyPages(options.max_requests));
+    let max_requests = options.max_requests;
+    let encode = transport.push_encoder();
+    // The next batch is read and encoded here while a sending thread has the current one on the
+    // wire; at most one push is in flight. A batch is marked acknowledged only when its answer
+    // is in, so stopping anywhere loses nothing: unacknowledged changes are pushed again.
+    std::thread::scope(|scope| {
+        let (batches_tx, batches_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<_>)>(0);
+        let (answers_tx, answers_rx) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            for (body, hashes) in batches_rx {
+                let answer = transport.push_encoded(body);
+                let failed = answer.is_err();
+                if answers_tx.send((hashes, answer)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut sent = 0;
+        let mut requests = 0;
+        let mut handle = |store: &mut Store,
+                          (hashes, answer): (Vec<_>, Result<PushResponse, TransportError>)|
+         -> Result<(), SyncError> {
+            let response = answer.map_err(transport_error)?;
+            store.mark_pushed(&hashes)?;
+            report.push_requests += 1;
+            report.pushed += hashes.len() as u64;
+            report.duplicates += response.duplicates;
+            sent += hashes.len() as u64;
+            progress(Progress::Pushing { sent, total });
+            Ok(())
+        };
+        let mut after = 0;
+        let outcome = loop {
+            let batch = match store.outbox_batch(after, options.push_batch_bytes) {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e.into()),
+            };
+            requests += 1;
+            if requests > max_requests {
+                break Err(SyncError::TooManyPages(max_requests));
+            }
+            after = batch.last_seq;
+            let body = encode(&batch.request);
+            // Blocks until the sender has taken it, i.e. until the previous push is answered.
+            let handed_over = batches_tx.send((body, batch.hashes)).is_ok();
+            while let Ok(answer) = answers_rx.try_recv() {
+                if let Err(e) = handle(store, answer) {
+                    drop(batches_tx);
+                    return Err(e);
+                }
+            }
+            if !handed_over {
+                // The sender stopped after a failed push; its answer is handled below.
+                break Ok(());
+            }
+        };
+        drop(batches_tx);
+        for answer in answers_rx {
+            handle(store, answer)?;
         }
-        let response = transport.push(&batch.request).map_err(transport_error)?;
-        store.mark_pushed(&batch.hashes)?;
-        report.push_requests += 1;
-        report.pushed += batch.hashes.len() as u64;
-        report.duplicates += response.duplicates;
-        after = batch.last_seq;
-        sent += batch.hashes.len() as u64;
-        progress(Progress::Pushing { sent, total });
-    }
-    Ok(())
+        outcome
+    })
 }
 
 fn pull_all(
@@ -350,29 +410,97 @@ fn pull_all(
                 }
             }
         });
-        for page in pages_rx {
-            let page = page.map_err(transport_error)?;
-            report.pull_requests += 1;
-            let next = decide(&page, store.pushed_count()?, include_own);
-            if next == Next::ResetServer {
-                return Ok(next);
-            }
-            if let Some(scope) = &page.scope {
-                let change = store.apply_scope(scope)?;
-                report.removed_records += change.removed;
-                report.rescoped |= change.grew;
-            }
-            let stats = store.apply_pull(&page)?;
+        // Pages are applied in a pipeline: while page n is merged (Automerge's work, on every
+        // core) the previous page is written (one SQLite transaction, with its cursor). A record
+        // of page n that the unwritten previous page also holds is read and merged only after
+        // that write, so every record is always read as the store last wrote it.
+        let mut pending: Option<(Incoming, PageEnd)> = None;
+        let write = |store: &mut Store,
+                     report: &mut SyncReport,
+                     progress: &mut dyn FnMut(Progress),
+                     (work, end): (Incoming, PageEnd)|
+         -> Result<(), SyncError> {
+            let (at, head) = (end.next, end.head);
+            let stats = store.write_page(work, end)?;
             report.received += stats.new_changes;
             report.waiting += stats.waiting;
             progress(Progress::Pulling {
                 from: cursor.seq,
-                at: page.next,
-                head: page.head,
+                at,
+                head,
             });
-            if next != Next::ApplyAndContinue {
+            Ok(())
+        };
+        for page in pages_rx {
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    // Keep what arrived before the connection broke.
+                    if let Some(p) = pending.take() {
+                        write(store, report, progress, p)?;
+                    }
+                    return Err(transport_error(e));
+                }
+            };
+            report.pull_requests += 1;
+            // Only the last page compares the server's count of this device's pushes with the
+            // store's (a count over the change log: not worth doing for every page).
+            let local_pushed = if page.more || page.reset {
+                0
+            } else {
+                store.pushed_count()?
+            };
+            let next = decide(&page, local_pushed, include_own);
+            if next == Next::ResetServer {
+                if let Some(p) = pending.take() {
+                    write(store, report, progress, p)?;
+                }
                 return Ok(next);
             }
+            if let Some(scope) = &page.scope {
+                if store.scope()?.as_ref() != Some(scope)
+                    && let Some(p) = pending.take()
+                {
+                    // The scope changes: write what was pulled under the old one first.
+                    write(store, report, progress, p)?;
+                }
+                let change = store.apply_scope(scope)?;
+                report.removed_records += change.removed;
+                report.rescoped |= change.grew;
+            }
+            let unwritten = pending
+                .as_ref()
+                .map(|(w, _)| w.merged_ids())
+                .unwrap_or_default();
+            let (after_write, now): (Vec<&WireRecord>, Vec<&WireRecord>) = page
+                .records
+                .iter()
+                .partition(|r| unwritten.contains(r.id.as_str()));
+            let mut work = Incoming::new(true);
+            store.prepare_incoming(&now, &mut work)?;
+            let previous = pending.take();
+            let (merged, written) = std::thread::scope(|scope| {
+                let merging = scope.spawn(move || work.merge().map(|()| work));
+                let written = previous.map(|p| write(store, report, progress, p));
+                let merged = merging.join().expect("merge thread panicked");
+                (merged, written)
+            });
+            written.transpose()?;
+            let mut work = merged?;
+            if !after_write.is_empty() {
+                store.prepare_incoming(&after_write, &mut work)?;
+                work.merge()?;
+            }
+            pending = Some((work, PageEnd::of(&page)));
+            if next != Next::ApplyAndContinue {
+                if let Some(p) = pending.take() {
+                    write(store, report, progress, p)?;
+                }
+                return Ok(next);
+            }
+        }
+        if let Some(p) = pending.take() {
+            write(store, report, progress, p)?;
         }
         Err(SyncError::TooManyPages(max_pages))
     })
