@@ -4,11 +4,19 @@
 //! ```text
 //! cargo run --release --example bench_sync            # 10,000 records
 //! cargo run --release --example bench_sync -- 2000    # another count
+//! cargo run --release --example bench_sync --features system-alloc   # glibc's allocator
 //! ```
 //!
 //! The server and each device run in their own process so that each one's peak memory (VmHWM)
 //! is its own. Prints push and pull seconds, bytes on the wire (compressed request and response
 //! bodies), the gzip size of the same records as JSON lines, and peak memory of each process.
+
+/// The allocator of the shipped binaries (server/src/main.rs, cli/src/main.rs). To compare with
+/// the system allocator (an app that embeds client-core with its platform's allocator):
+/// `cargo run --release --example bench_sync --features system-alloc`.
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -145,6 +153,28 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
         .context("no VmHWM")
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc (Linux only; 0 elsewhere).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn self_cpu() -> f64 {
+    cpu_seconds(std::process::id())
+}
+
 fn self_peak() -> u64 {
     peak_rss_kib(std::process::id()).unwrap_or(0)
 }
@@ -178,13 +208,15 @@ fn device_a(url: &str, code: &str, dir: &str, n: usize) -> Result<serde_json::Va
     let create_s = started.elapsed().as_secs_f64();
     let mut t = enrolled(url, &store, code)?;
     let started = Instant::now();
+    let cpu = self_cpu();
     let report = sync(&mut store, &mut t, &SyncOptions::default())?;
     let push_s = started.elapsed().as_secs_f64();
+    let push_cpu = self_cpu() - cpu;
     if store.pending_upload()? != 0 {
         bail!("device A still has changes to upload");
     }
     Ok(json!({
-        "create_s": create_s, "push_s": push_s, "pushed": report.pushed,
+        "create_s": create_s, "push_s": push_s, "cpu_s": push_cpu, "pushed": report.pushed,
         "requests": t.stats.requests, "up": t.stats.body_bytes_up, "down": t.stats.body_bytes_down,
         "peak_kib": self_peak(),
     }))
@@ -194,8 +226,10 @@ fn device_b(url: &str, code: &str, dir: &str) -> Result<serde_json::Value> {
     let mut store = Store::open(format!("{dir}/device-b.sqlite3"))?;
     let mut t = enrolled(url, &store, code)?;
     let started = Instant::now();
+    let cpu = self_cpu();
     let report = sync(&mut store, &mut t, &SyncOptions::default())?;
     let pull_s = started.elapsed().as_secs_f64();
+    let pull_cpu = self_cpu() - cpu;
     // Peak memory of the sync itself, read before the yardstick below loads every record.
     let peak_kib = self_peak();
     // The same records as JSON lines, gzip-compressed: the yardstick for bytes on the wire.
@@ -215,7 +249,7 @@ fn device_b(url: &str, code: &str, dir: &str) -> Result<serde_json::Value> {
     }
     let gz = fieldsync_protocol::wire::gzip(&lines);
     Ok(json!({
-        "pull_s": pull_s, "received": report.received, "records": store.count()?,
+        "pull_s": pull_s, "cpu_s": pull_cpu, "received": report.received, "records": store.count()?,
         "requests": t.stats.requests, "up": t.stats.body_bytes_up, "down": t.stats.body_bytes_down,
         "jsonl_bytes": lines.len(), "jsonl_gzip_bytes": gz.len(), "peak_kib": peak_kib,
     }))
@@ -312,9 +346,12 @@ fn main() -> Result<()> {
         .token;
 
     eprintln!("device A: creating {n} records offline and pushing them to {url} ...");
+    let server_cpu_0 = cpu_seconds(server.id());
     let a = child(&["device-a", url, code_a, d, &n.to_string()])?;
+    let server_cpu_push = cpu_seconds(server.id()) - server_cpu_0;
     eprintln!("device B: pulling ...");
     let b = child(&["device-b", url, code_b, d])?;
+    let server_cpu_pull = cpu_seconds(server.id()) - server_cpu_0 - server_cpu_push;
     // Let the server finish merging, then read its peak memory.
     let merge_started = Instant::now();
     loop {
@@ -354,6 +391,14 @@ fn main() -> Result<()> {
         b["requests"]
     );
     println!("push + pull                  {:.2} s", push_s + pull_s);
+    println!(
+        "CPU during push              device A {:.2} s, server {server_cpu_push:.2} s (server: also while A created)",
+        a["cpu_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "CPU during pull              device B {:.2} s, server {server_cpu_pull:.2} s (server: also while B measured)",
+        b["cpu_s"].as_f64().unwrap_or(0.0)
+    );
     println!("server merged all after pull {merged_after:.2} s more");
     println!("bytes up (A)                 {}", a["up"]);
     println!("bytes down (B)               {}", b["down"]);

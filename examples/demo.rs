@@ -11,6 +11,10 @@
 //! The data stays in `./fieldsync-demo` (a second start reuses it and prints fresh codes). Stop
 //! with Ctrl-C.
 
+/// The server's allocator, as in `fieldsync-server` (server/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result};

@@ -14,6 +14,11 @@
 //! saved); 4 the server could not be reached or the line broke (nothing was lost: sync again);
 //! 5 the server refused; 6 no such record.
 
+/// The allocator of fieldsync's binaries: mimalloc spends less time allocating and freeing the
+/// many small values Automerge makes while merging than the system allocator (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
