@@ -469,7 +469,16 @@ pub fn project(doc: &Automerge) -> Result<Projection, RecordError> {
     let fields_id = fields_obj(doc)?;
     let mut fields = BTreeMap::new();
     let mut conflicts = 0;
-    for key in doc.keys(&fields_id) {
+    // One pass over the map; only a key Automerge marks as conflicted is looked up again for all
+    // its values.
+    for item in doc.map_range(&fields_id, ..) {
+        if !item.conflict {
+            let id = item.id();
+            let value = item.value.into_value();
+            fields.insert(item.key.into_owned(), read_value(doc, &value, &id));
+            continue;
+        }
+        let key = item.key.into_owned();
         let all = doc.get_all(&fields_id, key.as_str())?;
         let values: Vec<FieldValue> = all.iter().map(|(v, id)| read_value(doc, v, id)).collect();
         if values.iter().any(|v| *v != values[0]) {
