@@ -128,6 +128,16 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     assert_eq!(summary["searchHits"], hits.as_array().unwrap().len());
     assert!(summary["searchHits"].as_u64().unwrap() > 10);
 
+    // The browser names the downloads after the campaign (filename* in UTF-8).
+    let name = tallies["name"].as_str().expect("the campaign has a name");
+    assert_eq!(
+        summary["downloads"],
+        serde_json::json!([
+            format!("{name}-campaign.xlsx"),
+            format!("{name}-report.docx")
+        ])
+    );
+
     // The downloaded workbook and report hold the campaign's numbers.
     {
         use calamine::{Reader, Xlsx, open_workbook};

@@ -213,7 +213,12 @@ pub async fn tallies_csv(
     let template = state.storage.template(id).await?;
     exported(&state, &auth, id, "tallies.csv").await;
     Ok((
-        attachment("text/csv; charset=utf-8", "tallies.csv"),
+        attachment(
+            "text/csv; charset=utf-8",
+            t.name.as_deref(),
+            "tallies",
+            "csv",
+        ),
         crate::report::tallies_csv(&t, template.as_ref()),
     ))
 }
@@ -258,18 +263,15 @@ pub async fn export_csv(
     let records = state.storage.campaign_records(id, kind.clone()).await?;
     let names = reference_names(&state, id).await?;
     let body = crate::report::csv(template.as_ref(), &kind, &records, &names);
+    let campaign_name = state.tallies(id).await?.name.clone();
     exported(&state, &auth, id, &format!("{kind}.csv")).await;
     Ok((
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                "text/csv; charset=utf-8".to_string(),
-            ),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{kind}.csv\""),
-            ),
-        ],
+        attachment(
+            "text/csv; charset=utf-8",
+            campaign_name.as_deref(),
+            &kind,
+            "csv",
+        ),
         body,
     ))
 }
@@ -305,14 +307,46 @@ async fn exported(state: &AppState, auth: &Auth, campaign: Uuid, what: &str) {
         .await;
 }
 
-fn attachment(content_type: &str, name: &str) -> [(axum::http::HeaderName, String); 2] {
+/// Headers of a download named `{campaign name}-{what}.{ext}` (RFC 6266: an ASCII `filename`
+/// for old clients, the Chinese name as UTF-8 in `filename*`).
+fn attachment(
+    content_type: &str,
+    campaign: Option<&str>,
+    what: &str,
+    ext: &str,
+) -> [(axum::http::HeaderName, String); 2] {
     [
         (axum::http::header::CONTENT_TYPE, content_type.to_string()),
         (
             axum::http::header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}\""),
+            download_disposition(campaign, what, ext),
         ),
     ]
+}
+
+/// The `Content-Disposition` value of a download (see [`attachment`]).
+pub(crate) fn download_disposition(campaign: Option<&str>, what: &str, ext: &str) -> String {
+    let ascii: String = what
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .collect();
+    let ascii = if ascii.is_empty() { "export" } else { &ascii };
+    let full = match campaign.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => format!("{name}-{what}.{ext}"),
+        None => format!("{what}.{ext}"),
+    };
+    // RFC 5987: every byte outside the unreserved set percent-encoded.
+    let encoded: String = full
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}.{ext}\"; filename*=UTF-8''{encoded}")
 }
 
 /// `GET /v1/campaigns/{id}/report.docx`: the draft report as a Word document.
@@ -324,6 +358,7 @@ pub async fn report_docx(
     auth.require_department()?;
     let id = parse_id(&id)?;
     let t = state.tallies(id).await?;
+    let name = t.name.clone();
     exported(&state, &auth, id, "report.docx").await;
     let bytes = tokio::task::spawn_blocking(move || crate::report::draft_docx(&t))
         .await
@@ -332,7 +367,9 @@ pub async fn report_docx(
     Ok((
         attachment(
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            "report.docx",
+            name.as_deref(),
+            "report",
+            "docx",
         ),
         bytes,
     ))
@@ -349,6 +386,7 @@ pub async fn export_xlsx(
     let id = parse_id(&id)?;
     let template = state.storage.template(id).await?;
     let tallies = state.tallies(id).await?;
+    let name = tallies.name.clone();
     exported(&state, &auth, id, "export.xlsx").await;
     let kinds: Vec<String> = match &template {
         Some(t) => t.kinds.keys().cloned().collect(),
@@ -371,7 +409,9 @@ pub async fn export_xlsx(
     Ok((
         attachment(
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            "campaign.xlsx",
+            name.as_deref(),
+            "campaign",
+            "xlsx",
         ),
         bytes,
     ))
@@ -383,4 +423,25 @@ pub async fn openapi() -> impl axum::response::IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         include_str!("../static/openapi.json"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::download_disposition;
+
+    #[test]
+    fn downloads_carry_the_campaign_name_in_utf8_and_an_ascii_fallback() {
+        assert_eq!(
+            download_disposition(Some("届中分析"), "campaign", "xlsx"),
+            "attachment; filename=\"campaign.xlsx\"; \
+             filename*=UTF-8''%E5%B1%8A%E4%B8%AD%E5%88%86%E6%9E%90-campaign.xlsx"
+        );
+        assert_eq!(
+            download_disposition(None, "report", "docx"),
+            "attachment; filename=\"report.docx\"; filename*=UTF-8''report.docx"
+        );
+        // A name with quotes or spaces cannot break out of the header value.
+        let d = download_disposition(Some("a\" b"), "x", "csv");
+        assert!(d.ends_with("filename*=UTF-8''a%22%20b-x.csv"), "{d}");
+    }
 }

@@ -230,10 +230,13 @@ fn draft_lookback(t: &Tallies) -> String {
 /// Seed 002's structure: 届中分析 of village teams.
 fn draft_midterm(t: &Tallies) -> String {
     let mut out = String::new();
+    // A campaign named “…届中分析” or “…分析研判” is not titled “…分析分析研判报告”.
     let title = t
         .name
-        .clone()
-        .unwrap_or_else(|| "村（社区）“两委”班子运行情况".into());
+        .as_deref()
+        .map(|n| n.trim_end_matches("分析研判").trim_end_matches("分析"))
+        .filter(|n| !n.is_empty())
+        .unwrap_or("村（社区）“两委”班子运行情况");
     out.push_str(&format!("# {title}分析研判报告\n\n"));
     out.push_str(&format!(
         "成立{}个分析研判工作组，采取实地调研、谈心谈话、查阅资料、民主测评等方式，对辖区内{}个村（社区）“两委”班子运行情况进行分析研判。现将有关情况汇报如下。\n\n",
@@ -662,5 +665,36 @@ mod date_tests {
         // 2026-11-22 00:00 UTC is 08:00 in Beijing.
         assert_eq!(time(1_795_305_600_000), "2026-11-22 08:00");
         assert_eq!(time(0), "1970-01-01 08:00");
+    }
+}
+
+#[cfg(test)]
+mod title_tests {
+    use super::*;
+
+    fn title(name: Option<&str>) -> String {
+        let t = Tallies {
+            name: name.map(String::from),
+            ..Default::default()
+        };
+        draft_markdown(&t)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn a_campaign_named_analysis_is_not_titled_analysis_twice() {
+        assert_eq!(
+            title(Some("2026年城关镇届中分析")),
+            "# 2026年城关镇届中分析研判报告"
+        );
+        assert_eq!(
+            title(Some("城关镇班子分析研判")),
+            "# 城关镇班子分析研判报告"
+        );
+        assert_eq!(title(Some("城关镇")), "# 城关镇分析研判报告");
+        assert_eq!(title(None), "# 村（社区）“两委”班子运行情况分析研判报告");
     }
 }

@@ -60,9 +60,11 @@ try {
   await shot("07-search.png");
 
   await page.goto(`${url}/ui/c/${campaign}`);
+  summary.downloads = [];
   for (const [selector, file] of [["a[href$='export.xlsx']", "campaign.xlsx"],
                                   ["a[href$='report.docx']", "report.docx"]]) {
     const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+    summary.downloads.push(download.suggestedFilename());
     await download.saveAs(join(out, file));
   }
   await page.click("text=English");
