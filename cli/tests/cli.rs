@@ -204,6 +204,12 @@ fn record_through_flags_list_show_edit_append_and_delete() -> Result<()> {
     // Show by a short id; edit; append; delete.
     let shown = d.ok(&["show", short]);
     assert!(shown.contains("谈话人（interviewer）：刘明"), "{shown}");
+    let shown_en = d.ok(&["--lang", "en", "show", short]);
+    assert!(shown_en.contains("(interviewer): 刘明"), "{shown_en}");
+    assert!(
+        !shown_en.contains('（'),
+        "full-width brackets in English: {shown_en}"
+    );
     d.ok(&["edit", short, "--set", "interviewer=刘明、陈华"]);
     d.ok(&["append", &id, "notes", "（补充）建议发展茶叶产业。"]);
     let r = d.json(&["show", &id]);
@@ -388,8 +394,9 @@ fn an_interrupted_sync_loses_nothing_and_the_next_one_finishes() -> Result<()> {
     let b = Device::new()?;
     b.enroll(&server, "组员", Role::Admin);
     b.ok(&["init", "--campaign", &campaign]);
-    // Interrupt B's first sync (SIGINT, as Ctrl-C does) at several moments; each run keeps what
-    // it applied and the next one goes on from there.
+    // Kill B's first sync at several moments (SIGKILL, as a phone's system kills an app; not
+    // SIGINT, which a shell that starts this suite in the background makes children ignore);
+    // each run keeps what it applied and the next one goes on from there.
     let mut interrupted = 0;
     for delay_ms in [5, 40, 120] {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fieldsync"))
@@ -400,7 +407,7 @@ fn an_interrupted_sync_loses_nothing_and_the_next_one_finishes() -> Result<()> {
             .spawn()?;
         std::thread::sleep(Duration::from_millis(delay_ms));
         std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args(["-KILL", &child.id().to_string()])
             .status()?;
         if child.wait()?.code().is_none() {
             interrupted += 1;
