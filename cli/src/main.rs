@@ -526,11 +526,14 @@ fn prompt(store: &Store, template: &Template, kind: &str) -> Result<BTreeMap<Str
             } else {
                 t("可跳过，直接回车", "optional: press Enter to skip")
             };
+            let name = label(&f.label.zh, &f.label.en);
             writeln!(
                 err,
-                "{}（{}，{need}）",
-                label(&f.label.zh, &f.label.en),
-                f.name
+                "{}",
+                t(
+                    &format!("{name}（{}，{need}）", f.name),
+                    &format!("{name} ({}, {need})", f.name)
+                )
             )?;
             for (i, c) in f.choices.iter().enumerate() {
                 writeln!(err, "  {}) {} {}", i + 1, label(&c.zh, &c.en), c.value)?;
@@ -955,7 +958,14 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     .and_then(|d| d.field(k))
                     .map(|f| label(&f.label.zh, &f.label.en).to_string())
                     .unwrap_or_else(|| k.clone());
-                println!("  {name}（{k}）：{}", value_text(v));
+                let value = value_text(v);
+                println!(
+                    "{}",
+                    t(
+                        &format!("  {name}（{k}）：{value}"),
+                        &format!("  {name} ({k}): {value}")
+                    )
+                );
             }
             if r.conflicts > 0 {
                 println!(
