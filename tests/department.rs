@@ -478,3 +478,77 @@ fn cached_tallies_follow_data_merged_after_them() -> Result<()> {
     assert!(csv.contains("\r\n问卷调查表,3\r\n"), "{csv}");
     Ok(())
 }
+
+#[test]
+fn a_village_with_many_records_shows_fifty_of_a_kind_and_pages_the_rest() -> Result<()> {
+    use fieldsync_client_core::import::ImportKind;
+    use fieldsync_client_core::{Store, SyncOptions, sync::sync};
+    use fieldsync_protocol::template::Template;
+
+    let server = TestServer::start()?;
+    let mut d = Store::open_in_memory()?;
+    let c = uuid::Uuid::from_u128(0x0000_2026_0002);
+    d.create_campaign(c, "分页测试", &Template::builtin("midterm").unwrap(), 2026)?;
+    d.import_csv(
+        c,
+        ImportKind::Places,
+        "代码,名称,层级,上级代码\n510100001,示范镇,乡镇,\n510100001001,青龙社区,社区,510100001\n"
+            .as_bytes(),
+    )?;
+    for i in 0..130 {
+        d.create(
+            "questionnaire",
+            c,
+            "510100001001",
+            &[
+                ("q_overall", FieldValue::Str("satisfied".into())),
+                ("suggestion", FieldValue::Str(format!("第{i}份问卷的建议"))),
+            ],
+        )?;
+    }
+    let mut t = server.connect(&d)?;
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let rows = |html: &str| html.matches("<a href=\"/ui/r/").count();
+    let dossier = format!("/ui/c/{c}/v/510100001001");
+    let page = server.get(&dossier)?.text()?;
+    assert!(page.contains("（130）"), "the heading counts every record");
+    assert_eq!(rows(&page), 50, "fifty rows of the kind on the dossier");
+    assert!(page.contains("href=\"?kind=questionnaire\">查看全部 130 条"));
+    let second = server
+        .get(&format!("{dossier}?kind=questionnaire&page=2"))?
+        .text()?;
+    assert!(second.contains("（共 130 条，第 2/2 页）"), "{second}");
+    assert_eq!(rows(&second), 30);
+    assert!(second.contains("?kind=questionnaire&amp;page=1"));
+    assert!(!second.contains("下一页"));
+    let first = server
+        .get(&format!("{dossier}?kind=questionnaire"))?
+        .text()?;
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains("?kind=questionnaire&amp;page=2\">下一页"));
+    // Together the two pages list every questionnaire once.
+    let ids = |html: &str| -> std::collections::BTreeSet<String> {
+        html.split("<a href=\"/ui/r/")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let all: std::collections::BTreeSet<String> =
+        ids(&first).union(&ids(&second)).cloned().collect();
+    assert_eq!(all.len(), 130);
+    // An unknown kind shows the dossier, a page past the end the last page.
+    assert_eq!(
+        rows(&server.get(&format!("{dossier}?kind=nope"))?.text()?),
+        50
+    );
+    assert_eq!(
+        rows(
+            &server
+                .get(&format!("{dossier}?kind=questionnaire&page=9"))?
+                .text()?
+        ),
+        30
+    );
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -18,10 +18,23 @@ use crate::{
     storage::{RecordFilter, RecordView},
 };
 
+/// Rows of each kind shown on the dossier itself; the rest are a link away.
+const DOSSIER_ROWS: usize = 50;
+/// Rows per page when one kind of a village is listed whole.
+const PAGE_ROWS: usize = 100;
+
+/// `?kind=interview&page=2`: one kind of the village, page by page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct DossierQuery {
+    kind: Option<String>,
+    page: Option<usize>,
+}
+
 pub(super) async fn dossier(
     State(state): State<Arc<AppState>>,
     user: User,
     Path((campaign, code)): Path<(String, String)>,
+    Query(query): Query<DossierQuery>,
 ) -> Response {
     let lang = user.lang;
     let c = match load_campaign(&state, &user, &campaign).await {
@@ -38,7 +51,15 @@ pub(super) async fn dossier(
             ),
         );
     }
-    match dossier_body(&state, &c, &code, lang).await {
+    let listing = query
+        .kind
+        .as_deref()
+        .and_then(|k| DOSSIER_KINDS.iter().find(|known| **known == k).copied());
+    let body = match listing {
+        Some(kind) => kind_pages(&state, &c, &code, kind, query.page.unwrap_or(1), lang).await,
+        None => dossier_body(&state, &c, &code, lang).await,
+    };
+    match body {
         Ok(body) => page(
             lang,
             &format!(
@@ -195,18 +216,20 @@ async fn dossier_body(
                 .iter()
                 .filter(|r| field_str(r, "finding") == f.id.to_string())
                 .map(|r| {
-                    format!(
-                        "{}（{}，{}）",
-                        esc(field_str(r, "measure")),
-                        esc(field_str(r, "owner")),
-                        choice_label(
-                            template,
-                            "rectification",
-                            "status",
-                            field_str(r, "status"),
-                            lang
-                        )
+                    let (measure, owner) =
+                        (esc(field_str(r, "measure")), esc(field_str(r, "owner")));
+                    let status = choice_label(
+                        template,
+                        "rectification",
+                        "status",
+                        field_str(r, "status"),
+                        lang,
+                    );
+                    lang.t(
+                        &format!("{measure}（{owner}，{status}）"),
+                        &format!("{measure} ({owner}, {status})"),
                     )
+                    .to_string()
                 })
                 .collect();
             vec![
@@ -230,34 +253,13 @@ async fn dossier_body(
         ],
         &rows,
     ));
-    // Every other record, by kind; references shown by name.
+    // Every other record, by kind; references shown by name; long lists a link away.
     let names = crate::api::reference_names(state, c.id).await?;
     for kind in DOSSIER_KINDS {
         let records = in_village(state, c.id, kind, code).await?;
         if records.is_empty() {
             continue;
         }
-        let (mut header, rows) = crate::report::table(template, kind, &records, &names, lang.en);
-        header.truncate(8);
-        let rows: Vec<Vec<String>> = rows
-            .into_iter()
-            .zip(&records)
-            .map(|(row, r)| {
-                let mut cells: Vec<String> = row
-                    .into_iter()
-                    .take(8)
-                    .map(|cell| {
-                        let short: String = cell.chars().take(60).collect();
-                        esc(&short)
-                    })
-                    .collect();
-                cells[0] = record_link(&r.id, &short_id(&r.id));
-                if r.conflicts > 0 {
-                    cells[0].push_str(" ⚠");
-                }
-                cells
-            })
-            .collect();
         body.push_str(&format!(
             "<h2>{} {}</h2>",
             esc(&kind_label(template, kind, lang)),
@@ -266,10 +268,101 @@ async fn dossier_body(
                 &format!("({})", records.len())
             )
         ));
-        body.push_str(&table(
-            &header.iter().map(|h| esc(h)).collect::<Vec<_>>(),
-            &rows,
+        body.push_str(&kind_table(
+            c,
+            kind,
+            &records[..records.len().min(DOSSIER_ROWS)],
+            &names,
+            lang,
         ));
+        if records.len() > DOSSIER_ROWS {
+            body.push_str(&format!(
+                "<p><a href=\"?kind={kind}\">{}</a></p>",
+                lang.t(
+                    &format!("查看全部 {} 条 →", records.len()),
+                    &format!("All {} →", records.len())
+                )
+            ));
+        }
+    }
+    Ok(body)
+}
+
+/// The records of one kind as a table: the first eight columns, cells cut at 60 characters, the
+/// first linking to the record (⚠ when it holds a conflict).
+fn kind_table(
+    c: &Campaign,
+    kind: &str,
+    records: &[RecordView],
+    names: &crate::report::Names,
+    lang: Lang,
+) -> String {
+    let (mut header, rows) =
+        crate::report::table(c.template.as_ref(), kind, records, names, lang.en);
+    header.truncate(8);
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .zip(records)
+        .map(|(row, r)| {
+            let mut cells: Vec<String> = row
+                .into_iter()
+                .take(8)
+                .map(|cell| {
+                    let short: String = cell.chars().take(60).collect();
+                    esc(&short)
+                })
+                .collect();
+            cells[0] = record_link(&r.id, &short_id(&r.id));
+            if r.conflicts > 0 {
+                cells[0].push_str(" ⚠");
+            }
+            cells
+        })
+        .collect();
+    table(&header.iter().map(|h| esc(h)).collect::<Vec<_>>(), &rows)
+}
+
+/// One kind of a village, [`PAGE_ROWS`] records a page, with links to the pages around it.
+async fn kind_pages(
+    state: &AppState,
+    c: &Campaign,
+    code: &str,
+    kind: &str,
+    page: usize,
+    lang: Lang,
+) -> Result<String, ApiError> {
+    let records = in_village(state, c.id, kind, code).await?;
+    let pages = records.len().div_ceil(PAGE_ROWS).max(1);
+    let page = page.clamp(1, pages);
+    let shown = &records[(page - 1) * PAGE_ROWS..(page * PAGE_ROWS).min(records.len())];
+    let names = crate::api::reference_names(state, c.id).await?;
+    let mut body = format!(
+        "<p><a href=\"?\">{}</a></p><h2>{} {}</h2>",
+        lang.t("← 返回村情档案", "← back to the dossier"),
+        esc(&kind_label(c.template.as_ref(), kind, lang)),
+        lang.t(
+            &format!("（共 {} 条，第 {page}/{pages} 页）", records.len()),
+            &format!("({} in all, page {page} of {pages})", records.len())
+        )
+    );
+    body.push_str(&kind_table(c, kind, shown, &names, lang));
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(format!(
+            "<a href=\"?kind={kind}&amp;page={}\">{}</a>",
+            page - 1,
+            lang.t("← 上一页", "← previous")
+        ));
+    }
+    if page < pages {
+        links.push(format!(
+            "<a href=\"?kind={kind}&amp;page={}\">{}</a>",
+            page + 1,
+            lang.t("下一页 →", "next →")
+        ));
+    }
+    if !links.is_empty() {
+        body.push_str(&format!("<p>{}</p>", links.join(" · ")));
     }
     Ok(body)
 }
