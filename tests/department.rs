@@ -480,7 +480,8 @@ fn cached_tallies_follow_data_merged_after_them() -> Result<()> {
 }
 
 #[test]
-fn a_village_with_many_records_shows_fifty_of_a_kind_and_pages_the_rest() -> Result<()> {
+fn a_village_with_many_records_shows_fifty_of_a_kind_and_pages_the_rest_and_unknown_pages_are_html()
+-> Result<()> {
     use fieldsync_client_core::import::ImportKind;
     use fieldsync_client_core::{Store, SyncOptions, sync::sync};
     use fieldsync_protocol::template::Template;
@@ -537,6 +538,18 @@ fn a_village_with_many_records_shows_fifty_of_a_kind_and_pages_the_rest() -> Res
     let all: std::collections::BTreeSet<String> =
         ids(&first).union(&ids(&second)).cloned().collect();
     assert_eq!(all.len(), 130);
+    // A dashboard path that does not exist is a page, not JSON; an API path stays JSON.
+    let missing = server.get("/ui/search?q=x")?;
+    assert_eq!(missing.status(), 404);
+    assert!(
+        missing.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/html")
+    );
+    assert!(missing.text()?.contains("没有这个页面"));
+    let api = server.get("/v1/nope")?;
+    assert_eq!(api.status(), 404);
+    assert_eq!(api.json::<Value>()?["error"]["code"], "not_found");
     // An unknown kind shows the dossier, a page past the end the last page.
     assert_eq!(
         rows(&server.get(&format!("{dossier}?kind=nope"))?.text()?),

@@ -138,7 +138,7 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
             post(sync::push).layer(DefaultBodyLimit::max(MAX_COMPRESSED_PUSH_BYTES)),
         )
         .merge(ui::routes())
-        .fallback(|| async { error::ApiError::not_found("no such endpoint; see docs/PROTOCOL.md") })
+        .fallback(ui::fallback)
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

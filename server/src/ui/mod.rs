@@ -106,6 +106,23 @@ impl FromRequestParts<Arc<AppState>> for User {
     }
 }
 
+/// What the server answers for a path no route matches: a dashboard page for `/ui/…` (someone
+/// followed or typed a link), the JSON error everywhere else.
+pub async fn fallback(uri: axum::http::Uri, lang: Lang) -> Response {
+    if uri.path() == "/ui" || uri.path().starts_with("/ui/") {
+        error_page(
+            lang,
+            StatusCode::NOT_FOUND,
+            lang.t(
+                "没有这个页面，请从首页进入",
+                "There is no such page; start from the first page",
+            ),
+        )
+    } else {
+        ApiError::not_found("no such endpoint; see docs/PROTOCOL.md").into_response()
+    }
+}
+
 fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<p class=\"error\">{}</p><p><a href=\"/ui\">{}</a> · <a href=\"/login\">{}</a></p>",
