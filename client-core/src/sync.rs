@@ -54,7 +54,7 @@ impl TransportError {
 /// The way a store talks to a server: one call per request. Implemented over HTTP by
 /// [`crate::http::HttpTransport`]; tests implement it in memory or through faulty proxies.
 /// `Send`, because a sync fetches the next pull page on another thread while it applies the
-/// current one.
+/// current one, and sends a push on another thread while it encodes the next.
 pub trait Transport: Send {
     /// Sends one push.
     fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError>;

@@ -1,5 +1,5 @@
 //! The village dossier: the team, its members and their satisfaction, findings with their
-//! rectifications, and every record of the village by kind.
+//! rectifications, and the village's records by kind (the first 50 of each; the rest paged).
 
 use std::sync::Arc;
 
