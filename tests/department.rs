@@ -565,3 +565,47 @@ fn a_village_with_many_records_shows_fifty_of_a_kind_and_pages_the_rest_and_unkn
     );
     Ok(())
 }
+
+#[test]
+fn a_long_merge_moves_the_data_version_a_few_times_not_after_every_chunk() -> Result<()> {
+    // Tallies are cached until the data version moves; a bulk merge of ten chunks of 64
+    // records must not make every dashboard request in between recompute them.
+    use fieldsync_client_core::Store;
+    use fieldsync_server::storage::{Storage, sqlite::SqliteStorage};
+
+    let dir = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let storage = SqliteStorage::open(dir.path())?;
+    let mut store = Store::open_in_memory()?;
+    let campaign = uuid::Uuid::from_u128(0x0000_2026_0003);
+    for i in 0..640 {
+        store.create(
+            "interview",
+            campaign,
+            "510100001001",
+            &[("duration_min", FieldValue::Int(i))],
+        )?;
+    }
+    let batch = store.outbox_batch(0, usize::MAX)?.expect("changes to push");
+    assert_eq!(batch.request.records.len(), 640);
+    let body = fieldsync_protocol::wire::encode(&batch.request);
+    let checked =
+        fieldsync_server::sync::check_push(&body, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let before = storage.data_version();
+    rt.block_on(storage.push(checked))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while rt.block_on(storage.status())?.unmerged_records > 0 || storage.data_version() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "merging did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let moves = storage.data_version() - before;
+    assert!(
+        moves < 10,
+        "the version moved {moves} times for 10 chunks: once a chunk"
+    );
+    rt.block_on(storage.close());
+    Ok(())
+}

@@ -451,8 +451,10 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         actors: Vec<String>,
     ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError>;
-    /// A number that changes whenever merging changes any record's projection (a cache key for
-    /// what is computed from projections, such as tallies).
+    /// A number that changes after merging has changed records' projections: when merging has
+    /// caught up, and at most every few seconds while a long merge runs (a cache key for what is
+    /// computed from projections, such as tallies, so that a bulk merge does not make every
+    /// dashboard request recompute them).
     fn data_version(&self) -> u64;
     /// The merged document of a record (Automerge's saved bytes), if merged.
     async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError>;

@@ -116,6 +116,9 @@ const MERGE_CHUNK: usize = 64;
 const MERGE_QUIET: Duration = Duration::from_millis(250);
 /// The longest merging is postponed by continuing sync traffic.
 const MERGE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// While a long merge runs, how often [`Storage::data_version`] moves (it also moves whenever
+/// merging has caught up).
+const VERSION_INTERVAL: Duration = Duration::from_secs(2);
 /// How long after a device finds the log behind it untagged relays are accepted (7 days).
 const RECOVERY_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 /// Most rows scanned for one pull page.
@@ -231,6 +234,8 @@ impl SqliteStorage {
                     conn,
                     merge,
                     version: writer_version,
+                    unannounced: false,
+                    announced_at: Instant::now(),
                     templates: TemplateCache::default(),
                 }
                 .run(rx)
@@ -279,6 +284,10 @@ struct Writer {
     merge: bool,
     /// See [`Storage::data_version`].
     version: Arc<std::sync::atomic::AtomicU64>,
+    /// Records merged since `version` last moved.
+    unannounced: bool,
+    /// When `version` last moved.
+    announced_at: Instant,
     /// Parsed template versions per campaign, dropped whenever a template record is merged.
     templates: TemplateCache,
 }
@@ -680,10 +689,7 @@ impl Writer {
             merge_record(&tx, id, &mut self.templates)?;
         }
         tx.commit()?;
-        if !ids.is_empty() {
-            self.version
-                .fetch_add(1, std::sync::atomic::Ordering::Release);
-        }
+        self.unannounced |= !ids.is_empty();
         if !ids.is_empty() {
             tracing::debug!(
                 records = ids.len(),
@@ -697,6 +703,15 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
+        // What is computed from projections (tallies) is recomputed when the version moves: move
+        // it when merging has caught up, and while a long merge runs at most every
+        // VERSION_INTERVAL, not after every chunk.
+        if self.unannounced && (!more || self.announced_at.elapsed() >= VERSION_INTERVAL) {
+            self.version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+            self.unannounced = false;
+            self.announced_at = Instant::now();
+        }
         Ok(more)
     }
 }
