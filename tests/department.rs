@@ -433,22 +433,32 @@ fn a_lookback_campaign_is_drafted_in_the_structure_of_seed_000() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn cached_tallies_follow_data_merged_after_them() -> Result<()> {
+/// A department store with a `midterm` campaign named `name` holding one township and its
+/// village 510100001001 (not synced yet).
+fn one_village_campaign(
+    id: u128,
+    name: &str,
+) -> Result<(fieldsync_client_core::Store, uuid::Uuid)> {
     use fieldsync_client_core::import::ImportKind;
-    use fieldsync_client_core::{Store, SyncOptions, sync::sync};
     use fieldsync_protocol::template::Template;
-
-    let server = TestServer::start()?;
-    let mut d = Store::open_in_memory()?;
-    let c = uuid::Uuid::from_u128(0x0000_2026_0001);
-    d.create_campaign(c, "缓存测试", &Template::builtin("midterm").unwrap(), 2026)?;
+    let mut d = fieldsync_client_core::Store::open_in_memory()?;
+    let c = uuid::Uuid::from_u128(id);
+    d.create_campaign(c, name, &Template::builtin("midterm").unwrap(), 2026)?;
     d.import_csv(
         c,
         ImportKind::Places,
         "代码,名称,层级,上级代码\n510100001,示范镇,乡镇,\n510100001001,青龙社区,社区,510100001\n"
             .as_bytes(),
     )?;
+    Ok((d, c))
+}
+
+#[test]
+fn cached_tallies_follow_data_merged_after_them() -> Result<()> {
+    use fieldsync_client_core::{SyncOptions, sync::sync};
+
+    let server = TestServer::start()?;
+    let (mut d, c) = one_village_campaign(0x0000_2026_0001, "缓存测试")?;
     let mut t = server.connect(&d)?;
     sync(&mut d, &mut t, &SyncOptions::default())?;
     server.wait_merged()?;
@@ -482,20 +492,10 @@ fn cached_tallies_follow_data_merged_after_them() -> Result<()> {
 #[test]
 fn a_village_with_many_records_shows_fifty_of_a_kind_and_pages_the_rest_and_unknown_pages_are_html()
 -> Result<()> {
-    use fieldsync_client_core::import::ImportKind;
-    use fieldsync_client_core::{Store, SyncOptions, sync::sync};
-    use fieldsync_protocol::template::Template;
+    use fieldsync_client_core::{SyncOptions, sync::sync};
 
     let server = TestServer::start()?;
-    let mut d = Store::open_in_memory()?;
-    let c = uuid::Uuid::from_u128(0x0000_2026_0002);
-    d.create_campaign(c, "分页测试", &Template::builtin("midterm").unwrap(), 2026)?;
-    d.import_csv(
-        c,
-        ImportKind::Places,
-        "代码,名称,层级,上级代码\n510100001,示范镇,乡镇,\n510100001001,青龙社区,社区,510100001\n"
-            .as_bytes(),
-    )?;
+    let (mut d, c) = one_village_campaign(0x0000_2026_0002, "分页测试")?;
     for i in 0..130 {
         d.create(
             "questionnaire",
