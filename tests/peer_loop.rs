@@ -193,10 +193,13 @@ fn devices_converge_through_the_server_within_a_bounded_number_of_rounds() -> Re
     let merged = loop {
         let status = rt.block_on(storage.status())?;
         if status.unmerged_records == 0 {
-            break rt.block_on(storage.records(RecordFilter {
-                limit: Some(10_000),
-                ..Default::default()
-            }))?;
+            break rt.block_on(storage.records(
+                RecordFilter {
+                    limit: Some(10_000),
+                    ..Default::default()
+                },
+                fieldsync_server::storage::Visibility::All,
+            ))?;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };

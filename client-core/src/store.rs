@@ -662,7 +662,8 @@ impl Store {
                 if let Some(scope) = &scope {
                     let campaign: String = row.get(5)?;
                     let place: String = row.get(6)?;
-                    if !scope.writes(&campaign, &place) {
+                    let kind: String = row.get(4)?;
+                    if !scope.writes(&campaign, &place, &kind) {
                         // Held: outside what this device may upload now. Kept, never acked.
                         continue;
                     }
@@ -789,20 +790,22 @@ impl Store {
             return Ok(0);
         };
         let mut stmt = self.conn.prepare(
-            "SELECT r.campaign, r.scope, count(*) FROM changes c JOIN records r ON r.id = c.record_id
-             WHERE c.acked = 0 GROUP BY r.campaign, r.scope",
+            "SELECT r.campaign, r.scope, r.kind, count(*)
+             FROM changes c JOIN records r ON r.id = c.record_id
+             WHERE c.acked = 0 GROUP BY r.campaign, r.scope, r.kind",
         )?;
         let mut held = 0u64;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         for row in rows {
-            let (campaign, place, n) = row?;
-            if !scope.writes(&campaign, &place) {
+            let (campaign, place, kind, n) = row?;
+            if !scope.writes(&campaign, &place, &kind) {
                 held += n as u64;
             }
         }

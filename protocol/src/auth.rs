@@ -157,14 +157,29 @@ impl WireScope {
                         .is_ok()))
     }
 
-    /// Whether a record of `campaign` in `scope` may be written. Campaign-wide records
-    /// (templates, work groups, the campaign) are written by admins only.
-    pub fn writes(&self, campaign: &str, scope: &str) -> bool {
+    /// Whether a record of `kind` of `campaign` in `scope` may be written. Campaign-wide
+    /// records (templates, work groups, the campaign) and the reference data of places, teams
+    /// and members ([`DEPARTMENT_KINDS`]) are written by admins only, whatever their scope.
+    pub fn writes(&self, campaign: &str, scope: &str, kind: &str) -> bool {
         self.write
             && (self.all
-                || (scope != crate::template::CAMPAIGN_SCOPE && self.sees(campaign, scope)))
+                || (scope != crate::template::CAMPAIGN_SCOPE
+                    && !DEPARTMENT_KINDS.contains(&kind)
+                    && self.sees(campaign, scope)))
     }
 }
+
+/// The kinds only a device that writes everything (an administrator's) may write: the
+/// department's reference data and the campaign's set-up. A work group reads them but cannot
+/// rename its village, add a member or change a template.
+pub const DEPARTMENT_KINDS: &[&str] = &[
+    "place",
+    "team",
+    "member",
+    "work_group",
+    "campaign",
+    crate::template::TEMPLATE_KIND,
+];
 
 /// `GET /v1/me` response (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,12 +327,16 @@ mod tests {
         };
         assert!(s.sees(&c, "350102001"));
         assert!(s.sees(&c, "campaign"));
-        assert!(!s.writes(&c, "campaign"));
-        assert!(s.writes(&c, "350102002"));
+        assert!(!s.writes(&c, "campaign", "interview"));
+        assert!(s.writes(&c, "350102002", "interview"));
+        assert!(!s.writes(&c, "350102002", "place"));
+        assert!(!s.writes(&c, "350102002", "member"));
+        assert!(!s.writes(&c, "350102003", "interview"));
+        assert!(WireScope::everything(true).writes(&c, "350102002", "place"));
         assert!(!s.sees(&c, "350102003"));
         assert!(!s.sees(&Uuid::from_u128(2).to_string(), "350102001"));
         let viewer = WireScope::everything(false);
-        assert!(viewer.sees(&c, "x") && !viewer.writes(&c, "x"));
+        assert!(viewer.sees(&c, "x") && !viewer.writes(&c, "x", "interview"));
         assert_eq!(Role::parse("组长"), None);
         assert_eq!(Role::parse("工作组组长"), Some(Role::Leader));
         assert_eq!(Role::parse("Viewer"), Some(Role::Viewer));

@@ -26,40 +26,58 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     ))
 }
 
-/// `GET /v1/status`: counts of the log and the merged records.
+/// `GET /v1/status`: counts of the whole log and of the merged records, for the department
+/// (they count every group's records).
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    _auth: Auth,
+    auth: Auth,
 ) -> Result<Json<StoreStatus>, ApiError> {
+    auth.require_department()?;
     Ok(Json(state.storage.status().await?))
 }
 
-/// `GET /v1/records?kind=&scope=&campaign=&conflicted=&limit=`.
-/// Leaders and workers see only their group's villages and campaign-wide records.
+/// `GET /v1/records?kind=&scope=&campaign=&conflicted=&needs_review=&limit=&after=`: visible
+/// records, oldest first. Leaders and workers see only their group's villages and campaign-wide
+/// records; the scope is part of the query, so `limit` counts visible records. When more
+/// follow, the response carries `Link: </v1/records?…&after=N>; rel="next"` and
+/// `X-Next-After: N`.
 pub async fn records(
     State(state): State<Arc<AppState>>,
     auth: Auth,
+    uri: axum::http::Uri,
     filter: Result<Query<RecordFilter>, QueryRejection>,
-) -> Result<Json<Vec<RecordView>>, ApiError> {
-    let Query(mut filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !auth.0.scope.all {
-        let Some(c) = auth
-            .0
-            .scope
-            .campaign
-            .as_deref()
-            .and_then(|c| Uuid::parse_str(c).ok())
-        else {
-            return Ok(Json(Vec::new()));
-        };
-        if filter.campaign.is_some_and(|f| f != c) {
-            return Ok(Json(Vec::new()));
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let Query(filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = filter.limit.unwrap_or(1000).clamp(1, 10_000);
+    // One more than asked tells whether another page follows.
+    let mut asked = filter.clone();
+    asked.limit = Some(limit + 1);
+    let mut records = state.storage.records(asked, auth.visibility()).await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let mut response = Json(&records).into_response();
+    if more && let Some(last) = records.last() {
+        let next = next_page(uri.query().unwrap_or(""), last.position);
+        let headers = response.headers_mut();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+            headers.insert(axum::http::header::LINK, v);
         }
-        filter.campaign = Some(c);
+        headers.insert("x-next-after", axum::http::HeaderValue::from(last.position));
     }
-    let mut records = state.storage.records(filter).await?;
-    records.retain(|r| auth.sees(&r.campaign, &r.scope));
-    Ok(Json(records))
+    Ok(response)
+}
+
+/// The link to the page of `/v1/records` after `position`, keeping the other query parameters.
+fn next_page(query: &str, position: i64) -> String {
+    let mut next = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "after" {
+            next.append_pair(&k, &v);
+        }
+    }
+    next.append_pair("after", &position.to_string());
+    format!("/v1/records?{}", next.finish())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
@@ -76,9 +94,8 @@ pub async fn record(
     let id = parse_id(&id)?;
     let record = state
         .storage
-        .record(id)
+        .record(id, auth.visibility())
         .await?
-        .filter(|r| auth.sees(&r.campaign, &r.scope))
         .ok_or_else(|| ApiError::not_found(format!("no record {id} on this server")))?;
     state
         .storage
@@ -97,11 +114,7 @@ pub async fn conflicts(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let visible = state
-        .storage
-        .record(id)
-        .await?
-        .is_some_and(|r| auth.sees(&r.campaign, &r.scope));
+    let visible = state.storage.record(id, auth.visibility()).await?.is_some();
     if !visible {
         return Err(ApiError::not_found(format!(
             "no merged record {id} on this server"
@@ -167,26 +180,15 @@ pub async fn search(
             "q is empty: give the words to search for",
         ));
     }
-    let limit = q.limit.unwrap_or(100).min(1000);
-    let campaign = if auth.0.scope.all {
-        q.campaign
-    } else {
-        auth.0
-            .scope
-            .campaign
-            .as_deref()
-            .and_then(|c| Uuid::parse_str(c).ok())
-    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     state
         .storage
-        .audit(auth.audit("search", json!({ "q": q.q, "campaign": campaign })))
+        .audit(auth.audit("search", json!({ "q": q.q, "campaign": q.campaign })))
         .await;
-    if !auth.0.scope.all && (campaign.is_none() || q.campaign.is_some_and(|c| Some(c) != campaign))
-    {
-        return Ok(Json(Vec::new()));
-    }
-    let mut hits = state.storage.search(q.q, campaign, q.kind, limit).await?;
-    hits.retain(|h| auth.sees(&h.campaign, &h.scope));
+    let hits = state
+        .storage
+        .search(q.q, q.campaign, q.kind, limit, auth.visibility())
+        .await?;
     Ok(Json(hits))
 }
 
@@ -198,7 +200,13 @@ pub async fn tallies(
 ) -> Result<Json<crate::report::Tallies>, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    Ok(Json(state.tallies(id).await?.as_ref().clone()))
+    Ok(Json(
+        state
+            .tallies(id, &auth.visibility())
+            .await?
+            .as_ref()
+            .clone(),
+    ))
 }
 
 /// `GET /v1/campaigns/{id}/tallies.csv`: every tally as 项目,数量 rows for Excel.
@@ -209,7 +217,7 @@ pub async fn tallies_csv(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    let t = state.tallies(id).await?;
+    let t = state.tallies(id, &auth.visibility()).await?;
     let template = state.storage.template(id).await?;
     exported(&state, &auth, id, "tallies.csv").await;
     Ok((
@@ -231,7 +239,7 @@ pub async fn report_markdown(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    let t = state.tallies(id).await?;
+    let t = state.tallies(id, &auth.visibility()).await?;
     exported(&state, &auth, id, "report.md").await;
     Ok((
         [(
@@ -260,10 +268,13 @@ pub async fn export_csv(
             "campaign {id} has no record kind {kind:?}"
         )));
     }
-    let records = state.storage.campaign_records(id, kind.clone()).await?;
-    let names = reference_names(&state, id).await?;
+    let records = state
+        .storage
+        .campaign_records(id, kind.clone(), auth.visibility())
+        .await?;
+    let names = reference_names(&state, id, &auth.visibility()).await?;
     let body = crate::report::csv(template.as_ref(), &kind, &records, &names);
-    let campaign_name = state.tallies(id).await?.name.clone();
+    let campaign_name = state.tallies(id, &auth.visibility()).await?.name.clone();
     exported(&state, &auth, id, &format!("{kind}.csv")).await;
     Ok((
         attachment(
@@ -281,12 +292,13 @@ pub async fn export_csv(
 pub async fn reference_names(
     state: &AppState,
     campaign: Uuid,
+    visibility: &crate::storage::Visibility,
 ) -> Result<crate::report::Names, ApiError> {
     let mut names = crate::report::Names::new();
     for kind in ["place", "team", "member", "work_group"] {
         for r in state
             .storage
-            .campaign_records(campaign, kind.into())
+            .campaign_records(campaign, kind.into(), visibility.clone())
             .await?
         {
             if let Some(n) = r.fields.get("name").and_then(Value::as_str) {
@@ -357,7 +369,7 @@ pub async fn report_docx(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    let t = state.tallies(id).await?;
+    let t = state.tallies(id, &auth.visibility()).await?;
     let name = t.name.clone();
     exported(&state, &auth, id, "report.docx").await;
     let bytes = tokio::task::spawn_blocking(move || crate::report::draft_docx(&t))
@@ -385,17 +397,20 @@ pub async fn export_xlsx(
     auth.require_department()?;
     let id = parse_id(&id)?;
     let template = state.storage.template(id).await?;
-    let tallies = state.tallies(id).await?;
+    let tallies = state.tallies(id, &auth.visibility()).await?;
     let name = tallies.name.clone();
     exported(&state, &auth, id, "export.xlsx").await;
     let kinds: Vec<String> = match &template {
         Some(t) => t.kinds.keys().cloned().collect(),
         None => Vec::new(),
     };
-    let names = reference_names(&state, id).await?;
+    let names = reference_names(&state, id, &auth.visibility()).await?;
     let mut sheets = Vec::new();
     for kind in kinds {
-        let records = state.storage.campaign_records(id, kind.clone()).await?;
+        let records = state
+            .storage
+            .campaign_records(id, kind.clone(), auth.visibility())
+            .await?;
         if !records.is_empty() {
             sheets.push((kind, records));
         }

@@ -295,6 +295,11 @@ impl Auth {
         }
     }
 
+    /// What this device may see, for the storage's queries.
+    pub fn visibility(&self) -> crate::storage::Visibility {
+        crate::storage::Visibility::of(&self.0.scope)
+    }
+
     /// Whether this device may see a record of `campaign` in `scope`.
     pub fn sees(&self, campaign: &Uuid, scope: &str) -> bool {
         self.0.scope.sees(&campaign.to_string(), scope)

@@ -49,29 +49,36 @@ pub struct AppState {
     pub limits: auth::Limits,
     /// Request counts per device and failed sign-ins per address.
     pub rate: auth::RateLimiter,
-    /// Tallies per campaign with the storage's data version they were computed at.
-    pub tallies:
-        std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (u64, Arc<report::Tallies>)>>,
+    /// Tallies per campaign and visibility with the storage's data version they were computed
+    /// at.
+    pub tallies: std::sync::Mutex<TalliesCache>,
 }
 
+/// Tallies per (campaign, what the asker may see), with the data version they were computed at.
+pub type TalliesCache =
+    std::collections::HashMap<(uuid::Uuid, storage::Visibility), (u64, Arc<report::Tallies>)>;
+
 impl AppState {
-    /// A campaign's tallies, computed once per change of the merged data.
+    /// A campaign's tallies over what `visibility` lets the asker see, computed once per change
+    /// of the merged data (a group leader's are their group's villages' only).
     pub async fn tallies(
         &self,
         campaign: uuid::Uuid,
+        visibility: &storage::Visibility,
     ) -> Result<Arc<report::Tallies>, error::ApiError> {
         let version = self.storage.data_version();
-        if let Some((v, t)) = self.tallies.lock().expect("tallies cache").get(&campaign)
+        let key = (campaign, visibility.clone());
+        if let Some((v, t)) = self.tallies.lock().expect("tallies cache").get(&key)
             && *v == version
         {
             return Ok(t.clone());
         }
-        let t = Arc::new(self.storage.tallies(campaign).await?);
+        let t = Arc::new(self.storage.tallies(campaign, visibility.clone()).await?);
         let mut cache = self.tallies.lock().expect("tallies cache");
         if cache.len() > 64 {
             cache.clear();
         }
-        cache.insert(campaign, (version, t.clone()));
+        cache.insert(key, (version, t.clone()));
         Ok(t)
     }
 }

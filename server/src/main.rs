@@ -172,11 +172,14 @@ async fn admin_on(
         AdminCommand::Groups => {
             println!("work_group id\tname\tcampaign\tvillages");
             let groups = storage
-                .records(fieldsync_server::storage::RecordFilter {
-                    kind: Some("work_group".into()),
-                    limit: Some(10_000),
-                    ..Default::default()
-                })
+                .records(
+                    fieldsync_server::storage::RecordFilter {
+                        kind: Some("work_group".into()),
+                        limit: Some(10_000),
+                        ..Default::default()
+                    },
+                    fieldsync_server::storage::Visibility::All,
+                )
                 .await?;
             for g in groups.iter().filter(|g| !g.deleted) {
                 let villages = g.fields["villages"]

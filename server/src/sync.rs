@@ -137,10 +137,11 @@ pub async fn push(
         .records
         .iter()
         .filter(|r| {
-            !auth
-                .0
-                .scope
-                .writes(&r.header.campaign.to_string(), &r.header.scope)
+            !auth.0.scope.writes(
+                &r.header.campaign.to_string(),
+                &r.header.scope,
+                &r.header.kind,
+            )
         })
         .map(|r| format!("{} {} in {}", r.header.kind, r.header.id, r.header.scope))
         .collect();

@@ -4,6 +4,7 @@
 mod accounts;
 pub mod sqlite;
 mod tally;
+mod visible;
 
 use async_trait::async_trait;
 use fieldsync_protocol::{
@@ -13,6 +14,60 @@ use fieldsync_protocol::{
     wire::WireRecord,
 };
 use uuid::Uuid;
+
+/// What a query may return: every record, or one campaign's campaign-wide records and the
+/// records of some of its places. Every listing, search and tally takes one and puts it into the
+/// query itself, so that a limit counts only what the asker may see.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// Every record (administrators and the department).
+    All,
+    /// The campaign-wide records (scope `campaign`) and the records of these places of one
+    /// campaign.
+    Places {
+        /// The campaign.
+        campaign: String,
+        /// The place codes.
+        places: Vec<String>,
+    },
+}
+
+impl Visibility {
+    /// What a device with this scope may see.
+    pub fn of(scope: &WireScope) -> Self {
+        if scope.all {
+            Visibility::All
+        } else {
+            Visibility::Places {
+                campaign: scope.campaign.clone().unwrap_or_default(),
+                places: scope.places.clone(),
+            }
+        }
+    }
+
+    /// Whether a record of `campaign` in `scope` is visible (the same rule as the queries').
+    pub fn sees(&self, campaign: &Uuid, scope: &str) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Places {
+                campaign: c,
+                places,
+            } => {
+                *c == campaign.to_string()
+                    && (scope == fieldsync_protocol::template::CAMPAIGN_SCOPE
+                        || places.iter().any(|p| p == scope))
+            }
+        }
+    }
+
+    /// Whether any record of `campaign` can be visible.
+    pub fn sees_campaign(&self, campaign: &Uuid) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Places { campaign: c, .. } => *c == campaign.to_string(),
+        }
+    }
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +249,9 @@ pub struct RecordView {
     pub heads: Vec<String>,
     /// Whether every stored change of the record has been merged.
     pub up_to_date: bool,
+    /// Where the record stands in the listing order (the cursor to page after it).
+    #[serde(skip)]
+    pub position: i64,
     /// Changes stored but waiting for a change they depend on.
     pub waiting_changes: u64,
     /// Why the record could not be merged, when it could not.
@@ -218,8 +276,11 @@ pub struct RecordFilter {
     /// Only records flagged for review (they do not fit their template).
     #[serde(default)]
     pub needs_review: bool,
-    /// At most this many (default 1000).
+    /// At most this many (default 1000, at most 10,000).
     pub limit: Option<u32>,
+    /// Only records after this cursor (the `next` of the previous page; records are listed in
+    /// the order the server first received them).
+    pub after: Option<i64>,
 }
 
 /// Counts describing the store.
@@ -388,27 +449,41 @@ pub trait Storage: Send + Sync + 'static {
     async fn pull(&self, request: PullRequest) -> Result<PullPage, StorageError>;
     /// Counts.
     async fn status(&self) -> Result<StoreStatus, StorageError>;
-    /// One merged record.
-    async fn record(&self, id: Uuid) -> Result<Option<RecordView>, StorageError>;
+    /// One merged record, if it exists and is visible.
+    async fn record(
+        &self,
+        id: Uuid,
+        visibility: Visibility,
+    ) -> Result<Option<RecordView>, StorageError>;
     /// The conflicts of one record (`None` if it does not exist or is not merged yet).
     async fn conflicts(&self, id: Uuid) -> Result<Option<Vec<Conflict>>, StorageError>;
-    /// Merged records matching a filter.
-    async fn records(&self, filter: RecordFilter) -> Result<Vec<RecordView>, StorageError>;
-    /// Every live record of one kind in a campaign (for exports), oldest first.
+    /// Visible merged records matching a filter, oldest first, at most `filter.limit`.
+    async fn records(
+        &self,
+        filter: RecordFilter,
+        visibility: Visibility,
+    ) -> Result<Vec<RecordView>, StorageError>;
+    /// Every visible live record of one kind in a campaign (for exports), oldest first.
     async fn campaign_records(
         &self,
         campaign: Uuid,
         kind: String,
+        visibility: Visibility,
     ) -> Result<Vec<RecordView>, StorageError>;
-    /// The campaign's tallies: every number of the seed reports.
-    async fn tallies(&self, campaign: Uuid) -> Result<crate::report::Tallies, StorageError>;
-    /// Records whose text contains `q`.
+    /// The campaign's tallies over the visible records: every number of the seed reports.
+    async fn tallies(
+        &self,
+        campaign: Uuid,
+        visibility: Visibility,
+    ) -> Result<crate::report::Tallies, StorageError>;
+    /// Visible records whose text contains `q`.
     async fn search(
         &self,
         q: String,
         campaign: Option<Uuid>,
         kind: Option<String>,
         limit: usize,
+        visibility: Visibility,
     ) -> Result<Vec<crate::report::SearchHit>, StorageError>;
     /// The newest template version of a campaign.
     async fn template(

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use super::{
     AuditEntry, AuditFilter, CheckedPush, DeviceView, NewEnrollment, Person, PersonUpdate,
     PullPage, PullRequest, PushOutcome, RecordFilter, RecordView, Storage, StorageError,
-    StoreStatus, TokenCheck, accounts,
+    StoreStatus, TokenCheck, Visibility, accounts, visible,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -939,22 +939,20 @@ fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, Stora
     let mut last = req.after;
     let mut more = false;
     {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = tx.prepare_cached(&format!(
             "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
              FROM changes c JOIN records r ON r.id = c.record_id
-             WHERE c.seq > ?1 AND (?2 OR c.pushed_by != ?3)
-               AND (?5 OR (r.campaign = ?6
-                    AND (r.scope = 'campaign' OR r.scope IN (SELECT value FROM json_each(?7)))))
+             WHERE c.seq > ?1 AND (?2 OR c.pushed_by != ?3) AND {}
              ORDER BY c.seq LIMIT ?4",
-        )?;
-        let places = serde_json::to_string(&req.scope.places).map_err(other)?;
+            visible::condition("r", 5)
+        ))?;
+        let (campaign, places) = visible::params(&Visibility::of(&req.scope));
         let mut rows = stmt.query(params![
             req.after as i64,
             req.include_own,
             req.device.to_string(),
             PAGE_ROWS as i64 + 1,
-            req.scope.all,
-            req.scope.campaign.as_deref().unwrap_or(""),
+            campaign,
             places
         ])?;
         let mut n = 0;
@@ -1017,6 +1015,7 @@ fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
             .and_then(|h| serde_json::from_str(&h).ok())
             .unwrap_or_default(),
         up_to_date: !r.get::<_, bool>(8)?,
+        position: r.get(12)?,
         waiting_changes: r.get::<_, i64>(10)? as u64,
         problem: r.get(9)?,
         review: r
@@ -1027,7 +1026,8 @@ fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
 
 const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fields, r.conflicts,
     r.heads, r.dirty, r.problem,
-    (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0), r.review";
+    (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0), r.review,
+    r.first_seq";
 
 #[async_trait]
 impl Storage for SqliteStorage {
@@ -1067,12 +1067,20 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn record(&self, id: Uuid) -> Result<Option<RecordView>, StorageError> {
+    async fn record(
+        &self,
+        id: Uuid,
+        visibility: Visibility,
+    ) -> Result<Option<RecordView>, StorageError> {
         self.read(move |conn| {
+            let (c, places) = visible::params(&visibility);
             Ok(conn
                 .query_row(
-                    &format!("SELECT {VIEW_COLUMNS} FROM records r WHERE r.id = ?1"),
-                    [id.to_string()],
+                    &format!(
+                        "SELECT {VIEW_COLUMNS} FROM records r WHERE r.id = ?1 AND {}",
+                        visible::condition("r", 2)
+                    ),
+                    params![id.to_string(), c, places],
                     row_to_view,
                 )
                 .optional()?)
@@ -1100,21 +1108,33 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn records(&self, filter: RecordFilter) -> Result<Vec<RecordView>, StorageError> {
+    async fn records(
+        &self,
+        filter: RecordFilter,
+        visibility: Visibility,
+    ) -> Result<Vec<RecordView>, StorageError> {
         self.read(move |conn| {
-            let mut sql = format!("SELECT {VIEW_COLUMNS} FROM records r WHERE 1 = 1");
-            let mut args: Vec<String> = Vec::new();
+            let (c, places) = visible::params(&visibility);
+            let mut sql = format!(
+                "SELECT {VIEW_COLUMNS} FROM records r WHERE {}",
+                visible::condition("r", 1)
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![c.into(), places.into()];
+            let mut arg = |sql: &mut String, condition: &str, value: rusqlite::types::Value| {
+                args.push(value);
+                sql.push_str(&condition.replace("?", &format!("?{}", args.len())));
+            };
             if let Some(k) = &filter.kind {
-                args.push(k.clone());
-                sql.push_str(&format!(" AND r.kind = ?{}", args.len()));
+                arg(&mut sql, " AND r.kind = ?", k.clone().into());
             }
             if let Some(s) = &filter.scope {
-                args.push(s.clone());
-                sql.push_str(&format!(" AND r.scope = ?{}", args.len()));
+                arg(&mut sql, " AND r.scope = ?", s.clone().into());
             }
             if let Some(c) = &filter.campaign {
-                args.push(c.to_string());
-                sql.push_str(&format!(" AND r.campaign = ?{}", args.len()));
+                arg(&mut sql, " AND r.campaign = ?", c.to_string().into());
+            }
+            if let Some(after) = filter.after {
+                arg(&mut sql, " AND r.first_seq > ?", after.into());
             }
             if filter.conflicted {
                 sql.push_str(" AND r.conflicts > 0");
@@ -1124,7 +1144,7 @@ impl Storage for SqliteStorage {
             }
             sql.push_str(&format!(
                 " ORDER BY r.first_seq LIMIT {}",
-                filter.limit.unwrap_or(1000).min(10_000)
+                filter.limit.unwrap_or(1000).clamp(1, 10_000)
             ));
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_view)?;
@@ -1137,20 +1157,29 @@ impl Storage for SqliteStorage {
         &self,
         campaign: Uuid,
         kind: String,
+        visibility: Visibility,
     ) -> Result<Vec<RecordView>, StorageError> {
         self.read(move |conn| {
+            let (c, places) = visible::params(&visibility);
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {VIEW_COLUMNS} FROM records r
-                 WHERE r.campaign = ?1 AND r.kind = ?2 AND r.deleted = 0 ORDER BY r.first_seq"
+                 WHERE r.campaign = ?1 AND r.kind = ?2 AND r.deleted = 0 AND {}
+                 ORDER BY r.first_seq",
+                visible::condition("r", 3)
             ))?;
-            let rows = stmt.query_map(params![campaign.to_string(), kind], row_to_view)?;
+            let rows =
+                stmt.query_map(params![campaign.to_string(), kind, c, places], row_to_view)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
 
-    async fn tallies(&self, campaign: Uuid) -> Result<crate::report::Tallies, StorageError> {
-        self.read(move |conn| super::tally::tallies(conn, campaign))
+    async fn tallies(
+        &self,
+        campaign: Uuid,
+        visibility: Visibility,
+    ) -> Result<crate::report::Tallies, StorageError> {
+        self.read(move |conn| super::tally::tallies(conn, campaign, &visibility))
             .await
     }
 
@@ -1160,9 +1189,12 @@ impl Storage for SqliteStorage {
         campaign: Option<Uuid>,
         kind: Option<String>,
         limit: usize,
+        visibility: Visibility,
     ) -> Result<Vec<crate::report::SearchHit>, StorageError> {
-        self.read(move |conn| super::tally::search(conn, &q, campaign, kind.as_deref(), limit))
-            .await
+        self.read(move |conn| {
+            super::tally::search(conn, &q, campaign, kind.as_deref(), limit, &visibility)
+        })
+        .await
     }
 
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {

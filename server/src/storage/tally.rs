@@ -7,24 +7,38 @@ use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::StorageError;
+use super::{StorageError, Visibility, visible};
 use crate::report::{Counts, SearchHit, Tallies, VillageTally};
 
-fn count(conn: &Connection, sql: &str, campaign: &str) -> Result<u64, StorageError> {
+/// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
+/// [`visible::condition`]).
+struct Scoped<'a> {
+    campaign: &'a str,
+    visible_campaign: Option<String>,
+    places: String,
+}
+
+impl Scoped<'_> {
+    fn params(&self) -> [&dyn rusqlite::ToSql; 3] {
+        [&self.campaign, &self.visible_campaign, &self.places]
+    }
+}
+
+fn count(conn: &Connection, sql: &str, p: &Scoped<'_>) -> Result<u64, StorageError> {
     Ok(conn
-        .query_row(sql, [campaign], |r| r.get::<_, Option<i64>>(0))?
+        .query_row(sql, p.params(), |r| r.get::<_, Option<i64>>(0))?
         .unwrap_or(0) as u64)
 }
 
-fn sum(conn: &Connection, sql: &str, campaign: &str) -> Result<i64, StorageError> {
+fn sum(conn: &Connection, sql: &str, p: &Scoped<'_>) -> Result<i64, StorageError> {
     Ok(conn
-        .query_row(sql, [campaign], |r| r.get::<_, Option<i64>>(0))?
+        .query_row(sql, p.params(), |r| r.get::<_, Option<i64>>(0))?
         .unwrap_or(0))
 }
 
-fn group(conn: &Connection, sql: &str, campaign: &str) -> Result<Counts, StorageError> {
+fn group(conn: &Connection, sql: &str, p: &Scoped<'_>) -> Result<Counts, StorageError> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([campaign], |r| {
+    let rows = stmt.query_map(p.params(), |r| {
         Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
     })?;
     let mut out = Counts::new();
@@ -37,19 +51,38 @@ fn group(conn: &Connection, sql: &str, campaign: &str) -> Result<Counts, Storage
     Ok(out)
 }
 
-/// Live records of a kind in the campaign, as a SQL fragment (`?1` is the campaign).
+/// Live visible records of a kind in the campaign, as a SQL fragment (parameters as
+/// [`Scoped`]'s).
 fn live(kind: &str) -> String {
-    format!("FROM records WHERE campaign = ?1 AND kind = '{kind}' AND deleted = 0")
+    format!(
+        "FROM records WHERE campaign = ?1 AND kind = '{kind}' AND deleted = 0 AND {}",
+        visible::condition("records", 2)
+    )
+}
+
+/// The visibility condition on the records aliased `alias` (parameters as [`Scoped`]'s).
+fn seen(alias: &str) -> String {
+    visible::condition(alias, 2)
 }
 
 fn field(name: &str) -> String {
     format!("json_extract(fields, '$.{name}')")
 }
 
-/// Every number of the seed reports for one campaign.
-pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, StorageError> {
-    let c = campaign.to_string();
-    let c = c.as_str();
+/// Every number of the seed reports for one campaign, counted over the visible records only.
+pub(crate) fn tallies(
+    conn: &Connection,
+    campaign: Uuid,
+    visibility: &Visibility,
+) -> Result<Tallies, StorageError> {
+    let campaign_id = campaign.to_string();
+    let (visible_campaign, places) = visible::params(visibility);
+    let scoped = Scoped {
+        campaign: &campaign_id,
+        visible_campaign,
+        places,
+    };
+    let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
     let today = crate::report::today();
     let mut t = Tallies {
@@ -57,7 +90,7 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
         name: conn
             .query_row(
                 &format!("SELECT {} {}", field("name"), live("campaign")),
-                [c],
+                c.params(),
                 |r| r.get::<_, Option<String>>(0),
             )
             .ok()
@@ -103,8 +136,9 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
             conn,
             &format!(
                 "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
-                 AND kind IN ('interview', 'meeting', 'site_visit')",
-                field("suggestions_collected")
+                 AND kind IN ('interview', 'meeting', 'site_visit') AND {}",
+                field("suggestions_collected"),
+                seen("records")
             ),
             c,
         )?,
@@ -204,12 +238,12 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
         )?,
         overdue_rectifications: conn.query_row(
             &format!(
-                "SELECT count(*) {} AND {} != 'done' AND {} < ?2",
+                "SELECT count(*) {} AND {} != 'done' AND {} < ?4",
                 live("rectification"),
                 field("status"),
                 field("deadline")
             ),
-            params![c, today],
+            params![c.campaign, c.visible_campaign, c.places, today],
             |r| r.get::<_, i64>(0),
         )? as u64,
         team_satisfaction: group(
@@ -224,13 +258,15 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
         ..Default::default()
     };
     {
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT je.key, je.value, count(*)
              FROM records, json_each(records.fields, '$.member_ratings') AS je
              WHERE records.campaign = ?1 AND records.kind = 'evaluation' AND records.deleted = 0
+               AND {}
              GROUP BY 1, 2",
-        )?;
-        let rows = stmt.query_map([c], |r| {
+            seen("records")
+        ))?;
+        let rows = stmt.query_map(c.params(), |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -250,7 +286,7 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
     t.template = conn
         .query_row(
             &format!("SELECT {} {}", field("template"), live("campaign")),
-            [c],
+            c.params(),
             |r| r.get::<_, Option<String>>(0),
         )
         .ok()
@@ -269,28 +305,39 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
     };
     t.members_by_level = by_team_level(
         "FROM records m",
-        "m.campaign = ?1 AND m.kind = 'member' AND m.deleted = 0",
+        &format!(
+            "m.campaign = ?1 AND m.kind = 'member' AND m.deleted = 0 AND {}",
+            seen("m")
+        ),
     )?;
     t.interviewed_by_level = by_team_level(
         "FROM records i JOIN records m ON m.id = json_extract(i.fields, '$.interviewee')",
-        "i.campaign = ?1 AND i.kind = 'interview' AND i.deleted = 0",
+        &format!(
+            "i.campaign = ?1 AND i.kind = 'interview' AND i.deleted = 0 AND {}",
+            seen("i")
+        ),
     )?;
     t.violators_by_level = by_team_level(
         "FROM records p JOIN records m ON m.id = json_extract(p.fields, '$.member')",
-        "p.campaign = ?1 AND p.kind = 'prescreening' AND p.deleted = 0
-         AND json_extract(p.fields, '$.violation') = 1",
+        &format!(
+            "p.campaign = ?1 AND p.kind = 'prescreening' AND p.deleted = 0
+             AND json_extract(p.fields, '$.violation') = 1 AND {}",
+            seen("p")
+        ),
     )?;
     // Team assessments per level of the team assessed, and the five checks of township teams.
-    let team_assessments =
+    let team_assessments = format!(
         "FROM records a JOIN records t ON t.id = json_extract(a.fields, '$.target')
          WHERE a.campaign = ?1 AND a.kind = 'assessment' AND a.deleted = 0 AND a.conflicts = 0
-         AND json_extract(a.fields, '$.target_type') = 'team'";
+         AND json_extract(a.fields, '$.target_type') = 'team' AND {}",
+        seen("a")
+    );
     {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT json_extract(t.fields, '$.level'), json_extract(a.fields, '$.rating'), count(*)
              {team_assessments} GROUP BY 1, 2"
         ))?;
-        for row in stmt.query_map([c], |r| {
+        for row in stmt.query_map(c.params(), |r| {
             Ok((
                 r.get::<_, Option<String>>(0)?,
                 r.get::<_, Option<String>>(1)?,
@@ -328,7 +375,7 @@ pub(crate) fn tallies(conn: &Connection, campaign: Uuid) -> Result<Tallies, Stor
     Ok(t)
 }
 
-fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageError> {
+fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, StorageError> {
     let mut out: BTreeMap<String, VillageTally> = BTreeMap::new();
     {
         let mut stmt = conn.prepare_cached(&format!(
@@ -338,7 +385,7 @@ fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageErro
             live("place"),
             field("level")
         ))?;
-        for row in stmt.query_map([c], |r| {
+        for row in stmt.query_map(c.params(), |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })? {
             let (code, name) = row?;
@@ -352,11 +399,12 @@ fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageErro
             );
         }
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT scope, kind, count(*) FROM records WHERE campaign = ?1 AND deleted = 0
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT scope, kind, count(*) FROM records WHERE campaign = ?1 AND deleted = 0 AND {}
          GROUP BY scope, kind",
-    )?;
-    for row in stmt.query_map([c], |r| {
+        seen("records")
+    ))?;
+    for row in stmt.query_map(c.params(), |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
@@ -384,7 +432,7 @@ fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageErro
         live("assessment"),
         field("target_type")
     ))?;
-    for row in stmt.query_map([c], |r| {
+    for row in stmt.query_map(c.params(), |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, Option<String>>(1)?,
@@ -402,7 +450,7 @@ fn villages(conn: &Connection, c: &str) -> Result<Vec<VillageTally>, StorageErro
         field("text"),
         live("finding")
     ))?;
-    for row in stmt.query_map([c], |r| {
+    for row in stmt.query_map(c.params(), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
     })? {
         let (scope, text) = row?;
@@ -420,8 +468,12 @@ pub(crate) fn search(
     campaign: Option<Uuid>,
     kind: Option<&str>,
     limit: usize,
+    visibility: &Visibility,
 ) -> Result<Vec<SearchHit>, StorageError> {
-    let q = q.trim();
+    // Control characters are no words: dropped before anything else (a NUL would end the LIKE
+    // pattern early in SQLite and match every record).
+    let typed: String = q.trim().chars().filter(|c| !c.is_control()).collect();
+    let q = typed.as_str();
     // LIKE's wildcards are dropped from the pattern (the trigram index does not take ESCAPE);
     // every hit is then checked to contain the words exactly as typed, `%` and `_` included.
     let words = q.replace(['%', '_'], "");
@@ -431,14 +483,25 @@ pub(crate) fn search(
     let pattern = format!("%{words}%");
     let exact = words.len() != q.len();
     // FTS5's trigram tokenizer answers LIKE from its index when the pattern has 3+ characters.
-    let sql = "SELECT f.id, f.kind, f.campaign, r.scope, f.text
-               FROM records_fts f JOIN records r ON r.id = f.id
-               WHERE f.text LIKE ?1
-                 AND (?2 IS NULL OR f.campaign = ?2) AND (?3 IS NULL OR f.kind = ?3)
-               LIMIT ?4";
-    let mut stmt = conn.prepare_cached(sql)?;
+    let sql = format!(
+        "SELECT f.id, f.kind, f.campaign, r.scope, f.text
+         FROM records_fts f JOIN records r ON r.id = f.id
+         WHERE f.text LIKE ?1
+           AND (?2 IS NULL OR f.campaign = ?2) AND (?3 IS NULL OR f.kind = ?3) AND {}
+         LIMIT ?4",
+        visible::condition("r", 5)
+    );
+    let (visible_campaign, places) = visible::params(visibility);
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
-        params![pattern, campaign.map(|c| c.to_string()), kind, limit as i64],
+        params![
+            pattern,
+            campaign.map(|c| c.to_string()),
+            kind,
+            limit as i64,
+            visible_campaign,
+            places
+        ],
         |r| {
             Ok((
                 r.get::<_, String>(0)?,

@@ -23,10 +23,13 @@ pub(super) async fn campaigns(State(state): State<Arc<AppState>>, user: User) ->
     let lang = user.lang;
     let list = match state
         .storage
-        .records(RecordFilter {
-            kind: Some("campaign".into()),
-            ..Default::default()
-        })
+        .records(
+            RecordFilter {
+                kind: Some("campaign".into()),
+                ..Default::default()
+            },
+            user.auth.visibility(),
+        )
         .await
     {
         Ok(l) => l,
@@ -34,7 +37,7 @@ pub(super) async fn campaigns(State(state): State<Arc<AppState>>, user: User) ->
     };
     let rows: Vec<Vec<String>> = list
         .iter()
-        .filter(|r| !r.deleted && user.auth.sees(&r.campaign, &r.scope))
+        .filter(|r| !r.deleted)
         .map(|r| {
             vec![
                 format!(
@@ -155,11 +158,11 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
     // Progress per work group and village.
     let groups = state
         .storage
-        .campaign_records(c.id, "work_group".into())
+        .campaign_records(c.id, "work_group".into(), user.auth.visibility())
         .await?;
     let reviews = state
         .storage
-        .campaign_records(c.id, "document_review".into())
+        .campaign_records(c.id, "document_review".into(), user.auth.visibility())
         .await?;
     let place_code: HashMap<String, String> = c
         .places
@@ -372,10 +375,13 @@ pub(super) async fn ledger(
     };
     let template = c.template.as_ref();
     let (findings, rects) = match (
-        state.storage.campaign_records(c.id, "finding".into()).await,
         state
             .storage
-            .campaign_records(c.id, "rectification".into())
+            .campaign_records(c.id, "finding".into(), user.auth.visibility())
+            .await,
+        state
+            .storage
+            .campaign_records(c.id, "rectification".into(), user.auth.visibility())
             .await,
     ) {
         (Ok(f), Ok(r)) => (f, r),
@@ -387,7 +393,6 @@ pub(super) async fn ledger(
     let mut overdue_count = 0;
     let rows: Vec<Vec<String>> = rects
         .iter()
-        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
         .map(|r| {
             let status = field_str(r, "status");
             let deadline = field_str(r, "deadline");
@@ -452,12 +457,15 @@ pub(super) async fn conflicts(
     };
     let list = match state
         .storage
-        .records(RecordFilter {
-            campaign: Some(c.id),
-            conflicted: true,
-            limit: Some(5000),
-            ..Default::default()
-        })
+        .records(
+            RecordFilter {
+                campaign: Some(c.id),
+                conflicted: true,
+                limit: Some(5000),
+                ..Default::default()
+            },
+            user.auth.visibility(),
+        )
         .await
     {
         Ok(l) => l,
@@ -465,7 +473,6 @@ pub(super) async fn conflicts(
     };
     let rows: Vec<Vec<String>> = list
         .iter()
-        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
         .map(|r| {
             vec![
                 esc(&c.place_name(&r.scope)),
@@ -536,13 +543,16 @@ pub(super) async fn search(
                     .audit("search", serde_json::json!({ "q": q, "campaign": c.id })),
             )
             .await;
-        let hits = match state.storage.search(q.clone(), Some(c.id), None, 200).await {
+        let hits = match state
+            .storage
+            .search(q.clone(), Some(c.id), None, 200, user.auth.visibility())
+            .await
+        {
             Ok(h) => h,
             Err(e) => return ui_error(lang, e.into()),
         };
         let rows: Vec<Vec<String>> = hits
             .iter()
-            .filter(|h| user.auth.sees(&h.campaign, &h.scope))
             .map(|h| {
                 vec![
                     esc(&c.place_name(&h.scope)),

@@ -8,7 +8,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use uuid::Uuid;
 
 use super::page::{Lang, cards, esc, page, table};
 use super::*;
@@ -78,19 +77,22 @@ pub(super) async fn dossier(
 /// The live records of one kind in one village (through the `(campaign, scope, kind)` index).
 async fn in_village(
     state: &AppState,
-    campaign: Uuid,
+    c: &Campaign,
     kind: &str,
     code: &str,
 ) -> Result<Vec<RecordView>, ApiError> {
     Ok(state
         .storage
-        .records(RecordFilter {
-            kind: Some(kind.into()),
-            scope: Some(code.into()),
-            campaign: Some(campaign),
-            limit: Some(10_000),
-            ..Default::default()
-        })
+        .records(
+            RecordFilter {
+                kind: Some(kind.into()),
+                scope: Some(code.into()),
+                campaign: Some(c.id),
+                limit: Some(10_000),
+                ..Default::default()
+            },
+            c.visibility.clone(),
+        )
         .await?
         .into_iter()
         .filter(|r| !r.deleted)
@@ -139,7 +141,7 @@ async fn dossier_body(
         }
     }
     // Members and their satisfaction.
-    let members = in_village(state, c.id, "member", code).await?;
+    let members = in_village(state, c, "member", code).await?;
     body.push_str(&format!("<h2>{}</h2>", lang.t("班子成员", "Team members")));
     let rows: Vec<Vec<String>> = members
         .iter()
@@ -203,8 +205,8 @@ async fn dossier_body(
         ));
     }
     // Findings and their rectifications.
-    let findings = in_village(state, c.id, "finding", code).await?;
-    let rects = in_village(state, c.id, "rectification", code).await?;
+    let findings = in_village(state, c, "finding", code).await?;
+    let rects = in_village(state, c, "rectification", code).await?;
     body.push_str(&format!(
         "<h2>{}</h2>",
         lang.t("问题与整改", "Findings and rectifications")
@@ -254,9 +256,9 @@ async fn dossier_body(
         &rows,
     ));
     // Every other record, by kind; references shown by name; long lists a link away.
-    let names = crate::api::reference_names(state, c.id).await?;
+    let names = crate::api::reference_names(state, c.id, &c.visibility).await?;
     for kind in DOSSIER_KINDS {
-        let records = in_village(state, c.id, kind, code).await?;
+        let records = in_village(state, c, kind, code).await?;
         if records.is_empty() {
             continue;
         }
@@ -331,11 +333,11 @@ async fn kind_pages(
     page: usize,
     lang: Lang,
 ) -> Result<String, ApiError> {
-    let records = in_village(state, c.id, kind, code).await?;
+    let records = in_village(state, c, kind, code).await?;
     let pages = records.len().div_ceil(PAGE_ROWS).max(1);
     let page = page.clamp(1, pages);
     let shown = &records[(page - 1) * PAGE_ROWS..(page * PAGE_ROWS).min(records.len())];
-    let names = crate::api::reference_names(state, c.id).await?;
+    let names = crate::api::reference_names(state, c.id, &c.visibility).await?;
     let mut body = format!(
         "<p><a href=\"?\">{}</a></p><h2>{} {}</h2>",
         lang.t("← 返回村情档案", "← back to the dossier"),

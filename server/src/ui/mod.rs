@@ -209,6 +209,8 @@ struct Campaign {
     template: Option<Template>,
     tallies: Arc<Tallies>,
     places: Vec<RecordView>,
+    /// What the user may see of it: every query of the pages takes it.
+    visibility: crate::storage::Visibility,
 }
 
 impl Campaign {
@@ -226,15 +228,19 @@ async fn load_campaign(state: &AppState, user: &User, id: &str) -> Result<Campai
     if !user.auth.0.scope.all && user.auth.0.scope.campaign.as_deref() != Some(&id.to_string()) {
         return Err(ApiError::not_found(format!("no campaign {id} for you")));
     }
-    let tallies = state.tallies(id).await?;
+    let tallies = state.tallies(id, &user.auth.visibility()).await?;
     let template = state.storage.template(id).await?;
-    let places = state.storage.campaign_records(id, "place".into()).await?;
+    let places = state
+        .storage
+        .campaign_records(id, "place".into(), user.auth.visibility())
+        .await?;
     Ok(Campaign {
         id,
         name: tallies.name.clone().unwrap_or_else(|| id.to_string()),
         template,
         tallies,
         places,
+        visibility: user.auth.visibility(),
     })
 }
 

@@ -61,9 +61,8 @@ async fn record_body(
     let id = parse_uuid(id)?;
     let r = state
         .storage
-        .record(id)
+        .record(id, user.auth.visibility())
         .await?
-        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
         .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
     state
         .storage
@@ -88,7 +87,7 @@ async fn record_body(
     let place = if r.scope == "campaign" {
         lang.t("全局", "campaign-wide").to_string()
     } else {
-        crate::api::reference_names(state, r.campaign)
+        crate::api::reference_names(state, r.campaign, &user.auth.visibility())
             .await?
             .get(&r.scope)
             .cloned()
@@ -117,8 +116,7 @@ async fn record_body(
             let mut links = Vec::new();
             for part in s.split(',') {
                 if let Ok(target) = Uuid::parse_str(part.trim())
-                    && let Some(t) = state.storage.record(target).await?
-                    && user.auth.sees(&t.campaign, &t.scope)
+                    && let Some(t) = state.storage.record(target, user.auth.visibility()).await?
                 {
                     links.push(record_link(&t.id, &display_name(&t)));
                 }
@@ -144,7 +142,11 @@ async fn record_body(
             .flat_map(|c| c.values.iter().map(|v| v.actor.clone()))
             .collect();
         let owners = state.storage.actor_owners(actors).await?;
-        let may_resolve = user.auth.0.scope.writes(&r.campaign.to_string(), &r.scope)
+        let may_resolve = user
+            .auth
+            .0
+            .scope
+            .writes(&r.campaign.to_string(), &r.scope, &r.kind)
             && matches!(user.auth.0.person.role, Role::Admin | Role::Leader);
         body.push_str(&format!("<h2>{}</h2>", lang.t("待处理冲突", "Conflicts")));
         for c in &conflicts {
@@ -285,11 +287,14 @@ async fn resolve_inner(
     let id = parse_uuid(id)?;
     let r = state
         .storage
-        .record(id)
+        .record(id, user.auth.visibility())
         .await?
-        .filter(|r| user.auth.sees(&r.campaign, &r.scope))
         .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
-    if !(user.auth.0.scope.writes(&r.campaign.to_string(), &r.scope)
+    if !(user
+        .auth
+        .0
+        .scope
+        .writes(&r.campaign.to_string(), &r.scope, &r.kind)
         && matches!(user.auth.0.person.role, Role::Admin | Role::Leader))
     {
         return Err(crate::auth::forbidden(
@@ -345,7 +350,7 @@ async fn resolve_inner(
         .await;
     // Show the merged result on the next page: merging follows the push within moments.
     for _ in 0..100 {
-        match state.storage.record(id).await? {
+        match state.storage.record(id, user.auth.visibility()).await? {
             Some(r) if r.up_to_date => break,
             _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
