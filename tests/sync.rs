@@ -747,6 +747,14 @@ fn a_server_restored_from_backup_is_noticed_and_refilled_by_its_devices() -> Res
         let f = f?;
         std::fs::copy(f.path(), data.join(f.file_name()))?;
     }
+    // The administrator declares the restore (`fieldsync-server admin restored`): a new log
+    // epoch, and a week in which devices may hand back other devices' changes without tags.
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let storage = fieldsync_server::open_admin_storage(&data).await?;
+        storage.declare_restored().await?;
+        storage.close().await;
+        anyhow::Ok(())
+    })?;
     let server = TestServer::start_in(&data)?;
     let mut c = Device::new()?;
     c.store.create(

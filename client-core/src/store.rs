@@ -206,6 +206,8 @@ pub(crate) struct PageEnd {
     pub(crate) next_hash: Option<Vec<u8>>,
     /// The server's newest position when it sent the page.
     pub(crate) head: u64,
+    /// The server log's epoch, kept with the cursor.
+    pub(crate) epoch: Option<String>,
 }
 
 impl PageEnd {
@@ -214,6 +216,7 @@ impl PageEnd {
             next: page.next,
             next_hash: page.next_hash.as_ref().map(|h| h.to_vec()),
             head: page.head,
+            epoch: page.epoch.clone(),
         }
     }
 }
@@ -225,6 +228,9 @@ pub struct OutboxBatch {
     pub request: PushRequest,
     /// The hashes of the changes in it, to mark once the server acknowledges them.
     pub hashes: Vec<ChangeHash>,
+    /// The record id of each change in `hashes` (same order): a record the server refuses
+    /// keeps its changes unacknowledged.
+    pub owners: Vec<String>,
     /// The local log position of the last change in it (the next batch starts after it).
     pub last_seq: i64,
     /// The number of change bytes in it.
@@ -637,6 +643,7 @@ impl Store {
         let mut records: Vec<WireRecord> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut hashes = Vec::new();
+        let mut owners = Vec::new();
         let mut bytes = 0usize;
         let mut last_seq = after_seq;
         let mut actors = std::collections::BTreeSet::new();
@@ -669,6 +676,7 @@ impl Store {
                     }
                 }
                 let hash: Vec<u8> = row.get(1)?;
+                owners.push(record_id.clone());
                 hashes.push(ChangeHash::try_from(hash.as_slice()).map_err(|e| {
                     StoreError::Damaged {
                         id: Uuid::nil(),
@@ -719,6 +727,7 @@ impl Store {
                 records,
             },
             hashes,
+            owners,
             last_seq,
             bytes,
         }))
@@ -968,6 +977,9 @@ impl Store {
                 tx.execute("DELETE FROM meta WHERE key = 'cursor_hash'", [])?;
             }
         }
+        if let Some(epoch) = &end.epoch {
+            set_meta(&tx, "server_epoch", epoch)?;
+        }
         set_meta(&tx, "last_pull_at", &now_ms().to_string())?;
         tx.commit()?;
         Ok(stats)
@@ -989,11 +1001,16 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("UPDATE changes SET acked = 0, pushed = 0", [])?;
         tx.execute(
-            "DELETE FROM meta WHERE key IN ('cursor_seq', 'cursor_hash')",
+            "DELETE FROM meta WHERE key IN ('cursor_seq', 'cursor_hash', 'server_epoch')",
             [],
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The epoch of the server log this store's cursor points into, once it has pulled.
+    pub fn server_epoch(&self) -> Result<Option<String>> {
+        self.meta("server_epoch")
     }
 
     /// Moves the cursor back to 0 without touching acknowledgements (to pull everything again).

@@ -9,6 +9,7 @@ use fieldsync_protocol::wire::{
     PushResponse,
 };
 
+use automerge::ChangeHash;
 use fieldsync_protocol::wire::WireRecord;
 
 use crate::store::{Incoming, PageEnd, Store, StoreError};
@@ -145,6 +146,9 @@ pub struct SyncReport {
     pub removed_records: u64,
     /// The device's scope grew during this sync, so it pulled the log again from the start.
     pub rescoped: bool,
+    /// Records the server refused while storing the rest, with its reasons. Their changes stay
+    /// on this device, unacknowledged, and are offered again on the next sync.
+    pub rejected: Vec<fieldsync_protocol::wire::RejectedRecord>,
 }
 
 /// What to do after a pull page, decided from the page and the store's own count.
@@ -308,13 +312,14 @@ fn push_all(
     // wire; at most one push is in flight. A batch is marked acknowledged only when its answer
     // is in, so stopping anywhere loses nothing: unacknowledged changes are pushed again.
     std::thread::scope(|scope| {
-        let (batches_tx, batches_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<_>)>(0);
+        type Sent = (Vec<ChangeHash>, Vec<String>);
+        let (batches_tx, batches_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Sent)>(0);
         let (answers_tx, answers_rx) = std::sync::mpsc::channel();
         scope.spawn(move || {
-            for (body, hashes) in batches_rx {
+            for (body, sent) in batches_rx {
                 let answer = transport.push_encoded(body);
                 let failed = answer.is_err();
-                if answers_tx.send((hashes, answer)).is_err() || failed {
+                if answers_tx.send((sent, answer)).is_err() || failed {
                     return;
                 }
             }
@@ -322,13 +327,29 @@ fn push_all(
         let mut sent = 0;
         let mut requests = 0;
         let mut handle = |store: &mut Store,
-                          (hashes, answer): (Vec<_>, Result<PushResponse, TransportError>)|
+                          ((hashes, owners), answer): (
+            Sent,
+            Result<PushResponse, TransportError>,
+        )|
          -> Result<(), SyncError> {
             let response = answer.map_err(transport_error)?;
-            store.mark_pushed(&hashes)?;
+            // The changes of refused records stay unacknowledged: offered again next time.
+            let refused: std::collections::HashSet<&str> =
+                response.rejected.iter().map(|r| r.id.as_str()).collect();
+            let acked: Vec<ChangeHash> = hashes
+                .iter()
+                .zip(&owners)
+                .filter(|(_, owner)| !refused.contains(owner.as_str()))
+                .map(|(h, _)| *h)
+                .collect();
+            for r in &response.rejected {
+                tracing::warn!(record = %r.id, code = %r.code, "the server refused a record: {}", r.message);
+            }
+            store.mark_pushed(&acked)?;
             report.push_requests += 1;
-            report.pushed += hashes.len() as u64;
+            report.pushed += acked.len() as u64;
             report.duplicates += response.duplicates;
+            report.rejected.extend(response.rejected);
             sent += hashes.len() as u64;
             progress(Progress::Pushing { sent, total });
             Ok(())
@@ -347,7 +368,9 @@ fn push_all(
             after = batch.last_seq;
             let body = encode(&batch.request);
             // Blocks until the sender has taken it, i.e. until the previous push is answered.
-            let handed_over = batches_tx.send((body, batch.hashes)).is_ok();
+            let handed_over = batches_tx
+                .send((body, (batch.hashes, batch.owners)))
+                .is_ok();
             while let Ok(answer) = answers_rx.try_recv() {
                 if let Err(e) = handle(store, answer) {
                     drop(batches_tx);
@@ -431,8 +454,9 @@ fn pull_all(
             });
             Ok(())
         };
+        let known_epoch = store.server_epoch()?;
         for page in pages_rx {
-            let page = match page {
+            let mut page = match page {
                 Ok(page) => page,
                 Err(e) => {
                     // Keep what arrived before the connection broke.
@@ -443,6 +467,13 @@ fn pull_all(
                 }
             };
             report.pull_requests += 1;
+            // A new epoch: an administrator declared the server restored from a backup, so the
+            // log this store's cursor points into is gone, as with `reset`.
+            if let (Some(theirs), Some(ours)) = (&page.epoch, &known_epoch)
+                && theirs != ours
+            {
+                page.reset = true;
+            }
             // Only the last page compares the server's count of this device's pushes with the
             // store's (a count over the change log: not worth doing for every page).
             let local_pushed = if page.more || page.reset {
@@ -522,6 +553,7 @@ mod tests {
             pushed_by_you,
             records: vec![],
             scope: None,
+            epoch: None,
         }
     }
 

@@ -85,7 +85,7 @@ pub struct PushRequest {
     pub records: Vec<WireRecord>,
 }
 
-/// Response to a push that was stored whole.
+/// Response to a push that was stored, except for the records listed in `rejected`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushResponse {
     /// [`PROTOCOL_VERSION`].
@@ -96,6 +96,25 @@ pub struct PushResponse {
     pub duplicates: u64,
     /// The server's newest sequence number after this push.
     pub head: u64,
+    /// Records of the push that the server refused, each with why; none of their changes was
+    /// stored, every other record's were. The device keeps their changes unacknowledged (they
+    /// are sent again next time) and shows the reasons to its user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// A record of a push that the server refused while storing the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    /// The record's id.
+    pub id: String,
+    /// A stable snake_case code: `header_mismatch` (the server holds this id with another kind,
+    /// campaign or place), `duplicate_sequence_number` (an actor id was reused),
+    /// `singleton_without_key`, `singleton_id_mismatch`, `singleton_scope_mismatch` or
+    /// `unknown_reference` (a record that must exist once per key does not follow from its key).
+    pub code: String,
+    /// What is wrong, Chinese first.
+    pub message: String,
 }
 
 /// `GET /v1/sync/pull` query: the device and where it is in the server's log.
@@ -144,6 +163,12 @@ pub struct PullResponse {
     /// (keeping any it has not uploaded yet) and, when the scope grew, pulls again from 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<crate::auth::WireScope>,
+    /// The server log's epoch: an id that stays the same for the life of the log and changes
+    /// only when an administrator declares the server restored from a backup. A device that
+    /// sees a different epoch than the one it stored with its cursor treats the answer like
+    /// `reset` (the log it saw is gone: re-push everything, pull from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// What a bundle file says it is (so that a state file is not imported as a bundle).

@@ -18,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod report;
+pub mod singleton;
 pub mod storage;
 pub mod sync;
 pub mod tls;

@@ -94,6 +94,10 @@ enum AdminCommand {
         /// The device id.
         device: uuid::Uuid,
     },
+    /// After restoring this data directory from a backup: give the log a new epoch, so that
+    /// every device uploads again what the backup lacks, and accept for seven days the other
+    /// devices' changes they relay without tags (counted as unverified in the audit log).
+    Restored,
     /// Show the newest lines of the audit log.
     Audit {
         /// How many lines.
@@ -242,6 +246,27 @@ async fn admin_on(
                 })
                 .await;
             println!("revoked {device}");
+        }
+        AdminCommand::Restored => {
+            let (epoch, until) = storage.declare_restored().await?;
+            storage
+                .audit(AuditEntry {
+                    at: 0,
+                    device: None,
+                    person: None,
+                    action: "restored".into(),
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "epoch": epoch, "recovery_until": until,
+                                                "via": "command line" }),
+                })
+                .await;
+            println!(
+                "已登记为从备份恢复：各设备下次同步时重新上传；{} 前接受其他设备代传的无签名修改 / \
+                 declared restored: devices upload again on their next sync; untagged relays \
+                 accepted until {} (new log epoch {epoch})",
+                time(Some(until)),
+                time(Some(until))
+            );
         }
         AdminCommand::Audit { limit } => {
             let lines = storage

@@ -173,15 +173,23 @@ pub async fn push(
     let outcome = state.storage.push(checked).await?;
     tracing::info!(
         %device, changes, stored = outcome.stored, duplicates = outcome.duplicates,
-        head = outcome.head, "push"
+        head = outcome.head, rejected = outcome.rejected.len(), "push"
     );
+    let rejected: Vec<serde_json::Value> = outcome
+        .rejected
+        .iter()
+        .take(20)
+        .map(|r| serde_json::json!({ "record": r.id, "code": r.code }))
+        .collect();
     state
         .storage
         .audit(auth.audit(
             "push",
             serde_json::json!({ "records": records, "changes": changes,
                                 "stored": outcome.stored, "duplicates": outcome.duplicates,
-                                "unverified_relays": outcome.unverified_relays }),
+                                "unverified_relays": outcome.unverified_relays,
+                                "rejected": outcome.rejected.len(),
+                                "rejected_records": rejected }),
         ))
         .await;
     Ok(cbor_response(&PushResponse::from(outcome)))

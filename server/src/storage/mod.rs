@@ -150,7 +150,7 @@ pub struct CheckedPush {
 }
 
 /// What a push did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushOutcome {
     /// Changes stored for the first time.
     pub stored: u64,
@@ -161,6 +161,8 @@ pub struct PushOutcome {
     /// Relayed changes under another device's actor accepted without that device's tag, while
     /// the server refills itself after a restore (see `docs/PROTOCOL.md`, Relays).
     pub unverified_relays: u64,
+    /// Records refused while the rest of the push was stored.
+    pub rejected: Vec<fieldsync_protocol::wire::RejectedRecord>,
 }
 
 /// A pull request after its query has been checked.
@@ -185,6 +187,8 @@ pub struct PullRequest {
 pub struct PullPage {
     /// The device's cursor is not in this log.
     pub reset: bool,
+    /// The log's epoch (changes only when an administrator declares the server restored).
+    pub epoch: String,
     /// Newest sequence number.
     pub head: u64,
     /// Cursor to continue from.
@@ -206,6 +210,7 @@ impl From<PushOutcome> for fieldsync_protocol::wire::PushResponse {
             stored: o.stored,
             duplicates: o.duplicates,
             head: o.head,
+            rejected: o.rejected,
         }
     }
 }
@@ -224,6 +229,7 @@ impl From<PullPage> for fieldsync_protocol::wire::PullResponse {
             pushed_by_you: page.pushed_by_you,
             records: page.records,
             scope: None,
+            epoch: Some(page.epoch),
         }
     }
 }
@@ -533,6 +539,12 @@ pub trait Storage: Send + Sync + 'static {
     fn data_version(&self) -> u64;
     /// The merged document of a record (Automerge's saved bytes), if merged.
     async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Declares that this server was restored from a backup: the log gets a new epoch (so every
+    /// device re-pushes what it has and pulls from the start) and, for seven days, untagged
+    /// changes of other devices that devices relay while refilling the server are accepted (and
+    /// counted as unverified in the audit log). Only an administrator's action opens this window;
+    /// no device can. Returns the new epoch and when the window closes (ms since the Unix epoch).
+    async fn declare_restored(&self) -> Result<(String, i64), StorageError>;
     /// Finishes pending writes and stops background work.
     async fn close(&self);
 }

@@ -119,7 +119,8 @@ const MERGE_MAX_DELAY: Duration = Duration::from_secs(5);
 /// While a long merge runs, how often [`Storage::data_version`] moves (it also moves whenever
 /// merging has caught up).
 const VERSION_INTERVAL: Duration = Duration::from_secs(2);
-/// How long after a device finds the log behind it untagged relays are accepted (7 days).
+/// How long after an administrator declares the server restored untagged relays are accepted
+/// (7 days).
 const RECOVERY_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 /// Most rows scanned for one pull page.
 const PAGE_ROWS: usize = 20_000;
@@ -140,7 +141,7 @@ enum Command {
         CheckedPush,
         oneshot::Sender<Result<PushOutcome, StorageError>>,
     ),
-    PulledBy(Uuid, bool),
+    PulledBy(Uuid),
     /// Any other write, run on the writer's connection.
     Run(Box<dyn FnOnce(&mut Connection) + Send>),
     Flush(oneshot::Sender<()>),
@@ -463,7 +464,7 @@ impl Writer {
             match command {
                 Some(Command::Push(push, reply)) => {
                     let result = self.push(push);
-                    if self.merge && matches!(result, Ok(o) if o.stored > 0) {
+                    if self.merge && matches!(&result, Ok(o) if o.stored > 0) {
                         if !dirty {
                             merge_due = Instant::now() + MERGE_MAX_DELAY;
                         }
@@ -472,19 +473,8 @@ impl Writer {
                     last_traffic = Instant::now();
                     let _ = reply.send(result);
                 }
-                Some(Command::PulledBy(device, reset)) => {
+                Some(Command::PulledBy(device)) => {
                     last_traffic = Instant::now();
-                    if reset {
-                        // A device is ahead of this log: the server was restored from a backup.
-                        // Devices re-push what it lost, including other devices' changes they
-                        // hold without tags: accept those for a while.
-                        let _ = self.conn.execute(
-                            "INSERT INTO server_meta (key, value) VALUES ('recovery_until', ?1)
-                             ON CONFLICT (key) DO UPDATE SET value = ?1",
-                            [(now_ms() + RECOVERY_WINDOW_MS).to_string()],
-                        );
-                        tracing::warn!(%device, "a device is ahead of this log: recovery window open");
-                    }
                     let _ = self.conn.execute(
                         "INSERT INTO devices (id, first_seen, last_pull) VALUES (?1, ?2, ?2)
                          ON CONFLICT (id) DO UPDATE SET last_pull = ?2",
@@ -556,6 +546,7 @@ impl Writer {
         let mut unverified_relays = 0u64;
         let mut stored = 0u64;
         let mut duplicates = 0u64;
+        let mut rejected = Vec::new();
         for rec in &push.records {
             let id = rec.header.id.to_string();
             let existing: Option<(String, String, String)> = tx
@@ -565,73 +556,104 @@ impl Writer {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            if let Some((kind, campaign, scope)) = &existing {
-                let same = *kind == rec.header.kind
-                    && *campaign == rec.header.campaign.to_string()
-                    && *scope == rec.header.scope;
-                if !same {
-                    return Err(StorageError::Conflict {
+            // A record that contradicts what the server holds is refused alone: the rest of the
+            // push is stored, so one bad record never blocks a device's sync.
+            let refusal = match &existing {
+                Some((kind, campaign, scope)) => {
+                    let same = *kind == rec.header.kind
+                        && *campaign == rec.header.campaign.to_string()
+                        && *scope == rec.header.scope;
+                    (!same).then(|| crate::singleton::Refusal {
                         code: "header_mismatch",
                         message: format!(
-                            "record {id} is stored as {kind} of campaign {campaign} in {scope}; \
-                             the push says {} of campaign {} in {}",
+                            "服务器上的同一记录属于其他类型或村（社区） / record {id} is stored \
+                             as {kind} of campaign {campaign} in {scope}; the push says {} of \
+                             campaign {} in {}",
                             rec.header.kind, rec.header.campaign, rec.header.scope
                         ),
-                    });
+                    })
+                }
+                None => {
+                    let templates = self
+                        .templates
+                        .for_campaign(&tx, &rec.header.campaign.to_string())?;
+                    match templates.last() {
+                        None => None,
+                        Some(template) => {
+                            let bytes: Vec<&[u8]> =
+                                rec.changes.iter().map(|c| c.bytes.as_slice()).collect();
+                            let place_of = |target: &str| -> Option<String> {
+                                tx.prepare_cached(
+                                    "SELECT scope FROM records WHERE id = ?1 AND campaign = ?2",
+                                )
+                                .ok()?
+                                .query_row(params![target, rec.header.campaign.to_string()], |r| {
+                                    r.get(0)
+                                })
+                                .ok()
+                            };
+                            crate::singleton::check_new(template, &rec.header, &bytes, place_of)
+                                .err()
+                        }
+                    }
+                }
+            };
+            let refusal = match refusal {
+                Some(r) => Some(r),
+                None => reused_sequence_number(&tx, &id, &rec.changes)?,
+            };
+            // Changes of other devices new to the server: relays, checked by their tags.
+            let mut unverified_here = 0;
+            let mut refusal = refusal;
+            if refusal.is_none() {
+                for change in &rec.changes {
+                    if change.genesis || own.contains(change.actor.as_slice()) {
+                        continue;
+                    }
+                    let known: bool = tx
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM changes WHERE hash = ?1)")?
+                        .query_row([change.hash.as_slice()], |r| r.get(0))?;
+                    if known {
+                        continue;
+                    }
+                    match check_relay(&tx, &device, &id, change, now, recovering)? {
+                        Relay::Verified => {}
+                        Relay::Unverified => unverified_here += 1,
+                        Relay::Untagged(r) => {
+                            refusal = Some(r);
+                            break;
+                        }
+                    }
                 }
             }
+            if let Some(refusal) = refusal {
+                tracing::warn!(record = %id, code = refusal.code, "record refused");
+                rejected.push(refusal.for_record(&rec.header.id));
+                continue;
+            }
+            unverified_relays += unverified_here;
             let mut new_in_record = 0;
             for change in &rec.changes {
-                let have: Option<Vec<u8>> = tx
+                let n = tx
                     .prepare_cached(
-                        "SELECT hash FROM changes
-                         WHERE record_id = ?1 AND actor = ?2 AND actor_seq = ?3",
+                        "INSERT OR IGNORE INTO changes
+                           (hash, record_id, actor, actor_seq, pushed_by, received_at, bytes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
-                    .query_row(params![id, change.actor, change.seq as i64], |r| r.get(0))
-                    .optional()?;
-                match have {
-                    Some(h) if h == change.hash => duplicates += 1,
-                    Some(_) => {
-                        return Err(StorageError::Conflict {
-                            code: "duplicate_sequence_number",
-                            message: format!(
-                                "record {id} already has a different change by actor {} with \
-                                 sequence number {}; an actor id was reused (a device restored \
-                                 from a backup must write with a new actor id)",
-                                hex::encode(&change.actor),
-                                change.seq
-                            ),
-                        });
-                    }
-                    None => {
-                        if !change.genesis
-                            && !own.contains(change.actor.as_slice())
-                            && check_relay(&tx, &device, &id, change, now, recovering)?
-                        {
-                            unverified_relays += 1;
-                        }
-                        let n = tx
-                            .prepare_cached(
-                                "INSERT OR IGNORE INTO changes
-                                   (hash, record_id, actor, actor_seq, pushed_by, received_at, bytes)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                            )?
-                            .execute(params![
-                                change.hash.as_slice(),
-                                id,
-                                change.actor,
-                                change.seq as i64,
-                                device,
-                                now,
-                                change.bytes
-                            ])?;
-                        if n == 1 {
-                            stored += 1;
-                            new_in_record += 1;
-                        } else {
-                            duplicates += 1;
-                        }
-                    }
+                    .execute(params![
+                        change.hash.as_slice(),
+                        id,
+                        change.actor,
+                        change.seq as i64,
+                        device,
+                        now,
+                        change.bytes
+                    ])?;
+                if n == 1 {
+                    stored += 1;
+                    new_in_record += 1;
+                } else {
+                    duplicates += 1;
                 }
             }
             if new_in_record > 0 {
@@ -661,6 +683,7 @@ impl Writer {
             duplicates,
             head,
             unverified_relays,
+            rejected,
         })
     }
 
@@ -716,13 +739,56 @@ impl Writer {
     }
 }
 
+/// A change of the record whose actor already wrote a different change with the same sequence
+/// number (an actor id reused, as by a device restored from a backup that kept its actor).
+fn reused_sequence_number(
+    tx: &Transaction<'_>,
+    id: &str,
+    changes: &[super::CheckedChange],
+) -> Result<Option<crate::singleton::Refusal>, StorageError> {
+    for change in changes {
+        let have: Option<Vec<u8>> = tx
+            .prepare_cached(
+                "SELECT hash FROM changes WHERE record_id = ?1 AND actor = ?2 AND actor_seq = ?3",
+            )?
+            .query_row(params![id, change.actor, change.seq as i64], |r| r.get(0))
+            .optional()?;
+        if have.is_some_and(|h| h != change.hash) {
+            return Ok(Some(crate::singleton::Refusal {
+                code: "duplicate_sequence_number",
+                message: format!(
+                    "同一作者的修改序号重复 / record {id} already has a different change by actor \
+                     {} with sequence number {}; an actor id was reused (a device restored from \
+                     a backup must write with a new actor id)",
+                    hex::encode(&change.actor),
+                    change.seq
+                ),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// What [`check_relay`] found.
+enum Relay {
+    /// The change's author is the pushing device, unknown yet, or proven by its valid tag.
+    Verified,
+    /// Untagged under another device's actor, accepted because an administrator declared the
+    /// server restored (the recovery window).
+    Unverified,
+    /// Untagged under another device's actor: the record is refused (the author uploads its own
+    /// changes itself, or a device relays them with the author's tag).
+    Untagged(crate::singleton::Refusal),
+}
+
 /// Checks a change another device wrote that the pushing device relays (received in a bundle).
 /// A change under an actor the server knows belongs to another device must carry that device's
 /// valid tag; a valid tag under an actor the server does not know yet registers the actor to the
 /// tag's device. An untagged change under an unknown actor is accepted and attributed to the
-/// pushing device (it cannot claim anyone else's name). While `recovering` (the server was
-/// restored from a backup and devices refill it), an untagged change under another device's actor
-/// is accepted too; returns true for such an unverified relay.
+/// pushing device (it cannot claim anyone else's name). An untagged change under another
+/// device's actor refuses its record, unless an administrator declared the server restored from a
+/// backup (`recovering`, see [`Storage::declare_restored`]). A tag that does not verify, or that
+/// names another device than the actor's, refuses the whole push: no honest device sends one.
 fn check_relay(
     tx: &Transaction<'_>,
     pusher: &str,
@@ -730,7 +796,7 @@ fn check_relay(
     change: &super::CheckedChange,
     now: i64,
     recovering: bool,
-) -> Result<bool, StorageError> {
+) -> Result<Relay, StorageError> {
     let owner: Option<String> = tx
         .prepare_cached("SELECT device FROM actors WHERE actor = ?1")?
         .query_row([&change.actor], |r| r.get(0))
@@ -748,10 +814,20 @@ fn check_relay(
         .as_ref()
         .and_then(|t| fieldsync_protocol::auth::tag_device(t));
     match (&owner, tag_device) {
-        (Some(o), _) if o == pusher => return Ok(false),
-        (None, None) => return Ok(false),
-        (Some(_), None) if recovering => return Ok(true),
-        (Some(_), None) => return Err(forged("that belongs to another device, without its tag")),
+        (Some(o), _) if o == pusher => return Ok(Relay::Verified),
+        (None, None) => return Ok(Relay::Verified),
+        (Some(_), None) if recovering => return Ok(Relay::Unverified),
+        (Some(_), None) => {
+            return Ok(Relay::Untagged(crate::singleton::Refusal {
+                code: "unverified_relay",
+                message: format!(
+                    "记录含有其他设备的修改但没有其签名 / a change to record {record} is written \
+                     under actor {}, which belongs to another device, without that device's \
+                     tag: the other device uploads it itself",
+                    hex::encode(&change.actor)
+                ),
+            }));
+        }
         (Some(o), Some(t)) if *o != t.to_string() => {
             return Err(forged("that belongs to another device than its tag names"));
         }
@@ -776,7 +852,7 @@ fn check_relay(
             params![change.actor, signer.to_string(), now],
         )?;
     }
-    Ok(false)
+    Ok(Relay::Verified)
 }
 
 fn head(conn: &Connection) -> Result<u64, StorageError> {
@@ -918,8 +994,17 @@ fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, Stora
             .optional()?;
         Ok(h.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()))
     };
+    let epoch: String = tx
+        .query_row(
+            "SELECT value FROM server_meta WHERE key = 'log_id'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
     let empty = |reset: bool| PullPage {
         reset,
+        epoch: epoch.clone(),
         head,
         next: 0,
         next_hash: None,
@@ -987,6 +1072,7 @@ fn pull_page(conn: &mut Connection, req: &PullRequest) -> Result<PullPage, Stora
     let next = if more { last } else { head.max(req.after) };
     Ok(PullPage {
         reset: false,
+        epoch,
         head,
         next,
         next_hash: if next == 0 { None } else { hash_at(next)? },
@@ -1043,7 +1129,7 @@ impl Storage for SqliteStorage {
     async fn pull(&self, request: PullRequest) -> Result<PullPage, StorageError> {
         let device = request.device;
         let page = self.read(move |conn| pull_page(conn, &request)).await?;
-        let _ = self.commands.send(Command::PulledBy(device, page.reset));
+        let _ = self.commands.send(Command::PulledBy(device));
         Ok(page)
     }
 
@@ -1288,6 +1374,28 @@ impl Storage for SqliteStorage {
                 )
                 .optional()?;
             Ok(doc.flatten())
+        })
+        .await
+    }
+
+    async fn declare_restored(&self) -> Result<(String, i64), StorageError> {
+        self.write(|conn| {
+            let epoch = Uuid::new_v4().to_string();
+            let until = now_ms() + RECOVERY_WINDOW_MS;
+            let tx = conn.transaction()?;
+            for (key, value) in [
+                ("log_id", epoch.clone()),
+                ("recovery_until", until.to_string()),
+            ] {
+                tx.execute(
+                    "INSERT INTO server_meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = ?2",
+                    params![key, value],
+                )?;
+            }
+            tx.commit()?;
+            tracing::warn!(%epoch, "declared restored from a backup: recovery window open");
+            Ok((epoch, until))
         })
         .await
     }
