@@ -11,7 +11,6 @@ use axum::{
     http::{StatusCode, header, request::Parts},
 };
 use fieldsync_protocol::auth::{REVOKED_CODE, Role, token_hash};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
@@ -175,22 +174,11 @@ pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Auth(pub Identity);
 
-fn refused(state: &AppState, device: Option<Uuid>, code: &str, parts: &Parts) {
-    let state_storage = state.storage.clone();
-    let entry = AuditEntry {
-        at: 0,
-        device,
-        person: None,
-        action: "refused".into(),
-        outcome: "refused".into(),
-        detail: json!({
-            "code": code,
-            "path": parts.uri.path(),
-            "method": parts.method.as_str(),
-            "ip": client_ip(parts).map(|i| i.to_string()),
-        }),
-    };
-    tokio::spawn(async move { state_storage.audit(entry).await });
+/// Tells the refusal audit (see [`crate::refusals`]) which device is asking.
+fn note_device(parts: &Parts, device: Uuid, person: Option<Uuid>) {
+    if let Some(slot) = parts.extensions.get::<crate::refusals::AuditSlot>() {
+        slot.set(device, person);
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Auth {
@@ -226,17 +214,17 @@ impl FromRequestParts<Arc<AppState>> for Auth {
         check_failed_credentials(state, ip)?;
         match state.storage.authenticate(token_hash(&token)).await? {
             TokenCheck::Valid(identity) => {
+                note_device(parts, identity.device, Some(identity.person.id));
                 if let Some(wait) = state.rate.hit(
                     Key::Device(identity.device),
                     state.limits.requests_per_minute,
                 ) {
-                    refused(state, Some(identity.device), "rate_limited", parts);
                     return Err(too_many(wait, "requests from this device"));
                 }
                 Ok(Auth(*identity))
             }
             TokenCheck::Revoked(device) => {
-                refused(state, Some(device), REVOKED_CODE, parts);
+                note_device(parts, device, None);
                 Err(ApiError::client(
                     StatusCode::FORBIDDEN,
                     REVOKED_CODE,
@@ -245,7 +233,7 @@ impl FromRequestParts<Arc<AppState>> for Auth {
                 .with_hint("wipe this device's local store; enroll a new store to continue"))
             }
             TokenCheck::Disabled(device) => {
-                refused(state, Some(device), "person_disabled", parts);
+                note_device(parts, device, None);
                 Err(ApiError::client(
                     StatusCode::FORBIDDEN,
                     "person_disabled",
@@ -254,7 +242,6 @@ impl FromRequestParts<Arc<AppState>> for Auth {
                 .with_hint("ask the administrator"))
             }
             TokenCheck::Unknown => {
-                refused(state, None, "unauthorized", parts);
                 note_failed_credential(state, ip)?;
                 Err(ApiError::client(
                     StatusCode::UNAUTHORIZED,

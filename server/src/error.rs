@@ -98,6 +98,7 @@ impl From<StorageError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut wait = None;
+        let mut error_code = None;
         let (status, detail) = match self {
             ApiError::Client {
                 status,
@@ -108,6 +109,7 @@ impl IntoResponse for ApiError {
             } => {
                 tracing::info!(%status, code, %message, "request refused");
                 wait = retry_after;
+                error_code = Some(code);
                 (
                     status,
                     ErrorDetail {
@@ -133,6 +135,11 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(ErrorBody { error: detail })).into_response();
+        if let Some(code) = error_code {
+            response
+                .extensions_mut()
+                .insert(crate::refusals::ErrorCode(code));
+        }
         if let Some(w) = wait {
             response
                 .headers_mut()

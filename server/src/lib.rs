@@ -17,6 +17,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod refusals;
 pub mod report;
 pub mod singleton;
 pub mod storage;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub limits: auth::Limits,
     /// Request counts per device and failed sign-ins per address.
     pub rate: auth::RateLimiter,
+    /// This minute's refusals, for folding repeats into one audit line.
+    pub refusals: refusals::RefusalLog,
     /// Tallies per campaign and visibility with the storage's data version they were computed
     /// at.
     pub tallies: std::sync::Mutex<TalliesCache>,
@@ -113,6 +116,7 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
         storage,
         limits,
         rate: auth::RateLimiter::default(),
+        refusals: Default::default(),
         tallies: Default::default(),
     });
     Router::new()
@@ -147,6 +151,10 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
         )
         .merge(ui::routes())
         .fallback(ui::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refusals::audit,
+        ))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

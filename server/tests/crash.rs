@@ -1,5 +1,6 @@
 //! The real `fieldsync-server` binary killed with SIGKILL right after acknowledging pushes loses
-//! nothing it acknowledged, and merges what it had not merged yet when it starts again.
+//! nothing it acknowledged, nor the audit line of any request it answered, and merges what it had
+//! not merged yet when it starts again.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -8,19 +9,22 @@ use anyhow::{Context, Result};
 use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
 use uuid::Uuid;
 
+/// The output of `fieldsync-server admin ARGS` on `data`.
+fn admin(data: &std::path::Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_fieldsync-server"))
+        .args(["--data-dir"])
+        .arg(data)
+        .args(["admin"])
+        .args(args)
+        .env("FIELDSYNC_LOG", "warn")
+        .output()?;
+    anyhow::ensure!(out.status.success(), "admin {args:?} failed: {out:?}");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 /// A one-time code from `fieldsync-server admin`, for a new administrator.
 fn admin_code(data: &std::path::Path, name: &str) -> Result<String> {
-    let run = |args: &[&str]| -> Result<String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_fieldsync-server"))
-            .args(["--data-dir"])
-            .arg(data)
-            .args(["admin"])
-            .args(args)
-            .env("FIELDSYNC_LOG", "warn")
-            .output()?;
-        anyhow::ensure!(out.status.success(), "admin {args:?} failed: {out:?}");
-        Ok(String::from_utf8(out.stdout)?)
-    };
+    let run = |args: &[&str]| admin(data, args);
     let person = run(&["add-person", "--name", name, "--role", "admin"])?;
     let person = person.split('\t').next().context("person id")?.to_string();
     Ok(run(&["code", "--person", &person])?.trim().to_string())
@@ -89,9 +93,25 @@ fn a_server_killed_after_acknowledging_keeps_every_acknowledged_change() -> Resu
     assert_eq!(report.pushed, 400);
     assert!(report.push_requests > 5);
     assert_eq!(device.pending_upload()?, 0);
+    // A refused request, answered just before the kill.
+    let refused = reqwest::blocking::Client::new()
+        .get(format!("{url}/v1/records/{}", Uuid::now_v7()))
+        .bearer_auth("fst_not-a-token")
+        .send()?;
+    assert_eq!(refused.status(), 401);
     // No graceful shutdown: SIGKILL, with merging most likely still under way.
     server.kill()?;
     server.wait()?;
+    // Every answered push and the refusal are in the audit log.
+    let audit = admin(data.path(), &["audit", "--limit", "1000"])?;
+    let pushes = audit.lines().filter(|l| l.contains("\tpush\tok\t")).count();
+    assert_eq!(pushes as u64, report.push_requests, "{audit}");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\trefused\trefused\t") && l.contains("\"unauthorized\"")),
+        "{audit}"
+    );
 
     let (mut server, url) = start(data.path())?;
     let mut fresh = Store::open_in_memory()?;

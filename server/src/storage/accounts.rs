@@ -438,7 +438,7 @@ pub(super) fn revoke(conn: &Connection, device: Uuid, now: i64) -> Result<bool, 
 }
 
 /// Appends one audit line.
-pub(super) fn audit(conn: &Connection, e: &AuditEntry, now: i64) -> Result<(), StorageError> {
+pub(super) fn audit(conn: &Connection, e: &AuditEntry, now: i64) -> Result<i64, StorageError> {
     conn.prepare_cached(
         "INSERT INTO audit (at, device, person, action, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -451,6 +451,13 @@ pub(super) fn audit(conn: &Connection, e: &AuditEntry, now: i64) -> Result<(), S
         e.outcome,
         e.detail.to_string()
     ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records that the event of audit line `id` happened `times` times in all.
+pub(super) fn audit_repeated(conn: &Connection, id: i64, times: u64) -> Result<(), StorageError> {
+    conn.prepare_cached("UPDATE audit SET detail = json_set(detail, '$.times', ?2) WHERE id = ?1")?
+        .execute(params![id, times as i64])?;
     Ok(())
 }
 

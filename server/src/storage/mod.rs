@@ -523,8 +523,18 @@ pub trait Storage: Send + Sync + 'static {
     /// Revokes a device: its token stops working and it is told to wipe its store. Returns
     /// whether the device exists.
     async fn revoke(&self, device: Uuid) -> Result<bool, StorageError>;
-    /// Appends to the audit log (never fails the request: problems are logged).
-    async fn audit(&self, entry: AuditEntry);
+    /// Appends to the audit log and returns when the line is committed (so a request answered
+    /// after it is never missing from the log). Never fails the request: problems are logged.
+    async fn audit(&self, entry: AuditEntry) {
+        if let Err(e) = self.audit_line(entry).await {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+    /// Appends to the audit log; returns the line's id once it is committed.
+    async fn audit_line(&self, entry: AuditEntry) -> Result<i64, StorageError>;
+    /// Notes on audit line `id` that its event has happened `times` times in all (repeated
+    /// refusals are one line per device, refusal and minute).
+    async fn audit_repeated(&self, id: i64, times: u64) -> Result<(), StorageError>;
     /// Reads the audit log, newest first, with each line's id.
     async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<(i64, AuditEntry)>, StorageError>;
     /// The device and person behind each of these actors (hex), where known.

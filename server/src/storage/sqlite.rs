@@ -1336,15 +1336,14 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn audit(&self, entry: AuditEntry) {
-        let sent = self.commands.send(Command::Run(Box::new(move |conn| {
-            if let Err(e) = accounts::audit(conn, &entry, now_ms()) {
-                tracing::error!(error = %e, action = %entry.action, "audit log write failed");
-            }
-        })));
-        if sent.is_err() {
-            tracing::error!("audit log write dropped: the writer thread has stopped");
-        }
+    async fn audit_line(&self, entry: AuditEntry) -> Result<i64, StorageError> {
+        self.write(move |conn| accounts::audit(conn, &entry, now_ms()))
+            .await
+    }
+
+    async fn audit_repeated(&self, id: i64, times: u64) -> Result<(), StorageError> {
+        self.write(move |conn| accounts::audit_repeated(conn, id, times))
+            .await
     }
 
     async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<(i64, AuditEntry)>, StorageError> {

@@ -144,8 +144,16 @@ fn parse_uuid(s: &str) -> Result<Uuid, ApiError> {
 fn ui_error(lang: Lang, e: ApiError) -> Response {
     match e {
         ApiError::Client {
-            status, message, ..
-        } => error_page(lang, status, &message),
+            status,
+            message,
+            code,
+            ..
+        } => {
+            let mut page = error_page(lang, status, &message).into_response();
+            page.extensions_mut()
+                .insert(crate::refusals::ErrorCode(code));
+            page
+        }
         other => other.into_response(),
     }
 }
