@@ -25,9 +25,12 @@ const REPEAT_FLUSH: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
+/// A device and its person, when known.
+type Asker = (Uuid, Option<Uuid>);
+
 /// Who was asking, filled in by the `Auth` extractor as soon as it knows the device.
 #[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<Mutex<Option<(Uuid, Option<Uuid>)>>>);
+pub struct AuditSlot(Arc<Mutex<Option<Asker>>>);
 
 impl AuditSlot {
     /// Records the device (and its person, when known) making the request.
@@ -35,7 +38,7 @@ impl AuditSlot {
         *self.0.lock().expect("audit slot") = Some((device, person));
     }
 
-    fn get(&self) -> Option<(Uuid, Option<Uuid>)> {
+    fn get(&self) -> Option<Asker> {
         *self.0.lock().expect("audit slot")
     }
 }
