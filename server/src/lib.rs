@@ -19,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod refusals;
 pub mod report;
+pub mod routes;
 pub mod singleton;
 pub mod storage;
 pub mod sync;
@@ -29,15 +30,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::{
-    Router,
-    extract::DefaultBodyLimit,
-    routing::{get, patch, post},
-};
-use fieldsync_protocol::{
-    auth::{ENROLL_PATH, ME_PATH},
-    wire::{MAX_COMPRESSED_PUSH_BYTES, PULL_PATH, PUSH_PATH},
-};
+use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
 
@@ -119,37 +112,7 @@ pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
         refusals: Default::default(),
         tallies: Default::default(),
     });
-    Router::new()
-        .route("/health", get(api::health))
-        .route(ENROLL_PATH, post(admin::enroll))
-        .route(ME_PATH, get(admin::me))
-        .route(
-            "/v1/admin/people",
-            get(admin::people).post(admin::create_person),
-        )
-        .route("/v1/admin/people/{id}", patch(admin::update_person))
-        .route("/v1/admin/people/{id}/codes", post(admin::issue_code))
-        .route("/v1/admin/devices", get(admin::devices))
-        .route("/v1/admin/devices/{id}/revoke", post(admin::revoke))
-        .route("/v1/admin/audit", get(admin::audit))
-        .route("/v1/status", get(api::status))
-        .route("/v1/records", get(api::records))
-        .route("/v1/records/{id}", get(api::record))
-        .route("/v1/records/{id}/conflicts", get(api::conflicts))
-        .route("/v1/search", get(api::search))
-        .route("/v1/openapi.json", get(api::openapi))
-        .route("/v1/campaigns/{id}/tallies", get(api::tallies))
-        .route("/v1/campaigns/{id}/tallies.csv", get(api::tallies_csv))
-        .route("/v1/campaigns/{id}/report.md", get(api::report_markdown))
-        .route("/v1/campaigns/{id}/report.docx", get(api::report_docx))
-        .route("/v1/campaigns/{id}/export.xlsx", get(api::export_xlsx))
-        .route("/v1/campaigns/{id}/export/{kind}", get(api::export_csv))
-        .route(PULL_PATH, get(sync::pull))
-        .route(
-            PUSH_PATH,
-            post(sync::push).layer(DefaultBodyLimit::max(MAX_COMPRESSED_PUSH_BYTES)),
-        )
-        .merge(ui::routes())
+    routes::router()
         .fallback(ui::fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -22,7 +22,6 @@ pub mod write;
 use std::sync::Arc;
 
 use axum::{
-    Router,
     extract::FromRequestParts,
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Redirect, Response},
@@ -41,21 +40,50 @@ use crate::{
 };
 use page::{Lang, esc, public_page};
 
-/// The dashboard's routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/ui") }))
-        .route("/login", get(login::login_page).post(login::login))
-        .route("/logout", post(login::logout))
-        .route("/ui", get(campaign::campaigns))
-        .route("/ui/lang/{lang}", get(login::set_lang))
-        .route("/ui/c/{campaign}", get(campaign::overview))
-        .route("/ui/c/{campaign}/v/{code}", get(dossier::dossier))
-        .route("/ui/c/{campaign}/ledger", get(campaign::ledger))
-        .route("/ui/c/{campaign}/conflicts", get(campaign::conflicts))
-        .route("/ui/c/{campaign}/search", get(campaign::search))
-        .route("/ui/r/{id}", get(record::record))
-        .route("/ui/r/{id}/resolve", post(record::resolve))
+/// The dashboard's routes, for [`crate::routes`].
+pub(crate) fn route_table() -> Vec<(
+    crate::routes::Route,
+    axum::routing::MethodRouter<Arc<AppState>>,
+)> {
+    use crate::routes::{Access::*, Route};
+    let r = |method, path, access| Route {
+        method,
+        path,
+        access,
+    };
+    vec![
+        (r("GET", "/", Public), get(|| async { Redirect::to("/ui") })),
+        (r("GET", "/login", Public), get(login::login_page)),
+        (r("POST", "/login", Public), post(login::login)),
+        (r("POST", "/logout", Dashboard), post(login::logout)),
+        (r("GET", "/ui", Dashboard), get(campaign::campaigns)),
+        (r("GET", "/ui/lang/{lang}", Public), get(login::set_lang)),
+        (
+            r("GET", "/ui/c/{campaign}", Dashboard),
+            get(campaign::overview),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/v/{code}", Dashboard),
+            get(dossier::dossier),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/ledger", Dashboard),
+            get(campaign::ledger),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/conflicts", Dashboard),
+            get(campaign::conflicts),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/search", Dashboard),
+            get(campaign::search),
+        ),
+        (r("GET", "/ui/r/{id}", Dashboard), get(record::record)),
+        (
+            r("POST", "/ui/r/{id}/resolve", Dashboard),
+            post(record::resolve),
+        ),
+    ]
 }
 
 const LANG_COOKIE: &str = "fieldsync_lang";
