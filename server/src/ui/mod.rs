@@ -123,7 +123,8 @@ pub async fn fallback(uri: axum::http::Uri, lang: Lang) -> Response {
     }
 }
 
-fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+/// A dashboard page showing an error message with `status`.
+pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<p class=\"error\">{}</p><p><a href=\"/ui\">{}</a> · <a href=\"/login\">{}</a></p>",
         esc(message),
