@@ -258,13 +258,9 @@ impl TestServer {
                     let mut config = fieldsync_server::Config::new(&dir);
                     configure(&mut config);
                     config.data_dir = dir;
-                    fieldsync_server::run(
-                        listener,
-                        config,
-                        async {
-                            let _ = shutdown_rx.await;
-                        },
-                    )
+                    fieldsync_server::run(listener, config, async {
+                        let _ = shutdown_rx.await;
+                    })
                     .await?;
                     Ok(())
                 })

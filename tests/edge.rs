@@ -24,7 +24,10 @@ fn send(req: RequestBuilder) -> Result<(u16, Value)> {
     let resp = req.send()?;
     let status = resp.status().as_u16();
     let text = resp.text()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 /// GET /v1/me with `token`, as if from `forwarded_for` when given.
@@ -42,8 +45,8 @@ fn braked_at(failed_auth_per_minute: u32, proxy: bool) -> Result<TestServer> {
     TestServer::start_with_config(move |c| {
         c.limits.failed_auth_per_minute = failed_auth_per_minute;
         if proxy {
-            c.trusted_proxies = vec![fieldsync_server::edge::parse_trusted_proxy("127.0.0.0/8")
-                .expect("a CIDR")];
+            c.trusted_proxies =
+                vec![fieldsync_server::edge::parse_trusted_proxy("127.0.0.0/8").expect("a CIDR")];
         }
     })
 }
@@ -109,7 +112,10 @@ fn from_an_untrusted_peer_forwarded_for_is_ignored() -> Result<()> {
     for i in 0..6 {
         last = me(&server, "fst_guess", Some(&format!("198.51.100.{i}")))?.0;
     }
-    assert_eq!(last, 429, "spoofed X-Forwarded-For does not dodge the brake");
+    assert_eq!(
+        last, 429,
+        "spoofed X-Forwarded-For does not dodge the brake"
+    );
     Ok(())
 }
 
@@ -168,10 +174,7 @@ fn over_the_connection_limit_new_connections_wait_until_one_closes() -> Result<(
     }
     let quick = Client::builder().timeout(Duration::from_secs(1)).build()?;
     let waited = quick.get(format!("{}/health", server.url())).send();
-    assert!(
-        waited.is_err(),
-        "a fifth connection was served: {waited:?}"
-    );
+    assert!(waited.is_err(), "a fifth connection was served: {waited:?}");
     drop(stalled);
     // Once slots are free the server serves again (the accept loop survived).
     let (status, _) = send(client()?.get(format!("{}/health", server.url())))?;
@@ -186,7 +189,10 @@ fn assert_security_headers(resp: &Response, what: &str) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     assert!(csp.contains("default-src 'none'"), "{what}: CSP {csp:?}");
-    assert!(csp.contains("frame-ancestors 'none'"), "{what}: CSP {csp:?}");
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "{what}: CSP {csp:?}"
+    );
     assert_eq!(h["x-frame-options"], "DENY", "{what}");
     assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
     assert_eq!(h["referrer-policy"], "same-origin", "{what}");
@@ -220,9 +226,7 @@ fn responses_carry_security_headers_and_hsts_only_over_https() -> Result<()> {
     assert!(api.headers().get("strict-transport-security").is_none());
     let page = client()?.get(format!("{}/login", server.url())).send()?;
     assert_security_headers(&page, "GET /login");
-    let refused = client()?
-        .get(format!("{}/v1/me", server.url()))
-        .send()?;
+    let refused = client()?.get(format!("{}/v1/me", server.url())).send()?;
     assert_eq!(refused.status(), 401);
     assert_security_headers(&refused, "401");
 
@@ -261,7 +265,11 @@ fn cross_site_dashboard_and_cookie_writes_are_refused() -> Result<()> {
     // A Referer of the server itself is enough when Origin is absent.
     let referer = format!("{}/login", server.url());
     let ok = login(&server, &code, None, &[("referer", &referer)])?;
-    assert_eq!(ok.status(), 303, "the refused attempts did not use up the code");
+    assert_eq!(
+        ok.status(),
+        303,
+        "the refused attempts did not use up the code"
+    );
     let cookie = ok.headers()["set-cookie"].to_str()?.to_string();
     let session = cookie.split(';').next().unwrap_or_default().to_string();
 
@@ -276,7 +284,10 @@ fn cross_site_dashboard_and_cookie_writes_are_refused() -> Result<()> {
         )
     };
     let (status, body) = add("http://evil.example")?;
-    assert_eq!((status, &body["error"]["code"]), (403, &json!("cross_site")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("cross_site"))
+    );
     assert_eq!(add(&server.url())?.0, 201);
     // Bearer-token clients are not affected (they send no Origin at all).
     let (status, _) = server.request(

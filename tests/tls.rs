@@ -140,7 +140,9 @@ fn devices_enroll_and_sync_over_https_with_a_self_signed_certificate() -> Result
 fn over_https_the_session_cookie_is_secure_and_hsts_is_sent() -> Result<()> {
     let server = TlsServer::start()?;
     let client = reqwest::blocking::Client::builder()
-        .tls_certs_only(vec![reqwest::Certificate::from_pem(server.cert.as_bytes())?])
+        .tls_certs_only(vec![reqwest::Certificate::from_pem(
+            server.cert.as_bytes(),
+        )?])
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let resp = client

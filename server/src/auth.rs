@@ -82,7 +82,6 @@ impl RateLimiter {
         entry.1 = entry.1.saturating_add(1);
         (entry.1 > limit).then(|| 60 - self.started.elapsed().as_secs() % 60)
     }
-
 }
 
 fn too_many(wait: u64, what: &str) -> ApiError {

@@ -171,12 +171,13 @@ pub async fn resolve(State(state): State<Arc<AppState>>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let tls = req
-        .extensions()
-        .get::<Transport>()
-        .is_some_and(|t| t.tls);
+    let tls = req.extensions().get::<Transport>().is_some_and(|t| t.tls);
     let client = client(&state.edge, peer, tls, req.headers());
-    let (method, path, https) = (req.method().clone(), req.uri().path().to_string(), client.https);
+    let (method, path, https) = (
+        req.method().clone(),
+        req.uri().path().to_string(),
+        client.https,
+    );
     let response = match cross_site(&method, &path, req.headers(), &client) {
         Some(why) => refuse_cross_site(&path, req.headers(), &why),
         None => {
@@ -258,9 +259,8 @@ pub fn cross_site(
 
 fn refuse_cross_site(path: &str, headers: &HeaderMap, why: &str) -> Response {
     let zh = "跨站请求已拒绝：请从本系统的页面提交";
-    let en = format!(
-        "cross-site request refused: {why}; submit the form from this server's own pages"
-    );
+    let en =
+        format!("cross-site request refused: {why}; submit the form from this server's own pages");
     if is_dashboard_path(path) {
         let lang = crate::ui::page::Lang {
             en: crate::auth::cookie_in(headers, "fieldsync_lang").as_deref() == Some("en"),
@@ -307,7 +307,10 @@ mod tests {
         );
         assert_eq!(client(&e, stranger, false, &h).ip, stranger);
         // A client cannot hide behind a forged left-most entry.
-        let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "203.0.113.9")]);
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]);
         assert_eq!(
             client(&e, proxy, false, &h).ip,
             Some("203.0.113.9".parse().unwrap())
@@ -320,7 +323,15 @@ mod tests {
         );
         // An IPv4-mapped IPv6 peer is the IPv4 address.
         let mapped = Some("::ffff:10.0.0.1".parse().unwrap());
-        assert!(client(&e, mapped, false, &headers(&[("x-forwarded-proto", "https")])).https);
+        assert!(
+            client(
+                &e,
+                mapped,
+                false,
+                &headers(&[("x-forwarded-proto", "https")])
+            )
+            .https
+        );
     }
 
     #[test]

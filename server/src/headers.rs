@@ -2,6 +2,8 @@
 //! body in place of the plain-text or empty answers the framework itself gives (405, 413, 415,
 //! 422, a body that could not be read…).
 
+use std::sync::LazyLock;
+
 use axum::{
     http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -9,11 +11,24 @@ use axum::{
 
 use crate::error::ApiError;
 
-/// The dashboard's Content-Security-Policy: its pages use no script, no external asset, one
-/// inline `<style>` and inline SVG; forms post only to the server itself, and no other site may
-/// frame them.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every response: the dashboard's pages use no script, no
+/// external asset, inline SVG and one inline style sheet ([`crate::ui::page::STYLE`], allowed by
+/// its SHA-256 so that no injected `<style>` applies); forms post only to the server itself, and
+/// no other site may frame a page.
+pub fn content_security_policy() -> &'static HeaderValue {
+    static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(crate::ui::page::STYLE.as_bytes()));
+        HeaderValue::from_str(&format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        ))
+        .expect("the policy is a valid header value")
+    });
+    &CSP
+}
 
 /// `Strict-Transport-Security` for responses that went out over HTTPS.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
@@ -24,12 +39,17 @@ pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 pub async fn finish(response: Response, https: bool, method: &Method, path: &str) -> Response {
     let mut response = json_error(response, method, path).await;
     let h = response.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            content_security_policy().clone(),
+        );
+    }
     let mut set = |name, value: &'static str| {
         if !h.contains_key(&name) {
             h.insert(name, HeaderValue::from_static(value));
         }
     };
-    set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
     set(header::X_FRAME_OPTIONS, "DENY");
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::REFERRER_POLICY, "same-origin");
@@ -51,7 +71,8 @@ async fn json_error(response: Response, method: &Method, path: &str) -> Response
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !status.is_client_error() || !(content_type.is_empty() || content_type.starts_with("text/plain"))
+    if !status.is_client_error()
+        || !(content_type.is_empty() || content_type.starts_with("text/plain"))
     {
         return response;
     }
