@@ -91,7 +91,7 @@ async fn json_error(response: Response, method: &Method, path: &str) -> Response
         ),
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see docs/PROTOCOL.md".into()),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "body_too_large",
+            "too_large",
             format!("请求体过大 / the request body is too large: {text}"),
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
