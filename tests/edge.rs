@@ -343,3 +343,28 @@ fn the_bearer_scheme_is_case_insensitive() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_request_body_that_stalls_fails_after_the_body_timeout() -> Result<()> {
+    let server = TestServer::start_with_config(|c| {
+        c.conn.body_read_timeout = Duration::from_secs(1);
+    })?;
+    let mut s = TcpStream::connect(server.addr)?;
+    write!(
+        s,
+        "POST /v1/enroll HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"code\":",
+        server.addr
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut answer = Vec::new();
+    let read = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok(),
+        "the connection was left open: {read:?} {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    Ok(())
+}

@@ -3,7 +3,10 @@
 //! the browser's session cookie.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -59,6 +62,23 @@ fn canonical(ip: IpAddr) -> IpAddr {
 pub struct Transport {
     /// The connection is TLS (the server itself terminated it).
     pub tls: bool,
+}
+
+/// Set by [`crate::net`] on a request whose body stopped arriving for longer than the body
+/// read timeout; [`resolve`] then answers 408 whatever the handler made of the cut body.
+#[derive(Debug, Clone, Default)]
+pub struct BodyTimedOut(pub Arc<AtomicBool>);
+
+impl BodyTimedOut {
+    /// Whether the body timed out.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records that the body timed out.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The request's client as the server understands it, resolved once per request by
@@ -178,13 +198,26 @@ pub async fn resolve(State(state): State<Arc<AppState>>, mut req: Request, next:
         req.uri().path().to_string(),
         client.https,
     );
-    let response = match cross_site(&method, &path, req.headers(), &client) {
+    let timed_out = req.extensions().get::<BodyTimedOut>().cloned();
+    let mut response = match cross_site(&method, &path, req.headers(), &client) {
         Some(why) => refuse_cross_site(&path, req.headers(), &why),
         None => {
             req.extensions_mut().insert(client);
             next.run(req).await
         }
     };
+    if timed_out.is_some_and(|t| t.get()) {
+        response = ApiError::client(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "请求体发送过慢 / the request body stopped arriving; send it again",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     crate::headers::finish(response, https, &method, &path).await
 }
 

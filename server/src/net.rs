@@ -5,6 +5,7 @@
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, body::Body, extract::ConnectInfo};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -17,9 +18,9 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, rustls};
 use tower::ServiceExt;
-use tower_http::timeout::TimeoutBody;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 
-use crate::edge::Transport;
+use crate::edge::{BodyTimedOut, Transport};
 
 /// Connection limits and timeouts of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -152,8 +153,19 @@ impl Conn {
             limits,
         } = self;
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let mut req =
-                req.map(|body| Body::new(TimeoutBody::new(limits.body_read_timeout, body)));
+            let timed_out = BodyTimedOut::default();
+            let flag = timed_out.clone();
+            let mut req = req.map(|body| {
+                Body::new(
+                    TimeoutBody::new(limits.body_read_timeout, body).map_err(move |e| {
+                        if e.is::<TimeoutError>() {
+                            flag.set();
+                        }
+                        e
+                    }),
+                )
+            });
+            req.extensions_mut().insert(timed_out);
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(Transport { tls });
             router.clone().oneshot(req)
