@@ -147,9 +147,12 @@ fn stalled_connections_are_closed_after_the_header_timeout_and_health_still_answ
     }
     let (status, body) = send(client()?.get(format!("{}/health", server.url())))?;
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
-    // An idle connection that sent nothing is closed too.
+    // An idle connection that sent nothing is closed too, and so is a kept-alive one idle
+    // after its answer.
     let mut idle = TcpStream::connect(server.addr)?;
-    for s in stalled.iter_mut().chain([&mut idle]) {
+    let mut kept = TcpStream::connect(server.addr)?;
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    for s in stalled.iter_mut().chain([&mut idle, &mut kept]) {
         assert!(
             closed_by_server(s, Duration::from_secs(30)),
             "a stalled connection was left open"
