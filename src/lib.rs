@@ -212,6 +212,25 @@ impl TestServer {
         data_dir: &Path,
         limits: fieldsync_server::auth::Limits,
     ) -> anyhow::Result<Self> {
+        Self::start_configured(data_dir, move |c| c.limits = limits)
+    }
+
+    /// Starts a server on a fresh temp directory with settings changed by `configure` (trusted
+    /// proxies, connection limits and timeouts, request limits; the data directory is set).
+    pub fn start_with_config(
+        configure: impl FnOnce(&mut fieldsync_server::Config) + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut s = Self::start_configured(temp.path(), configure)?;
+        s._temp = Some(temp);
+        Ok(s)
+    }
+
+    /// Starts a server on `data_dir` with settings changed by `configure`.
+    pub fn start_configured(
+        data_dir: &Path,
+        configure: impl FnOnce(&mut fieldsync_server::Config) + Send + 'static,
+    ) -> anyhow::Result<Self> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let dir = data_dir.to_path_buf();
@@ -236,17 +255,12 @@ impl TestServer {
                     drop(storage);
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     addr_tx.send((listener.local_addr()?, code.0))?;
-                    fieldsync_server::run(
-                        listener,
-                        fieldsync_server::Config {
-                            data_dir: dir,
-                            limits,
-                            tls: None,
-                        },
-                        async {
-                            let _ = shutdown_rx.await;
-                        },
-                    )
+                    let mut config = fieldsync_server::Config::new(&dir);
+                    configure(&mut config);
+                    config.data_dir = dir;
+                    fieldsync_server::run(listener, config, async {
+                        let _ = shutdown_rx.await;
+                    })
                     .await?;
                     Ok(())
                 })

@@ -581,6 +581,7 @@ fn the_dashboard_login_refuses_bad_codes_workers_and_signed_out_browsers() -> Re
     let login = |code: &str| {
         client
             .post(format!("{url}/login"))
+            .header("origin", &url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("code={code}"))
             .send()
@@ -634,6 +635,7 @@ fn the_dashboard_login_refuses_bad_codes_workers_and_signed_out_browsers() -> Re
     let r = client
         .post(format!("{url}{record}/resolve"))
         .header("cookie", &v)
+        .header("origin", &url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("field=notes&choice=0")
         .send()?;
@@ -650,6 +652,7 @@ fn the_dashboard_login_refuses_bad_codes_workers_and_signed_out_browsers() -> Re
     let r = client
         .post(format!("{url}/logout"))
         .header("cookie", &v)
+        .header("origin", &url)
         .send()?;
     assert_eq!(r.status(), 303);
     assert_eq!(get("/ui", &v)?.status(), 403);

@@ -1,7 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's, installed here when missing, driven by
 //! playwright-core from `tests/browser/`): sign in with a one-time code, open the campaign and a
 //! village dossier, resolve a conflict, search a phrase, download the XLSX and the DOCX, switch
-//! to English. Every step leaves a screenshot in `target/tmp/browser/`; the server's state and
+//! to English, with nothing blocked by the Content-Security-Policy. Every step leaves a screenshot in `target/tmp/browser/`; the server's state and
 //! the downloaded files are then checked here, independently of the page.
 
 use std::path::{Path, PathBuf};
@@ -91,6 +91,10 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
             .rfind(|l| l.starts_with(b"{"))
             .context("no summary printed")?,
     )?;
+
+    // The Content-Security-Policy blocked nothing the pages use: the inline style sheet applies.
+    assert_eq!(summary["cspViolations"], serde_json::json!([]), "{summary}");
+    assert_eq!(summary["headerBackground"], "rgb(155, 28, 28)", "{summary}");
 
     // The dossier listed the village's members.
     let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::{Auth, ClientIp, check_failed_credentials, new_code, new_token, note_failed_credential},
+    auth::{Auth, ClientIp, new_code, new_token, note_failed_credential},
     error::ApiError,
     storage::{AuditEntry, AuditFilter, DeviceView, NewEnrollment, Person, PersonUpdate},
 };
@@ -43,7 +43,7 @@ fn person_info(p: &Person) -> PersonInfo {
 }
 
 /// Uses up a one-time code for `device` and returns its person and new token, with the brake
-/// on guessed codes and an audit line either way. `/v1/enroll` and the dashboard's login share it.
+/// on failed codes (a valid code always works) and an audit line either way. `/v1/enroll` and the dashboard's login share it.
 pub async fn enroll_device(
     state: &AppState,
     ip: Option<std::net::IpAddr>,
@@ -52,7 +52,6 @@ pub async fn enroll_device(
     name: &str,
     browser: bool,
 ) -> Result<(Person, String), ApiError> {
-    check_failed_credentials(state, ip)?;
     let token = new_token()?;
     let result = state
         .storage
@@ -98,7 +97,7 @@ pub async fn enroll_device(
                                     "browser": browser }),
                 })
                 .await;
-            if code == "invalid_code" {
+            if matches!(code, "invalid_code" | "code_used" | "code_expired") {
                 note_failed_credential(state, ip)?;
             }
             Err(err)

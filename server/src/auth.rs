@@ -81,14 +81,6 @@ impl RateLimiter {
         entry.1 = entry.1.saturating_add(1);
         (entry.1 > limit).then(|| 60 - self.started.elapsed().as_secs() % 60)
     }
-
-    /// Whether `key` is already over `limit` this minute (without counting).
-    fn over(&self, key: Key, limit: u32) -> bool {
-        let minute = self.minute();
-        let w = self.windows.lock().expect("rate limiter lock");
-        w.get(&key)
-            .is_some_and(|(m, n)| *m == minute && *n >= limit)
-    }
 }
 
 fn too_many(wait: u64, what: &str) -> ApiError {
@@ -100,20 +92,25 @@ fn too_many(wait: u64, what: &str) -> ApiError {
     .with_retry_after(wait)
 }
 
+/// The client address: what [`crate::edge::resolve`] worked out (through trusted proxies), else
+/// the TCP peer.
 fn client_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| {
-            parts
-                .extensions
-                .get::<ConnectInfo<crate::tls::TlsPeer>>()
-                .map(|c| c.0.0.ip())
-        })
+    match parts.extensions.get::<crate::edge::Client>() {
+        Some(c) => c.ip,
+        None => parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    }
 }
 
-/// Counts a failed credential from the request's address; refuses when there were too many.
+/// Counts a failed credential (unknown token, wrong, used or expired code) from `ip`; once the
+/// address is over [`Limits::failed_auth_per_minute`] this minute, the failure is answered 429
+/// instead of its own error, which then says nothing about why the credential failed.
+///
+/// Only failures are braked: a valid credential is never refused for its address's failures
+/// (so that one guesser behind a shared address or proxy cannot lock everyone out). Guessing
+/// stays hopeless at 256-bit tokens and 60-bit codes.
 pub fn note_failed_credential(state: &AppState, ip: Option<IpAddr>) -> Result<(), ApiError> {
     match state
         .rate
@@ -124,15 +121,14 @@ pub fn note_failed_credential(state: &AppState, ip: Option<IpAddr>) -> Result<()
     }
 }
 
-/// Refuses up front when the address has failed too often this minute.
-pub fn check_failed_credentials(state: &AppState, ip: Option<IpAddr>) -> Result<(), ApiError> {
-    if state
-        .rate
-        .over(Key::FailedFrom(ip), state.limits.failed_auth_per_minute)
-    {
-        return Err(too_many(60, "failed sign-in attempts from this address"));
-    }
-    Ok(())
+/// The token of an `Authorization: Bearer <token>` header value; the scheme is
+/// case-insensitive (RFC 7235), spaces around the token are ignored.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The request's client address, when the server knows it.
@@ -159,8 +155,12 @@ pub fn session_cookie(parts: &Parts) -> Option<String> {
 
 /// A cookie's value.
 pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
+    cookie_in(&parts.headers, name)
+}
+
+/// A cookie's value among request headers.
+pub fn cookie_in(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -194,7 +194,7 @@ impl FromRequestParts<Arc<AppState>> for Auth {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let token = match value
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(str::to_string)
             .or_else(|| session_cookie(parts))
         {
@@ -211,7 +211,8 @@ impl FromRequestParts<Arc<AppState>> for Auth {
                 ));
             }
         };
-        check_failed_credentials(state, ip)?;
+        // No brake before the check: a valid token passes whatever its address did; failures
+        // are counted (and braked) below.
         match state.storage.authenticate(token_hash(&token)).await? {
             TokenCheck::Valid(identity) => {
                 note_device(parts, identity.device, Some(identity.person.id));

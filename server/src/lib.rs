@@ -8,7 +8,10 @@
 //!   one error type that every failure becomes;
 //! - [`auth`] says who is asking (device tokens), what their role lets them do, and limits
 //!   requests; [`admin`] enrolls devices and serves the admin endpoints;
-//! - [`tls`] serves HTTPS itself when given a certificate;
+//! - [`net`] is the accept loop (connection limit, read timeouts, graceful shutdown), [`tls`]
+//!   the certificate for serving HTTPS itself, [`edge`] the client address and scheme behind
+//!   trusted proxies and the cross-site check, [`headers`] the security headers and the JSON
+//!   body of the framework's own errors;
 //! - [`ui`] is the department's web dashboard (server-rendered HTML and SVG, behind a login);
 //! - [`report`] turns a campaign's records into what the department reads: tallies, search
 //!   hits, CSV exports and the draft report.
@@ -16,7 +19,10 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod edge;
 pub mod error;
+pub mod headers;
+pub mod net;
 pub mod refusals;
 pub mod report;
 pub mod routes;
@@ -46,6 +52,8 @@ pub struct AppState {
     pub rate: auth::RateLimiter,
     /// This minute's refusals, for folding repeats into one audit line.
     pub refusals: refusals::RefusalLog,
+    /// The trusted proxies in front of the server.
+    pub edge: edge::Edge,
     /// Tallies per campaign and visibility with the storage's data version they were computed
     /// at.
     pub tallies: std::sync::Mutex<TalliesCache>,
@@ -90,6 +98,10 @@ pub struct Config {
     /// Serve HTTPS with this configuration (see [`tls::config_from_pem_files`]); plain HTTP when
     /// `None` (on loopback, or behind a reverse proxy that terminates TLS).
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Reverse proxies whose forwarded client address and scheme are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connection limit and read timeouts.
+    pub conn: net::ConnLimits,
 }
 
 impl Config {
@@ -97,23 +109,49 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             data_dir: data_dir.into(),
-            limits: auth::Limits::default(),
-            tls: None,
+            ..Default::default()
         }
     }
 }
 
-/// The HTTP application over a storage.
+/// What the HTTP application needs besides its storage.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Request limits.
+    pub limits: auth::Limits,
+    /// The trusted proxies in front of the server.
+    pub edge: edge::Edge,
+}
+
+/// The HTTP application over a storage, with default [`Settings`] but for `limits`.
 pub fn app(storage: Arc<dyn Storage>, limits: auth::Limits) -> Router {
+    app_with(
+        storage,
+        Settings {
+            limits,
+            ..Default::default()
+        },
+    )
+}
+
+/// The HTTP application over a storage.
+pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
     let state = Arc::new(AppState {
         storage,
-        limits,
+        limits: settings.limits,
         rate: auth::RateLimiter::default(),
         refusals: Default::default(),
+        edge: settings.edge,
         tallies: Default::default(),
     });
     routes::router()
         .fallback(ui::fallback)
+        // Inside compression, so that it sees the framework's error bodies uncompressed.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::resolve,
+        ))
+        // Outside the edge, so that its refusals (cross-site writes) are audited too.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refusals::audit,
@@ -207,25 +245,16 @@ pub async fn run(
         data_dir = %config.data_dir.display(),
         "fieldsync server listening"
     );
-    let router = app(storage.clone(), config.limits);
-    match config.tls {
-        None => {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?
-        }
-        Some(tls) => {
-            axum::serve(
-                tls::TlsListener::new(listener, tls)?,
-                router.into_make_service_with_connect_info::<tls::TlsPeer>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?
-        }
-    }
+    let router = app_with(
+        storage.clone(),
+        Settings {
+            limits: config.limits,
+            edge: edge::Edge {
+                trusted_proxies: config.trusted_proxies,
+            },
+        },
+    );
+    net::serve(listener, config.tls, router, config.conn, shutdown).await?;
     storage.close().await;
     tracing::info!("fieldsync server stopped");
     Ok(())

@@ -50,6 +50,28 @@ struct Args {
     /// The most records in one push (then 413).
     #[arg(long, env = "FIELDSYNC_MAX_PUSH_RECORDS", default_value_t = fieldsync_protocol::wire::MAX_PUSH_RECORDS)]
     max_push_records: usize,
+    /// A reverse proxy (address or CIDR) whose X-Forwarded-For/-Proto/-Host are believed;
+    /// repeatable. Without one, the TCP peer is the client and those headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "FIELDSYNC_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = fieldsync_server::edge::parse_trusted_proxy
+    )]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// The most connections served at once (further ones wait until one closes).
+    #[arg(long, env = "FIELDSYNC_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client may take to send a request's headers; also how long an idle
+    /// kept-alive connection stays open.
+    #[arg(long, env = "FIELDSYNC_HEADER_READ_TIMEOUT", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds a request body may pause between two pieces before the request fails.
+    #[arg(long, env = "FIELDSYNC_BODY_READ_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout: u64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -357,6 +379,13 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             },
             tls,
+            trusted_proxies: args.trusted_proxies,
+            conn: fieldsync_server::net::ConnLimits {
+                max_connections: args.max_connections as usize,
+                header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout),
+                body_read_timeout: std::time::Duration::from_secs(args.body_read_timeout),
+                ..Default::default()
+            },
         },
         shutdown_signal(),
     )

@@ -131,17 +131,19 @@ impl RefusalLog {
     }
 }
 
-fn peer(request: &Request) -> Option<String> {
-    request
+/// The client's address, as the edge works it out (trusted proxies' `X-Forwarded-For`).
+fn client_ip(state: &AppState, request: &Request) -> Option<String> {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<crate::tls::TlsPeer>>()
-                .map(|c| c.0.0.ip().to_string())
-        })
+        .map(|c| c.0.ip());
+    let tls = request
+        .extensions()
+        .get::<crate::edge::Transport>()
+        .is_some_and(|t| t.tls);
+    crate::edge::client(&state.edge, peer, tls, request.headers())
+        .ip
+        .map(|ip| ip.to_string())
 }
 
 /// The middleware: audits every 4xx answer before it is sent.
@@ -152,7 +154,7 @@ pub async fn audit(
 ) -> Response {
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let ip = peer(&request);
+    let ip = client_ip(&state, &request);
     let path = request.uri().path().to_string();
     let method = request.method().to_string();
     let response = next.run(request).await;

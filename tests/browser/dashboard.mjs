@@ -1,7 +1,8 @@
 // Drives the fieldsync dashboard in Debian's headless Chromium for tests/browser.rs:
 // node dashboard.mjs <server url> <one-time code> <campaign id> <search phrase> <output dir>
 // Signs in, opens the campaign and a village dossier, resolves a conflict, searches, downloads
-// the XLSX and DOCX, switches to English; saves a screenshot of each step; prints a JSON summary.
+// the XLSX and DOCX, switches to English; saves a screenshot of each step; prints a JSON summary
+// (with whatever the Content-Security-Policy blocked, and a style the inline sheet sets).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -18,6 +19,11 @@ try {
   const context = await browser.newContext({ acceptDownloads: true, locale: "zh-CN",
     viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
+  // Anything the Content-Security-Policy blocked (the pages must need nothing it forbids).
+  summary.cspViolations = [];
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) summary.cspViolations.push(m.text());
+  });
   const shot = (name) => page.screenshot({ path: join(out, name), fullPage: true });
 
   await page.goto(`${url}/login`);
@@ -25,6 +31,8 @@ try {
   await page.fill("input[name=code]", code);
   await Promise.all([page.waitForURL(`${url}/ui`), page.click("button[type=submit]")]);
   await shot("02-campaigns.png");
+  summary.headerBackground = await page.evaluate(
+    () => getComputedStyle(document.querySelector("header")).backgroundColor);
 
   await page.click(`a[href="/ui/c/${campaign}"]`);
   await page.waitForSelector("text=工作进度");

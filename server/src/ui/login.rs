@@ -15,6 +15,7 @@ use super::*;
 use crate::{
     AppState,
     auth::{ClientIp, SESSION_COOKIE},
+    edge::Client,
     error::ApiError,
 };
 
@@ -55,6 +56,7 @@ pub struct LoginForm {
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     ClientIp(ip): ClientIp,
+    client: Client,
     lang: Lang,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -72,7 +74,10 @@ pub(super) async fn login(
         Ok((_, token)) => (
             [(
                 header::SET_COOKIE,
-                format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+                format!(
+                    "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+                    client.secure_attr()
+                ),
             )],
             Redirect::to("/ui"),
         )
@@ -86,7 +91,11 @@ pub(super) async fn login(
     }
 }
 
-pub(super) async fn logout(State(state): State<Arc<AppState>>, user: User) -> Response {
+pub(super) async fn logout(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+    user: User,
+) -> Response {
     // Signing out ends this browser's device for good.
     let _ = state.storage.revoke(user.auth.0.device).await;
     state
@@ -96,14 +105,21 @@ pub(super) async fn logout(State(state): State<Arc<AppState>>, user: User) -> Re
     (
         [(
             header::SET_COOKIE,
-            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            format!(
+                "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+                client.secure_attr()
+            ),
         )],
         Redirect::to("/login"),
     )
         .into_response()
 }
 
-pub(super) async fn set_lang(Path(lang): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn set_lang(
+    Path(lang): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Response {
     let value = if lang == "en" { "en" } else { "zh" };
     let back = headers
         .get(header::REFERER)
@@ -113,7 +129,10 @@ pub(super) async fn set_lang(Path(lang): Path<String>, headers: HeaderMap) -> Re
     (
         [(
             header::SET_COOKIE,
-            format!("{LANG_COOKIE}={value}; Path=/; SameSite=Strict; Max-Age=31536000"),
+            format!(
+                "{LANG_COOKIE}={value}; Path=/; SameSite=Strict; Max-Age=31536000{}",
+                client.secure_attr()
+            ),
         )],
         Redirect::to(&back),
     )

@@ -7,7 +7,9 @@
 //!
 //! Signing in exchanges a one-time code (the same codes devices enroll with) for a browser
 //! session: the browser becomes a device of its person, with its token in an HttpOnly,
-//! SameSite=Strict cookie, so roles, scopes, revocation and the audit log apply unchanged.
+//! SameSite=Strict cookie (Secure over HTTPS), so roles, scopes, revocation and the audit log
+//! apply unchanged. Every POST here is checked to come from the server's own pages
+//! ([`crate::edge::cross_site`]).
 //! Department viewers and admins see every village; group leaders see their group's and may
 //! resolve conflicts there, which writes a real change that syncs back to the devices.
 
@@ -151,7 +153,8 @@ pub async fn fallback(uri: axum::http::Uri, lang: Lang) -> Response {
     }
 }
 
-fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+/// A dashboard page showing an error message with `status`.
+pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<p class=\"error\">{}</p><p><a href=\"/ui\">{}</a> · <a href=\"/login\">{}</a></p>",
         esc(message),

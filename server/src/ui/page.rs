@@ -33,7 +33,9 @@ impl Lang {
     }
 }
 
-const STYLE: &str = r#"
+/// The dashboard's one style sheet, inline in every page (the Content-Security-Policy allows
+/// exactly this sheet by its hash: [`crate::headers::content_security_policy`]).
+pub const STYLE: &str = r#"
 body{font-family:"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f7f9}
 header{background:#9b1c1c;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center;flex-wrap:wrap}
 header a{color:#fff;text-decoration:none}header .brand{font-weight:700;font-size:1.1rem}
