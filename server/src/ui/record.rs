@@ -34,7 +34,43 @@ fn value_text(
     match v {
         FieldValue::Str(s) => choice_label(template, kind, field, s, lang),
         FieldValue::Text(s) => s.clone(),
+        FieldValue::Bool(b) => yes_no(*b, lang).into(),
+        FieldValue::Int(i) => i.to_string(),
+        FieldValue::Float(f) => f.to_string(),
+        FieldValue::Null => String::new(),
         other => other.to_json().to_string(),
+    }
+}
+
+fn yes_no(b: bool, lang: Lang) -> &'static str {
+    if b {
+        lang.t("是", "Yes")
+    } else {
+        lang.t("否", "No")
+    }
+}
+
+/// A value in a history row: long texts cut to their first 60 characters.
+fn short_value(
+    template: Option<&Template>,
+    kind: &str,
+    field: &str,
+    v: Option<&FieldValue>,
+    lang: Lang,
+) -> String {
+    let Some(v) = v else {
+        return lang.t("（空）", "(empty)").into();
+    };
+    let text = value_text(template, kind, field, v, lang);
+    if text.is_empty() {
+        return lang.t("（空）", "(empty)").into();
+    }
+    let mut chars = text.chars();
+    let cut: String = chars.by_ref().take(60).collect();
+    if chars.next().is_some() {
+        format!("{cut}…")
+    } else {
+        cut
     }
 }
 
@@ -101,14 +137,27 @@ async fn record_body(
         esc(&place),
         id
     ));
-    // Fields; references shown as the name of the record they point to, with a link.
+    let conflicts = state.storage.conflicts(id).await?.unwrap_or_default();
+    // Fields in the template's order (then any the template does not name); references shown
+    // as the name of the record they point to, with a link; conflicted fields marked.
+    let def = template.and_then(|t| t.kind(&r.kind));
+    let mut entries: Vec<(&String, &Value)> = r
+        .fields
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .collect();
+    let position = |k: &str| {
+        def.and_then(|d| d.fields.iter().position(|f| f.name == k))
+            .unwrap_or(usize::MAX)
+    };
+    entries.sort_by(|a, b| (position(a.0), a.0).cmp(&(position(b.0), b.0)));
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for (k, v) in r.fields.as_object().into_iter().flatten() {
-        if k.starts_with('_') {
-            continue;
-        }
+    for (k, v) in entries {
         let mut cell = match v {
             Value::String(s) => esc(&choice_label(template, &r.kind, k, s, lang)),
+            Value::Bool(b) => esc(yes_no(*b, lang)),
             Value::Null => String::new(),
             other => esc(&other.to_string()),
         };
@@ -125,6 +174,12 @@ async fn record_body(
                 cell = links.join("、");
             }
         }
+        if conflicts.iter().any(|c| &c.field == k) {
+            cell.push_str(&format!(
+                " <span class=\"warn\">{}</span>",
+                lang.t("（有冲突，见下方）", "(in conflict, see below)")
+            ));
+        }
         rows.push(vec![esc(&field_label(template, &r.kind, k, lang)), cell]);
     }
     body.push_str(&table(
@@ -135,7 +190,6 @@ async fn record_body(
         &rows,
     ));
     // Conflicts with both values and who wrote each.
-    let conflicts = state.storage.conflicts(id).await?.unwrap_or_default();
     if !conflicts.is_empty() {
         let actors: Vec<String> = conflicts
             .iter()
@@ -150,45 +204,61 @@ async fn record_body(
             && matches!(user.auth.0.person.role, Role::Admin | Role::Leader);
         body.push_str(&format!("<h2>{}</h2>", lang.t("待处理冲突", "Conflicts")));
         for c in &conflicts {
-            let mut form = format!(
-                "<form class=\"conflict\" method=\"post\" action=\"/ui/r/{id}/resolve\">\
-                 <p><b>{}</b> {}</p><input type=\"hidden\" name=\"field\" value=\"{}\">",
+            let heading = format!(
+                "<p><b>{}</b> {}</p>",
                 esc(&field_label(template, &r.kind, &c.field, lang)),
                 lang.t(
                     "有两个同时写入的值：",
                     "has values written at the same time:"
                 ),
-                esc(&c.field)
             );
-            for (i, v) in c.values.iter().enumerate() {
+            // The value shown above until someone decides is the last one (Automerge's pick):
+            // it is the one preselected.
+            let shown = c.values.len().saturating_sub(1);
+            let describe = |v: &fieldsync_protocol::record::ConflictValue| {
                 let who = owners
                     .get(&v.actor)
                     .and_then(|o| o.1.clone())
                     .unwrap_or_else(|| format!("{} {}", lang.t("设备", "device"), &v.actor[..8]));
-                form.push_str(&format!(
-                    "<label><input type=\"radio\" name=\"choice\" value=\"{i}\"{}> {} — {} {}</label><br>",
-                    if i == 0 { " checked" } else { "" },
+                format!(
+                    "{} — {} {}",
                     esc(&value_text(template, &r.kind, &c.field, &v.value, lang)),
                     esc(&who),
                     v.time.map(time).unwrap_or_default()
-                ));
-            }
+                )
+            };
             if may_resolve {
+                let mut form = format!(
+                    "<form class=\"conflict\" method=\"post\" action=\"/ui/r/{id}/resolve\">\
+                     {heading}<input type=\"hidden\" name=\"field\" value=\"{}\">",
+                    esc(&c.field)
+                );
+                for (i, v) in c.values.iter().enumerate() {
+                    form.push_str(&format!(
+                        "<label><input type=\"radio\" name=\"choice\" value=\"{i}\"{}> {}</label><br>",
+                        if i == shown { " checked" } else { "" },
+                        describe(v)
+                    ));
+                }
                 form.push_str(&format!(
-                    "<button type=\"submit\">{}</button>",
+                    "<button type=\"submit\">{}</button></form>",
                     lang.t("采用所选值", "Keep the chosen value")
                 ));
+                body.push_str(&form);
             } else {
-                form.push_str(&format!(
-                    "<p class=\"muted\">{}</p>",
+                let items: String = c
+                    .values
+                    .iter()
+                    .map(|v| format!("<li>{}</li>", describe(v)))
+                    .collect();
+                body.push_str(&format!(
+                    "<div class=\"conflict\">{heading}<ul>{items}</ul><p class=\"muted\">{}</p></div>",
                     lang.t(
                         "由组长或管理员处理。",
                         "A group leader or administrator resolves it."
                     )
                 ));
             }
-            form.push_str("</form>");
-            body.push_str(&form);
         }
     }
     // History.
@@ -220,25 +290,36 @@ async fn record_body(
                         })
                 };
                 vec![
-                    if e.genesis || e.time == 0 {
+                    if e.time == 0 {
                         String::new()
                     } else {
                         time(e.time)
                     },
                     esc(&who),
-                    if e.genesis {
-                        String::new()
-                    } else {
-                        // Keys inside a field's value (a ratings map's member ids) are not fields.
-                        let def = template.and_then(|t| t.kind(&r.kind));
-                        esc(&e
-                            .fields
-                            .iter()
-                            .filter(|f| def.is_none_or(|d| d.field(f).is_some()))
-                            .map(|f| field_label(template, &r.kind, f, lang))
-                            .collect::<Vec<_>>()
-                            .join("、"))
-                    },
+                    e.fields
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{}：{} → {}",
+                                esc(&field_label(template, &r.kind, &f.field, lang)),
+                                esc(&short_value(
+                                    template,
+                                    &r.kind,
+                                    &f.field,
+                                    f.before.as_ref(),
+                                    lang
+                                )),
+                                esc(&short_value(
+                                    template,
+                                    &r.kind,
+                                    &f.field,
+                                    f.after.as_ref(),
+                                    lang
+                                ))
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("<br>"),
                 ]
             })
             .collect();
@@ -247,12 +328,16 @@ async fn record_body(
             &[
                 lang.t("时间", "When").into(),
                 lang.t("修改人", "Who").into(),
-                lang.t("修改的字段", "Fields written").into(),
+                lang.t("修改内容", "What changed").into(),
             ],
             &rows,
         ));
     }
-    let title = format!("{} {}", kind_label(template, &r.kind, lang), short_id(&id));
+    let title = format!(
+        "{} · {}",
+        kind_label(template, &r.kind, lang),
+        display_name(&r)
+    );
     Ok((title, r.campaign.to_string(), body))
 }
 
