@@ -5,8 +5,8 @@ use std::time::Duration;
 use fieldsync_protocol::{
     auth::{ENROLL_PATH, EnrollRequest, EnrollResponse, ME_PATH, MeResponse},
     wire::{
-        self, CBOR_CONTENT_TYPE, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH, PullQuery,
-        PullResponse, PushRequest, PushResponse,
+        self, CBOR_CONTENT_TYPE, DecodeLimits, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH,
+        PullQuery, PullResponse, PushRequest, PushResponse,
     },
 };
 use reqwest::{StatusCode, Url, blocking::Client, header};
@@ -281,7 +281,8 @@ impl Transport for HttpTransport {
             }
         }
         let bytes = self.send(self.client.get(url), 0)?;
-        wire::decode(&bytes, "pull response").map_err(|e| TransportError::Protocol(e.to_string()))
+        wire::decode_with(&bytes, "pull response", DecodeLimits::PULL)
+            .map_err(|e| TransportError::Protocol(e.to_string()))
     }
 }
 
