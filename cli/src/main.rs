@@ -1182,6 +1182,10 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How many times one `fieldsync sync` waits for a busy server's `Retry-After` before such waits
+/// count against `--retries`.
+const MAX_BUSY_WAITS: u32 = 5;
+
 fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
     if store.credentials()?.is_none() {
         return Err(user(
@@ -1199,6 +1203,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut attempt = 0;
+    let mut busy_waits = 0;
     let report = loop {
         let mut transport = account::transport(store, &options)?;
         let mut progress = |p: Progress| match p {
@@ -1220,9 +1225,36 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             &mut progress,
         ) {
             Ok(r) => break r,
+            // The server is busy and said how long to wait: wait that long (capped by the
+            // transport) and try again, without using up the network retries, a few times.
+            Err(SyncError::Transport(e, waiting))
+                if e.retry_after().is_some() && busy_waits < MAX_BUSY_WAITS =>
+            {
+                busy_waits += 1;
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1));
+                eprintln!(
+                    "{}",
+                    t(
+                        &format!(
+                            "服务器繁忙，按其要求 {} 秒后重试（第 {busy_waits} 次），{waiting} 条更改等待上传",
+                            wait.as_secs()
+                        ),
+                        &format!(
+                            "the server is busy and asked to wait; retrying in {} s (wait {busy_waits}); {waiting} changes wait to upload",
+                            wait.as_secs()
+                        )
+                    )
+                );
+                std::thread::sleep(wait);
+            }
             Err(SyncError::Transport(e, waiting)) if e.is_retryable() && attempt < retries => {
                 attempt += 1;
-                let wait = Duration::from_secs(1 << attempt.min(5));
+                let wait = e
+                    .retry_after()
+                    .unwrap_or(Duration::from_secs(1 << attempt.min(5)));
                 eprintln!(
                     "{}",
                     t(

@@ -340,6 +340,33 @@ fn sync_shows_a_conflict_that_is_resolved_from_the_command_line() -> Result<()> 
 }
 
 #[test]
+fn sync_waits_for_a_busy_servers_retry_after_and_finishes() -> Result<()> {
+    // Two requests per device per minute: the sync is refused with 429 part-way and must wait
+    // for the next minute (the server's Retry-After) rather than give up.
+    let data = tempfile::tempdir()?;
+    let server = TestServer::start_with(
+        data.path(),
+        fieldsync_server::auth::Limits {
+            requests_per_minute: 2,
+            ..Default::default()
+        },
+    )?;
+    let (d, _) = Device::department()?;
+    d.enroll(&server, "组长", Role::Admin);
+    let pending = d.json(&["status"])["pending_upload"].as_u64().unwrap();
+    assert!(pending > 0);
+    let (code, out, err) = d.run(&["--lang", "en", "sync", "--retries", "0"]);
+    assert_eq!(code, 0, "{err}{out}");
+    assert!(
+        err.contains("the server is busy and asked to wait"),
+        "{err}"
+    );
+    assert_eq!(d.json(&["status"])["pending_upload"], 0);
+    assert_eq!(server.get_json("/v1/status")?["changes"], pending);
+    Ok(())
+}
+
+#[test]
 fn sync_with_the_server_down_exits_4_and_says_nothing_was_lost() -> Result<()> {
     let (d, _) = Device::department()?;
     // Enrolled with a server that then goes away.
