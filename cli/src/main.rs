@@ -355,6 +355,35 @@ fn user(zh: &str, en: &str) -> anyhow::Error {
     anyhow!(UserError(t(zh, en)))
 }
 
+/// Writes a line to stdout. A closed stdout (`fieldsync list --json | head`) ends the program
+/// quietly with exit code 0: the reader has what it wanted. Any other write error ends it with
+/// code 1 and a message on stderr. Never a panic, as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// See [`out!`].
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!(
+            "{}: {e}",
+            t("无法写入标准输出", "cannot write to standard output")
+        );
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = LANG.set(cli.lang);
@@ -630,7 +659,7 @@ fn summary(r: &Record) -> String {
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -675,7 +704,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     "device": e.device, "person": e.person, "server": server,
                 }));
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!(
@@ -697,14 +726,14 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 return print_json(&serde_json::to_value(&me)?);
             }
-            println!("{}：{}", t("本机", "device"), me.device);
-            println!(
+            out!("{}：{}", t("本机", "device"), me.device);
+            out!(
                 "{}：{}（{}）",
                 t("使用人", "person"),
                 me.person.name,
                 t(me.person.role.zh(), me.person.role.as_str())
             );
-            println!("{}：{}", t("范围", "scope"), scope_text(&me.scope));
+            out!("{}：{}", t("范围", "scope"), scope_text(&me.scope));
             Ok(())
         }
         Command::CampaignCreate {
@@ -735,7 +764,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     &serde_json::json!({"campaign": id, "template": tpl.id, "version": tpl.version}),
                 )
             } else {
-                println!(
+                out!(
                     "{} {id}（{} {} v{}）",
                     t("已新建工作任务", "created campaign"),
                     name,
@@ -757,7 +786,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 print_json(&serde_json::json!({"rows": report.rows, "records": report.records}))
             } else {
-                println!(
+                out!(
                     "{}",
                     t(
                         &format!("已导入 {} 行，写入 {} 条记录", report.rows, report.records),
@@ -780,9 +809,9 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 return print_json(&serde_json::to_value(&kinds)?);
             }
-            println!("{} v{}", label(&tpl.name.zh, &tpl.name.en), tpl.version);
+            out!("{} v{}", label(&tpl.name.zh, &tpl.name.en), tpl.version);
             for k in kinds {
-                println!("\n{}  {}", k.name, label(&k.label.zh, &k.label.en));
+                out!("\n{}  {}", k.name, label(&k.label.zh, &k.label.en));
                 for f in &k.fields {
                     // Either the value or the label may be typed.
                     let choices: Vec<String> = f
@@ -790,7 +819,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                         .iter()
                         .map(|c| format!("{} {}", c.value, label(&c.zh, &c.en)))
                         .collect();
-                    println!(
+                    out!(
                         "  {:<24} {:<12} {}{}{}",
                         f.name,
                         format!("{:?}", f.field_type).to_lowercase(),
@@ -849,7 +878,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 print_json(&record_json(&store.get(id)?))
             } else {
-                println!("{} {id}", t("已保存", "saved"));
+                out!("{} {id}", t("已保存", "saved"));
                 Ok(())
             }
         }
@@ -859,19 +888,19 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             let kind = store.get(id)?.header.kind;
             let changes = parse_sets(&tpl, &kind, &set)?;
             store.edit_form(id, &changes)?;
-            println!("{} {id}", t("已修改", "changed"));
+            out!("{} {id}", t("已修改", "changed"));
             Ok(())
         }
         Command::Append { id, field, text } => {
             let id = find(store, &id)?;
             store.edit(id, |e| e.append_text(&field, &text))?;
-            println!("{} {id}", t("已追加", "appended to"));
+            out!("{} {id}", t("已追加", "appended to"));
             Ok(())
         }
         Command::Delete { id } => {
             let id = find(store, &id)?;
             store.delete(id)?;
-            println!("{} {id}", t("已删除", "deleted"));
+            out!("{} {id}", t("已删除", "deleted"));
             Ok(())
         }
         Command::List {
@@ -922,7 +951,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 ));
             }
             for r in &records {
-                println!(
+                out!(
                     "{}  {:<16} {:<14} {}{}",
                     &r.header.id.to_string()[28..],
                     r.header.kind,
@@ -935,7 +964,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     }
                 );
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!("共 {} 条", records.len()),
@@ -950,7 +979,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 return print_json(&record_json(&r));
             }
-            println!("{}  {}  {}", r.header.id, r.header.kind, r.header.scope);
+            out!("{}  {}  {}", r.header.id, r.header.kind, r.header.scope);
             let tpl = store.template(r.header.campaign)?;
             let def = tpl.as_ref().and_then(|t| t.kind(&r.header.kind));
             for (k, v) in &r.fields {
@@ -959,7 +988,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     .map(|f| label(&f.label.zh, &f.label.en).to_string())
                     .unwrap_or_else(|| k.clone());
                 let value = value_text(v);
-                println!(
+                out!(
                     "{}",
                     t(
                         &format!("  {name}（{k}）：{value}"),
@@ -968,7 +997,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 );
             }
             if r.conflicts > 0 {
-                println!(
+                out!(
                     "{}",
                     t(
                         &format!(
@@ -998,12 +1027,12 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 return print_json(&serde_json::Value::Array(v));
             }
             if conflicts.is_empty() {
-                println!("{}", t("没有冲突", "no conflicts"));
+                out!("{}", t("没有冲突", "no conflicts"));
             }
             for c in conflicts {
-                println!("{}:", c.field);
+                out!("{}:", c.field);
                 for v in c.values {
-                    println!(
+                    out!(
                         "  {}  ({} {})",
                         value_text(&v.value),
                         t("设备", "device"),
@@ -1019,7 +1048,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             let kind = store.get(id)?.header.kind;
             let changes = parse_sets(&tpl, &kind, &[format!("{field}={value}")])?;
             store.edit_form(id, &changes)?;
-            println!("{} {field} = {value}", t("已解决冲突：", "resolved:"));
+            out!("{} {field} = {value}", t("已解决冲突：", "resolved:"));
             Ok(())
         }
         Command::Sync { retries } => sync_command(store, retries, json),
@@ -1108,13 +1137,13 @@ fn status(store: &Store, json: bool) -> Result<()> {
         }));
     }
     let none = t("未设置", "not set");
-    println!("{}：{}", t("本机", "device"), store.device_id());
-    println!(
+    out!("{}：{}", t("本机", "device"), store.device_id());
+    out!(
         "{}：{}",
         t("服务器", "server"),
         server.unwrap_or(none.clone())
     );
-    println!(
+    out!(
         "{}：{}",
         t("登记", "enrolled"),
         match (&person, enrolled) {
@@ -1126,15 +1155,15 @@ fn status(store: &Store, json: bool) -> Result<()> {
         }
     );
     if let Some(scope) = &scope {
-        println!("{}：{}", t("范围", "scope"), scope_text(scope));
+        out!("{}：{}", t("范围", "scope"), scope_text(scope));
     }
-    println!(
+    out!(
         "{}：{}",
         t("工作任务", "campaign"),
         campaign.unwrap_or(none)
     );
     if held > 0 {
-        println!(
+        out!(
             "{}",
             t(
                 &format!(
@@ -1146,12 +1175,12 @@ fn status(store: &Store, json: bool) -> Result<()> {
             )
         );
     }
-    println!("{}：{}", t("记录", "records"), store.count()?);
-    println!(
+    out!("{}：{}", t("记录", "records"), store.count()?);
+    out!(
         "{}：{pending}",
         t("待上传更改", "changes waiting to upload")
     );
-    println!(
+    out!(
         "{}：{}",
         t("上次同步", "last sync"),
         last.map(|ms| {
@@ -1161,10 +1190,10 @@ fn status(store: &Store, json: bool) -> Result<()> {
         .unwrap_or_else(|| t("从未", "never"))
     );
     if conflicted > 0 {
-        println!("{}：{conflicted}", t("有冲突的记录", "records in conflict"));
+        out!("{}：{conflicted}", t("有冲突的记录", "records in conflict"));
     }
     if let Some(v) = new_template {
-        println!(
+        out!(
             "{}",
             t(
                 &format!("表单已更新到第 {v} 版"),
@@ -1305,7 +1334,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
         }));
     }
     if report.removed_records > 0 {
-        println!(
+        out!(
             "{}",
             t(
                 &format!(
@@ -1320,7 +1349,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
         );
     }
     if report.held > 0 {
-        println!(
+        out!(
             "{}",
             t(
                 &format!(
@@ -1334,7 +1363,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             )
         );
     }
-    println!(
+    out!(
         "{}",
         t(
             &format!(
@@ -1355,7 +1384,7 @@ fn bundle(store: &mut Store, command: BundleCommand, json: bool) -> Result<()> {
         BundleCommand::State { file } => {
             std::fs::write(&file, store.bundle_state()?)
                 .with_context(|| format!("{}", file.display()))?;
-            println!(
+            out!(
                 "{} {}",
                 t("已写出本机状态：", "wrote this device's state to"),
                 file.display()
@@ -1384,7 +1413,7 @@ fn bundle(store: &mut Store, command: BundleCommand, json: bool) -> Result<()> {
                     &serde_json::json!({"records": stats.records, "changes": stats.changes, "bytes": bytes.len(), "last_seq": stats.last_seq}),
                 );
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!(
@@ -1414,7 +1443,7 @@ fn bundle(store: &mut Store, command: BundleCommand, json: bool) -> Result<()> {
                     &serde_json::json!({"new_changes": stats.new_changes, "known_changes": stats.known_changes, "waiting": stats.waiting, "records_changed": stats.records_changed}),
                 );
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!(

@@ -340,6 +340,39 @@ fn sync_shows_a_conflict_that_is_resolved_from_the_command_line() -> Result<()> 
 }
 
 #[test]
+fn a_reader_that_closes_stdout_early_ends_the_program_quietly() -> Result<()> {
+    use std::io::BufRead;
+    let (d, _) = Device::department()?;
+    let mut members = String::from("村代码,姓名,职务,性别,年龄\n");
+    for i in 0..1_500 {
+        members.push_str(&format!("{VILLAGE},成员{i},委员,男,40\n"));
+    }
+    std::fs::write(d.path("many.csv"), members)?;
+    d.ok(&["import", "members", d.path("many.csv").to_str().unwrap()]);
+    for args in [
+        &["list", "--kind", "member"][..],
+        &["--json", "list", "--kind", "member"][..],
+    ] {
+        // As `fieldsync list | head -1`: read one line, then close the pipe.
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fieldsync"))
+            .env("FIELDSYNC_STORE", d.path("store.sqlite3"))
+            .env_remove("FIELDSYNC_LANG")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first)?;
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
 fn sync_waits_for_a_busy_servers_retry_after_and_finishes() -> Result<()> {
     // Two requests per device per minute: the sync is refused with 429 part-way and must wait
     // for the next minute (the server's Retry-After) rather than give up.
