@@ -30,7 +30,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use fieldsync_client_core::account;
 use fieldsync_client_core::bundle::{BundleError, Export};
-use fieldsync_client_core::forms::parse_input;
+use fieldsync_client_core::forms::{parse_input, parse_json_input};
 use fieldsync_client_core::import::{ImportError, ImportKind};
 use fieldsync_client_core::sync::{Progress, sync_with_progress};
 use fieldsync_client_core::{
@@ -861,12 +861,21 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 let obj = v
                     .as_object()
                     .ok_or_else(|| user("JSON 应为一个对象", "the JSON must be an object"))?;
+                let def = tpl.kind(&kind);
                 for (k, v) in obj {
-                    fields.insert(
-                        k.clone(),
-                        FieldValue::from_json(k, v)
+                    // A field of the form is read as --set reads it (choices by their labels);
+                    // a name the form lacks is left for the form check to refuse.
+                    let value = match def.and_then(|d| d.field(k)) {
+                        Some(f) => parse_json_input(f, v).map_err(|(zh, en)| {
+                            user(
+                                &format!("“{}”（{}）：{zh}", f.label.zh, f.name),
+                                &format!("{} ({}): {en}", f.label.en, f.name),
+                            )
+                        })?,
+                        None => FieldValue::from_json(k, v)
                             .map_err(|e| anyhow!(UserError(e.to_string())))?,
-                    );
+                    };
+                    fields.insert(k.clone(), value);
                 }
             }
             if ask {

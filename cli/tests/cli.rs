@@ -340,6 +340,64 @@ fn sync_shows_a_conflict_that_is_resolved_from_the_command_line() -> Result<()> 
 }
 
 #[test]
+fn a_json_form_file_takes_choices_by_their_labels_as_set_does() -> Result<()> {
+    let (d, _) = Device::department()?;
+    let team = d.json(&["list", "--kind", "team"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (name, rating) in [
+        ("zh.json", "好"),
+        ("en.json", "Normal"),
+        ("value.json", "poor"),
+    ] {
+        std::fs::write(
+            d.path(name),
+            serde_json::json!({
+                "target_type": "team",
+                "target": team,
+                "rating": rating,
+            })
+            .to_string(),
+        )?;
+        let r = d.json(&[
+            "new",
+            "assessment",
+            "--village",
+            VILLAGE,
+            "--file",
+            p(&d.path(name)),
+        ]);
+        let expected = match rating {
+            "好" => "good",
+            "Normal" => "normal",
+            _ => "poor",
+        };
+        assert_eq!(r["fields"]["rating"], expected, "{r}");
+        assert_eq!(r["fields"]["target_type"], "team", "{r}");
+    }
+    // A label that is not a choice is still refused, naming the valid labels.
+    std::fs::write(
+        d.path("bad.json"),
+        serde_json::json!({"target_type": "team", "target": team, "rating": "很好"}).to_string(),
+    )?;
+    let (code, _, err) = d.run(&[
+        "new",
+        "assessment",
+        "--village",
+        VILLAGE,
+        "--file",
+        p(&d.path("bad.json")),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("“很好”不是可选项") && err.contains("好"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_reader_that_closes_stdout_early_ends_the_program_quietly() -> Result<()> {
     use std::io::BufRead;
     let (d, _) = Device::department()?;
