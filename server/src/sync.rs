@@ -432,7 +432,9 @@ pub async fn pull(
     Ok(cbor_response(&response))
 }
 
-fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {
+/// Reads the query of `GET /v1/sync/pull` (`device`, `after`, `after_hash`, `max_bytes`,
+/// `include_own`); a clear 400 for anything malformed.
+pub fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {
     let number = |key: &str| -> Result<Option<u64>, ApiError> {
         raw.get(key)
             .map(|v| {
