@@ -22,6 +22,9 @@ static GLOBAL: &PeakMemAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// The most heap one input may take while it is decoded and checked (inputs are < 1 MiB).
 const MAX_HEAP: usize = 96 << 20;
 
+/// A decoder under test: whether it accepted the input.
+type Target = dyn Fn(&[u8]) -> bool;
+
 /// SplitMix64: small, fast and the same on every machine.
 struct Rng(u64);
 
@@ -107,7 +110,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
 
 /// Runs `f` on `input` and fails the test with the input saved when it panics or takes more
 /// than [`MAX_HEAP`]; returns whether `f` accepted the input.
-fn run(target: &str, input: &[u8], f: &dyn Fn(&[u8]) -> bool) -> bool {
+fn run(target: &str, input: &[u8], f: &Target) -> bool {
     GLOBAL.reset_peak_memory();
     let before = GLOBAL.get_peak_memory();
     let outcome = catch_unwind(AssertUnwindSafe(|| f(input)));
@@ -298,7 +301,7 @@ fn decoders_of_untrusted_input_never_panic_nor_hold_much_memory() -> Result<()> 
 #[test]
 fn fixtures_found_by_fuzzing_stay_fixed() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-fixtures");
-    let targets: [(&str, &dyn Fn(&[u8]) -> bool); 5] = [
+    let targets: [(&str, &Target); 5] = [
         ("push", &|b| check_push(b, false)),
         ("push-gzip", &|b| check_push(b, true)),
         ("bundle", &import_bundle),
