@@ -287,7 +287,9 @@ pub fn decode_with<T: DeserializeOwned>(
     what: &'static str,
     limits: DecodeLimits,
 ) -> Result<T, WireError> {
-    decode_from(bytes, what, limits, false)
+    decode_from(bytes, what, limits, false, || {
+        path_of::<T, _>(bytes, limits)
+    })
 }
 
 /// Decompresses a gzip body (at most `max_bytes` once decompressed) and decodes the CBOR
@@ -303,11 +305,22 @@ pub fn decode_gzip<T: DeserializeOwned>(
         left: max_bytes,
         over: false,
     };
+    let inflate = || {
+        std::io::BufReader::with_capacity(
+            64 << 10,
+            Capped {
+                inner: flate2::read::GzDecoder::new(bytes),
+                left: max_bytes,
+                over: false,
+            },
+        )
+    };
     let result = decode_from(
         std::io::BufReader::with_capacity(64 << 10, &mut capped),
         what,
         limits,
         true,
+        || path_of::<T, _>(inflate(), limits),
     );
     if matches!(result, Err(WireError::Decode { .. })) && !capped.over {
         // A body too large is told as such even when its start is already garbage: read on
@@ -347,23 +360,35 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
+/// Where in the message decoding fails (`records[3].id`): a second decode of the same input
+/// that tracks the path, run only for an error that needs it (tracking costs ~20% on success).
+fn path_of<T: DeserializeOwned, R: Read>(reader: R, limits: DecodeLimits) -> Option<String> {
+    let (_, outcome) = bounded::with_limits(limits, || {
+        ciborium::from_reader::<bounded::Tracked<T>, _>(reader)
+    });
+    outcome.path
+}
+
 fn decode_from<T: DeserializeOwned, R: Read>(
     reader: R,
     what: &'static str,
     limits: DecodeLimits,
     gzipped: bool,
+    path: impl FnOnce() -> Option<String>,
 ) -> Result<T, WireError> {
-    let (result, outcome) = bounded::with_limits(limits, || {
-        ciborium::from_reader::<bounded::Tracked<T>, _>(reader)
-    });
+    let (result, outcome) = bounded::with_limits(limits, || ciborium::from_reader::<T, _>(reader));
     let error = match result {
-        Ok(bounded::Tracked(message)) => return Ok(message),
+        Ok(message) => return Ok(message),
         Err(e) => e,
     };
     if let Some((bound, limit)) = outcome.passed {
         return Err(WireError::Limit { what, bound, limit });
     }
-    let at = match outcome.path.as_deref() {
+    let path = match error {
+        ciborium::de::Error::Semantic(..) => path(),
+        _ => None,
+    };
+    let at = match path.as_deref() {
         None | Some(".") | Some("") => String::new(),
         Some(path) => format!(" (at field {path})"),
     };
