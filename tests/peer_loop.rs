@@ -33,6 +33,7 @@ impl Transport for InMemory {
                 code: "invalid".into(),
                 message: e.to_string(),
                 hint: None,
+                retry_after: None,
             }
         })?;
         let outcome = self

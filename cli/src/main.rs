@@ -30,7 +30,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use fieldsync_client_core::account;
 use fieldsync_client_core::bundle::{BundleError, Export};
-use fieldsync_client_core::forms::parse_input;
+use fieldsync_client_core::forms::{parse_input, parse_json_input};
 use fieldsync_client_core::import::{ImportError, ImportKind};
 use fieldsync_client_core::sync::{Progress, sync_with_progress};
 use fieldsync_client_core::{
@@ -355,6 +355,35 @@ fn user(zh: &str, en: &str) -> anyhow::Error {
     anyhow!(UserError(t(zh, en)))
 }
 
+/// Writes a line to stdout. A closed stdout (`fieldsync list --json | head`) ends the program
+/// quietly with exit code 0: the reader has what it wanted. Any other write error ends it with
+/// code 1 and a message on stderr. Never a panic, as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// See [`out!`].
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!(
+            "{}: {e}",
+            t("无法写入标准输出", "cannot write to standard output")
+        );
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = LANG.set(cli.lang);
@@ -630,7 +659,7 @@ fn summary(r: &Record) -> String {
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -675,7 +704,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     "device": e.device, "person": e.person, "server": server,
                 }));
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!(
@@ -697,14 +726,14 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 return print_json(&serde_json::to_value(&me)?);
             }
-            println!("{}：{}", t("本机", "device"), me.device);
-            println!(
+            out!("{}：{}", t("本机", "device"), me.device);
+            out!(
                 "{}：{}（{}）",
                 t("使用人", "person"),
                 me.person.name,
                 t(me.person.role.zh(), me.person.role.as_str())
             );
-            println!("{}：{}", t("范围", "scope"), scope_text(&me.scope));
+            out!("{}：{}", t("范围", "scope"), scope_text(&me.scope));
             Ok(())
         }
         Command::CampaignCreate {
@@ -735,7 +764,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     &serde_json::json!({"campaign": id, "template": tpl.id, "version": tpl.version}),
                 )
             } else {
-                println!(
+                out!(
                     "{} {id}（{} {} v{}）",
                     t("已新建工作任务", "created campaign"),
                     name,
@@ -757,7 +786,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 print_json(&serde_json::json!({"rows": report.rows, "records": report.records}))
             } else {
-                println!(
+                out!(
                     "{}",
                     t(
                         &format!("已导入 {} 行，写入 {} 条记录", report.rows, report.records),
@@ -780,9 +809,9 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 return print_json(&serde_json::to_value(&kinds)?);
             }
-            println!("{} v{}", label(&tpl.name.zh, &tpl.name.en), tpl.version);
+            out!("{} v{}", label(&tpl.name.zh, &tpl.name.en), tpl.version);
             for k in kinds {
-                println!("\n{}  {}", k.name, label(&k.label.zh, &k.label.en));
+                out!("\n{}  {}", k.name, label(&k.label.zh, &k.label.en));
                 for f in &k.fields {
                     // Either the value or the label may be typed.
                     let choices: Vec<String> = f
@@ -790,7 +819,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                         .iter()
                         .map(|c| format!("{} {}", c.value, label(&c.zh, &c.en)))
                         .collect();
-                    println!(
+                    out!(
                         "  {:<24} {:<12} {}{}{}",
                         f.name,
                         format!("{:?}", f.field_type).to_lowercase(),
@@ -832,12 +861,21 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 let obj = v
                     .as_object()
                     .ok_or_else(|| user("JSON 应为一个对象", "the JSON must be an object"))?;
+                let def = tpl.kind(&kind);
                 for (k, v) in obj {
-                    fields.insert(
-                        k.clone(),
-                        FieldValue::from_json(k, v)
+                    // A field of the form is read as --set reads it (choices by their labels);
+                    // a name the form lacks is left for the form check to refuse.
+                    let value = match def.and_then(|d| d.field(k)) {
+                        Some(f) => parse_json_input(f, v).map_err(|(zh, en)| {
+                            user(
+                                &format!("“{}”（{}）：{zh}", f.label.zh, f.name),
+                                &format!("{} ({}): {en}", f.label.en, f.name),
+                            )
+                        })?,
+                        None => FieldValue::from_json(k, v)
                             .map_err(|e| anyhow!(UserError(e.to_string())))?,
-                    );
+                    };
+                    fields.insert(k.clone(), value);
                 }
             }
             if ask {
@@ -849,7 +887,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 print_json(&record_json(&store.get(id)?))
             } else {
-                println!("{} {id}", t("已保存", "saved"));
+                out!("{} {id}", t("已保存", "saved"));
                 Ok(())
             }
         }
@@ -859,19 +897,19 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             let kind = store.get(id)?.header.kind;
             let changes = parse_sets(&tpl, &kind, &set)?;
             store.edit_form(id, &changes)?;
-            println!("{} {id}", t("已修改", "changed"));
+            out!("{} {id}", t("已修改", "changed"));
             Ok(())
         }
         Command::Append { id, field, text } => {
             let id = find(store, &id)?;
             store.edit(id, |e| e.append_text(&field, &text))?;
-            println!("{} {id}", t("已追加", "appended to"));
+            out!("{} {id}", t("已追加", "appended to"));
             Ok(())
         }
         Command::Delete { id } => {
             let id = find(store, &id)?;
             store.delete(id)?;
-            println!("{} {id}", t("已删除", "deleted"));
+            out!("{} {id}", t("已删除", "deleted"));
             Ok(())
         }
         Command::List {
@@ -922,7 +960,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 ));
             }
             for r in &records {
-                println!(
+                out!(
                     "{}  {:<16} {:<14} {}{}",
                     &r.header.id.to_string()[28..],
                     r.header.kind,
@@ -935,7 +973,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     }
                 );
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!("共 {} 条", records.len()),
@@ -950,7 +988,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             if json {
                 return print_json(&record_json(&r));
             }
-            println!("{}  {}  {}", r.header.id, r.header.kind, r.header.scope);
+            out!("{}  {}  {}", r.header.id, r.header.kind, r.header.scope);
             let tpl = store.template(r.header.campaign)?;
             let def = tpl.as_ref().and_then(|t| t.kind(&r.header.kind));
             for (k, v) in &r.fields {
@@ -959,7 +997,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                     .map(|f| label(&f.label.zh, &f.label.en).to_string())
                     .unwrap_or_else(|| k.clone());
                 let value = value_text(v);
-                println!(
+                out!(
                     "{}",
                     t(
                         &format!("  {name}（{k}）：{value}"),
@@ -968,7 +1006,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 );
             }
             if r.conflicts > 0 {
-                println!(
+                out!(
                     "{}",
                     t(
                         &format!(
@@ -998,12 +1036,12 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
                 return print_json(&serde_json::Value::Array(v));
             }
             if conflicts.is_empty() {
-                println!("{}", t("没有冲突", "no conflicts"));
+                out!("{}", t("没有冲突", "no conflicts"));
             }
             for c in conflicts {
-                println!("{}:", c.field);
+                out!("{}:", c.field);
                 for v in c.values {
-                    println!(
+                    out!(
                         "  {}  ({} {})",
                         value_text(&v.value),
                         t("设备", "device"),
@@ -1019,7 +1057,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             let kind = store.get(id)?.header.kind;
             let changes = parse_sets(&tpl, &kind, &[format!("{field}={value}")])?;
             store.edit_form(id, &changes)?;
-            println!("{} {field} = {value}", t("已解决冲突：", "resolved:"));
+            out!("{} {field} = {value}", t("已解决冲突：", "resolved:"));
             Ok(())
         }
         Command::Sync { retries } => sync_command(store, retries, json),
@@ -1108,13 +1146,13 @@ fn status(store: &Store, json: bool) -> Result<()> {
         }));
     }
     let none = t("未设置", "not set");
-    println!("{}：{}", t("本机", "device"), store.device_id());
-    println!(
+    out!("{}：{}", t("本机", "device"), store.device_id());
+    out!(
         "{}：{}",
         t("服务器", "server"),
         server.unwrap_or(none.clone())
     );
-    println!(
+    out!(
         "{}：{}",
         t("登记", "enrolled"),
         match (&person, enrolled) {
@@ -1126,15 +1164,15 @@ fn status(store: &Store, json: bool) -> Result<()> {
         }
     );
     if let Some(scope) = &scope {
-        println!("{}：{}", t("范围", "scope"), scope_text(scope));
+        out!("{}：{}", t("范围", "scope"), scope_text(scope));
     }
-    println!(
+    out!(
         "{}：{}",
         t("工作任务", "campaign"),
         campaign.unwrap_or(none)
     );
     if held > 0 {
-        println!(
+        out!(
             "{}",
             t(
                 &format!(
@@ -1146,12 +1184,12 @@ fn status(store: &Store, json: bool) -> Result<()> {
             )
         );
     }
-    println!("{}：{}", t("记录", "records"), store.count()?);
-    println!(
+    out!("{}：{}", t("记录", "records"), store.count()?);
+    out!(
         "{}：{pending}",
         t("待上传更改", "changes waiting to upload")
     );
-    println!(
+    out!(
         "{}：{}",
         t("上次同步", "last sync"),
         last.map(|ms| {
@@ -1161,10 +1199,10 @@ fn status(store: &Store, json: bool) -> Result<()> {
         .unwrap_or_else(|| t("从未", "never"))
     );
     if conflicted > 0 {
-        println!("{}：{conflicted}", t("有冲突的记录", "records in conflict"));
+        out!("{}：{conflicted}", t("有冲突的记录", "records in conflict"));
     }
     if let Some(v) = new_template {
-        println!(
+        out!(
             "{}",
             t(
                 &format!("表单已更新到第 {v} 版"),
@@ -1181,6 +1219,10 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// How many times one `fieldsync sync` waits for a busy server's `Retry-After` before such waits
+/// count against `--retries`.
+const MAX_BUSY_WAITS: u32 = 5;
 
 fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
     if store.credentials()?.is_none() {
@@ -1199,6 +1241,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut attempt = 0;
+    let mut busy_waits = 0;
     let report = loop {
         let mut transport = account::transport(store, &options)?;
         let mut progress = |p: Progress| match p {
@@ -1220,9 +1263,36 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             &mut progress,
         ) {
             Ok(r) => break r,
+            // The server is busy and said how long to wait: wait that long (capped by the
+            // transport) and try again, without using up the network retries, a few times.
+            Err(SyncError::Transport(e, waiting))
+                if e.retry_after().is_some() && busy_waits < MAX_BUSY_WAITS =>
+            {
+                busy_waits += 1;
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_default()
+                    .max(Duration::from_secs(1));
+                eprintln!(
+                    "{}",
+                    t(
+                        &format!(
+                            "服务器繁忙，按其要求 {} 秒后重试（第 {busy_waits} 次），{waiting} 条更改等待上传",
+                            wait.as_secs()
+                        ),
+                        &format!(
+                            "the server is busy and asked to wait; retrying in {} s (wait {busy_waits}); {waiting} changes wait to upload",
+                            wait.as_secs()
+                        )
+                    )
+                );
+                std::thread::sleep(wait);
+            }
             Err(SyncError::Transport(e, waiting)) if e.is_retryable() && attempt < retries => {
                 attempt += 1;
-                let wait = Duration::from_secs(1 << attempt.min(5));
+                let wait = e
+                    .retry_after()
+                    .unwrap_or(Duration::from_secs(1 << attempt.min(5)));
                 eprintln!(
                     "{}",
                     t(
@@ -1270,10 +1340,29 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             "sent": report.pushed, "received": report.received, "conflicted_records": report.conflicted_records,
             "waiting": report.waiting, "server_reset": report.server_reset,
             "held": report.held, "removed_records": report.removed_records,
+            "rejected": report.rejected.iter().map(|r| serde_json::json!({
+                "record": r.id, "code": r.code, "message": r.message,
+            })).collect::<Vec<_>>(),
         }));
     }
+    // Records the server refused while it stored the rest: kept here, offered again next time.
+    let mut rejected = report.rejected.clone();
+    rejected.sort_by(|a, b| a.id.cmp(&b.id));
+    rejected.dedup_by(|a, b| a.id == b.id);
+    for r in &rejected {
+        out!(
+            "{}",
+            t(
+                &format!("服务器未接收记录 {}：{}（保留在本机）", r.id, r.message),
+                &format!(
+                    "the server refused record {}: {} (kept on this device)",
+                    r.id, r.message
+                )
+            )
+        );
+    }
     if report.removed_records > 0 {
-        println!(
+        out!(
             "{}",
             t(
                 &format!(
@@ -1288,7 +1377,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
         );
     }
     if report.held > 0 {
-        println!(
+        out!(
             "{}",
             t(
                 &format!(
@@ -1302,7 +1391,7 @@ fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
             )
         );
     }
-    println!(
+    out!(
         "{}",
         t(
             &format!(
@@ -1323,7 +1412,7 @@ fn bundle(store: &mut Store, command: BundleCommand, json: bool) -> Result<()> {
         BundleCommand::State { file } => {
             std::fs::write(&file, store.bundle_state()?)
                 .with_context(|| format!("{}", file.display()))?;
-            println!(
+            out!(
                 "{} {}",
                 t("已写出本机状态：", "wrote this device's state to"),
                 file.display()
@@ -1352,7 +1441,7 @@ fn bundle(store: &mut Store, command: BundleCommand, json: bool) -> Result<()> {
                     &serde_json::json!({"records": stats.records, "changes": stats.changes, "bytes": bytes.len(), "last_seq": stats.last_seq}),
                 );
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!(
@@ -1382,7 +1471,7 @@ fn bundle(store: &mut Store, command: BundleCommand, json: bool) -> Result<()> {
                     &serde_json::json!({"new_changes": stats.new_changes, "known_changes": stats.known_changes, "waiting": stats.waiting, "records_changed": stats.records_changed}),
                 );
             }
-            println!(
+            out!(
                 "{}",
                 t(
                     &format!(

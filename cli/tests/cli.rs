@@ -340,6 +340,124 @@ fn sync_shows_a_conflict_that_is_resolved_from_the_command_line() -> Result<()> 
 }
 
 #[test]
+fn a_json_form_file_takes_choices_by_their_labels_as_set_does() -> Result<()> {
+    let (d, _) = Device::department()?;
+    let team = d.json(&["list", "--kind", "team"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (name, rating) in [
+        ("zh.json", "好"),
+        ("en.json", "Normal"),
+        ("value.json", "poor"),
+    ] {
+        std::fs::write(
+            d.path(name),
+            serde_json::json!({
+                "target_type": "team",
+                "target": team,
+                "rating": rating,
+            })
+            .to_string(),
+        )?;
+        let r = d.json(&[
+            "new",
+            "assessment",
+            "--village",
+            VILLAGE,
+            "--file",
+            p(&d.path(name)),
+        ]);
+        let expected = match rating {
+            "好" => "good",
+            "Normal" => "normal",
+            _ => "poor",
+        };
+        assert_eq!(r["fields"]["rating"], expected, "{r}");
+        assert_eq!(r["fields"]["target_type"], "team", "{r}");
+    }
+    // A label that is not a choice is still refused, naming the valid labels.
+    std::fs::write(
+        d.path("bad.json"),
+        serde_json::json!({"target_type": "team", "target": team, "rating": "很好"}).to_string(),
+    )?;
+    let (code, _, err) = d.run(&[
+        "new",
+        "assessment",
+        "--village",
+        VILLAGE,
+        "--file",
+        p(&d.path("bad.json")),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("“很好”不是可选项") && err.contains("好"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_reader_that_closes_stdout_early_ends_the_program_quietly() -> Result<()> {
+    use std::io::BufRead;
+    let (d, _) = Device::department()?;
+    let mut members = String::from("村代码,姓名,职务,性别,年龄\n");
+    for i in 0..1_500 {
+        members.push_str(&format!("{VILLAGE},成员{i},委员,男,40\n"));
+    }
+    std::fs::write(d.path("many.csv"), members)?;
+    d.ok(&["import", "members", d.path("many.csv").to_str().unwrap()]);
+    for args in [
+        &["list", "--kind", "member"][..],
+        &["--json", "list", "--kind", "member"][..],
+    ] {
+        // As `fieldsync list | head -1`: read one line, then close the pipe.
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fieldsync"))
+            .env("FIELDSYNC_STORE", d.path("store.sqlite3"))
+            .env_remove("FIELDSYNC_LANG")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first)?;
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn sync_waits_for_a_busy_servers_retry_after_and_finishes() -> Result<()> {
+    // Two requests per device per minute: the sync is refused with 429 part-way and must wait
+    // for the next minute (the server's Retry-After) rather than give up.
+    let data = tempfile::tempdir()?;
+    let server = TestServer::start_with(
+        data.path(),
+        fieldsync_server::auth::Limits {
+            requests_per_minute: 2,
+            ..Default::default()
+        },
+    )?;
+    let (d, _) = Device::department()?;
+    d.enroll(&server, "组长", Role::Admin);
+    let pending = d.json(&["status"])["pending_upload"].as_u64().unwrap();
+    assert!(pending > 0);
+    let (code, out, err) = d.run(&["--lang", "en", "sync", "--retries", "0"]);
+    assert_eq!(code, 0, "{err}{out}");
+    assert!(
+        err.contains("the server is busy and asked to wait"),
+        "{err}"
+    );
+    assert_eq!(d.json(&["status"])["pending_upload"], 0);
+    assert_eq!(server.get_json("/v1/status")?["changes"], pending);
+    Ok(())
+}
+
+#[test]
 fn sync_with_the_server_down_exits_4_and_says_nothing_was_lost() -> Result<()> {
     let (d, _) = Device::department()?;
     // Enrolled with a server that then goes away.

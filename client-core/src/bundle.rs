@@ -12,8 +12,8 @@
 use std::collections::{HashMap, HashSet};
 
 use fieldsync_protocol::wire::{
-    self, BUNDLE_FORMAT, Bundle, BundleState, MAX_BUNDLE_BYTES, PROTOCOL_VERSION, STATE_FORMAT,
-    WireRecord,
+    self, BUNDLE_FORMAT, Bundle, BundleState, DecodeLimits, MAX_BUNDLE_BYTES, PROTOCOL_VERSION,
+    STATE_FORMAT, WireRecord,
 };
 use serde_bytes::ByteBuf;
 
@@ -55,10 +55,9 @@ pub enum Export {
 }
 
 fn read_state(bytes: &[u8]) -> Result<BundleState, BundleError> {
-    let raw = wire::gunzip(bytes, MAX_BUNDLE_BYTES)
-        .map_err(|e| BundleError::NotABundle(e.to_string(), "state file"))?;
-    let state: BundleState = wire::decode(&raw, "state file")
-        .map_err(|e| BundleError::NotABundle(e.to_string(), "state file"))?;
+    let state: BundleState =
+        wire::decode_gzip(bytes, "state file", MAX_BUNDLE_BYTES, DecodeLimits::BUNDLE)
+            .map_err(|e| BundleError::NotABundle(e.to_string(), "state file"))?;
     if state.format != STATE_FORMAT {
         return Err(BundleError::NotABundle(
             format!("it says it is a {:?}", state.format),
@@ -157,10 +156,11 @@ impl Store {
     /// whose dependencies are missing wait; all in one transaction (a bad change anywhere and
     /// nothing is applied). Imported changes will be uploaded by this device too.
     pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<ApplyStats, BundleError> {
-        let raw = wire::gunzip(bytes, MAX_BUNDLE_BYTES)
-            .map_err(|e| BundleError::NotABundle(e.to_string(), "bundle"))?;
-        let bundle: Bundle = wire::decode(&raw, "bundle")
-            .map_err(|e| BundleError::NotABundle(e.to_string(), "bundle"))?;
+        // Decoded as it is decompressed, within the bounds of a bundle: a small file that
+        // claims millions of elements is refused before it costs memory.
+        let bundle: Bundle =
+            wire::decode_gzip(bytes, "bundle", MAX_BUNDLE_BYTES, DecodeLimits::BUNDLE)
+                .map_err(|e| BundleError::NotABundle(e.to_string(), "bundle"))?;
         if bundle.format != BUNDLE_FORMAT {
             return Err(BundleError::NotABundle(
                 format!("it says it is a {:?}", bundle.format),

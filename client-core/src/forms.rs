@@ -126,6 +126,49 @@ pub fn parse_input(
     }
 }
 
+/// Reads a value of a JSON form file (`fieldsync new --file`) into the value `def` stores,
+/// accepting what [`parse_input`] accepts wherever a person wrote text: a choice by its Chinese
+/// or English label, a multiple choice as a string or an array of strings, ratings as
+/// `{"member id": "好"}`, `"是"` for a yes/no field, `"12"` for a number. Other JSON is read by
+/// [`FieldValue::from_json`]. The error is in Chinese and English.
+pub fn parse_json_input(
+    def: &FieldDef,
+    value: &serde_json::Value,
+) -> std::result::Result<FieldValue, (String, String)> {
+    use serde_json::Value as J;
+    let strings = |items: &[J]| -> Option<Vec<String>> {
+        items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect()
+    };
+    match (&def.field_type, value) {
+        (
+            FieldType::Choice
+            | FieldType::MultiChoice
+            | FieldType::Ratings
+            | FieldType::Bool
+            | FieldType::Number,
+            J::String(s),
+        ) => parse_input(def, s),
+        (FieldType::MultiChoice | FieldType::Refs, J::Array(items)) => match strings(items) {
+            Some(items) => parse_input(def, &items.join(",")),
+            None => Err((
+                format!("“{}”应为文字列表", def.name),
+                format!("{:?} must be a list of strings", def.name),
+            )),
+        },
+        (FieldType::Ratings, J::Object(map)) if map.values().all(J::is_string) => {
+            let text: Vec<String> = map
+                .iter()
+                .map(|(id, rating)| format!("{id}={}", rating.as_str().unwrap_or_default()))
+                .collect();
+            parse_input(def, &text.join(","))
+        }
+        _ => FieldValue::from_json(&def.name, value).map_err(|e| (e.to_string(), e.to_string())),
+    }
+}
+
 /// The id of the record that carries version `version` of template `template_id`.
 pub fn template_record_id(campaign: Uuid, template_id: &str, version: u32) -> Uuid {
     singleton_id(campaign, TEMPLATE_KIND, &format!("{template_id}/{version}"))

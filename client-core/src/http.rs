@@ -5,8 +5,8 @@ use std::time::Duration;
 use fieldsync_protocol::{
     auth::{ENROLL_PATH, EnrollRequest, EnrollResponse, ME_PATH, MeResponse},
     wire::{
-        self, CBOR_CONTENT_TYPE, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH, PullQuery,
-        PullResponse, PushRequest, PushResponse,
+        self, CBOR_CONTENT_TYPE, DecodeLimits, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH,
+        PullQuery, PullResponse, PushRequest, PushResponse,
     },
 };
 use reqwest::{StatusCode, Url, blocking::Client, header};
@@ -208,6 +208,7 @@ impl HttpTransport {
                 }
             })?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let gzipped = response
             .headers()
             .get(header::CONTENT_ENCODING)
@@ -231,15 +232,33 @@ impl HttpTransport {
                 code: b.error.code,
                 message: b.error.message,
                 hint: b.error.hint,
+                retry_after,
             },
             Err(_) => TransportError::Refused {
                 status: status.as_u16(),
                 code: "http_error".into(),
                 message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
                 hint: None,
+                retry_after,
             },
         })
     }
+}
+
+/// The longest `Retry-After` honoured: a server asking for more is waited on for this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// A `Retry-After` of whole seconds (the form the fieldsync server sends), at most
+/// [`MAX_RETRY_AFTER`]. The HTTP-date form is not read (`None`: the caller's own backoff).
+fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 impl Transport for HttpTransport {
@@ -281,13 +300,29 @@ impl Transport for HttpTransport {
             }
         }
         let bytes = self.send(self.client.get(url), 0)?;
-        wire::decode(&bytes, "pull response").map_err(|e| TransportError::Protocol(e.to_string()))
+        wire::decode_with(&bytes, "pull response", DecodeLimits::PULL)
+            .map_err(|e| TransportError::Protocol(e.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut h = header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(header::RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(
+            header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

@@ -35,6 +35,9 @@ pub enum TransportError {
         message: String,
         /// The server's hint, if any.
         hint: Option<String>,
+        /// How long the server asked to wait before trying again (its `Retry-After`, sent with
+        /// 429 and 503 answers).
+        retry_after: Option<std::time::Duration>,
     },
     /// The server answered with something that is not a valid sync message.
     #[error("the server's answer is not a valid sync message: {0}")]
@@ -48,6 +51,14 @@ impl TransportError {
             TransportError::Unreachable(_) | TransportError::Interrupted(_) => true,
             TransportError::Refused { status, .. } => *status == 429 || *status >= 500,
             TransportError::Protocol(_) => false,
+        }
+    }
+
+    /// How long the server asked to wait before trying again, if it did (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            TransportError::Refused { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
@@ -588,6 +599,7 @@ mod tests {
             code: "c".into(),
             message: "m".into(),
             hint: None,
+            retry_after: None,
         };
         assert!(refused(503).is_retryable());
         assert!(refused(429).is_retryable());

@@ -8,6 +8,9 @@ use serde_bytes::ByteBuf;
 
 use crate::record::{RecordError, RecordHeader};
 
+mod bounded;
+pub use bounded::{Bound, DecodeLimits, MAX_ID_BYTES};
+
 /// The protocol version every message carries in its `v` field.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The media type of sync request and response bodies.
@@ -35,20 +38,29 @@ pub const MAX_PAGE_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireRecord {
     /// The record id: a lowercase hyphenated UUID.
+    #[serde(deserialize_with = "bounded::string")]
     pub id: String,
     /// The record kind.
+    #[serde(deserialize_with = "bounded::string")]
     pub kind: String,
     /// The campaign id: a lowercase hyphenated UUID.
+    #[serde(deserialize_with = "bounded::string")]
     pub campaign: String,
     /// The record's scope (place code).
+    #[serde(deserialize_with = "bounded::string")]
     pub scope: String,
     /// Raw Automerge change chunks, in an order where a change's dependencies in this list come
     /// before it.
+    #[serde(deserialize_with = "bounded::changes")]
     pub changes: Vec<ByteBuf>,
     /// Tags of relayed changes (see [`crate::auth::change_tag`]): empty, or one entry per change
     /// in `changes`, each either empty (no tag) or [`crate::auth::TAG_BYTES`] long. Only pushes
     /// and bundles carry them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::tags"
+    )]
     pub tags: Vec<ByteBuf>,
 }
 
@@ -77,11 +89,14 @@ pub struct PushRequest {
     /// [`PROTOCOL_VERSION`].
     pub v: u32,
     /// The pushing device's id (lowercase hyphenated UUID).
+    #[serde(deserialize_with = "bounded::string")]
     pub device: String,
     /// The actor ids (16 bytes each) this device writes with that appear in this push. Changes by
     /// other actors in the push are relayed (received from another device) or genesis changes.
+    #[serde(deserialize_with = "bounded::actors")]
     pub actors: Vec<ByteBuf>,
     /// The records and their changes.
+    #[serde(deserialize_with = "bounded::records")]
     pub records: Vec<WireRecord>,
 }
 
@@ -158,10 +173,15 @@ pub struct PullResponse {
     /// should pull again from 0 with `include_own`.
     pub pushed_by_you: u64,
     /// The changes of this page, grouped by record.
+    #[serde(deserialize_with = "bounded::records")]
     pub records: Vec<WireRecord>,
     /// What this device may see and write now. A device drops the records it no longer sees
     /// (keeping any it has not uploaded yet) and, when the scope grew, pulls again from 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::scope"
+    )]
     pub scope: Option<crate::auth::WireScope>,
     /// The server log's epoch: an id that stays the same for the life of the log and changes
     /// only when an administrator declares the server restored from a backup. A device that
@@ -183,16 +203,19 @@ pub const MAX_BUNDLE_BYTES: usize = 512 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bundle {
     /// Always [`BUNDLE_FORMAT`].
+    #[serde(deserialize_with = "bounded::string")]
     pub format: String,
     /// Protocol version.
     pub v: u32,
     /// The device that wrote it.
+    #[serde(deserialize_with = "bounded::string")]
     pub device: String,
     /// When it was written (ms since the Unix epoch).
     pub created_at: i64,
     /// The writer's local log position at the time: `--since` this on the next export.
     pub last_seq: i64,
     /// The changes, grouped by record, each record's in an order where dependencies come first.
+    #[serde(deserialize_with = "bounded::records")]
     pub records: Vec<WireRecord>,
 }
 
@@ -200,12 +223,15 @@ pub struct Bundle {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleState {
     /// Always [`STATE_FORMAT`].
+    #[serde(deserialize_with = "bounded::string")]
     pub format: String,
     /// Protocol version.
     pub v: u32,
     /// The device it describes.
+    #[serde(deserialize_with = "bounded::string")]
     pub device: String,
     /// The hashes of every change it holds.
+    #[serde(deserialize_with = "bounded::hashes")]
     pub hashes: Vec<ByteBuf>,
 }
 
@@ -236,8 +262,19 @@ pub enum WireError {
     Decode {
         /// Which message was expected.
         what: &'static str,
-        /// The decoder's complaint.
+        /// What was wrong, in words (truncated, not CBOR, a field of the wrong type).
         reason: String,
+    },
+    /// The message has more elements (or longer ones) than a bound allows; decoding stopped
+    /// there.
+    #[error("the {what} message has more than {limit} {bound}")]
+    Limit {
+        /// Which message it was.
+        what: &'static str,
+        /// Which bound it passed.
+        bound: Bound,
+        /// The bound's value.
+        limit: usize,
     },
     /// The body is not valid gzip.
     #[error("the body is not valid gzip: {0}")]
@@ -263,12 +300,138 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a CBOR message; `what` names it in the error.
+/// Decodes a CBOR message within [`DecodeLimits::BUNDLE`] (the widest bounds); `what` names it
+/// in the error. Use [`decode_with`] for a message with tighter bounds (a push, a pull page).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, WireError> {
-    ciborium::from_reader(bytes).map_err(|e| WireError::Decode {
-        what,
-        reason: e.to_string(),
+    decode_with(bytes, what, DecodeLimits::BUNDLE)
+}
+
+/// Decodes a CBOR message, refusing it as soon as it passes one of `limits`.
+pub fn decode_with<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    limits: DecodeLimits,
+) -> Result<T, WireError> {
+    decode_from(bytes, what, limits, false, || {
+        path_of::<T, _>(bytes, limits)
     })
+}
+
+/// Decompresses a gzip body (at most `max_bytes` once decompressed) and decodes the CBOR
+/// message in it as it streams out, so that the decompressed body is never held whole.
+pub fn decode_gzip<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    max_bytes: usize,
+    limits: DecodeLimits,
+) -> Result<T, WireError> {
+    let mut capped = Capped {
+        inner: flate2::read::GzDecoder::new(bytes),
+        left: max_bytes,
+        over: false,
+    };
+    let inflate = || {
+        std::io::BufReader::with_capacity(
+            64 << 10,
+            Capped {
+                inner: flate2::read::GzDecoder::new(bytes),
+                left: max_bytes,
+                over: false,
+            },
+        )
+    };
+    let result = decode_from(
+        std::io::BufReader::with_capacity(64 << 10, &mut capped),
+        what,
+        limits,
+        true,
+        || path_of::<T, _>(inflate(), limits),
+    );
+    if matches!(result, Err(WireError::Decode { .. })) && !capped.over {
+        // A body too large is told as such even when its start is already garbage: read on
+        // (into nothing) to learn whether it passes the limit.
+        let _ = std::io::copy(&mut capped, &mut std::io::sink());
+    }
+    if capped.over {
+        return Err(WireError::TooLarge { limit: max_bytes });
+    }
+    result
+}
+
+/// A reader that fails once more than `left` bytes were asked of it.
+struct Capped<R> {
+    inner: R,
+    left: usize,
+    over: bool,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut one = [0u8; 1];
+            if self.inner.read(&mut one)? == 0 {
+                return Ok(0);
+            }
+            self.over = true;
+            return Err(std::io::Error::other("the body is too large"));
+        }
+        let n = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// Where in the message decoding fails (`records[3].id`): a second decode of the same input
+/// that tracks the path, run only for an error that needs it (tracking costs ~20% on success).
+fn path_of<T: DeserializeOwned, R: Read>(reader: R, limits: DecodeLimits) -> Option<String> {
+    let (_, outcome) = bounded::with_limits(limits, || {
+        ciborium::from_reader::<bounded::Tracked<T>, _>(reader)
+    });
+    outcome.path
+}
+
+fn decode_from<T: DeserializeOwned, R: Read>(
+    reader: R,
+    what: &'static str,
+    limits: DecodeLimits,
+    gzipped: bool,
+    path: impl FnOnce() -> Option<String>,
+) -> Result<T, WireError> {
+    let (result, outcome) = bounded::with_limits(limits, || ciborium::from_reader::<T, _>(reader));
+    let error = match result {
+        Ok(message) => return Ok(message),
+        Err(e) => e,
+    };
+    if let Some((bound, limit)) = outcome.passed {
+        return Err(WireError::Limit { what, bound, limit });
+    }
+    let path = match error {
+        ciborium::de::Error::Semantic(..) => path(),
+        _ => None,
+    };
+    let at = match path.as_deref() {
+        None | Some(".") | Some("") => String::new(),
+        Some(path) => format!(" (at field {path})"),
+    };
+    let reason = match error {
+        ciborium::de::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            format!("the body ends in the middle of the message (truncated){at}")
+        }
+        ciborium::de::Error::Io(e) if gzipped => return Err(WireError::Gzip(e.to_string())),
+        ciborium::de::Error::Io(e) => format!("the body could not be read: {e}"),
+        ciborium::de::Error::Syntax(offset) => {
+            format!("the body is not CBOR (malformed at byte {offset})")
+        }
+        ciborium::de::Error::Semantic(_, message) => format!("{message}{at}"),
+        ciborium::de::Error::RecursionLimitExceeded => {
+            "the body is nested too deeply (more than 256 levels)".to_string()
+        }
+    };
+    Err(WireError::Decode { what, reason })
 }
 
 /// Compresses with gzip at a level that favours speed.
@@ -349,5 +512,156 @@ mod tests {
             Err(WireError::TooLarge { limit: 100 })
         ));
         assert!(check_version(2).is_err());
+    }
+
+    /// A CBOR array header claiming `n` elements.
+    fn array_header(n: u64) -> Vec<u8> {
+        let mut out = vec![0x9b];
+        out.extend_from_slice(&n.to_be_bytes());
+        out
+    }
+
+    /// A push whose `actors` array holds `n` empty byte strings.
+    fn push_with_actors(n: usize) -> Vec<u8> {
+        let mut body = vec![0xa4];
+        body.extend_from_slice(b"\x61v\x01");
+        body.extend_from_slice(b"\x66device\x60");
+        body.extend_from_slice(b"\x66actors");
+        body.extend(array_header(n as u64));
+        body.extend(std::iter::repeat_n(0x40, n));
+        body.extend_from_slice(b"\x67records\x80");
+        body
+    }
+
+    #[test]
+    fn arrays_past_a_bound_are_refused_while_decoding() {
+        let ok: PushRequest = decode_with(&push_with_actors(1_024), "push", DecodeLimits::PUSH)
+            .expect("1024 actors are allowed");
+        assert_eq!(ok.actors.len(), 1_024);
+        let err = decode_with::<PushRequest>(&push_with_actors(1_025), "push", DecodeLimits::PUSH)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Limit {
+                    bound: Bound::Actors,
+                    limit: 1_024,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the push message has more than 1024 actor ids"
+        );
+        // A header claiming 2^32 actors with none behind it: refused as truncated, without
+        // reserving room for them.
+        let mut claim = push_with_actors(0);
+        let at = claim.windows(6).position(|w| w == b"actors").unwrap() + 6;
+        claim.splice(at..at + 9, array_header(1 << 32));
+        claim.truncate(at + 9);
+        let err = decode_with::<PushRequest>(&claim, "push", DecodeLimits::PUSH).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // The whole-message budget counts across records.
+        let record = WireRecord {
+            id: "a".into(),
+            kind: "k".into(),
+            campaign: "c".into(),
+            scope: "s".into(),
+            changes: vec![ByteBuf::from(vec![1u8]); 10],
+            tags: Vec::new(),
+        };
+        let bundle = Bundle {
+            format: BUNDLE_FORMAT.into(),
+            v: PROTOCOL_VERSION,
+            device: "d".into(),
+            created_at: 0,
+            last_seq: 0,
+            records: vec![record; 20],
+        };
+        let tight = DecodeLimits {
+            items: 100,
+            ..DecodeLimits::BUNDLE
+        };
+        let err = decode_with::<Bundle>(&encode(&bundle), "bundle", tight).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Limit {
+                    bound: Bound::Items,
+                    limit: 100,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(decode::<Bundle>(&encode(&bundle), "bundle").is_ok());
+        let long = WireRecord {
+            scope: "x".repeat(300),
+            ..bundle.records[0].clone()
+        };
+        let err = decode::<WireRecord>(&encode(&long), "record").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Limit {
+                    bound: Bound::StringBytes,
+                    limit: 256,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn decoder_errors_are_told_in_words() {
+        let req = PushRequest {
+            v: PROTOCOL_VERSION,
+            device: "d".into(),
+            actors: Vec::new(),
+            records: Vec::new(),
+        };
+        let bytes = encode(&req);
+        let truncated = decode::<PushRequest>(&bytes[..bytes.len() - 3], "push").unwrap_err();
+        let not_cbor = decode::<PushRequest>(b"\xfc\xfd", "push").unwrap_err();
+        let mut wrong = bytes.clone();
+        let at = wrong.windows(6).position(|w| w == b"device").unwrap() + 6;
+        wrong[at] = 0x05; // the integer 5 where the device id string was
+        wrong.remove(at + 1);
+        let wrong_type = decode::<PushRequest>(&wrong, "push").unwrap_err();
+        for (err, words) in [
+            (&truncated, "truncated"),
+            (&not_cbor, "not CBOR"),
+            (&wrong_type, "at field device"),
+        ] {
+            let text = err.to_string();
+            assert!(text.contains(words), "{text}");
+            for debug in ["Io(", "Error {", "kind:", "Semantic(", "Syntax("] {
+                assert!(!text.contains(debug), "{text}");
+            }
+        }
+        assert!(
+            wrong_type.to_string().contains("expected string"),
+            "{wrong_type}"
+        );
+        // Streaming from gzip: too large, not gzip and truncated are each told apart.
+        let gz = gzip(&bytes);
+        let back: PushRequest = decode_gzip(&gz, "push", 1 << 20, DecodeLimits::PUSH).unwrap();
+        assert_eq!(back, req);
+        assert!(matches!(
+            decode_gzip::<PushRequest>(
+                &gzip(&push_with_actors(1_000)),
+                "push",
+                100,
+                DecodeLimits::PUSH
+            ),
+            Err(WireError::TooLarge { limit: 100 })
+        ));
+        assert!(matches!(
+            decode_gzip::<PushRequest>(b"not gzip at all", "push", 100, DecodeLimits::PUSH),
+            Err(WireError::Gzip(_) | WireError::Decode { .. })
+        ));
     }
 }

@@ -219,6 +219,8 @@ pub async fn tallies_csv(
     let id = parse_id(&id)?;
     let t = state.tallies(id, &auth.visibility()).await?;
     let template = state.storage.template(id).await?;
+    let body = crate::report::tallies_csv(&t, template.as_ref());
+    // Audited once the file exists: never a success for a failed response.
     exported(&state, &auth, id, "tallies.csv").await;
     Ok((
         attachment(
@@ -227,7 +229,7 @@ pub async fn tallies_csv(
             "tallies",
             "csv",
         ),
-        crate::report::tallies_csv(&t, template.as_ref()),
+        body,
     ))
 }
 
@@ -240,13 +242,14 @@ pub async fn report_markdown(
     auth.require_department()?;
     let id = parse_id(&id)?;
     let t = state.tallies(id, &auth.visibility()).await?;
+    let body = crate::report::draft_markdown(&t);
     exported(&state, &auth, id, "report.md").await;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/markdown; charset=utf-8",
         )],
-        crate::report::draft_markdown(&t),
+        body,
     ))
 }
 
@@ -371,11 +374,11 @@ pub async fn report_docx(
     let id = parse_id(&id)?;
     let t = state.tallies(id, &auth.visibility()).await?;
     let name = t.name.clone();
-    exported(&state, &auth, id, "report.docx").await;
     let bytes = tokio::task::spawn_blocking(move || crate::report::draft_docx(&t))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::Internal)?;
+    exported(&state, &auth, id, "report.docx").await;
     Ok((
         attachment(
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -399,7 +402,6 @@ pub async fn export_xlsx(
     let template = state.storage.template(id).await?;
     let tallies = state.tallies(id, &auth.visibility()).await?;
     let name = tallies.name.clone();
-    exported(&state, &auth, id, "export.xlsx").await;
     let kinds: Vec<String> = match &template {
         Some(t) => t.kinds.keys().cloned().collect(),
         None => Vec::new(),
@@ -421,6 +423,8 @@ pub async fn export_xlsx(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Audited once the workbook exists: a failed export is never logged as one.
+    exported(&state, &auth, id, "export.xlsx").await;
     Ok((
         attachment(
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -3,6 +3,10 @@
 //! structure of seed 002, as Markdown. Storage-agnostic: the numbers come from
 //! [`crate::storage::Storage::tallies`].
 
+mod cells;
+use cells::xlsx_columns;
+pub use cells::{XLSX_CELL_UNITS, XLSX_CUT_MARK, XLSX_MAX_PIECES, csv_cell};
+
 use std::collections::BTreeMap;
 
 use fieldsync_protocol::template::{FieldType, Template};
@@ -322,14 +326,6 @@ fn draft_midterm(t: &Tallies) -> String {
     out
 }
 
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Names for the ids that references hold (places, teams, members, work groups), so that tables
 /// show 青龙社区 rather than a UUID.
 pub type Names = std::collections::HashMap<String, String>;
@@ -574,6 +570,7 @@ pub fn xlsx(
     sheet.set_column_width(0, 20)?;
     for (kind, records) in kinds {
         let (header, rows) = table(template, kind, records, names, false);
+        let (header, rows) = xlsx_columns(header, rows);
         let name: String = template
             .and_then(|t| t.kind(kind))
             .map(|k| k.label.zh.clone())
@@ -589,6 +586,7 @@ pub fn xlsx(
         }
         for (r, row) in rows.iter().enumerate() {
             for (c, cell) in row.iter().enumerate() {
+                // Always as a string: a value starting with `=` is text, never a formula.
                 sheet.write_string(r as u32 + 1, c as u16, cell)?;
             }
         }

@@ -1,7 +1,7 @@
 //! The sync endpoints: decode and check a push before anything is stored, serve pull pages.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::{
     body::Bytes,
@@ -15,11 +15,12 @@ use fieldsync_protocol::{
     inspect_change,
     record::genesis_actor,
     wire::{
-        self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MAX_PUSH_BYTES, MIN_PAGE_BYTES, PullQuery,
-        PullResponse, PushRequest, PushResponse,
+        self, Bound, CBOR_CONTENT_TYPE, DecodeLimits, MAX_PAGE_BYTES, MAX_PUSH_BYTES,
+        MIN_PAGE_BYTES, PullQuery, PullResponse, PushRequest, PushResponse,
     },
 };
 use serde_bytes::ByteBuf;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::{
@@ -116,10 +117,20 @@ pub async fn push(
             ));
         }
     };
-    // Decompressing, decoding and checking are CPU work: keep them off the async threads.
-    let checked = tokio::task::spawn_blocking(move || check_push(&body, gzipped))
+    // Decompressing, decoding and checking are CPU work: keep them off the async threads, and
+    // only a few at once (each may hold up to its bounds in memory); the others wait here.
+    let permit = DECODING
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let checked = tokio::task::spawn_blocking(move || {
+        let checked = check_push(&body, gzipped);
+        drop(permit);
+        checked
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     check_device(&auth, checked.device)?;
     if checked.records.len() > state.limits.max_push_records {
         return Err(ApiError::client(
@@ -195,23 +206,47 @@ pub async fn push(
     Ok(cbor_response(&PushResponse::from(outcome)))
 }
 
+/// How many push bodies are decompressed, decoded and checked at once: two per core.
+static DECODING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(Semaphore::new(cores * 2))
+});
+
 /// Decodes a push body and checks every change in it. Nothing is stored unless all of it passes.
+/// The body is decoded within [`DecodeLimits::PUSH`] (a gzip body as it is decompressed), so a
+/// body that passes a bound is refused before it costs more memory.
 pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
-    let raw;
-    let body = if gzipped {
-        raw = wire::gunzip(body, MAX_PUSH_BYTES).map_err(|e| match e {
-            wire::WireError::TooLarge { .. } => {
-                ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-                    .with_hint("push fewer changes per request")
-            }
-            other => ApiError::bad_request(other.to_string()),
-        })?;
-        &raw[..]
+    let decoded = if gzipped {
+        wire::decode_gzip::<PushRequest>(body, "push", MAX_PUSH_BYTES, DecodeLimits::PUSH)
+    } else if body.len() > MAX_PUSH_BYTES {
+        Err(wire::WireError::TooLarge {
+            limit: MAX_PUSH_BYTES,
+        })
     } else {
-        body
+        wire::decode_with::<PushRequest>(body, "push", DecodeLimits::PUSH)
     };
-    let request: PushRequest = wire::decode(body, "push").map_err(|e| {
-        ApiError::bad_request(e.to_string()).with_hint("see docs/PROTOCOL.md for the push message")
+    let request = decoded.map_err(|e| match e {
+        wire::WireError::TooLarge { .. } => {
+            ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+                .with_hint("push fewer changes per request")
+        }
+        wire::WireError::Limit {
+            bound: Bound::Records,
+            ..
+        } => ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_records",
+            e.to_string(),
+        )
+        .with_hint("push in smaller batches (client-core does this automatically)"),
+        wire::WireError::Limit { .. } => ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit_exceeded",
+            e.to_string(),
+        )
+        .with_hint("see the limits of a push in docs/PROTOCOL.md"),
+        other => ApiError::bad_request(other.to_string())
+            .with_hint("see docs/PROTOCOL.md for the push message"),
     })?;
     wire::check_version(request.v).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let device = parse_device(&request.device)?;
@@ -406,7 +441,9 @@ pub async fn pull(
     Ok(cbor_response(&response))
 }
 
-fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {
+/// Reads the query of `GET /v1/sync/pull` (`device`, `after`, `after_hash`, `max_bytes`,
+/// `include_own`); a clear 400 for anything malformed.
+pub fn parse_pull_query(raw: &HashMap<String, String>) -> Result<PullQuery, ApiError> {
     let number = |key: &str| -> Result<Option<u64>, ApiError> {
         raw.get(key)
             .map(|v| {

@@ -471,17 +471,56 @@ pub(super) async fn conflicts(
         Ok(l) => l,
         Err(e) => return ui_error(lang, e.into()),
     };
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|r| {
-            vec![
+    // Each conflicted field with its values and who wrote each, so that most can be decided
+    // from the list (the record page has the form).
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for r in list.iter().take(500) {
+        let conflicts = match state.storage.conflicts(r.id).await {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => return ui_error(lang, e.into()),
+        };
+        let actors: Vec<String> = conflicts
+            .iter()
+            .flat_map(|c| c.values.iter().map(|v| v.actor.clone()))
+            .collect();
+        let owners = match state.storage.actor_owners(actors).await {
+            Ok(o) => o,
+            Err(e) => return ui_error(lang, e.into()),
+        };
+        for f in &conflicts {
+            let values: Vec<String> = f
+                .values
+                .iter()
+                .map(|v| {
+                    let who = owners
+                        .get(&v.actor)
+                        .and_then(|o| o.1.clone())
+                        .unwrap_or_else(|| {
+                            format!("{} {}", lang.t("设备", "device"), &v.actor[..8])
+                        });
+                    format!(
+                        "{} — {} {}",
+                        esc(&super::record::value_text(
+                            c.template.as_ref(),
+                            &r.kind,
+                            &f.field,
+                            &v.value,
+                            lang
+                        )),
+                        esc(&who),
+                        v.time.map(super::page::time).unwrap_or_default()
+                    )
+                })
+                .collect();
+            rows.push(vec![
                 esc(&c.place_name(&r.scope)),
                 esc(&kind_label(c.template.as_ref(), &r.kind, lang)),
-                record_link(&r.id, &short_id(&r.id)),
-                r.conflicts.to_string(),
-            ]
-        })
-        .collect();
+                record_link(&r.id, &display_name(r)),
+                esc(&field_label(c.template.as_ref(), &r.kind, &f.field, lang)),
+                values.join("<br>"),
+            ]);
+        }
+    }
     let body = if rows.is_empty() {
         format!(
             "<p>{}</p>",
@@ -493,7 +532,9 @@ pub(super) async fn conflicts(
                 lang.t("村（社区）", "Village").into(),
                 lang.t("类型", "Kind").into(),
                 lang.t("记录", "Record").into(),
-                lang.t("冲突字段数", "Conflicted fields").into(),
+                lang.t("字段", "Field").into(),
+                lang.t("同时写入的值", "Values written at the same time")
+                    .into(),
             ],
             &rows,
         )

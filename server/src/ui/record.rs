@@ -24,7 +24,8 @@ pub struct RecordQuery {
     pub resolved: Option<String>,
 }
 
-fn value_text(
+/// A field value as people read it: choices by label, yes/no, numbers, texts.
+pub(super) fn value_text(
     template: Option<&Template>,
     kind: &str,
     field: &str,

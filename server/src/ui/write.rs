@@ -143,7 +143,7 @@ mod tests {
         let (mut doc, _) = genesis_change(&header).unwrap();
         doc.set_actor(ActorId::random());
         let fields = record::fields_obj(&doc).unwrap();
-        let mut write = |doc: &mut automerge::Automerge, k: &str, v: FieldValue, t: i64| {
+        let write = |doc: &mut automerge::Automerge, k: &str, v: FieldValue, t: i64| {
             let mut tx = doc.transaction();
             put_field(&mut tx, &fields, k, &v).unwrap();
             tx.commit_with(CommitOptions::default().with_time(t));
