@@ -71,13 +71,25 @@ fn every_refusal_is_audited_once_per_device_code_and_minute() -> Result<()> {
     let batch = viewer.outbox_batch(0, 1 << 20)?.expect("changes");
     assert!(vt.push(&batch.request).is_err());
 
+    // A dashboard page refused to a worker is audited under its own code too.
+    let page = reqwest::blocking::Client::new()
+        .get(format!("{}/ui", server.url()))
+        .header("cookie", format!("fieldsync_session={token}"))
+        .send()?;
+    assert_eq!(page.status(), 403);
+
     let lines = refusals(&server)?;
     let has = |device: Uuid, code: &str| {
         lines
             .iter()
             .any(|l| l["device"] == device.to_string() && l["detail"]["code"] == code)
     };
-    for code in ["out_of_scope", "admin_only", "department_only"] {
+    for code in [
+        "out_of_scope",
+        "admin_only",
+        "department_only",
+        "dashboard_not_for_workers",
+    ] {
         assert!(
             has(worker.device_id(), code),
             "{code} not audited: {lines:?}"

@@ -49,7 +49,9 @@ impl TransportError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TransportError::Unreachable(_) | TransportError::Interrupted(_) => true,
-            TransportError::Refused { status, .. } => *status == 429 || *status >= 500,
+            TransportError::Refused { status, .. } => {
+                *status == 408 || *status == 429 || *status >= 500
+            }
             TransportError::Protocol(_) => false,
         }
     }

@@ -125,7 +125,7 @@ pub struct RejectedRecord {
     pub id: String,
     /// A stable snake_case code: `header_mismatch` (the server holds this id with another kind,
     /// campaign or place), `duplicate_sequence_number` (an actor id was reused),
-    /// `singleton_without_key`, `singleton_id_mismatch`, `singleton_scope_mismatch` or
+    /// `unverified_relay` (another device's change without its tag), `singleton_without_key`, `singleton_id_mismatch`, `singleton_scope_mismatch` or
     /// `unknown_reference` (a record that must exist once per key does not follow from its key).
     pub code: String,
     /// What is wrong, Chinese first.

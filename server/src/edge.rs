@@ -298,7 +298,12 @@ fn refuse_cross_site(path: &str, headers: &HeaderMap, why: &str) -> Response {
         let lang = crate::ui::page::Lang {
             en: crate::auth::cookie_in(headers, "fieldsync_lang").as_deref() == Some("en"),
         };
-        crate::ui::error_page(lang, StatusCode::FORBIDDEN, &format!("{zh} / {en}"))
+        crate::ui::error_page(
+            lang,
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            &format!("{zh} / {en}"),
+        )
     } else {
         ApiError::client(StatusCode::FORBIDDEN, "cross_site", format!("{zh} / {en}"))
             .with_hint("send the device token as Authorization: Bearer <token> instead of a cookie")

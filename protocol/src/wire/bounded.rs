@@ -14,7 +14,7 @@ use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_bytes::ByteBuf;
 
 /// The bounds a decoded message must stay within. Decoding stops at the first element past a
-/// bound (see `docs/PROTOCOL.md`, "Limits").
+/// bound (see `docs/PROTOCOL.md`, "Bounds").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// The most array elements in the whole message together (actors, records, changes, tags,

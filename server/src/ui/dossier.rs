@@ -44,6 +44,7 @@ pub(super) async fn dossier(
         return error_page(
             lang,
             StatusCode::NOT_FOUND,
+            "not_found",
             lang.t(
                 "没有这个村（社区）的记录",
                 "No records of this village for you",

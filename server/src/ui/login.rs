@@ -83,9 +83,16 @@ pub(super) async fn login(
         )
             .into_response(),
         Err(ApiError::Client {
-            status, message, ..
+            status,
+            message,
+            code,
+            ..
         }) if status != StatusCode::TOO_MANY_REQUESTS => {
-            (StatusCode::UNAUTHORIZED, login_html(lang, Some(&message))).into_response()
+            let mut page =
+                (StatusCode::UNAUTHORIZED, login_html(lang, Some(&message))).into_response();
+            page.extensions_mut()
+                .insert(crate::refusals::ErrorCode(code));
+            page
         }
         Err(e) => ui_error(lang, e),
     }

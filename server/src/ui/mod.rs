@@ -119,6 +119,7 @@ impl FromRequestParts<Arc<AppState>> for User {
             Ok(auth) if auth.0.person.role == Role::Worker => Err(error_page(
                 lang,
                 StatusCode::FORBIDDEN,
+                "dashboard_not_for_workers",
                 lang.t(
                     "工作组成员请使用外业记录工具；概况页面供部门人员和组长使用。",
                     "Field workers use the field app; the dashboard is for the department and group leaders.",
@@ -128,10 +129,7 @@ impl FromRequestParts<Arc<AppState>> for User {
             Err(ApiError::Client { status, .. }) if status == StatusCode::UNAUTHORIZED => {
                 Err(Redirect::to("/login").into_response())
             }
-            Err(ApiError::Client {
-                status, message, ..
-            }) => Err(error_page(lang, status, &message)),
-            Err(e) => Err(e.into_response()),
+            Err(e) => Err(ui_error(lang, e)),
         }
     }
 }
@@ -143,6 +141,7 @@ pub async fn fallback(uri: axum::http::Uri, lang: Lang) -> Response {
         error_page(
             lang,
             StatusCode::NOT_FOUND,
+            "not_found",
             lang.t(
                 "没有这个页面，请从首页进入",
                 "There is no such page; start from the first page",
@@ -153,19 +152,28 @@ pub async fn fallback(uri: axum::http::Uri, lang: Lang) -> Response {
     }
 }
 
-/// A dashboard page showing an error message with `status`.
-pub(crate) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+/// A dashboard page showing an error message with `status`; `code` is the stable code the
+/// refusal is audited under.
+pub(crate) fn error_page(
+    lang: Lang,
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+) -> Response {
     let body = format!(
         "<p class=\"error\">{}</p><p><a href=\"/ui\">{}</a> · <a href=\"/login\">{}</a></p>",
         esc(message),
         lang.t("返回首页", "Back to the start"),
         lang.t("重新登录", "Sign in again")
     );
-    (
+    let mut page = (
         status,
         public_page(lang, lang.t("无法显示", "Cannot show this"), &body),
     )
-        .into_response()
+        .into_response();
+    page.extensions_mut()
+        .insert(crate::refusals::ErrorCode(code));
+    page
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, ApiError> {
@@ -178,11 +186,14 @@ fn ui_error(lang: Lang, e: ApiError) -> Response {
             status,
             message,
             code,
+            retry_after,
             ..
         } => {
-            let mut page = error_page(lang, status, &message).into_response();
-            page.extensions_mut()
-                .insert(crate::refusals::ErrorCode(code));
+            let mut page = error_page(lang, status, code, &message);
+            if let Some(wait) = retry_after {
+                page.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, wait.into());
+            }
             page
         }
         other => other.into_response(),
