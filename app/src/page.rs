@@ -79,6 +79,7 @@ pub fn page(lang: Lang, title: &str, body: Markup) -> Markup {
                 header {
                     a.brand href="/" { (lang.t("外业记录", "Field records")) }
                     a href="/conflicts" { (lang.t("冲突", "Conflicts")) }
+                    a href="/bundle" { (lang.t("数据包", "Bundles")) }
                     span.right {
                         @if lang.en {
                             a href="/lang/zh" { "中文" }

@@ -1,7 +1,8 @@
 //! The pages of the field app and the store queries behind them: home (villages, what waits to
 //! upload, the Sync button), a village's forms, the language switch. Forms live in [`forms`],
-//! lists, records and conflicts in [`records`].
+//! lists, records and conflicts in [`records`], bundle files in [`bundles`].
 
+pub mod bundles;
 pub mod forms;
 pub mod records;
 
@@ -52,6 +53,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/r/{id}/resolve", post(records::resolve))
         .route("/conflicts", get(records::conflicts))
+        .route("/bundle", get(bundles::bundle_page))
+        .route("/bundle/export", get(bundles::export))
+        .route("/bundle/import", bundles::import_route())
         .fallback(|lang: Lang| async move { not_found(lang) })
 }
 
