@@ -328,3 +328,70 @@ fn sync_moves_the_records_to_a_real_server_and_says_so() -> Result<()> {
     assert!(app.store()?.pending_upload()? > 0);
     Ok(())
 }
+
+#[test]
+fn lists_are_newest_first_and_records_are_edited_and_deleted() -> Result<()> {
+    let app = App::start()?;
+    let path = format!("/v/{A1}/k/interview/new");
+    for who in ["第一位", "第二位"] {
+        let r = app.post(
+            &path,
+            &[
+                ("f.date", "2026-05-18"),
+                ("f.interviewer", "王组长"),
+                ("f.interviewee_type", "other"),
+                ("f.interviewee_name", who),
+                ("f.interviewee_position", "退休教师"),
+                ("f.notes", "记录"),
+                ("action", "save"),
+            ],
+        )?;
+        assert_eq!(r.status(), 200);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let list = app.page(&format!("/v/{A1}/k/interview"))?;
+    let (a, b) = (list.find("第二位"), list.find("第一位"));
+    assert!(a.is_some() && a < b, "newest first: {list}");
+    let found = app.page(&format!("/v/{A1}/k/interview?q=第二"))?;
+    assert!(found.contains("第二位") && !found.contains("第一位"));
+
+    let id = app.records("interview")?[0].header.id;
+    let edit = app.page(&format!("/r/{id}/edit"))?;
+    assert!(edit.contains("value=\"退休教师\""), "the form is filled in");
+    let wrong = app.post(
+        &format!("/r/{id}/edit"),
+        &[
+            ("f.date", "5月18日"),
+            ("f.interviewer", "李组长"),
+            ("f.interviewee_type", "other"),
+            ("f.notes", "记录"),
+        ],
+    )?;
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong.text()?.contains("年-月-日"));
+    assert_eq!(app.store()?.get(id)?.fields["interviewer"], s("王组长"), "nothing saved");
+    let r = app.post(
+        &format!("/r/{id}/edit"),
+        &[
+            ("f.date", "2026-05-19"),
+            ("f.interviewer", "李组长"),
+            ("f.interviewee_type", "other"),
+            ("f.interviewee_name", "第二位"),
+            ("f.notes", "记录，已补充"),
+        ],
+    )?;
+    assert_eq!(r.status(), 200);
+    let rec = app.store()?.get(id)?;
+    assert_eq!(rec.fields["interviewer"], s("李组长"));
+    assert!(!rec.fields.contains_key("interviewee_position"), "an emptied field is cleared");
+
+    let confirm = app.page(&format!("/r/{id}/delete"))?;
+    assert!(confirm.contains("删除这条记录？"));
+    assert!(app.store()?.exists(id)?, "asking deletes nothing");
+    let r = app.post(&format!("/r/{id}/delete"), &[])?;
+    assert_eq!(r.status(), 200);
+    assert!(r.text()?.contains("已删除"));
+    assert!(app.store()?.get(id)?.deleted);
+    assert_eq!(app.records("interview")?.len(), 1);
+    Ok(())
+}

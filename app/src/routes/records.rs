@@ -68,6 +68,7 @@ pub async fn list(
     };
     let label = lang.t(&def.label.zh, &def.label.en);
     let body = html! {
+        @if let Some((zh, en)) = state.take_flash() { p.flash role="status" { (lang.t(&zh, &en)) } }
         p { a href=(format!("/v/{code}")) { "← " (village) } }
         h1 { (label) " " span.muted { (rows.len()) } }
         div.actions {
