@@ -395,3 +395,46 @@ fn lists_are_newest_first_and_records_are_edited_and_deleted() -> Result<()> {
     assert_eq!(app.records("interview")?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn first_start_enrolls_with_a_code_and_downloads_the_campaign() -> Result<()> {
+    let server = TestServer::start()?;
+    // The department's device: the campaign and its villages, on the server.
+    let mut admin = Store::open_in_memory()?;
+    common::seed(&mut admin)?;
+    let mut t = server.connect(&admin)?;
+    sync(&mut admin, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+
+    let app = App::start_empty()?;
+    let home = app.page("/")?;
+    assert!(home.contains("href=\"/enroll\""), "{home}");
+    let r = app.post(
+        "/enroll",
+        &[("server", &server.url()), ("code", "AAAA-BBBB-CCCC"), ("name", "测试平板")],
+    )?;
+    assert_eq!(r.status(), 422);
+    let page = r.text()?;
+    assert!(page.contains("服务器拒绝了登记"), "{page}");
+    assert!(page.contains("AAAA-BBBB-CCCC"), "what was typed stays");
+    assert!(app.store()?.credentials()?.is_none());
+
+    let r = app.post(
+        "/enroll",
+        &[("server", "http://127.0.0.1:9"), ("code", "AAAA-BBBB-CCCC")],
+    )?;
+    assert!(r.text()?.contains("无法连接服务器"));
+
+    let person = server.add_person("外业人员", Role::Admin, None)?;
+    let code = server.code_for(person)?;
+    let r = app.post(
+        "/enroll",
+        &[("server", &server.url()), ("code", &code), ("name", "测试平板")],
+    )?;
+    assert_eq!(r.status(), 200);
+    let home = r.text()?;
+    assert!(home.contains("本机已登记") && home.contains("已下载"), "{home}");
+    assert!(home.contains("甲村") && home.contains("应用测试届中分析"), "{home}");
+    assert!(app.store()?.credentials()?.is_some());
+    Ok(())
+}

@@ -1,8 +1,10 @@
 //! The pages of the field app and the store queries behind them: home (villages, what waits to
 //! upload, the Sync button), a village's forms, the language switch. Forms live in [`forms`],
-//! lists, records and conflicts in [`records`], bundle files in [`bundles`].
+//! lists, records and conflicts in [`records`], bundle files in [`bundles`], the first start in
+//! [`enroll`].
 
 pub mod bundles;
+pub mod enroll;
 pub mod forms;
 pub mod records;
 
@@ -53,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/r/{id}/resolve", post(records::resolve))
         .route("/conflicts", get(records::conflicts))
+        .route("/enroll", get(enroll::enroll_page).post(enroll::enroll))
         .route("/bundle", get(bundles::bundle_page))
         .route("/bundle/export", get(bundles::export))
         .route("/bundle/import", bundles::import_route())
@@ -75,13 +78,22 @@ pub fn csrf_field(state: &AppState) -> Markup {
     html! { input type="hidden" name=(crate::guard::CSRF_FIELD) value=(state.secret().csrf_token()); }
 }
 
-/// The campaign this device works in: its setting, else the one its enrolled scope names.
+/// The campaign this device works in: its setting (as the CLI keeps it), else the one its
+/// enrolled scope names, else the only campaign the store holds.
 pub fn campaign_of(store: &Store) -> Result<Option<Uuid>, AppError> {
-    let set = store.setting("campaign")?;
+    let set = store.setting("campaign")?.filter(|c| !c.is_empty());
     let from_scope = || store.scope().ok().flatten().and_then(|s| s.campaign);
-    Ok(set
-        .or_else(from_scope)
-        .and_then(|c| Uuid::parse_str(&c).ok()))
+    if let Some(c) = set.or_else(from_scope) {
+        return Ok(Uuid::parse_str(&c).ok());
+    }
+    let campaigns = store.list(&Filter {
+        kind: Some("campaign".into()),
+        ..Default::default()
+    })?;
+    Ok(match campaigns.as_slice() {
+        [only] => Some(only.header.campaign),
+        _ => None,
+    })
 }
 
 /// The villages and communities of the campaign this device holds, by name.
@@ -289,7 +301,8 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
                         button type="submit" { (lang.t("同步", "Sync now")) }
                     }
                 } @else {
-                    p.muted { (lang.t("本机尚未登记，不能同步（fieldsync enroll）", "this device is not enrolled and cannot sync (fieldsync enroll)")) }
+                    p.muted { (lang.t("本机尚未登记，不能同步。", "this device is not enrolled and cannot sync.")) }
+                    a.button href="/enroll" { (lang.t("登记本机", "Enroll this device")) }
                 }
             }
         }

@@ -65,10 +65,22 @@ pub struct App {
 impl App {
     /// Seeds a store, lets `prepare` change it, and serves it.
     pub fn start_with(prepare: impl FnOnce(&mut Store, Uuid) -> Result<()>) -> Result<App> {
+        Self::start_inner(true, prepare)
+    }
+
+    /// Serves a new, empty store (a device on its first start).
+    pub fn start_empty() -> Result<App> {
+        Self::start_inner(false, |_, _| Ok(()))
+    }
+
+    fn start_inner(
+        seeded: bool,
+        prepare: impl FnOnce(&mut Store, Uuid) -> Result<()>,
+    ) -> Result<App> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("device.sqlite3");
         let mut store = Store::open(&path)?;
-        let campaign = seed(&mut store)?;
+        let campaign = if seeded { seed(&mut store)? } else { Uuid::nil() };
         prepare(&mut store, campaign)?;
         let options = AppOptions::default();
         let secret = options.secret.expose().to_string();
