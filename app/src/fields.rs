@@ -301,7 +301,9 @@ pub fn display_value(
             .map(|(id, r)| format!("{}：{}", name(id), choice(r)))
             .collect::<Vec<_>>()
             .join("\n"),
-        (_, FieldValue::Bool(b)) => lang.t(if *b { "是" } else { "否" }, if *b { "Yes" } else { "No" }).into(),
+        (_, FieldValue::Bool(b)) => lang
+            .t(if *b { "是" } else { "否" }, if *b { "Yes" } else { "No" })
+            .into(),
         (_, FieldValue::Str(s) | FieldValue::Text(s)) => s.clone(),
         (_, FieldValue::Int(i)) => i.to_string(),
         (_, FieldValue::Float(x)) => x.to_string(),

@@ -160,7 +160,9 @@ pub async fn serve(
     if !addr.ip().is_loopback() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("外业应用只在本机地址上运行 / the field app listens on loopback only, not {addr}"),
+            format!(
+                "外业应用只在本机地址上运行 / the field app listens on loopback only, not {addr}"
+            ),
         ));
     }
     let app = router(AppState::new(store, options, addr.port()));

@@ -101,7 +101,11 @@ pub fn refusal(lang: Lang, zh: &str, en: &str) -> Response {
         p.error { (lang.t(zh, en)) }
         p.muted { (lang.t(en, zh)) }
     };
-    (StatusCode::FORBIDDEN, page(lang, lang.t("无法打开", "Refused"), body)).into_response()
+    (
+        StatusCode::FORBIDDEN,
+        page(lang, lang.t("无法打开", "Refused"), body),
+    )
+        .into_response()
 }
 
 /// A page for something that does not exist (404).

@@ -34,14 +34,25 @@ fn a_bundle_goes_from_one_app_to_another() -> Result<()> {
     )?;
     let id = first.records("interview")?[0].header.id;
     let page = first.page("/bundle")?;
-    assert!(page.contains("/bundle/import?csrf="), "the upload form carries its token");
+    assert!(
+        page.contains("/bundle/import?csrf="),
+        "the upload form carries its token"
+    );
     let r = first.client.get(first.url("/bundle/export")).send()?;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-disposition"].to_str()?.contains("attachment"));
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()?
+            .contains("attachment")
+    );
     let bytes = r.bytes()?.to_vec();
 
     let second = App::start()?;
-    assert_eq!(upload(&second, bytes.clone(), false)?.status(), 403, "no CSRF token");
+    assert_eq!(
+        upload(&second, bytes.clone(), false)?.status(),
+        403,
+        "no CSRF token"
+    );
     assert!(second.store()?.get(id).is_err());
     let r = upload(&second, bytes.clone(), true)?;
     assert_eq!(r.status(), 200);

@@ -29,7 +29,10 @@ fn home_lists_the_villages_with_their_counts() -> Result<()> {
     assert!(home.contains("谈心谈话 <b>0</b>"));
     assert!(home.contains("id=\"pending\">"));
     let en = app.page("/lang/en")?;
-    assert!(en.contains("Villages") && en.contains("Interview <b>0</b>"), "{en}");
+    assert!(
+        en.contains("Villages") && en.contains("Interview <b>0</b>"),
+        "{en}"
+    );
     Ok(())
 }
 
@@ -57,7 +60,10 @@ fn an_interview_with_a_long_chinese_note_reads_back_in_the_store() -> Result<()>
     let url = r.url().path().to_string();
     let page = r.text()?;
     assert!(url.starts_with("/r/"), "{url}");
-    assert!(page.contains(&note) && page.contains("张一"), "names, not ids: {page}");
+    assert!(
+        page.contains(&note) && page.contains("张一"),
+        "names, not ids: {page}"
+    );
     let list = app.records("interview")?;
     assert_eq!(list.len(), 1);
     let r = &list[0];
@@ -78,7 +84,11 @@ fn a_wrong_answer_is_shown_at_its_field_and_nothing_is_saved_until_corrected() -
     let kind = tpl.kind("questionnaire").context("questionnaire")?;
     let mut answers: Vec<(String, String)> = Vec::new();
     for f in kind.fields.iter().filter(|f| f.required) {
-        assert!(form.contains(&format!("name=\"f.{}\"", f.name)), "{}", f.name);
+        assert!(
+            form.contains(&format!("name=\"f.{}\"", f.name)),
+            "{}",
+            f.name
+        );
         answers.push((format!("f.{}", f.name), f.choices[0].value.clone()));
     }
     let wrong = answers.clone().into_iter().map(|(k, v)| {
@@ -128,11 +138,18 @@ fn a_wrong_answer_is_shown_at_its_field_and_nothing_is_saved_until_corrected() -
 #[test]
 fn an_evaluation_is_a_grid_of_the_villages_members() -> Result<()> {
     let app = App::start()?;
-    let (zhang, wang, li) = (app.member("张一")?, app.member("王二")?, app.member("李三")?);
+    let (zhang, wang, li) = (
+        app.member("张一")?,
+        app.member("王二")?,
+        app.member("李三")?,
+    );
     let form = app.page(&format!("/v/{A1}/k/evaluation/new"))?;
     assert!(form.contains("<table class=\"grid\""));
     assert!(form.contains("张一") && form.contains("王二"));
-    assert!(!form.contains("李三"), "a member of another village is not rated here");
+    assert!(
+        !form.contains("李三"),
+        "a member of another village is not rated here"
+    );
     assert!(form.contains(&format!("name=\"f.member_ratings.{zhang}\"")));
     let (rz, rw) = (
         format!("f.member_ratings.{zhang}"),
@@ -150,7 +167,10 @@ fn an_evaluation_is_a_grid_of_the_villages_members() -> Result<()> {
     )?;
     assert_eq!(r.status(), 200);
     let page = r.text()?;
-    assert!(page.contains("张一：满意") && page.contains("王二：不满意"), "{page}");
+    assert!(
+        page.contains("张一：满意") && page.contains("王二：不满意"),
+        "{page}"
+    );
     let e = &app.records("evaluation")?[0];
     let FieldValue::Map(m) = &e.fields["member_ratings"] else {
         panic!("{:?}", e.fields)
@@ -174,7 +194,12 @@ fn save_and_new_three_times_gives_three_records_and_keeps_the_category() -> Resu
             .fields
             .iter()
             .filter(|f| f.required && f.name != "respondent_category")
-            .map(|f| (format!("f.{}", f.name), f.choices[i % f.choices.len()].value.clone()))
+            .map(|f| {
+                (
+                    format!("f.{}", f.name),
+                    f.choices[i % f.choices.len()].value.clone(),
+                )
+            })
             .collect();
         body.push(("f.respondent_category".into(), "villager".into()));
         body.push(("action".into(), "save_new".into()));
@@ -191,8 +216,14 @@ fn save_and_new_three_times_gives_three_records_and_keeps_the_category() -> Resu
         );
     }
     assert_eq!(app.records("questionnaire")?.len(), 3);
-    assert!(last.contains(r#"value="villager" checked"#), "category kept");
-    assert!(!last.contains(r#"name="f.q_team_unity" value="united" checked"#), "answers cleared");
+    assert!(
+        last.contains(r#"value="villager" checked"#),
+        "category kept"
+    );
+    assert!(
+        !last.contains(r#"name="f.q_team_unity" value="united" checked"#),
+        "answers cleared"
+    );
     Ok(())
 }
 
@@ -212,13 +243,19 @@ fn a_draft_survives_a_closed_tab_and_is_never_a_record() -> Result<()> {
     assert_eq!(r.status(), 200);
     assert!(r.text()?.contains("草稿已暂存"));
     // A new tab (a new client with the same cookie: the app does not care which tab).
-    let fresh = reqwest::blocking::Client::builder().cookie_store(true).build()?;
+    let fresh = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .build()?;
     fresh.get(app.launch_url()).send()?;
     let form = fresh.get(app.url(&path)).send()?.text()?;
     assert!(form.contains("谈到一半，明天继续") && form.contains("value=\"王组长\""));
     assert!(form.contains("已恢复上次未完成的草稿"));
     assert!(app.records("interview")?.is_empty());
-    assert_eq!(app.store()?.pending_upload()?, before, "a draft does not sync");
+    assert_eq!(
+        app.store()?.pending_upload()?,
+        before,
+        "a draft does not sync"
+    );
     // Saved: the draft is gone.
     app.post(
         &path,
@@ -268,7 +305,10 @@ fn a_conflict_shows_both_values_and_one_is_kept() -> Result<()> {
     )?;
     assert_eq!(r.status(), 200);
     let page = r.text()?;
-    assert!(page.contains("冲突已解决") && page.contains("没有待处理的冲突"), "{page}");
+    assert!(
+        page.contains("冲突已解决") && page.contains("没有待处理的冲突"),
+        "{page}"
+    );
     let store = app.store()?;
     assert!(store.conflicts(id)?.is_empty());
     assert_eq!(store.get(id)?.fields["interviewer"], s("王乙"));
@@ -309,7 +349,10 @@ fn sync_moves_the_records_to_a_real_server_and_says_so() -> Result<()> {
         ..Default::default()
     })?;
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].fields["notes"], FieldValue::Text("同步测试谈话".into()));
+    assert_eq!(
+        got[0].fields["notes"],
+        FieldValue::Text("同步测试谈话".into())
+    );
 
     // The server gone: an honest offline message, nothing lost.
     drop(server);
@@ -369,7 +412,11 @@ fn lists_are_newest_first_and_records_are_edited_and_deleted() -> Result<()> {
     )?;
     assert_eq!(wrong.status(), 422);
     assert!(wrong.text()?.contains("年-月-日"));
-    assert_eq!(app.store()?.get(id)?.fields["interviewer"], s("王组长"), "nothing saved");
+    assert_eq!(
+        app.store()?.get(id)?.fields["interviewer"],
+        s("王组长"),
+        "nothing saved"
+    );
     let r = app.post(
         &format!("/r/{id}/edit"),
         &[
@@ -383,7 +430,10 @@ fn lists_are_newest_first_and_records_are_edited_and_deleted() -> Result<()> {
     assert_eq!(r.status(), 200);
     let rec = app.store()?.get(id)?;
     assert_eq!(rec.fields["interviewer"], s("李组长"));
-    assert!(!rec.fields.contains_key("interviewee_position"), "an emptied field is cleared");
+    assert!(
+        !rec.fields.contains_key("interviewee_position"),
+        "an emptied field is cleared"
+    );
 
     let confirm = app.page(&format!("/r/{id}/delete"))?;
     assert!(confirm.contains("删除这条记录？"));
@@ -411,7 +461,11 @@ fn first_start_enrolls_with_a_code_and_downloads_the_campaign() -> Result<()> {
     assert!(home.contains("href=\"/enroll\""), "{home}");
     let r = app.post(
         "/enroll",
-        &[("server", &server.url()), ("code", "AAAA-BBBB-CCCC"), ("name", "测试平板")],
+        &[
+            ("server", &server.url()),
+            ("code", "AAAA-BBBB-CCCC"),
+            ("name", "测试平板"),
+        ],
     )?;
     assert_eq!(r.status(), 422);
     let page = r.text()?;
@@ -429,12 +483,22 @@ fn first_start_enrolls_with_a_code_and_downloads_the_campaign() -> Result<()> {
     let code = server.code_for(person)?;
     let r = app.post(
         "/enroll",
-        &[("server", &server.url()), ("code", &code), ("name", "测试平板")],
+        &[
+            ("server", &server.url()),
+            ("code", &code),
+            ("name", "测试平板"),
+        ],
     )?;
     assert_eq!(r.status(), 200);
     let home = r.text()?;
-    assert!(home.contains("本机已登记") && home.contains("已下载"), "{home}");
-    assert!(home.contains("甲村") && home.contains("应用测试届中分析"), "{home}");
+    assert!(
+        home.contains("本机已登记") && home.contains("已下载"),
+        "{home}"
+    );
+    assert!(
+        home.contains("甲村") && home.contains("应用测试届中分析"),
+        "{home}"
+    );
     assert!(app.store()?.credentials()?.is_some());
     Ok(())
 }

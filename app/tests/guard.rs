@@ -26,7 +26,10 @@ fn the_secret_is_handed_over_once_then_kept_in_a_strict_http_only_cookie() -> Re
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/", "the secret leaves the address");
     let cookie = r.headers()[SET_COOKIE].to_str()?.to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().unwrap_or_default().to_string();
     assert_eq!(pair, format!("fieldsync_app_{}={}", app.port, app.secret));
 
@@ -77,7 +80,10 @@ fn every_post_needs_the_csrf_token() -> Result<()> {
     let form_path = format!("/v/{}/k/interview/new", common::A1);
     let token = csrf_in(&app.page(&form_path)?).expect("a token");
     assert_eq!(token, app.csrf()?);
-    assert_ne!(token, app.secret, "the page does not carry the secret itself");
+    assert_ne!(
+        token, app.secret,
+        "the page does not carry the secret itself"
+    );
     for path in ["/sync", form_path.as_str()] {
         for body in [
             vec![("action", "draft")],
@@ -100,11 +106,8 @@ fn every_post_needs_the_csrf_token() -> Result<()> {
         .send()?;
     assert_eq!(r.status(), 403);
     assert_eq!(
-        app.store()?.setting(&format!(
-            "draft:{}:{}:interview",
-            app.campaign,
-            common::A1
-        ))?,
+        app.store()?
+            .setting(&format!("draft:{}:{}:interview", app.campaign, common::A1))?,
         None,
         "nothing refused was saved"
     );

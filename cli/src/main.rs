@@ -408,7 +408,12 @@ fn app(store: Store, port: u16, no_open: bool) -> Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .with_context(|| t(&format!("无法使用端口 {port}"), &format!("cannot listen on port {port}")))?;
+            .with_context(|| {
+                t(
+                    &format!("无法使用端口 {port}"),
+                    &format!("cannot listen on port {port}"),
+                )
+            })?;
         let options = fieldsync_app::AppOptions::default();
         let url = options.launch_url(listener.local_addr()?);
         println!(
@@ -419,9 +424,23 @@ fn app(store: Store, port: u16, no_open: bool) -> Result<()> {
             )
         );
         if !no_open {
-            let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
-            if std::process::Command::new(opener).arg(&url).spawn().is_err() {
-                eprintln!("{}", t("无法自动打开浏览器，请手动打开上面的地址", "could not open a browser: open the address above"));
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            if std::process::Command::new(opener)
+                .arg(&url)
+                .spawn()
+                .is_err()
+            {
+                eprintln!(
+                    "{}",
+                    t(
+                        "无法自动打开浏览器，请手动打开上面的地址",
+                        "could not open a browser: open the address above"
+                    )
+                );
             }
         }
         let shutdown = async {

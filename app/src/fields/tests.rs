@@ -33,7 +33,10 @@ const M2: &str = "0190c5f0-0000-7000-8000-000000000002";
 
 fn members() -> Options {
     let mut o = Options::new();
-    let list = vec![(M1.to_string(), "张一".to_string()), (M2.to_string(), "李二".to_string())];
+    let list = vec![
+        (M1.to_string(), "张一".to_string()),
+        (M2.to_string(), "李二".to_string()),
+    ];
     o.insert("member_ratings".into(), list.clone());
     o.insert("interviewee".into(), list.clone());
     o.insert("villages".into(), list);
@@ -61,7 +64,10 @@ fn text_renders_escaped_and_parses_as_a_string() {
     assert!(html.contains(r#"type="text""#) && html.contains(r#"name="f.interviewer""#));
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("span class=\"req\""), "required mark: {html}");
-    assert!(html.contains("工作组参加谈话的人员姓名"), "help text: {html}");
+    assert!(
+        html.contains("工作组参加谈话的人员姓名"),
+        "help text: {html}"
+    );
     let k = kind("interview");
     let (v, p) = parse(&k, &t);
     assert!(p.is_empty());
@@ -110,13 +116,28 @@ fn date_is_a_date_input() {
 #[test]
 fn bool_is_yes_no_and_optional_may_stay_unanswered() {
     let f = field("document_review", "compliant");
-    let html = render(&f, &typed(&[("compliant", "no")]), &Options::new(), &Problems::new());
+    let html = render(
+        &f,
+        &typed(&[("compliant", "no")]),
+        &Options::new(),
+        &Problems::new(),
+    );
     assert!(html.contains(r#"value="no" checked"#), "{html}");
     assert_eq!(f.required, html.matches("不填").count() == 0);
     let k = kind("document_review");
-    assert_eq!(parse(&k, &typed(&[("compliant", "yes")])).0["compliant"], FieldValue::Bool(true));
-    assert_eq!(parse(&k, &typed(&[("compliant", "no")])).0["compliant"], FieldValue::Bool(false));
-    assert!(!parse(&k, &typed(&[("compliant", "")])).0.contains_key("compliant"));
+    assert_eq!(
+        parse(&k, &typed(&[("compliant", "yes")])).0["compliant"],
+        FieldValue::Bool(true)
+    );
+    assert_eq!(
+        parse(&k, &typed(&[("compliant", "no")])).0["compliant"],
+        FieldValue::Bool(false)
+    );
+    assert!(
+        !parse(&k, &typed(&[("compliant", "")]))
+            .0
+            .contains_key("compliant")
+    );
 }
 
 #[test]
@@ -132,11 +153,20 @@ fn choice_is_radios_by_label_and_stores_the_value() {
     assert!(html.contains("普通群众"));
     let k = kind("questionnaire");
     let (v, _) = parse(&k, &typed(&[("respondent_category", "party_member")]));
-    assert_eq!(v["respondent_category"], FieldValue::Str("party_member".into()));
+    assert_eq!(
+        v["respondent_category"],
+        FieldValue::Str("party_member".into())
+    );
     let (_, p) = parse(&k, &typed(&[("respondent_category", "alien")]));
     assert!(p["respondent_category"][0].0.contains("不是可选项"));
-    let en = render_field(Lang { en: true }, &f, &Typed::new(), &Options::new(), &Problems::new())
-        .into_string();
+    let en = render_field(
+        Lang { en: true },
+        &f,
+        &Typed::new(),
+        &Options::new(),
+        &Problems::new(),
+    )
+    .into_string();
     assert!(en.contains("Villager") && !en.contains("普通群众"));
 }
 
@@ -176,7 +206,9 @@ fn ratings_are_a_grid_of_members_by_choice() {
         assert!(html.contains(&c.zh), "column {}", c.zh);
     }
     assert_eq!(html.matches(r#"type="radio""#).count(), 2 * f.choices.len());
-    assert!(html.contains(&format!(r#"name="f.member_ratings.{M1}" value="satisfied" checked"#)));
+    assert!(html.contains(&format!(
+        r#"name="f.member_ratings.{M1}" value="satisfied" checked"#
+    )));
     let k = kind("evaluation");
     let (v, p) = parse(&k, &t);
     assert!(p.is_empty(), "{p:?}");
@@ -198,16 +230,25 @@ fn ref_is_a_select_of_records_by_name() {
     let o = members();
     let html = render(&f, &typed(&[("interviewee", M2)]), &o, &Problems::new());
     assert!(html.contains("<select"));
-    assert!(html.contains(&format!(r#"<option value="{M2}" selected>李二</option>"#)), "{html}");
+    assert!(
+        html.contains(&format!(r#"<option value="{M2}" selected>李二</option>"#)),
+        "{html}"
+    );
     let (v, _) = parse(&kind("interview"), &typed(&[("interviewee", M2)]));
     assert_eq!(v["interviewee"], FieldValue::Str(M2.into()));
-    let shown = display_value(Lang::default(), &f, &v["interviewee"], &|_| Some("李二".into()));
+    let shown = display_value(Lang::default(), &f, &v["interviewee"], &|_| {
+        Some("李二".into())
+    });
     assert_eq!(shown, "李二");
 }
 
 #[test]
 fn refs_are_check_boxes_joined() {
-    let wg = Template::builtin("midterm").expect("built-in").kind("work_group").expect("k").clone();
+    let wg = Template::builtin("midterm")
+        .expect("built-in")
+        .kind("work_group")
+        .expect("k")
+        .clone();
     let f = wg.field("villages").expect("field").clone();
     let t = typed(&[("villages", M1), ("villages", M2)]);
     let html = render(&f, &t, &members(), &Problems::new());

@@ -30,7 +30,12 @@ pub struct EnrollForm {
     pub name: String,
 }
 
-fn render(state: &AppState, lang: Lang, form: &EnrollForm, problem: Option<(String, String)>) -> Response {
+fn render(
+    state: &AppState,
+    lang: Lang,
+    form: &EnrollForm,
+    problem: Option<(String, String)>,
+) -> Response {
     let body = html! {
         h1 { (lang.t("登记本机", "Enroll this device")) }
         p { (lang.t("输入管理员给您的服务器地址和一次性登记码。登记后本机会立即同步一次，之后可离线记录。",

@@ -85,7 +85,12 @@ pub fn options_for(
         let mut picks: Vec<(String, String)> = records
             .iter()
             .filter(|r| target != "work_group" || in_group(r, store, code))
-            .map(|r| (r.header.id.to_string(), record_name(lang, Some(template), r)))
+            .map(|r| {
+                (
+                    r.header.id.to_string(),
+                    record_name(lang, Some(template), r),
+                )
+            })
             .collect();
         picks.sort_by(|a, b| a.1.cmp(&b.1));
         out.insert(f.name.clone(), picks);
@@ -271,7 +276,9 @@ fn problems_of(error: FormError) -> Result<Problems, AppError> {
         }
         FormError::NoTemplate(_) | FormError::Template(_) => {
             let msg = error.to_string();
-            out.entry(String::new()).or_default().push((msg.clone(), msg));
+            out.entry(String::new())
+                .or_default()
+                .push((msg.clone(), msg));
         }
         FormError::Store(e) => return Err(e.into()),
     }
@@ -287,7 +294,10 @@ enum Outcome {
 }
 
 fn form_pairs_value(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// `POST /v/{code}/k/{kind}/new`: saves the record (then its page, or an empty form for the

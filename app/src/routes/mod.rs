@@ -132,10 +132,17 @@ pub fn record_name(lang: Lang, template: Option<&Template>, r: &Record) -> Strin
         .map(|k| lang.t(&k.label.zh, &k.label.en).to_string())
         .unwrap_or_else(|| r.header.kind.clone());
     let date = text_of(r, "date").unwrap_or_else(|| format_ms(r.updated_at));
-    let snippet: Option<String> = ["notes", "text", "topic", "measure", "comments", "suggestions"]
-        .iter()
-        .find_map(|f| text_of(r, f))
-        .map(|s| s.chars().take(24).collect());
+    let snippet: Option<String> = [
+        "notes",
+        "text",
+        "topic",
+        "measure",
+        "comments",
+        "suggestions",
+    ]
+    .iter()
+    .find_map(|f| text_of(r, f))
+    .map(|s| s.chars().take(24).collect());
     match snippet {
         Some(s) => format!("{kind} {date} {s}"),
         None => format!("{kind} {date}"),
@@ -329,10 +336,7 @@ pub fn sync_message(result: &Result<SyncReport, SyncFailure>) -> (String, String
     match result {
         Ok(r) => {
             let mut zh = format!("已上传 {} 条修改，已下载 {} 条", r.pushed, r.received);
-            let mut en = format!(
-                "uploaded {} changes, downloaded {}",
-                r.pushed, r.received
-            );
+            let mut en = format!("uploaded {} changes, downloaded {}", r.pushed, r.received);
             if !r.rejected.is_empty() {
                 let list: Vec<String> = r
                     .rejected
@@ -362,13 +366,18 @@ pub fn sync_message(result: &Result<SyncReport, SyncFailure>) -> (String, String
             }
             if r.conflicted_records > 0 {
                 zh.push_str(&format!("；{} 条记录有冲突待处理", r.conflicted_records));
-                en.push_str(&format!("; {} records have conflicts", r.conflicted_records));
+                en.push_str(&format!(
+                    "; {} records have conflicts",
+                    r.conflicted_records
+                ));
             }
             (zh, en)
         }
         Err(SyncFailure::Offline(pending)) => (
             format!("离线，稍后再试，数据未丢失（{pending} 条修改等待上传）"),
-            format!("offline: try again later; nothing was lost ({pending} changes wait to upload)"),
+            format!(
+                "offline: try again later; nothing was lost ({pending} changes wait to upload)"
+            ),
         ),
         Err(SyncFailure::Other(message)) => (
             format!("同步未完成，数据未丢失：{message}"),
@@ -434,21 +443,14 @@ pub struct VillageInfo {
 }
 
 /// The village with this code in the campaign, if the device holds it.
-pub fn find_village(
-    store: &Store,
-    campaign: Uuid,
-    code: &str,
-) -> Result<Option<Record>, AppError> {
+pub fn find_village(store: &Store, campaign: Uuid, code: &str) -> Result<Option<Record>, AppError> {
     Ok(villages(store, campaign)?
         .into_iter()
         .find(|v| v.header.scope == code))
 }
 
 /// The campaign, its newest template and the village with this code, or the page to show.
-pub fn context(
-    store: &Store,
-    code: &str,
-) -> Result<Option<(Uuid, Template, Record)>, AppError> {
+pub fn context(store: &Store, code: &str) -> Result<Option<(Uuid, Template, Record)>, AppError> {
     let Some(campaign) = campaign_of(store)? else {
         return Ok(None);
     };
@@ -462,7 +464,11 @@ pub fn context(
 }
 
 /// `GET /v/{code}`: a village's forms, each with its count and a "new" button.
-async fn village(State(state): State<AppState>, lang: Lang, Path(code): Path<String>) -> PageResult {
+async fn village(
+    State(state): State<AppState>,
+    lang: Lang,
+    Path(code): Path<String>,
+) -> PageResult {
     let c = code.clone();
     let info = state
         .with_store(move |s| {
@@ -534,7 +540,10 @@ mod tests {
         };
         let (zh, en) = sync_message(&Ok(report));
         assert!(zh.starts_with("已上传 12 条修改，已下载 340 条"), "{zh}");
-        assert!(zh.contains("服务器拒收 1 条记录") && zh.contains("r1"), "{zh}");
+        assert!(
+            zh.contains("服务器拒收 1 条记录") && zh.contains("r1"),
+            "{zh}"
+        );
         assert!(en.contains("refused 1 records"), "{en}");
     }
 }

@@ -214,11 +214,14 @@ pub async fn delete(State(state): State<AppState>, lang: Lang, Path(id): Path<Uu
     Ok(Redirect::to(&back).into_response())
 }
 
+/// A field in conflict: its name, its label, and each value shown with who wrote it and when.
+type ConflictField = (String, String, Vec<(String, String)>);
+
 struct ConflictRow {
     id: Uuid,
     title: String,
     kind: String,
-    fields: Vec<(String, String, Vec<(String, String)>)>,
+    fields: Vec<ConflictField>,
 }
 
 fn conflict_rows(store: &Store, lang: Lang) -> Result<Vec<ConflictRow>, AppError> {
@@ -243,9 +246,9 @@ fn conflict_rows(store: &Store, lang: Lang) -> Result<Vec<ConflictRow>, AppError
                 .iter()
                 .map(|v| {
                     let text = match (fdef, &template) {
-                        (Some(f), Some(t)) => display_value(lang, f, &v.value, &|id| {
-                            name_of(store, lang, t, id)
-                        }),
+                        (Some(f), Some(t)) => {
+                            display_value(lang, f, &v.value, &|id| name_of(store, lang, t, id))
+                        }
                         _ => v.value.to_json().to_string(),
                     };
                     let who = format!(

@@ -80,7 +80,11 @@ impl App {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("device.sqlite3");
         let mut store = Store::open(&path)?;
-        let campaign = if seeded { seed(&mut store)? } else { Uuid::nil() };
+        let campaign = if seeded {
+            seed(&mut store)?
+        } else {
+            Uuid::nil()
+        };
         prepare(&mut store, campaign)?;
         let options = AppOptions::default();
         let secret = options.secret.expose().to_string();
