@@ -155,7 +155,14 @@ async fn check(state: &AppState, lang: Lang, req: Request, next: Next) -> Respon
             cookie_name(port),
             secret.expose()
         );
-        let mut r = Redirect::to(req.uri().path()).into_response();
+        // Back to the page asked for, on this app only ("//host" would leave it).
+        let path = req.uri().path();
+        let back = if path.starts_with("//") || path.starts_with("/\\") {
+            "/"
+        } else {
+            path
+        };
+        let mut r = Redirect::to(back).into_response();
         r.headers_mut().insert(
             header::SET_COOKIE,
             HeaderValue::from_str(&cookie).expect("hex and ascii"),

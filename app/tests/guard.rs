@@ -35,6 +35,16 @@ fn the_secret_is_handed_over_once_then_kept_in_a_strict_http_only_cookie() -> Re
 
     let r = bare.get(app.url("/")).header(COOKIE, &pair).send()?;
     assert_eq!(r.status(), 200);
+    // The secret may come with any page of the app, and the redirect stays in the app.
+    let r = bare
+        .get(app.url(&format!("/conflicts?secret={}", app.secret)))
+        .send()?;
+    assert_eq!(r.headers()[LOCATION], "/conflicts");
+    let r = bare
+        .get(app.url(&format!("//evil.example/x?secret={}", app.secret)))
+        .send()?;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/", "never to another site");
     let r = bare
         .get(app.url("/"))
         .header(COOKIE, format!("fieldsync_app_{}=wrong", app.port))
