@@ -502,3 +502,25 @@ fn first_start_enrolls_with_a_code_and_downloads_the_campaign() -> Result<()> {
     assert!(app.store()?.credentials()?.is_some());
     Ok(())
 }
+
+#[test]
+fn what_people_type_is_shown_as_text_never_as_markup() -> Result<()> {
+    let app = App::start()?;
+    let evil = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let r = app.post(
+        &format!("/v/{A1}/k/interview/new"),
+        &[
+            ("f.date", "2026-05-18"),
+            ("f.interviewer", evil),
+            ("f.interviewee_type", "other"),
+            ("f.notes", evil),
+            ("action", "save"),
+        ],
+    )?;
+    let page = r.text()?;
+    assert!(!page.contains("<script>alert") && !page.contains("<img src=x"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let list = app.page(&format!("/v/{A1}/k/interview"))?;
+    assert!(!list.contains("<script>alert"));
+    Ok(())
+}
