@@ -518,9 +518,24 @@ fn what_people_type_is_shown_as_text_never_as_markup() -> Result<()> {
         ],
     )?;
     let page = r.text()?;
-    assert!(!page.contains("<script>alert") && !page.contains("<img src=x"), "{page}");
+    assert!(
+        !page.contains("<script>alert") && !page.contains("<img src=x"),
+        "{page}"
+    );
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     let list = app.page(&format!("/v/{A1}/k/interview"))?;
     assert!(!list.contains("<script>alert"));
+    Ok(())
+}
+
+#[test]
+fn the_template_notice_goes_once_seen() -> Result<()> {
+    let app = App::start()?;
+    let home = app.page("/")?;
+    assert!(home.contains("id=\"template-notice\""), "{home}");
+    let r = app.post("/template/seen", &[("version", "1")])?;
+    assert_eq!(r.status(), 200);
+    assert!(!r.text()?.contains("template-notice"));
+    assert_eq!(app.store()?.new_template_version(app.campaign)?, None);
     Ok(())
 }

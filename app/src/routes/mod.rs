@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/sync", post(run_sync))
         .route("/lang/{lang}", get(switch_lang))
+        .route("/template/seen", post(template_seen))
         .route("/v/{code}", get(village))
         .route("/v/{code}/k/{kind}", get(records::list))
         .route(
@@ -289,7 +290,12 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
             }
         }
         @if let Some(v) = h.new_version {
-            p.flash { (lang.t("表单已更新到第 ", "The forms were updated to version ")) (v) (lang.t(" 版", "")) }
+            form.flash #template-notice method="post" action="/template/seen" {
+                (csrf_field(&state))
+                input type="hidden" name="version" value=(v);
+                (lang.t("表单模板为第 ", "The forms are now version ")) b { (v) } (lang.t(" 版，新建和修改记录按此版填写。", "; new records and edits follow it. "))
+                " " button.secondary type="submit" { (lang.t("知道了", "OK")) }
+            }
         }
         div.cards {
             div.card {
@@ -417,6 +423,31 @@ async fn run_sync(State(state): State<AppState>, lang: Lang) -> PageResult {
         .map_err(|e| failure(lang, &e))?;
     let (zh, en) = sync_message(&result);
     state.set_flash(zh, en);
+    Ok(Redirect::to("/").into_response())
+}
+
+/// The "OK" under the template notice.
+#[derive(Debug, serde::Deserialize)]
+pub struct SeenForm {
+    /// The template version the user was told about.
+    pub version: u32,
+}
+
+/// `POST /template/seen`: the user has seen the notice of this template version.
+async fn template_seen(
+    State(state): State<AppState>,
+    lang: Lang,
+    axum::Form(form): axum::Form<SeenForm>,
+) -> PageResult {
+    state
+        .with_store(move |s| {
+            if let Some(c) = campaign_of(s)? {
+                s.acknowledge_template(c, form.version)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
     Ok(Redirect::to("/").into_response())
 }
 
