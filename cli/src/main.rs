@@ -225,6 +225,15 @@ enum Command {
     /// Exchange changes with another device by file. 离线交换数据包。
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// The field app in the browser, on this machine only (127.0.0.1). 打开外业记录应用。
+    App {
+        /// The port (default: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Print the address but do not open the browser.
+        #[arg(long)]
+        no_open: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -411,10 +420,63 @@ fn run(cli: Cli) -> Result<(), Failure> {
             )
         })
         .map_err(|error| Failure { code: 1, error })?;
-    let result = command(&mut store, cli.command, json);
+    let result = match cli.command {
+        Command::App { port, no_open } => app(store, port, no_open),
+        other => command(&mut store, other, json),
+    };
     result.map_err(|error| Failure {
         code: exit_code(&error),
         error,
+    })
+}
+
+/// `fieldsync app`: serves the field app over this store on 127.0.0.1 until Ctrl-C, prints
+/// its address (with the launch secret) and opens the browser unless `no_open`.
+fn app(store: Store, port: u16, no_open: bool) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| {
+                t(
+                    &format!("无法使用端口 {port}"),
+                    &format!("cannot listen on port {port}"),
+                )
+            })?;
+        let options = fieldsync_app::AppOptions::default();
+        let url = options.launch_url(listener.local_addr()?);
+        println!(
+            "{}\n{url}",
+            t(
+                "外业记录应用已启动（仅限本机），用浏览器打开（按 Ctrl-C 退出）：",
+                "the field app is running (this machine only); open in a browser (Ctrl-C to stop):"
+            )
+        );
+        if !no_open {
+            let opener = if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            };
+            if std::process::Command::new(opener)
+                .arg(&url)
+                .spawn()
+                .is_err()
+            {
+                eprintln!(
+                    "{}",
+                    t(
+                        "无法自动打开浏览器，请手动打开上面的地址",
+                        "could not open a browser: open the address above"
+                    )
+                );
+            }
+        }
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        fieldsync_app::serve(listener, store, options, shutdown).await?;
+        Ok(())
     })
 }
 
@@ -1062,6 +1124,7 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
         }
         Command::Sync { retries } => sync_command(store, retries, json),
         Command::Bundle(b) => bundle(store, b, json),
+        Command::App { .. } => unreachable!("run() serves the app with the store it owns"),
     }
 }
 

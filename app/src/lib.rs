@@ -1,0 +1,172 @@
+//! fieldsync-app: the field app, a web app that runs on the device next to its client-core
+//! [`Store`], on 127.0.0.1 only, so that the same app can later run inside the phone apps'
+//! WebView shells.
+//!
+//! - [`guard`]: the local web app's security: the launch secret (cookie), the `Host` check
+//!   (DNS rebinding) and the CSRF token every POST carries.
+//! - [`page`]: the page shell, the language switch and the style sheet.
+//! - [`fields`]: one form field per template field type: rendering and parsing what was typed.
+//! - [`routes`]: the pages (home, village, forms, lists, records, conflicts, sync).
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let store = fieldsync_client_core::Store::open("device.sqlite3").unwrap();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let options = fieldsync_app::AppOptions::default();
+//! println!("{}", options.launch_url(listener.local_addr()?));
+//! fieldsync_app::serve(listener, store, options, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod fields;
+pub mod guard;
+pub mod page;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use fieldsync_client_core::{HttpOptions, Store};
+
+pub use guard::Secret;
+
+/// How the app is started.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// The per-launch secret (a fresh random one by default).
+    pub secret: Secret,
+    /// How sync reaches the enrolled server.
+    pub http: HttpOptions,
+}
+
+impl AppOptions {
+    /// The address to open in the browser: it hands the secret over once, the app then keeps
+    /// it in a cookie and drops it from the address.
+    pub fn launch_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}/?secret={}", self.secret.expose())
+    }
+}
+
+/// Why a page could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] fieldsync_client_core::StoreError),
+    /// A form could not be saved or read.
+    #[error(transparent)]
+    Form(#[from] fieldsync_client_core::FormError),
+    /// A blocking task panicked or was cancelled.
+    #[error("后台任务失败 / a background task failed: {0}")]
+    Task(String),
+}
+
+/// What every page handler shares: the store (behind a mutex: `Send`, not `Sync`), the secret
+/// and the port the app listens on (for the `Host` check).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Mutex<Store>>,
+    secret: Secret,
+    port: u16,
+    http: HttpOptions,
+    /// A message shown once on the next page (the result of a sync, a deletion).
+    flash: Mutex<Option<(String, String)>>,
+}
+
+impl AppState {
+    /// State for an app listening on `port`.
+    pub fn new(store: Store, options: AppOptions, port: u16) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                store: Arc::new(Mutex::new(store)),
+                secret: options.secret,
+                port,
+                http: options.http,
+                flash: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The secret this launch accepts.
+    pub fn secret(&self) -> &Secret {
+        &self.inner.secret
+    }
+
+    /// The port the app listens on.
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// How sync reaches the server.
+    pub fn http(&self) -> &HttpOptions {
+        &self.inner.http
+    }
+
+    /// Runs `f` on the store on a blocking thread (SQLite never runs on the async threads).
+    pub async fn with_store<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, AppError> + Send + 'static,
+    {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| AppError::Task(e.to_string()))?
+    }
+
+    /// Keeps a message (Chinese, English) for the next page.
+    pub fn set_flash(&self, zh: String, en: String) {
+        *self.inner.flash.lock().unwrap_or_else(|p| p.into_inner()) = Some((zh, en));
+    }
+
+    /// Takes the message kept for this page, if any.
+    pub fn take_flash(&self) -> Option<(String, String)> {
+        self.inner
+            .flash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+/// The app's routes behind its guard (secret cookie, `Host`, CSRF).
+pub fn router(state: AppState) -> Router {
+    routes::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}
+
+/// Serves the app on `listener` (which must be bound to a loopback address) over `store` until
+/// `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    options: AppOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "外业应用只在本机地址上运行 / the field app listens on loopback only, not {addr}"
+            ),
+        ));
+    }
+    let app = router(AppState::new(store, options, addr.port()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,580 @@
+//! The pages of the field app and the store queries behind them: home (villages, what waits to
+//! upload, the Sync button), a village's forms, the language switch. Forms live in [`forms`],
+//! lists, records and conflicts in [`records`], bundle files in [`bundles`], the first start in
+//! [`enroll`].
+
+pub mod bundles;
+pub mod enroll;
+pub mod forms;
+pub mod records;
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use fieldsync_client_core::sync::{SyncError, sync};
+use fieldsync_client_core::{FieldValue, Filter, Record, Store, SyncOptions, SyncReport, account};
+use fieldsync_protocol::template::{RESERVED_KINDS, Template};
+use maud::{Markup, html};
+use uuid::Uuid;
+
+use crate::page::{LANG_COOKIE, Lang, failure, not_found, page};
+use crate::{AppError, AppState};
+
+/// The kinds counted on each village's card on the home page, in this order.
+pub const HOME_KINDS: &[&str] = &[
+    "member",
+    "interview",
+    "meeting",
+    "questionnaire",
+    "evaluation",
+    "finding",
+];
+
+/// Every page of the app (the guard is layered on by [`crate::router`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/sync", post(run_sync))
+        .route("/lang/{lang}", get(switch_lang))
+        .route("/template/seen", post(template_seen))
+        .route("/v/{code}", get(village))
+        .route("/v/{code}/k/{kind}", get(records::list))
+        .route(
+            "/v/{code}/k/{kind}/new",
+            get(forms::new_form).post(forms::create),
+        )
+        .route("/r/{id}", get(records::show))
+        .route("/r/{id}/edit", get(forms::edit_form).post(forms::update))
+        .route(
+            "/r/{id}/delete",
+            get(records::confirm_delete).post(records::delete),
+        )
+        .route("/r/{id}/resolve", post(records::resolve))
+        .route("/conflicts", get(records::conflicts))
+        .route("/enroll", get(enroll::enroll_page).post(enroll::enroll))
+        .route("/bundle", get(bundles::bundle_page))
+        .route("/bundle/export", get(bundles::export))
+        .route("/bundle/import", bundles::import_route())
+        .fallback(|lang: Lang| async move { not_found(lang) })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lang::from_headers(&parts.headers))
+    }
+}
+
+/// A page handler's answer: the page, or the error page.
+pub type PageResult = Result<Response, Response>;
+
+/// The hidden CSRF field every form carries.
+pub fn csrf_field(state: &AppState) -> Markup {
+    html! { input type="hidden" name=(crate::guard::CSRF_FIELD) value=(state.secret().csrf_token()); }
+}
+
+/// The campaign this device works in: its setting (as the CLI keeps it), else the one its
+/// enrolled scope names, else the only campaign the store holds.
+pub fn campaign_of(store: &Store) -> Result<Option<Uuid>, AppError> {
+    let set = store.setting("campaign")?.filter(|c| !c.is_empty());
+    let from_scope = || store.scope().ok().flatten().and_then(|s| s.campaign);
+    if let Some(c) = set.or_else(from_scope) {
+        return Ok(Uuid::parse_str(&c).ok());
+    }
+    let campaigns = store.list(&Filter {
+        kind: Some("campaign".into()),
+        ..Default::default()
+    })?;
+    Ok(match campaigns.as_slice() {
+        [only] => Some(only.header.campaign),
+        _ => None,
+    })
+}
+
+/// The villages and communities of the campaign this device holds, by name.
+pub fn villages(store: &Store, campaign: Uuid) -> Result<Vec<Record>, AppError> {
+    let mut out: Vec<Record> = store
+        .list(&Filter {
+            kind: Some("place".into()),
+            campaign: Some(campaign),
+            ..Default::default()
+        })?
+        .into_iter()
+        .filter(|r| {
+            matches!(r.fields.get("level"), Some(FieldValue::Str(l)) if l == "village" || l == "community")
+        })
+        .collect();
+    out.sort_by(|a, b| a.header.scope.cmp(&b.header.scope));
+    Ok(out)
+}
+
+/// A text field of a record, if it has one.
+pub fn text_of(r: &Record, field: &str) -> Option<String> {
+    match r.fields.get(field) {
+        Some(FieldValue::Str(s) | FieldValue::Text(s)) if !s.trim().is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// How a record is named in lists and reference pickers: its name, else its date and the start
+/// of its first text.
+pub fn record_name(lang: Lang, template: Option<&Template>, r: &Record) -> String {
+    if let Some(n) = text_of(r, "name").or_else(|| text_of(r, "interviewee_name")) {
+        return n;
+    }
+    let kind = template
+        .and_then(|t| t.kind(&r.header.kind))
+        .map(|k| lang.t(&k.label.zh, &k.label.en).to_string())
+        .unwrap_or_else(|| r.header.kind.clone());
+    let date = text_of(r, "date").unwrap_or_else(|| format_ms(r.updated_at));
+    let snippet: Option<String> = [
+        "notes",
+        "text",
+        "topic",
+        "measure",
+        "comments",
+        "suggestions",
+    ]
+    .iter()
+    .find_map(|f| text_of(r, f))
+    .map(|s| s.chars().take(24).collect());
+    match snippet {
+        Some(s) => format!("{kind} {date} {s}"),
+        None => format!("{kind} {date}"),
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM` (UTC).
+pub fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// The form kinds of a template (not the reference kinds), in template order of their names.
+pub fn form_kinds(template: &Template) -> Vec<&fieldsync_protocol::template::KindDef> {
+    template
+        .kinds
+        .values()
+        .filter(|k| !RESERVED_KINDS.contains(&k.name.as_str()))
+        .collect()
+}
+
+fn flash(state: &AppState, lang: Lang) -> Markup {
+    html! {
+        @if let Some((zh, en)) = state.take_flash() {
+            p.flash role="status" { (lang.t(&zh, &en)) }
+        }
+    }
+}
+
+struct Village {
+    code: String,
+    name: String,
+    counts: Vec<(String, usize)>,
+}
+
+struct Home {
+    campaign: Option<(Uuid, Option<String>)>,
+    new_version: Option<u32>,
+    villages: Vec<Village>,
+    pending: u64,
+    last_sync: Option<i64>,
+    conflicts: usize,
+    enrolled: bool,
+}
+
+fn load_home(store: &mut Store, lang: Lang) -> Result<Home, AppError> {
+    let pending = store.pending_upload()?;
+    let last_sync = store.last_sync_at()?;
+    let enrolled = store.credentials()?.is_some();
+    let Some(campaign) = campaign_of(store)? else {
+        return Ok(Home {
+            campaign: None,
+            new_version: None,
+            villages: Vec::new(),
+            pending,
+            last_sync,
+            conflicts: 0,
+            enrolled,
+        });
+    };
+    let template = store.template(campaign)?;
+    let name = store
+        .list(&Filter {
+            kind: Some("campaign".into()),
+            campaign: Some(campaign),
+            ..Default::default()
+        })?
+        .first()
+        .and_then(|r| text_of(r, "name"));
+    let mut list = Vec::new();
+    for v in villages(store, campaign)? {
+        let mut counts = Vec::new();
+        for kind in HOME_KINDS {
+            let n = store
+                .list(&Filter {
+                    kind: Some((*kind).into()),
+                    scope: Some(v.header.scope.clone()),
+                    campaign: Some(campaign),
+                    ..Default::default()
+                })?
+                .len();
+            let label = template
+                .as_ref()
+                .and_then(|t| t.kind(kind))
+                .map(|k| lang.t(&k.label.zh, &k.label.en).to_string())
+                .unwrap_or_else(|| (*kind).to_string());
+            counts.push((label, n));
+        }
+        list.push(Village {
+            name: text_of(&v, "name").unwrap_or_else(|| v.header.scope.clone()),
+            code: v.header.scope.clone(),
+            counts,
+        });
+    }
+    let conflicts = store
+        .list(&Filter {
+            campaign: Some(campaign),
+            conflicted: true,
+            ..Default::default()
+        })?
+        .len();
+    Ok(Home {
+        campaign: Some((campaign, name)),
+        new_version: store.new_template_version(campaign)?,
+        villages: list,
+        pending,
+        last_sync,
+        conflicts,
+        enrolled,
+    })
+}
+
+/// `GET /`: the villages this device sees with their counts, what waits to upload, the last
+/// sync, conflicts waiting, and the Sync button.
+async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
+    let h = state
+        .with_store(move |s| load_home(s, lang))
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let body = html! {
+        (flash(&state, lang))
+        @match &h.campaign {
+            Some((id, name)) => h1 { (name.clone().unwrap_or_else(|| id.to_string())) },
+            None => {
+                h1 { (lang.t("外业记录", "Field records")) }
+                p.error { (lang.t("本机还没有工作任务：先登记并同步，或运行 fieldsync init --campaign <编号>",
+                    "this device has no campaign yet: enroll and sync, or run fieldsync init --campaign <id>")) }
+            }
+        }
+        @if let Some(v) = h.new_version {
+            form.flash #template-notice method="post" action="/template/seen" {
+                (csrf_field(&state))
+                input type="hidden" name="version" value=(v);
+                (lang.t("表单模板为第 ", "The forms are now version ")) b { (v) } (lang.t(" 版，新建和修改记录按此版填写。", "; new records and edits follow it. "))
+                " " button.secondary type="submit" { (lang.t("知道了", "OK")) }
+            }
+        }
+        div.cards {
+            div.card {
+                h3 { (lang.t("同步", "Sync")) }
+                p {
+                    (lang.t("待上传修改：", "Changes waiting to upload: ")) b #pending { (h.pending) }
+                    br;
+                    (lang.t("上次同步：", "Last sync: "))
+                    @match h.last_sync { Some(ms) => (format_ms(ms)), None => (lang.t("从未", "never")) }
+                    br;
+                    a href="/conflicts" { (lang.t("待处理冲突：", "Conflicts waiting: ")) b #conflicts { (h.conflicts) } }
+                }
+                @if h.enrolled {
+                    form method="post" action="/sync" {
+                        (csrf_field(&state))
+                        button type="submit" { (lang.t("同步", "Sync now")) }
+                    }
+                } @else {
+                    p.muted { (lang.t("本机尚未登记，不能同步。", "this device is not enrolled and cannot sync.")) }
+                    a.button href="/enroll" { (lang.t("登记本机", "Enroll this device")) }
+                }
+            }
+        }
+        h2 { (lang.t("村（社区）", "Villages")) }
+        @if h.villages.is_empty() && h.campaign.is_some() {
+            p.muted { (lang.t("本机还没有村（社区）的基础数据：请先同步", "no villages on this device yet: sync first")) }
+        }
+        div.cards {
+            @for v in &h.villages {
+                div.card.village {
+                    h3 { a href=(format!("/v/{}", v.code)) { (v.name) } " " span.muted { (v.code) } }
+                    div.counts {
+                        @for (label, n) in &v.counts { span { (label) " " b { (n) } } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(lang, lang.t("首页", "Home"), body).into_response())
+}
+
+/// The sentence that reports a sync, Chinese and English.
+pub fn sync_message(result: &Result<SyncReport, SyncFailure>) -> (String, String) {
+    match result {
+        Ok(r) => {
+            let mut zh = format!("已上传 {} 条修改，已下载 {} 条", r.pushed, r.received);
+            let mut en = format!("uploaded {} changes, downloaded {}", r.pushed, r.received);
+            if !r.rejected.is_empty() {
+                let list: Vec<String> = r
+                    .rejected
+                    .iter()
+                    .map(|x| format!("{}（{}）", x.id, x.message))
+                    .collect();
+                zh.push_str(&format!(
+                    "；服务器拒收 {} 条记录，已留在本机，下次同步再试：{}",
+                    r.rejected.len(),
+                    list.join("；")
+                ));
+                en.push_str(&format!(
+                    "; the server refused {} records, kept on this device and offered again next sync: {}",
+                    r.rejected.len(),
+                    list.join("; ")
+                ));
+            }
+            if r.held > 0 {
+                zh.push_str(&format!(
+                    "；{} 条修改不在本机可上传的范围内，留在本机",
+                    r.held
+                ));
+                en.push_str(&format!(
+                    "; {} changes are outside what this device may upload and stay here",
+                    r.held
+                ));
+            }
+            if r.conflicted_records > 0 {
+                zh.push_str(&format!("；{} 条记录有冲突待处理", r.conflicted_records));
+                en.push_str(&format!(
+                    "; {} records have conflicts",
+                    r.conflicted_records
+                ));
+            }
+            (zh, en)
+        }
+        Err(SyncFailure::Offline(pending)) => (
+            format!("离线，稍后再试，数据未丢失（{pending} 条修改等待上传）"),
+            format!(
+                "offline: try again later; nothing was lost ({pending} changes wait to upload)"
+            ),
+        ),
+        Err(SyncFailure::Other(message)) => (
+            format!("同步未完成，数据未丢失：{message}"),
+            format!("the sync did not finish; nothing was lost: {message}"),
+        ),
+    }
+}
+
+/// Why a sync from the app did not finish.
+#[derive(Debug)]
+pub enum SyncFailure {
+    /// The server could not be reached (or the connection broke): changes waiting.
+    Offline(u64),
+    /// Anything else, as its message.
+    Other(String),
+}
+
+/// `POST /sync`: runs client-core's sync with the enrolled server on a blocking thread, then
+/// back home with the result.
+async fn run_sync(State(state): State<AppState>, lang: Lang) -> PageResult {
+    let http = state.http().clone();
+    let result = state
+        .with_store(move |s| {
+            let mut transport = match account::transport(s, &http) {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(SyncFailure::Other(e.to_string()))),
+            };
+            Ok(match sync(s, &mut transport, &SyncOptions::default()) {
+                Ok(r) => Ok(r),
+                Err(SyncError::Transport(e, pending)) if e.is_retryable() => {
+                    Err(SyncFailure::Offline(pending))
+                }
+                Err(e) => Err(SyncFailure::Other(e.to_string())),
+            })
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let (zh, en) = sync_message(&result);
+    state.set_flash(zh, en);
+    Ok(Redirect::to("/").into_response())
+}
+
+/// The "OK" under the template notice.
+#[derive(Debug, serde::Deserialize)]
+pub struct SeenForm {
+    /// The template version the user was told about.
+    pub version: u32,
+}
+
+/// `POST /template/seen`: the user has seen the notice of this template version.
+async fn template_seen(
+    State(state): State<AppState>,
+    lang: Lang,
+    axum::Form(form): axum::Form<SeenForm>,
+) -> PageResult {
+    state
+        .with_store(move |s| {
+            if let Some(c) = campaign_of(s)? {
+                s.acknowledge_template(c, form.version)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    Ok(Redirect::to("/").into_response())
+}
+
+/// `GET /lang/{zh|en}`: remembers the language in a cookie.
+async fn switch_lang(Path(to): Path<String>) -> Response {
+    let value = if to == "en" { "en" } else { "zh" };
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{LANG_COOKIE}={value}; SameSite=Strict; Path=/; Max-Age=31536000"
+        ))
+        .expect("ascii"),
+    );
+    r
+}
+
+/// What a village page shows: its name, and each form kind with its count.
+pub struct VillageInfo {
+    /// The village's name.
+    pub name: String,
+    /// (kind, label zh, label en, records).
+    pub kinds: Vec<(String, String, String, usize)>,
+}
+
+/// The village with this code in the campaign, if the device holds it.
+pub fn find_village(store: &Store, campaign: Uuid, code: &str) -> Result<Option<Record>, AppError> {
+    Ok(villages(store, campaign)?
+        .into_iter()
+        .find(|v| v.header.scope == code))
+}
+
+/// The campaign, its newest template and the village with this code, or the page to show.
+pub fn context(store: &Store, code: &str) -> Result<Option<(Uuid, Template, Record)>, AppError> {
+    let Some(campaign) = campaign_of(store)? else {
+        return Ok(None);
+    };
+    let Some(template) = store.template(campaign)? else {
+        return Ok(None);
+    };
+    let Some(v) = find_village(store, campaign, code)? else {
+        return Ok(None);
+    };
+    Ok(Some((campaign, template, v)))
+}
+
+/// `GET /v/{code}`: a village's forms, each with its count and a "new" button.
+async fn village(
+    State(state): State<AppState>,
+    lang: Lang,
+    Path(code): Path<String>,
+) -> PageResult {
+    let c = code.clone();
+    let info = state
+        .with_store(move |s| {
+            let Some((campaign, template, v)) = context(s, &c)? else {
+                return Ok(None);
+            };
+            let mut kinds = Vec::new();
+            for k in form_kinds(&template) {
+                let n = s
+                    .list(&Filter {
+                        kind: Some(k.name.clone()),
+                        scope: Some(c.clone()),
+                        campaign: Some(campaign),
+                        ..Default::default()
+                    })?
+                    .len();
+                kinds.push((k.name.clone(), k.label.zh.clone(), k.label.en.clone(), n));
+            }
+            Ok(Some(VillageInfo {
+                name: text_of(&v, "name").unwrap_or_else(|| c.clone()),
+                kinds,
+            }))
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let Some(info) = info else {
+        return Err(not_found(lang));
+    };
+    let body = html! {
+        (flash(&state, lang))
+        p { a href="/" { "← " (lang.t("首页", "Home")) } }
+        h1 { (info.name) " " span.muted { (code) } }
+        ul.records {
+            @for (kind, zh, en, n) in &info.kinds {
+                li {
+                    a href=(format!("/v/{code}/k/{kind}")) { (lang.t(zh, en)) } " " b { (n) } " "
+                    a.button.secondary href=(format!("/v/{code}/k/{kind}/new")) { (lang.t("新建", "New")) }
+                }
+            }
+        }
+    };
+    Ok(page(lang, &info.name, body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc_dates() {
+        assert_eq!(format_ms(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_ms(1_795_706_760_000), "2026-11-26 15:26 UTC");
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn offline_and_refused_syncs_say_nothing_was_lost() {
+        let (zh, _) = sync_message(&Err(SyncFailure::Offline(3)));
+        assert!(zh.starts_with("离线，稍后再试，数据未丢失"), "{zh}");
+        let report = SyncReport {
+            pushed: 12,
+            received: 340,
+            rejected: vec![fieldsync_protocol::wire::RejectedRecord {
+                id: "r1".into(),
+                code: "header_mismatch".into(),
+                message: "不符".into(),
+            }],
+            ..Default::default()
+        };
+        let (zh, en) = sync_message(&Ok(report));
+        assert!(zh.starts_with("已上传 12 条修改，已下载 340 条"), "{zh}");
+        assert!(
+            zh.contains("服务器拒收 1 条记录") && zh.contains("r1"),
+            "{zh}"
+        );
+        assert!(en.contains("refused 1 records"), "{en}");
+    }
+}

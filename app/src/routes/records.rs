@@ -1,0 +1,353 @@
+//! Records: the list of a kind in a village (newest first, with search), a record's page
+//! (fields by label, references by name), its deletion (confirmed), and conflicts (both values,
+//! keep one).
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use fieldsync_client_core::{Conflict, FieldValue, Filter, Record, Store};
+use fieldsync_protocol::template::{KindDef, Template};
+use maud::html;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{PageResult, campaign_of, context, csrf_field, format_ms, record_name, text_of};
+use crate::fields::display_value;
+use crate::page::{Lang, failure, not_found, page};
+use crate::{AppError, AppState};
+
+/// `?q=` on a list: only records whose values contain this text.
+#[derive(Debug, Deserialize, Default)]
+pub struct ListQuery {
+    /// The text searched for (Chinese substrings work).
+    #[serde(default)]
+    pub q: String,
+}
+
+/// `GET /v/{code}/k/{kind}`: the records of a kind in a village, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    lang: Lang,
+    Path((code, kind)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let (c, k, text) = (code.clone(), kind.clone(), q.q.clone());
+    let found = state
+        .with_store(move |s| {
+            let Some((campaign, template, village)) = context(s, &c)? else {
+                return Ok(None);
+            };
+            let Some(def) = template.kind(&k).cloned() else {
+                return Ok(None);
+            };
+            let records = s.list(&Filter {
+                kind: Some(k.clone()),
+                scope: Some(c.clone()),
+                campaign: Some(campaign),
+                text: (!text.trim().is_empty()).then(|| text.trim().to_string()),
+                ..Default::default()
+            })?;
+            let rows: Vec<(Uuid, String, i64, usize)> = records
+                .iter()
+                .map(|r| {
+                    (
+                        r.header.id,
+                        record_name(lang, Some(&template), r),
+                        r.updated_at,
+                        r.conflicts,
+                    )
+                })
+                .collect();
+            let name = text_of(&village, "name").unwrap_or_else(|| c.clone());
+            Ok(Some((def, name, rows)))
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let Some((def, village, rows)) = found else {
+        return Err(not_found(lang));
+    };
+    let label = lang.t(&def.label.zh, &def.label.en);
+    let body = html! {
+        @if let Some((zh, en)) = state.take_flash() { p.flash role="status" { (lang.t(&zh, &en)) } }
+        p { a href=(format!("/v/{code}")) { "← " (village) } }
+        h1 { (label) " " span.muted { (rows.len()) } }
+        div.actions {
+            a.button href=(format!("/v/{code}/k/{kind}/new")) { (lang.t("新建", "New")) }
+            form method="get" action=(format!("/v/{code}/k/{kind}")) {
+                input type="search" name="q" value=(q.q) placeholder=(lang.t("搜索记录内容", "Search the records"))
+                    aria-label=(lang.t("搜索", "Search"));
+            }
+        }
+        ul.records {
+            @for (id, name, at, conflicts) in &rows {
+                li {
+                    a href=(format!("/r/{id}")) { (name) } " "
+                    span.muted { (format_ms(*at)) }
+                    @if *conflicts > 0 { " " a.problem href="/conflicts" { (lang.t("有冲突", "conflict")) } }
+                }
+            }
+        }
+        @if rows.is_empty() { p.muted { (lang.t("还没有记录", "No records yet")) } }
+    };
+    Ok(page(lang, label, body).into_response())
+}
+
+/// The name of record `id` as pickers show it.
+fn name_of(store: &Store, lang: Lang, template: &Template, id: &str) -> Option<String> {
+    let id = Uuid::parse_str(id).ok()?;
+    let r = store.get(id).ok()?;
+    Some(record_name(lang, Some(template), &r))
+}
+
+struct Shown {
+    record: Record,
+    def: KindDef,
+    village: String,
+    rows: Vec<(String, String)>,
+}
+
+fn shown(store: &Store, lang: Lang, id: Uuid) -> Result<Option<Shown>, AppError> {
+    let Ok(record) = store.get(id) else {
+        return Ok(None);
+    };
+    let Some((_, template, village)) = context(store, &record.header.scope)? else {
+        return Ok(None);
+    };
+    let Some(def) = template.kind(&record.header.kind).cloned() else {
+        return Ok(None);
+    };
+    let rows = def
+        .fields
+        .iter()
+        .filter_map(|f| {
+            let v = record.fields.get(&f.name)?;
+            let text = display_value(lang, f, v, &|id| name_of(store, lang, &template, id));
+            Some((lang.t(&f.label.zh, &f.label.en).to_string(), text))
+        })
+        .collect();
+    Ok(Some(Shown {
+        village: text_of(&village, "name").unwrap_or_else(|| record.header.scope.clone()),
+        record,
+        def,
+        rows,
+    }))
+}
+
+/// `GET /r/{id}`: a record's fields by label, references by name.
+pub async fn show(State(state): State<AppState>, lang: Lang, Path(id): Path<Uuid>) -> PageResult {
+    let found = state
+        .with_store(move |s| shown(s, lang, id))
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let Some(v) = found else {
+        return Err(not_found(lang));
+    };
+    let code = &v.record.header.scope;
+    let label = lang.t(&v.def.label.zh, &v.def.label.en);
+    let body = html! {
+        p { a href=(format!("/v/{code}")) { "← " (v.village) } " · "
+            a href=(format!("/v/{code}/k/{}", v.def.name)) { (label) } }
+        h1 { (label) }
+        @if v.record.deleted { p.error { (lang.t("此记录已删除", "This record was deleted")) } }
+        @if v.record.conflicts > 0 {
+            p.error { a href="/conflicts" { (lang.t("此记录有冲突待处理", "This record has conflicts to resolve")) } }
+        }
+        dl {
+            @for (label, text) in &v.rows { dt { (label) } dd { (text) } }
+        }
+        p.muted { (lang.t("最后修改：", "Last changed: ")) (format_ms(v.record.updated_at)) }
+        @if !v.record.deleted {
+            div.actions {
+                a.button href=(format!("/r/{id}/edit")) { (lang.t("修改", "Edit")) }
+                a.button.secondary href=(format!("/r/{id}/delete")) { (lang.t("删除", "Delete")) }
+            }
+        }
+    };
+    Ok(page(lang, label, body).into_response())
+}
+
+/// `GET /r/{id}/delete`: asks before deleting.
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    lang: Lang,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    let found = state
+        .with_store(move |s| shown(s, lang, id))
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let Some(v) = found.filter(|v| !v.record.deleted) else {
+        return Err(not_found(lang));
+    };
+    let label = lang.t(&v.def.label.zh, &v.def.label.en);
+    let body = html! {
+        h1 { (lang.t("删除这条记录？", "Delete this record?")) }
+        p { (label) " · " (v.village) }
+        p.muted { (lang.t("删除会同步到服务器。", "The deletion syncs to the server.")) }
+        form method="post" action=(format!("/r/{id}/delete")) {
+            (csrf_field(&state))
+            div.actions {
+                button type="submit" { (lang.t("确认删除", "Delete")) }
+                a.button.secondary href=(format!("/r/{id}")) { (lang.t("取消", "Cancel")) }
+            }
+        }
+    };
+    Ok(page(lang, lang.t("删除", "Delete"), body).into_response())
+}
+
+/// `POST /r/{id}/delete`: deletes (a tombstone that syncs), back to the list.
+pub async fn delete(State(state): State<AppState>, lang: Lang, Path(id): Path<Uuid>) -> PageResult {
+    let back = state
+        .with_store(move |s| {
+            let Ok(r) = s.get(id) else {
+                return Ok(None);
+            };
+            s.delete(id)?;
+            Ok(Some(format!("/v/{}/k/{}", r.header.scope, r.header.kind)))
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let Some(back) = back else {
+        return Err(not_found(lang));
+    };
+    state.set_flash("已删除".into(), "deleted".into());
+    Ok(Redirect::to(&back).into_response())
+}
+
+/// A field in conflict: its name, its label, and each value shown with who wrote it and when.
+type ConflictField = (String, String, Vec<(String, String)>);
+
+struct ConflictRow {
+    id: Uuid,
+    title: String,
+    kind: String,
+    fields: Vec<ConflictField>,
+}
+
+fn conflict_rows(store: &Store, lang: Lang) -> Result<Vec<ConflictRow>, AppError> {
+    let Some(campaign) = campaign_of(store)? else {
+        return Ok(Vec::new());
+    };
+    let template = store.template(campaign)?;
+    let mut out = Vec::new();
+    for r in store.list(&Filter {
+        campaign: Some(campaign),
+        conflicted: true,
+        ..Default::default()
+    })? {
+        let def = template.as_ref().and_then(|t| t.kind(&r.header.kind));
+        let mut fields = Vec::new();
+        for Conflict { field, values } in store.conflicts(r.header.id)? {
+            let fdef = def.and_then(|d| d.field(&field));
+            let label = fdef
+                .map(|f| lang.t(&f.label.zh, &f.label.en).to_string())
+                .unwrap_or_else(|| field.clone());
+            let shown = values
+                .iter()
+                .map(|v| {
+                    let text = match (fdef, &template) {
+                        (Some(f), Some(t)) => {
+                            display_value(lang, f, &v.value, &|id| name_of(store, lang, t, id))
+                        }
+                        _ => v.value.to_json().to_string(),
+                    };
+                    let who = format!(
+                        "{} {}",
+                        v.actor.chars().take(8).collect::<String>(),
+                        v.time.map(format_ms).unwrap_or_default()
+                    );
+                    (text, who)
+                })
+                .collect();
+            fields.push((field, label, shown));
+        }
+        out.push(ConflictRow {
+            id: r.header.id,
+            title: record_name(lang, template.as_ref(), &r),
+            kind: def
+                .map(|d| lang.t(&d.label.zh, &d.label.en).to_string())
+                .unwrap_or_else(|| r.header.kind.clone()),
+            fields,
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /conflicts`: every field two people set differently, each value with who wrote it and
+/// when, and a button to keep it.
+pub async fn conflicts(State(state): State<AppState>, lang: Lang) -> PageResult {
+    let rows = state
+        .with_store(move |s| conflict_rows(s, lang))
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    let body = html! {
+        @if let Some((zh, en)) = state.take_flash() { p.flash role="status" { (lang.t(&zh, &en)) } }
+        h1 { (lang.t("待处理冲突", "Conflicts")) }
+        @if rows.is_empty() { p.muted #none { (lang.t("没有待处理的冲突", "No conflicts waiting")) } }
+        @for r in &rows {
+            h2 { a href=(format!("/r/{}", r.id)) { (r.kind) " · " (r.title) } }
+            @for (field, label, values) in &r.fields {
+                div.field {
+                    label.name { (label) }
+                    @for (i, (text, who)) in values.iter().enumerate() {
+                        form method="post" action=(format!("/r/{}/resolve", r.id)) {
+                            (csrf_field(&state))
+                            input type="hidden" name="field" value=(field);
+                            input type="hidden" name="index" value=(i);
+                            p { (text) " " span.muted { (who) } " "
+                                button.secondary type="submit" { (lang.t("保留此值", "Keep this value")) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(lang, lang.t("冲突", "Conflicts"), body).into_response())
+}
+
+/// The form of a conflict's "keep this value" button.
+#[derive(Debug, Deserialize)]
+pub struct ResolveForm {
+    /// The field in conflict.
+    pub field: String,
+    /// Which of its values (in the order the conflicts page showed them).
+    pub index: usize,
+}
+
+/// `POST /r/{id}/resolve`: keeps one of a field's conflicting values (written again, so the
+/// choice syncs).
+pub async fn resolve(
+    State(state): State<AppState>,
+    lang: Lang,
+    Path(id): Path<Uuid>,
+    Form(form): Form<ResolveForm>,
+) -> PageResult {
+    let done = state
+        .with_store(move |s| {
+            let conflicts = match s.conflicts(id) {
+                Ok(c) => c,
+                Err(_) => return Ok(false),
+            };
+            let Some(value): Option<FieldValue> = conflicts
+                .into_iter()
+                .find(|c| c.field == form.field)
+                .and_then(|c| c.values.into_iter().nth(form.index))
+                .map(|v| v.value)
+            else {
+                return Ok(false);
+            };
+            s.resolve(id, &form.field, value)?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    if done {
+        state.set_flash("冲突已解决".into(), "conflict resolved".into());
+    } else {
+        state.set_flash(
+            "这个冲突已不存在（可能已被处理）".into(),
+            "this conflict no longer exists (perhaps already resolved)".into(),
+        );
+    }
+    Ok(Redirect::to("/conflicts").into_response())
+}
