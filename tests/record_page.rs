@@ -32,7 +32,7 @@ fn a_conflicted_record_reads_right_for_those_who_decide_and_those_who_do_not() -
     let mut two = Store::open_in_memory()?;
     let mut t1 = server.enroll(&mut one, "张组长", Role::Admin, None)?;
     let mut t2 = server.enroll(&mut two, "李组员", Role::Admin, None)?;
-    one.create(
+    let place = one.create(
         "place",
         campaign,
         VILLAGE,
@@ -44,6 +44,7 @@ fn a_conflicted_record_reads_right_for_those_who_decide_and_those_who_do_not() -
         VILLAGE,
         &[
             ("topic", s("党员代表座谈会")),
+            ("village", s(&place.to_string())),
             ("rating", s("good")),
             ("party_members_present", FieldValue::Bool(true)),
             ("notes", FieldValue::Text("第一段记录".into())),

@@ -54,15 +54,19 @@ fn yes_no(b: bool, lang: Lang) -> &'static str {
 /// A value in a history row: long texts cut to their first 60 characters.
 fn short_value(
     template: Option<&Template>,
-    kind: &str,
-    field: &str,
+    (kind, field): (&str, &str),
     v: Option<&FieldValue>,
+    names: &crate::report::Names,
     lang: Lang,
 ) -> String {
     let Some(v) = v else {
         return lang.t("（空）", "(empty)").into();
     };
-    let text = value_text(template, kind, field, v, lang);
+    // A reference reads as the name of what it points to.
+    let text = match v {
+        FieldValue::Str(s) if names.contains_key(s) => names[s].clone(),
+        _ => value_text(template, kind, field, v, lang),
+    };
     if text.is_empty() {
         return lang.t("（空）", "(empty)").into();
     }
@@ -121,11 +125,13 @@ async fn record_body(
             )
         ));
     }
+    // The names of the places, teams, members and work groups this user may see, for
+    // references shown by name (here and in the history).
+    let names = crate::api::reference_names(state, r.campaign, &user.auth.visibility()).await?;
     let place = if r.scope == "campaign" {
         lang.t("全局", "campaign-wide").to_string()
     } else {
-        crate::api::reference_names(state, r.campaign, &user.auth.visibility())
-            .await?
+        names
             .get(&r.scope)
             .cloned()
             .unwrap_or_else(|| r.scope.clone())
@@ -305,16 +311,16 @@ async fn record_body(
                                 esc(&field_label(template, &r.kind, &f.field, lang)),
                                 esc(&short_value(
                                     template,
-                                    &r.kind,
-                                    &f.field,
+                                    (&r.kind, &f.field),
                                     f.before.as_ref(),
+                                    &names,
                                     lang
                                 )),
                                 esc(&short_value(
                                     template,
-                                    &r.kind,
-                                    &f.field,
+                                    (&r.kind, &f.field),
                                     f.after.as_ref(),
+                                    &names,
                                     lang
                                 ))
                             )
