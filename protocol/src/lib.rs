@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod change;
+pub mod dates;
 pub mod genesis;
 pub mod ids;
 pub mod record;

@@ -615,41 +615,7 @@ pub fn draft_docx(t: &Tallies) -> Result<Vec<u8>, String> {
     Ok(out.into_inner())
 }
 
-/// Days since 1970-01-01 as `YYYY-MM-DD` (proleptic Gregorian; Howard Hinnant's algorithm).
-pub fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM` in Beijing time (UTC+8), the department's
-/// clock.
-pub fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000) + 8 * 3600;
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02}",
-        civil_date(secs.div_euclid(86_400)),
-        rem / 3600,
-        (rem % 3600) / 60
-    )
-}
-
-/// Today's date in Beijing time: what deadlines are compared with.
-pub fn today() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    time(ms)[..10].to_string()
-}
+pub use fieldsync_protocol::dates::{civil_date, time, today};
 
 #[cfg(test)]
 mod date_tests {

@@ -150,26 +150,10 @@ pub fn record_name(lang: Lang, template: Option<&Template>, r: &Record) -> Strin
     }
 }
 
-/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM` (UTC).
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM` in Beijing time, as the
+/// department's dashboard shows them.
 pub fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    fieldsync_protocol::dates::time(ms)
 }
 
 /// The form kinds of a template (not the reference kinds), in template order of their names.
@@ -550,9 +534,9 @@ mod tests {
 
     #[test]
     fn times_read_as_utc_dates() {
-        assert_eq!(format_ms(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_ms(1_795_706_760_000), "2026-11-26 15:26 UTC");
-        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(format_ms(0), "1970-01-01 08:00");
+        assert_eq!(format_ms(1_795_706_760_000), "2026-11-26 23:26");
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29 08:00");
     }
 
     #[test]
