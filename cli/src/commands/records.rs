@@ -1,0 +1,241 @@
+//! Reading and changing records by id: `list`, `show`, `conflicts`, `append`, `delete`; finding a
+//! record by a piece of its id; records as lines and as JSON.
+
+use anyhow::{Result, anyhow};
+use fieldsync_client_core::{FieldValue, Filter, Record, Store, StoreError};
+use uuid::Uuid;
+
+use super::forms::template;
+use crate::errors::{UsageError, user};
+use crate::output::{label, print_json, t};
+
+/// `fieldsync append`: text appended to a long text field (it merges with others' edits).
+pub(crate) fn append(store: &mut Store, id: String, field: String, text: String) -> Result<()> {
+    let id = find(store, &id)?;
+    store.edit(id, |e| e.append_text(&field, &text))?;
+    out!("{} {id}", t("已追加", "appended to"));
+    Ok(())
+}
+
+/// `fieldsync delete`: a tombstone that syncs.
+pub(crate) fn delete(store: &mut Store, id: String) -> Result<()> {
+    let id = find(store, &id)?;
+    store.delete(id)?;
+    out!("{} {id}", t("已删除", "deleted"));
+    Ok(())
+}
+
+/// `fieldsync list`: records of the campaign, newest first.
+pub(crate) fn list(
+    store: &Store,
+    kind: Option<String>,
+    village: Option<String>,
+    member: Option<String>,
+    text: Option<String>,
+    conflicted: bool,
+    json: bool,
+) -> Result<()> {
+    let all_kinds = kind.is_none();
+    if let Some(k) = &kind
+        && let Ok(tpl) = template(store)
+        && tpl.kind(k).is_none()
+    {
+        let mut kinds: Vec<&str> = tpl.kinds.keys().map(String::as_str).collect();
+        kinds.sort();
+        return Err(anyhow!(UsageError(format!(
+            "{} {k:?}; {}{}",
+            t("没有这种记录", "no record kind"),
+            t("可选：", "use one of: "),
+            kinds.join(", ")
+        ))));
+    }
+    let mut records = store.list(&Filter {
+        kind,
+        scope: village,
+        campaign: store
+            .setting("campaign")?
+            .and_then(|c| Uuid::parse_str(&c).ok()),
+        text: text.or(member.clone()),
+        conflicted,
+        ..Default::default()
+    })?;
+    if all_kinds {
+        // Template versions are records too, but not ones people look for.
+        records.retain(|r| r.header.kind != fieldsync_protocol::template::TEMPLATE_KIND);
+    }
+    if let Some(m) = &member {
+        records.retain(|r| {
+            r.fields
+                .values()
+                .any(|v| value_text(v).contains(m.as_str()))
+        });
+    }
+    if json {
+        return print_json(&serde_json::Value::Array(
+            records.iter().map(record_json).collect(),
+        ));
+    }
+    for r in &records {
+        out!(
+            "{}  {:<16} {:<14} {}{}",
+            &r.header.id.to_string()[28..],
+            r.header.kind,
+            r.header.scope,
+            summary(r),
+            if r.conflicts > 0 {
+                t("  ⚠冲突", "  ⚠conflict")
+            } else {
+                String::new()
+            }
+        );
+    }
+    out!(
+        "{}",
+        t(
+            &format!("共 {} 条", records.len()),
+            &format!("{} records", records.len())
+        )
+    );
+    Ok(())
+}
+
+/// `fieldsync show`: one record with its fields' labels.
+pub(crate) fn show(store: &Store, id: String, json: bool) -> Result<()> {
+    let id = find(store, &id)?;
+    let r = store.get(id)?;
+    if json {
+        return print_json(&record_json(&r));
+    }
+    out!("{}  {}  {}", r.header.id, r.header.kind, r.header.scope);
+    let tpl = store.template(r.header.campaign)?;
+    let def = tpl.as_ref().and_then(|t| t.kind(&r.header.kind));
+    for (k, v) in &r.fields {
+        let name = def
+            .and_then(|d| d.field(k))
+            .map(|f| label(&f.label.zh, &f.label.en).to_string())
+            .unwrap_or_else(|| k.clone());
+        let value = value_text(v);
+        out!(
+            "{}",
+            t(
+                &format!("  {name}（{k}）：{value}"),
+                &format!("  {name} ({k}): {value}")
+            )
+        );
+    }
+    if r.conflicts > 0 {
+        out!(
+            "{}",
+            t(
+                &format!(
+                    "有 {} 个字段冲突，运行 fieldsync conflicts {}",
+                    r.conflicts, r.header.id
+                ),
+                &format!(
+                    "{} fields in conflict: run fieldsync conflicts {}",
+                    r.conflicts, r.header.id
+                )
+            )
+        );
+    }
+    Ok(())
+}
+
+/// `fieldsync conflicts`: the fields two people set to different values.
+pub(crate) fn conflicts(store: &Store, id: String, json: bool) -> Result<()> {
+    let id = find(store, &id)?;
+    let conflicts = store.conflicts(id)?;
+    if json {
+        let v: Vec<serde_json::Value> = conflicts
+            .iter()
+            .map(|c| serde_json::json!({
+                "field": c.field,
+                "values": c.values.iter().map(|v| serde_json::json!({"value": v.value.to_json(), "actor": v.actor, "time": v.time})).collect::<Vec<_>>(),
+            }))
+            .collect();
+        return print_json(&serde_json::Value::Array(v));
+    }
+    if conflicts.is_empty() {
+        out!("{}", t("没有冲突", "no conflicts"));
+    }
+    for c in conflicts {
+        out!("{}:", c.field);
+        for v in c.values {
+            out!(
+                "  {}  ({} {})",
+                value_text(&v.value),
+                t("设备", "device"),
+                &v.actor[..8.min(v.actor.len())]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Finds a record by full id or by a unique prefix.
+pub(crate) fn find(store: &Store, id: &str) -> Result<Uuid> {
+    if let Ok(u) = Uuid::parse_str(id) {
+        return Ok(u);
+    }
+    let matches: Vec<Uuid> = store
+        .list(&Filter {
+            include_deleted: true,
+            ..Default::default()
+        })?
+        .into_iter()
+        .map(|r| r.header.id)
+        .filter(|u| {
+            // v7 ids start with the time, so their ends are what tells them apart.
+            let full = u.to_string();
+            full.starts_with(id) || full.ends_with(id)
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(anyhow!(StoreError::NotFound(Uuid::nil()))
+            .context(format!("{} {id}", t("没有这条记录：", "no record")))),
+        _ => Err(user(
+            &format!("“{id}”对应多条记录，请多写几位"),
+            &format!("{id:?} matches several records; give more of the id"),
+        )),
+    }
+}
+
+fn value_text(v: &FieldValue) -> String {
+    match v {
+        FieldValue::Str(s) | FieldValue::Text(s) => s.clone(),
+        other => other.to_json().to_string(),
+    }
+}
+
+pub(crate) fn record_json(r: &Record) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.header.id,
+        "kind": r.header.kind,
+        "campaign": r.header.campaign,
+        "village": r.header.scope,
+        "deleted": r.deleted,
+        "conflicts": r.conflicts,
+        "fields": r.fields.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn summary(r: &Record) -> String {
+    let text: String = [
+        "notes",
+        "text",
+        "measure",
+        "name",
+        "rating",
+        "interviewee_name",
+    ]
+    .iter()
+    .find_map(|k| r.fields.get(*k))
+    .map(value_text)
+    .unwrap_or_default();
+    let mut short: String = text.chars().take(24).collect();
+    if text.chars().count() > 24 {
+        short.push('…');
+    }
+    short
+}

@@ -1,0 +1,562 @@
+//! Records on this device: local edits (create, ensure, edit through an [`Editor`], delete,
+//! resolve), each one transaction writing the change, the document and its projection; and reads
+//! of the projection (get, list with a [`Filter`], counts) and of documents (conflicts).
+
+use std::collections::BTreeMap;
+
+use automerge::{ActorId, Automerge, Change, ROOT, transaction::CommitOptions};
+use fieldsync_protocol::{
+    FieldValue, RecordError, RecordHeader, new_record_id,
+    record::{self, Conflict, Projection},
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use uuid::Uuid;
+
+use super::{Result, Store, StoreError, now_ms};
+
+/// A record as the store's projection holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Id, kind, campaign and scope.
+    pub header: RecordHeader,
+    /// Whether it is deleted (a tombstone that syncs like any edit).
+    pub deleted: bool,
+    /// Current field values.
+    pub fields: BTreeMap<String, FieldValue>,
+    /// How many fields hold conflicting values (see [`Store::conflicts`]).
+    pub conflicts: usize,
+    /// The document's heads (hex change hashes).
+    pub heads: Vec<String>,
+    /// When this device last changed it (ms since the Unix epoch).
+    pub updated_at: i64,
+}
+
+/// Which records [`Store::list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this scope (place).
+    pub scope: Option<String>,
+    /// Only this campaign.
+    pub campaign: Option<Uuid>,
+    /// Only records whose field values contain this text.
+    pub text: Option<String>,
+    /// Include deleted records.
+    pub include_deleted: bool,
+    /// Only records with conflicts.
+    pub conflicted: bool,
+}
+
+impl Store {
+    // ----- local writes -------------------------------------------------------------------
+
+    /// Creates a new record (fresh UUID v7 id) with the given field values, offline.
+    pub fn create(
+        &mut self,
+        kind: &str,
+        campaign: Uuid,
+        scope: &str,
+        fields: &[(&str, FieldValue)],
+    ) -> Result<Uuid> {
+        let header = RecordHeader {
+            id: new_record_id(),
+            kind: kind.into(),
+            campaign,
+            scope: scope.into(),
+        };
+        self.create_with_header(&header, fields)?;
+        Ok(header.id)
+    }
+
+    /// Creates the record with exactly this header (a singleton with a derived id, say) and the
+    /// given values. If the store already has it, fails with [`StoreError::Exists`]; use
+    /// [`Store::ensure`] for create-or-edit.
+    pub fn create_with_header(
+        &mut self,
+        header: &RecordHeader,
+        fields: &[(&str, FieldValue)],
+    ) -> Result<()> {
+        if self.exists(header.id)? {
+            return Err(StoreError::Exists(header.id));
+        }
+        self.ensure(header, fields)
+    }
+
+    /// Creates the record if this store does not have it yet, then writes the given values into
+    /// it. Two devices that `ensure` the same singleton offline end with one merged record.
+    pub fn ensure(&mut self, header: &RecordHeader, fields: &[(&str, FieldValue)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        ensure_in(&tx, &self.actor, header, fields)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// [`Store::ensure`] for many records in one transaction: all are written, or (on any
+    /// error) none is.
+    pub fn ensure_all(
+        &mut self,
+        records: &[(RecordHeader, Vec<(String, FieldValue)>)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (header, fields) in records {
+            let fields: Vec<(&str, FieldValue)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            ensure_in(&tx, &self.actor, header, &fields)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Edits a record: `f` gets an editor whose writes become one change, saved with the
+    /// record's projection in one transaction. If `f` fails, nothing is written.
+    pub fn edit<T>(
+        &mut self,
+        id: Uuid,
+        f: impl FnOnce(&mut Editor<'_, '_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self.conn.transaction()?;
+        let (_, mut doc) = load_record(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        doc.set_actor(self.actor.clone());
+        let fields = record::fields_obj(&doc)?;
+        let mut t = doc.transaction();
+        let out = {
+            let mut editor = Editor {
+                tx: &mut t,
+                fields: &fields,
+            };
+            f(&mut editor)
+        };
+        let out = match out {
+            Ok(v) => v,
+            Err(e) => {
+                t.rollback();
+                return Err(e);
+            }
+        };
+        let (hash, _) = t.commit_with(CommitOptions::default().with_time(now_ms()));
+        if hash.is_some() {
+            let change = doc
+                .get_last_local_change()
+                .expect("a committed change is the last local change");
+            insert_change(&tx, id, &change, LOCAL)?;
+            save_record(&tx, &doc)?;
+            tx.commit()?;
+        }
+        Ok(out)
+    }
+
+    /// Sets one field.
+    pub fn set(&mut self, id: Uuid, field: &str, value: FieldValue) -> Result<()> {
+        self.edit(id, |e| e.set(field, &value))
+    }
+
+    /// Deletes a record: a tombstone that syncs like any edit. The record's history is kept.
+    pub fn delete(&mut self, id: Uuid) -> Result<()> {
+        self.edit(id, |e| e.mark_deleted(true))
+    }
+
+    /// Resolves a conflict on `field` by writing `value` over every concurrent value.
+    pub fn resolve(&mut self, id: Uuid, field: &str, value: FieldValue) -> Result<()> {
+        self.set(id, field, value)
+    }
+
+    // ----- reads ----------------------------------------------------------------------------
+
+    /// Whether the store has a record with this id.
+    pub fn exists(&self, id: Uuid) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM records WHERE id = ?1 AND ready = 1",
+                [id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// One record's current state.
+    pub fn get(&self, id: Uuid) -> Result<Record> {
+        self.conn
+            .query_row(
+                "SELECT id, kind, campaign, scope, deleted, fields, conflicts, heads, updated_at
+                 FROM records WHERE id = ?1 AND ready = 1",
+                [id.to_string()],
+                row_to_record,
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound(id))?
+    }
+
+    /// Records matching `filter`, newest first.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
+        let mut sql = String::from(
+            "SELECT id, kind, campaign, scope, deleted, fields, conflicts, heads, updated_at
+             FROM records WHERE ready = 1",
+        );
+        let mut args: Vec<String> = Vec::new();
+        if let Some(k) = &filter.kind {
+            args.push(k.clone());
+            sql.push_str(&format!(" AND kind = ?{}", args.len()));
+        }
+        if let Some(s) = &filter.scope {
+            args.push(s.clone());
+            sql.push_str(&format!(" AND scope = ?{}", args.len()));
+        }
+        if let Some(c) = &filter.campaign {
+            args.push(c.to_string());
+            sql.push_str(&format!(" AND campaign = ?{}", args.len()));
+        }
+        if let Some(t) = &filter.text {
+            args.push(format!(
+                "%{}%",
+                t.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            ));
+            sql.push_str(&format!(" AND fields LIKE ?{} ESCAPE '\\'", args.len()));
+        }
+        if !filter.include_deleted {
+            sql.push_str(" AND deleted = 0");
+        }
+        if filter.conflicted {
+            sql.push_str(" AND conflicts > 0");
+        }
+        sql.push_str(" ORDER BY updated_at DESC, id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_record)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// The fields of a record that hold conflicting values, with who wrote each and when.
+    pub fn conflicts(&self, id: Uuid) -> Result<Vec<Conflict>> {
+        let (_, doc) = load_record(&self.conn, id)?.ok_or(StoreError::NotFound(id))?;
+        Ok(record::conflicts(&doc)?)
+    }
+
+    /// The record's whole Automerge document (for history and inspection).
+    pub fn document(&self, id: Uuid) -> Result<Automerge> {
+        Ok(load_record(&self.conn, id)?
+            .ok_or(StoreError::NotFound(id))?
+            .1)
+    }
+
+    /// How many changes wait to be uploaded.
+    pub fn pending_upload(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM changes WHERE acked = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// How many changes are kept aside waiting for a change they depend on.
+    pub fn waiting_for_dependencies(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM changes WHERE applied = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// The number of records (not deleted).
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM records WHERE ready = 1 AND deleted = 0",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+}
+
+/// Writes into one record inside [`Store::edit`]; all writes become one change.
+pub struct Editor<'t, 'd> {
+    tx: &'t mut automerge::transaction::Transaction<'d>,
+    fields: &'t automerge::ObjId,
+}
+
+impl Editor<'_, '_> {
+    /// Sets a field (a text value merges with concurrent edits of the same text).
+    pub fn set(&mut self, field: &str, value: &FieldValue) -> Result<()> {
+        record::put_field(self.tx, self.fields, field, value)?;
+        Ok(())
+    }
+
+    /// Removes a field.
+    pub fn remove(&mut self, field: &str) -> Result<()> {
+        use automerge::transaction::Transactable;
+        record::validate_field_name(field)?;
+        self.tx.delete(self.fields, field)?;
+        Ok(())
+    }
+
+    fn text_obj(&mut self, field: &str) -> Result<(automerge::ObjId, usize)> {
+        use automerge::{ObjType, ReadDoc, Value};
+        record::validate_field_name(field)?;
+        match self.tx.get(self.fields, field)? {
+            Some((Value::Object(ObjType::Text), id)) => {
+                let len = self.tx.length(&id);
+                Ok((id, len))
+            }
+            _ => Err(StoreError::NotText(field.into())),
+        }
+    }
+
+    /// Replaces `delete` characters at character position `pos` of a text field with `insert`.
+    /// Positions count Unicode characters (code points), so `你好` has length 2.
+    pub fn splice_text(
+        &mut self,
+        field: &str,
+        pos: usize,
+        delete: usize,
+        insert: &str,
+    ) -> Result<()> {
+        use automerge::transaction::Transactable;
+        let (id, len) = self.text_obj(field)?;
+        if pos > len || pos + delete > len {
+            return Err(StoreError::TextRange {
+                field: field.into(),
+                pos: pos + delete,
+                len,
+            });
+        }
+        self.tx.splice_text(&id, pos, delete as isize, insert)?;
+        Ok(())
+    }
+
+    /// Appends to a text field, creating it if the record does not have it yet.
+    pub fn append_text(&mut self, field: &str, text: &str) -> Result<()> {
+        use automerge::transaction::Transactable;
+        match self.text_obj(field) {
+            Ok((id, len)) => {
+                self.tx.splice_text(&id, len, 0, text)?;
+                Ok(())
+            }
+            Err(StoreError::NotText(_)) => self.set(field, &FieldValue::Text(text.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets or clears the tombstone.
+    pub fn mark_deleted(&mut self, deleted: bool) -> Result<()> {
+        use automerge::transaction::Transactable;
+        self.tx.put(ROOT, record::DELETED_KEY, deleted)?;
+        Ok(())
+    }
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record>> {
+    let id: String = r.get(0)?;
+    let kind: String = r.get(1)?;
+    let campaign: String = r.get(2)?;
+    let scope: String = r.get(3)?;
+    let deleted: bool = r.get(4)?;
+    let fields: String = r.get(5)?;
+    let conflicts: i64 = r.get(6)?;
+    let heads: String = r.get(7)?;
+    let updated_at: i64 = r.get(8)?;
+    Ok((|| {
+        let header = RecordHeader::parse(&id, &kind, &campaign, &scope)?;
+        let damaged = |reason: String| StoreError::Damaged {
+            id: header.id,
+            reason,
+        };
+        let json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&fields).map_err(|e| damaged(e.to_string()))?;
+        let fields = json
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), FieldValue::from_json(k, v)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let heads = serde_json::from_str(&heads).map_err(|e| damaged(e.to_string()))?;
+        Ok(Record {
+            header,
+            deleted,
+            fields,
+            conflicts: conflicts as usize,
+            heads,
+            updated_at,
+        })
+    })())
+}
+
+/// Loads a record's header and document. `None` when the store has no ready record of that id.
+pub(super) fn load_record(
+    conn: &Connection,
+    id: Uuid,
+) -> Result<Option<(RecordHeader, Automerge)>> {
+    let row = conn
+        .query_row(
+            "SELECT kind, campaign, scope, doc FROM records WHERE id = ?1 AND ready = 1",
+            [id.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((kind, campaign, scope, bytes)) = row else {
+        return Ok(None);
+    };
+    let header = RecordHeader::parse(&id.to_string(), &kind, &campaign, &scope)?;
+    let doc = record::load_doc(&bytes).map_err(|e| StoreError::Damaged {
+        id,
+        reason: e.to_string(),
+    })?;
+    Ok(Some((header, doc)))
+}
+
+/// The typed JSON the projection column stores: texts as `{"text": ...}` so they read back as
+/// texts.
+fn typed_fields_json(p: &Projection) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = p
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let j = match v {
+                FieldValue::Text(s) => serde_json::json!({ "text": s }),
+                other => other.to_json(),
+            };
+            (k.clone(), j)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Saves a record's document and projection (the document must hold its genesis).
+fn save_record(tx: &Transaction<'_>, doc: &Automerge) -> Result<()> {
+    let p = record::project(doc)?;
+    write_projection(tx, &p, &doc.save(), now_ms())
+}
+
+pub(super) fn write_projection(
+    tx: &Transaction<'_>,
+    p: &Projection,
+    doc: &[u8],
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO records (id, kind, campaign, scope, doc, ready, fields, deleted, conflicts,
+                              heads, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET doc = ?5, ready = 1, fields = ?6, deleted = ?7,
+             conflicts = ?8, heads = ?9, updated_at = ?10",
+    )?
+    .execute(params![
+        p.header.id.to_string(),
+        p.header.kind,
+        p.header.campaign.to_string(),
+        p.header.scope,
+        doc,
+        typed_fields_json(p),
+        p.deleted,
+        p.conflicts as i64,
+        serde_json::to_string(&p.heads).unwrap_or_else(|_| "[]".into()),
+        now,
+    ])?;
+    Ok(())
+}
+
+/// Flags of a change being added to the log.
+#[derive(Clone, Copy)]
+pub(super) struct ChangeFlags {
+    pub(super) local: bool,
+    pub(super) acked: bool,
+    pub(super) applied: bool,
+}
+
+pub(super) fn insert_change(
+    tx: &Transaction<'_>,
+    record: Uuid,
+    change: &Change,
+    ChangeFlags {
+        local,
+        acked,
+        applied,
+    }: ChangeFlags,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO changes (hash, record_id, actor, bytes, local, acked, applied, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        change.hash().0.as_slice(),
+        record.to_string(),
+        change.actor_id().to_bytes(),
+        change.raw_bytes(),
+        local,
+        acked,
+        applied,
+        now_ms()
+    ])?;
+    Ok(())
+}
+
+const LOCAL: ChangeFlags = ChangeFlags {
+    local: true,
+    acked: false,
+    applied: true,
+};
+
+/// Creates the record if missing and writes `fields` into it, inside `tx`.
+fn ensure_in(
+    tx: &Transaction<'_>,
+    actor: &ActorId,
+    header: &RecordHeader,
+    fields: &[(&str, FieldValue)],
+) -> Result<()> {
+    header.validate()?;
+    for (name, _) in fields {
+        record::validate_field_name(name)?;
+    }
+    let existing = load_record(tx, header.id)?;
+    let (mut doc, mut new_changes) = match existing {
+        Some((have, doc)) => {
+            if have != *header {
+                return Err(StoreError::HeaderMismatch {
+                    id: header.id,
+                    have: Box::new(have),
+                    got: Box::new(header.clone()),
+                });
+            }
+            (doc, Vec::new())
+        }
+        None => {
+            let (doc, genesis) = record::genesis_change(header)?;
+            let genesis = Change::try_from(genesis.as_slice())
+                .map_err(|e| StoreError::Record(RecordError::Automerge(e.to_string())))?;
+            (doc, vec![genesis])
+        }
+    };
+    doc.set_actor(actor.clone());
+    if !fields.is_empty() {
+        let fields_obj = record::fields_obj(&doc)?;
+        let mut t = doc.transaction();
+        for (name, value) in fields {
+            record::put_field(&mut t, &fields_obj, name, value)?;
+        }
+        // Writing values the record already holds commits nothing: then there is no new
+        // change (and the last local change is an old one that is already stored).
+        let (hash, _) = t.commit_with(CommitOptions::default().with_time(now_ms()));
+        if hash.is_some() {
+            new_changes.push(
+                doc.get_last_local_change()
+                    .expect("a committed change is the last local change"),
+            );
+        }
+    }
+    if new_changes.is_empty() {
+        return Ok(());
+    }
+    for change in &new_changes {
+        insert_change(tx, header.id, change, LOCAL)?;
+    }
+    save_record(tx, &doc)?;
+    Ok(())
+}
