@@ -2,13 +2,14 @@
 //! JSON (`json_extract`, `json_each`), and full-text search through the FTS5 trigram index.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::{StorageError, Visibility, visible};
-use crate::report::{Counts, SearchHit, Tallies, VillageTally};
+use super::visible;
+use crate::storage::{Counts, SearchHit, StorageError, Tallies, VillageTally, Visibility};
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
 /// [`visible::condition`]).
@@ -84,7 +85,7 @@ pub(crate) fn tallies(
     };
     let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
-    let today = crate::report::today();
+    let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
         campaign,
         name: conn
@@ -548,7 +549,7 @@ fn snippet(text: &str, q: &str) -> String {
     s.replace('\n', " ")
 }
 
-/// The newest template of a campaign on the server.
+/// The newest template of a campaign on the server (see [`crate::templates`]).
 pub(crate) fn template(
     conn: &Connection,
     campaign: Uuid,
@@ -557,21 +558,16 @@ pub(crate) fn template(
         "SELECT fields FROM records WHERE kind = ?1 AND campaign = ?2 AND deleted = 0
          AND fields IS NOT NULL",
     )?;
-    let mut best: Option<Template> = None;
-    for f in stmt.query_map(params![TEMPLATE_KIND, campaign.to_string()], |r| {
-        r.get::<_, String>(0)
-    })? {
-        let fields: serde_json::Value = serde_json::from_str(&f?).unwrap_or_default();
-        if let Some(t) = fields
-            .get("source")
-            .and_then(|s| s.as_str())
-            .and_then(|s| Template::parse(s).ok())
-            && best.as_ref().is_none_or(|b| t.version > b.version)
-        {
-            best = Some(t);
-        }
-    }
-    Ok(best)
+    let fields: Vec<String> = stmt
+        .query_map(params![TEMPLATE_KIND, campaign.to_string()], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(
+        crate::templates::versions(fields.iter().map(String::as_str))
+            .pop()
+            .map(Arc::unwrap_or_clone),
+    )
 }
 
 #[cfg(test)]
