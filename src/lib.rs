@@ -4,6 +4,7 @@
 //! to read the server's JSON API.
 
 pub mod generator;
+pub mod postgres;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -174,6 +175,29 @@ pub fn connect(url: &str, store: &Store) -> anyhow::Result<HttpTransport> {
     Ok(HttpTransport::new(url)?.with_token(token_for(url, &admin, store.device_id())?))
 }
 
+/// Where a [`TestServer`] keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the server's data directory (the default).
+    Sqlite,
+    /// A fresh database on this process's PostgreSQL cluster ([`postgres::cluster`]).
+    Postgres,
+}
+
+impl Backend {
+    /// Both, for stories that must hold on each.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    /// The `--database` setting of a new server on this backend: `None` for SQLite, a fresh
+    /// database's URL for PostgreSQL.
+    pub fn fresh_database(self) -> anyhow::Result<Option<String>> {
+        match self {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => Ok(Some(postgres::database()?)),
+        }
+    }
+}
+
 /// A fieldsync server running on `127.0.0.1:<free port>` in its own thread and runtime, with its
 /// data in a directory this value owns (unless given one). Dropping it stops the server.
 ///
@@ -200,6 +224,13 @@ impl TestServer {
         let mut s = Self::start_in(temp.path())?;
         s._temp = Some(temp);
         Ok(s)
+    }
+
+    /// Starts a server on a fresh temp directory with its data on `backend` (for PostgreSQL, a
+    /// fresh database of this process's cluster, [`postgres::database`]).
+    pub fn start_on(backend: Backend) -> anyhow::Result<Self> {
+        let database = backend.fresh_database()?;
+        Self::start_with_config(move |c| c.database = database)
     }
 
     /// Starts a server on `data_dir` (kept after the server stops).
@@ -242,9 +273,16 @@ impl TestServer {
                     .enable_all()
                     .build()?;
                 rt.block_on(async move {
+                    let mut config = fieldsync_server::Config::new(&dir);
+                    configure(&mut config);
+                    config.data_dir = dir;
                     // An administrator code for the fixture, as `fieldsync-server admin` would
                     // issue one.
-                    let storage = fieldsync_server::open_storage(&dir).await?;
+                    let storage = fieldsync_server::open_storage_at(
+                        &config.data_dir,
+                        config.database.as_deref(),
+                    )
+                    .await?;
                     let admin = storage
                         .create_person("测试管理员".into(), Role::Admin, None)
                         .await?;
@@ -255,9 +293,6 @@ impl TestServer {
                     drop(storage);
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     addr_tx.send((listener.local_addr()?, code.0))?;
-                    let mut config = fieldsync_server::Config::new(&dir);
-                    configure(&mut config);
-                    config.data_dir = dir;
                     fieldsync_server::run(listener, config, async {
                         let _ = shutdown_rx.await;
                     })

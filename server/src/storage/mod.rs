@@ -2,6 +2,7 @@
 //! PostgreSQL implementation can be added without touching the HTTP handlers.
 
 mod accounts;
+pub mod postgres;
 pub mod sqlite;
 mod tally;
 mod visible;

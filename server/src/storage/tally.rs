@@ -530,7 +530,7 @@ pub(crate) fn search(
 }
 
 /// Up to 20 characters either side of the first match.
-fn snippet(text: &str, q: &str) -> String {
+pub(super) fn snippet(text: &str, q: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let needle: Vec<char> = q.chars().collect();
     let at = (0..chars.len().saturating_sub(needle.len()).saturating_add(1))
