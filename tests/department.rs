@@ -571,7 +571,10 @@ fn a_long_merge_moves_the_data_version_a_few_times_not_after_every_chunk() -> Re
     // Tallies are cached until the data version moves; a bulk merge of ten chunks of 64
     // records must not make every dashboard request in between recompute them.
     use fieldsync_client_core::Store;
-    use fieldsync_server::storage::{Storage, sqlite::SqliteStorage};
+    use fieldsync_server::{
+        ingest::Pusher,
+        storage::{ChangeLog, Storage, sqlite::SqliteStorage},
+    };
 
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -592,7 +595,7 @@ fn a_long_merge_moves_the_data_version_a_few_times_not_after_every_chunk() -> Re
     let checked =
         fieldsync_server::sync::check_push(&body, false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let before = storage.data_version();
-    rt.block_on(storage.push(checked))?;
+    rt.block_on(storage.push(Pusher::admin(checked.device), checked))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while rt.block_on(storage.status())?.unmerged_records > 0 || storage.data_version() == before {
         assert!(

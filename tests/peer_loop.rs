@@ -15,7 +15,10 @@ use fieldsync_client_core::{
 use fieldsync_protocol::wire::{
     self, MAX_PAGE_BYTES, MIN_PAGE_BYTES, PullQuery, PullResponse, PushRequest, PushResponse,
 };
-use fieldsync_server::storage::{PullRequest, RecordFilter, Storage, sqlite::SqliteStorage};
+use fieldsync_server::{
+    ingest::Pusher,
+    storage::{ChangeLog, PullRequest, RecordFilter, Records, Storage, sqlite::SqliteStorage},
+};
 use uuid::Uuid;
 
 /// A transport that hands requests straight to the server's checks and storage.
@@ -36,9 +39,11 @@ impl Transport for InMemory {
                 retry_after: None,
             }
         })?;
+        // An administrator's device: the peer loop tests sync, not roles.
+        let pusher = Pusher::admin(checked.device);
         let outcome = self
             .rt
-            .block_on(self.storage.push(checked))
+            .block_on(self.storage.push(pusher, checked))
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
         Ok(PushResponse::from(outcome))
     }

@@ -8,7 +8,10 @@ use axum::{
 };
 use fieldsync_protocol::wire::{ErrorBody, ErrorDetail};
 
-use crate::storage::StorageError;
+use crate::{
+    ingest::PushRefused,
+    storage::{CredentialProblem, StorageError},
+};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -80,18 +83,35 @@ impl From<StorageError> for ApiError {
             StorageError::Forbidden { code, message } => {
                 ApiError::client(StatusCode::FORBIDDEN, code, message)
             }
+            StorageError::Refused(r) => {
+                let e = ApiError::client(StatusCode::FORBIDDEN, r.code, r.message);
+                match r.hint {
+                    Some(hint) => e.with_hint(hint),
+                    None => e,
+                }
+            }
             StorageError::Credential {
-                status,
+                problem,
                 code,
                 message,
             } => ApiError::client(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                match problem {
+                    CredentialProblem::Unknown => StatusCode::UNAUTHORIZED,
+                    CredentialProblem::Used => StatusCode::CONFLICT,
+                    CredentialProblem::Expired => StatusCode::GONE,
+                },
                 code,
                 message,
             ),
             StorageError::NotFound(m) => ApiError::not_found(m),
             StorageError::Other(m) => ApiError::Internal(m),
         }
+    }
+}
+
+impl From<PushRefused> for ApiError {
+    fn from(r: PushRefused) -> Self {
+        StorageError::Refused(r).into()
     }
 }
 

@@ -22,13 +22,16 @@ pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod headers;
+pub mod ingest;
+pub mod merge;
 pub mod net;
 pub mod refusals;
 pub mod report;
 pub mod routes;
-pub mod singleton;
+pub mod scope;
 pub mod storage;
 pub mod sync;
+pub mod templates;
 pub mod tls;
 pub mod ui;
 

@@ -65,18 +65,9 @@ pub async fn push(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !auth.0.scope.write {
-        return Err(forbidden(
-            "read_only",
-            format!(
-                "{}（{}）只能查看，不能上传 / {} is a {} and may read but not write",
-                auth.0.person.name,
-                auth.0.person.role.zh(),
-                auth.0.person.name,
-                auth.0.person.role
-            ),
-        ));
-    }
+    let pusher = crate::ingest::Pusher::of(&auth.0);
+    // Cheap, and before the body is read: a device that may only read is told so first.
+    crate::ingest::may_write(&pusher)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::client(
@@ -131,7 +122,6 @@ pub async fn push(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    check_device(&auth, checked.device)?;
     if checked.records.len() > state.limits.max_push_records {
         return Err(ApiError::client(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -144,44 +134,11 @@ pub async fn push(
         )
         .with_hint("push in smaller batches (client-core does this automatically)"));
     }
-    let outside: Vec<String> = checked
-        .records
-        .iter()
-        .filter(|r| {
-            !auth.0.scope.writes(
-                &r.header.campaign.to_string(),
-                &r.header.scope,
-                &r.header.kind,
-            )
-        })
-        .map(|r| format!("{} {} in {}", r.header.kind, r.header.id, r.header.scope))
-        .collect();
-    if !outside.is_empty() {
-        let shown: Vec<&str> = outside.iter().take(5).map(String::as_str).collect();
-        return Err(forbidden(
-            "out_of_scope",
-            format!(
-                "这次上传包含不属于本工作组的记录，全部未保存 / {} record(s) in this push are \
-                 outside what {} may write, so nothing of it was stored: {}{}",
-                outside.len(),
-                auth.0.person.name,
-                shown.join(", "),
-                if outside.len() > shown.len() {
-                    ", …"
-                } else {
-                    ""
-                }
-            ),
-        )
-        .with_hint(
-            "records of villages not assigned to your work group, and campaign-wide records, \
-             cannot be uploaded from this device; sync again to learn your current scope",
-        ));
-    }
     let changes: usize = checked.records.iter().map(|r| r.changes.len()).sum();
     let records = checked.records.len();
     let device = checked.device;
-    let outcome = state.storage.push(checked).await?;
+    // Everything else is checked by `ingest`, inside the storage's write transaction.
+    let outcome = state.storage.push(pusher, checked).await?;
     tracing::info!(
         %device, changes, stored = outcome.stored, duplicates = outcome.duplicates,
         head = outcome.head, rejected = outcome.rejected.len(), "push"

@@ -1,11 +1,15 @@
-//! Where the server keeps the change log and the merged records: a small trait, so that a
-//! PostgreSQL implementation can be added without touching the HTTP handlers.
+//! What the server keeps, as traits split by concern, with their value types: the change log
+//! ([`ChangeLog`]: pushes, pull pages, documents, the epoch), the merged records and the queries
+//! over them ([`Records`]), and accounts and audit ([`Accounts`]). [`Storage`] is all three, so
+//! the HTTP layer holds one `Arc<dyn Storage>`. A storage only stores: what a push may store is
+//! decided by [`crate::ingest`], merging by [`crate::merge`], who sees what by [`crate::scope`].
+//! Nothing here knows HTTP or a database driver; `sqlite` is the SQLite implementation.
 
-mod accounts;
 pub mod postgres;
 pub mod sqlite;
-mod tally;
-mod visible;
+mod tallies;
+
+pub use tallies::{Counts, SearchHit, Tallies, VillageTally};
 
 use async_trait::async_trait;
 use fieldsync_protocol::{
@@ -70,7 +74,9 @@ impl Visibility {
     }
 }
 
-/// A storage failure.
+/// A storage failure: what the request contradicts, or the storage itself failing. Knows nothing
+/// of HTTP (`crate::error` maps it to statuses) or of a database driver (each implementation
+/// converts its driver's errors to [`StorageError::Other`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// The request contradicts what is stored (the client's fault); nothing was written.
@@ -89,14 +95,18 @@ pub enum StorageError {
         /// What is not allowed.
         message: String,
     },
+    /// A push refused whole by [`crate::ingest`] (a hostile or mistaken device); nothing of it
+    /// was written.
+    #[error("{0}")]
+    Refused(crate::ingest::PushRefused),
     /// A one-time code or other credential is not (or no longer) valid.
     #[error("{message}")]
     Credential {
-        /// HTTP status to answer with (401, 409 or 410).
-        status: u16,
+        /// What is wrong with it.
+        problem: CredentialProblem,
         /// Stable snake_case code.
         code: &'static str,
-        /// What is wrong with it.
+        /// What is wrong with it, in words.
         message: String,
     },
     /// What the request names does not exist.
@@ -107,10 +117,15 @@ pub enum StorageError {
     Other(String),
 }
 
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        StorageError::Other(e.to_string())
-    }
+/// What is wrong with a presented credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialProblem {
+    /// No such credential.
+    Unknown,
+    /// It was valid once and has been used up (a one-time code, a device already enrolled).
+    Used,
+    /// It has expired.
+    Expired,
 }
 
 /// One change that has been decoded and checked.
@@ -138,6 +153,8 @@ pub struct CheckedRecord {
     /// The changes.
     pub changes: Vec<CheckedChange>,
 }
+
+pub use crate::ingest::Pusher;
 
 /// A push whose every change has been decoded and checked.
 #[derive(Debug, Clone)]
@@ -447,15 +464,38 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// The server's storage.
+/// The change log: what devices push and pull. The log is the truth; everything else is built
+/// from it.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
-    /// Stores a checked push atomically: all of it or, on error, nothing.
-    async fn push(&self, push: CheckedPush) -> Result<PushOutcome, StorageError>;
+pub trait ChangeLog: Send + Sync {
+    /// Checks a decoded push with [`crate::ingest`] against what is stored and stores what it
+    /// accepts, atomically: the facts are read and the plan written in one transaction that no
+    /// other push interleaves with (see `crate::ingest` for the steps). A whole-push refusal is
+    /// [`StorageError::Refused`], and nothing of the push is written.
+    async fn push(&self, pusher: Pusher, push: CheckedPush) -> Result<PushOutcome, StorageError>;
     /// Reads one page of the log.
     async fn pull(&self, request: PullRequest) -> Result<PullPage, StorageError>;
     /// Counts.
     async fn status(&self) -> Result<StoreStatus, StorageError>;
+    /// The merged document of a record (Automerge's saved bytes), if merged.
+    async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError>;
+    /// A number that changes after merging has changed records' projections: when merging has
+    /// caught up, and at most every few seconds while a long merge runs (a cache key for what is
+    /// computed from projections, such as tallies, so that a bulk merge does not make every
+    /// dashboard request recompute them).
+    fn data_version(&self) -> u64;
+    /// Declares that this server was restored from a backup: the log gets a new epoch (so every
+    /// device re-pushes what it has and pulls from the start) and, for seven days, untagged
+    /// changes of other devices that devices relay while refilling the server are accepted (and
+    /// counted as unverified in the audit log). Only an administrator's action opens this window;
+    /// no device can. Returns the new epoch and when the window closes (ms since the Unix epoch).
+    async fn declare_restored(&self) -> Result<(String, i64), StorageError>;
+}
+
+/// The merged records and the department's queries over them. Every query takes the asker's
+/// [`Visibility`] into the query itself.
+#[async_trait]
+pub trait Records: Send + Sync {
     /// One merged record, if it exists and is visible.
     async fn record(
         &self,
@@ -482,7 +522,7 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         campaign: Uuid,
         visibility: Visibility,
-    ) -> Result<crate::report::Tallies, StorageError>;
+    ) -> Result<Tallies, StorageError>;
     /// Visible records whose text contains `q`.
     async fn search(
         &self,
@@ -491,12 +531,17 @@ pub trait Storage: Send + Sync + 'static {
         kind: Option<String>,
         limit: usize,
         visibility: Visibility,
-    ) -> Result<Vec<crate::report::SearchHit>, StorageError>;
+    ) -> Result<Vec<SearchHit>, StorageError>;
     /// The newest template version of a campaign.
     async fn template(
         &self,
         campaign: Uuid,
     ) -> Result<Option<fieldsync_protocol::template::Template>, StorageError>;
+}
+
+/// People, enrollment codes, devices and their tokens, and the audit log.
+#[async_trait]
+pub trait Accounts: Send + Sync {
     /// Who a device token belongs to (`token_hash` of it), with the scope it may see now.
     async fn authenticate(&self, token_hash: [u8; 32]) -> Result<TokenCheck, StorageError>;
     /// Adds a person.
@@ -543,19 +588,11 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         actors: Vec<String>,
     ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError>;
-    /// A number that changes after merging has changed records' projections: when merging has
-    /// caught up, and at most every few seconds while a long merge runs (a cache key for what is
-    /// computed from projections, such as tallies, so that a bulk merge does not make every
-    /// dashboard request recompute them).
-    fn data_version(&self) -> u64;
-    /// The merged document of a record (Automerge's saved bytes), if merged.
-    async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Declares that this server was restored from a backup: the log gets a new epoch (so every
-    /// device re-pushes what it has and pulls from the start) and, for seven days, untagged
-    /// changes of other devices that devices relay while refilling the server are accepted (and
-    /// counted as unverified in the audit log). Only an administrator's action opens this window;
-    /// no device can. Returns the new epoch and when the window closes (ms since the Unix epoch).
-    async fn declare_restored(&self) -> Result<(String, i64), StorageError>;
+}
+
+/// The server's storage: every concern, behind one `Arc<dyn Storage>`.
+#[async_trait]
+pub trait Storage: ChangeLog + Records + Accounts + 'static {
     /// Finishes pending writes and stops background work.
     async fn close(&self);
 }

@@ -432,7 +432,9 @@ async fn resolve_inner(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let outcome = state.storage.push(push).await?;
+    // Through the one push pipeline, as any device's push.
+    let pusher = crate::ingest::Pusher::of(&user.auth.0);
+    let outcome = state.storage.push(pusher, push).await?;
     state
         .storage
         .audit(user.auth.audit(

@@ -3,16 +3,13 @@
 //! transaction of the pool.
 
 use deadpool_postgres::GenericClient;
-use fieldsync_protocol::{
-    auth::{Role, WireScope},
-    template::CAMPAIGN_SCOPE,
-};
+use fieldsync_protocol::auth::{Role, WireScope};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{
-    AuditEntry, AuditFilter, DeviceView, Identity, NewEnrollment, Person, PersonUpdate,
-    StorageError, TokenCheck,
+    AuditEntry, AuditFilter, CredentialProblem, DeviceView, Identity, NewEnrollment, Person,
+    PersonUpdate, StorageError, TokenCheck,
 };
 
 fn uuid_col(s: Option<String>) -> Option<Uuid> {
@@ -220,7 +217,7 @@ pub(super) async fn enroll(
         .await?;
     let Some(code) = code else {
         return Err(StorageError::Credential {
-            status: 401,
+            problem: CredentialProblem::Unknown,
             code: "invalid_code",
             message: "登记码不正确 / this enrollment code is not valid; check it, or ask the \
                       administrator for a new one"
@@ -231,7 +228,7 @@ pub(super) async fn enroll(
         (code.get(0), code.get(1), code.get(2));
     if used_at.is_some() {
         return Err(StorageError::Credential {
-            status: 409,
+            problem: CredentialProblem::Used,
             code: "code_used",
             message: "登记码已使用过 / this enrollment code has already been used; each code \
                       enrolls one device: ask the administrator for a new one"
@@ -240,7 +237,7 @@ pub(super) async fn enroll(
     }
     if expires_at <= now {
         return Err(StorageError::Credential {
-            status: 410,
+            problem: CredentialProblem::Expired,
             code: "code_expired",
             message: "登记码已过期 / this enrollment code has expired; ask the administrator \
                       for a new one"
@@ -276,7 +273,7 @@ pub(super) async fn enroll(
         }
         Some((Some(_), None)) => {
             return Err(StorageError::Credential {
-                status: 409,
+                problem: CredentialProblem::Used,
                 code: "device_taken",
                 message: format!(
                     "device {} is already enrolled; a device keeps its token. To hand it to \
@@ -311,60 +308,42 @@ pub(super) async fn enroll(
     Ok(person)
 }
 
-/// What a person may see now: everything for administrators and viewers, their work group's
-/// villages (the group record's `villages` → place codes) for leaders and workers.
+/// What a person may see now (the rule is `crate::scope`; their work group is read here).
 pub(super) async fn scope_of<C: GenericClient>(
     c: &C,
     person: &Person,
 ) -> Result<WireScope, StorageError> {
-    match person.role {
-        Role::Admin => return Ok(WireScope::everything(true)),
-        Role::Viewer => return Ok(WireScope::everything(false)),
-        Role::Leader | Role::Worker => {}
-    }
-    let mut scope = WireScope {
-        all: false,
-        campaign: None,
-        places: Vec::new(),
-        write: true,
-    };
-    let Some(group) = person.group else {
-        return Ok(scope);
+    let group = match person.group {
+        Some(g) if crate::scope::needs_group(person.role) => g,
+        _ => return Ok(crate::scope::of(person.role, None)),
     };
     let row = c
         .query_opt(
-            "SELECT campaign, fields->>'villages' FROM records
+            "SELECT campaign, fields::text FROM records
              WHERE id = $1 AND kind = 'work_group' AND NOT deleted",
             &[&group.to_string()],
         )
         .await?;
     let Some(row) = row else {
-        return Ok(scope);
+        return Ok(crate::scope::of(person.role, None));
     };
-    scope.campaign = Some(row.get(0));
-    let villages: Vec<String> = row
-        .get::<_, Option<String>>(1)
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    let rows = c
+    let villages = crate::scope::village_ids(row.get::<_, Option<&str>>(1));
+    let places = c
         .query(
             "SELECT scope FROM records WHERE id = ANY($1) AND kind = 'place'",
             &[&villages],
         )
-        .await?;
-    for r in rows {
-        let code: String = r.get(0);
-        if code != CAMPAIGN_SCOPE {
-            scope.places.push(code);
-        }
-    }
-    scope.places.sort();
-    scope.places.dedup();
-    Ok(scope)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(crate::scope::of(
+        person.role,
+        Some(crate::scope::GroupPlaces {
+            campaign: row.get(0),
+            places,
+        }),
+    ))
 }
 
 /// Who a token hash belongs to.

@@ -12,16 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use automerge::{Change, ChangeHash};
-use deadpool_postgres::{GenericClient, Pool, Transaction};
-use fieldsync_protocol::{
-    FieldValue, Projection, RecordHeader,
-    record::{self},
-    template::{FORM_VERSION_FIELD, Problem, ProblemCode, RefPolicy, TEMPLATE_KIND},
-};
+use deadpool_postgres::{Pool, Transaction};
+use fieldsync_protocol::{FieldValue, RecordHeader, template::TEMPLATE_KIND};
 use uuid::Uuid;
 
 use super::{StorageError, now_ms, other, templates::TemplateCache};
+use crate::merge::{Merge, index, review};
 
 /// How many records one merge transaction takes.
 const MERGE_CHUNK: i64 = 32;
@@ -131,51 +127,8 @@ pub(super) async fn merge_chunk(
     Ok(ids.len())
 }
 
-/// What Automerge made of a record's stored document and unapplied changes.
-struct Merged {
-    doc: Vec<u8>,
-    applied: Vec<[u8; 32]>,
-    waiting: usize,
-    projection: Result<Projection, String>,
-}
-
-fn apply(doc: Option<Vec<u8>>, changes: Vec<Vec<u8>>) -> Result<Merged, String> {
-    let mut doc = match doc {
-        Some(b) => {
-            record::load_doc(&b).map_err(|e| format!("stored document does not load: {e}"))?
-        }
-        None => record::new_doc(),
-    };
-    let mut pending: Vec<(ChangeHash, Change)> = Vec::new();
-    for bytes in changes {
-        match Change::try_from(bytes.as_slice()) {
-            Ok(c) => pending.push((c.hash(), c)),
-            Err(e) => return Err(format!("a stored change does not decode: {e}")),
-        }
-    }
-    doc.apply_changes(pending.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>())
-        .map_err(|e| format!("changes do not apply: {e}"))?;
-    let (applied, waiting): (Vec<_>, Vec<_>) = pending
-        .iter()
-        .partition(|(h, _)| doc.get_change_meta_by_hash(h).is_some());
-    let waiting = waiting.len();
-    let projection = record::project(&doc).map_err(|e| {
-        if waiting > 0 {
-            format!("waiting for {waiting} changes' dependencies ({e})")
-        } else {
-            e.to_string()
-        }
-    });
-    Ok(Merged {
-        doc: doc.save(),
-        applied: applied.iter().map(|(h, _)| h.0).collect(),
-        waiting,
-        projection,
-    })
-}
-
 /// Applies a record's unapplied changes to its document and refreshes its projection, review
-/// and search text.
+/// and search text: the database work around [`crate::merge`], which decides everything.
 async fn merge_record(
     tx: &Transaction<'_>,
     id: &str,
@@ -189,7 +142,7 @@ async fn merge_record(
         .await?;
     let (kind, campaign, scope, doc): (String, String, String, Option<Vec<u8>>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
-    let changes: Vec<Vec<u8>> = tx
+    let pending: Vec<Vec<u8>> = tx
         .query(
             "SELECT bytes FROM changes WHERE record_id = $1 AND NOT applied ORDER BY seq",
             &[&id],
@@ -198,75 +151,65 @@ async fn merge_record(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let fail = async |problem: String| -> Result<(), StorageError> {
-        tracing::warn!(record = id, %problem, "record cannot be merged");
+    let header = RecordHeader::parse(id, &kind, &campaign, &scope).map_err(other)?;
+    // Automerge's work is CPU work: off the async threads.
+    let merged =
+        tokio::task::spawn_blocking(move || crate::merge::merge(&header, doc.as_deref(), &pending))
+            .await
+            .map_err(other)?;
+    let mark_applied = async |applied: &[[u8; 32]]| -> Result<(), StorageError> {
+        let hashes: Vec<&[u8]> = applied.iter().map(|h| h.as_slice()).collect();
         tx.execute(
-            "UPDATE records SET dirty = false, problem = $2 WHERE id = $1",
-            &[&id, &problem],
+            "UPDATE changes SET applied = true WHERE hash = ANY($1)",
+            &[&hashes],
         )
         .await?;
         Ok(())
     };
-    let merged = match tokio::task::spawn_blocking(move || apply(doc, changes))
-        .await
-        .map_err(other)?
-    {
-        Ok(m) => m,
-        Err(problem) => return fail(problem).await,
-    };
-    tx.execute(
-        "UPDATE changes SET applied = true WHERE hash = ANY($1)",
-        &[&merged
-            .applied
-            .iter()
-            .map(|h| h.to_vec())
-            .collect::<Vec<_>>()],
-    )
-    .await?;
-    let projection = match merged.projection {
-        Ok(p) => p,
-        Err(problem) => {
-            // Keep what merged so far.
+    let (doc, applied, projection, problem) = match merged {
+        Merge::Failed {
+            problem,
+            doc,
+            applied,
+        } => {
+            tracing::warn!(record = id, %problem, "record cannot be merged");
+            mark_applied(&applied).await?;
             tx.execute(
-                "UPDATE records SET doc = $2 WHERE id = $1",
-                &[&id, &merged.doc],
+                "UPDATE records SET doc = coalesce($3, doc), dirty = false, problem = $2
+                 WHERE id = $1",
+                &[&id, &problem, &doc],
             )
             .await?;
-            return fail(problem).await;
+            return Ok(());
         }
+        Merge::Merged {
+            doc,
+            applied,
+            projection,
+            problem,
+        } => (doc, applied, projection, problem),
     };
-    let stored_header = RecordHeader::parse(id, &kind, &campaign, &scope).map_err(other)?;
-    let waiting = merged.waiting;
-    let problem = if projection.header != stored_header {
-        Some(format!(
-            "the document's header {:?} differs from the one its changes were pushed with",
-            projection.header
-        ))
-    } else if waiting > 0 {
-        Some(format!("{waiting} changes wait for changes they depend on"))
-    } else {
-        None
-    };
-    let now = now_ms();
+    mark_applied(&applied).await?;
     tx.execute(
         "UPDATE records SET doc = $2, fields = $3, deleted = $4, conflicts = $5, heads = $6,
                 problem = $7, dirty = false, merged_at = $8, search_text = $9
          WHERE id = $1",
         &[
             &id,
-            &merged.doc,
+            &doc,
             &projection.fields_json(),
             &projection.deleted,
             &(projection.conflicts as i32),
             &serde_json::to_value(&projection.heads).map_err(other)?,
             &problem,
-            &now,
-            &search_text(&kind, &projection),
+            &now_ms(),
+            &index::search_text(&kind, &projection),
         ],
     )
     .await?;
     if kind == TEMPLATE_KIND {
-        // A template version arrived or changed: check the campaign's records again.
+        // A template version arrived or changed: check the campaign's records again. (The
+        // template cache notices by itself: its fingerprint holds the merge time just written.)
         tx.execute(
             "UPDATE records SET dirty = true
              WHERE campaign = $1 AND kind != $2 AND fields IS NOT NULL AND NOT dirty",
@@ -274,98 +217,13 @@ async fn merge_record(
         )
         .await?;
     }
-    let review = review(tx, templates, &projection).await?;
-    tx.execute(
-        "UPDATE records SET review = $2 WHERE id = $1",
-        &[&id, &review],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The text a record is found by: every text field and every short value that is words (not
-/// record ids or choice values); nothing for templates and deleted records.
-fn search_text(kind: &str, p: &Projection) -> Option<String> {
-    if p.deleted || kind == TEMPLATE_KIND {
-        return None;
-    }
-    let text: Vec<&str> = p
-        .fields
-        .iter()
-        .filter(|(k, _)| !k.starts_with('_'))
-        .filter_map(|(_, v)| match v {
-            FieldValue::Text(s) => Some(s.as_str()),
-            FieldValue::Str(s) if searchable(s) => Some(s.as_str()),
-            _ => None,
-        })
-        .collect();
-    Some(text.join("\n"))
-}
-
-/// Whether a short value is words people would search for, rather than a reference (record ids)
-/// or a choice's stored value.
-fn searchable(s: &str) -> bool {
-    let machine = s.split(',').all(|part| {
-        let part = part.trim();
-        Uuid::parse_str(part).is_ok()
-            || (!part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-    });
-    !machine
-}
-
-/// Checks a merged record against its campaign's template: `None` when it passes (or the
-/// campaign has no template), else the problems. Never stops the record being stored.
-async fn review<C: GenericClient>(
-    c: &C,
-    templates: &TemplateCache,
-    p: &Projection,
-) -> Result<Option<serde_json::Value>, StorageError> {
-    let problems = |list: Vec<Problem>| serde_json::to_value(&list).map(Some).map_err(other);
-    if p.deleted {
-        return Ok(None);
-    }
-    if p.header.kind == TEMPLATE_KIND {
-        let source = match p.fields.get("source") {
-            Some(FieldValue::Str(s)) => s.clone(),
-            _ => String::new(),
-        };
-        return match fieldsync_protocol::template::Template::parse(&source) {
-            Ok(_) => Ok(None),
-            Err(e) => problems(vec![Problem {
-                field: "source".into(),
-                code: ProblemCode::BadTemplate,
-                zh: e.to_string(),
-                en: e.to_string(),
-            }]),
-        };
-    }
-    let versions = templates
-        .for_campaign(c, &p.header.campaign.to_string())
-        .await?;
-    let Some(latest) = versions.last() else {
-        return Ok(None);
+    let versions = if kind == TEMPLATE_KIND {
+        Default::default()
+    } else {
+        templates.for_campaign(tx, &campaign).await?
     };
-    let template = match p.fields.get(FORM_VERSION_FIELD) {
-        Some(FieldValue::Int(v)) => match versions.iter().find(|t| i64::from(t.version) == *v) {
-            Some(t) => t,
-            None => {
-                return problems(vec![Problem {
-                    field: FORM_VERSION_FIELD.into(),
-                    code: ProblemCode::UnknownVersion,
-                    zh: format!("记录按模板第 {v} 版填写，服务器没有这一版"),
-                    en: format!(
-                        "written with template version {v}, which this server does not have"
-                    ),
-                }]);
-            }
-        },
-        _ => latest,
-    };
-    // The records the fields may refer to (ids in string values), read at once.
-    let ids: Vec<String> = p
+    // The live records the fields may refer to (ids in string values), read at once.
+    let ids: Vec<String> = projection
         .fields
         .values()
         .filter_map(|v| match v {
@@ -379,7 +237,7 @@ async fn review<C: GenericClient>(
     let kinds: HashMap<String, String> = if ids.is_empty() {
         HashMap::new()
     } else {
-        c.query(
+        tx.query(
             "SELECT id, kind FROM records WHERE id = ANY($1) AND NOT deleted",
             &[&ids],
         )
@@ -388,9 +246,15 @@ async fn review<C: GenericClient>(
         .map(|r| (r.get(0), r.get(1)))
         .collect()
     };
-    let lookup = |id: Uuid| -> Option<String> { kinds.get(&id.to_string()).cloned() };
-    match template.validate(&p.header.kind, &p.fields, &lookup, RefPolicy::IfKnown) {
-        Ok(()) => Ok(None),
-        Err(invalid) => problems(invalid.problems),
-    }
+    let kind_of = |target: Uuid| kinds.get(&target.to_string()).cloned();
+    let review = review::review(&projection, &versions, kind_of)
+        .map(|problems| serde_json::to_value(&problems))
+        .transpose()
+        .map_err(other)?;
+    tx.execute(
+        "UPDATE records SET review = $2 WHERE id = $1",
+        &[&id, &review],
+    )
+    .await?;
+    Ok(())
 }

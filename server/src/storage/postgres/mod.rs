@@ -34,9 +34,10 @@ use fieldsync_protocol::{auth::Role, record::Conflict, template::Template};
 use uuid::Uuid;
 
 use super::{
-    AuditEntry, AuditFilter, CheckedChange, CheckedPush, CheckedRecord, DeviceView, Identity,
-    NewEnrollment, Person, PersonUpdate, PullPage, PullRequest, PushOutcome, RecordFilter,
-    RecordView, Storage, StorageError, StoreStatus, TokenCheck, Visibility,
+    Accounts, AuditEntry, AuditFilter, ChangeLog, CheckedPush, CredentialProblem, DeviceView,
+    Identity, NewEnrollment, Person, PersonUpdate, PullPage, PullRequest, PushOutcome, Pusher,
+    RecordFilter, RecordView, Records, SearchHit, Storage, StorageError, StoreStatus, Tallies,
+    TokenCheck, Visibility,
 };
 
 /// Connections a server keeps at most.
@@ -133,10 +134,10 @@ impl PostgresStorage {
 }
 
 #[async_trait]
-impl Storage for PostgresStorage {
-    async fn push(&self, push: CheckedPush) -> Result<PushOutcome, StorageError> {
+impl ChangeLog for PostgresStorage {
+    async fn push(&self, pusher: Pusher, push: CheckedPush) -> Result<PushOutcome, StorageError> {
         let mut c = self.client().await?;
-        push::push(&mut c, &self.templates, &push).await
+        push::push(&mut c, &self.templates, &pusher, push).await
     }
 
     async fn pull(&self, request: PullRequest) -> Result<PullPage, StorageError> {
@@ -150,6 +151,21 @@ impl Storage for PostgresStorage {
         queries::status(&self.client().await?).await
     }
 
+    fn data_version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError> {
+        queries::document(&self.client().await?, id).await
+    }
+
+    async fn declare_restored(&self) -> Result<(String, i64), StorageError> {
+        log::declare_restored(&mut self.client().await?).await
+    }
+}
+
+#[async_trait]
+impl Records for PostgresStorage {
     async fn record(
         &self,
         id: Uuid,
@@ -183,7 +199,7 @@ impl Storage for PostgresStorage {
         &self,
         campaign: Uuid,
         visibility: Visibility,
-    ) -> Result<crate::report::Tallies, StorageError> {
+    ) -> Result<Tallies, StorageError> {
         tally::tallies(&self.client().await?, campaign, &visibility).await
     }
 
@@ -194,7 +210,7 @@ impl Storage for PostgresStorage {
         kind: Option<String>,
         limit: usize,
         visibility: Visibility,
-    ) -> Result<Vec<crate::report::SearchHit>, StorageError> {
+    ) -> Result<Vec<SearchHit>, StorageError> {
         tally::search(
             &self.client().await?,
             &q,
@@ -209,7 +225,10 @@ impl Storage for PostgresStorage {
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {
         queries::template(&self.client().await?, campaign).await
     }
+}
 
+#[async_trait]
+impl Accounts for PostgresStorage {
     async fn authenticate(&self, token_hash: [u8; 32]) -> Result<TokenCheck, StorageError> {
         accounts::authenticate(&self.client().await?, &token_hash).await
     }
@@ -277,19 +296,10 @@ impl Storage for PostgresStorage {
     ) -> Result<std::collections::HashMap<String, (Uuid, Option<String>)>, StorageError> {
         accounts::actor_owners(&self.client().await?, &actors).await
     }
+}
 
-    fn data_version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-
-    async fn document(&self, id: Uuid) -> Result<Option<Vec<u8>>, StorageError> {
-        queries::document(&self.client().await?, id).await
-    }
-
-    async fn declare_restored(&self) -> Result<(String, i64), StorageError> {
-        log::declare_restored(&mut self.client().await?).await
-    }
-
+#[async_trait]
+impl Storage for PostgresStorage {
     async fn close(&self) {
         self.stop.notify_one();
         let merger = self.merger.lock().expect("merger").take();

@@ -178,22 +178,16 @@ pub(super) async fn template<C: GenericClient>(
 ) -> Result<Option<Template>, StorageError> {
     let rows = c
         .query(
-            "SELECT fields->>'source' FROM records
+            "SELECT fields::text FROM records
              WHERE kind = $1 AND campaign = $2 AND NOT deleted AND fields IS NOT NULL",
             &[&TEMPLATE_KIND, &campaign.to_string()],
         )
         .await?;
-    let mut best: Option<Template> = None;
-    for r in rows {
-        if let Some(t) = r
-            .get::<_, Option<String>>(0)
-            .and_then(|s| Template::parse(&s).ok())
-            && best.as_ref().is_none_or(|b| t.version > b.version)
-        {
-            best = Some(t);
-        }
-    }
-    Ok(best)
+    Ok(
+        crate::templates::versions(rows.iter().map(|r| r.get::<_, &str>(0)))
+            .pop()
+            .map(std::sync::Arc::unwrap_or_clone),
+    )
 }
 
 /// The store's counts.

@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::{StorageError, Visibility, visible};
-use crate::report::{Counts, SearchHit, Tallies, VillageTally};
+use crate::storage::{Counts, SearchHit, Tallies, VillageTally};
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
 /// [`visible::condition`]).
@@ -100,7 +100,7 @@ pub(super) async fn tallies<C: GenericClient>(
                 .and_then(|r| r.get::<_, Option<String>>(0)),
         )
     };
-    let today = crate::report::today();
+    let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
         campaign,
         name: text(format!(
@@ -567,7 +567,7 @@ pub(super) async fn search<C: GenericClient>(
                 kind: r.get(1),
                 campaign: Uuid::parse_str(&r.get::<_, String>(2)).unwrap_or_default(),
                 scope: r.get(3),
-                snippet: super::super::tally::snippet(&text, &q),
+                snippet: crate::storage::tallies::snippet(&text, &q),
             }
         })
         .collect())

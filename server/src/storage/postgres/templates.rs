@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::GenericClient;
 use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
 
+type Versions = Arc<Vec<Arc<Template>>>;
+
 use super::StorageError;
 
 /// Parsed template versions per campaign (oldest first) with the fingerprint they were read at.
 #[derive(Default)]
 pub(super) struct TemplateCache {
-    by_campaign: Mutex<HashMap<String, (String, Arc<Vec<Template>>)>>,
+    by_campaign: Mutex<HashMap<String, (String, Versions)>>,
 }
 
 impl TemplateCache {
@@ -23,7 +25,7 @@ impl TemplateCache {
         &self,
         c: &C,
         campaign: &str,
-    ) -> Result<Arc<Vec<Template>>, StorageError> {
+    ) -> Result<Versions, StorageError> {
         let fingerprint: String = c
             .query_one(
                 "SELECT coalesce(string_agg(id || ':' || coalesce(merged_at, 0)::text, ','
@@ -41,16 +43,12 @@ impl TemplateCache {
         }
         let rows = c
             .query(
-                "SELECT fields->>'source' FROM records
+                "SELECT fields::text FROM records
                  WHERE kind = $1 AND campaign = $2 AND NOT deleted AND fields IS NOT NULL",
                 &[&TEMPLATE_KIND, &campaign],
             )
             .await?;
-        let mut out: Vec<Template> = rows
-            .iter()
-            .filter_map(|r| Template::parse(&r.get::<_, Option<String>>(0)?).ok())
-            .collect();
-        out.sort_by_key(|t| t.version);
+        let out = crate::templates::versions(rows.iter().map(|r| r.get::<_, &str>(0)));
         let out = Arc::new(out);
         let mut cache = self.by_campaign.lock().expect("templates");
         if cache.len() > 256 {

@@ -1,16 +1,13 @@
 //! People, enrollment codes, device tokens, scopes and the audit log in SQLite: plain functions
 //! on a connection, called on the writer thread (writes) or a read connection (reads).
 
-use fieldsync_protocol::{
-    auth::{Role, WireScope},
-    template::CAMPAIGN_SCOPE,
-};
+use fieldsync_protocol::auth::{Role, WireScope};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{
-    AuditEntry, AuditFilter, DeviceView, Identity, NewEnrollment, Person, PersonUpdate,
-    StorageError, TokenCheck,
+use crate::storage::{
+    AuditEntry, AuditFilter, CredentialProblem, DeviceView, Identity, NewEnrollment, Person,
+    PersonUpdate, StorageError, TokenCheck,
 };
 
 /// The schema these functions use (appended to the storage's migrations).
@@ -238,7 +235,7 @@ pub(super) fn enroll(
         )
         .optional()?;
     let (person_id, expires_at, used_at) = code.ok_or(StorageError::Credential {
-        status: 401,
+        problem: CredentialProblem::Unknown,
         code: "invalid_code",
         message: "登记码不正确 / this enrollment code is not valid; check it, or ask the \
                   administrator for a new one"
@@ -246,7 +243,7 @@ pub(super) fn enroll(
     })?;
     if used_at.is_some() {
         return Err(StorageError::Credential {
-            status: 409,
+            problem: CredentialProblem::Used,
             code: "code_used",
             message: "登记码已使用过 / this enrollment code has already been used; each code \
                       enrolls one device: ask the administrator for a new one"
@@ -255,7 +252,7 @@ pub(super) fn enroll(
     }
     if expires_at <= now {
         return Err(StorageError::Credential {
-            status: 410,
+            problem: CredentialProblem::Expired,
             code: "code_expired",
             message: "登记码已过期 / this enrollment code has expired; ask the administrator \
                       for a new one"
@@ -290,7 +287,7 @@ pub(super) fn enroll(
         }
         Some((Some(_), None)) => {
             return Err(StorageError::Credential {
-                status: 409,
+                problem: CredentialProblem::Used,
                 code: "device_taken",
                 message: format!(
                     "device {} is already enrolled; a device keeps its token. To hand it to \
@@ -323,21 +320,13 @@ pub(super) fn enroll(
     Ok(person)
 }
 
-/// What a person may see now.
+/// What a person may see now: [`crate::scope::of`] over their work group as stored.
 pub(super) fn scope_of(conn: &Connection, person: &Person) -> Result<WireScope, StorageError> {
-    match person.role {
-        Role::Admin => return Ok(WireScope::everything(true)),
-        Role::Viewer => return Ok(WireScope::everything(false)),
-        Role::Leader | Role::Worker => {}
+    if !crate::scope::needs_group(person.role) {
+        return Ok(crate::scope::of(person.role, None));
     }
-    let mut scope = WireScope {
-        all: false,
-        campaign: None,
-        places: Vec::new(),
-        write: true,
-    };
     let Some(group) = person.group else {
-        return Ok(scope);
+        return Ok(crate::scope::of(person.role, None));
     };
     let row: Option<(String, Option<String>)> = conn
         .query_row(
@@ -348,25 +337,20 @@ pub(super) fn scope_of(conn: &Connection, person: &Person) -> Result<WireScope, 
         )
         .optional()?;
     let Some((campaign, fields)) = row else {
-        return Ok(scope);
+        return Ok(crate::scope::of(person.role, None));
     };
-    scope.campaign = Some(campaign);
-    let villages = fields
-        .and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
-        .and_then(|v| v.get("villages").and_then(|v| v.as_str()).map(String::from))
-        .unwrap_or_default();
+    let mut places = Vec::new();
     let mut stmt =
         conn.prepare_cached("SELECT scope FROM records WHERE id = ?1 AND kind = 'place'")?;
-    for id in villages.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if let Some(code) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()?
-            && code != CAMPAIGN_SCOPE
-        {
-            scope.places.push(code);
+    for id in crate::scope::village_ids(fields.as_deref()) {
+        if let Some(code) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+            places.push(code);
         }
     }
-    scope.places.sort();
-    scope.places.dedup();
-    Ok(scope)
+    Ok(crate::scope::of(
+        person.role,
+        Some(crate::scope::GroupPlaces { campaign, places }),
+    ))
 }
 
 /// Who a token hash belongs to.

@@ -2,7 +2,7 @@
 //! tally and pull of the SQLite storage puts it into its `WHERE`, so a `LIMIT` counts only rows the
 //! asker may see and nothing is filtered after the fact.
 
-use super::Visibility;
+use crate::storage::Visibility;
 
 /// The condition that the `records` row aliased `alias` is visible. It takes two parameters:
 /// `?{n}`, the campaign (NULL for everything), and `?{n + 1}`, the visible place codes as a JSON

@@ -2,13 +2,14 @@
 //! JSON (`json_extract`, `json_each`), and full-text search through the FTS5 trigram index.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::{StorageError, Visibility, visible};
-use crate::report::{Counts, SearchHit, Tallies, VillageTally};
+use super::visible;
+use crate::storage::{Counts, SearchHit, StorageError, Tallies, VillageTally, Visibility};
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
 /// [`visible::condition`]).
@@ -84,7 +85,7 @@ pub(crate) fn tallies(
     };
     let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
-    let today = crate::report::today();
+    let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
         campaign,
         name: conn
@@ -523,32 +524,13 @@ pub(crate) fn search(
             kind,
             campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
             scope,
-            snippet: snippet(&text, q),
+            snippet: crate::storage::tallies::snippet(&text, q),
         });
     }
     Ok(out)
 }
 
-/// Up to 20 characters either side of the first match.
-pub(super) fn snippet(text: &str, q: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let needle: Vec<char> = q.chars().collect();
-    let at = (0..chars.len().saturating_sub(needle.len()).saturating_add(1))
-        .find(|i| chars[*i..].starts_with(&needle))
-        .unwrap_or(0);
-    let start = at.saturating_sub(20);
-    let end = (at + needle.len() + 20).min(chars.len());
-    let mut s: String = chars[start..end].iter().collect();
-    if start > 0 {
-        s.insert(0, '…');
-    }
-    if end < chars.len() {
-        s.push('…');
-    }
-    s.replace('\n', " ")
-}
-
-/// The newest template of a campaign on the server.
+/// The newest template of a campaign on the server (see [`crate::templates`]).
 pub(crate) fn template(
     conn: &Connection,
     campaign: Uuid,
@@ -557,34 +539,14 @@ pub(crate) fn template(
         "SELECT fields FROM records WHERE kind = ?1 AND campaign = ?2 AND deleted = 0
          AND fields IS NOT NULL",
     )?;
-    let mut best: Option<Template> = None;
-    for f in stmt.query_map(params![TEMPLATE_KIND, campaign.to_string()], |r| {
-        r.get::<_, String>(0)
-    })? {
-        let fields: serde_json::Value = serde_json::from_str(&f?).unwrap_or_default();
-        if let Some(t) = fields
-            .get("source")
-            .and_then(|s| s.as_str())
-            .and_then(|s| Template::parse(s).ok())
-            && best.as_ref().is_none_or(|b| t.version > b.version)
-        {
-            best = Some(t);
-        }
-    }
-    Ok(best)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snippets_are_cut_by_characters() {
-        let text = "甲".repeat(30) + "集体经济" + &"乙".repeat(30);
-        let s = snippet(&text, "集体经济");
-        assert_eq!(
-            s,
-            format!("…{}集体经济{}…", "甲".repeat(20), "乙".repeat(20))
-        );
-    }
+    let fields: Vec<String> = stmt
+        .query_map(params![TEMPLATE_KIND, campaign.to_string()], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(
+        crate::templates::versions(fields.iter().map(String::as_str))
+            .pop()
+            .map(|t| Arc::unwrap_or_clone(t)),
+    )
 }

@@ -9,32 +9,51 @@ use automerge::Change;
 use fieldsync_protocol::{
     FieldValue, RecordHeader, record, singleton_id,
     template::{FieldType, Template},
-    wire::RejectedRecord,
 };
 
-/// Why a new singleton record is refused (the code is [`RejectedRecord::code`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Stable snake_case code.
-    pub code: &'static str,
-    /// What is wrong, Chinese first.
-    pub message: String,
-}
+use super::Refusal;
 
-impl Refusal {
-    /// The wire form for record `id`.
-    pub fn for_record(self, id: &uuid::Uuid) -> RejectedRecord {
-        RejectedRecord {
-            id: id.to_string(),
-            code: self.code.to_string(),
-            message: self.message,
-        }
+/// The fields that the pushed changes of a record new to the server set, when its kind has a key
+/// (`None` for kinds without one, which pass [`check_new`] untouched). Decodes the changes
+/// (a genesis and its edits) through Automerge.
+pub fn key_fields(
+    template: &Template,
+    header: &RecordHeader,
+    changes: &[&[u8]],
+) -> Option<BTreeMap<String, FieldValue>> {
+    let def = template.kind(&header.kind)?;
+    if def.key.is_empty() {
+        return None;
     }
+    Some(fields_of(changes).unwrap_or_default())
 }
 
-/// Checks a record the server does not hold yet, given the changes pushed for it. `place_of`
-/// answers the scope (place code) of a record the server holds, by id. Records of kinds without a
-/// key pass untouched.
+/// The records that the key fields of a new keyed record refer to (ids as written), whose place
+/// [`check_new`] asks for.
+pub fn key_references(
+    template: &Template,
+    header: &RecordHeader,
+    fields: &BTreeMap<String, FieldValue>,
+) -> Vec<String> {
+    let Some(def) = template.kind(&header.kind) else {
+        return Vec::new();
+    };
+    def.key
+        .iter()
+        .filter(|name| {
+            def.field(name)
+                .is_some_and(|f| f.field_type == FieldType::Ref)
+        })
+        .filter_map(|name| match fields.get(name.as_str()) {
+            Some(FieldValue::Str(target)) => Some(target.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks a record the server does not hold yet, given the fields its pushed changes set
+/// ([`key_fields`]). `place_of` answers the scope (place code) of a record the server holds, by
+/// id. Records of kinds without a key pass untouched.
 ///
 /// A record of a kind with a key must arrive with its key fields set (its genesis and the change
 /// that sets them travel together); its id must be the one derived from those values; and every
@@ -42,7 +61,7 @@ impl Refusal {
 pub fn check_new(
     template: &Template,
     header: &RecordHeader,
-    changes: &[&[u8]],
+    fields: &BTreeMap<String, FieldValue>,
     place_of: impl Fn(&str) -> Option<String>,
 ) -> Result<(), Refusal> {
     let Some(def) = template.kind(&header.kind) else {
@@ -51,7 +70,6 @@ pub fn check_new(
     if def.key.is_empty() {
         return Ok(());
     }
-    let fields = fields_of(changes).unwrap_or_default();
     let missing: Vec<&str> = def
         .key
         .iter()
@@ -75,7 +93,7 @@ pub fn check_new(
         });
     }
     let key = template
-        .singleton_key(&header.kind, &fields)
+        .singleton_key(&header.kind, fields)
         .unwrap_or_default();
     let expected = singleton_id(header.campaign, &header.kind, &key);
     if expected != header.id {

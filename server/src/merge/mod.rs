@@ -1,0 +1,107 @@
+//! Merging, outside any database: a record's stored document and its changes not applied yet
+//! become a new document and projection ([`merge`]), which is then reviewed against the
+//! campaign's template ([`review`]) and indexed for search ([`index`]). The storage reads the
+//! inputs and writes the outcome; everything decided in between is here.
+
+pub mod index;
+pub mod review;
+
+use automerge::{Change, ChangeHash};
+use fieldsync_protocol::{Projection, RecordHeader, record};
+
+/// What merging a record's pending changes gave.
+#[derive(Debug)]
+pub enum Merge {
+    /// The record is merged: store the document and the projection.
+    Merged {
+        /// The new document (Automerge's saved bytes).
+        doc: Vec<u8>,
+        /// The pending changes now in the document (the rest wait for their dependencies).
+        applied: Vec<[u8; 32]>,
+        /// The projection of the new document.
+        projection: Box<Projection>,
+        /// What is wrong with the record though it merged (changes waiting, a header the
+        /// document contradicts).
+        problem: Option<String>,
+    },
+    /// The record cannot be merged: store the problem (and the document, when there is one to
+    /// keep: what merged so far).
+    Failed {
+        /// Why.
+        problem: String,
+        /// The document to keep, when changes did apply.
+        doc: Option<Vec<u8>>,
+        /// The pending changes now in that document.
+        applied: Vec<[u8; 32]>,
+    },
+}
+
+/// Applies `pending` (the record's unapplied changes, in log order) to its stored document `doc`
+/// (`None`: not merged before) and projects the result. `header` is the record's stored header,
+/// which the document must agree with.
+pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> Merge {
+    let failed = |problem: String| Merge::Failed {
+        problem,
+        doc: None,
+        applied: Vec::new(),
+    };
+    let mut doc = match doc {
+        Some(b) => match record::load_doc(b) {
+            Ok(d) => d,
+            Err(e) => return failed(format!("stored document does not load: {e}")),
+        },
+        None => record::new_doc(),
+    };
+    let mut decoded: Vec<(ChangeHash, Change)> = Vec::with_capacity(pending.len());
+    for bytes in pending {
+        // Every stored change was checked on the way in; a failure here is corruption.
+        match Change::try_from(bytes.as_slice()) {
+            Ok(c) => decoded.push((c.hash(), c)),
+            Err(e) => return failed(format!("a stored change does not decode: {e}")),
+        }
+    }
+    if let Err(e) = doc.apply_changes(decoded.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()) {
+        return failed(format!("changes do not apply: {e}"));
+    }
+    let mut applied = Vec::with_capacity(decoded.len());
+    let mut waiting = 0;
+    for (hash, _) in &decoded {
+        if doc.get_change_meta_by_hash(hash).is_some() {
+            applied.push(hash.0);
+        } else {
+            waiting += 1;
+        }
+    }
+    let projection = match record::project(&doc) {
+        Ok(p) => p,
+        Err(e) => {
+            let problem = if waiting > 0 {
+                format!("waiting for {waiting} changes' dependencies ({e})")
+            } else {
+                e.to_string()
+            };
+            // Keep what merged so far.
+            return Merge::Failed {
+                problem,
+                doc: Some(doc.save()),
+                applied,
+            };
+        }
+    };
+    let problem = if projection.header != *header {
+        Some(format!(
+            "the document's header {:?} differs from the one its changes were pushed with",
+            projection.header
+        ))
+    } else if waiting > 0 {
+        Some(format!("{waiting} changes wait for changes they depend on"))
+    } else {
+        None
+    };
+    Merge::Merged {
+        doc: doc.save(),
+        applied,
+        projection: Box::new(projection),
+        problem,
+    }
+}

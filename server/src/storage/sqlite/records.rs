@@ -1,0 +1,187 @@
+//! The merged records and the department's queries in SQLite: one record, listings, exports,
+//! conflicts; tallies and search are in [`super::tally`]. Every query takes the asker's
+//! [`Visibility`] into its `WHERE` ([`super::visible`]).
+
+use async_trait::async_trait;
+use fieldsync_protocol::{
+    record::{self, Conflict},
+    template::Template,
+};
+use rusqlite::{OptionalExtension, params};
+use uuid::Uuid;
+
+use super::{SqliteStorage, other, visible};
+use crate::storage::{
+    RecordFilter, RecordView, Records, SearchHit, StorageError, Tallies, Visibility,
+};
+
+pub(super) fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
+    let id: String = r.get(0)?;
+    let campaign: String = r.get(2)?;
+    let fields: Option<String> = r.get(5)?;
+    let heads: Option<String> = r.get(7)?;
+    Ok(RecordView {
+        id: Uuid::parse_str(&id).unwrap_or_default(),
+        kind: r.get(1)?,
+        campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
+        scope: r.get(3)?,
+        deleted: r.get(4)?,
+        fields: fields
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .unwrap_or(serde_json::Value::Null),
+        conflicts: r.get::<_, i64>(6)? as u64,
+        heads: heads
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
+        up_to_date: !r.get::<_, bool>(8)?,
+        position: r.get(12)?,
+        waiting_changes: r.get::<_, i64>(10)? as u64,
+        problem: r.get(9)?,
+        review: r
+            .get::<_, Option<String>>(11)?
+            .and_then(|j| serde_json::from_str(&j).ok()),
+    })
+}
+
+const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fields, r.conflicts,
+    r.heads, r.dirty, r.problem,
+    (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0), r.review,
+    r.first_seq";
+
+#[async_trait]
+impl Records for SqliteStorage {
+    async fn record(
+        &self,
+        id: Uuid,
+        visibility: Visibility,
+    ) -> Result<Option<RecordView>, StorageError> {
+        self.read(move |conn| {
+            let (c, places) = visible::params(&visibility);
+            Ok(conn
+                .query_row(
+                    &format!(
+                        "SELECT {VIEW_COLUMNS} FROM records r WHERE r.id = ?1 AND {}",
+                        visible::condition("r", 2)
+                    ),
+                    params![id.to_string(), c, places],
+                    row_to_view,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn conflicts(&self, id: Uuid) -> Result<Option<Vec<Conflict>>, StorageError> {
+        self.read(move |conn| {
+            let doc: Option<Option<Vec<u8>>> = conn
+                .query_row(
+                    "SELECT doc FROM records WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match doc.flatten() {
+                None => Ok(None),
+                Some(bytes) => {
+                    let doc = record::load_doc(&bytes).map_err(other)?;
+                    Ok(record::conflicts(&doc).ok())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn records(
+        &self,
+        filter: RecordFilter,
+        visibility: Visibility,
+    ) -> Result<Vec<RecordView>, StorageError> {
+        self.read(move |conn| {
+            let (c, places) = visible::params(&visibility);
+            let mut sql = format!(
+                "SELECT {VIEW_COLUMNS} FROM records r WHERE {}",
+                visible::condition("r", 1)
+            );
+            let mut args: Vec<rusqlite::types::Value> = vec![c.into(), places.into()];
+            let mut arg = |sql: &mut String, condition: &str, value: rusqlite::types::Value| {
+                args.push(value);
+                sql.push_str(&condition.replace("?", &format!("?{}", args.len())));
+            };
+            if let Some(k) = &filter.kind {
+                arg(&mut sql, " AND r.kind = ?", k.clone().into());
+            }
+            if let Some(s) = &filter.scope {
+                arg(&mut sql, " AND r.scope = ?", s.clone().into());
+            }
+            if let Some(c) = &filter.campaign {
+                arg(&mut sql, " AND r.campaign = ?", c.to_string().into());
+            }
+            if let Some(after) = filter.after {
+                arg(&mut sql, " AND r.first_seq > ?", after.into());
+            }
+            if filter.conflicted {
+                sql.push_str(" AND r.conflicts > 0");
+            }
+            if filter.needs_review {
+                sql.push_str(" AND r.review IS NOT NULL");
+            }
+            sql.push_str(&format!(
+                " ORDER BY r.first_seq LIMIT {}",
+                filter.limit.unwrap_or(1000).clamp(1, 10_000)
+            ));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_view)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn campaign_records(
+        &self,
+        campaign: Uuid,
+        kind: String,
+        visibility: Visibility,
+    ) -> Result<Vec<RecordView>, StorageError> {
+        self.read(move |conn| {
+            let (c, places) = visible::params(&visibility);
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {VIEW_COLUMNS} FROM records r
+                 WHERE r.campaign = ?1 AND r.kind = ?2 AND r.deleted = 0 AND {}
+                 ORDER BY r.first_seq",
+                visible::condition("r", 3)
+            ))?;
+            let rows =
+                stmt.query_map(params![campaign.to_string(), kind, c, places], row_to_view)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn tallies(
+        &self,
+        campaign: Uuid,
+        visibility: Visibility,
+    ) -> Result<Tallies, StorageError> {
+        self.read(move |conn| super::tally::tallies(conn, campaign, &visibility))
+            .await
+    }
+
+    async fn search(
+        &self,
+        q: String,
+        campaign: Option<Uuid>,
+        kind: Option<String>,
+        limit: usize,
+        visibility: Visibility,
+    ) -> Result<Vec<SearchHit>, StorageError> {
+        self.read(move |conn| {
+            super::tally::search(conn, &q, campaign, kind.as_deref(), limit, &visibility)
+        })
+        .await
+    }
+
+    async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {
+        self.read(move |conn| super::tally::template(conn, campaign))
+            .await
+    }
+}

@@ -1,0 +1,207 @@
+//! The SQLite storage's writer thread: it owns the only write connection and runs every write
+//! in turn (pushes, other writes sent as closures) and, when sync traffic is quiet, merges dirty
+//! records in chunks. One writer means log sequence numbers become visible in commit order.
+
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::now_ms;
+use crate::storage::{CheckedPush, PushOutcome, Pusher, StorageError};
+
+/// How many records one merge transaction handles before the writer looks for pushes again.
+const MERGE_CHUNK: usize = 64;
+/// How long merging waits after the last push or pull before it starts.
+const MERGE_QUIET: Duration = Duration::from_millis(250);
+/// The longest merging is postponed by continuing sync traffic.
+const MERGE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// While a long merge runs, how often [`crate::storage::ChangeLog::data_version`] moves (it also moves whenever
+/// merging has caught up).
+const VERSION_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the writer thread is asked to do.
+pub(super) enum Command {
+    /// Check a push with `crate::ingest` and store what it accepts.
+    Push(
+        Pusher,
+        CheckedPush,
+        oneshot::Sender<Result<PushOutcome, StorageError>>,
+    ),
+    /// A device pulled (its `last_pull`; sync traffic postpones merging).
+    PulledBy(Uuid),
+    /// Any other write, run on the writer's connection.
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Finish: answer, then stop.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    /// Whether this writer merges records (not when opened for administration).
+    pub(super) merge: bool,
+    /// See [`crate::storage::ChangeLog::data_version`].
+    pub(super) version: Arc<std::sync::atomic::AtomicU64>,
+    /// Records merged since `version` last moved.
+    pub(super) unannounced: bool,
+    /// When `version` last moved.
+    pub(super) announced_at: Instant,
+    /// Parsed template versions per campaign, dropped whenever a template record is merged.
+    pub(super) templates: TemplateCache,
+}
+
+/// Parsed template versions per campaign (oldest first), loaded on first use.
+#[derive(Default)]
+pub(super) struct TemplateCache {
+    by_campaign: std::collections::HashMap<String, Arc<Vec<Arc<Template>>>>,
+}
+
+impl TemplateCache {
+    /// Every parsed version of a campaign's template, oldest first (see [`crate::templates`]).
+    pub(super) fn for_campaign(
+        &mut self,
+        conn: &Connection,
+        campaign: &str,
+    ) -> Result<Arc<Vec<Arc<Template>>>, StorageError> {
+        if let Some(t) = self.by_campaign.get(campaign) {
+            return Ok(t.clone());
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT fields FROM records
+             WHERE kind = ?1 AND campaign = ?2 AND deleted = 0 AND fields IS NOT NULL",
+        )?;
+        let fields: Vec<String> = stmt
+            .query_map(params![TEMPLATE_KIND, campaign], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let out = Arc::new(crate::templates::versions(
+            fields.iter().map(String::as_str),
+        ));
+        self.by_campaign.insert(campaign.to_string(), out.clone());
+        Ok(out)
+    }
+
+    /// Forgets a campaign's templates (a template record of it was merged).
+    pub(super) fn forget(&mut self, campaign: &str) {
+        self.by_campaign.remove(campaign);
+    }
+}
+
+impl Writer {
+    /// Runs commands until the channel closes or a flush arrives.
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut dirty = self.merge; // merge whatever a previous run left unmerged
+        // Merging yields to sync traffic: it waits until no push or pull has come for
+        // MERGE_QUIET, but never postpones for longer than MERGE_MAX_DELAY.
+        let mut last_traffic = Instant::now() - MERGE_QUIET;
+        let mut merge_due = Instant::now();
+        loop {
+            let command = if dirty {
+                let now = Instant::now();
+                let quiet_at = last_traffic + MERGE_QUIET;
+                let wait = if now >= merge_due || now >= quiet_at {
+                    Duration::ZERO
+                } else {
+                    quiet_at.min(merge_due) - now
+                };
+                match rx.recv_timeout(wait) {
+                    Ok(c) => Some(c),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                }
+            };
+            match command {
+                Some(Command::Push(pusher, push, reply)) => {
+                    let result =
+                        super::push::push(&mut self.conn, &mut self.templates, &pusher, push);
+                    if self.merge && matches!(&result, Ok(o) if o.stored > 0) {
+                        if !dirty {
+                            merge_due = Instant::now() + MERGE_MAX_DELAY;
+                        }
+                        dirty = true;
+                    }
+                    last_traffic = Instant::now();
+                    let _ = reply.send(result);
+                }
+                Some(Command::PulledBy(device)) => {
+                    last_traffic = Instant::now();
+                    let _ = self.conn.execute(
+                        "INSERT INTO devices (id, first_seen, last_pull) VALUES (?1, ?2, ?2)
+                         ON CONFLICT (id) DO UPDATE SET last_pull = ?2",
+                        params![device.to_string(), now_ms()],
+                    );
+                }
+                Some(Command::Run(f)) => f(&mut self.conn),
+                Some(Command::Flush(reply)) => {
+                    let _ = reply.send(());
+                    return;
+                }
+                None => match self.merge_chunk() {
+                    Ok(more) => dirty = more,
+                    Err(e) => {
+                        tracing::error!(error = %e, "merging records failed; will retry");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Merges up to [`MERGE_CHUNK`] dirty records; returns whether more remain.
+    fn merge_chunk(&mut self) -> Result<bool, StorageError> {
+        let started = Instant::now();
+        let tx = self.conn.transaction()?;
+        let ids: Vec<String> = {
+            // Templates first, so the records of a chunk are checked against them. Two indexed
+            // queries: ordering all dirty records instead would cost a sort per chunk.
+            let mut ids: Vec<String> = tx
+                .prepare_cached("SELECT id FROM records WHERE kind = ?1 AND dirty = 1")?
+                .query_map([TEMPLATE_KIND], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let rest = MERGE_CHUNK.saturating_sub(ids.len()).max(1);
+            let mut stmt = tx.prepare_cached("SELECT id FROM records WHERE dirty = 1 LIMIT ?1")?;
+            for id in stmt.query_map([rest as i64], |r| r.get::<_, String>(0))? {
+                let id = id?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids
+        };
+        for id in &ids {
+            super::merge::merge_record(&tx, id, &mut self.templates)?;
+        }
+        tx.commit()?;
+        self.unannounced |= !ids.is_empty();
+        if !ids.is_empty() {
+            tracing::debug!(
+                records = ids.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "merged"
+            );
+        }
+        // Merging a template marks its campaign's records dirty again: ask, do not guess.
+        let more: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM records WHERE dirty = 1)",
+            [],
+            |r| r.get(0),
+        )?;
+        // What is computed from projections (tallies) is recomputed when the version moves: move
+        // it when merging has caught up, and while a long merge runs at most every
+        // VERSION_INTERVAL, not after every chunk.
+        if self.unannounced && (!more || self.announced_at.elapsed() >= VERSION_INTERVAL) {
+            self.version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+            self.unannounced = false;
+            self.announced_at = Instant::now();
+        }
+        Ok(more)
+    }
+}

@@ -1,0 +1,164 @@
+//! The numbers the department reads, as the storage returns them: a campaign's tallies (every
+//! `*` of the seed reports) and full-text search hits. Plain values; computing them is each
+//! storage's job (SQL), presenting them is `report`'s.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Counts per value (a rating, a category, a status).
+pub type Counts = BTreeMap<String, u64>;
+
+/// The numbers of one village or community.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VillageTally {
+    /// Place code.
+    pub code: String,
+    /// Place name.
+    pub name: String,
+    /// Team members.
+    pub members: u64,
+    /// Interviews (person-times).
+    pub interviews: u64,
+    /// Meetings.
+    pub meetings: u64,
+    /// Questionnaires.
+    pub questionnaires: u64,
+    /// Evaluation forms.
+    pub evaluations: u64,
+    /// Findings.
+    pub findings: u64,
+    /// The team's rating (好/正常/较差 as `good`/`normal`/`poor`), when assessed without conflict.
+    pub team_rating: Option<String>,
+    /// The team assessment's summary (运行情况), when written.
+    pub summary: Option<String>,
+    /// The findings' texts.
+    pub problems: Vec<String>,
+}
+
+/// Every number of a campaign the department's report needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tallies {
+    /// The campaign.
+    pub campaign: Uuid,
+    /// The campaign's name, if its record is known.
+    pub name: Option<String>,
+    /// Townships.
+    pub townships: u64,
+    /// Villages and communities.
+    pub villages: u64,
+    /// Work groups.
+    pub work_groups: u64,
+    /// Team members.
+    pub members: u64,
+    /// Members interviewed at least once (谈话覆盖人数).
+    pub members_interviewed: u64,
+    /// Interviews (谈心谈话人次).
+    pub interviews: u64,
+    /// Meetings held (召开会议场次).
+    pub meetings: u64,
+    /// People at those meetings.
+    pub meeting_participants: i64,
+    /// Problems and suggestions collected (收集问题建议条数).
+    pub suggestions: i64,
+    /// Questionnaires collected.
+    pub questionnaires: u64,
+    /// Evaluation forms collected.
+    pub evaluations: u64,
+    /// Document reviews.
+    pub document_reviews: u64,
+    /// Pre-screening entries, and those with integrity issues or violations.
+    pub prescreenings: u64,
+    /// Pre-screening entries with an integrity issue.
+    pub prescreening_integrity_issues: u64,
+    /// Pre-screening entries with a violation.
+    pub prescreening_violations: u64,
+    /// Findings.
+    pub findings: u64,
+    /// Findings per level (township_team, village_team).
+    pub findings_by_level: Counts,
+    /// Findings per category.
+    pub findings_by_category: Counts,
+    /// Findings marked as violations, per level.
+    pub violations_by_level: Counts,
+    /// Team assessments per rating (conflicted ones excluded).
+    pub team_ratings: Counts,
+    /// Member assessments per rating (conflicted ones excluded).
+    pub member_ratings: Counts,
+    /// Assessments whose rating is in conflict (for a reviewer).
+    pub conflicted_assessments: u64,
+    /// Star ratings per number of stars.
+    pub star_ratings: Counts,
+    /// Rectifications per status.
+    pub rectifications: Counts,
+    /// Rectifications past their deadline and not done.
+    pub overdue_rectifications: u64,
+    /// Team satisfaction from the evaluation forms, per answer.
+    pub team_satisfaction: Counts,
+    /// Member satisfaction from the evaluation forms: member id → answer → count.
+    pub member_satisfaction: BTreeMap<String, Counts>,
+    /// Per village, in code order.
+    pub villages_detail: Vec<VillageTally>,
+    /// The campaign's template (`midterm`, `lookback`, …), which picks the report's structure.
+    pub template: Option<String>,
+    /// Members per level of their team (`township_team`, `village_team`).
+    pub members_by_level: Counts,
+    /// Members interviewed at least once, per level of their team.
+    pub interviewed_by_level: Counts,
+    /// Members with a violation found by the joint review (pre-screening), per level.
+    pub violators_by_level: Counts,
+    /// Team ratings per level of the team (conflicted ones excluded): level → rating → count.
+    pub team_ratings_by_level: BTreeMap<String, Counts>,
+    /// Township teams on the five checks of seed 000: check field → rating → count.
+    pub township_checks: BTreeMap<String, Counts>,
+}
+
+/// A record found by full-text search.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    /// The record.
+    pub id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Its campaign.
+    pub campaign: Uuid,
+    /// Where it belongs.
+    pub scope: String,
+    /// The words around the match.
+    pub snippet: String,
+}
+
+/// Up to 20 characters either side of the first match.
+pub(crate) fn snippet(text: &str, q: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let needle: Vec<char> = q.chars().collect();
+    let at = (0..chars.len().saturating_sub(needle.len()).saturating_add(1))
+        .find(|i| chars[*i..].starts_with(&needle))
+        .unwrap_or(0);
+    let start = at.saturating_sub(20);
+    let end = (at + needle.len() + 20).min(chars.len());
+    let mut s: String = chars[start..end].iter().collect();
+    if start > 0 {
+        s.insert(0, '…');
+    }
+    if end < chars.len() {
+        s.push('…');
+    }
+    s.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_are_cut_by_characters() {
+        let text = "甲".repeat(30) + "集体经济" + &"乙".repeat(30);
+        let s = snippet(&text, "集体经济");
+        assert_eq!(
+            s,
+            format!("…{}集体经济{}…", "甲".repeat(20), "乙".repeat(20))
+        );
+    }
+}
