@@ -3,6 +3,7 @@
 //! traffic ([`proxy::Proxy`]), a realistic campaign generator ([`generator`]), and small helpers
 //! to read the server's JSON API.
 
+pub mod balancer;
 pub mod generator;
 pub mod postgres;
 pub mod proxy;
@@ -214,6 +215,7 @@ pub struct TestServer {
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -264,6 +266,7 @@ impl TestServer {
     ) -> anyhow::Result<Self> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
         let dir = data_dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("test-server".into())
@@ -272,7 +275,7 @@ impl TestServer {
                     .worker_threads(2)
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
+                let serve = async move {
                     let mut config = fieldsync_server::Config::new(&dir);
                     configure(&mut config);
                     config.data_dir = dir;
@@ -298,7 +301,17 @@ impl TestServer {
                     })
                     .await?;
                     Ok(())
-                })
+                };
+                // A kill drops every task of the runtime where it stands (connections cut, open
+                // transactions rolled back), as a crashed process would.
+                let result = rt.block_on(async move {
+                    tokio::select! {
+                        r = serve => r,
+                        Ok(()) = kill_rx => Ok(()),
+                    }
+                });
+                rt.shutdown_background();
+                result
             })?;
         let (addr, code) = addr_rx
             .recv_timeout(Duration::from_secs(30))
@@ -317,6 +330,7 @@ impl TestServer {
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             shutdown: Some(shutdown_tx),
+            kill: Some(kill_tx),
             thread: Some(thread),
         })
     }
@@ -398,6 +412,18 @@ impl TestServer {
     /// The server's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Kills the server: its runtime and every request under way are dropped at once, without
+    /// finishing anything (its storage is not closed), as when the process dies.
+    pub fn kill(&mut self) {
+        if let Some(tx) = self.kill.take() {
+            let _ = tx.send(());
+        }
+        self.shutdown.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 
     /// Stops the server gracefully and waits for it.

@@ -1,0 +1,184 @@
+//! Stateless servers: three `fieldsync-server`s on one PostgreSQL behind a round-robin TCP
+//! balancer (`fieldsync::balancer`). Six devices push and pull concurrently through it, each
+//! request landing on whichever server the balancer picks; one server is killed while pushes are
+//! under way and started again. At the end every device and the database hold the same records
+//! and heads, every change a device made is acknowledged and stored once, and every record is
+//! merged with nothing waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use fieldsync::{TestServer, balancer::Balancer};
+use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+use uuid::Uuid;
+
+const DEVICES: usize = 6;
+const ROUNDS: usize = 12;
+const VILLAGE: &str = "350102001";
+
+fn text(v: &str) -> FieldValue {
+    FieldValue::Text(v.into())
+}
+
+/// Syncs that failed and were tried again (a connection cut by the killed server).
+static RETRIES: AtomicUsize = AtomicUsize::new(0);
+
+/// Syncs through the balancer, trying again (a bounded number of times) when the connection
+/// breaks or lands on a server that is going away.
+fn sync_retrying(store: &mut Store, url: &str, token: &str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..50 {
+        let mut t = HttpTransport::new(url)?.with_token(token.to_string());
+        match sync(store, &mut t, &SyncOptions::default()) {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                RETRIES.fetch_add(1, Ordering::SeqCst);
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    bail!("sync kept failing: {last:?}")
+}
+
+#[test]
+fn three_servers_on_one_database_serve_any_device_in_any_order() -> Result<()> {
+    let database = fieldsync::postgres::database()?;
+    let start = || -> Result<TestServer> {
+        let url = database.clone();
+        TestServer::start_with_config(move |c| c.database = Some(url))
+    };
+    let mut servers = vec![start()?, start()?, start()?];
+    let balancer = Balancer::start(servers.iter().map(|s| s.addr).collect())?;
+    let url = balancer.url();
+
+    // The devices, enrolled once (through the first server: the database is shared), and one
+    // record all of them edit.
+    let mut stores = Vec::new();
+    for _ in 0..DEVICES {
+        let store = Store::open_in_memory()?;
+        let token = servers[0].token_for(&store)?;
+        stores.push((store, token));
+    }
+    let campaign = Uuid::now_v7();
+    let shared = stores[0].0.create(
+        "finding",
+        campaign,
+        VILLAGE,
+        &[("text", text("共同记录："))],
+    )?;
+    {
+        let (store, token) = &mut stores[0];
+        sync_retrying(store, &url, token)?;
+    }
+
+    let pushes = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut store, token))| {
+            let (url, pushes) = (url.clone(), pushes.clone());
+            std::thread::spawn(move || -> Result<(Store, Vec<Uuid>)> {
+                let mut mine = Vec::new();
+                for round in 0..ROUNDS {
+                    for k in 0..3 {
+                        mine.push(store.create(
+                            "interview",
+                            campaign,
+                            VILLAGE,
+                            &[("notes", text(&format!("设备{i}第{round}轮第{k}条")))],
+                        )?);
+                    }
+                    if store.exists(shared)? {
+                        store.edit(shared, |e| e.append_text("text", &format!("{i}")))?;
+                    }
+                    sync_retrying(&mut store, &url, &token)?;
+                    pushes.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok((store, mine))
+            })
+        })
+        .collect();
+
+    // Kill the second server while the devices are pushing, then start it again on the same
+    // database (a new port, as a restarted process behind a balancer gets).
+    while pushes.load(Ordering::SeqCst) < DEVICES * ROUNDS / 3 || balancer.open()[1] == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    servers[1].kill();
+    killed.store(true, Ordering::SeqCst);
+    balancer.set(1, None);
+    std::thread::sleep(Duration::from_millis(300));
+    servers[1] = start()?;
+    balancer.set(1, Some(servers[1].addr));
+
+    let mut done = Vec::new();
+    for h in handles {
+        done.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a device thread panicked"))??,
+        );
+    }
+    assert!(killed.load(Ordering::SeqCst));
+    // Two more rounds each so that everyone has everyone's changes.
+    let tokens: Vec<String> = done
+        .iter()
+        .map(|(s, _)| servers[0].token_for(s))
+        .collect::<Result<_>>()?;
+    for _ in 0..2 {
+        for ((store, _), token) in done.iter_mut().zip(&tokens) {
+            sync_retrying(store, &url, token)?;
+        }
+    }
+    let served = balancer.served();
+    assert!(
+        served.iter().all(|n| *n > 0),
+        "every server took connections: {served:?}"
+    );
+    eprintln!(
+        "connections per server {served:?}, syncs tried again after the kill: {}",
+        RETRIES.load(Ordering::SeqCst)
+    );
+
+    // Nothing acknowledged lost, nothing stored twice, everything merged the same everywhere.
+    let status = servers[2].wait_merged()?;
+    let all_ids: Vec<Uuid> = std::iter::once(shared)
+        .chain(done.iter().flat_map(|(_, ids)| ids.iter().copied()))
+        .collect();
+    assert_eq!(all_ids.len(), 1 + DEVICES * ROUNDS * 3);
+    for (store, _) in &done {
+        assert_eq!(store.pending_upload()?, 0, "every change acknowledged");
+        assert_eq!(store.waiting_for_dependencies()?, 0);
+    }
+    assert_eq!(status["records"], all_ids.len());
+    assert_eq!(status["waiting_changes"], 0, "{status}");
+    // Every interview is two changes (genesis and its fields); the shared record has its
+    // genesis, its first fields and one change per edit.
+    let edits = match &done[0].0.get(shared)?.fields["text"] {
+        FieldValue::Text(t) => t.chars().filter(|c| c.is_ascii_digit()).count(),
+        other => bail!("the shared record's text is {other:?}"),
+    };
+    assert!(edits > DEVICES, "the devices edited the shared record");
+    assert_eq!(
+        status["changes"],
+        DEVICES * ROUNDS * 3 * 2 + 2 + edits,
+        "{status}"
+    );
+    for id in &all_ids {
+        let heads = done[0].0.get(*id)?.heads;
+        for (store, _) in &done[1..] {
+            assert_eq!(store.get(*id)?.heads, heads, "record {id} on every device");
+        }
+        let merged = servers[(id.as_u128() % 3) as usize].get_json(&format!("/v1/records/{id}"))?;
+        let mut on_server: Vec<String> = serde_json::from_value(merged["heads"].clone())?;
+        let mut on_device = heads.clone();
+        on_server.sort();
+        on_device.sort();
+        assert_eq!(on_server, on_device, "record {id} on the server");
+        assert_eq!(merged["up_to_date"], true, "{merged}");
+    }
+    Ok(())
+}
