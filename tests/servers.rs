@@ -50,7 +50,7 @@ fn three_servers_on_one_database_serve_any_device_in_any_order() -> Result<()> {
         let url = database.clone();
         TestServer::start_with_config(move |c| c.database = Some(url))
     };
-    let mut servers = vec![start()?, start()?, start()?];
+    let mut servers = [start()?, start()?, start()?];
     let balancer = Balancer::start(servers.iter().map(|s| s.addr).collect())?;
     let url = balancer.url();
 
@@ -180,5 +180,54 @@ fn three_servers_on_one_database_serve_any_device_in_any_order() -> Result<()> {
         assert_eq!(on_server, on_device, "record {id} on the server");
         assert_eq!(merged["up_to_date"], true, "{merged}");
     }
+    Ok(())
+}
+
+/// The data version that keys each server's tallies cache lives in the database: tallies a
+/// server has cached are computed again after another server took the push and merged it.
+#[test]
+fn a_servers_cached_tallies_follow_what_another_server_merged() -> Result<()> {
+    let database = fieldsync::postgres::database()?;
+    let start = || -> Result<TestServer> {
+        let url = database.clone();
+        TestServer::start_with_config(move |c| c.database = Some(url))
+    };
+    let (a, b) = (start()?, start()?);
+    let campaign = Uuid::now_v7();
+    let mut store = Store::open_in_memory()?;
+    store.create(
+        "campaign",
+        campaign,
+        "campaign",
+        &[("name", FieldValue::Str("2026年回头看".into()))],
+    )?;
+    store.create("interview", campaign, VILLAGE, &[("notes", text("第一次"))])?;
+    let mut ta = a.connect(&store)?;
+    sync(&mut store, &mut ta, &SyncOptions::default())?;
+    a.wait_merged()?;
+    let path = format!("/v1/campaigns/{campaign}/tallies");
+    let interviews = |s: &TestServer| -> Result<u64> {
+        Ok(s.get_json(&path)?["interviews"].as_u64().unwrap_or(0))
+    };
+    // Server b computes and caches its tallies, and answers from the cache while nothing moves.
+    for _ in 0..100 {
+        if interviews(&b)? == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(interviews(&b)?, 1);
+    store.create("interview", campaign, VILLAGE, &[("notes", text("第二次"))])?;
+    sync(&mut store, &mut ta, &SyncOptions::default())?;
+    a.wait_merged()?;
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = interviews(&b)?;
+        if seen == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen, 2, "server b's cached tallies were recomputed");
     Ok(())
 }

@@ -547,6 +547,6 @@ pub(crate) fn template(
     Ok(
         crate::templates::versions(fields.iter().map(String::as_str))
             .pop()
-            .map(|t| Arc::unwrap_or_clone(t)),
+            .map(Arc::unwrap_or_clone),
     )
 }
