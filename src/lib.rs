@@ -420,10 +420,10 @@ impl TestServer {
         if let Some(tx) = self.kill.take() {
             let _ = tx.send(());
         }
-        self.shutdown.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.shutdown = None;
     }
 
     /// Stops the server gracefully and waits for it.

@@ -231,3 +231,44 @@ fn a_servers_cached_tallies_follow_what_another_server_merged() -> Result<()> {
     assert_eq!(seen, 2, "server b's cached tallies were recomputed");
     Ok(())
 }
+
+/// Servers opening one database run its migrations once; a database whose recorded migration
+/// differs from the code's refuses to open.
+#[test]
+fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()> {
+    let cluster = fieldsync::postgres::cluster()?;
+    let url = cluster.database()?;
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Two servers starting together.
+        let (a, b) = tokio::join!(
+            fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)),
+            fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)),
+        );
+        let (a, b) = (a?, b?);
+        a.close().await;
+        b.close().await;
+        anyhow::Ok(())
+    })?;
+    // (Both opened: without the migration lock one of them fails creating a table the other
+    // just created.) The first migration is recorded.
+    cluster.sql(
+        &name,
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM schema_migrations WHERE id = 1) THEN
+             RAISE EXCEPTION 'the first migration is not recorded';
+           END IF;
+         END $$",
+    )?;
+    cluster.sql(&name, "UPDATE schema_migrations SET sql = sql || ' ' WHERE id = 1")?;
+    let opened = rt.block_on(fieldsync_server::open_storage_at(
+        std::path::Path::new("."),
+        Some(&url),
+    ));
+    let err = opened.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("was changed after it was applied"), "{err}");
+    Ok(())
+}
