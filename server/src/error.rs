@@ -9,7 +9,10 @@ use axum::{
 use fieldsync_protocol::wire::{ErrorBody, ErrorDetail};
 
 use crate::{
-    ingest::PushRefused,
+    ingest::{
+        PushRefused,
+        decode::{DecodeError, DecodeProblem},
+    },
     storage::{CredentialProblem, StorageError},
 };
 
@@ -105,6 +108,22 @@ impl From<StorageError> for ApiError {
             ),
             StorageError::NotFound(m) => ApiError::not_found(m),
             StorageError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        let status = match e.problem {
+            DecodeProblem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            DecodeProblem::Malformed => StatusCode::BAD_REQUEST,
+            DecodeProblem::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            DecodeProblem::Internal => return ApiError::Internal(e.message),
+        };
+        let api = ApiError::client(status, e.code, e.message);
+        match e.hint {
+            Some(hint) => api.with_hint(hint),
+            None => api,
         }
     }
 }

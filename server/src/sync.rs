@@ -1,4 +1,6 @@
-//! The sync endpoints: decode and check a push before anything is stored, serve pull pages.
+//! The sync endpoints over HTTP: a push's content type, encoding and size, then its decoding
+//! ([`crate::ingest::decode`]) on blocking threads and the storage's push (which checks it with
+//! [`crate::ingest`]); pull pages.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -9,17 +11,9 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use fieldsync_protocol::{
-    RecordHeader,
-    auth::TAG_BYTES,
-    inspect_change,
-    record::genesis_actor,
-    wire::{
-        self, Bound, CBOR_CONTENT_TYPE, DecodeLimits, MAX_PAGE_BYTES, MAX_PUSH_BYTES,
-        MIN_PAGE_BYTES, PullQuery, PullResponse, PushRequest, PushResponse,
-    },
+use fieldsync_protocol::wire::{
+    self, CBOR_CONTENT_TYPE, MAX_PAGE_BYTES, MIN_PAGE_BYTES, PullQuery, PullResponse, PushResponse,
 };
-use serde_bytes::ByteBuf;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -27,7 +21,7 @@ use crate::{
     AppState,
     auth::{Auth, forbidden},
     error::ApiError,
-    storage::{CheckedChange, CheckedPush, CheckedRecord, PullRequest},
+    storage::{CheckedPush, PullRequest},
 };
 
 /// Refuses a request whose body names another device than the token's.
@@ -51,11 +45,6 @@ fn cbor_response<T: serde::Serialize>(message: &T) -> Response {
         wire::encode(message),
     )
         .into_response()
-}
-
-fn parse_device(s: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(s)
-        .map_err(|e| ApiError::bad_request(format!("device {s:?} is not a UUID: {e}")))
 }
 
 /// `POST /v1/sync/push`.
@@ -169,178 +158,10 @@ static DECODING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
     Arc::new(Semaphore::new(cores * 2))
 });
 
-/// Decodes a push body and checks every change in it. Nothing is stored unless all of it passes.
-/// The body is decoded within [`DecodeLimits::PUSH`] (a gzip body as it is decompressed), so a
-/// body that passes a bound is refused before it costs more memory.
+/// Decodes a push body and checks every change in it ([`crate::ingest::decode::push`]), with
+/// its refusal as the HTTP error it is answered with.
 pub fn check_push(body: &[u8], gzipped: bool) -> Result<CheckedPush, ApiError> {
-    let decoded = if gzipped {
-        wire::decode_gzip::<PushRequest>(body, "push", MAX_PUSH_BYTES, DecodeLimits::PUSH)
-    } else if body.len() > MAX_PUSH_BYTES {
-        Err(wire::WireError::TooLarge {
-            limit: MAX_PUSH_BYTES,
-        })
-    } else {
-        wire::decode_with::<PushRequest>(body, "push", DecodeLimits::PUSH)
-    };
-    let request = decoded.map_err(|e| match e {
-        wire::WireError::TooLarge { .. } => {
-            ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-                .with_hint("push fewer changes per request")
-        }
-        wire::WireError::Limit {
-            bound: Bound::Records,
-            ..
-        } => ApiError::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_records",
-            e.to_string(),
-        )
-        .with_hint("push in smaller batches (client-core does this automatically)"),
-        wire::WireError::Limit { .. } => ApiError::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "limit_exceeded",
-            e.to_string(),
-        )
-        .with_hint("see the limits of a push in docs/PROTOCOL.md"),
-        other => ApiError::bad_request(other.to_string())
-            .with_hint("see docs/PROTOCOL.md for the push message"),
-    })?;
-    wire::check_version(request.v).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let device = parse_device(&request.device)?;
-    let actors = request
-        .actors
-        .iter()
-        .map(|a| {
-            if a.len() == 16 {
-                Ok(a.to_vec())
-            } else {
-                Err(ApiError::bad_request(format!(
-                    "actor ids are 16 bytes; got one of {} bytes",
-                    a.len()
-                )))
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // Records are independent: check them on every core.
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(request.records.len().div_ceil(64).max(1));
-    let chunk = request.records.len().div_ceil(threads).max(1);
-    let mut chunks: Vec<Vec<_>> = Vec::new();
-    let mut it = request.records.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(chunk).collect());
-    }
-    let checked: Vec<Result<Vec<CheckedRecord>, ApiError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| scope.spawn(move || c.into_iter().map(check_record).collect()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ApiError::Internal("check panicked".into())))
-            })
-            .collect()
-    });
-    let mut records = Vec::new();
-    for c in checked {
-        records.extend(c?);
-    }
-    Ok(CheckedPush {
-        device,
-        actors,
-        records,
-    })
-}
-
-fn check_record(
-    wire_record: fieldsync_protocol::wire::WireRecord,
-) -> Result<CheckedRecord, ApiError> {
-    let header = wire_record.header().map_err(|e| {
-        ApiError::client(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_record",
-            format!("record {:?}: {e}", wire_record.id),
-        )
-    })?;
-    let tags = wire_record.tags;
-    if !tags.is_empty() && tags.len() != wire_record.changes.len() {
-        return Err(ApiError::client(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_record",
-            format!(
-                "record {}: {} tags for {} changes; tags must be absent or one per change",
-                header.id,
-                tags.len(),
-                wire_record.changes.len()
-            ),
-        ));
-    }
-    let mut changes = check_changes(&header, wire_record.changes)?;
-    for (change, tag) in changes.iter_mut().zip(tags) {
-        if tag.is_empty() {
-            continue;
-        }
-        change.tag = Some(<[u8; TAG_BYTES]>::try_from(tag.as_slice()).map_err(|_| {
-            ApiError::client(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_record",
-                format!(
-                    "record {}: a tag of {} bytes; tags are {TAG_BYTES} bytes",
-                    header.id,
-                    tag.len()
-                ),
-            )
-        })?);
-    }
-    Ok(CheckedRecord { header, changes })
-}
-
-/// Decodes and checks the changes of one record (checksums, genesis, dependencies).
-pub(crate) fn check_changes(
-    header: &RecordHeader,
-    changes: Vec<ByteBuf>,
-) -> Result<Vec<CheckedChange>, ApiError> {
-    let genesis_actor = genesis_actor(header);
-    let mut out = Vec::with_capacity(changes.len());
-    for (index, bytes) in changes.into_iter().enumerate() {
-        let bytes = bytes.into_vec();
-        let invalid = |message: String| {
-            ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, "invalid_change", message)
-        };
-        let info = inspect_change(&bytes)
-            .map_err(|e| invalid(format!("change {index} of record {}: {e}", header.id)))?;
-        let genesis = info.actor == genesis_actor;
-        if genesis {
-            let is_genesis = fieldsync_protocol::genesis::is_genesis(header, &bytes, &info.hash)
-                .map_err(|e| invalid(e.to_string()))?;
-            if !is_genesis {
-                return Err(invalid(format!(
-                    "change {index} of record {} claims the record's genesis actor but is not \
-                     the genesis of {} / {} / {}",
-                    header.id, header.kind, header.campaign, header.scope
-                )));
-            }
-        } else if info.deps.is_empty() {
-            return Err(invalid(format!(
-                "change {index} of record {} has no dependencies but is not the record's \
-                 genesis: every edit must build on the genesis change",
-                header.id
-            )));
-        }
-        out.push(CheckedChange {
-            hash: info.hash.0,
-            actor: info.actor.to_bytes().to_vec(),
-            seq: info.seq,
-            bytes,
-            genesis,
-            tag: None,
-        });
-    }
-    Ok(out)
+    crate::ingest::decode::push(body, gzipped).map_err(ApiError::from)
 }
 
 /// `GET /v1/sync/pull`.
@@ -351,7 +172,7 @@ pub async fn pull(
 ) -> Result<Response, ApiError> {
     let Query(raw) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let query = parse_pull_query(&raw)?;
-    let device = parse_device(&query.device)?;
+    let device = crate::ingest::decode::device(&query.device)?;
     check_device(&auth, device)?;
     let after_hash = match &query.after_hash {
         None => None,

@@ -22,6 +22,7 @@
 //! same under a lock that serialises pushes (for example a transaction-level advisory lock),
 //! reading the facts with `… = ANY($1)` queries.
 
+pub mod decode;
 pub mod relay;
 pub mod singleton;
 
@@ -555,3 +556,6 @@ fn reused_sequence_number(
         })
     })
 }
+
+#[cfg(test)]
+mod tests;

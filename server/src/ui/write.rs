@@ -36,7 +36,7 @@ pub fn resolution(
         .get_last_local_change()
         .ok_or_else(|| ApiError::Internal("the resolution made no change".into()))?;
     let bytes = change.raw_bytes().to_vec();
-    let changes = crate::sync::check_changes(header, vec![serde_bytes::ByteBuf::from(bytes)])?;
+    let changes = crate::ingest::decode::changes(header, vec![serde_bytes::ByteBuf::from(bytes)])?;
     Ok(CheckedPush {
         device,
         actors: vec![actor.to_bytes().to_vec()],
