@@ -263,7 +263,10 @@ fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()
            END IF;
          END $$",
     )?;
-    cluster.sql(&name, "UPDATE schema_migrations SET sql = sql || ' ' WHERE id = 1")?;
+    cluster.sql(
+        &name,
+        "UPDATE schema_migrations SET sql = sql || ' ' WHERE id = 1",
+    )?;
     let opened = rt.block_on(fieldsync_server::open_storage_at(
         std::path::Path::new("."),
         Some(&url),
