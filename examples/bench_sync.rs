@@ -5,7 +5,12 @@
 //! cargo run --release --example bench_sync            # 10,000 records
 //! cargo run --release --example bench_sync -- 2000    # another count
 //! cargo run --release --example bench_sync --features system-alloc   # glibc's allocator
+//! cargo run --release --example bench_sync -- 10000 --postgres   # SQLite, then PostgreSQL
 //! ```
+//!
+//! With `--postgres` the same run is made a second time with the server on a fresh database of
+//! a PostgreSQL cluster the benchmark starts from Debian's binaries (`fieldsync::postgres`), and
+//! both are printed; the server's peak memory is the fieldsync process's, not PostgreSQL's.
 //!
 //! The server and each device run in their own process so that each one's peak memory (VmHWM)
 //! is its own. Prints push and pull seconds, bytes on the wire (compressed request and response
@@ -255,14 +260,15 @@ fn device_b(url: &str, code: &str, dir: &str) -> Result<serde_json::Value> {
     }))
 }
 
-fn serve(dir: &str) -> Result<()> {
+fn serve(dir: &str, database: Option<&str>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {
         // Three one-time codes: device A, device B and the parent (reading the status).
-        let storage = fieldsync_server::open_storage(std::path::Path::new(dir)).await?;
+        let storage =
+            fieldsync_server::open_storage_at(std::path::Path::new(dir), database).await?;
         let admin = storage
             .create_person("bench".into(), fieldsync_protocol::auth::Role::Admin, None)
             .await?;
@@ -290,7 +296,9 @@ fn serve(dir: &str) -> Result<()> {
             })
             .await;
         };
-        fieldsync_server::run(listener, fieldsync_server::Config::new(dir), shutdown).await?;
+        let mut config = fieldsync_server::Config::new(dir);
+        config.database = database.map(String::from);
+        fieldsync_server::run(listener, config, shutdown).await?;
         anyhow::Ok(())
     })
 }
@@ -309,7 +317,7 @@ fn child(args: &[&str]) -> Result<serde_json::Value> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("serve") => return serve(&args[2]),
+        Some("serve") => return serve(&args[2], args.get(3).map(String::as_str)),
         Some("device-a") => {
             let v = device_a(&args[2], &args[3], &args[4], args[5].parse()?)?;
             println!("{v}");
@@ -322,14 +330,30 @@ fn main() -> Result<()> {
         _ => {}
     }
     let n: usize = args
-        .get(1)
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(10_000);
+    println!("== SQLite");
+    run(n, None)?;
+    if args.iter().any(|a| a == "--postgres") {
+        println!("== PostgreSQL");
+        run(n, Some(fieldsync::postgres::database()?))?;
+    }
+    Ok(())
+}
+
+/// One benchmark run: a server (on SQLite, or on the PostgreSQL database given), device A's
+/// push, device B's pull.
+fn run(n: usize, database: Option<String>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().context("temp path")?;
+    let mut serve_args = vec!["serve".to_string(), format!("{d}/server")];
+    serve_args.extend(database);
     let mut server = Command::new(std::env::current_exe()?)
-        .args(["serve", &format!("{d}/server")])
+        .args(&serve_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -3,7 +3,9 @@
 //! traffic ([`proxy::Proxy`]), a realistic campaign generator ([`generator`]), and small helpers
 //! to read the server's JSON API.
 
+pub mod balancer;
 pub mod generator;
+pub mod postgres;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -174,6 +176,29 @@ pub fn connect(url: &str, store: &Store) -> anyhow::Result<HttpTransport> {
     Ok(HttpTransport::new(url)?.with_token(token_for(url, &admin, store.device_id())?))
 }
 
+/// Where a [`TestServer`] keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the server's data directory (the default).
+    Sqlite,
+    /// A fresh database on this process's PostgreSQL cluster ([`postgres::cluster`]).
+    Postgres,
+}
+
+impl Backend {
+    /// Both, for stories that must hold on each.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    /// The `--database` setting of a new server on this backend: `None` for SQLite, a fresh
+    /// database's URL for PostgreSQL.
+    pub fn fresh_database(self) -> anyhow::Result<Option<String>> {
+        match self {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => Ok(Some(postgres::database()?)),
+        }
+    }
+}
+
 /// A fieldsync server running on `127.0.0.1:<free port>` in its own thread and runtime, with its
 /// data in a directory this value owns (unless given one). Dropping it stops the server.
 ///
@@ -190,6 +215,7 @@ pub struct TestServer {
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -200,6 +226,13 @@ impl TestServer {
         let mut s = Self::start_in(temp.path())?;
         s._temp = Some(temp);
         Ok(s)
+    }
+
+    /// Starts a server on a fresh temp directory with its data on `backend` (for PostgreSQL, a
+    /// fresh database of this process's cluster, [`postgres::database`]).
+    pub fn start_on(backend: Backend) -> anyhow::Result<Self> {
+        let database = backend.fresh_database()?;
+        Self::start_with_config(move |c| c.database = database)
     }
 
     /// Starts a server on `data_dir` (kept after the server stops).
@@ -233,6 +266,7 @@ impl TestServer {
     ) -> anyhow::Result<Self> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
         let dir = data_dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("test-server".into())
@@ -241,10 +275,17 @@ impl TestServer {
                     .worker_threads(2)
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
+                let serve = async move {
+                    let mut config = fieldsync_server::Config::new(&dir);
+                    configure(&mut config);
+                    config.data_dir = dir;
                     // An administrator code for the fixture, as `fieldsync-server admin` would
                     // issue one.
-                    let storage = fieldsync_server::open_storage(&dir).await?;
+                    let storage = fieldsync_server::open_storage_at(
+                        &config.data_dir,
+                        config.database.as_deref(),
+                    )
+                    .await?;
                     let admin = storage
                         .create_person("测试管理员".into(), Role::Admin, None)
                         .await?;
@@ -255,15 +296,22 @@ impl TestServer {
                     drop(storage);
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     addr_tx.send((listener.local_addr()?, code.0))?;
-                    let mut config = fieldsync_server::Config::new(&dir);
-                    configure(&mut config);
-                    config.data_dir = dir;
                     fieldsync_server::run(listener, config, async {
                         let _ = shutdown_rx.await;
                     })
                     .await?;
                     Ok(())
-                })
+                };
+                // A kill drops every task of the runtime where it stands (connections cut, open
+                // transactions rolled back), as a crashed process would.
+                let result = rt.block_on(async move {
+                    tokio::select! {
+                        r = serve => r,
+                        Ok(()) = kill_rx => Ok(()),
+                    }
+                });
+                rt.shutdown_background();
+                result
             })?;
         let (addr, code) = addr_rx
             .recv_timeout(Duration::from_secs(30))
@@ -282,6 +330,7 @@ impl TestServer {
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             shutdown: Some(shutdown_tx),
+            kill: Some(kill_tx),
             thread: Some(thread),
         })
     }
@@ -363,6 +412,18 @@ impl TestServer {
     /// The server's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Kills the server: its runtime and every request under way are dropped at once, without
+    /// finishing anything (its storage is not closed), as when the process dies.
+    pub fn kill(&mut self) {
+        if let Some(tx) = self.kill.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.shutdown = None;
     }
 
     /// Stops the server gracefully and waits for it.

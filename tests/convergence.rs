@@ -1,11 +1,11 @@
 //! Property test: five devices make random offline edits (fields, Chinese text, singletons,
 //! deletions) and sync with a real server in random partial orders. After everyone has synced
 //! twice more, every device and the server hold identical records, and nothing anyone wrote is
-//! missing.
+//! missing. The property runs with the server on SQLite and again on PostgreSQL.
 
 use std::collections::BTreeMap;
 
-use fieldsync::TestServer;
+use fieldsync::{Backend, TestServer};
 use fieldsync_client_core::{
     FieldValue, RecordHeader, Store, SyncOptions, singleton_id, sync::sync,
 };
@@ -127,8 +127,8 @@ fn snapshot(store: &Store) -> Snapshot {
         .collect()
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let server = TestServer::start().unwrap();
+fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let server = TestServer::start_on(backend).unwrap();
     let url = server.url();
     let mut devices: Vec<Store> = (0..DEVICES)
         .map(|_| Store::open_in_memory().unwrap())
@@ -269,6 +269,22 @@ proptest! {
 
     #[test]
     fn five_devices_syncing_in_random_orders_converge(ops in prop::collection::vec(op(), 10..60)) {
-        run(ops)?;
+        run(Backend::Sqlite, ops)?;
+    }
+}
+
+proptest! {
+    // The same property with the server on PostgreSQL (a fresh database a case), fewer cases.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(8),
+        max_shrink_iters: 50,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn five_devices_syncing_in_random_orders_converge_on_postgres(
+        ops in prop::collection::vec(op(), 10..60)
+    ) {
+        run(Backend::Postgres, ops)?;
     }
 }

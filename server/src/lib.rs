@@ -94,8 +94,11 @@ impl AppState {
 /// Server settings.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// The directory holding `fieldsync.sqlite3`.
+    /// The directory holding `fieldsync.sqlite3` (unless [`Config::database`] is set).
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host:port/name`) instead of SQLite in
+    /// `data_dir`: any number of servers may share one.
+    pub database: Option<String>,
     /// Request limits.
     pub limits: auth::Limits,
     /// Serve HTTPS with this configuration (see [`tls::config_from_pem_files`]); plain HTTP when
@@ -206,6 +209,34 @@ pub async fn bootstrap_admin(
     Ok(Some((admin, code)))
 }
 
+/// Opens the storage for administration beside running servers (no merging): the PostgreSQL
+/// database at `database` when given, else the SQLite storage in `dir`.
+pub async fn open_admin_storage_at(
+    dir: &std::path::Path,
+    database: Option<&str>,
+) -> Result<Arc<dyn Storage>, StartError> {
+    match database {
+        Some(url) => Ok(Arc::new(
+            storage::postgres::PostgresStorage::open_for_admin(url).await?,
+        )),
+        None => open_admin_storage(dir).await,
+    }
+}
+
+/// Opens the storage: the PostgreSQL database at `database` when given, else the SQLite storage
+/// in `dir`.
+pub async fn open_storage_at(
+    dir: &std::path::Path,
+    database: Option<&str>,
+) -> Result<Arc<dyn Storage>, StartError> {
+    match database {
+        Some(url) => Ok(Arc::new(
+            storage::postgres::PostgresStorage::open(url).await?,
+        )),
+        None => open_storage(dir).await,
+    }
+}
+
 /// Opens the SQLite storage in `dir` for administration beside a running server (no merging).
 pub async fn open_admin_storage(dir: &std::path::Path) -> Result<Arc<dyn Storage>, StartError> {
     let dir = dir.to_path_buf();
@@ -242,10 +273,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let storage = open_storage(&config.data_dir).await?;
+    let storage = open_storage_at(&config.data_dir, config.database.as_deref()).await?;
     tracing::info!(
         address = %listener.local_addr()?,
         data_dir = %config.data_dir.display(),
+        postgres = config.database.is_some(),
         "fieldsync server listening"
     );
     let router = app_with(

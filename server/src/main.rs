@@ -35,6 +35,10 @@ struct Args {
     /// Directory for the SQLite database (created if missing).
     #[arg(long, env = "FIELDSYNC_DATA_DIR", default_value = "fieldsync-data")]
     data_dir: PathBuf,
+    /// Keep the data in this PostgreSQL database (`postgres://user@host:port/name`) instead of
+    /// SQLite in --data-dir; any number of servers may share one database.
+    #[arg(long, env = "FIELDSYNC_DATABASE")]
+    database: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "FIELDSYNC_LOG_JSON")]
     log_json: bool,
@@ -133,8 +137,12 @@ fn parse_role(s: &str) -> Result<Role, String> {
         .ok_or_else(|| format!("{s:?} is not a role: use admin, viewer, leader or worker"))
 }
 
-async fn admin(data_dir: &std::path::Path, command: AdminCommand) -> anyhow::Result<()> {
-    let storage = fieldsync_server::open_admin_storage(data_dir).await?;
+async fn admin(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
+    let storage = fieldsync_server::open_admin_storage_at(data_dir, database).await?;
     let result = admin_on(&storage, command).await;
     storage.close().await;
     result
@@ -333,10 +341,12 @@ async fn main() -> anyhow::Result<()> {
             .init();
     }
     if let Some(Command::Admin(command)) = args.command {
-        return admin(&args.data_dir, command).await;
+        return admin(&args.data_dir, args.database.as_deref(), command).await;
     }
     {
-        let storage = fieldsync_server::open_admin_storage(&args.data_dir).await?;
+        let storage =
+            fieldsync_server::open_admin_storage_at(&args.data_dir, args.database.as_deref())
+                .await?;
         let code = fieldsync_server::bootstrap_admin(&storage, 24)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"));
@@ -367,12 +377,16 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "fieldsync server on {scheme}://{} (data in {})",
         listener.local_addr()?,
-        args.data_dir.display()
+        match &args.database {
+            Some(_) => "PostgreSQL".to_string(),
+            None => args.data_dir.display().to_string(),
+        }
     );
     fieldsync_server::run(
         listener,
         fieldsync_server::Config {
             data_dir: args.data_dir,
+            database: args.database,
             limits: fieldsync_server::auth::Limits {
                 requests_per_minute: args.requests_per_minute,
                 max_push_records: args.max_push_records,

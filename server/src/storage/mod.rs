@@ -5,6 +5,7 @@
 //! decided by [`crate::ingest`], merging by [`crate::merge`], who sees what by [`crate::scope`].
 //! Nothing here knows HTTP or a database driver; `sqlite` is the SQLite implementation.
 
+pub mod postgres;
 pub mod sqlite;
 mod tallies;
 

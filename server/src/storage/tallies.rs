@@ -128,3 +128,37 @@ pub struct SearchHit {
     /// The words around the match.
     pub snippet: String,
 }
+
+/// Up to 20 characters either side of the first match.
+pub(crate) fn snippet(text: &str, q: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let needle: Vec<char> = q.chars().collect();
+    let at = (0..chars.len().saturating_sub(needle.len()).saturating_add(1))
+        .find(|i| chars[*i..].starts_with(&needle))
+        .unwrap_or(0);
+    let start = at.saturating_sub(20);
+    let end = (at + needle.len() + 20).min(chars.len());
+    let mut s: String = chars[start..end].iter().collect();
+    if start > 0 {
+        s.insert(0, '…');
+    }
+    if end < chars.len() {
+        s.push('…');
+    }
+    s.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_are_cut_by_characters() {
+        let text = "甲".repeat(30) + "集体经济" + &"乙".repeat(30);
+        let s = snippet(&text, "集体经济");
+        assert_eq!(
+            s,
+            format!("…{}集体经济{}…", "甲".repeat(20), "乙".repeat(20))
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The change log in PostgreSQL: pushes appended in one transaction, pull pages read from one
+//! snapshot, and the epoch an administrator's `declare_restored` renews.
+//!
+//! **Sequence numbers across servers.** A sequence number is assigned before its transaction
+//! commits, so with several servers a reader could see change 10 committed while change 9, taken
+//! earlier by another server, is still in flight — and a cursor moved to 10 would skip 9 for good.
+//! Every push therefore holds one transaction-level advisory lock ([`LOG_LOCK`]) from before it
+//! reads anything until it commits: numbers are taken, and become visible, in commit order, on
+//! any number of servers, exactly as the SQLite storage's single writer does. A rolled-back push
+//! leaves a gap that no later number can fill, so a reader may pass it. Pushes are serialized
+//! across servers by this lock (reads, pulls and merging are not); the checks of a push run under
+//! it too, so two servers never both accept a record's conflicting first changes.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use fieldsync_protocol::wire::WireRecord;
+use serde_bytes::ByteBuf;
+use uuid::Uuid;
+
+use super::{PullPage, PullRequest, StorageError, Visibility, now_ms, visible};
+
+/// The advisory lock every push holds until it commits (see the module's documentation).
+pub(super) const LOG_LOCK: i64 = 0x6669_656c_6400_0001;
+/// How long after an administrator declares the server restored untagged relays are accepted
+/// (7 days).
+pub(super) const RECOVERY_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
+/// Most rows scanned for one pull page.
+const PAGE_ROWS: i64 = 20_000;
+
+async fn head<C: GenericClient>(c: &C) -> Result<u64, StorageError> {
+    Ok(
+        c.query_one("SELECT coalesce(max(seq), 0) FROM changes", &[])
+            .await?
+            .get::<_, i64>(0) as u64,
+    )
+}
+
+async fn meta<C: GenericClient>(c: &C, key: &str) -> Result<Option<String>, StorageError> {
+    Ok(
+        c.query_opt("SELECT value FROM server_meta WHERE key = $1", &[&key])
+            .await?
+            .map(|r| r.get(0)),
+    )
+}
+
+/// Makes sure the log has an epoch (the first server to open the database sets it).
+pub(super) async fn ensure_epoch<C: GenericClient>(c: &C) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO server_meta (key, value) VALUES ('log_id', $1) ON CONFLICT DO NOTHING",
+        &[&Uuid::new_v4().to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reads one page of the log from one snapshot.
+pub(super) async fn pull(
+    client: &mut deadpool_postgres::Client,
+    req: &PullRequest,
+) -> Result<PullPage, StorageError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let head = head(&tx).await?;
+    let pushed_by_you = tx
+        .query_opt(
+            "SELECT pushed FROM devices WHERE id = $1",
+            &[&req.device.to_string()],
+        )
+        .await?
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0) as u64;
+    let epoch = meta(&tx, "log_id").await?.unwrap_or_default();
+    let hash_at = async |seq: u64| -> Result<Option<[u8; 32]>, StorageError> {
+        Ok(tx
+            .query_opt("SELECT hash FROM changes WHERE seq = $1", &[&(seq as i64)])
+            .await?
+            .and_then(|r| <[u8; 32]>::try_from(r.get::<_, Vec<u8>>(0).as_slice()).ok()))
+    };
+    if req.after > 0 {
+        let have = hash_at(req.after).await?;
+        if have.is_none() || (req.after_hash.is_some() && have != req.after_hash) {
+            return Ok(PullPage {
+                reset: true,
+                epoch,
+                head,
+                next: 0,
+                next_hash: None,
+                more: false,
+                pushed_by_you,
+                records: Vec::new(),
+            });
+        }
+    }
+    let v = visible::Params::of(&Visibility::of(&req.scope));
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
+                 FROM changes c JOIN records r ON r.id = c.record_id
+                 WHERE c.seq > $1 AND ($2 OR c.pushed_by != $3) AND {}
+                 ORDER BY c.seq LIMIT $4",
+                visible::condition("r", 5)
+            ),
+            &[
+                &(req.after as i64),
+                &req.include_own,
+                &req.device.to_string(),
+                &(PAGE_ROWS + 1),
+                &v.all,
+                &v.campaign,
+                &v.places,
+            ],
+        )
+        .await?;
+    let mut records: Vec<WireRecord> = Vec::new();
+    let mut index = HashMap::<String, usize>::new();
+    let mut bytes = 0usize;
+    let mut last = req.after;
+    let mut more = false;
+    for (n, row) in rows.iter().enumerate() {
+        let change: Vec<u8> = row.get(5);
+        if n as i64 >= PAGE_ROWS || (bytes > 0 && bytes + change.len() > req.max_bytes) {
+            more = true;
+            break;
+        }
+        last = row.get::<_, i64>(0) as u64;
+        bytes += change.len();
+        let record_id: String = row.get(1);
+        let i = match index.get(&record_id) {
+            Some(i) => *i,
+            None => {
+                records.push(WireRecord {
+                    id: record_id.clone(),
+                    kind: row.get(2),
+                    campaign: row.get(3),
+                    scope: row.get(4),
+                    changes: Vec::new(),
+                    tags: Vec::new(),
+                });
+                index.insert(record_id, records.len() - 1);
+                records.len() - 1
+            }
+        };
+        records[i].changes.push(ByteBuf::from(change));
+    }
+    let next = if more { last } else { head.max(req.after) };
+    let next_hash = if next == 0 {
+        None
+    } else {
+        hash_at(next).await?
+    };
+    tx.commit().await?;
+    Ok(PullPage {
+        reset: false,
+        epoch,
+        head,
+        next,
+        next_hash,
+        more,
+        pushed_by_you,
+        records,
+    })
+}
+
+/// Notes when a device last pulled.
+pub(super) async fn pulled_by<C: GenericClient>(c: &C, device: Uuid) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO devices (id, first_seen, last_pull) VALUES ($1, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET last_pull = $2",
+        &[&device.to_string(), &now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives the log a new epoch and opens the recovery window; returns both.
+pub(super) async fn declare_restored(
+    client: &mut deadpool_postgres::Client,
+) -> Result<(String, i64), StorageError> {
+    let epoch = Uuid::new_v4().to_string();
+    let until = now_ms() + RECOVERY_WINDOW_MS;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
+        .await?;
+    for (key, value) in [
+        ("log_id", epoch.clone()),
+        ("recovery_until", until.to_string()),
+    ] {
+        tx.execute(
+            "INSERT INTO server_meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = $2",
+            &[&key, &value],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::warn!(%epoch, "declared restored from a backup: recovery window open");
+    Ok((epoch, until))
+}

@@ -1,0 +1,583 @@
+//! The campaign queries of the PostgreSQL storage: the same tallies as the SQLite storage's
+//! `storage::tally`, computed in SQL over the projection's `jsonb` (`->>`, `jsonb_each_text`,
+//! index on `(campaign, kind)`), and substring search through a `pg_trgm` GIN index on each
+//! record's indexed text (`records.search_text`, kept by merging).
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::{StorageError, Visibility, visible};
+use crate::storage::{Counts, SearchHit, Tallies, VillageTally};
+
+/// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
+/// [`visible::condition`]).
+struct Scoped {
+    campaign: String,
+    v: visible::Params,
+}
+
+impl Scoped {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [
+            &self.campaign,
+            &self.v.all,
+            &self.v.campaign,
+            &self.v.places,
+        ]
+    }
+}
+
+async fn count<C: GenericClient>(c: &C, sql: &str, p: &Scoped) -> Result<u64, StorageError> {
+    Ok(c.query_one(sql, &p.params())
+        .await?
+        .get::<_, Option<i64>>(0)
+        .unwrap_or(0) as u64)
+}
+
+async fn group<C: GenericClient>(c: &C, sql: &str, p: &Scoped) -> Result<Counts, StorageError> {
+    let mut out = Counts::new();
+    for r in c.query(sql, &p.params()).await? {
+        if let Some(k) = r.get::<_, Option<String>>(0) {
+            *out.entry(k).or_default() += r.get::<_, i64>(1) as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// Live visible records of a kind in the campaign, as a SQL fragment (parameters as
+/// [`Scoped`]'s).
+fn live(kind: &str) -> String {
+    format!(
+        "FROM records WHERE campaign = $1 AND kind = '{kind}' AND NOT deleted AND {}",
+        visible::condition("records", 2)
+    )
+}
+
+/// The visibility condition on the records aliased `alias` (parameters as [`Scoped`]'s).
+fn seen(alias: &str) -> String {
+    visible::condition(alias, 2)
+}
+
+/// A field of the projection as text (`NULL` when missing).
+fn field(name: &str) -> String {
+    format!("(fields->>'{name}')")
+}
+
+/// A yes/no field is yes (stored as JSON `true`, or 1 as SQLite's `json_extract` reads both).
+fn yes(name: &str) -> String {
+    format!("(fields->>'{name}') IN ('true', '1')")
+}
+
+/// The sum of a numeric field over the rows (non-numbers count as nothing).
+fn sum_of(name: &str) -> String {
+    format!(
+        "sum(CASE WHEN jsonb_typeof(fields->'{name}') = 'number' \
+         THEN (fields->>'{name}')::numeric END)::bigint"
+    )
+}
+
+/// Every number of the seed reports for one campaign, counted over the visible records only.
+pub(super) async fn tallies<C: GenericClient>(
+    c: &C,
+    campaign: Uuid,
+    visibility: &Visibility,
+) -> Result<Tallies, StorageError> {
+    let s = Scoped {
+        campaign: campaign.to_string(),
+        v: visible::Params::of(visibility),
+    };
+    let s = &s;
+    let kind_count = |kind: &'static str| {
+        let sql = format!("SELECT count(*) {}", live(kind));
+        async move { count(c, &sql, s).await }
+    };
+    let text = |sql: String| async move {
+        Ok::<_, StorageError>(
+            c.query_opt(&sql, &s.params())
+                .await?
+                .and_then(|r| r.get::<_, Option<String>>(0)),
+        )
+    };
+    let today = fieldsync_protocol::dates::today();
+    let mut t = Tallies {
+        campaign,
+        name: text(format!(
+            "SELECT {} {} LIMIT 1",
+            field("name"),
+            live("campaign")
+        ))
+        .await?,
+        townships: count(
+            c,
+            &format!(
+                "SELECT count(*) {} AND {} = 'township'",
+                live("place"),
+                field("level")
+            ),
+            s,
+        )
+        .await?,
+        villages: count(
+            c,
+            &format!(
+                "SELECT count(*) {} AND {} IN ('village', 'community')",
+                live("place"),
+                field("level")
+            ),
+            s,
+        )
+        .await?,
+        work_groups: kind_count("work_group").await?,
+        members: kind_count("member").await?,
+        members_interviewed: count(
+            c,
+            &format!(
+                "SELECT count(DISTINCT {}) {} AND {} = 'member'",
+                field("interviewee"),
+                live("interview"),
+                field("interviewee_type")
+            ),
+            s,
+        )
+        .await?,
+        interviews: kind_count("interview").await?,
+        meetings: kind_count("meeting").await?,
+        meeting_participants: c
+            .query_one(
+                &format!("SELECT {} {}", sum_of("participants"), live("meeting")),
+                &s.params(),
+            )
+            .await?
+            .get::<_, Option<i64>>(0)
+            .unwrap_or(0),
+        suggestions: c
+            .query_one(
+                &format!(
+                    "SELECT {} FROM records WHERE campaign = $1 AND NOT deleted
+                     AND kind IN ('interview', 'meeting', 'site_visit') AND {}",
+                    sum_of("suggestions_collected"),
+                    seen("records")
+                ),
+                &s.params(),
+            )
+            .await?
+            .get::<_, Option<i64>>(0)
+            .unwrap_or(0),
+        questionnaires: kind_count("questionnaire").await?,
+        evaluations: kind_count("evaluation").await?,
+        document_reviews: kind_count("document_review").await?,
+        prescreenings: kind_count("prescreening").await?,
+        prescreening_integrity_issues: count(
+            c,
+            &format!(
+                "SELECT count(*) {} AND {}",
+                live("prescreening"),
+                yes("integrity_issue")
+            ),
+            s,
+        )
+        .await?,
+        prescreening_violations: count(
+            c,
+            &format!(
+                "SELECT count(*) {} AND {}",
+                live("prescreening"),
+                yes("violation")
+            ),
+            s,
+        )
+        .await?,
+        findings: kind_count("finding").await?,
+        findings_by_level: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("level"),
+                live("finding")
+            ),
+            s,
+        )
+        .await?,
+        findings_by_category: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("category"),
+                live("finding")
+            ),
+            s,
+        )
+        .await?,
+        violations_by_level: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} AND {} GROUP BY 1",
+                field("level"),
+                live("finding"),
+                yes("violation")
+            ),
+            s,
+        )
+        .await?,
+        team_ratings: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} AND {} = 'team' AND conflicts = 0 GROUP BY 1",
+                field("rating"),
+                live("assessment"),
+                field("target_type")
+            ),
+            s,
+        )
+        .await?,
+        member_ratings: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} AND {} = 'member' AND conflicts = 0 GROUP BY 1",
+                field("rating"),
+                live("assessment"),
+                field("target_type")
+            ),
+            s,
+        )
+        .await?,
+        conflicted_assessments: count(
+            c,
+            &format!("SELECT count(*) {} AND conflicts > 0", live("assessment")),
+            s,
+        )
+        .await?,
+        star_ratings: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("stars"),
+                live("star_rating")
+            ),
+            s,
+        )
+        .await?,
+        rectifications: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("status"),
+                live("rectification")
+            ),
+            s,
+        )
+        .await?,
+        overdue_rectifications: c
+            .query_one(
+                &format!(
+                    "SELECT count(*) {} AND {} != 'done' AND {} COLLATE \"C\" < $5",
+                    live("rectification"),
+                    field("status"),
+                    field("deadline")
+                ),
+                &[&s.campaign, &s.v.all, &s.v.campaign, &s.v.places, &today],
+            )
+            .await?
+            .get::<_, i64>(0) as u64,
+        team_satisfaction: group(
+            c,
+            &format!(
+                "SELECT {}, count(*) {} GROUP BY 1",
+                field("team_rating"),
+                live("evaluation")
+            ),
+            s,
+        )
+        .await?,
+        ..Default::default()
+    };
+    for r in c
+        .query(
+            &format!(
+                "SELECT je.key, je.value, count(*)
+                 FROM records, jsonb_each_text(CASE
+                     WHEN jsonb_typeof(records.fields->'member_ratings') = 'object'
+                     THEN records.fields->'member_ratings' ELSE '{{}}'::jsonb END) AS je
+                 WHERE records.campaign = $1 AND records.kind = 'evaluation'
+                   AND NOT records.deleted AND {}
+                 GROUP BY 1, 2",
+                seen("records")
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        let (member, answer): (String, Option<String>) = (r.get(0), r.get(1));
+        if let Some(answer) = answer {
+            *t.member_satisfaction
+                .entry(member)
+                .or_default()
+                .entry(answer)
+                .or_default() += r.get::<_, i64>(2) as u64;
+        }
+    }
+    t.villages_detail = villages(c, s).await?;
+    t.template = text(format!(
+        "SELECT {} {} LIMIT 1",
+        field("template"),
+        live("campaign")
+    ))
+    .await?;
+    // Members, interviews and joint-review violations per level of the member's team.
+    let by_team_level = |from: &'static str, filter: String| async move {
+        group(
+            c,
+            &format!(
+                "SELECT t.fields->>'level', count(DISTINCT m.id) {from}
+                 JOIN records t ON t.id = (m.fields->>'team')
+                 WHERE {filter} GROUP BY 1"
+            ),
+            s,
+        )
+        .await
+    };
+    t.members_by_level = by_team_level(
+        "FROM records m",
+        format!(
+            "m.campaign = $1 AND m.kind = 'member' AND NOT m.deleted AND {}",
+            seen("m")
+        ),
+    )
+    .await?;
+    t.interviewed_by_level = by_team_level(
+        "FROM records i JOIN records m ON m.id = (i.fields->>'interviewee')",
+        format!(
+            "i.campaign = $1 AND i.kind = 'interview' AND NOT i.deleted AND {}",
+            seen("i")
+        ),
+    )
+    .await?;
+    t.violators_by_level = by_team_level(
+        "FROM records p JOIN records m ON m.id = (p.fields->>'member')",
+        format!(
+            "p.campaign = $1 AND p.kind = 'prescreening' AND NOT p.deleted
+             AND (p.fields->>'violation') IN ('true', '1') AND {}",
+            seen("p")
+        ),
+    )
+    .await?;
+    // Team assessments per level of the team assessed, and the five checks of township teams.
+    let team_assessments = format!(
+        "FROM records a JOIN records t ON t.id = (a.fields->>'target')
+         WHERE a.campaign = $1 AND a.kind = 'assessment' AND NOT a.deleted AND a.conflicts = 0
+         AND (a.fields->>'target_type') = 'team' AND {}",
+        seen("a")
+    );
+    for r in c
+        .query(
+            &format!(
+                "SELECT t.fields->>'level', a.fields->>'rating', count(*)
+                 {team_assessments} GROUP BY 1, 2"
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        if let (Some(level), Some(rating)) =
+            (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1))
+        {
+            *t.team_ratings_by_level
+                .entry(level)
+                .or_default()
+                .entry(rating)
+                .or_default() += r.get::<_, i64>(2) as u64;
+        }
+    }
+    for check in [
+        "check_org_operation",
+        "check_political",
+        "check_duty",
+        "check_results",
+        "check_style",
+    ] {
+        let counts = group(
+            c,
+            &format!(
+                "SELECT a.fields->>'{check}', count(*) {team_assessments}
+                 AND (t.fields->>'level') = 'township_team' GROUP BY 1"
+            ),
+            s,
+        )
+        .await?;
+        if !counts.is_empty() {
+            t.township_checks.insert(check.to_string(), counts);
+        }
+    }
+    Ok(t)
+}
+
+async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTally>, StorageError> {
+    let mut out: BTreeMap<String, VillageTally> = BTreeMap::new();
+    for r in c
+        .query(
+            &format!(
+                "SELECT {}, {} {} AND {} IN ('village', 'community')",
+                field("code"),
+                field("name"),
+                live("place"),
+                field("level")
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        if let (Some(code), Some(name)) =
+            (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1))
+        {
+            out.insert(
+                code.clone(),
+                VillageTally {
+                    code,
+                    name,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    for r in c
+        .query(
+            &format!(
+                "SELECT scope, kind, count(*) FROM records
+                 WHERE campaign = $1 AND NOT deleted AND {} GROUP BY scope, kind",
+                seen("records")
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        let (scope, kind): (String, String) = (r.get(0), r.get(1));
+        if let Some(v) = out.get_mut(&scope) {
+            let n = r.get::<_, i64>(2) as u64;
+            match kind.as_str() {
+                "member" => v.members = n,
+                "interview" => v.interviews = n,
+                "meeting" => v.meetings = n,
+                "questionnaire" => v.questionnaires = n,
+                "evaluation" => v.evaluations = n,
+                "finding" => v.findings = n,
+                _ => {}
+            }
+        }
+    }
+    for r in c
+        .query(
+            &format!(
+                "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0 ORDER BY first_seq",
+                field("rating"),
+                field("summary"),
+                live("assessment"),
+                field("target_type")
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        if let Some(v) = out.get_mut(&r.get::<_, String>(0)) {
+            v.team_rating = r.get(1);
+            v.summary = r.get(2);
+        }
+    }
+    for r in c
+        .query(
+            &format!(
+                "SELECT scope, {} {} ORDER BY first_seq",
+                field("text"),
+                live("finding")
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        if let (Some(v), Some(text)) = (
+            out.get_mut(&r.get::<_, String>(0)),
+            r.get::<_, Option<String>>(1),
+        ) {
+            v.problems.push(text);
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// `q` as a `LIKE` pattern that matches it literally anywhere (`\` escapes `%`, `_` and itself).
+fn contains_pattern(q: &str) -> String {
+    let mut p = String::with_capacity(q.len() + 2);
+    p.push('%');
+    for ch in q.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// Visible records whose indexed text contains `q`, case-insensitively as SQLite's trigram
+/// index does. With three characters or more `pg_trgm`'s GIN index finds the candidates; a
+/// shorter word (集体: two characters, one trigram short) has no trigram to look up, so the same
+/// `ILIKE` runs over the campaign's rows instead — slower, never wrong.
+pub(super) async fn search<C: GenericClient>(
+    c: &C,
+    q: &str,
+    campaign: Option<Uuid>,
+    kind: Option<&str>,
+    limit: usize,
+    visibility: &Visibility,
+) -> Result<Vec<SearchHit>, StorageError> {
+    // Control characters are no words (and a NUL cannot be sent in a text parameter).
+    let q: String = q.trim().chars().filter(|c| !c.is_control()).collect();
+    if q.is_empty() {
+        return Ok(Vec::new());
+    }
+    let v = visible::Params::of(visibility);
+    let rows = c
+        .query(
+            &format!(
+                "SELECT r.id, r.kind, r.campaign, r.scope, r.search_text FROM records r
+                 WHERE r.search_text ILIKE $1
+                   AND ($2::text IS NULL OR r.campaign = $2) AND ($3::text IS NULL OR r.kind = $3)
+                   AND {}
+                 ORDER BY r.first_seq LIMIT $4",
+                visible::condition("r", 5)
+            ),
+            &[
+                &contains_pattern(&q),
+                &campaign.map(|c| c.to_string()),
+                &kind,
+                &(limit as i64),
+                &v.all,
+                &v.campaign,
+                &v.places,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let text: String = r.get(4);
+            SearchHit {
+                id: Uuid::parse_str(&r.get::<_, String>(0)).unwrap_or_default(),
+                kind: r.get(1),
+                campaign: Uuid::parse_str(&r.get::<_, String>(2)).unwrap_or_default(),
+                scope: r.get(3),
+                snippet: crate::storage::tallies::snippet(&text, &q),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn patterns_match_wildcards_literally() {
+        assert_eq!(super::contains_pattern("集体"), "%集体%");
+        assert_eq!(super::contains_pattern("5%_a\\"), "%5\\%\\_a\\\\%");
+    }
+}

@@ -1,0 +1,277 @@
+//! Stateless servers: three `fieldsync-server`s on one PostgreSQL behind a round-robin TCP
+//! balancer (`fieldsync::balancer`). Six devices push and pull concurrently through it, each
+//! request landing on whichever server the balancer picks; one server is killed while pushes are
+//! under way and started again. At the end every device and the database hold the same records
+//! and heads, every change a device made is acknowledged and stored once, and every record is
+//! merged with nothing waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use fieldsync::{TestServer, balancer::Balancer};
+use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+use uuid::Uuid;
+
+const DEVICES: usize = 6;
+const ROUNDS: usize = 12;
+const VILLAGE: &str = "350102001";
+
+fn text(v: &str) -> FieldValue {
+    FieldValue::Text(v.into())
+}
+
+/// Syncs that failed and were tried again (a connection cut by the killed server).
+static RETRIES: AtomicUsize = AtomicUsize::new(0);
+
+/// Syncs through the balancer, trying again (a bounded number of times) when the connection
+/// breaks or lands on a server that is going away.
+fn sync_retrying(store: &mut Store, url: &str, token: &str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..50 {
+        let mut t = HttpTransport::new(url)?.with_token(token.to_string());
+        match sync(store, &mut t, &SyncOptions::default()) {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                RETRIES.fetch_add(1, Ordering::SeqCst);
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    bail!("sync kept failing: {last:?}")
+}
+
+#[test]
+fn three_servers_on_one_database_serve_any_device_in_any_order() -> Result<()> {
+    let database = fieldsync::postgres::database()?;
+    let start = || -> Result<TestServer> {
+        let url = database.clone();
+        TestServer::start_with_config(move |c| c.database = Some(url))
+    };
+    let mut servers = [start()?, start()?, start()?];
+    let balancer = Balancer::start(servers.iter().map(|s| s.addr).collect())?;
+    let url = balancer.url();
+
+    // The devices, enrolled once (through the first server: the database is shared), and one
+    // record all of them edit.
+    let mut stores = Vec::new();
+    for _ in 0..DEVICES {
+        let store = Store::open_in_memory()?;
+        let token = servers[0].token_for(&store)?;
+        stores.push((store, token));
+    }
+    let campaign = Uuid::now_v7();
+    let shared = stores[0].0.create(
+        "finding",
+        campaign,
+        VILLAGE,
+        &[("text", text("共同记录："))],
+    )?;
+    {
+        let (store, token) = &mut stores[0];
+        sync_retrying(store, &url, token)?;
+    }
+
+    let pushes = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut store, token))| {
+            let (url, pushes) = (url.clone(), pushes.clone());
+            std::thread::spawn(move || -> Result<(Store, Vec<Uuid>)> {
+                let mut mine = Vec::new();
+                for round in 0..ROUNDS {
+                    for k in 0..3 {
+                        mine.push(store.create(
+                            "interview",
+                            campaign,
+                            VILLAGE,
+                            &[("notes", text(&format!("设备{i}第{round}轮第{k}条")))],
+                        )?);
+                    }
+                    if store.exists(shared)? {
+                        store.edit(shared, |e| e.append_text("text", &format!("{i}")))?;
+                    }
+                    sync_retrying(&mut store, &url, &token)?;
+                    pushes.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok((store, mine))
+            })
+        })
+        .collect();
+
+    // Kill the second server while the devices are pushing, then start it again on the same
+    // database (a new port, as a restarted process behind a balancer gets).
+    while pushes.load(Ordering::SeqCst) < DEVICES * ROUNDS / 3 || balancer.open()[1] == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    servers[1].kill();
+    killed.store(true, Ordering::SeqCst);
+    balancer.set(1, None);
+    std::thread::sleep(Duration::from_millis(300));
+    servers[1] = start()?;
+    balancer.set(1, Some(servers[1].addr));
+
+    let mut done = Vec::new();
+    for h in handles {
+        done.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a device thread panicked"))??,
+        );
+    }
+    assert!(killed.load(Ordering::SeqCst));
+    // Two more rounds each so that everyone has everyone's changes.
+    let tokens: Vec<String> = done
+        .iter()
+        .map(|(s, _)| servers[0].token_for(s))
+        .collect::<Result<_>>()?;
+    for _ in 0..2 {
+        for ((store, _), token) in done.iter_mut().zip(&tokens) {
+            sync_retrying(store, &url, token)?;
+        }
+    }
+    let served = balancer.served();
+    assert!(
+        served.iter().all(|n| *n > 0),
+        "every server took connections: {served:?}"
+    );
+    eprintln!(
+        "connections per server {served:?}, syncs tried again after the kill: {}",
+        RETRIES.load(Ordering::SeqCst)
+    );
+
+    // Nothing acknowledged lost, nothing stored twice, everything merged the same everywhere.
+    let status = servers[2].wait_merged()?;
+    let all_ids: Vec<Uuid> = std::iter::once(shared)
+        .chain(done.iter().flat_map(|(_, ids)| ids.iter().copied()))
+        .collect();
+    assert_eq!(all_ids.len(), 1 + DEVICES * ROUNDS * 3);
+    for (store, _) in &done {
+        assert_eq!(store.pending_upload()?, 0, "every change acknowledged");
+        assert_eq!(store.waiting_for_dependencies()?, 0);
+    }
+    assert_eq!(status["records"], all_ids.len());
+    assert_eq!(status["waiting_changes"], 0, "{status}");
+    // Every interview is two changes (genesis and its fields); the shared record has its
+    // genesis, its first fields and one change per edit.
+    let edits = match &done[0].0.get(shared)?.fields["text"] {
+        FieldValue::Text(t) => t.chars().filter(|c| c.is_ascii_digit()).count(),
+        other => bail!("the shared record's text is {other:?}"),
+    };
+    assert!(edits > DEVICES, "the devices edited the shared record");
+    assert_eq!(
+        status["changes"],
+        DEVICES * ROUNDS * 3 * 2 + 2 + edits,
+        "{status}"
+    );
+    for id in &all_ids {
+        let heads = done[0].0.get(*id)?.heads;
+        for (store, _) in &done[1..] {
+            assert_eq!(store.get(*id)?.heads, heads, "record {id} on every device");
+        }
+        let merged = servers[(id.as_u128() % 3) as usize].get_json(&format!("/v1/records/{id}"))?;
+        let mut on_server: Vec<String> = serde_json::from_value(merged["heads"].clone())?;
+        let mut on_device = heads.clone();
+        on_server.sort();
+        on_device.sort();
+        assert_eq!(on_server, on_device, "record {id} on the server");
+        assert_eq!(merged["up_to_date"], true, "{merged}");
+    }
+    Ok(())
+}
+
+/// The data version that keys each server's tallies cache lives in the database: tallies a
+/// server has cached are computed again after another server took the push and merged it.
+#[test]
+fn a_servers_cached_tallies_follow_what_another_server_merged() -> Result<()> {
+    let database = fieldsync::postgres::database()?;
+    let start = || -> Result<TestServer> {
+        let url = database.clone();
+        TestServer::start_with_config(move |c| c.database = Some(url))
+    };
+    let (a, b) = (start()?, start()?);
+    let campaign = Uuid::now_v7();
+    let mut store = Store::open_in_memory()?;
+    store.create(
+        "campaign",
+        campaign,
+        "campaign",
+        &[("name", FieldValue::Str("2026年回头看".into()))],
+    )?;
+    store.create("interview", campaign, VILLAGE, &[("notes", text("第一次"))])?;
+    let mut ta = a.connect(&store)?;
+    sync(&mut store, &mut ta, &SyncOptions::default())?;
+    a.wait_merged()?;
+    let path = format!("/v1/campaigns/{campaign}/tallies");
+    let interviews = |s: &TestServer| -> Result<u64> {
+        Ok(s.get_json(&path)?["interviews"].as_u64().unwrap_or(0))
+    };
+    // Server b computes and caches its tallies, and answers from the cache while nothing moves.
+    for _ in 0..100 {
+        if interviews(&b)? == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(interviews(&b)?, 1);
+    store.create("interview", campaign, VILLAGE, &[("notes", text("第二次"))])?;
+    sync(&mut store, &mut ta, &SyncOptions::default())?;
+    a.wait_merged()?;
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = interviews(&b)?;
+        if seen == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen, 2, "server b's cached tallies were recomputed");
+    Ok(())
+}
+
+/// Servers opening one database run its migrations once; a database whose recorded migration
+/// differs from the code's refuses to open.
+#[test]
+fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()> {
+    let cluster = fieldsync::postgres::cluster()?;
+    let url = cluster.database()?;
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Two servers starting together.
+        let (a, b) = tokio::join!(
+            fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)),
+            fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)),
+        );
+        let (a, b) = (a?, b?);
+        a.close().await;
+        b.close().await;
+        anyhow::Ok(())
+    })?;
+    // (Both opened: without the migration lock one of them fails creating a table the other
+    // just created.) The first migration is recorded.
+    cluster.sql(
+        &name,
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM schema_migrations WHERE id = 1) THEN
+             RAISE EXCEPTION 'the first migration is not recorded';
+           END IF;
+         END $$",
+    )?;
+    cluster.sql(
+        &name,
+        "UPDATE schema_migrations SET sql = sql || ' ' WHERE id = 1",
+    )?;
+    let opened = rt.block_on(fieldsync_server::open_storage_at(
+        std::path::Path::new("."),
+        Some(&url),
+    ));
+    let err = opened.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("was changed after it was applied"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! One story suite on both storages: every story here runs once on SQLite and once on a real
+//! PostgreSQL (a fresh database on the cluster this test binary starts from Debian's binaries,
+//! `fieldsync::postgres`): push and pull, duplicates, out-of-order dependencies, scoping,
+//! accounts and revocation, tallies, search (Chinese words of two characters and more), exports,
+//! and convergence of several devices.
+
+use anyhow::Result;
+use fieldsync::{Backend, TestServer};
+use fieldsync_client_core::{
+    FieldValue, Store, SyncOptions, Transport, TransportError, sync::sync,
+};
+use fieldsync_protocol::auth::Role;
+use reqwest::Method;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// `story!(name)` makes the tests `name::sqlite` and `name::postgres` of the story `name`.
+macro_rules! story {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() -> anyhow::Result<()> {
+                super::$name(fieldsync::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() -> anyhow::Result<()> {
+                super::$name(fieldsync::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+story!(
+    a_record_reaches_a_second_device_and_the_server,
+    concurrent_edits_merge,
+    a_change_delivered_twice_is_stored_once,
+    changes_before_their_dependencies_wait,
+    a_leader_sees_and_writes_only_the_groups_villages,
+    a_revoked_device_is_told_to_wipe,
+    tallies_count_what_the_asker_may_see,
+    search_finds_chinese_words_of_two_characters_and_more,
+    exports_hold_every_visible_record,
+    devices_converge,
+);
+
+const VILLAGE: &str = "350102001";
+
+fn s(v: &str) -> FieldValue {
+    FieldValue::Str(v.into())
+}
+
+fn text(v: &str) -> FieldValue {
+    FieldValue::Text(v.into())
+}
+
+fn sync_with(server: &TestServer, store: &mut Store) -> Result<fieldsync_client_core::SyncReport> {
+    let mut t = server.connect(store)?;
+    Ok(sync(store, &mut t, &SyncOptions::default())?)
+}
+
+fn array(v: &Value) -> &Vec<Value> {
+    v.as_array().expect("a JSON array")
+}
+
+fn a_record_reaches_a_second_device_and_the_server(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let campaign = Uuid::now_v7();
+    let mut a = Store::open_in_memory()?;
+    let mut b = Store::open_in_memory()?;
+    let id = a.create(
+        "interview",
+        campaign,
+        VILLAGE,
+        &[
+            ("interviewee", s("王建国")),
+            ("notes", text("班子团结，但集体经济收入偏低。")),
+        ],
+    )?;
+    assert_eq!(sync_with(&server, &mut a)?.pushed, 2);
+    assert_eq!(sync_with(&server, &mut b)?.received, 2);
+    assert_eq!(
+        b.get(id)?.fields["notes"],
+        text("班子团结，但集体经济收入偏低。")
+    );
+    assert_eq!(b.get(id)?.heads, a.get(id)?.heads);
+    server.wait_merged()?;
+    let merged = server.get_json(&format!("/v1/records/{id}"))?;
+    assert_eq!(merged["fields"]["interviewee"], "王建国");
+    assert_eq!(merged["up_to_date"], true);
+    assert_eq!(merged["problem"], Value::Null);
+    // An up-to-date device pulls nothing more.
+    let again = sync_with(&server, &mut b)?;
+    assert_eq!((again.pushed, again.received), (0, 0));
+    Ok(())
+}
+
+fn concurrent_edits_merge(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let campaign = Uuid::now_v7();
+    let mut a = Store::open_in_memory()?;
+    let mut b = Store::open_in_memory()?;
+    let id = a.create(
+        "finding",
+        campaign,
+        VILLAGE,
+        &[("text", text("三会一课记录不全"))],
+    )?;
+    sync_with(&server, &mut a)?;
+    sync_with(&server, &mut b)?;
+    a.set(id, "status", s("整改中"))?;
+    b.set(id, "owner", s("李明"))?;
+    b.edit(id, |e| e.append_text("text", "，已补"))?;
+    sync_with(&server, &mut a)?;
+    sync_with(&server, &mut b)?;
+    sync_with(&server, &mut a)?;
+    assert_eq!(a.get(id)?.heads, b.get(id)?.heads);
+    server.wait_merged()?;
+    let merged = server.get_json(&format!("/v1/records/{id}"))?;
+    assert_eq!(merged["fields"]["status"], "整改中");
+    assert_eq!(merged["fields"]["owner"], "李明");
+    assert_eq!(merged["fields"]["text"], "三会一课记录不全，已补");
+    assert_eq!(
+        merged["heads"].as_array().map(Vec::len),
+        Some(a.get(id)?.heads.len())
+    );
+    Ok(())
+}
+
+fn a_change_delivered_twice_is_stored_once(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let mut a = Store::open_in_memory()?;
+    a.create(
+        "interview",
+        Uuid::now_v7(),
+        VILLAGE,
+        &[("notes", text("第一次"))],
+    )?;
+    let batch = a.outbox_batch(0, 1 << 20)?.expect("something to push");
+    let mut t = server.connect(&a)?;
+    let first = t.push(&batch.request)?;
+    let second = t.push(&batch.request)?;
+    assert_eq!((first.stored, first.duplicates), (2, 0));
+    assert_eq!((second.stored, second.duplicates), (0, 2));
+    assert_eq!(first.head, second.head);
+    assert_eq!(server.get_json("/v1/status")?["changes"], 2);
+    Ok(())
+}
+
+fn changes_before_their_dependencies_wait(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let mut a = Store::open_in_memory()?;
+    let id = a.create(
+        "finding",
+        Uuid::now_v7(),
+        VILLAGE,
+        &[("text", text("三会一课记录不全"))],
+    )?;
+    a.set(id, "category", s("组织生活"))?;
+    a.edit(id, |e| e.append_text("text", "，缺少记录"))?;
+    let batch = a.outbox_batch(0, 1 << 20)?.expect("something to push");
+    let record = &batch.request.records[0];
+    assert_eq!(record.changes.len(), 4);
+    let mut t = server.connect(&a)?;
+    for (i, change) in record.changes.iter().rev().enumerate() {
+        let mut one = batch.request.clone();
+        one.records[0].changes = vec![change.clone()];
+        t.push(&one)?;
+        if i == 1 {
+            server.wait_merged()?;
+            let r = server.get_json(&format!("/v1/records/{id}"))?;
+            assert_eq!(r["waiting_changes"], 2, "{r}");
+            assert!(
+                r["problem"].as_str().unwrap_or("").contains("waiting"),
+                "{r}"
+            );
+        }
+    }
+    server.wait_merged()?;
+    let r = server.get_json(&format!("/v1/records/{id}"))?;
+    assert_eq!(r["waiting_changes"], 0, "{r}");
+    assert_eq!(r["fields"]["text"], "三会一课记录不全，缺少记录");
+    assert_eq!(r["fields"]["category"], "组织生活");
+    let mut b = Store::open_in_memory()?;
+    sync_with(&server, &mut b)?;
+    assert_eq!(b.get(id)?.heads, a.get(id)?.heads);
+    Ok(())
+}
+
+/// A campaign with two work groups: group A holds `A1`, group B holds `B1`; each village has a
+/// place, an interview mentioning 集体经济 and a team assessment. Returns (campaign, group A).
+fn two_groups(server: &TestServer) -> Result<(Uuid, Uuid)> {
+    let campaign = Uuid::now_v7();
+    let mut admin = Store::open_in_memory()?;
+    let mut place_ids = Vec::new();
+    for (code, rating) in [(A1, "good"), (B1, "fair")] {
+        place_ids.push(admin.create(
+            "place",
+            campaign,
+            code,
+            &[
+                ("code", s(code)),
+                ("name", s(&format!("{code}村"))),
+                ("level", s("village")),
+            ],
+        )?);
+        admin.create(
+            "interview",
+            campaign,
+            code,
+            &[(
+                "notes",
+                text(&format!("{code}村谈话：壮大集体经济，班子团结")),
+            )],
+        )?;
+        admin.create(
+            "assessment",
+            campaign,
+            code,
+            &[("target_type", s("team")), ("rating", s(rating))],
+        )?;
+    }
+    admin.create(
+        "campaign",
+        campaign,
+        "campaign",
+        &[("name", s("2026年换届回头看"))],
+    )?;
+    let group_a = admin.create(
+        "work_group",
+        campaign,
+        "campaign",
+        &[
+            ("name", s("第一组")),
+            ("villages", s(&place_ids[0].to_string())),
+        ],
+    )?;
+    admin.create(
+        "work_group",
+        campaign,
+        "campaign",
+        &[
+            ("name", s("第二组")),
+            ("villages", s(&place_ids[1].to_string())),
+        ],
+    )?;
+    sync_with(server, &mut admin)?;
+    server.wait_merged()?;
+    Ok((campaign, group_a))
+}
+
+const A1: &str = "510100001";
+const B1: &str = "510100101";
+
+fn a_leader_sees_and_writes_only_the_groups_villages(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let (campaign, group_a) = two_groups(&server)?;
+    let mut leader = Store::open_in_memory()?;
+    let mut t = server.enroll(&mut leader, "第一组组长", Role::Leader, Some(group_a))?;
+    sync(&mut leader, &mut t, &SyncOptions::default())?;
+    let held: Vec<String> = leader
+        .list(&Default::default())?
+        .into_iter()
+        .map(|r| r.header.scope)
+        .collect();
+    assert!(held.iter().all(|s| s == A1 || s == "campaign"), "{held:?}");
+    assert!(held.iter().any(|s| s == A1), "{held:?}");
+    let token = server.token_for(&leader)?;
+    let (status, list) = server.request(
+        Method::GET,
+        "/v1/records?kind=interview",
+        Some(&token),
+        None,
+    )?;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(array(&list).len(), 1, "{list}");
+    assert_eq!(array(&list)[0]["scope"], A1);
+    // A push into another group's village is refused whole (a store that synced holds such
+    // changes back; one that never pulled its scope shows the server's check).
+    let mut rogue = Store::open_in_memory()?;
+    let mut rt = server.enroll(&mut rogue, "第一组组员", Role::Worker, Some(group_a))?;
+    rogue.create("interview", campaign, B1, &[("notes", text("越界"))])?;
+    let batch = rogue.outbox_batch(0, 1 << 20)?.expect("something to push");
+    let before = server.get_json("/v1/status")?["changes"].clone();
+    let err = rt.push(&batch.request).unwrap_err();
+    assert!(
+        matches!(&err, TransportError::Refused { status: 403, code, .. } if code == "out_of_scope"),
+        "{err:?}"
+    );
+    assert_eq!(server.get_json("/v1/status")?["changes"], before);
+    Ok(())
+}
+
+fn a_revoked_device_is_told_to_wipe(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let mut worker = Store::open_in_memory()?;
+    let mut t = server.enroll(&mut worker, "张三", Role::Viewer, None)?;
+    sync(&mut worker, &mut t, &SyncOptions::default())?;
+    let devices = server.get_json("/v1/admin/devices")?;
+    let me = array(&devices)
+        .iter()
+        .find(|d| d["id"] == worker.device_id().to_string())
+        .expect("the device is listed")
+        .clone();
+    assert_eq!(me["person_name"], "张三");
+    let (status, _) = server.request(
+        Method::POST,
+        &format!("/v1/admin/devices/{}/revoke", worker.device_id()),
+        None,
+        None,
+    )?;
+    assert_eq!(status, 200);
+    let err = sync(&mut worker, &mut t, &SyncOptions::default()).unwrap_err();
+    assert!(
+        format!("{err:?}").to_lowercase().contains("revoked"),
+        "{err:?}"
+    );
+    let audit = server.get_json("/v1/admin/audit?action=revoke")?;
+    assert_eq!(array(&audit).len(), 1, "{audit}");
+    Ok(())
+}
+
+fn tallies_count_what_the_asker_may_see(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let (campaign, group_a) = two_groups(&server)?;
+    let all = server.get_json(&format!("/v1/campaigns/{campaign}/tallies"))?;
+    assert_eq!(all["villages"], 2, "{all}");
+    assert_eq!(all["interviews"], 2, "{all}");
+    assert_eq!(all["work_groups"], 2, "{all}");
+    assert_eq!(all["team_ratings"]["good"], 1, "{all}");
+    assert_eq!(all["team_ratings"]["fair"], 1, "{all}");
+    assert_eq!(all["name"], "2026年换届回头看", "{all}");
+    // Field roles get no campaign-wide tallies.
+    let mut leader = Store::open_in_memory()?;
+    server.enroll(&mut leader, "第一组组长", Role::Leader, Some(group_a))?;
+    let token = server.token_for(&leader)?;
+    let (status, _) = server.request(
+        Method::GET,
+        &format!("/v1/campaigns/{campaign}/tallies"),
+        Some(&token),
+        None,
+    )?;
+    assert_eq!(status, 403);
+    Ok(())
+}
+
+fn search_finds_chinese_words_of_two_characters_and_more(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let (_, group_a) = two_groups(&server)?;
+    let hits = |q: &str, token: Option<&str>| -> Result<Vec<Value>> {
+        let (status, body) = server.request(
+            Method::GET,
+            &format!("/v1/search?q={}", urlencode(q)),
+            token,
+            None,
+        )?;
+        assert_eq!(status, 200, "{body}");
+        Ok(array(&body).clone())
+    };
+    // Four characters (the trigram index), two characters (no whole trigram), one character.
+    for q in ["集体经济", "集体", "团"] {
+        assert_eq!(hits(q, None)?.len(), 2, "{q}");
+    }
+    assert!(
+        hits("集体经济", None)?[0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("集体经济")
+    );
+    assert_eq!(hits("财务公开", None)?.len(), 0);
+    // A wildcard is a character like any other.
+    assert_eq!(hits("集%济", None)?.len(), 0);
+    let mut leader = Store::open_in_memory()?;
+    server.enroll(&mut leader, "第一组组长", Role::Leader, Some(group_a))?;
+    let token = server.token_for(&leader)?;
+    let mine = hits("集体", Some(&token))?;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["scope"], A1);
+    Ok(())
+}
+
+fn urlencode(q: &str) -> String {
+    q.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+fn exports_hold_every_visible_record(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let (campaign, _) = two_groups(&server)?;
+    let csv = server
+        .get(&format!("/v1/campaigns/{campaign}/export/interview.csv"))?
+        .error_for_status()?
+        .text()?;
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.contains(&format!("{A1}村谈话")) && csv.contains(&format!("{B1}村谈话")),
+        "{csv}"
+    );
+    Ok(())
+}
+
+/// Four devices edit the same records offline in rounds and sync in a shifting order; at the
+/// end every device and the server hold the same heads.
+fn devices_converge(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let campaign = Uuid::now_v7();
+    let mut devices: Vec<Store> = (0..4)
+        .map(|_| Store::open_in_memory())
+        .collect::<Result<_, _>>()?;
+    let shared = devices[0].create("finding", campaign, VILLAGE, &[("text", text("共同记录"))])?;
+    sync_with(&server, &mut devices[0])?;
+    let mut ids = vec![shared];
+    for round in 0..5usize {
+        for (i, d) in devices.iter_mut().enumerate() {
+            if (round + i) % 3 == 0 {
+                continue;
+            }
+            sync_with(&server, d)?;
+            if d.get(shared).is_ok() {
+                d.set(shared, &format!("f{i}"), s(&format!("第{round}轮")))?;
+                d.edit(shared, |e| e.append_text("text", &format!("{i}")))?;
+            }
+            ids.push(d.create(
+                "interview",
+                campaign,
+                VILLAGE,
+                &[("notes", text(&format!("设备{i}第{round}轮")))],
+            )?);
+        }
+    }
+    for _ in 0..2 {
+        for d in devices.iter_mut() {
+            sync_with(&server, d)?;
+        }
+    }
+    server.wait_merged()?;
+    for id in &ids {
+        let heads = devices[0].get(*id)?.heads;
+        for d in &devices[1..] {
+            assert_eq!(d.get(*id)?.heads, heads, "record {id}");
+        }
+        let merged = server.get_json(&format!("/v1/records/{id}"))?;
+        let mut server_heads: Vec<String> = merged["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_string())
+            .collect();
+        let mut device_heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+        server_heads.sort();
+        device_heads.sort();
+        assert_eq!(server_heads, device_heads, "record {id}");
+    }
+    Ok(())
+}
