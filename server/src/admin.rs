@@ -1,5 +1,6 @@
 //! Accounts over HTTP: enrolling a device with a one-time code, a device asking who it is, and
-//! the admin endpoints for people, codes, devices and the audit log.
+//! the admin endpoints for people, codes, devices and the audit log (the audited operations
+//! themselves are `operations`).
 
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::{Auth, ClientIp, new_code, new_token, note_failed_credential},
+    auth::{Auth, ClientIp, new_token, note_failed_credential},
     error::ApiError,
+    operations::{self, By},
     storage::{AuditEntry, AuditFilter, DeviceView, NewEnrollment, Person, PersonUpdate},
 };
 
@@ -160,15 +162,14 @@ pub async fn create_person(
 ) -> Result<(StatusCode, Json<Person>), ApiError> {
     auth.require_admin()?;
     let p = json_body(body)?;
-    let person = state.storage.create_person(p.name, p.role, p.group).await?;
-    state
-        .storage
-        .audit(auth.audit(
-            "person_created",
-            json!({ "person": person.id, "name": person.name, "role": person.role,
-                    "group": person.group }),
-        ))
-        .await;
+    let person = operations::create_person(
+        state.storage.as_ref(),
+        By::Device(&auth.0),
+        p.name,
+        p.role,
+        p.group,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(person)))
 }
 
@@ -183,15 +184,8 @@ pub async fn update_person(
     auth.require_admin()?;
     let id = parse_uuid("person", &id)?;
     let update = json_body(body)?;
-    let person = state.storage.update_person(id, update).await?;
-    state
-        .storage
-        .audit(auth.audit(
-            "person_updated",
-            json!({ "person": person.id, "role": person.role, "group": person.group,
-                    "disabled": person.disabled }),
-        ))
-        .await;
+    let person =
+        operations::update_person(state.storage.as_ref(), By::Device(&auth.0), id, update).await?;
     Ok(Json(person))
 }
 
@@ -215,42 +209,15 @@ pub async fn issue_code(
     auth.require_admin()?;
     let person = parse_uuid("person", &id)?;
     let hours = body.and_then(|b| b.0.hours).unwrap_or(72);
-    if hours == 0 || hours > 720 {
-        return Err(ApiError::bad_request(format!(
-            "hours={hours}: a code is valid for 1 to 720 hours"
-        )));
-    }
-    let (code, expires_at) = issue(state.storage.as_ref(), person, hours).await?;
-    state
-        .storage
-        .audit(auth.audit("code_issued", json!({ "person": person, "hours": hours })))
-        .await;
+    let (code, expires_at) =
+        operations::issue_code(state.storage.as_ref(), By::Device(&auth.0), person, hours).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "person": person, "code": code, "expires_at": expires_at })),
     ))
 }
 
-/// Issues a code for `person` valid for `hours`; returns it and its expiry (ms).
-pub async fn issue(
-    storage: &dyn crate::storage::Storage,
-    person: Uuid,
-    hours: u32,
-) -> Result<(String, i64), ApiError> {
-    let code = new_code()?;
-    let expires_at = now_ms() + i64::from(hours) * 3_600_000;
-    storage
-        .issue_code(person, code_hash(&code), expires_at)
-        .await?;
-    Ok((code, expires_at))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::operations::issue;
 
 /// `GET /v1/admin/devices`: every device, its owner and when it last synced.
 pub async fn devices(
@@ -270,15 +237,11 @@ pub async fn revoke(
 ) -> Result<Json<Value>, ApiError> {
     auth.require_admin()?;
     let device = parse_uuid("device", &id)?;
-    if !state.storage.revoke(device).await? {
+    if !operations::revoke(state.storage.as_ref(), By::Device(&auth.0), device).await? {
         return Err(ApiError::not_found(format!(
             "no device {device} on this server"
         )));
     }
-    state
-        .storage
-        .audit(auth.audit("revoke", json!({ "revoked": device })))
-        .await;
     tracing::warn!(%device, by = %auth.0.device, "device revoked");
     Ok(Json(json!({ "device": device, "revoked": true })))
 }

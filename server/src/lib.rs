@@ -25,6 +25,8 @@ pub mod headers;
 pub mod ingest;
 pub mod merge;
 pub mod net;
+pub mod operations;
+pub mod rectification;
 pub mod refusals;
 pub mod report;
 pub mod routes;
@@ -195,17 +197,13 @@ pub async fn bootstrap_admin(
                 .await?
         }
     };
-    let (code, _) = admin::issue(storage.as_ref(), admin.id, hours).await?;
-    storage
-        .audit(storage::AuditEntry {
-            at: 0,
-            device: None,
-            person: Some(admin.id),
-            action: "code_issued".into(),
-            outcome: "ok".into(),
-            detail: serde_json::json!({ "person": admin.id, "hours": hours, "bootstrap": true }),
-        })
-        .await;
+    let (code, _) = operations::issue_code(
+        storage.as_ref(),
+        operations::By::FirstStart,
+        admin.id,
+        hours,
+    )
+    .await?;
     Ok(Some((admin, code)))
 }
 

@@ -152,25 +152,17 @@ async fn admin_on(
     storage: &std::sync::Arc<dyn fieldsync_server::storage::Storage>,
     command: AdminCommand,
 ) -> anyhow::Result<()> {
-    use fieldsync_server::storage::{AuditEntry, AuditFilter};
+    use fieldsync_server::operations::{self, By};
+    use fieldsync_server::storage::AuditFilter;
     let time = |ms: Option<i64>| {
         ms.map(fieldsync_server::ui::page::time)
             .unwrap_or_else(|| "-".into())
     };
     match command {
         AdminCommand::AddPerson { name, role, group } => {
-            let p = storage.create_person(name, role, group).await?;
-            storage
-                .audit(AuditEntry {
-                    at: 0,
-                    device: None,
-                    person: Some(p.id),
-                    action: "person_created".into(),
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({ "name": p.name, "role": p.role, "group": p.group,
-                                                "via": "command line" }),
-                })
-                .await;
+            let p = operations::create_person(storage.as_ref(), By::CommandLine, name, role, group)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}\t{}\t{}", p.id, p.name, p.role);
             if p.role.is_field() && p.group.is_none() {
                 eprintln!(
@@ -180,24 +172,10 @@ async fn admin_on(
             }
         }
         AdminCommand::Code { person, hours } => {
-            anyhow::ensure!(
-                (1..=720).contains(&hours),
-                "--hours {hours}: a code is valid for 1 to 720 hours"
-            );
-            let (code, expires) = fieldsync_server::admin::issue(storage.as_ref(), person, hours)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            storage
-                .audit(AuditEntry {
-                    at: 0,
-                    device: None,
-                    person: Some(person),
-                    action: "code_issued".into(),
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({ "person": person, "hours": hours,
-                                                "via": "command line" }),
-                })
-                .await;
+            let (code, expires) =
+                operations::issue_code(storage.as_ref(), By::CommandLine, person, hours)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--hours: {e}"))?;
             println!("{code}");
             eprintln!(
                 "登记码 {hours} 小时内有效，只能使用一次 / valid for {hours} h, once (expires at {expires} ms)"
@@ -262,34 +240,17 @@ async fn admin_on(
         }
         AdminCommand::Revoke { device } => {
             anyhow::ensure!(
-                storage.revoke(device).await?,
+                operations::revoke(storage.as_ref(), By::CommandLine, device)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
                 "no device {device} in this data directory"
             );
-            storage
-                .audit(AuditEntry {
-                    at: 0,
-                    device: None,
-                    person: None,
-                    action: "revoke".into(),
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({ "revoked": device, "via": "command line" }),
-                })
-                .await;
             println!("revoked {device}");
         }
         AdminCommand::Restored => {
-            let (epoch, until) = storage.declare_restored().await?;
-            storage
-                .audit(AuditEntry {
-                    at: 0,
-                    device: None,
-                    person: None,
-                    action: "restored".into(),
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({ "epoch": epoch, "recovery_until": until,
-                                                "via": "command line" }),
-                })
-                .await;
+            let (epoch, until) = operations::declare_restored(storage.as_ref(), By::CommandLine)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "已登记为从备份恢复：各设备下次同步时重新上传；{} 前接受其他设备代传的无签名修改 / \
                  declared restored: devices upload again on their next sync; untagged relays \

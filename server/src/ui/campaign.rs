@@ -396,7 +396,7 @@ pub(super) async fn ledger(
         .map(|r| {
             let status = field_str(r, "status");
             let deadline = field_str(r, "deadline");
-            let overdue = status != "done" && !deadline.is_empty() && deadline < today.as_str();
+            let overdue = crate::rectification::overdue(status, deadline, &today);
             overdue_count += usize::from(overdue);
             let f = finding.get(field_str(r, "finding"));
             vec![

@@ -66,6 +66,35 @@ fn seen(alias: &str) -> String {
     visible::condition(alias, 2)
 }
 
+/// The rectifications that [`crate::rectification::overdue`] says are overdue.
+fn overdue(conn: &Connection, c: &Scoped<'_>, today: &str) -> Result<u64, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {}, {} {}",
+        text_field("status"),
+        text_field("deadline"),
+        live("rectification")
+    ))?;
+    let rows = stmt.query_map(c.params(), |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        ))
+    })?;
+    let mut n = 0;
+    for row in rows {
+        let (status, deadline) = row?;
+        n += u64::from(crate::rectification::overdue(&status, &deadline, today));
+    }
+    Ok(n)
+}
+
+/// A field's value when it is text, else NULL.
+fn text_field(name: &str) -> String {
+    format!(
+        "(CASE json_type(fields, '$.{name}') WHEN 'text' THEN json_extract(fields, '$.{name}') END)"
+    )
+}
+
 fn field(name: &str) -> String {
     format!("json_extract(fields, '$.{name}')")
 }
@@ -237,16 +266,7 @@ pub(crate) fn tallies(
             ),
             c,
         )?,
-        overdue_rectifications: conn.query_row(
-            &format!(
-                "SELECT count(*) {} AND {} != 'done' AND {} < ?4",
-                live("rectification"),
-                field("status"),
-                field("deadline")
-            ),
-            params![c.campaign, c.visible_campaign, c.places, today],
-            |r| r.get::<_, i64>(0),
-        )? as u64,
+        overdue_rectifications: overdue(conn, &scoped, &today)?,
         team_satisfaction: group(
             conn,
             &format!(
