@@ -182,10 +182,20 @@ pub(crate) enum Command {
         value: String,
     },
     /// Sync with the server. 与服务器同步。
+    ///
+    /// After a network failure it tries again, waiting longer each time (up to a minute), until
+    /// it succeeds or you press Ctrl-C; nothing is lost either way. 网络中断时自动重试，直到成功或按
+    /// Ctrl-C 停止，数据不会丢失。
     Sync {
-        /// Tries after a network failure before giving up.
-        #[arg(long, default_value_t = 3)]
-        retries: u32,
+        /// Stop after this many tries. 最多尝试次数。
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        tries: Option<u32>,
+        /// Stop trying after this long, such as 90s, 10m or 2h. 最长重试时间，如 10m、2h。
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        give_up_after: Option<std::time::Duration>,
+        /// Tries after the first one (the same as --tries N+1).
+        #[arg(long, hide = true, conflicts_with = "tries")]
+        retries: Option<u32>,
     },
     /// Exchange changes with another device by file. 离线交换数据包。
     #[command(subcommand)]

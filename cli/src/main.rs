@@ -150,7 +150,17 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
         Command::Show { id } => records::show(store, id, json),
         Command::Conflicts { id } => records::conflicts(store, id, json),
         Command::Resolve { id, field, value } => forms::resolve(store, id, field, value),
-        Command::Sync { retries } => commands::sync::sync_command(store, retries, json),
+        Command::Sync {
+            tries,
+            give_up_after,
+            retries,
+        } => {
+            let bound = commands::sync::Bound {
+                tries: tries.or(retries.map(|r| r.saturating_add(1))),
+                give_up_after,
+            };
+            commands::sync::sync_command(store, bound, json)
+        }
         Command::Bundle(b) => commands::bundle::bundle(store, b, json),
         Command::App { .. } => unreachable!("run() serves the app with the store it owns"),
     }

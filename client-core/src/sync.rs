@@ -119,6 +119,11 @@ pub struct SyncOptions {
     pub page_bytes: usize,
     /// The most requests of each kind in one sync (a guard against a misbehaving server).
     pub max_requests: usize,
+    /// How many pushes in a row a broken connection may cut before the sync gives up. After
+    /// each cut the push goes on from the first change not acknowledged, in batches half as
+    /// large (at least [`MIN_PUSH_BATCH_BYTES`]); each acknowledged batch lets the next grow
+    /// again. 0: the first cut ends the sync.
+    pub push_retries: u32,
 }
 
 impl Default for SyncOptions {
@@ -127,7 +132,59 @@ impl Default for SyncOptions {
             push_batch_bytes: DEFAULT_PUSH_BATCH_BYTES,
             page_bytes: DEFAULT_PAGE_BYTES,
             max_requests: 100_000,
+            push_retries: 10,
         }
+    }
+}
+
+/// The smallest push batch (change bytes) a sync shrinks to after broken connections.
+pub const MIN_PUSH_BATCH_BYTES: usize = 8 << 10;
+
+/// The first push batch of a sync (change bytes): the batches double from here up to
+/// [`SyncOptions::push_batch_bytes`] while the line holds, so a line that breaks early costs
+/// little resent.
+pub const FIRST_PUSH_BATCH_BYTES: usize = 64 << 10;
+
+/// The size of push batches over a line that may break: start small and double while pushes
+/// are acknowledged; halve after a cut, and from then on grow by a quarter per acknowledged
+/// batch (a line that broke once is likely to break again at about the same length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushWindow {
+    bytes: usize,
+    max: usize,
+    cut_before: bool,
+}
+
+impl PushWindow {
+    /// A window growing up to `max` change bytes a batch.
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        PushWindow {
+            bytes: FIRST_PUSH_BATCH_BYTES.min(max),
+            max,
+            cut_before: false,
+        }
+    }
+
+    /// The change bytes of the next batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// A batch was acknowledged.
+    pub fn acknowledged(&mut self) {
+        let grown = if self.cut_before {
+            self.bytes + self.bytes / 4
+        } else {
+            self.bytes.saturating_mul(2)
+        };
+        self.bytes = grown.min(self.max);
+    }
+
+    /// A batch was cut by a broken connection.
+    pub fn cut(&mut self) {
+        self.cut_before = true;
+        self.bytes = (self.bytes / 2).max(MIN_PUSH_BATCH_BYTES.min(self.max));
     }
 }
 
@@ -311,6 +368,32 @@ fn transport_error(e: TransportError) -> SyncError {
     SyncError::Transport(e, 0)
 }
 
+/// Whether a failed push was cut by the line (the connection broke, or the server gave up on a
+/// stalled body): worth sending again at once, smaller.
+fn is_cut(e: &TransportError) -> bool {
+    matches!(
+        e,
+        TransportError::Interrupted(_) | TransportError::Refused { status: 408, .. }
+    )
+}
+
+/// Where a push round stopped.
+enum RoundEnd {
+    /// Everything was pushed.
+    Done,
+    /// A batch was cut: resume after this local log position (the batches before it are
+    /// acknowledged).
+    Cut(i64, TransportError),
+}
+
+/// The counts a push keeps across rounds.
+struct PushState {
+    total: u64,
+    sent: u64,
+    requests: usize,
+    window: PushWindow,
+}
+
 fn push_all(
     store: &mut Store,
     transport: &mut dyn Transport,
@@ -318,14 +401,58 @@ fn push_all(
     report: &mut SyncReport,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), SyncError> {
-    let total = store.pending_upload()?;
+    let mut state = PushState {
+        total: store.pending_upload()?,
+        sent: 0,
+        requests: 0,
+        window: PushWindow::new(options.push_batch_bytes),
+    };
+    let mut after = 0;
+    let mut cuts_in_a_row = 0;
+    loop {
+        let acked_before = report.push_requests;
+        match push_round(
+            store, transport, options, report, progress, &mut state, after,
+        )? {
+            RoundEnd::Done => return Ok(()),
+            RoundEnd::Cut(resume_after, e) => {
+                if report.push_requests > acked_before {
+                    cuts_in_a_row = 0;
+                }
+                cuts_in_a_row += 1;
+                if cuts_in_a_row > options.push_retries {
+                    return Err(transport_error(e));
+                }
+                state.window.cut();
+                tracing::info!(
+                    batch_bytes = state.window.bytes(),
+                    "a push was cut ({e}); going on with smaller batches"
+                );
+                after = resume_after;
+            }
+        }
+    }
+}
+
+/// Pushes batches from local log position `after` until everything is acknowledged or a batch
+/// fails.
+fn push_round(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+    progress: &mut dyn FnMut(Progress),
+    state: &mut PushState,
+    mut after: i64,
+) -> Result<RoundEnd, SyncError> {
     let max_requests = options.max_requests;
     let encode = transport.push_encoder();
     // The next batch is read and encoded here while a sending thread has the current one on the
     // wire; at most one push is in flight. A batch is marked acknowledged only when its answer
     // is in, so stopping anywhere loses nothing: unacknowledged changes are pushed again.
     std::thread::scope(|scope| {
-        type Sent = (Vec<ChangeHash>, Vec<String>);
+        /// A batch on its way: where it starts in the local log, its hashes and their records.
+        type Sent = (i64, Vec<ChangeHash>, Vec<String>);
         let (batches_tx, batches_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Sent)>(0);
         let (answers_tx, answers_rx) = std::sync::mpsc::channel();
         scope.spawn(move || {
@@ -337,15 +464,22 @@ fn push_all(
                 }
             }
         });
-        let mut sent = 0;
-        let mut requests = 0;
+        let mut cut: Option<(i64, TransportError)> = None;
         let mut handle = |store: &mut Store,
-                          ((hashes, owners), answer): (
+                          state: &mut PushState,
+                          ((start, hashes, owners), answer): (
             Sent,
             Result<PushResponse, TransportError>,
         )|
          -> Result<(), SyncError> {
-            let response = answer.map_err(transport_error)?;
+            let response = match answer {
+                Ok(r) => r,
+                Err(e) if is_cut(&e) => {
+                    cut = Some((start, e));
+                    return Ok(());
+                }
+                Err(e) => return Err(transport_error(e)),
+            };
             // The changes of refused records stay unacknowledged: offered again next time.
             let refused: std::collections::HashSet<&str> =
                 response.rejected.iter().map(|r| r.id.as_str()).collect();
@@ -363,29 +497,33 @@ fn push_all(
             report.pushed += acked.len() as u64;
             report.duplicates += response.duplicates;
             report.rejected.extend(response.rejected);
-            sent += hashes.len() as u64;
-            progress(Progress::Pushing { sent, total });
+            state.sent += hashes.len() as u64;
+            state.window.acknowledged();
+            progress(Progress::Pushing {
+                sent: state.sent,
+                total: state.total,
+            });
             Ok(())
         };
-        let mut after = 0;
         let outcome = loop {
-            let batch = match store.outbox_batch(after, options.push_batch_bytes) {
+            let batch = match store.outbox_batch(after, state.window.bytes()) {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e.into()),
             };
-            requests += 1;
-            if requests > max_requests {
+            state.requests += 1;
+            if state.requests > max_requests {
                 break Err(SyncError::TooManyPages(max_requests));
             }
+            let start = after;
             after = batch.last_seq;
             let body = encode(&batch.request);
             // Blocks until the sender has taken it, i.e. until the previous push is answered.
             let handed_over = batches_tx
-                .send((body, (batch.hashes, batch.owners)))
+                .send((body, (start, batch.hashes, batch.owners)))
                 .is_ok();
             while let Ok(answer) = answers_rx.try_recv() {
-                if let Err(e) = handle(store, answer) {
+                if let Err(e) = handle(store, state, answer) {
                     drop(batches_tx);
                     return Err(e);
                 }
@@ -397,9 +535,13 @@ fn push_all(
         };
         drop(batches_tx);
         for answer in answers_rx {
-            handle(store, answer)?;
+            handle(store, state, answer)?;
         }
-        outcome
+        outcome?;
+        Ok(match cut {
+            Some((start, e)) => RoundEnd::Cut(start, e),
+            None => RoundEnd::Done,
+        })
     })
 }
 

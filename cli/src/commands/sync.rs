@@ -1,8 +1,10 @@
-//! `fieldsync sync`: push then pull with a progress bar, retrying after network failures and
-//! waiting when the server is busy; what the sync did, in words or JSON.
+//! `fieldsync sync`: push then pull with a progress bar, trying again after network failures
+//! (jittered exponential backoff, capped) until it succeeds, the user stops it or their bound
+//! (`--tries`, `--give-up-after`) runs out, and waiting as long as a busy server asks; what the
+//! sync did, in words or JSON.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use fieldsync_client_core::sync::{Progress, sync_with_progress};
@@ -12,12 +14,59 @@ use super::account::{campaign_from_scope, http_options};
 use crate::errors::user;
 use crate::output::{print_json, t};
 
-/// How many times one `fieldsync sync` waits for a busy server's `Retry-After` before such waits
-/// count against `--retries`.
-const MAX_BUSY_WAITS: u32 = 5;
+/// When one `fieldsync sync` stops trying (`--tries`, `--give-up-after`); without either it
+/// tries until it succeeds or the user stops it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Bound {
+    /// The most tries.
+    pub(crate) tries: Option<u32>,
+    /// The longest time from the first try.
+    pub(crate) give_up_after: Option<Duration>,
+}
 
-/// `fieldsync sync`.
-pub(crate) fn sync_command(store: &mut Store, retries: u32, json: bool) -> Result<()> {
+impl Bound {
+    /// "(try n of max, until 10m)", in the chosen language.
+    fn try_text(&self, n: u32) -> String {
+        let limit = self
+            .give_up_after
+            .map(|d| humantime::format_duration(d).to_string());
+        match (self.tries, limit) {
+            (None, None) => t(&format!("第 {n} 次尝试"), &format!("(try {n})")),
+            (Some(max), None) => t(
+                &format!("第 {n} 次尝试（最多 {max} 次）"),
+                &format!("(try {n} of {max})"),
+            ),
+            (None, Some(l)) => t(
+                &format!("第 {n} 次尝试（最长 {l}）"),
+                &format!("(try {n}, until {l})"),
+            ),
+            (Some(max), Some(l)) => t(
+                &format!("第 {n} 次尝试（最多 {max} 次，最长 {l}）"),
+                &format!("(try {n} of {max}, until {l})"),
+            ),
+        }
+    }
+}
+
+/// The first wait after a failed try; each further failure doubles it, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries (a server's own `Retry-After` may ask for more, up to
+/// `http::MAX_RETRY_AFTER`).
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The wait before try `next` (2, 3, …): exponential, capped, and jittered to between half and
+/// all of it, so that devices cut off together do not come back together.
+fn backoff(next: u32) -> Duration {
+    let exp = FIRST_BACKOFF
+        .saturating_mul(1u32 << (next.saturating_sub(2)).min(16))
+        .min(MAX_BACKOFF);
+    exp.mul_f64(0.5 + 0.5 * fastrand::f64())
+}
+
+/// `fieldsync sync`: tries until the sync succeeds, a failure that trying again cannot mend
+/// (refused, revoked, a broken store), or `bound` runs out.
+pub(crate) fn sync_command(store: &mut Store, bound: Bound, json: bool) -> Result<()> {
     if store.credentials()?.is_none() {
         return Err(user(
             "本机尚未登记：运行 fieldsync enroll --server <地址> --code <登记码>（登记码向管理员索取）",
@@ -33,8 +82,11 @@ pub(crate) fn sync_command(store: &mut Store, retries: u32, json: bool) -> Resul
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut attempt = 0;
-    let mut busy_waits = 0;
+    let started = Instant::now();
+    // Tries that failed on the network; a busy server's answer (it says when to come back) is
+    // not counted against `--tries`, only against `--give-up-after`.
+    let mut tries: u32 = 0;
+    let mut busy_waits: u32 = 0;
     let report = loop {
         let mut transport = account::transport(store, &options)?;
         let mut progress = |p: Progress| match p {
@@ -49,74 +101,16 @@ pub(crate) fn sync_command(store: &mut Store, retries: u32, json: bool) -> Resul
                 bar.set_position(at.saturating_sub(from));
             }
         };
-        match sync_with_progress(
+        let (e, waiting) = match sync_with_progress(
             store,
             &mut transport,
             &SyncOptions::default(),
             &mut progress,
         ) {
             Ok(r) => break r,
-            // The server is busy and said how long to wait: wait that long (capped by the
-            // transport) and try again, without using up the network retries, a few times.
-            Err(SyncError::Transport(e, waiting))
-                if e.retry_after().is_some() && busy_waits < MAX_BUSY_WAITS =>
-            {
-                busy_waits += 1;
-                let wait = e
-                    .retry_after()
-                    .unwrap_or_default()
-                    .max(Duration::from_secs(1));
-                eprintln!(
-                    "{}",
-                    t(
-                        &format!(
-                            "服务器繁忙，按其要求 {} 秒后重试（第 {busy_waits} 次），{waiting} 条更改等待上传",
-                            wait.as_secs()
-                        ),
-                        &format!(
-                            "the server is busy and asked to wait; retrying in {} s (wait {busy_waits}); {waiting} changes wait to upload",
-                            wait.as_secs()
-                        )
-                    )
-                );
-                std::thread::sleep(wait);
-            }
-            Err(SyncError::Transport(e, waiting)) if e.is_retryable() && attempt < retries => {
-                attempt += 1;
-                let wait = e
-                    .retry_after()
-                    .unwrap_or(Duration::from_secs(1 << attempt.min(5)));
-                eprintln!(
-                    "{}",
-                    t(
-                        &format!(
-                            "网络中断（{e}），{} 秒后重试（第 {attempt} 次），{waiting} 条更改等待上传",
-                            wait.as_secs()
-                        ),
-                        &format!(
-                            "network trouble ({e}); retrying in {} s (attempt {attempt}); {waiting} changes wait to upload",
-                            wait.as_secs()
-                        )
-                    )
-                );
-                std::thread::sleep(wait);
-            }
+            Err(SyncError::Transport(e, waiting)) if e.is_retryable() => (e, waiting),
             Err(SyncError::Transport(e, waiting)) => {
                 bar.finish_and_clear();
-                let msg = match &e {
-                    TransportError::Unreachable(_) | TransportError::Interrupted(_) => t(
-                        &format!(
-                            "无法连接服务器，数据没有丢失：{waiting} 条更改保存在本机，等待上传；有网络时再运行 fieldsync sync"
-                        ),
-                        &format!(
-                            "cannot reach the server; nothing was lost: {waiting} changes are kept on this device and wait to upload; run fieldsync sync again when there is a network"
-                        ),
-                    ),
-                    _ => String::new(),
-                };
-                if !msg.is_empty() {
-                    eprintln!("{msg}");
-                }
                 return Err(anyhow!(SyncError::Transport(e, waiting)));
             }
             Err(SyncError::Revoked) => {
@@ -124,7 +118,80 @@ pub(crate) fn sync_command(store: &mut Store, retries: u32, json: bool) -> Resul
                 return Err(anyhow!(SyncError::Revoked));
             }
             Err(e) => return Err(e.into()),
+        };
+        let busy = e.retry_after();
+        if busy.is_some() {
+            busy_waits += 1;
+        } else {
+            tries += 1;
         }
+        let elapsed = started.elapsed();
+        let out_of_tries = busy.is_none() && bound.tries.is_some_and(|max| tries >= max);
+        let out_of_time = bound.give_up_after.is_some_and(|limit| elapsed >= limit);
+        if out_of_tries || out_of_time {
+            bar.finish_and_clear();
+            let spent = humantime::format_duration(Duration::from_secs(elapsed.as_secs()));
+            let all = tries + busy_waits;
+            eprintln!(
+                "{}",
+                t(
+                    &format!("已尝试 {all} 次（用时 {spent}），仍未同步完成"),
+                    &format!(
+                        "gave up after {all} {} ({spent})",
+                        if all == 1 { "try" } else { "tries" }
+                    )
+                )
+            );
+            if matches!(
+                e,
+                TransportError::Unreachable(_) | TransportError::Interrupted(_)
+            ) {
+                eprintln!(
+                    "{}",
+                    t(
+                        &format!(
+                            "无法连接服务器，数据没有丢失：{waiting} 条更改保存在本机，等待上传；有网络时再运行 fieldsync sync"
+                        ),
+                        &format!(
+                            "cannot reach the server; nothing was lost: {waiting} changes are kept on this device and wait to upload; run fieldsync sync again when there is a network"
+                        ),
+                    )
+                );
+            }
+            return Err(anyhow!(SyncError::Transport(e, waiting)));
+        }
+        // Wait as the server asked, or back off; never past the time bound.
+        let mut wait = match busy {
+            Some(after) => after.max(Duration::from_secs(1)),
+            None => backoff(tries + 1),
+        };
+        if let Some(limit) = bound.give_up_after {
+            wait = wait.min(limit.saturating_sub(elapsed));
+        }
+        let next = tries + 1;
+        let secs = wait.as_secs_f64();
+        let line = match busy {
+            Some(_) => t(
+                &format!(
+                    "服务器繁忙，按其要求 {secs:.0} 秒后再试（第 {busy_waits} 次等待）；{waiting} 条更改保存在本机等待上传，按 Ctrl-C 可停止"
+                ),
+                &format!(
+                    "the server is busy and asked to wait; trying again in {secs:.0} s (wait {busy_waits}); {waiting} changes wait to upload; Ctrl-C stops"
+                ),
+            ),
+            None => t(
+                &format!(
+                    "网络中断（{e}），{secs:.1} 秒后{}；{waiting} 条更改保存在本机等待上传，按 Ctrl-C 可停止",
+                    bound.try_text(next)
+                ),
+                &format!(
+                    "network trouble ({e}); trying again in {secs:.1} s {}; {waiting} changes wait to upload; Ctrl-C stops",
+                    bound.try_text(next)
+                ),
+            ),
+        };
+        bar.suspend(|| eprintln!("{line}"));
+        std::thread::sleep(wait);
     };
     bar.finish_and_clear();
     campaign_from_scope(store)?;
