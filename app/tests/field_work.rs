@@ -1,7 +1,7 @@
 //! A field worker's day in the app, over a real app on 127.0.0.1:0 and a store in a temp dir:
 //! the home page, an interview with a long Chinese note, a questionnaire with a wrong answer
 //! then corrected, an evaluation grid, save-and-new, a draft, a conflict, a sync with a real
-//! server.
+//! server, a returned record and its fix.
 
 mod common;
 
@@ -537,5 +537,46 @@ fn the_template_notice_goes_once_seen() -> Result<()> {
     assert_eq!(r.status(), 200);
     assert!(!r.text()?.contains("template-notice"));
     assert_eq!(app.store()?.new_template_version(app.campaign)?, None);
+    Ok(())
+}
+
+#[test]
+fn a_returned_record_shows_the_reviewers_comment_and_an_edit_sends_it_back() -> Result<()> {
+    use fieldsync_protocol::approval::{self, State};
+    let mut id = None;
+    let app = App::start_with(|store, campaign| {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("date".to_string(), s("2026-05-18"));
+        fields.insert("interviewer".to_string(), s("王"));
+        fields.insert("interviewee_type".to_string(), s("other"));
+        fields.insert("notes".to_string(), FieldValue::Text("记录".into()));
+        let rid = store.create_form(campaign, "interview", A1, &fields)?;
+        // What a reviewer's change brings in a sync.
+        for (field, value) in approval::decision(State::Returned, "请补充谈话对象姓名", "张组长", 1)
+        {
+            store.set(rid, &field, value)?;
+        }
+        id = Some(rid);
+        Ok(())
+    })?;
+    let id = id.context("record")?;
+    let page = app.page(&format!("/r/{id}"))?;
+    assert!(
+        page.contains("退回修改") && page.contains("请补充谈话对象姓名") && page.contains("张组长"),
+        "{page}"
+    );
+    let r = app.post(
+        &format!("/r/{id}/edit"),
+        &[
+            ("f.date", "2026-05-18"),
+            ("f.interviewer", "王"),
+            ("f.interviewee_type", "other"),
+            ("f.interviewee_name", "刘大爷"),
+            ("f.notes", "记录"),
+        ],
+    )?;
+    assert_eq!(r.status(), 200);
+    assert!(r.text()?.contains("待审核"));
+    assert_eq!(app.store()?.review(id)?.state, State::Pending);
     Ok(())
 }

@@ -107,8 +107,10 @@ fn record_through_flags_list_show_edit_append_and_delete() -> Result<()> {
     // Show by a short id; edit; append; delete.
     let shown = d.ok(&["show", short]);
     assert!(shown.contains("谈话人（interviewer）：刘明"), "{shown}");
+    assert!(shown.contains("审核状态：待审核"), "{shown}");
     let shown_en = d.ok(&["--lang", "en", "show", short]);
     assert!(shown_en.contains("(interviewer): 刘明"), "{shown_en}");
+    assert!(shown_en.contains("Review: Awaiting review"), "{shown_en}");
     assert!(
         !shown_en.contains('（'),
         "full-width brackets in English: {shown_en}"

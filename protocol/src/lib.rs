@@ -15,6 +15,7 @@
 //!
 //! Apart from `migrate`, this crate does no I/O: it turns bytes into checked values and back.
 
+pub mod approval;
 pub mod auth;
 pub mod change;
 pub mod creation;

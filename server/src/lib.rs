@@ -29,6 +29,7 @@ pub mod operations;
 pub mod rectification;
 pub mod refusals;
 pub mod report;
+pub mod review;
 pub mod routes;
 pub mod scope;
 pub mod storage;

@@ -101,6 +101,7 @@ fn name_of(store: &Store, lang: Lang, template: &Template, id: &str) -> Option<S
 
 struct Shown {
     record: Record,
+    review: fieldsync_protocol::approval::Review,
     def: KindDef,
     village: String,
     rows: Vec<(String, String)>,
@@ -127,6 +128,7 @@ fn shown(store: &Store, lang: Lang, id: Uuid) -> Result<Option<Shown>, AppError>
         .collect();
     Ok(Some(Shown {
         village: text_of(&village, "name").unwrap_or_else(|| record.header.scope.clone()),
+        review: store.review(id)?,
         record,
         def,
         rows,
@@ -151,6 +153,14 @@ pub async fn show(State(state): State<AppState>, lang: Lang, Path(id): Path<Uuid
         @if v.record.deleted { p.error { (lang.t("此记录已删除", "This record was deleted")) } }
         @if v.record.conflicts > 0 {
             p.error { a href="/conflicts" { (lang.t("此记录有冲突待处理", "This record has conflicts to resolve")) } }
+        }
+        p class=(format!("review-{}", v.review.state.as_str())) {
+            (lang.t("审核状态：", "Review: ")) strong { (lang.t(v.review.state.zh(), v.review.state.en())) }
+            @if v.review.at.is_some() { " · " (v.review.by) }
+            @if !v.review.comment.is_empty() { br; (lang.t("意见：", "Comment: ")) (v.review.comment) }
+            @if v.review.state == fieldsync_protocol::approval::State::Returned {
+                br; span.muted { (lang.t("修改后会重新提交审核。", "Editing it sends it back for review.")) }
+            }
         }
         dl {
             @for (label, text) in &v.rows { dt { (label) } dd { (text) } }

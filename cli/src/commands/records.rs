@@ -3,6 +3,7 @@
 
 use anyhow::{Result, anyhow};
 use fieldsync_client_core::{FieldValue, Filter, Record, Store, StoreError};
+use fieldsync_protocol::approval;
 use uuid::Uuid;
 
 use super::forms::template;
@@ -76,8 +77,13 @@ pub(crate) fn list(
         ));
     }
     for r in &records {
+        let returned = if store.review(r.header.id)?.state == approval::State::Returned {
+            t("  ↩退回修改", "  ↩returned")
+        } else {
+            String::new()
+        };
         out!(
-            "{}  {:<16} {:<14} {}{}",
+            "{}  {:<16} {:<14} {}{}{returned}",
             &r.header.id.to_string()[28..],
             r.header.kind,
             r.header.scope,
@@ -110,6 +116,9 @@ pub(crate) fn show(store: &Store, id: String, json: bool) -> Result<()> {
     let tpl = store.template(r.header.campaign)?;
     let def = tpl.as_ref().and_then(|t| t.kind(&r.header.kind));
     for (k, v) in &r.fields {
+        if approval::is_review_field(k) {
+            continue;
+        }
         let name = def
             .and_then(|d| d.field(k))
             .map(|f| label(&f.label.zh, &f.label.en).to_string())
@@ -123,6 +132,24 @@ pub(crate) fn show(store: &Store, id: String, json: bool) -> Result<()> {
             )
         );
     }
+    let review = store.review(id)?;
+    let mut line = t(
+        &format!("审核状态：{}", review.state.zh()),
+        &format!("Review: {}", review.state.en()),
+    );
+    if review.at.is_some() {
+        line.push_str(&t(
+            &format!("（{}）", review.by),
+            &format!(" ({})", review.by),
+        ));
+    }
+    if !review.comment.is_empty() {
+        line.push_str(&t(
+            &format!("，意见：{}", review.comment),
+            &format!(", comment: {}", review.comment),
+        ));
+    }
+    out!("{line}");
     if r.conflicts > 0 {
         out!(
             "{}",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use automerge::{ActorId, Automerge, Change, ROOT, transaction::CommitOptions};
 use fieldsync_protocol::{
-    FieldValue, RecordHeader, creation, new_record_id,
+    FieldValue, RecordHeader, approval, creation, new_record_id,
     record::{self, Conflict, Projection},
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -126,8 +126,15 @@ impl Store {
             let mut editor = Editor {
                 tx: &mut t,
                 fields: &fields,
+                touched_other: false,
             };
-            f(&mut editor)
+            f(&mut editor).and_then(|v| {
+                // A reviewed record that is edited goes back for review, in the same change.
+                if editor.touched_other {
+                    editor.reset_review()?;
+                }
+                Ok(v)
+            })
         };
         let out = match out {
             Ok(v) => v,
@@ -237,6 +244,18 @@ impl Store {
         Ok(record::conflicts(&doc)?)
     }
 
+    /// Where the record stands in review (待审核, 已通过, 退回修改 with the reviewer's comment),
+    /// read by the one rule of `protocol::approval`.
+    pub fn review(&self, id: Uuid) -> Result<approval::Review> {
+        let record = self.get(id)?;
+        let conflicted = record.conflicts > 0
+            && self
+                .conflicts(id)?
+                .iter()
+                .any(|c| c.field == approval::STATE_FIELD);
+        Ok(approval::read(&record.fields, conflicted))
+    }
+
     /// The record's whole Automerge document (for history and inspection).
     pub fn document(&self, id: Uuid) -> Result<Automerge> {
         Ok(load_record(&self.conn, id)?
@@ -276,12 +295,15 @@ impl Store {
 pub struct Editor<'t, 'd> {
     tx: &'t mut automerge::transaction::Transaction<'d>,
     fields: &'t automerge::ObjId,
+    /// Whether a field other than the review's own was written (see `protocol::approval`).
+    touched_other: bool,
 }
 
 impl Editor<'_, '_> {
     /// Sets a field (a text value merges with concurrent edits of the same text).
     pub fn set(&mut self, field: &str, value: &FieldValue) -> Result<()> {
         record::put_field(self.tx, self.fields, field, value)?;
+        self.touch(field);
         Ok(())
     }
 
@@ -290,6 +312,26 @@ impl Editor<'_, '_> {
         use automerge::transaction::Transactable;
         record::validate_field_name(field)?;
         self.tx.delete(self.fields, field)?;
+        self.touch(field);
+        Ok(())
+    }
+
+    fn touch(&mut self, field: &str) {
+        if !approval::is_review_field(field) {
+            self.touched_other = true;
+        }
+    }
+
+    /// Writes `pending` into the review state when the record had been reviewed.
+    fn reset_review(&mut self) -> Result<()> {
+        use automerge::{ReadDoc, Value};
+        let current = match self.tx.get(self.fields, approval::STATE_FIELD)? {
+            Some((Value::Scalar(s), _)) => s.as_str().map(|s| FieldValue::Str(s.into())),
+            _ => None,
+        };
+        if let Some(pending) = approval::after_edit(current.as_ref(), true) {
+            record::put_field(self.tx, self.fields, approval::STATE_FIELD, &pending)?;
+        }
         Ok(())
     }
 
@@ -324,6 +366,7 @@ impl Editor<'_, '_> {
             });
         }
         self.tx.splice_text(&id, pos, delete as isize, insert)?;
+        self.touch(field);
         Ok(())
     }
 
@@ -333,6 +376,7 @@ impl Editor<'_, '_> {
         match self.text_obj(field) {
             Ok((id, len)) => {
                 self.tx.splice_text(&id, len, 0, text)?;
+                self.touch(field);
                 Ok(())
             }
             Err(StoreError::NotText(_)) => self.set(field, &FieldValue::Text(text.into())),

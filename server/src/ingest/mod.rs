@@ -24,6 +24,7 @@
 
 pub mod decode;
 pub mod relay;
+pub mod review;
 pub mod singleton;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -393,7 +394,8 @@ impl State<'_> {
 /// alone when its header contradicts the stored one (`header_mismatch`), when a new record that
 /// exists once per key breaks [`singleton::check_new`] (`singleton_*`, `unknown_reference`), when
 /// one of its changes reuses an actor's sequence number (`duplicate_sequence_number`), or when
-/// it relays another device's change without its tag (`unverified_relay`).
+/// it relays another device's change without its tag (`unverified_relay`), or when a pusher who
+/// may not review writes a review decision ([`review::check`], `review_not_allowed`).
 pub fn plan(
     pusher: &Pusher,
     push: CheckedPush,
@@ -463,7 +465,9 @@ pub fn plan(
                 _ => None,
             },
         };
-        let refusal = refusal.or_else(|| reused_sequence_number(&state, &id, &rec.changes));
+        let refusal = refusal
+            .or_else(|| reused_sequence_number(&state, &id, &rec.changes))
+            .or_else(|| review::check(pusher, &rec.changes, &own));
         // Changes of other devices new to the server: relays, checked by their tags.
         let mut unverified_here = 0;
         let mut register = Vec::new();

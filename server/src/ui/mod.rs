@@ -3,6 +3,7 @@
 //!
 //! Modules: [`login`] (sign in and out, language), [`campaign`] (campaigns, overview, ledger,
 //! conflicts, search), [`dossier`] (a village), [`record`] (a record, its conflicts and history),
+//! [`review`] (the review box and the review queue),
 //! [`page`] (HTML shell), [`svg`] (charts), [`write`] (resolutions and history from documents).
 //!
 //! Signing in exchanges a one-time code (the same codes devices enroll with) for a browser
@@ -18,6 +19,7 @@ mod dossier;
 mod login;
 pub mod page;
 mod record;
+mod review;
 pub mod svg;
 pub mod write;
 
@@ -84,6 +86,18 @@ pub(crate) fn route_table() -> Vec<(
         (
             r("POST", "/ui/r/{id}/resolve", Dashboard),
             post(record::resolve),
+        ),
+        (
+            r("POST", "/ui/r/{id}/review", Dashboard),
+            post(review::review_one),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/review", Dashboard),
+            get(review::queue),
+        ),
+        (
+            r("POST", "/ui/c/{campaign}/review", Dashboard),
+            post(review::queue_decide),
         ),
     ]
 }

@@ -72,12 +72,13 @@ fn shell(
     let nav = match campaign {
         Some(c) => format!(
             "<a href=\"/ui/c/{c}\">{}</a><a href=\"/ui/c/{c}/ledger\">{}</a>\
-             <a href=\"/ui/c/{c}/conflicts\">{}</a>\
+             <a href=\"/ui/c/{c}/conflicts\">{}</a><a href=\"/ui/c/{c}/review\">{}</a>\
              <form class=\"inline\" action=\"/ui/c/{c}/search\"><input type=\"search\" name=\"q\" \
              placeholder=\"{}\" aria-label=\"{}\"></form>",
             lang.t("概况", "Overview"),
             lang.t("问题整改台账", "Findings ledger"),
             lang.t("待处理冲突", "Conflicts"),
+            lang.t("审核", "Review"),
             lang.t("搜索记录内容", "Search records"),
             lang.t("搜索", "Search"),
         ),

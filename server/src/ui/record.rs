@@ -196,6 +196,7 @@ async fn record_body(
         ],
         &rows,
     ));
+    body.push_str(&super::review::review_box(state, user, &r).await?);
     // Conflicts with both values and who wrote each.
     if !conflicts.is_empty() {
         let actors: Vec<String> = conflicts

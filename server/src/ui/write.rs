@@ -1,5 +1,5 @@
 //! What the dashboard writes and reads from a record's Automerge document: a resolution of a
-//! conflicted field (a real change, pushed into the log like a device's, so it syncs back to
+//! conflicted field or a review (a real change, pushed into the log like a device's, so it syncs back to
 //! every device) and the record's history (who changed which fields when).
 
 use automerge::{ActorId, transaction::CommitOptions};
@@ -19,22 +19,35 @@ pub fn resolution(
     field: &str,
     value: &FieldValue,
 ) -> Result<CheckedPush, ApiError> {
+    change(header, doc, device, &[(field.to_string(), value.clone())])
+}
+
+/// Writes every `(field, value)` of `fields` into the merged document `doc` in one change, as
+/// device `device` with a fresh actor, and returns the checked push carrying that change.
+pub fn change(
+    header: &RecordHeader,
+    doc: &[u8],
+    device: uuid::Uuid,
+    fields: &[(String, FieldValue)],
+) -> Result<CheckedPush, ApiError> {
     let internal = |e: record::RecordError| ApiError::Internal(e.to_string());
     let mut doc = record::load_doc(doc).map_err(internal)?;
     let actor = ActorId::random();
     doc.set_actor(actor.clone());
-    let fields = record::fields_obj(&doc).map_err(internal)?;
+    let obj = record::fields_obj(&doc).map_err(internal)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let mut tx = doc.transaction();
-    record::put_field(&mut tx, &fields, field, value)
-        .map_err(|e| ApiError::bad_request(format!("cannot write {field:?}: {e}")))?;
+    for (field, value) in fields {
+        record::put_field(&mut tx, &obj, field, value)
+            .map_err(|e| ApiError::bad_request(format!("cannot write {field:?}: {e}")))?;
+    }
     tx.commit_with(CommitOptions::default().with_time(now));
     let change = doc
         .get_last_local_change()
-        .ok_or_else(|| ApiError::Internal("the resolution made no change".into()))?;
+        .ok_or_else(|| ApiError::Internal("the write made no change".into()))?;
     let bytes = change.raw_bytes().to_vec();
     let changes = crate::ingest::decode::changes(header, vec![serde_bytes::ByteBuf::from(bytes)])?;
     Ok(CheckedPush {

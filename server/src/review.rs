@@ -1,0 +1,142 @@
+//! The department's review of records: reading a stored record's review state, and writing a
+//! decision (已通过 / 退回修改) as a real change through the one push pipeline, audited, so it
+//! syncs to the devices like any field. Who may review is [`crate::ingest::review`]'s rule.
+
+use std::collections::BTreeMap;
+
+use fieldsync_protocol::{
+    FieldValue, RecordHeader,
+    approval::{self, Review, State},
+};
+use uuid::Uuid;
+
+use crate::{AppState, auth::Auth, error::ApiError, storage::RecordView};
+
+/// A stored record's review, by the one rule of `protocol::approval` (a state in conflict reads
+/// as pending).
+pub async fn of(state: &AppState, r: &RecordView) -> Result<Review, ApiError> {
+    let fields: BTreeMap<String, FieldValue> = [
+        approval::STATE_FIELD,
+        approval::COMMENT_FIELD,
+        approval::BY_FIELD,
+        approval::AT_FIELD,
+    ]
+    .into_iter()
+    .filter_map(|k| {
+        let v = r.fields.get(k)?;
+        FieldValue::from_json(k, v).ok().map(|v| (k.to_string(), v))
+    })
+    .collect();
+    let conflicted = r.conflicts > 0
+        && state
+            .storage
+            .conflicts(r.id)
+            .await?
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.field == approval::STATE_FIELD);
+    Ok(approval::read(&fields, conflicted))
+}
+
+/// Whether the signed-in `auth` may review record `r`: an administrator, or a leader who may
+/// write the record's village.
+pub fn may_review(auth: &Auth, r: &RecordView) -> bool {
+    crate::ingest::review::reviews(auth.0.person.role)
+        && auth
+            .0
+            .scope
+            .writes(&r.campaign.to_string(), &r.scope, &r.kind)
+}
+
+/// Writes `decision` (approved or returned; a return needs a comment) on every record of `ids`
+/// the reviewer sees, one change each through the push pipeline, each audited as `review`.
+/// Returns how many were written.
+pub async fn decide(
+    state: &AppState,
+    auth: &Auth,
+    ids: &[Uuid],
+    decision: State,
+    comment: &str,
+) -> Result<usize, ApiError> {
+    let comment = comment.trim();
+    match decision {
+        State::Pending => {
+            return Err(ApiError::bad_request(
+                "审核结论只能是通过或退回 / a review decides approved or returned",
+            ));
+        }
+        State::Returned if comment.is_empty() => {
+            return Err(ApiError::bad_request(
+                "退回修改时请写明原因 / say why when returning a record for changes",
+            ));
+        }
+        _ => {}
+    }
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "请先勾选要审核的记录 / tick the records to review first",
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut written = 0;
+    for &id in ids {
+        let r = state
+            .storage
+            .record(id, auth.visibility())
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
+        if !may_review(auth, &r) {
+            return Err(crate::auth::forbidden(
+                "review_not_allowed",
+                "只有本组组长或管理员可以审核记录 / only the group's leader or an administrator \
+                 reviews records",
+            ));
+        }
+        let doc = state
+            .storage
+            .document(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("record {id} is not merged yet")))?;
+        let header = RecordHeader {
+            id,
+            kind: r.kind.clone(),
+            campaign: r.campaign,
+            scope: r.scope.clone(),
+        };
+        let fields = approval::decision(decision, comment, &auth.0.person.name, now);
+        let device = auth.0.device;
+        let push = tokio::task::spawn_blocking(move || {
+            crate::ui::write::change(&header, &doc, device, &fields)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let outcome = state
+            .storage
+            .push(crate::ingest::Pusher::of(&auth.0), push)
+            .await?;
+        state
+            .storage
+            .audit(auth.audit(
+                "review",
+                serde_json::json!({
+                    "record": id, "decision": decision.as_str(), "comment": comment,
+                    "stored": outcome.stored,
+                }),
+            ))
+            .await;
+        written += 1;
+    }
+    // Show the merged result on the next page: merging follows the push within moments.
+    if let Some(&last) = ids.last() {
+        for _ in 0..100 {
+            match state.storage.record(last, auth.visibility()).await? {
+                Some(r) if r.up_to_date => break,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+    Ok(written)
+}
