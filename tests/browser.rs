@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's, installed here when missing, driven by
 //! playwright-core from `tests/browser/`): sign in with a one-time code, open the campaign and a
-//! village dossier, resolve a conflict, search a phrase, download the XLSX and the DOCX, switch
+//! village dossier, resolve a conflict, search a phrase, return two records for changes from the
+//! review queue (and read it at phone width), download the XLSX and the DOCX, switch
 //! to English, with nothing blocked by the Content-Security-Policy. Every step leaves a screenshot in `target/tmp/browser/`; the server's state and
 //! the downloaded files are then checked here, independently of the page.
 
@@ -125,6 +126,25 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     let audit = server.get_json("/v1/admin/audit?action=resolve")?;
     assert_eq!(audit[0]["detail"]["record"], record);
 
+    // The two records returned in the browser are returned on the server, with the reason,
+    // and the queue lists them on a phone without scrolling sideways.
+    assert!(summary["reviewRows"].as_u64().unwrap() >= 2, "{summary}");
+    assert_eq!(summary["returnedRows"], 2, "{summary}");
+    assert_eq!(summary["phoneOverflow"], false, "{summary}");
+    assert!(
+        summary["reviewFlash"]
+            .as_str()
+            .unwrap()
+            .contains("已审核 2"),
+        "{summary}"
+    );
+    for id in summary["returned"].as_array().unwrap() {
+        let r = server.get_json(&format!("/v1/records/{}", id.as_str().unwrap()))?;
+        assert_eq!(r["fields"]["_review"], "returned", "{r}");
+        assert_eq!(r["fields"]["_review_comment"], "请补充参会人数", "{r}");
+        assert_eq!(r["fields"]["_review_by"], "组织部王科长", "{r}");
+    }
+
     // The search page found what the API finds.
     let hits = server.get_json(&format!(
         "/v1/search?q=%E9%9B%86%E4%BD%93%E7%BB%8F%E6%B5%8E&campaign={c}&limit=200"
@@ -167,6 +187,8 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
         "05-conflict.png",
         "06-resolved.png",
         "07-search.png",
+        "07b-review.png",
+        "07c-review-phone.png",
         "08-english.png",
     ] {
         let len = std::fs::metadata(out.join(shot))?.len();

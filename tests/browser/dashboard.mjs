@@ -67,6 +67,26 @@ try {
   summary.searchHits = await page.locator("table tbody tr").count();
   await shot("07-search.png");
 
+  // Review: return two records with a reason at once, then read the returned ones on a phone.
+  await page.goto(`${url}/ui/c/${campaign}/review`);
+  summary.reviewRows = await page.locator("table tbody tr").count();
+  const boxes = page.locator("input[name=id]");
+  summary.returned = [await boxes.nth(0).getAttribute("value"),
+                      await boxes.nth(1).getAttribute("value")];
+  await boxes.nth(0).check();
+  await boxes.nth(1).check();
+  await page.fill("#decide textarea[name=comment]", "请补充参会人数");
+  await shot("07b-review.png");
+  await Promise.all([page.waitForURL(/done=2/), page.click("#decide button[value=returned]")]);
+  summary.reviewFlash = await page.locator(".flash").textContent();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${url}/ui/c/${campaign}/review?state=returned`);
+  summary.returnedRows = await page.locator("table tbody tr").count();
+  summary.phoneOverflow = await page.evaluate(
+    () => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await shot("07c-review-phone.png");
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   await page.goto(`${url}/ui/c/${campaign}`);
   summary.downloads = [];
   for (const [selector, file] of [["a[href$='export.xlsx']", "campaign.xlsx"],

@@ -19,6 +19,9 @@ use super::page::{Lang, esc, page, table, time};
 use super::*;
 use crate::{AppState, error::ApiError, storage::RecordFilter};
 
+/// At most this many records listed at once (the counts cover all).
+const QUEUE_ROWS: usize = 200;
+
 /// A state's label in the page language.
 fn label(state: ReviewState, lang: Lang) -> &'static str {
     if lang.en { state.en() } else { state.zh() }
@@ -71,6 +74,35 @@ pub(super) async fn review_box(
     }
     out.push_str("</section>");
     Ok(out)
+}
+
+/// What a record is called in the queue: its topic, name, text or who was interviewed
+/// (references by name), with its date when it has one.
+fn title(r: &crate::storage::RecordView, names: &crate::report::Names) -> String {
+    let said = [
+        "topic",
+        "name",
+        "interviewee",
+        "interviewee_name",
+        "text",
+        "measure",
+    ]
+    .iter()
+    .map(|f| field_str(r, f))
+    .find(|v| !v.is_empty())
+    .map(|v| {
+        names
+            .get(v)
+            .cloned()
+            .unwrap_or_else(|| v.chars().take(30).collect())
+    });
+    let date = field_str(r, "date");
+    match (said, date.is_empty()) {
+        (Some(s), false) => format!("{s}（{date}）"),
+        (Some(s), true) => s,
+        (None, false) => date.to_string(),
+        (None, true) => display_name(r),
+    }
 }
 
 /// The decision and comment of a review form, and the records ticked on the queue page
@@ -206,12 +238,18 @@ async fn queue_body(
             break;
         }
     }
+    let names = crate::api::reference_names(state, c.id, &c.visibility).await?;
     let mut counts = std::collections::BTreeMap::new();
     let mut rows = Vec::new();
+    let mut matching = 0usize;
     for r in &records {
         let review = crate::review::of(state, r).await?;
         *counts.entry(review.state).or_insert(0usize) += 1;
         if wanted.is_some_and(|w| w != review.state) {
+            continue;
+        }
+        matching += 1;
+        if rows.len() == QUEUE_ROWS {
             continue;
         }
         let tick = if crate::review::may_review(&user.auth, r) {
@@ -225,7 +263,7 @@ async fn queue_body(
         };
         rows.push(vec![
             tick,
-            record_link(&r.id, &display_name(r)),
+            record_link(&r.id, &title(r, &names)),
             esc(&kind_label(c.template.as_ref(), &r.kind, lang)),
             esc(&c.place_name(&r.scope)),
             summary(&review, lang),
@@ -323,6 +361,23 @@ async fn queue_body(
             lang.t("没有符合条件的记录。", "No record matches.")
         ));
     } else {
+        if matching > rows.len() {
+            body.push_str(&format!(
+                "<p class=\"muted\">{}</p>",
+                esc(&if lang.en {
+                    format!(
+                        "Showing the first {} of {matching}; pick a kind or a village to narrow \
+                         the list.",
+                        rows.len()
+                    )
+                } else {
+                    format!(
+                        "共 {matching} 条，显示前 {} 条；请选择类型或村（社区）缩小范围。",
+                        rows.len()
+                    )
+                })
+            ));
+        }
         body.push_str(&table(
             &[
                 String::new(),
