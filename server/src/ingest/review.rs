@@ -23,6 +23,18 @@ pub fn reviews(role: Role) -> bool {
     matches!(role, Role::Admin | Role::Leader)
 }
 
+/// Whether a change's bytes may hold an operation on a review field: a compressed chunk may,
+/// and an uncompressed one (chunk type 1, after the 4-byte magic and 4-byte checksum) only
+/// when the key's name is in it verbatim (keys are stored as plain UTF-8). Lets a push of
+/// thousands of ordinary changes skip decoding them.
+fn may_name_review_fields(bytes: &[u8]) -> bool {
+    const UNCOMPRESSED_CHANGE: u8 = 1;
+    bytes.get(8) != Some(&UNCOMPRESSED_CHANGE)
+        || bytes
+            .windows(approval::STATE_FIELD.len())
+            .any(|w| w == approval::STATE_FIELD.as_bytes())
+}
+
 /// Refuses a record when one of the pusher's own changes (`own` actors; relayed changes are
 /// their signers' and checked by their tags) writes a review decision the pusher may not.
 pub fn check(
@@ -34,6 +46,9 @@ pub fn check(
         return None;
     }
     let writes_decision = |change: &CheckedChange| {
+        if !may_name_review_fields(&change.bytes) {
+            return false;
+        }
         // A change that does not decode was refused by the decoder already.
         let Ok(change) = Change::from_bytes(change.bytes.clone()) else {
             return false;
@@ -62,4 +77,31 @@ pub fn check(
                 pusher.role
             ),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::{ActorId, Automerge, ROOT, transaction::Transactable};
+
+    use super::*;
+
+    fn change(key: &str, value: &str) -> Vec<u8> {
+        let mut doc = Automerge::new();
+        doc.set_actor(ActorId::random());
+        let mut tx = doc.transaction();
+        tx.put(ROOT, key, value).unwrap();
+        tx.commit();
+        doc.get_last_local_change().unwrap().raw_bytes().to_vec()
+    }
+
+    #[test]
+    fn only_changes_naming_a_review_field_or_compressed_are_decoded() {
+        assert!(may_name_review_fields(&change("_review", "approved")));
+        assert!(may_name_review_fields(&change("_review_comment", "好")));
+        assert!(!may_name_review_fields(&change("topic", "座谈会")));
+        // A compressed chunk is always decoded.
+        let mut compressed = change("topic", "座谈会");
+        compressed[8] = 2;
+        assert!(may_name_review_fields(&compressed));
+    }
 }
