@@ -43,11 +43,9 @@ fn post(server: &TestServer, token: &str, path: &str, body: &str) -> Result<(u16
     Ok((status, location.unwrap_or(r.text()?)))
 }
 
-#[test]
-fn a_returned_record_comes_back_to_the_device_and_is_approved_after_the_fix() -> Result<()> {
-    let server = TestServer::start()?;
+/// The department sets up a campaign with one village and the work group that covers it.
+fn village_and_group(server: &TestServer) -> Result<(Uuid, Uuid)> {
     let campaign = Uuid::now_v7();
-    // The department sets up the village and the work group.
     let mut admin = Store::open_in_memory()?;
     let mut ta = server.enroll(&mut admin, "管理员", Role::Admin, None)?;
     let place = admin.create(
@@ -64,7 +62,13 @@ fn a_returned_record_comes_back_to_the_device_and_is_approved_after_the_fix() ->
     )?;
     sync(&mut admin, &mut ta, &SyncOptions::default())?;
     server.wait_merged()?;
+    Ok((campaign, group))
+}
 
+#[test]
+fn a_returned_record_comes_back_to_the_device_and_is_approved_after_the_fix() -> Result<()> {
+    let server = TestServer::start()?;
+    let (campaign, group) = village_and_group(&server)?;
     // A worker records a meeting offline and syncs.
     let mut worker = Store::open_in_memory()?;
     let mut tw = server.enroll(&mut worker, "李组员", Role::Worker, Some(group))?;
@@ -180,23 +184,7 @@ fn a_returned_record_comes_back_to_the_device_and_is_approved_after_the_fix() ->
 #[test]
 fn a_worker_cannot_approve_its_own_record() -> Result<()> {
     let server = TestServer::start()?;
-    let campaign = Uuid::now_v7();
-    let mut admin = Store::open_in_memory()?;
-    let mut ta = server.enroll(&mut admin, "管理员", Role::Admin, None)?;
-    let place = admin.create(
-        "place",
-        campaign,
-        VILLAGE,
-        &[("code", s(VILLAGE)), ("name", s("甲村"))],
-    )?;
-    let group = admin.create(
-        "work_group",
-        campaign,
-        "campaign",
-        &[("name", s("第一组")), ("villages", s(&place.to_string()))],
-    )?;
-    sync(&mut admin, &mut ta, &SyncOptions::default())?;
-    server.wait_merged()?;
+    let (campaign, group) = village_and_group(&server)?;
     let mut worker = Store::open_in_memory()?;
     let mut tw = server.enroll(&mut worker, "李组员", Role::Worker, Some(group))?;
     sync(&mut worker, &mut tw, &SyncOptions::default())?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use fieldsync_protocol::{
-    FieldValue, RecordHeader,
+    FieldValue,
     approval::{self, Review, State},
 };
 use uuid::Uuid;
@@ -95,28 +95,8 @@ pub async fn decide(
                  reviews records",
             ));
         }
-        let doc = state
-            .storage
-            .document(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("record {id} is not merged yet")))?;
-        let header = RecordHeader {
-            id,
-            kind: r.kind.clone(),
-            campaign: r.campaign,
-            scope: r.scope.clone(),
-        };
         let fields = approval::decision(decision, comment, &auth.0.person.name, now);
-        let device = auth.0.device;
-        let push = tokio::task::spawn_blocking(move || {
-            crate::ui::write::change(&header, &doc, device, &fields)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let outcome = state
-            .storage
-            .push(crate::ingest::Pusher::of(&auth.0), push)
-            .await?;
+        let outcome = crate::ui::write::write_fields(state, auth, &r, fields).await?;
         state
             .storage
             .audit(auth.audit(
@@ -129,14 +109,8 @@ pub async fn decide(
             .await;
         written += 1;
     }
-    // Show the merged result on the next page: merging follows the push within moments.
     if let Some(&last) = ids.last() {
-        for _ in 0..100 {
-            match state.storage.record(last, auth.visibility()).await? {
-                Some(r) if r.up_to_date => break,
-                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        }
+        crate::ui::write::wait_merged(state, auth, last).await?;
     }
     Ok(written)
 }

@@ -415,27 +415,8 @@ async fn resolve_inner(
         .ok_or_else(|| ApiError::bad_request(format!("no value number {}", form.choice)))?
         .value
         .clone();
-    let doc = state
-        .storage
-        .document(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("record {id} is not merged yet")))?;
-    let header = RecordHeader {
-        id,
-        kind: r.kind.clone(),
-        campaign: r.campaign,
-        scope: r.scope.clone(),
-    };
-    let device = user.auth.0.device;
-    let field = form.field.clone();
-    let push = tokio::task::spawn_blocking(move || {
-        write::resolution(&header, &doc, device, &field, &value)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    // Through the one push pipeline, as any device's push.
-    let pusher = crate::ingest::Pusher::of(&user.auth.0);
-    let outcome = state.storage.push(pusher, push).await?;
+    let outcome =
+        write::write_fields(state, &user.auth, &r, vec![(form.field.clone(), value)]).await?;
     state
         .storage
         .audit(user.auth.audit(
@@ -443,12 +424,6 @@ async fn resolve_inner(
             serde_json::json!({ "record": id, "field": form.field, "stored": outcome.stored }),
         ))
         .await;
-    // Show the merged result on the next page: merging follows the push within moments.
-    for _ in 0..100 {
-        match state.storage.record(id, user.auth.visibility()).await? {
-            Some(r) if r.up_to_date => break,
-            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
+    write::wait_merged(state, &user.auth, id).await?;
     Ok(id)
 }

@@ -10,6 +10,52 @@ use crate::{
     storage::{CheckedPush, CheckedRecord},
 };
 
+/// Writes `fields` into stored record `r` as the signed-in `auth`'s device: one change on the
+/// merged document, built on a blocking thread and pushed through the one push pipeline as any
+/// device's push. The caller has checked that `auth` may write it.
+pub async fn write_fields(
+    state: &crate::AppState,
+    auth: &crate::auth::Auth,
+    r: &crate::storage::RecordView,
+    fields: Vec<(String, FieldValue)>,
+) -> Result<crate::storage::PushOutcome, ApiError> {
+    let doc = state
+        .storage
+        .document(r.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("record {} is not merged yet", r.id)))?;
+    let header = RecordHeader {
+        id: r.id,
+        kind: r.kind.clone(),
+        campaign: r.campaign,
+        scope: r.scope.clone(),
+    };
+    let device = auth.0.device;
+    let push = tokio::task::spawn_blocking(move || change(&header, &doc, device, &fields))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(state
+        .storage
+        .push(crate::ingest::Pusher::of(&auth.0), push)
+        .await?)
+}
+
+/// Waits (at most 5 s) until record `id` is merged, so the next page shows what was written:
+/// merging follows a push within moments.
+pub async fn wait_merged(
+    state: &crate::AppState,
+    auth: &crate::auth::Auth,
+    id: uuid::Uuid,
+) -> Result<(), ApiError> {
+    for _ in 0..100 {
+        match state.storage.record(id, auth.visibility()).await? {
+            Some(r) if r.up_to_date => break,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    Ok(())
+}
+
 /// Writes `value` into `field` of the merged document `doc` as device `device` with a fresh
 /// actor, and returns the checked push carrying that one change.
 pub fn resolution(
