@@ -38,6 +38,7 @@ story!(
     a_leader_sees_and_writes_only_the_groups_villages,
     a_revoked_device_is_told_to_wipe,
     tallies_count_what_the_asker_may_see,
+    tallies_can_count_approved_records_only,
     search_finds_chinese_words_of_two_characters_and_more,
     exports_hold_every_visible_record,
     devices_converge,
@@ -340,6 +341,96 @@ fn tallies_count_what_the_asker_may_see(backend: Backend) -> Result<()> {
         None,
     )?;
     assert_eq!(status, 403);
+    Ok(())
+}
+
+/// Approves records as a reviewer does on the dashboard (a same-origin form post).
+fn approve(server: &TestServer, campaign: Uuid, ids: &[&str]) -> Result<()> {
+    let body: Vec<String> = ids.iter().map(|id| format!("id={id}")).collect();
+    let r = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .post(format!("{}/ui/c/{campaign}/review", server.url()))
+        .header(
+            "cookie",
+            format!("fieldsync_session={}", server.admin_token),
+        )
+        .header("origin", server.url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("{}&decision=approved", body.join("&")))
+        .send()?;
+    anyhow::ensure!(r.status() == 303, "approve: {}", r.status());
+    Ok(())
+}
+
+fn tallies_can_count_approved_records_only(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
+    let (campaign, _) = two_groups(&server)?;
+    let tallies = || server.get_json(&format!("/v1/campaigns/{campaign}/tallies"));
+    let all = tallies()?;
+    assert_eq!(all["approved_only"], false, "{all}");
+    assert_eq!(all["interviews"], 2, "{all}");
+    // Approve A1's interview and assessment only.
+    let ids = |kind: &str| -> Result<Vec<(String, String)>> {
+        let list = server.get_json(&format!("/v1/records?campaign={campaign}&kind={kind}"))?;
+        Ok(array(&list)
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["scope"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect())
+    };
+    let in_a1: Vec<String> = ["interview", "assessment"]
+        .iter()
+        .map(|k| ids(k))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .filter(|(_, scope)| scope == A1)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(in_a1.len(), 2);
+    approve(
+        &server,
+        campaign,
+        &in_a1.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    server.wait_merged()?;
+    // Still every record counts until the campaign says otherwise.
+    assert_eq!(tallies()?["interviews"], 2);
+    let mut admin = Store::open_in_memory()?;
+    server.enroll(&mut admin, "管理员", Role::Admin, None)?;
+    sync_with(&server, &mut admin)?;
+    let (campaign_record, _) = ids("campaign")?.remove(0);
+    admin.set(
+        Uuid::parse_str(&campaign_record)?,
+        "count_approved_only",
+        FieldValue::Bool(true),
+    )?;
+    sync_with(&server, &mut admin)?;
+    server.wait_merged()?;
+    let approved = tallies()?;
+    assert_eq!(approved["approved_only"], true, "{approved}");
+    assert_eq!(approved["interviews"], 1, "{approved}");
+    assert_eq!(approved["team_ratings"]["good"], 1, "{approved}");
+    assert_eq!(approved["team_ratings"].get("fair"), None, "{approved}");
+    // Reference data always counts.
+    assert_eq!(approved["villages"], 2, "{approved}");
+    assert_eq!(approved["work_groups"], 2, "{approved}");
+    let (status, report) = server.request(
+        Method::GET,
+        &format!("/v1/campaigns/{campaign}/report.md"),
+        Some(&server.admin_token),
+        None,
+    )?;
+    assert_eq!(status, 200);
+    assert!(
+        report.to_string().contains("仅统计审核通过的记录"),
+        "{report}"
+    );
     Ok(())
 }
 

@@ -19,9 +19,30 @@ fn n(counts: &Counts, key: &str) -> u64 {
 /// The draft report in the structure of the campaign's kind: seed 000's for 换届"回头看"
 /// (`lookback`), seed 002's otherwise; every number filled from data.
 pub fn draft_markdown(t: &Tallies) -> String {
-    match t.template.as_deref() {
+    let text = match t.template.as_deref() {
         Some("lookback") => draft_lookback(t),
         _ => draft_midterm(t),
+    };
+    // The counting basis right under the title, so whoever files the report knows it.
+    match text.split_once("\n\n") {
+        Some((title, rest)) => format!("{title}\n\n（{}）\n\n{rest}", counting_basis(t).0),
+        None => text,
+    }
+}
+
+/// What the numbers count, in Chinese and English: approved records only (the campaign's
+/// `count_approved_only`), or every record collected.
+pub fn counting_basis(t: &Tallies) -> (&'static str, &'static str) {
+    if t.approved_only {
+        (
+            "统计口径：仅统计审核通过的记录",
+            "Counting approved records only",
+        )
+    } else {
+        (
+            "统计口径：全部已收集记录，含待审核",
+            "Counting every record collected, reviewed or not",
+        )
     }
 }
 

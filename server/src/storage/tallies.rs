@@ -44,6 +44,10 @@ pub struct Tallies {
     pub campaign: Uuid,
     /// The campaign's name, if its record is known.
     pub name: Option<String>,
+    /// Whether the campaign counts approved records only (its `count_approved_only`); then
+    /// every number here counts only records whose review is 已通过 (reference data always
+    /// counts). The report says which.
+    pub approved_only: bool,
     /// Townships.
     pub townships: u64,
     /// Villages and communities.

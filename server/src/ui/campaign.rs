@@ -127,6 +127,8 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             lang.t("报告初稿", "Draft report"),
             id = c.id
         ));
+        let (zh, en) = crate::report::counting_basis(t);
+        body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
         body.push_str(&cards(&[
             (lang.t("村（社区）", "Villages"), t.villages.to_string()),
             (lang.t("班子成员", "Team members"), t.members.to_string()),

@@ -6,27 +6,42 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
+use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
 use uuid::Uuid;
 
 use super::{StorageError, Visibility, visible};
 use crate::storage::{Counts, SearchHit, Tallies, VillageTally};
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
-/// [`visible::condition`]).
+/// [`visible::condition`]), `$5` whether only approved records count ([`counted`]).
 struct Scoped {
     campaign: String,
     v: visible::Params,
+    approved_only: bool,
 }
 
 impl Scoped {
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
         [
             &self.campaign,
             &self.v.all,
             &self.v.campaign,
             &self.v.places,
+            &self.approved_only,
         ]
     }
+}
+
+/// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
+/// records only (`$5`); then reference data and records whose review is `approved` do.
+fn counted(alias: &str) -> String {
+    let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
+    format!(
+        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.fields->>'{}' = '{}')",
+        exempt.join(", "),
+        approval::STATE_FIELD,
+        approval::State::Approved.as_str()
+    )
 }
 
 async fn count<C: GenericClient>(c: &C, sql: &str, p: &Scoped) -> Result<u64, StorageError> {
@@ -50,14 +65,15 @@ async fn group<C: GenericClient>(c: &C, sql: &str, p: &Scoped) -> Result<Counts,
 /// [`Scoped`]'s).
 fn live(kind: &str) -> String {
     format!(
-        "FROM records WHERE campaign = $1 AND kind = '{kind}' AND NOT deleted AND {}",
-        visible::condition("records", 2)
+        "FROM records WHERE campaign = $1 AND kind = '{kind}' AND NOT deleted AND {} AND {}",
+        visible::condition("records", 2),
+        counted("records")
     )
 }
 
 /// The visibility condition on the records aliased `alias` (parameters as [`Scoped`]'s).
 fn seen(alias: &str) -> String {
-    visible::condition(alias, 2)
+    format!("{} AND {}", visible::condition(alias, 2), counted(alias))
 }
 
 /// A field of the projection as text (`NULL` when missing).
@@ -84,9 +100,19 @@ pub(super) async fn tallies<C: GenericClient>(
     campaign: Uuid,
     visibility: &Visibility,
 ) -> Result<Tallies, StorageError> {
+    let approved_only = c
+        .query_opt(
+            "SELECT (fields->>'count_approved_only') = 'true' FROM records
+             WHERE campaign = $1 AND kind = 'campaign' AND NOT deleted LIMIT 1",
+            &[&campaign.to_string()],
+        )
+        .await?
+        .and_then(|r| r.get::<_, Option<bool>>(0))
+        .unwrap_or(false);
     let s = Scoped {
         campaign: campaign.to_string(),
         v: visible::Params::of(visibility),
+        approved_only,
     };
     let s = &s;
     let kind_count = |kind: &'static str| {
@@ -103,6 +129,7 @@ pub(super) async fn tallies<C: GenericClient>(
     let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
         campaign,
+        approved_only,
         name: text(format!(
             "SELECT {} {} LIMIT 1",
             field("name"),
@@ -272,12 +299,19 @@ pub(super) async fn tallies<C: GenericClient>(
         overdue_rectifications: c
             .query_one(
                 &format!(
-                    "SELECT count(*) {} AND {} != 'done' AND {} COLLATE \"C\" < $5",
+                    "SELECT count(*) {} AND {} != 'done' AND {} COLLATE \"C\" < $6",
                     live("rectification"),
                     field("status"),
                     field("deadline")
                 ),
-                &[&s.campaign, &s.v.all, &s.v.campaign, &s.v.places, &today],
+                &[
+                    &s.campaign,
+                    &s.v.all,
+                    &s.v.campaign,
+                    &s.v.places,
+                    &s.approved_only,
+                    &today,
+                ],
             )
             .await?
             .get::<_, i64>(0) as u64,

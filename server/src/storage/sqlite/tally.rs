@@ -4,25 +4,47 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
-use rusqlite::{Connection, params};
+use fieldsync_protocol::{
+    approval,
+    auth::DEPARTMENT_KINDS,
+    template::{TEMPLATE_KIND, Template},
+};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::visible;
 use crate::storage::{Counts, SearchHit, StorageError, Tallies, VillageTally, Visibility};
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
-/// [`visible::condition`]).
+/// [`visible::condition`]), `?4` whether only approved records count ([`counted`]).
 struct Scoped<'a> {
     campaign: &'a str,
     visible_campaign: Option<String>,
     places: String,
+    approved_only: bool,
 }
 
 impl Scoped<'_> {
-    fn params(&self) -> [&dyn rusqlite::ToSql; 3] {
-        [&self.campaign, &self.visible_campaign, &self.places]
+    fn params(&self) -> [&dyn rusqlite::ToSql; 4] {
+        [
+            &self.campaign,
+            &self.visible_campaign,
+            &self.places,
+            &self.approved_only,
+        ]
     }
+}
+
+/// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
+/// records only (`?4`); then reference data and records whose review is `approved` do.
+fn counted(alias: &str) -> String {
+    let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
+    format!(
+        "(?4 = 0 OR {alias}.kind IN ({}) OR json_extract({alias}.fields, '$.{}') = '{}')",
+        exempt.join(", "),
+        approval::STATE_FIELD,
+        approval::State::Approved.as_str()
+    )
 }
 
 fn count(conn: &Connection, sql: &str, p: &Scoped<'_>) -> Result<u64, StorageError> {
@@ -56,14 +78,15 @@ fn group(conn: &Connection, sql: &str, p: &Scoped<'_>) -> Result<Counts, Storage
 /// [`Scoped`]'s).
 fn live(kind: &str) -> String {
     format!(
-        "FROM records WHERE campaign = ?1 AND kind = '{kind}' AND deleted = 0 AND {}",
-        visible::condition("records", 2)
+        "FROM records WHERE campaign = ?1 AND kind = '{kind}' AND deleted = 0 AND {} AND {}",
+        visible::condition("records", 2),
+        counted("records")
     )
 }
 
 /// The visibility condition on the records aliased `alias` (parameters as [`Scoped`]'s).
 fn seen(alias: &str) -> String {
-    visible::condition(alias, 2)
+    format!("{} AND {}", visible::condition(alias, 2), counted(alias))
 }
 
 /// The rectifications that [`crate::rectification::overdue`] says are overdue.
@@ -107,16 +130,28 @@ pub(crate) fn tallies(
 ) -> Result<Tallies, StorageError> {
     let campaign_id = campaign.to_string();
     let (visible_campaign, places) = visible::params(visibility);
+    let approved_only = conn
+        .query_row(
+            "SELECT json_extract(fields, '$.count_approved_only') FROM records
+             WHERE campaign = ?1 AND kind = 'campaign' AND deleted = 0 LIMIT 1",
+            [&campaign_id],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .optional()?
+        .flatten()
+        == Some(1);
     let scoped = Scoped {
         campaign: &campaign_id,
         visible_campaign,
         places,
+        approved_only,
     };
     let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
     let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
         campaign,
+        approved_only,
         name: conn
             .query_row(
                 &format!("SELECT {} {}", field("name"), live("campaign")),
