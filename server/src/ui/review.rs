@@ -378,16 +378,7 @@ async fn queue_body(
                 })
             ));
         }
-        body.push_str(&table(
-            &[
-                String::new(),
-                lang.t("记录", "Record").into(),
-                lang.t("类型", "Kind").into(),
-                lang.t("村（社区）", "Village").into(),
-                lang.t("审核状态", "Review").into(),
-            ],
-            &rows,
-        ));
+        // The decision first, so a reviewer need not scroll past the list to reach it.
         body.push_str(&format!(
             "<form id=\"decide\" method=\"post\" action=\"{base}\">\
              <input type=\"hidden\" name=\"back\" value=\"{}\">\
@@ -398,6 +389,16 @@ async fn queue_body(
             lang.t("意见（退回时必填）", "Comment (needed to return)"),
             lang.t("通过选中的记录", "Approve the ticked records"),
             lang.t("退回选中的记录", "Return the ticked records"),
+        ));
+        body.push_str(&table(
+            &[
+                String::new(),
+                lang.t("记录", "Record").into(),
+                lang.t("类型", "Kind").into(),
+                lang.t("村（社区）", "Village").into(),
+                lang.t("审核状态", "Review").into(),
+            ],
+            &rows,
         ));
     }
     Ok((c.id.to_string(), body))
