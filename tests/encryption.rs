@@ -74,3 +74,32 @@ fn an_encrypted_store_needs_its_key_and_holds_no_plaintext() -> Result<()> {
     assert!(files_contain(&plain, SECRET.as_bytes())?);
     Ok(())
 }
+
+#[test]
+fn a_second_handle_opens_with_the_same_key_and_sees_the_first_ones_writes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = [0x3cu8; 32];
+    let path = dir.path().join("encrypted.sqlite3");
+    let mut first = Store::open_encrypted(&path, &key)?;
+    let mut second = first.reopen()?;
+    assert_ne!(
+        first.actor(),
+        second.actor(),
+        "each handle writes as its own actor"
+    );
+    let id = write_note(&mut first)?;
+    assert_eq!(
+        second.get(id)?.fields["notes"],
+        FieldValue::Text(SECRET.into())
+    );
+    second.set(id, "interviewee_name", FieldValue::Str("李四".into()))?;
+    assert_eq!(
+        first.get(id)?.fields["interviewee_name"],
+        FieldValue::Str("李四".into())
+    );
+    assert!(matches!(
+        Store::open_in_memory()?.reopen(),
+        Err(StoreError::NotAFile)
+    ));
+    Ok(())
+}

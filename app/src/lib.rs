@@ -6,7 +6,12 @@
 //!   (DNS rebinding) and the CSRF token every POST carries.
 //! - [`page`]: the page shell, the language switch and the style sheet.
 //! - [`fields`]: one form field per template field type: rendering and parsing what was typed.
+//! - [`progress`]: a village's progress as the device holds it (the home page's cards).
 //! - [`routes`]: the pages (home, village, forms, lists, records, conflicts, sync).
+//! - [`syncing`]: the background sync (one at a time, on a second handle of the store) and its
+//!   progress.
+//! - [`script`]: the one bundled script (autosave of forms, live sync progress); every page
+//!   works without it.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -21,7 +26,10 @@
 pub mod fields;
 pub mod guard;
 pub mod page;
+pub mod progress;
 pub mod routes;
+pub mod script;
+pub mod syncing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,6 +85,8 @@ struct Inner {
     http: HttpOptions,
     /// A message shown once on the next page (the result of a sync, a deletion).
     flash: Mutex<Option<(String, String)>>,
+    /// The background sync.
+    syncer: syncing::Syncer,
 }
 
 impl AppState {
@@ -89,6 +99,7 @@ impl AppState {
                 port,
                 http: options.http,
                 flash: Mutex::new(None),
+                syncer: syncing::Syncer::default(),
             }),
         }
     }
@@ -121,6 +132,51 @@ impl AppState {
         })
         .await
         .map_err(|e| AppError::Task(e.to_string()))?
+    }
+
+    /// The background sync's state.
+    pub fn syncer(&self) -> &syncing::Syncer {
+        &self.inner.syncer
+    }
+
+    /// Starts a sync in the background unless one is running (then `false`). It runs on a
+    /// second handle of the store (its own SQLite connection: pages keep answering, and SQLite's
+    /// WAL keeps the two writers apart); a store that cannot be opened twice (in memory) is
+    /// synced through the pages' handle instead. The result is the next page's message.
+    pub async fn start_sync(&self) -> Result<bool, AppError> {
+        if !self.inner.syncer.begin() {
+            return Ok(false);
+        }
+        let second = self.with_store(|s| Ok(s.reopen().ok())).await;
+        let second = match second {
+            Ok(h) => h,
+            Err(e) => {
+                self.inner.syncer.end();
+                return Err(e);
+            }
+        };
+        let state = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("fieldsync-app-sync".into())
+            .spawn(move || {
+                let http = state.inner.http.clone();
+                let result = match second {
+                    Some(mut store) => state.inner.syncer.run(&mut store, &http),
+                    None => {
+                        let shared = state.inner.store.clone();
+                        let mut store = shared.lock().unwrap_or_else(|p| p.into_inner());
+                        state.inner.syncer.run(&mut store, &http)
+                    }
+                };
+                let (zh, en) = syncing::sync_message(&result);
+                state.set_flash(zh, en);
+                state.inner.syncer.end();
+            });
+        if let Err(e) = thread {
+            self.inner.syncer.end();
+            return Err(AppError::Task(e.to_string()));
+        }
+        Ok(true)
     }
 
     /// Keeps a message (Chinese, English) for the next page.

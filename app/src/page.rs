@@ -66,14 +66,28 @@ dl{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.6rem .8re
 
 /// A whole page: the shell with its navigation and language switch around `body`.
 pub fn page(lang: Lang, title: &str, body: Markup) -> Markup {
+    shell(lang, title, body, None)
+}
+
+/// A page that reloads itself every `seconds` when scripts are off (while a sync runs; with
+/// scripts on, [`crate::script`] updates the progress in place and reloads once at the end).
+pub fn page_refreshing(lang: Lang, title: &str, body: Markup, seconds: u32) -> Markup {
+    shell(lang, title, body, Some(seconds))
+}
+
+fn shell(lang: Lang, title: &str, body: Markup, refresh: Option<u32>) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.t("zh-CN", "en")) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(n) = refresh {
+                    noscript { meta http-equiv="refresh" content=(n); }
+                }
                 title { (title) " · " (lang.t("外业记录", "Field records")) }
                 style { (PreEscaped(STYLE)) }
+                script src="/app.js" defer {}
             }
             body {
                 header {

@@ -25,12 +25,13 @@ fn home_lists_the_villages_with_their_counts() -> Result<()> {
     assert!(home.contains(&format!("href=\"/v/{A1}\"")));
     // 甲村 has two members, 乙村 one.
     let a = &home[home.find("甲村").context("甲村")?..home.find("乙村").context("乙村")?];
-    assert!(a.contains("班子成员 <b>2</b>"), "{a}");
-    assert!(home.contains("谈心谈话 <b>0</b>"));
+    assert!(a.contains("已谈话班子成员 <b>0 / 2</b>"), "{a}");
+    assert!(a.contains("整改 未完成 <b>0</b>"), "{a}");
+    assert!(a.contains("班子分析研判："), "{a}");
     assert!(home.contains("id=\"pending\">"));
     let en = app.page("/lang/en")?;
     assert!(
-        en.contains("Villages") && en.contains("Interview <b>0</b>"),
+        en.contains("Villages") && en.contains("Members interviewed <b>0 / 2</b>"),
         "{en}"
     );
     Ok(())
@@ -334,9 +335,7 @@ fn sync_moves_the_records_to_a_real_server_and_says_so() -> Result<()> {
     )?;
     let pending = app.store()?.pending_upload()?;
     assert!(pending > 0);
-    let r = app.post("/sync", &[])?;
-    assert_eq!(r.status(), 200);
-    let home = r.text()?;
+    let home = app.sync()?;
     assert!(home.contains(&format!("已上传 {pending} 条修改")), "{home}");
     assert_eq!(app.store()?.pending_upload()?, 0);
     server.wait_merged()?;
@@ -365,8 +364,7 @@ fn sync_moves_the_records_to_a_real_server_and_says_so() -> Result<()> {
             ("f.notes", "同步测试谈话，补充"),
         ],
     )?;
-    let r = app.post("/sync", &[])?;
-    let home = r.text()?;
+    let home = app.sync()?;
     assert!(home.contains("离线，稍后再试，数据未丢失"), "{home}");
     assert!(app.store()?.pending_upload()? > 0);
     Ok(())

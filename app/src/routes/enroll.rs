@@ -6,15 +6,15 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use fieldsync_client_core::TransportError;
 use fieldsync_client_core::account::{self, AccountError};
-use fieldsync_client_core::sync::sync;
-use fieldsync_client_core::{SyncOptions, TransportError};
 use maud::html;
 use serde::Deserialize;
 
-use super::{PageResult, SyncFailure, csrf_field, sync_message};
+use super::{PageResult, csrf_field};
 use crate::AppState;
 use crate::page::{Lang, failure, page};
+use crate::syncing::{sync_message, sync_once};
 
 /// The enrollment form.
 #[derive(Debug, Deserialize, Default)]
@@ -116,16 +116,7 @@ pub async fn enroll(
             if let Err(e) = account::enroll(s, &server, &code, &name, &http) {
                 return Ok(Err(explain(&e)));
             }
-            let report = match account::transport(s, &http) {
-                Ok(mut t) => match sync(s, &mut t, &SyncOptions::default()) {
-                    Ok(r) => Ok(r),
-                    Err(fieldsync_client_core::SyncError::Transport(_, pending)) => {
-                        Err(SyncFailure::Offline(pending))
-                    }
-                    Err(e) => Err(SyncFailure::Other(e.to_string())),
-                },
-                Err(e) => Err(SyncFailure::Other(e.to_string())),
-            };
+            let report = sync_once(s, &http, &mut |_| {});
             Ok(Ok(sync_message(&report)))
         })
         .await

@@ -34,6 +34,18 @@ pub fn draft_key(campaign: Uuid, code: &str, kind: &str) -> String {
     format!("draft:{campaign}:{code}:{kind}")
 }
 
+/// The store setting that keeps the draft of an edit of record `id` (never synced either).
+pub fn edit_draft_key(id: Uuid) -> String {
+    format!("draft:edit:{id}")
+}
+
+/// The setting that remembers the last form saved under draft `key`: an autosave of that form
+/// arriving after its save (a request still on its way) must not bring the saved values back
+/// as a draft, or the next form would offer them again.
+fn done_key(key: &str) -> String {
+    format!("{key}:saved-form")
+}
+
 /// The draft kept for a new record, if any.
 pub fn load_draft(store: &Store, key: &str) -> Result<Option<Typed>, AppError> {
     Ok(store
@@ -48,9 +60,25 @@ fn save_draft(store: &mut Store, key: &str, typed: &Typed) -> Result<(), AppErro
     Ok(())
 }
 
-fn clear_draft(store: &mut Store, key: &str) -> Result<(), AppError> {
+fn clear_draft(store: &mut Store, key: &str, form_id: &str) -> Result<(), AppError> {
     store.set_setting(key, "")?;
+    if !form_id.is_empty() {
+        store.set_setting(&done_key(key), form_id)?;
+    }
     Ok(())
+}
+
+/// Keeps what was typed as the draft, unless this form (`form_id`) has been saved already.
+fn autosave(store: &mut Store, key: &str, form_id: &str, typed: &Typed) -> Result<(), AppError> {
+    if !form_id.is_empty() && store.setting(&done_key(key))?.as_deref() == Some(form_id) {
+        return Ok(());
+    }
+    save_draft(store, key, typed)
+}
+
+/// A fresh id for a form as it is shown (the autosave's guard against a late request).
+fn new_form_id() -> String {
+    Uuid::new_v4().simple().to_string()
 }
 
 /// The records each reference field may pick from and each ratings field rates, in village
@@ -131,6 +159,8 @@ pub struct FormView {
     pub note: Option<(String, String)>,
     /// The record being edited (none for a new one).
     pub editing: Option<Uuid>,
+    /// This showing of the form (kept through a re-display with problems).
+    pub form_id: String,
 }
 
 fn render(state: &AppState, lang: Lang, v: &FormView) -> axum::response::Response {
@@ -161,9 +191,10 @@ fn render(state: &AppState, lang: Lang, v: &FormView) -> axum::response::Respons
                 }
             }
         }
-        form method="post" action=(action) {
+        form method="post" action=(action) data-autosave=(action) {
             (csrf_field(state))
             input type="hidden" name="saved" value=(v.saved);
+            input type="hidden" name="form_id" value=(v.form_id);
             @for f in &v.kind.fields {
                 (fields::render_field(lang, f, &v.typed, &v.options, &v.problems))
             }
@@ -171,9 +202,10 @@ fn render(state: &AppState, lang: Lang, v: &FormView) -> axum::response::Respons
                 button type="submit" name="action" value="save" { (lang.t("保存", "Save")) }
                 @if v.editing.is_none() {
                     button.secondary type="submit" name="action" value="save_new" { (lang.t("保存并新建", "Save and new")) }
-                    button.secondary type="submit" name="action" value="draft" formnovalidate { (lang.t("暂存草稿", "Keep as draft")) }
                 }
+                button.secondary type="submit" name="action" value="draft" formnovalidate { (lang.t("暂存草稿", "Keep as draft")) }
             }
+            p.muted #autosave role="status" {}
         }
     };
     page(lang, label, body).into_response()
@@ -219,6 +251,7 @@ fn view(
             saved: 0,
             note: None,
             editing: None,
+            form_id: new_form_id(),
         },
     )))
 }
@@ -289,6 +322,7 @@ enum Outcome {
     Saved(Uuid),
     SavedAndNew(usize),
     Drafted,
+    Autosaved,
     Invalid(Box<FormView>),
     NotFound,
 }
@@ -313,6 +347,8 @@ pub async fn create(
     let saved: usize = form_pairs_value(&pairs, "saved")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let auto = form_pairs_value(&pairs, "autosave").is_some();
+    let form_id = form_pairs_value(&pairs, "form_id").unwrap_or_default();
     let typed = fields::typed_from_pairs(pairs);
     let (c, k) = (code.clone(), kind.clone());
     let outcome = state
@@ -322,6 +358,10 @@ pub async fn create(
             };
             let key = draft_key(campaign, &c, &k);
             if action == "draft" {
+                if auto {
+                    autosave(s, &key, &form_id, &typed)?;
+                    return Ok(Outcome::Autosaved);
+                }
                 save_draft(s, &key, &typed)?;
                 return Ok(Outcome::Drafted);
             }
@@ -329,7 +369,7 @@ pub async fn create(
             if problems.is_empty() {
                 match s.create_form(campaign, &k, &c, &values) {
                     Ok(id) => {
-                        clear_draft(s, &key)?;
+                        clear_draft(s, &key, &form_id)?;
                         if action == "save_new" {
                             let keep: Typed = typed
                                 .iter()
@@ -358,6 +398,9 @@ pub async fn create(
             v.typed = typed;
             v.problems = problems;
             v.saved = saved;
+            if !form_id.is_empty() {
+                v.form_id = form_id;
+            }
             Ok(Outcome::Invalid(Box::new(v)))
         })
         .await
@@ -370,6 +413,7 @@ pub async fn create(
         Outcome::Drafted => {
             Redirect::to(&format!("/v/{code}/k/{kind}/new?drafted=true")).into_response()
         }
+        Outcome::Autosaved => StatusCode::NO_CONTENT.into_response(),
         Outcome::Invalid(v) => {
             let mut r = render(&state, lang, &v);
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -394,14 +438,43 @@ fn edit_view(store: &Store, lang: Lang, id: Uuid) -> Result<Option<FormView>, Ap
     Ok(Some(v))
 }
 
+/// `?drafted=true` after "keep as draft" on an edit.
+#[derive(Debug, Deserialize, Default)]
+pub struct EditQuery {
+    /// Set when a draft was just kept.
+    #[serde(default)]
+    pub drafted: bool,
+}
+
 /// `GET /r/{id}/edit`: the record's form, filled in.
 pub async fn edit_form(
     State(state): State<AppState>,
     lang: Lang,
     Path(id): Path<Uuid>,
+    Query(q): Query<EditQuery>,
 ) -> PageResult {
     let v = state
-        .with_store(move |s| edit_view(s, lang, id))
+        .with_store(move |s| {
+            let Some(mut v) = edit_view(s, lang, id)? else {
+                return Ok(None);
+            };
+            if let Some(draft) = load_draft(s, &edit_draft_key(id))? {
+                v.typed = draft;
+                v.note = Some(if q.drafted {
+                    (
+                        "草稿已暂存在本机（不会同步），保存后才改动记录".into(),
+                        "draft kept on this device (not synced); the record changes when you save"
+                            .into(),
+                    )
+                } else {
+                    (
+                        "已恢复上次未保存的修改（草稿）".into(),
+                        "the unsaved changes (draft) were restored".into(),
+                    )
+                });
+            }
+            Ok(Some(v))
+        })
         .await
         .map_err(|e| failure(lang, &e))?;
     match v {
@@ -418,12 +491,24 @@ pub async fn update(
     Path(id): Path<Uuid>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
+    let action = form_pairs_value(&pairs, "action").unwrap_or_else(|| "save".into());
+    let auto = form_pairs_value(&pairs, "autosave").is_some();
+    let form_id = form_pairs_value(&pairs, "form_id").unwrap_or_default();
     let typed = fields::typed_from_pairs(pairs);
     let outcome = state
         .with_store(move |s| {
             let Some(mut v) = edit_view(s, lang, id)? else {
                 return Ok(Outcome::NotFound);
             };
+            let key = edit_draft_key(id);
+            if action == "draft" {
+                if auto {
+                    autosave(s, &key, &form_id, &typed)?;
+                    return Ok(Outcome::Autosaved);
+                }
+                save_draft(s, &key, &typed)?;
+                return Ok(Outcome::Drafted);
+            }
             let record = s.get(id)?;
             let (mut values, mut problems) = fields::parse(&v.kind, &typed);
             if problems.is_empty() {
@@ -433,12 +518,19 @@ pub async fn update(
                     }
                 }
                 match s.edit_form(id, &values) {
-                    Ok(()) => return Ok(Outcome::Saved(id)),
+                    Ok(()) => {
+                        clear_draft(s, &key, &form_id)?;
+                        return Ok(Outcome::Saved(id));
+                    }
                     Err(e) => problems = problems_of(e)?,
                 }
             }
+            save_draft(s, &key, &typed)?;
             v.typed = typed;
             v.problems = problems;
+            if !form_id.is_empty() {
+                v.form_id = form_id;
+            }
             Ok(Outcome::Invalid(Box::new(v)))
         })
         .await
@@ -450,6 +542,8 @@ pub async fn update(
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             r
         }
+        Outcome::Drafted => Redirect::to(&format!("/r/{id}/edit?drafted=true")).into_response(),
+        Outcome::Autosaved => StatusCode::NO_CONTENT.into_response(),
         _ => not_found(lang),
     })
 }

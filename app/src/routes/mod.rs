@@ -16,8 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use fieldsync_client_core::sync::{SyncError, sync};
-use fieldsync_client_core::{FieldValue, Filter, Record, Store, SyncOptions, SyncReport, account};
+use fieldsync_client_core::{FieldValue, Filter, Record, Store};
 use fieldsync_protocol::template::{RESERVED_KINDS, Template};
 use maud::{Markup, html};
 use uuid::Uuid;
@@ -25,21 +24,13 @@ use uuid::Uuid;
 use crate::page::{LANG_COOKIE, Lang, failure, not_found, page};
 use crate::{AppError, AppState};
 
-/// The kinds counted on each village's card on the home page, in this order.
-pub const HOME_KINDS: &[&str] = &[
-    "member",
-    "interview",
-    "meeting",
-    "questionnaire",
-    "evaluation",
-    "finding",
-];
-
 /// Every page of the app (the guard is layered on by [`crate::router`]).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/sync", post(run_sync))
+        .route("/sync/progress", get(sync_progress))
+        .route("/app.js", get(crate::script::serve))
         .route("/lang/{lang}", get(switch_lang))
         .route("/template/seen", post(template_seen))
         .route("/v/{code}", get(village))
@@ -176,7 +167,7 @@ fn flash(state: &AppState, lang: Lang) -> Markup {
 struct Village {
     code: String,
     name: String,
-    counts: Vec<(String, usize)>,
+    progress: crate::progress::Progress,
 }
 
 struct Home {
@@ -215,27 +206,12 @@ fn load_home(store: &mut Store, lang: Lang) -> Result<Home, AppError> {
         .and_then(|r| text_of(r, "name"));
     let mut list = Vec::new();
     for v in villages(store, campaign)? {
-        let mut counts = Vec::new();
-        for kind in HOME_KINDS {
-            let n = store
-                .list(&Filter {
-                    kind: Some((*kind).into()),
-                    scope: Some(v.header.scope.clone()),
-                    campaign: Some(campaign),
-                    ..Default::default()
-                })?
-                .len();
-            let label = template
-                .as_ref()
-                .and_then(|t| t.kind(kind))
-                .map(|k| lang.t(&k.label.zh, &k.label.en).to_string())
-                .unwrap_or_else(|| (*kind).to_string());
-            counts.push((label, n));
-        }
+        let progress =
+            crate::progress::of_village(store, lang, template.as_ref(), campaign, &v.header.scope)?;
         list.push(Village {
             name: text_of(&v, "name").unwrap_or_else(|| v.header.scope.clone()),
             code: v.header.scope.clone(),
-            counts,
+            progress,
         });
     }
     let conflicts = store
@@ -263,6 +239,7 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
         .with_store(move |s| load_home(s, lang))
         .await
         .map_err(|e| failure(lang, &e))?;
+    let sync = state.syncer().status();
     let body = html! {
         (flash(&state, lang))
         @match &h.campaign {
@@ -292,7 +269,11 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
                     br;
                     a href="/conflicts" { (lang.t("待处理冲突：", "Conflicts waiting: ")) b #conflicts { (h.conflicts) } }
                 }
-                @if h.enrolled {
+                @if h.enrolled && sync.running {
+                    @let (zh, en) = sync.line();
+                    p #sync-progress role="status" data-finished=(sync.finished) { (lang.t(&zh, &en)) }
+                    p.muted { (lang.t("同步在后台进行，可以继续录入。", "The sync runs in the background; you can keep working.")) }
+                } @else if h.enrolled {
                     form method="post" action="/sync" {
                         (csrf_field(&state))
                         button type="submit" { (lang.t("同步", "Sync now")) }
@@ -311,103 +292,47 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
             @for v in &h.villages {
                 div.card.village {
                     h3 { a href=(format!("/v/{}", v.code)) { (v.name) } " " span.muted { (v.code) } }
+                    @let p = &v.progress;
+                    p.interviewed {
+                        (lang.t("已谈话班子成员 ", "Members interviewed ")) b { (p.interviewed) " / " (p.members) }
+                    }
                     div.counts {
-                        @for (label, n) in &v.counts { span { (label) " " b { (n) } } }
+                        @for (label, n) in &p.counts { span { (label) " " b { (n) } } }
+                        span { (lang.t("整改 未完成 ", "Rectifications open ")) b { (p.open) } (lang.t(" 已完成 ", ", done ")) b { (p.done) } }
+                    }
+                    p.muted {
+                        @if p.teams == 0 {
+                            (lang.t("班子分析研判：尚无班子", "Team assessment: no team on this device"))
+                        } @else if p.assessed == p.teams {
+                            (lang.t("班子分析研判：已写", "Team assessment: written"))
+                        } @else {
+                            (lang.t("班子分析研判：未写", "Team assessment: not written yet"))
+                            @if p.teams > 1 { " (" (p.assessed) " / " (p.teams) ")" }
+                        }
                     }
                 }
             }
         }
     };
-    Ok(page(lang, lang.t("首页", "Home"), body).into_response())
-}
-
-/// The sentence that reports a sync, Chinese and English.
-pub fn sync_message(result: &Result<SyncReport, SyncFailure>) -> (String, String) {
-    match result {
-        Ok(r) => {
-            let mut zh = format!("已上传 {} 条修改，已下载 {} 条", r.pushed, r.received);
-            let mut en = format!("uploaded {} changes, downloaded {}", r.pushed, r.received);
-            if !r.rejected.is_empty() {
-                let list: Vec<String> = r
-                    .rejected
-                    .iter()
-                    .map(|x| format!("{}（{}）", x.id, x.message))
-                    .collect();
-                zh.push_str(&format!(
-                    "；服务器拒收 {} 条记录，已留在本机，下次同步再试：{}",
-                    r.rejected.len(),
-                    list.join("；")
-                ));
-                en.push_str(&format!(
-                    "; the server refused {} records, kept on this device and offered again next sync: {}",
-                    r.rejected.len(),
-                    list.join("; ")
-                ));
-            }
-            if r.held > 0 {
-                zh.push_str(&format!(
-                    "；{} 条修改不在本机可上传的范围内，留在本机",
-                    r.held
-                ));
-                en.push_str(&format!(
-                    "; {} changes are outside what this device may upload and stay here",
-                    r.held
-                ));
-            }
-            if r.conflicted_records > 0 {
-                zh.push_str(&format!("；{} 条记录有冲突待处理", r.conflicted_records));
-                en.push_str(&format!(
-                    "; {} records have conflicts",
-                    r.conflicted_records
-                ));
-            }
-            (zh, en)
-        }
-        Err(SyncFailure::Offline(pending)) => (
-            format!("离线，稍后再试，数据未丢失（{pending} 条修改等待上传）"),
-            format!(
-                "offline: try again later; nothing was lost ({pending} changes wait to upload)"
-            ),
-        ),
-        Err(SyncFailure::Other(message)) => (
-            format!("同步未完成，数据未丢失：{message}"),
-            format!("the sync did not finish; nothing was lost: {message}"),
-        ),
+    let title = lang.t("首页", "Home");
+    Ok(if sync.running {
+        crate::page::page_refreshing(lang, title, body, 2)
+    } else {
+        page(lang, title, body)
     }
+    .into_response())
 }
 
-/// Why a sync from the app did not finish.
-#[derive(Debug)]
-pub enum SyncFailure {
-    /// The server could not be reached (or the connection broke): changes waiting.
-    Offline(u64),
-    /// Anything else, as its message.
-    Other(String),
-}
-
-/// `POST /sync`: runs client-core's sync with the enrolled server on a blocking thread, then
-/// back home with the result.
+/// `POST /sync`: starts a sync in the background (unless one runs) and goes home, where its
+/// progress shows until it ends and its result after.
 async fn run_sync(State(state): State<AppState>, lang: Lang) -> PageResult {
-    let http = state.http().clone();
-    let result = state
-        .with_store(move |s| {
-            let mut transport = match account::transport(s, &http) {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(SyncFailure::Other(e.to_string()))),
-            };
-            Ok(match sync(s, &mut transport, &SyncOptions::default()) {
-                Ok(r) => Ok(r),
-                Err(SyncError::Transport(e, pending)) if e.is_retryable() => {
-                    Err(SyncFailure::Offline(pending))
-                }
-                Err(e) => Err(SyncFailure::Other(e.to_string())),
-            })
-        })
-        .await
-        .map_err(|e| failure(lang, &e))?;
-    let (zh, en) = sync_message(&result);
-    state.set_flash(zh, en);
+    state.start_sync().await.map_err(|e| failure(lang, &e))?;
     Ok(Redirect::to("/").into_response())
+}
+
+/// `GET /sync/progress`: the background sync's progress, for the bundled script.
+async fn sync_progress(State(state): State<AppState>) -> Response {
+    axum::Json(state.syncer().status().json()).into_response()
 }
 
 /// The "OK" under the template notice.
@@ -537,28 +462,5 @@ mod tests {
         assert_eq!(format_ms(0), "1970-01-01 08:00");
         assert_eq!(format_ms(1_795_706_760_000), "2026-11-26 23:26");
         assert_eq!(format_ms(951_782_400_000), "2000-02-29 08:00");
-    }
-
-    #[test]
-    fn offline_and_refused_syncs_say_nothing_was_lost() {
-        let (zh, _) = sync_message(&Err(SyncFailure::Offline(3)));
-        assert!(zh.starts_with("离线，稍后再试，数据未丢失"), "{zh}");
-        let report = SyncReport {
-            pushed: 12,
-            received: 340,
-            rejected: vec![fieldsync_protocol::wire::RejectedRecord {
-                id: "r1".into(),
-                code: "header_mismatch".into(),
-                message: "不符".into(),
-            }],
-            ..Default::default()
-        };
-        let (zh, en) = sync_message(&Ok(report));
-        assert!(zh.starts_with("已上传 12 条修改，已下载 340 条"), "{zh}");
-        assert!(
-            zh.contains("服务器拒收 1 条记录") && zh.contains("r1"),
-            "{zh}"
-        );
-        assert!(en.contains("refused 1 records"), "{en}");
     }
 }

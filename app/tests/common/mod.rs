@@ -156,6 +156,27 @@ impl App {
         Ok(self.client.post(self.url(path)).form(&all).send()?)
     }
 
+    /// Presses Sync and waits for the background sync to end (as the page's script does:
+    /// polling `/sync/progress`), then returns the home page that tells the result.
+    pub fn sync(&self) -> Result<String> {
+        let r = self.post("/sync", &[])?;
+        anyhow::ensure!(r.status() == 200, "POST /sync answered {}", r.status());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let p: serde_json::Value =
+                self.client.get(self.url("/sync/progress")).send()?.json()?;
+            if p["running"] == false {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the sync did not end: {p}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.page("/")
+    }
+
     /// Opens the store file again (as the CLI can while the app runs).
     pub fn store(&self) -> Result<Store> {
         Ok(Store::open(&self.path)?)

@@ -94,6 +94,9 @@ pub enum StoreError {
     /// This build has no encryption (client-core's `encryption` feature, SQLCipher).
     #[error("this build of fieldsync cannot encrypt stores (built without SQLCipher)")]
     EncryptionUnavailable,
+    /// The store lives in memory: there is no file to open a second handle on.
+    #[error("this store lives in memory and cannot be opened a second time")]
+    NotAFile,
     /// A stored document could not be read (the file was damaged).
     #[error("record {id}: its stored document is damaged: {reason}")]
     Damaged {
@@ -126,6 +129,8 @@ pub struct Store {
     conn: Connection,
     device: Uuid,
     actor: ActorId,
+    /// The key of an encrypted store, for [`Store::reopen`].
+    key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Store {

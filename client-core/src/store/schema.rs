@@ -104,7 +104,7 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let conn = Connection::open(path)?;
         check_readable(&conn)?;
-        Self::setup(conn)
+        Self::setup(conn, None)
     }
 
     /// Opens (creating if needed) a store encrypted with `key` (SQLCipher, AES-256), such as a
@@ -121,15 +121,32 @@ impl Store {
         // A raw 256-bit key (x'…', 64 hex digits): no passphrase derivation.
         conn.pragma_update(None, "key", format!("x'{}'", hex::encode(key)))?;
         check_readable(&conn)?;
-        Self::setup(conn)
+        Self::setup(conn, Some(*key))
     }
 
     /// Opens a store that lives only in memory (for tests and tools).
     pub fn open_in_memory() -> Result<Self> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::setup(Connection::open_in_memory()?, None)
     }
 
-    fn setup(mut conn: Connection) -> Result<Self> {
+    /// Opens a second handle on the same store file (with the same key if it is encrypted), as
+    /// another program would: its own SQLite connection and its own Automerge actor. The field
+    /// app syncs through one while its pages use the other; SQLite's WAL keeps them apart. A
+    /// store in memory has no file to open again: [`StoreError::NotAFile`].
+    pub fn reopen(&self) -> Result<Self> {
+        let path = self
+            .conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .ok_or(StoreError::NotAFile)?
+            .to_string();
+        match &self.key {
+            Some(key) => Self::open_encrypted(path, key),
+            None => Self::open(path),
+        }
+    }
+
+    fn setup(mut conn: Connection, key: Option<[u8; 32]>) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -149,6 +166,7 @@ impl Store {
             conn,
             device,
             actor,
+            key,
         })
     }
 }
