@@ -118,6 +118,10 @@ fn a_wrong_answer_is_shown_at_its_field_and_nothing_is_saved_until_corrected() -
     assert!(unity.contains("不是可选项"), "{unity}");
     let overall = at("q_overall")?;
     assert!(overall.contains("为必填项"), "{overall}");
+    assert!(
+        !overall.contains("（q_overall）"),
+        "the field's internal name shown to the cadre: {overall}"
+    );
     assert!(!at("q_integrity")?.contains("problem"));
     assert!(page.contains("有 2 处需要修改，未保存"));
     assert!(page.contains("希望多开会"), "typed values stay");

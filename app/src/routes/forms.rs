@@ -294,12 +294,17 @@ pub async fn new_form(
     }
 }
 
-fn problems_of(error: FormError) -> Result<Problems, AppError> {
+/// Each problem at its field, in words without the field's name (shown beside it).
+fn problems_of(kind: &KindDef, error: FormError) -> Result<Problems, AppError> {
     let mut out = Problems::new();
     match error {
         FormError::Invalid(invalid) => {
             for p in invalid.problems {
-                out.entry(p.field).or_default().push((p.zh, p.en));
+                let words = match kind.field(&p.field) {
+                    Some(f) => p.at_field(f),
+                    None => (p.zh.clone(), p.en.clone()),
+                };
+                out.entry(p.field).or_default().push(words);
             }
         }
         FormError::KeyChanged { ref field } => {
@@ -386,11 +391,11 @@ pub async fn create(
                         }
                         return Ok(Outcome::Saved(id));
                     }
-                    Err(e) => problems = problems_of(e)?,
+                    Err(e) => problems = problems_of(&v.kind, e)?,
                 }
             } else if let Err(e) = s.check_form(campaign, &k, &values) {
                 // Show the template's problems with the other fields too, at once.
-                for (field, list) in problems_of(e)? {
+                for (field, list) in problems_of(&v.kind, e)? {
                     problems.entry(field).or_insert(list);
                 }
             }
@@ -522,7 +527,7 @@ pub async fn update(
                         clear_draft(s, &key, &form_id)?;
                         return Ok(Outcome::Saved(id));
                     }
-                    Err(e) => problems = problems_of(e)?,
+                    Err(e) => problems = problems_of(&v.kind, e)?,
                 }
             }
             save_draft(s, &key, &typed)?;

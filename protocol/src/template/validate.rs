@@ -177,6 +177,18 @@ impl Problem {
             en: format!("{} ({}) {en}", f.label.en, f.name),
         }
     }
+
+    /// The problem's words without the field's label and internal name in front, for a form
+    /// that shows it next to its field (a cadre should not read "（q_overall）"); the message
+    /// as it is when it does not start with them (a problem of the record as a whole).
+    pub fn at_field(&self, f: &FieldDef) -> (String, String) {
+        let zh = format!("“{}”（{}）", f.label.zh, f.name);
+        let en = format!("{} ({}) ", f.label.en, f.name);
+        (
+            self.zh.strip_prefix(&zh).unwrap_or(&self.zh).to_string(),
+            self.en.strip_prefix(&en).unwrap_or(&self.en).to_string(),
+        )
+    }
 }
 
 /// A record that does not fit its form: every problem found, each naming its field.
