@@ -222,6 +222,9 @@ pub fn render_field(
                         }
                     }
                 }
+                FieldType::Attachments => {
+                    p.muted id=(id) { (lang.t("照片、扫描件和录音的添加尚未做进现场应用；已有附件会随记录保留", "adding photos, scans and recordings is not in the field app yet; attachments already on the record are kept")) }
+                }
                 FieldType::Ratings => {
                     @if picks.is_empty() {
                         p.muted id=(id) { (lang.t("本村还没有可评价的班子成员（请先同步）", "no members to rate in this village yet (sync first)")) }

@@ -122,6 +122,10 @@ pub fn parse_input(
         },
         FieldType::LongText => Ok(FieldValue::Text(text.to_string())),
         FieldType::Refs => Ok(FieldValue::Str(parts(text).join(","))),
+        FieldType::Attachments => Err((
+            "照片、扫描件和录音不能手填，请作为附件添加".to_string(),
+            "photos, scans and recordings cannot be typed; add them as attachments".to_string(),
+        )),
         _ => Ok(FieldValue::Str(text.to_string())),
     }
 }

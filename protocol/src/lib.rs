@@ -1,5 +1,7 @@
 //! The parts of fieldsync that both ends of a sync must agree on.
 //!
+//! - [`attachment`]: how a record refers to a photo, recording or scan, and the messages of
+//!   their resumable upload.
 //! - [`auth`]: roles, enrollment, scopes, device tokens and change tags.
 //! - [`ids`]: record ids (UUID v7 for new records, UUID v5 for singletons).
 //! - [`record`]: how one field record is laid out as an Automerge document: its deterministic
@@ -16,6 +18,7 @@
 //! Apart from `migrate`, this crate does no I/O: it turns bytes into checked values and back.
 
 pub mod approval;
+pub mod attachment;
 pub mod auth;
 pub mod change;
 pub mod creation;

@@ -73,6 +73,9 @@ pub enum FieldType {
     Ref,
     /// Ids of other records joined by `,`.
     Refs,
+    /// Photos, recordings and scans: a map from each attachment's SHA-256 to its description
+    /// ([`crate::attachment::AttachmentRef`]); the bytes travel apart.
+    Attachments,
 }
 
 impl FieldType {
@@ -88,6 +91,7 @@ impl FieldType {
             FieldType::Ratings => "ratings",
             FieldType::Ref => "ref",
             FieldType::Refs => "refs",
+            FieldType::Attachments => "attachments",
         }
     }
 
@@ -155,12 +159,29 @@ pub struct FieldDef {
     /// The kind rated by a `ratings` field (default `member`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of: Option<String>,
+    /// The media types an `attachments` field takes (`image/*`, `application/pdf`); empty for
+    /// any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<String>,
+    /// The largest file an `attachments` field takes, in bytes (default
+    /// [`DEFAULT_MAX_ATTACHMENT_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
+
+/// The largest attachment a field takes unless its template says otherwise (100 MiB: an hour
+/// of recorded interview).
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
 
 impl FieldDef {
     /// The label of `value` among the choices, if it is one.
     pub fn choice(&self, value: &str) -> Option<&Choice> {
         self.choices.iter().find(|c| c.value == value)
+    }
+
+    /// The largest attachment this field takes.
+    pub fn max_attachment_bytes(&self) -> u64 {
+        self.max_bytes.unwrap_or(DEFAULT_MAX_ATTACHMENT_BYTES)
     }
 
     fn max_chars(&self) -> usize {
@@ -459,6 +480,32 @@ fn parse_raw(source: &str, reference: Option<&Template>) -> Result<Template, Tem
                 return fail(
                     format!("min（{min}）大于 max（{max}）"),
                     format!("min ({min}) is larger than max ({max})"),
+                );
+            }
+            if def.field_type != FieldType::Attachments
+                && (!def.accept.is_empty() || def.max_bytes.is_some())
+            {
+                return fail(
+                    format!("{t} 类型的字段不能有 accept 或 max_bytes"),
+                    format!("a {t} field takes no accept or max_bytes"),
+                );
+            }
+            let media_type = |a: &str| match a.strip_suffix("/*") {
+                Some(family) => crate::attachment::is_media_type(&format!("{family}/x")),
+                None => crate::attachment::is_media_type(a),
+            };
+            if let Some(bad) = def.accept.iter().find(|a| !media_type(a)) {
+                return fail(
+                    format!("accept 中的“{bad}”不是文件类型（如 image/*、application/pdf）"),
+                    format!(
+                        "{bad:?} in accept is not a media type (such as image/* or application/pdf)"
+                    ),
+                );
+            }
+            if def.max_bytes == Some(0) {
+                return fail(
+                    "max_bytes 应大于 0".into(),
+                    "max_bytes must be more than 0".into(),
                 );
             }
             if matches!(def.field_type, FieldType::Ref | FieldType::Refs) && def.to.is_none() {

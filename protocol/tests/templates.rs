@@ -592,3 +592,77 @@ fn singleton_keys_come_from_the_key_fields() {
         None
     );
 }
+
+#[test]
+fn an_attachments_field_takes_references_of_the_accepted_types_and_sizes() {
+    use fieldsync_protocol::attachment::{AttachmentRef, sha256_hex};
+    use fieldsync_protocol::template::NoRecords;
+    let t = Template::parse(&format!(
+        "{HEAD}[kinds.visit]\nlabel = {{ zh = \"走访\", en = \"Visit\" }}\n[[kinds.visit.fields]]\nname = \"photos\"\ntype = \"attachments\"\naccept = [\"image/*\", \"application/pdf\"]\nmax_bytes = 1000\nlabel = {{ zh = \"照片\", en = \"Photos\" }}\n"
+    ))
+    .unwrap();
+    let sha = sha256_hex(b"photo");
+    let reference = |media_type: &str, size: u64| AttachmentRef {
+        sha256: sha.clone(),
+        media_type: media_type.into(),
+        size,
+        name: "会议记录.jpg".into(),
+        by: "dev-1".into(),
+        at: 1,
+    };
+    let with = |key: &str, description: String| {
+        BTreeMap::from([(
+            "photos".to_string(),
+            FieldValue::Map(BTreeMap::from([(key.to_string(), description)])),
+        )])
+    };
+    let check = |f: &BTreeMap<String, FieldValue>| {
+        t.validate("visit", f, &NoRecords, RefPolicy::IfKnown)
+            .map_err(|e| e.problems.into_iter().map(|p| p.code).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        check(&with(&sha, reference("image/jpeg", 999).description())),
+        Ok(())
+    );
+    assert_eq!(
+        check(&with(
+            &sha,
+            reference("application/pdf", 1000).description()
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        check(&with(&sha, reference("audio/mpeg", 10).description())),
+        Err(vec![ProblemCode::AttachmentType])
+    );
+    assert_eq!(
+        check(&with(&sha, reference("image/png", 1001).description())),
+        Err(vec![ProblemCode::AttachmentTooLarge])
+    );
+    assert_eq!(
+        check(&with("not-a-hash", reference("image/png", 1).description())),
+        Err(vec![ProblemCode::BadAttachment])
+    );
+    assert_eq!(
+        check(&with(&sha, "{}".into())),
+        Err(vec![ProblemCode::BadAttachment])
+    );
+    // accept and max_bytes belong to attachments fields only, and must make sense.
+    for (field, en) in [
+        (
+            "type = \"text\"\naccept = [\"image/*\"]",
+            "takes no accept or max_bytes",
+        ),
+        (
+            "type = \"attachments\"\naccept = [\"jpeg\"]",
+            "is not a media type",
+        ),
+    ] {
+        let err = Template::parse(&format!(
+            "{HEAD}[kinds.visit]\nlabel = {{ zh = \"走访\", en = \"Visit\" }}\n[[kinds.visit.fields]]\nname = \"photos\"\n{field}\nlabel = {{ zh = \"照片\", en = \"Photos\" }}\n"
+        ))
+        .expect_err(field);
+        assert!(err.en.contains(en), "{err} lacks {en:?}");
+        assert_eq!(err.path, "kinds.visit.fields.photos");
+    }
+}

@@ -518,6 +518,10 @@ pub async fn update(
             let (mut values, mut problems) = fields::parse(&v.kind, &typed);
             if problems.is_empty() {
                 for f in &v.kind.fields {
+                    // Attachments have no input on this form: keep them as they are.
+                    if f.field_type == FieldType::Attachments {
+                        continue;
+                    }
                     if !values.contains_key(&f.name) && record.fields.contains_key(&f.name) {
                         values.insert(f.name.clone(), FieldValue::Null);
                     }

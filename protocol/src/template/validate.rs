@@ -153,6 +153,12 @@ pub enum ProblemCode {
     UnknownVersion,
     /// A template record whose source does not parse.
     BadTemplate,
+    /// An attachment entry that does not describe an attachment.
+    BadAttachment,
+    /// An attachment of a media type the field does not take.
+    AttachmentType,
+    /// An attachment larger than the field takes.
+    AttachmentTooLarge,
 }
 
 /// One problem with one field.
@@ -429,6 +435,53 @@ fn check_value(
             };
             check_ref(f, s, f.to.as_deref().unwrap_or("any"), lookup, policy)?;
         }
+        FieldType::Attachments => {
+            let FieldValue::Map(m) = value else {
+                return Err(wrong_type("附件", "attachments ({sha256: description})"));
+            };
+            for (sha, description) in m {
+                let r = crate::attachment::AttachmentRef::parse(sha, description).map_err(|e| {
+                    Problem::new(
+                        f,
+                        ProblemCode::BadAttachment,
+                        format!("附件记录无法读取（{e}）"),
+                        format!("an attachment entry does not read: {e}"),
+                    )
+                })?;
+                if !crate::attachment::accepts(&f.accept, &r.media_type) {
+                    return Err(Problem::new(
+                        f,
+                        ProblemCode::AttachmentType,
+                        format!(
+                            "“{}”的类型 {} 不在允许范围内（{}）",
+                            r.name,
+                            r.media_type,
+                            f.accept.join("、")
+                        ),
+                        format!(
+                            "{:?} is {}, which this field does not take ({})",
+                            r.name,
+                            r.media_type,
+                            f.accept.join(", ")
+                        ),
+                    ));
+                }
+                let max = f.max_attachment_bytes();
+                if r.size > max {
+                    return Err(Problem::new(
+                        f,
+                        ProblemCode::AttachmentTooLarge,
+                        format!("“{}”有 {}，超过上限 {}", r.name, mib(r.size), mib(max)),
+                        format!(
+                            "{:?} is {}, over the limit of {}",
+                            r.name,
+                            mib(r.size),
+                            mib(max)
+                        ),
+                    ));
+                }
+            }
+        }
         FieldType::Refs => {
             let FieldValue::Str(s) = value else {
                 return Err(wrong_type(
@@ -442,4 +495,9 @@ fn check_value(
         }
     }
     Ok(())
+}
+
+/// A size in MiB with one decimal (`2.5 MB`).
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
 }
