@@ -40,6 +40,24 @@ pub enum FormError {
         /// The key field.
         field: String,
     },
+    /// A file was attached to a field that does not take files.
+    #[error(
+        "“{field}”不是附件字段，不能添加文件 / {field:?} is not an attachments field: attach \
+         the file to one that is"
+    )]
+    NotAttachments {
+        /// The field.
+        field: String,
+    },
+    /// The kind of a file could not be told from its name.
+    #[error(
+        "看不出“{name}”是什么文件，请注明类型（如 image/jpeg） / cannot tell what kind of file \
+         {name:?} is: give its media type (such as image/jpeg)"
+    )]
+    UnknownMediaType {
+        /// The file's name.
+        name: String,
+    },
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -7,6 +7,7 @@
 //! - [`sync`]: [`sync()`](sync::sync), the push-then-pull driver, over any [`Transport`].
 //! - [`forms`]: records written through their campaign's template (validated first), templates
 //!   as records, campaigns.
+//! - [`attachments`]: files (photos, scans, recordings) attached to a form's attachments field.
 //! - [`import`]: places, members and work groups from CSV (UTF-8 or GBK), all or nothing.
 //! - [`bundle`]: sync without the server, through files exchanged between devices.
 //! - [`http`]: [`HttpTransport`], the only code here that touches the network.
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod account;
+pub mod attachments;
 pub mod bundle;
 pub mod forms;
 pub mod http;

@@ -10,7 +10,9 @@
 //! - `outbox`: what waits to be pushed, acknowledgements, the change log for bundles.
 //! - `scope`: credentials, the scope the server sent, held changes, the wipe.
 //! - `incoming`: received changes (pull pages, bundles) checked, merged and written.
+//! - `attachments`: the bytes of files attached to records, kept until the server has them.
 
+mod attachments;
 mod incoming;
 mod outbox;
 mod records;
@@ -24,6 +26,7 @@ use fieldsync_protocol::{ChangeError, RecordError, RecordHeader, migrate::Migrat
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
+pub use attachments::StoredAttachment;
 pub use incoming::{ApplyStats, Cursor};
 pub(crate) use incoming::{Incoming, PageEnd};
 pub use outbox::OutboxBatch;

@@ -52,6 +52,21 @@ CREATE INDEX changes_by_record ON changes (record_id);
         name: "relay tags of changes",
         sql: "ALTER TABLE changes ADD COLUMN tag BLOB;",
     },
+    Migration {
+        name: "attachment bytes",
+        sql: "
+CREATE TABLE attachments (
+    sha256 TEXT PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    uploaded INTEGER NOT NULL,
+    added_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX attachments_to_upload ON attachments (added_at) WHERE uploaded = 0;
+",
+    },
 ];
 /// The store's device id (created on first use) and a fresh actor for this session, recorded.
 pub(super) fn identity(tx: &Transaction<'_>) -> Result<(Uuid, ActorId)> {
