@@ -26,6 +26,7 @@ const AXUM_ALLOWED: &[&str] = &[
     "server/src/routes.rs",
     "server/src/sync.rs",
     "server/src/api.rs",
+    "server/src/attachments.rs",
     "server/src/admin.rs",
     "server/src/auth.rs",
     "server/src/edge.rs",

@@ -5,12 +5,16 @@
 use std::collections::BTreeMap;
 
 use fieldsync_protocol::FieldValue;
-use fieldsync_protocol::attachment::{AttachmentRef, media_type_for, refs};
+use fieldsync_protocol::attachment::{
+    AttachmentRef, CHUNK_BYTES, MAX_MISSING_ITEMS, MissingItem, MissingRequest, MissingResponse,
+    media_type_for, refs, sha256_hex,
+};
 use fieldsync_protocol::template::FieldType;
 use uuid::Uuid;
 
 use crate::forms::FormError;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::sync::TransportError;
 
 type Result<T> = std::result::Result<T, FormError>;
 
@@ -80,6 +84,176 @@ impl Store {
         let record = self.get(id)?;
         Ok(record.fields.values().flat_map(refs).collect())
     }
+}
+
+/// How a device sends and fetches attachment bytes (implemented by [`crate::HttpTransport`]).
+pub trait BlobTransport {
+    /// Of the files listed, those the server does not hold whole, with the offset to send from.
+    fn missing(&mut self, request: &MissingRequest) -> Result2<MissingResponse>;
+    /// How many bytes of the file the server has.
+    fn offset(&mut self, record: Uuid, sha256: &str) -> Result2<u64>;
+    /// Sends `chunk` to be written at `offset`; the server's offset after it. Sent without a
+    /// per-chunk checksum, so that what arrived of a cut chunk is kept (the whole file's hash is
+    /// checked by the server when the last byte arrives).
+    fn append(&mut self, record: Uuid, sha256: &str, offset: u64, chunk: &[u8]) -> Result2<u64>;
+    /// The whole file.
+    fn download(&mut self, record: Uuid, sha256: &str) -> Result2<Vec<u8>>;
+}
+
+type Result2<T> = std::result::Result<T, TransportError>;
+
+/// Why sending or fetching attachments stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentSyncError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server could not be reached often enough, or refused.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// What the server sent does not hash to the file's name.
+    #[error(
+        "附件 {0} 下载后校验不符，已丢弃，请重试 / attachment {0} did not match its hash and was dropped: try again"
+    )]
+    Corrupt(String),
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Files the server now holds whole that it did not before.
+    pub uploaded: u64,
+    /// Files the server already had (sent by another device, or before a cut).
+    pub already_there: u64,
+    /// Files left for the next sync (their record has not reached the server yet).
+    pub waiting: u64,
+    /// Bytes of file content sent (chunks sent again after a cut included).
+    pub bytes_sent: u64,
+    /// Requests that failed and were retried.
+    pub retries: u64,
+}
+
+/// Sends every file the server lacks, from the server's offset, in chunks of [`CHUNK_BYTES`].
+/// After a cut the server's offset is asked (what arrived of the cut chunk is kept there) and
+/// sending goes on from it. A cut or a busy server is retried up to `max_retries` times in all
+/// before the error is returned; what arrived stays on the server, so the next call resumes.
+pub fn upload_attachments(
+    store: &mut Store,
+    transport: &mut dyn BlobTransport,
+    max_retries: u64,
+) -> std::result::Result<UploadReport, AttachmentSyncError> {
+    let mut report = UploadReport::default();
+    let waiting = store.attachments_to_upload()?;
+    let chunk = CHUNK_BYTES;
+    for batch in waiting.chunks(MAX_MISSING_ITEMS) {
+        let request = MissingRequest {
+            items: batch
+                .iter()
+                .map(|a| MissingItem {
+                    record: a.record.to_string(),
+                    sha256: a.sha256.clone(),
+                    size: a.size,
+                })
+                .collect(),
+        };
+        let missing = retrying(&mut report, max_retries, || transport.missing(&request))?;
+        for a in batch {
+            let Some(m) = missing.missing.iter().find(|m| m.sha256 == a.sha256) else {
+                store.mark_attachment_uploaded(&a.sha256)?;
+                report.already_there += 1;
+                continue;
+            };
+            let Some(bytes) = store.attachment_bytes(&a.sha256)? else {
+                continue;
+            };
+            let mut offset = m.offset.min(bytes.len() as u64);
+            let done = loop {
+                if offset >= bytes.len() as u64 && offset > 0 {
+                    break true;
+                }
+                let end = (offset as usize + chunk).min(bytes.len());
+                match transport.append(a.record, &a.sha256, offset, &bytes[offset as usize..end]) {
+                    Ok(next) => {
+                        report.bytes_sent += (end - offset as usize) as u64;
+                        offset = next;
+                        if bytes.is_empty() {
+                            break true;
+                        }
+                    }
+                    Err(TransportError::Refused { code, .. }) if code == "not_referenced" => {
+                        break false;
+                    }
+                    Err(e) => {
+                        let resumable = e.is_retryable()
+                            || matches!(&e, TransportError::Refused { code, .. }
+                                if code == "offset_mismatch" || code == "checksum_mismatch"
+                                    || code == "body_cut" || code == "hash_mismatch");
+                        if !resumable || report.retries >= max_retries {
+                            return Err(e.into());
+                        }
+                        report.retries += 1;
+                        report.bytes_sent += (end - offset as usize) as u64;
+                        if let Some(t) = e.retry_after() {
+                            std::thread::sleep(t);
+                        }
+                        offset = retrying(&mut report, max_retries, || {
+                            transport.offset(a.record, &a.sha256)
+                        })?;
+                    }
+                }
+            };
+            if done {
+                store.mark_attachment_uploaded(&a.sha256)?;
+                report.uploaded += 1;
+            } else {
+                report.waiting += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn retrying<T>(
+    report: &mut UploadReport,
+    max_retries: u64,
+    mut f: impl FnMut() -> Result2<T>,
+) -> std::result::Result<T, AttachmentSyncError> {
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && report.retries < max_retries => {
+                report.retries += 1;
+                if let Some(t) = e.retry_after() {
+                    std::thread::sleep(t);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Fetches a file of a record from the server, checks its hash and keeps it in the store.
+pub fn download_attachment(
+    store: &mut Store,
+    transport: &mut dyn BlobTransport,
+    record: Uuid,
+    sha256: &str,
+) -> std::result::Result<Vec<u8>, AttachmentSyncError> {
+    if let Some(bytes) = store.attachment_bytes(sha256)? {
+        return Ok(bytes);
+    }
+    let bytes = transport.download(record, sha256)?;
+    if sha256_hex(&bytes) != sha256 {
+        return Err(AttachmentSyncError::Corrupt(sha256.into()));
+    }
+    let media_type = store
+        .attachments_of(record)
+        .ok()
+        .and_then(|all| all.into_iter().find(|r| r.sha256 == sha256))
+        .map(|r| r.media_type)
+        .unwrap_or_else(|| "application/octet-stream".into());
+    store.keep_attachment_bytes(record, &media_type, &bytes, true)?;
+    Ok(bytes)
 }
 
 fn now_ms() -> i64 {

@@ -3,13 +3,15 @@
 use std::time::Duration;
 
 use fieldsync_protocol::{
+    attachment::{self, MissingRequest, MissingResponse},
     auth::{ENROLL_PATH, EnrollRequest, EnrollResponse, ME_PATH, MeResponse},
     wire::{
         self, CBOR_CONTENT_TYPE, DecodeLimits, ErrorBody, MAX_PAGE_BYTES, PULL_PATH, PUSH_PATH,
         PullQuery, PullResponse, PushRequest, PushResponse,
     },
 };
-use reqwest::{StatusCode, Url, blocking::Client, header};
+use reqwest::{Url, blocking::Client, header};
+use uuid::Uuid;
 
 use crate::sync::{Transport, TransportError};
 
@@ -191,6 +193,15 @@ impl HttpTransport {
         request: reqwest::blocking::RequestBuilder,
         up: u64,
     ) -> Result<Vec<u8>, TransportError> {
+        self.exchange(request, up).map(|(_, body)| body)
+    }
+
+    /// Sends a request; a 2xx answer's headers and body, or the refusal.
+    fn exchange(
+        &mut self,
+        request: reqwest::blocking::RequestBuilder,
+        up: u64,
+    ) -> Result<(header::HeaderMap, Vec<u8>), TransportError> {
         self.stats.requests += 1;
         self.stats.body_bytes_up += up;
         let request = match &self.token {
@@ -208,6 +219,7 @@ impl HttpTransport {
                 }
             })?;
         let status = response.status();
+        let headers = response.headers().clone();
         let retry_after = retry_after(response.headers());
         let gzipped = response
             .headers()
@@ -223,8 +235,8 @@ impl HttpTransport {
         } else {
             body.to_vec()
         };
-        if status == StatusCode::OK {
-            return Ok(body);
+        if status.is_success() {
+            return Ok((headers, body));
         }
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(b) => TransportError::Refused {
@@ -259,6 +271,66 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+impl crate::attachments::BlobTransport for HttpTransport {
+    fn missing(&mut self, request: &MissingRequest) -> Result<MissingResponse, TransportError> {
+        let body = serde_json::to_vec(request).expect("a request serializes");
+        let up = body.len() as u64;
+        let bytes = self.send(
+            self.client
+                .post(self.url(attachment::MISSING_PATH))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body),
+            up,
+        )?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| TransportError::Protocol(format!("missing attachments: {e}")))
+    }
+
+    fn offset(&mut self, record: Uuid, sha256: &str) -> Result<u64, TransportError> {
+        let url = self.url(&attachment::attachment_path(&record, sha256));
+        let (headers, _) = self.exchange(
+            self.client
+                .head(url)
+                .header(attachment::TUS_RESUMABLE, attachment::TUS_VERSION),
+            0,
+        )?;
+        upload_offset(&headers)
+    }
+
+    fn append(
+        &mut self,
+        record: Uuid,
+        sha256: &str,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Result<u64, TransportError> {
+        let url = self.url(&attachment::attachment_path(&record, sha256));
+        let (headers, _) = self.exchange(
+            self.client
+                .patch(url)
+                .header(attachment::TUS_RESUMABLE, attachment::TUS_VERSION)
+                .header(header::CONTENT_TYPE, attachment::OFFSET_CONTENT_TYPE)
+                .header(attachment::UPLOAD_OFFSET, offset)
+                .body(chunk.to_vec()),
+            chunk.len() as u64,
+        )?;
+        upload_offset(&headers)
+    }
+
+    fn download(&mut self, record: Uuid, sha256: &str) -> Result<Vec<u8>, TransportError> {
+        let url = self.url(&attachment::attachment_path(&record, sha256));
+        self.send(self.client.get(url), 0)
+    }
+}
+
+fn upload_offset(headers: &header::HeaderMap) -> Result<u64, TransportError> {
+    headers
+        .get(attachment::UPLOAD_OFFSET)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| TransportError::Protocol("the answer has no Upload-Offset".into()))
 }
 
 impl Transport for HttpTransport {

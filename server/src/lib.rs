@@ -18,7 +18,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod attachments;
 pub mod auth;
+pub mod blobs;
 pub mod edge;
 pub mod error;
 pub mod headers;
@@ -63,6 +65,8 @@ pub struct AppState {
     /// Tallies per campaign and visibility with the storage's data version they were computed
     /// at.
     pub tallies: std::sync::Mutex<TalliesCache>,
+    /// Where attachment bytes are kept (`None`: the server takes no attachments).
+    pub blobs: Option<Arc<blobs::BlobStore>>,
 }
 
 /// Tallies per (campaign, what the asker may see), with the data version they were computed at.
@@ -111,6 +115,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connection limit and read timeouts.
     pub conn: net::ConnLimits,
+    /// Where attachment bytes are kept; `data_dir/attachments` when `None`. Servers sharing
+    /// one PostgreSQL database must share this directory too (a network file system).
+    pub blob_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -130,6 +137,8 @@ pub struct Settings {
     pub limits: auth::Limits,
     /// The trusted proxies in front of the server.
     pub edge: edge::Edge,
+    /// The directory of attachment bytes (`None`: attachments are refused with 503).
+    pub blob_dir: Option<PathBuf>,
 }
 
 /// The HTTP application over a storage, with default [`Settings`] but for `limits`.
@@ -152,6 +161,9 @@ pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
         refusals: Default::default(),
         edge: settings.edge,
         tallies: Default::default(),
+        blobs: settings
+            .blob_dir
+            .map(|dir| Arc::new(blobs::BlobStore::new(dir))),
     });
     routes::router()
         .fallback(ui::fallback)
@@ -286,6 +298,11 @@ pub async fn run(
             edge: edge::Edge {
                 trusted_proxies: config.trusted_proxies,
             },
+            blob_dir: Some(
+                config
+                    .blob_dir
+                    .unwrap_or_else(|| config.data_dir.join("attachments")),
+            ),
         },
     );
     net::serve(listener, config.tls, router, config.conn, shutdown).await?;

@@ -76,6 +76,10 @@ struct Args {
     #[arg(long, env = "FIELDSYNC_BODY_READ_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout: u64,
+    /// Where attachment bytes (photos, scans, recordings) are kept; DATA_DIR/attachments by
+    /// default. Servers sharing one PostgreSQL database must share this directory.
+    #[arg(long, env = "FIELDSYNC_ATTACHMENTS_DIR")]
+    attachments_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -361,6 +365,7 @@ async fn main() -> anyhow::Result<()> {
                 body_read_timeout: std::time::Duration::from_secs(args.body_read_timeout),
                 ..Default::default()
             },
+            blob_dir: args.attachments_dir,
         },
         shutdown_signal(),
     )

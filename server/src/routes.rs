@@ -7,14 +7,15 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    routing::{MethodRouter, get, patch, post},
+    routing::{MethodRouter, get, head, patch, post},
 };
 use fieldsync_protocol::{
+    attachment::MISSING_PATH,
     auth::{ENROLL_PATH, ME_PATH},
     wire::{MAX_COMPRESSED_PUSH_BYTES, PULL_PATH, PUSH_PATH},
 };
 
-use crate::{AppState, admin, api, sync, ui};
+use crate::{AppState, admin, api, attachments, sync, ui};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub enum Access {
 /// One route: a method, a path (axum's `{param}` syntax) and who may call it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
-    /// `GET`, `POST` or `PATCH`.
+    /// `GET`, `HEAD`, `POST` or `PATCH`.
     pub method: &'static str,
     /// The path.
     pub path: &'static str,
@@ -140,6 +141,25 @@ fn table() -> Vec<Entry> {
             "/v1/campaigns/{id}/export/{kind}",
             Department,
             get(api::export_csv),
+        ),
+        entry("POST", MISSING_PATH, Device, post(attachments::missing)),
+        entry(
+            "HEAD",
+            "/v1/records/{id}/attachments/{sha256}",
+            Device,
+            head(attachments::head),
+        ),
+        entry(
+            "PATCH",
+            "/v1/records/{id}/attachments/{sha256}",
+            Device,
+            patch(attachments::patch).layer(DefaultBodyLimit::disable()),
+        ),
+        entry(
+            "GET",
+            "/v1/records/{id}/attachments/{sha256}",
+            Device,
+            get(attachments::get),
         ),
         entry("GET", PULL_PATH, Device, get(sync::pull)),
         entry(

@@ -312,7 +312,10 @@ fn problems_of(kind: &KindDef, error: FormError) -> Result<Problems, AppError> {
             let msg = error.to_string();
             out.entry(field).or_default().push((msg.clone(), msg));
         }
-        FormError::NoTemplate(_) | FormError::Template(_) => {
+        FormError::NoTemplate(_)
+        | FormError::Template(_)
+        | FormError::NotAttachments { .. }
+        | FormError::UnknownMediaType { .. } => {
             let msg = error.to_string();
             out.entry(String::new())
                 .or_default()

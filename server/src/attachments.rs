@@ -1,0 +1,337 @@
+//! The attachment endpoints: which files a device still has to send, and the tus 1.0 core
+//! upload (HEAD for the offset, PATCH to append, with the checksum extension) and download of
+//! one file at a URL named by its record and hash.
+//!
+//! A file may be sent or read only for a record the device may see whose merged fields
+//! reference the file's hash; its length and type are the reference's. The bytes are checked
+//! per request (`Upload-Checksum`) and as a whole when the last byte arrives; a file that does
+//! not hash to its name is discarded.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fieldsync_protocol::attachment::{
+    AttachmentRef, MAX_MISSING_ITEMS, Missing, MissingRequest, MissingResponse,
+    OFFSET_CONTENT_TYPE, TUS_RESUMABLE, TUS_VERSION, UPLOAD_CHECKSUM, UPLOAD_LENGTH, UPLOAD_OFFSET,
+    is_sha256_hex, parse_checksum, refs_in_json,
+};
+use http_body_util::BodyExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Auth;
+use crate::blobs::{BlobState, BlobStore};
+use crate::error::ApiError;
+
+fn blobs(state: &AppState) -> Result<&BlobStore, ApiError> {
+    state.blobs.as_deref().ok_or_else(|| {
+        ApiError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attachments_unavailable",
+            "this server keeps no attachments (no data directory for them)",
+        )
+    })
+}
+
+fn io(e: std::io::Error) -> ApiError {
+    ApiError::Internal(format!("attachment storage: {e}"))
+}
+
+fn parse_hash(sha256: &str) -> Result<(), ApiError> {
+    if is_sha256_hex(sha256) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{sha256:?} is not a SHA-256 (64 lowercase hex digits)"
+        )))
+    }
+}
+
+/// The reference to `sha256` in record `id` as the device may see it.
+async fn reference(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    sha256: &str,
+) -> Result<(Uuid, AttachmentRef), ApiError> {
+    let id = Uuid::parse_str(id)
+        .map_err(|e| ApiError::bad_request(format!("{id:?} is not a record id: {e}")))?;
+    parse_hash(sha256)?;
+    let record = state
+        .storage
+        .record(id, auth.visibility())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no record {id} on this server")))?;
+    let found = refs_in_json(&record.fields)
+        .into_iter()
+        .find(|r| r.sha256 == sha256);
+    match found {
+        Some(r) => Ok((id, r)),
+        None => Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "not_referenced",
+            format!("record {id} does not reference attachment {sha256} (yet)"),
+        )
+        .with_hint("push the record first; if you just did, retry in a few seconds")
+        .with_retry_after(2)),
+    }
+}
+
+fn tus_headers(offset: u64, length: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION));
+    h.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+    h.insert(UPLOAD_LENGTH, HeaderValue::from(length));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h
+}
+
+/// `POST /v1/attachments/missing`: of the files listed, those this server does not hold whole,
+/// each with the offset to send from.
+pub async fn missing(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Json(req): Json<MissingRequest>,
+) -> Result<Json<MissingResponse>, ApiError> {
+    let blobs = blobs(&state)?;
+    if req.items.len() > MAX_MISSING_ITEMS {
+        return Err(ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_items",
+            format!(
+                "{} files asked about at once; ask about at most {MAX_MISSING_ITEMS}",
+                req.items.len()
+            ),
+        ));
+    }
+    let mut missing = Vec::new();
+    for item in &req.items {
+        parse_hash(&item.sha256)?;
+        let record = Uuid::parse_str(&item.record).map_err(|e| {
+            ApiError::bad_request(format!("{:?} is not a record id: {e}", item.record))
+        })?;
+        if state
+            .storage
+            .record(record, auth.visibility())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!(
+                "no record {} on this server",
+                item.record
+            )));
+        }
+        match blobs.state(&item.sha256).await.map_err(io)? {
+            BlobState::Complete => {}
+            BlobState::Partial(offset) => missing.push(Missing {
+                sha256: item.sha256.clone(),
+                offset,
+            }),
+        }
+    }
+    Ok(Json(MissingResponse { missing }))
+}
+
+/// `HEAD /v1/records/{id}/attachments/{sha256}`: how much of the file the server has
+/// (`Upload-Offset`) of its length (`Upload-Length`).
+pub async fn head(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path((id, sha256)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let blobs = blobs(&state)?;
+    let (_, r) = reference(&state, &auth, &id, &sha256).await?;
+    // After a write under way (a cut request still being read) has settled.
+    let _guard = blobs.lock(&sha256).await;
+    let offset = match blobs.state(&sha256).await.map_err(io)? {
+        BlobState::Complete => r.size,
+        BlobState::Partial(n) => n,
+    };
+    Ok((StatusCode::OK, tus_headers(offset, r.size)).into_response())
+}
+
+/// `PATCH /v1/records/{id}/attachments/{sha256}`: appends the body at `Upload-Offset`.
+pub async fn patch(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path((id, sha256)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let blobs = blobs(&state)?;
+    let (record, r) = reference(&state, &auth, &id, &sha256).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type != OFFSET_CONTENT_TYPE {
+        return Err(ApiError::client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("a PATCH of an attachment is {OFFSET_CONTENT_TYPE}, not {content_type:?}"),
+        ));
+    }
+    let offset: u64 = headers
+        .get(UPLOAD_OFFSET)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ApiError::bad_request("Upload-Offset is missing or not a number"))?;
+    let checksum = match headers.get(UPLOAD_CHECKSUM) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(parse_checksum).ok_or_else(|| {
+            ApiError::bad_request("Upload-Checksum is not \"sha256 <base64 digest>\"")
+        })?),
+    };
+    let _guard = blobs.lock(&sha256).await;
+    if blobs.state(&sha256).await.map_err(io)? == BlobState::Complete {
+        return Ok((StatusCode::NO_CONTENT, tus_headers(r.size, r.size)).into_response());
+    }
+    let mut part = blobs.append(&sha256).await.map_err(io)?;
+    let start = part.len();
+    if offset != start {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "offset_mismatch",
+            format!("the server has {start} bytes of {sha256}, not {offset}"),
+        )
+        .with_hint(format!("send from byte {start} (HEAD tells the offset)")));
+    }
+    let mut hasher = Sha256::new();
+    let mut body = body;
+    let mut cut = false;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(_)) => {
+                cut = true;
+                break;
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if part.len() + data.len() as u64 > r.size {
+                    part.truncate(start).await.map_err(io)?;
+                    return Err(ApiError::client(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!(
+                            "attachment {sha256} is {} bytes long; more was sent",
+                            r.size
+                        ),
+                    ));
+                }
+                hasher.update(&data);
+                part.write(&data).await.map_err(io)?;
+            }
+        }
+    }
+    if let Some(expected) = checksum {
+        let got: [u8; 32] = hasher.finalize().into();
+        if cut || got != expected {
+            part.truncate(start).await.map_err(io)?;
+            if cut {
+                return Err(ApiError::client(
+                    StatusCode::BAD_REQUEST,
+                    "body_cut",
+                    "the chunk stopped arriving before its end; it was dropped",
+                )
+                .with_hint(format!("send again from byte {start}")));
+            }
+            let status = StatusCode::from_u16(460).expect("460 is a status code");
+            return Err(ApiError::client(
+                status,
+                "checksum_mismatch",
+                "the chunk does not match its Upload-Checksum; it was dropped",
+            )
+            .with_hint(format!("send again from byte {start}")));
+        }
+    }
+    let received = part.finish().await.map_err(io)?;
+    if received == r.size {
+        if !blobs.complete(&sha256).await.map_err(io)? {
+            return Err(ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "hash_mismatch",
+                format!("the bytes received do not hash to {sha256}; they were discarded"),
+            )
+            .with_hint("send the file again from byte 0"));
+        }
+        state
+            .storage
+            .audit(auth.audit(
+                "attachment_upload",
+                json!({ "record": record, "sha256": sha256, "size": r.size }),
+            ))
+            .await;
+    }
+    Ok((StatusCode::NO_CONTENT, tus_headers(received, r.size)).into_response())
+}
+
+/// `GET /v1/records/{id}/attachments/{sha256}`: the file, with its media type.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path((id, sha256)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let blobs = blobs(&state)?;
+    let (record, r) = reference(&state, &auth, &id, &sha256).await?;
+    serve(
+        &state,
+        blobs,
+        &r,
+        auth.audit(
+            "attachment_view",
+            json!({ "record": record, "sha256": sha256 }),
+        ),
+    )
+    .await
+}
+
+/// Answers the bytes of a stored file (audited with `entry`), or 404 while they are on their
+/// way.
+pub async fn serve(
+    state: &AppState,
+    blobs: &BlobStore,
+    r: &AttachmentRef,
+    entry: crate::storage::AuditEntry,
+) -> Result<Response, ApiError> {
+    let file = match tokio::fs::File::open(blobs.blob_path(&r.sha256)).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "attachment {} has not reached the server yet",
+                r.sha256
+            ))
+            .with_hint("the device that added it uploads it when it next syncs"));
+        }
+        Err(e) => return Err(io(e)),
+    };
+    state.storage.audit(entry).await;
+    let stream = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&r.media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.size));
+    // Photos and recordings are compressed already: sent as they are, with a known length.
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok((StatusCode::OK, h, stream).into_response())
+}

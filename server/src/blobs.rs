@@ -1,0 +1,156 @@
+//! Where attachment bytes live: a directory of files named by their SHA-256, written through a
+//! partial file that only becomes the blob once its whole content hashes to its name.
+//!
+//! Layout under the root: `blobs/ab/<hex>` for a complete file (`ab` = the hash's first two
+//! digits), `uploads/<hex>.part` for bytes received so far. A blob is never changed once it is
+//! in place, so it may be read without a lock; writes to one hash are serialized by
+//! [`BlobStore::lock`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// A directory of content-addressed files.
+#[derive(Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// How a hash stands on this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobState {
+    /// The whole file is stored.
+    Complete,
+    /// This many bytes have arrived (0 when nothing has).
+    Partial(u64),
+}
+
+impl BlobStore {
+    /// A store rooted at `root` (created when first written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        BlobStore {
+            root: root.into(),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The path of a complete blob.
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("blobs").join(&sha256[..2]).join(sha256)
+    }
+
+    fn part_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("uploads").join(format!("{sha256}.part"))
+    }
+
+    /// A lock held while one request writes bytes of `sha256`.
+    pub async fn lock(&self, sha256: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().expect("blob locks");
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(sha256.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Whether the file is stored, or how much of it has arrived.
+    pub async fn state(&self, sha256: &str) -> std::io::Result<BlobState> {
+        if tokio::fs::try_exists(self.blob_path(sha256)).await? {
+            return Ok(BlobState::Complete);
+        }
+        match tokio::fs::metadata(self.part_path(sha256)).await {
+            Ok(m) => Ok(BlobState::Partial(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BlobState::Partial(0)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the partial file to append at its end (created if absent). Hold [`Self::lock`].
+    pub async fn append(&self, sha256: &str) -> std::io::Result<Partial> {
+        let path = self.part_path(sha256);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await?;
+        let len = file.metadata().await?.len();
+        Ok(Partial { file, len })
+    }
+
+    /// Makes the partial file the blob if its bytes hash to `sha256`; otherwise removes it.
+    /// Returns whether it did. Hold [`Self::lock`].
+    pub async fn complete(&self, sha256: &str) -> std::io::Result<bool> {
+        let part = self.part_path(sha256);
+        let hashed = {
+            let part = part.clone();
+            tokio::task::spawn_blocking(move || hash_file(&part))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        if hashed != sha256 {
+            tokio::fs::remove_file(&part).await?;
+            return Ok(false);
+        }
+        let blob = self.blob_path(sha256);
+        if let Some(dir) = blob.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::rename(&part, &blob).await?;
+        Ok(true)
+    }
+}
+
+/// The partial file of one upload, open for appending.
+#[derive(Debug)]
+pub struct Partial {
+    file: tokio::fs::File,
+    len: u64,
+}
+
+impl Partial {
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has arrived.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes).await?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Cuts the file back to `len` bytes (a request whose chunk failed its checksum).
+    pub async fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.flush().await?;
+        self.file.set_len(len).await?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Writes what was received to disk.
+    pub async fn finish(mut self) -> std::io::Result<u64> {
+        self.file.flush().await?;
+        self.file.sync_data().await?;
+        Ok(self.len)
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
