@@ -181,6 +181,27 @@ pub(crate) enum Command {
         /// The value to keep.
         value: String,
     },
+    /// Attach a photo, scan or recording to a record. 给记录添加照片、扫描件或录音。
+    ///
+    /// The file is kept on this device and uploaded after the records at the next sync.
+    /// 文件保存在本机，下次同步时在记录之后上传。
+    Attach {
+        /// Record id (or the start of it).
+        id: String,
+        /// The file.
+        file: std::path::PathBuf,
+        /// The attachments field (the form's first one if not given). 附件字段。
+        #[arg(long)]
+        field: Option<String>,
+        /// Media type such as image/jpeg, when the file name does not tell. 文件类型。
+        #[arg(long = "type")]
+        media_type: Option<String>,
+    },
+    /// List a record's attachments and whether each has reached the server. 查看附件。
+    Attachments {
+        /// Record id (or the start of it).
+        id: String,
+    },
     /// Sync with the server. 与服务器同步。
     ///
     /// After a network failure it tries again, waiting longer each time (up to a minute), until

@@ -148,6 +148,13 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             conflicted,
         } => records::list(store, kind, village, member, text, conflicted, json),
         Command::Show { id } => records::show(store, id, json),
+        Command::Attach {
+            id,
+            file,
+            field,
+            media_type,
+        } => records::attach(store, id, file, field, media_type, json),
+        Command::Attachments { id } => records::attachments(store, id, json),
         Command::Conflicts { id } => records::conflicts(store, id, json),
         Command::Resolve { id, field, value } => forms::resolve(store, id, field, value),
         Command::Sync {

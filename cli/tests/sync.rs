@@ -163,3 +163,59 @@ fn sync_keeps_trying_through_a_broken_line_until_it_gets_through() -> Result<()>
     assert!(out.contains("同步完成"), "{out}");
     Ok(())
 }
+
+#[test]
+fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> Result<()> {
+    let server = TestServer::start()?;
+    let d = Device::new()?;
+    let template = d.path("photos.toml");
+    std::fs::write(
+        &template,
+        "id = \"photos\"\nversion = 1\nname.zh = \"附件\"\nname.en = \"Photos\"\n\
+         [kinds.visit]\nlabel = { zh = \"查阅资料\", en = \"Document review\" }\n\
+         [[kinds.visit.fields]]\nname = \"what\"\ntype = \"text\"\nlabel = { zh = \"资料\", en = \"Document\" }\n\
+         [[kinds.visit.fields]]\nname = \"photos\"\ntype = \"attachments\"\naccept = [\"image/*\"]\n\
+         label = { zh = \"照片\", en = \"Photos\" }\n",
+    )?;
+    d.json(&[
+        "campaign-create",
+        "--template",
+        p(&template),
+        "--name",
+        "附件测试",
+        "--year",
+        "2026",
+    ]);
+    let id = d.json(&["new", "visit", "--village", VILLAGE, "--set", "what=签到表"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let photo = d.path("签到表.jpg");
+    std::fs::write(&photo, vec![7u8; 300_000])?;
+    let added = d.json(&["attach", &id, p(&photo)]);
+    assert_eq!(added["type"], "image/jpeg");
+    assert_eq!(added["field"], "photos");
+    let listed = d.json(&["attachments", &id]);
+    assert_eq!(listed[0]["state"], "waiting");
+    // A file the form does not take: refused, nothing kept.
+    let sound = d.path("录音.mp3");
+    std::fs::write(&sound, b"mp3")?;
+    let (code, _, err) = d.run(&["attach", &id, p(&sound)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("照片"), "{err}");
+    assert_eq!(d.json(&["attachments", &id]).as_array().unwrap().len(), 1);
+
+    d.enroll(&server, "组长", Role::Admin);
+    let (code, out, err) = d.run(&["sync", "--tries", "3"]);
+    assert_eq!(code, 0, "{err}{out}");
+    assert!(out.contains("附件：上传 1 个，0 个等待下次同步"), "{out}");
+    assert_eq!(d.json(&["attachments", &id])[0]["state"], "uploaded");
+    let sha = added["sha256"].as_str().unwrap();
+    let on_server = server
+        .data_dir()
+        .join("attachments/blobs")
+        .join(&sha[..2])
+        .join(sha);
+    assert_eq!(std::fs::read(on_server)?, vec![7u8; 300_000]);
+    Ok(())
+}

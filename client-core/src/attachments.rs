@@ -133,6 +133,9 @@ pub struct UploadReport {
     pub retries: u64,
 }
 
+/// How many times an upload waits for the server to merge the record that refers to a file.
+const NOT_MERGED_WAITS: u32 = 10;
+
 /// Sends every file the server lacks, from the server's offset, in chunks of [`CHUNK_BYTES`].
 /// After a cut the server's offset is asked (what arrived of the cut chunk is kept there) and
 /// sending goes on from it. A cut or a busy server is retried up to `max_retries` times in all
@@ -167,6 +170,7 @@ pub fn upload_attachments(
                 continue;
             };
             let mut offset = m.offset.min(bytes.len() as u64);
+            let mut not_merged = 0;
             let done = loop {
                 if offset >= bytes.len() as u64 && offset > 0 {
                     break true;
@@ -180,8 +184,19 @@ pub fn upload_attachments(
                             break true;
                         }
                     }
-                    Err(TransportError::Refused { code, .. }) if code == "not_referenced" => {
-                        break false;
+                    Err(TransportError::Refused {
+                        code, retry_after, ..
+                    }) if code == "not_referenced" => {
+                        // The record was just pushed and the server has not merged it yet:
+                        // wait as it asks a few times, else leave the file for the next sync.
+                        not_merged += 1;
+                        if not_merged > NOT_MERGED_WAITS || report.retries >= max_retries {
+                            break false;
+                        }
+                        report.retries += 1;
+                        std::thread::sleep(
+                            retry_after.unwrap_or(std::time::Duration::from_secs(1)),
+                        );
                     }
                     Err(e) => {
                         let resumable = e.is_retryable()

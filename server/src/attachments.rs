@@ -78,8 +78,8 @@ async fn reference(
             "not_referenced",
             format!("record {id} does not reference attachment {sha256} (yet)"),
         )
-        .with_hint("push the record first; if you just did, retry in a few seconds")
-        .with_retry_after(2)),
+        .with_hint("push the record first; if you just did, retry in a second")
+        .with_retry_after(1)),
     }
 }
 

@@ -266,3 +266,119 @@ fn summary(r: &Record) -> String {
     }
     short
 }
+
+/// `fieldsync attach`: keeps a file with the record, to be uploaded at the next sync.
+pub(crate) fn attach(
+    store: &mut Store,
+    id: String,
+    file: std::path::PathBuf,
+    field: Option<String>,
+    media_type: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let id = find(store, &id)?;
+    let record = store.get(id)?;
+    let field = match field {
+        Some(f) => f,
+        None => store
+            .template(record.header.campaign)?
+            .and_then(|t| {
+                t.kind(&record.header.kind)?
+                    .fields
+                    .iter()
+                    .find(|f| f.field_type == fieldsync_protocol::template::FieldType::Attachments)
+                    .map(|f| f.name.clone())
+            })
+            .ok_or_else(|| {
+                user(
+                    &format!("“{}”表单没有附件字段，不能添加文件", record.header.kind),
+                    &format!(
+                        "the {} form has no attachments field to add a file to",
+                        record.header.kind
+                    ),
+                )
+            })?,
+    };
+    let bytes = std::fs::read(&file).map_err(|e| {
+        user(
+            &format!("读不到文件 {}：{e}", file.display()),
+            &format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "attachment".into());
+    let r = store.attach(id, &field, &name, media_type.as_deref(), &bytes)?;
+    if json {
+        return print_json(&serde_json::json!({
+            "record": id, "field": field, "sha256": r.sha256, "type": r.media_type,
+            "size": r.size, "name": r.name,
+        }));
+    }
+    out!(
+        "{}",
+        t(
+            &format!(
+                "已添加附件 {}（{}，{} 字节），下次同步时上传",
+                r.name, r.media_type, r.size
+            ),
+            &format!(
+                "attached {} ({}, {} bytes); it is uploaded at the next sync",
+                r.name, r.media_type, r.size
+            )
+        )
+    );
+    Ok(())
+}
+
+/// `fieldsync attachments`: a record's files and where each stands.
+pub(crate) fn attachments(store: &Store, id: String, json: bool) -> Result<()> {
+    let id = find(store, &id)?;
+    let all = store.attachments_of(id)?;
+    let waiting: std::collections::HashSet<String> = store
+        .attachments_to_upload()?
+        .into_iter()
+        .map(|a| a.sha256)
+        .collect();
+    let state = |sha: &str| -> (&str, String) {
+        if waiting.contains(sha) {
+            ("waiting", t("等待上传", "waiting to upload"))
+        } else if store.attachment_bytes(sha).ok().flatten().is_some() {
+            ("uploaded", t("已上传", "uploaded"))
+        } else {
+            (
+                "on_server",
+                t("在服务器上（未下载）", "on the server (not downloaded)"),
+            )
+        }
+    };
+    if json {
+        return print_json(&serde_json::Value::Array(
+            all.iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "sha256": r.sha256, "type": r.media_type, "size": r.size,
+                        "name": r.name, "state": state(&r.sha256).0,
+                    })
+                })
+                .collect(),
+        ));
+    }
+    if all.is_empty() {
+        out!(
+            "{}",
+            t("这条记录没有附件", "this record has no attachments")
+        );
+    }
+    for r in &all {
+        out!(
+            "{}  {}  {}  {}",
+            r.name,
+            r.media_type,
+            r.size,
+            state(&r.sha256).1
+        );
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
+use fieldsync_client_core::attachments::upload_attachments;
 use fieldsync_client_core::sync::{Progress, sync_with_progress};
 use fieldsync_client_core::{Store, SyncError, SyncOptions, TransportError, account};
 
@@ -195,8 +196,21 @@ pub(crate) fn sync_command(store: &mut Store, bound: Bound, json: bool) -> Resul
     };
     bar.finish_and_clear();
     campaign_from_scope(store)?;
+    // Records first, files after: a slow photo never holds up the numbers.
+    let files = {
+        let mut transport = account::transport(store, &options)?;
+        upload_attachments(store, &mut transport, 50)
+    };
     if json {
+        let (uploaded, files_waiting) = match &files {
+            Ok(f) => (
+                f.uploaded + f.already_there,
+                store.attachments_to_upload()?.len(),
+            ),
+            Err(_) => (0, store.attachments_to_upload()?.len()),
+        };
         return print_json(&serde_json::json!({
+            "attachments_uploaded": uploaded, "attachments_waiting": files_waiting,
             "sent": report.pushed, "received": report.received, "conflicted_records": report.conflicted_records,
             "waiting": report.waiting, "server_reset": report.server_reset,
             "held": report.held, "removed_records": report.removed_records,
@@ -250,6 +264,34 @@ pub(crate) fn sync_command(store: &mut Store, bound: Bound, json: bool) -> Resul
                 )
             )
         );
+    }
+    let files_waiting = store.attachments_to_upload()?.len();
+    match files {
+        Ok(f) if f.uploaded + f.already_there > 0 || files_waiting > 0 => out!(
+            "{}",
+            t(
+                &format!(
+                    "附件：上传 {} 个，{files_waiting} 个等待下次同步",
+                    f.uploaded + f.already_there
+                ),
+                &format!(
+                    "attachments: {} uploaded, {files_waiting} waiting for the next sync",
+                    f.uploaded + f.already_there
+                )
+            )
+        ),
+        Ok(_) => {}
+        Err(e) => out!(
+            "{}",
+            t(
+                &format!(
+                    "附件未能全部上传（{e}），{files_waiting} 个保存在本机，下次同步时从断点继续"
+                ),
+                &format!(
+                    "not every attachment was uploaded ({e}); {files_waiting} are kept here and resume from where they stopped at the next sync"
+                )
+            )
+        ),
     }
     out!(
         "{}",
