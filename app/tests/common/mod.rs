@@ -157,10 +157,13 @@ impl App {
     }
 
     /// Presses Sync and waits for the background sync to end (as the page's script does:
-    /// polling `/sync/progress`), then returns the home page that tells the result.
+    /// polling `/sync/progress`), then returns the pages that may tell the result.
     pub fn sync(&self) -> Result<String> {
         let r = self.post("/sync", &[])?;
         anyhow::ensure!(r.status() == 200, "POST /sync answered {}", r.status());
+        // A sync that ends at once (no server) tells its result on the page the POST was
+        // redirected to; a longer one on the next page. Both are returned.
+        let first = r.text()?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let p: serde_json::Value =
@@ -174,7 +177,7 @@ impl App {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        self.page("/")
+        Ok(format!("{first}\n{}", self.page("/")?))
     }
 
     /// Opens the store file again (as the CLI can while the app runs).
