@@ -57,7 +57,7 @@ impl Store {
             size: bytes.len() as u64,
             name: name.into(),
             by: self.device_id().to_string(),
-            at: now_ms(),
+            at: crate::store::now_ms(),
         };
         let mut entries: BTreeMap<String, String> = match record.fields.get(field) {
             Some(FieldValue::Map(m)) => m.clone(),
@@ -269,13 +269,6 @@ pub fn download_attachment(
         .unwrap_or_else(|| "application/octet-stream".into());
     store.keep_attachment_bytes(record, &media_type, &bytes, true)?;
     Ok(bytes)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ impl From<automerge::AutomergeError> for StoreError {
 /// Results of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
