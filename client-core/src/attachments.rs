@@ -133,6 +133,30 @@ pub struct UploadReport {
     pub retries: u64,
 }
 
+/// How far an upload has got, told after each chunk the server took (for a progress bar).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadProgress {
+    /// Which file is being sent (1-based) of how many this upload sends.
+    pub file: usize,
+    /// How many files this upload sends.
+    pub files: usize,
+    /// The file being sent.
+    pub sha256: String,
+    /// Bytes of it the server holds.
+    pub sent: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+impl UploadProgress {
+    /// How much of the file the server holds, in whole percent.
+    pub fn percent(&self) -> u64 {
+        (self.sent.min(self.size) * 100)
+            .checked_div(self.size)
+            .unwrap_or(100)
+    }
+}
+
 /// How many times an upload waits for the server to merge the record that refers to a file.
 const NOT_MERGED_WAITS: u32 = 10;
 
@@ -145,8 +169,20 @@ pub fn upload_attachments(
     transport: &mut dyn BlobTransport,
     max_retries: u64,
 ) -> std::result::Result<UploadReport, AttachmentSyncError> {
+    upload_attachments_with_progress(store, transport, max_retries, &mut |_| {})
+}
+
+/// [`upload_attachments`], telling `progress` where it is after every chunk.
+pub fn upload_attachments_with_progress(
+    store: &mut Store,
+    transport: &mut dyn BlobTransport,
+    max_retries: u64,
+    progress: &mut dyn FnMut(&UploadProgress),
+) -> std::result::Result<UploadReport, AttachmentSyncError> {
     let mut report = UploadReport::default();
     let waiting = store.attachments_to_upload()?;
+    let files = waiting.len();
+    let mut file = 0;
     let chunk = CHUNK_BYTES;
     for batch in waiting.chunks(MAX_MISSING_ITEMS) {
         let request = MissingRequest {
@@ -169,7 +205,18 @@ pub fn upload_attachments(
             let Some(bytes) = store.attachment_bytes(&a.sha256)? else {
                 continue;
             };
+            file += 1;
             let mut offset = m.offset.min(bytes.len() as u64);
+            let mut tell = |sent: u64| {
+                progress(&UploadProgress {
+                    file,
+                    files,
+                    sha256: a.sha256.clone(),
+                    sent,
+                    size: bytes.len() as u64,
+                })
+            };
+            tell(offset);
             let mut not_merged = 0;
             let done = loop {
                 if offset >= bytes.len() as u64 && offset > 0 {
@@ -180,6 +227,7 @@ pub fn upload_attachments(
                     Ok(next) => {
                         report.bytes_sent += (end - offset as usize) as u64;
                         offset = next;
+                        tell(offset);
                         if bytes.is_empty() {
                             break true;
                         }
@@ -201,7 +249,7 @@ pub fn upload_attachments(
                     Err(e) => {
                         let resumable = e.is_retryable()
                             || matches!(&e, TransportError::Refused { code, .. }
-                                if code == "offset_mismatch" || code == "checksum_mismatch"
+                                if code == "offset_mismatch" || code == "superseded" || code == "checksum_mismatch"
                                     || code == "body_cut" || code == "hash_mismatch");
                         if !resumable || report.retries >= max_retries {
                             return Err(e.into());
@@ -257,18 +305,48 @@ pub fn download_attachment(
     if let Some(bytes) = store.attachment_bytes(sha256)? {
         return Ok(bytes);
     }
+    let bytes = fetch_attachment(transport, record, sha256)?;
+    store.keep_fetched_attachment(record, &bytes)?;
+    Ok(bytes)
+}
+
+/// Fetches a file of a record from the server and checks its hash, without the store (so that a
+/// slow download holds no lock on it); [`Store::keep_fetched_attachment`] keeps it after.
+pub fn fetch_attachment(
+    transport: &mut dyn BlobTransport,
+    record: Uuid,
+    sha256: &str,
+) -> std::result::Result<Vec<u8>, AttachmentSyncError> {
     let bytes = transport.download(record, sha256)?;
     if sha256_hex(&bytes) != sha256 {
         return Err(AttachmentSyncError::Corrupt(sha256.into()));
     }
-    let media_type = store
-        .attachments_of(record)
-        .ok()
-        .and_then(|all| all.into_iter().find(|r| r.sha256 == sha256))
-        .map(|r| r.media_type)
-        .unwrap_or_else(|| "application/octet-stream".into());
-    store.keep_attachment_bytes(record, &media_type, &bytes, true)?;
     Ok(bytes)
+}
+
+impl Store {
+    /// Keeps the bytes of a file fetched from the server for `record` (already on the server,
+    /// so never uploaded again), with the media type its reference gives.
+    pub fn keep_fetched_attachment(
+        &mut self,
+        record: Uuid,
+        bytes: &[u8],
+    ) -> std::result::Result<(), StoreError> {
+        let sha256 = sha256_hex(bytes);
+        let media_type = self
+            .get(record)
+            .ok()
+            .and_then(|r| {
+                r.fields
+                    .values()
+                    .flat_map(refs)
+                    .find(|a| a.sha256 == sha256)
+            })
+            .map(|r| r.media_type)
+            .unwrap_or_else(|| "application/octet-stream".into());
+        self.keep_attachment_bytes(record, &media_type, bytes, true)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -181,6 +181,56 @@ pub fn media_type_for(name: &str) -> Option<&'static str> {
     })
 }
 
+/// A file's size as people read it: 2.4 MB, 830 KB, 512 B.
+pub fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{} KB", b.div_ceil(1 << 10)),
+        b => format!("{b} B"),
+    }
+}
+
+/// The media type a file is served as to a browser: pictures (not SVG, which may hold scripts),
+/// recordings, videos and PDFs as they are, so that they show in the page; anything else as
+/// `application/octet-stream`, saved and never rendered.
+pub fn served_media_type(media_type: &str) -> &str {
+    let shown = matches!(family(media_type), "image" | "audio" | "video" | "pdf")
+        && !media_type.to_ascii_lowercase().contains("svg")
+        && is_media_type(media_type);
+    if shown {
+        media_type
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// The `Content-Disposition` header that serves a file under its original name (RFC 6266: an
+/// ASCII fallback and the UTF-8 name, so 会议记录.jpg is saved as 会议记录.jpg): `inline` shows
+/// it in the page, else it is saved.
+pub fn content_disposition(name: &str, inline: bool) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let fallback = if fallback.trim_matches(['_', ' ', '.']).is_empty() {
+        "file".to_string()
+    } else {
+        fallback
+    };
+    format!(
+        "{}; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        if inline { "inline" } else { "attachment" },
+        utf8_percent_encode(name, NON_ALPHANUMERIC)
+    )
+}
+
 /// The attachments an `attachments` field's value refers to, in hash order; entries that do
 /// not read are skipped (validation reports them).
 pub fn refs(value: &FieldValue) -> Vec<AttachmentRef> {
@@ -272,6 +322,39 @@ pub fn parse_checksum(header: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(size_text(512), "512 B");
+        assert_eq!(size_text(830 * 1024 - 5), "830 KB");
+        assert_eq!(size_text(2_516_582), "2.4 MB");
+        assert_eq!(size_text(100 << 20), "100.0 MB");
+    }
+
+    #[test]
+    fn files_are_served_so_that_none_can_run_as_a_page() {
+        assert_eq!(served_media_type("image/jpeg"), "image/jpeg");
+        assert_eq!(served_media_type("audio/mp4"), "audio/mp4");
+        assert_eq!(served_media_type("application/pdf"), "application/pdf");
+        assert_eq!(
+            served_media_type("image/svg+xml"),
+            "application/octet-stream"
+        );
+        assert_eq!(served_media_type("text/html"), "application/octet-stream");
+        assert_eq!(
+            served_media_type("image/jpeg\r\nx: y"),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_disposition("会议记录 1.jpg", true),
+            "inline; filename=\"____ 1.jpg\"; filename*=UTF-8''%E4%BC%9A%E8%AE%AE%E8%AE%B0%E5%BD%95%201%2Ejpg"
+        );
+        assert_eq!(
+            content_disposition("\"a\"\r\n", false),
+            "attachment; filename=\"_a___\"; filename*=UTF-8''%22a%22%0D%0A"
+        );
+        assert!(content_disposition("照片", true).contains("filename=\"file\""));
+    }
 
     #[test]
     fn a_reference_reads_back_and_refuses_what_is_not_one() {

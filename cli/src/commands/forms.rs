@@ -276,6 +276,25 @@ fn prompt(store: &Store, template: &Template, kind: &str) -> Result<BTreeMap<Str
     let mut out = BTreeMap::new();
     let mut err = std::io::stderr();
     for f in &def.fields {
+        // Files are added after saving, with `fieldsync attach`, not typed in.
+        if f.field_type == FieldType::Attachments {
+            let name = label(&f.label.zh, &f.label.en);
+            writeln!(
+                err,
+                "{}",
+                t(
+                    &format!(
+                        "{name}（{}）：保存后用 fieldsync attach <记录> <文件> 添加",
+                        f.name
+                    ),
+                    &format!(
+                        "{name} ({}): add files after saving, with fieldsync attach <record> <file>",
+                        f.name
+                    )
+                )
+            )?;
+            continue;
+        }
         loop {
             let need = if f.required {
                 t("必填", "required")

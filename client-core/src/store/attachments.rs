@@ -75,19 +75,18 @@ impl Store {
             "SELECT sha256, record_id, media_type, size, uploaded FROM attachments
              WHERE uploaded = 0 ORDER BY added_at, sha256",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StoredAttachment {
-                sha256: r.get(0)?,
-                record: r
-                    .get::<_, String>(1)?
-                    .parse()
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-                media_type: r.get(2)?,
-                size: r.get::<_, i64>(3)? as u64,
-                uploaded: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map([], stored)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// What the store keeps of one file (its bytes not included): `None` when this device does
+    /// not have its bytes (it was attached elsewhere and not opened here yet).
+    pub fn stored_attachment(&self, sha256: &str) -> Result<Option<StoredAttachment>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sha256, record_id, media_type, size, uploaded FROM attachments
+             WHERE sha256 = ?1",
+        )?;
+        Ok(stmt.query_row([sha256], stored).optional()?)
     }
 
     /// Notes that the server holds the whole file.
@@ -98,4 +97,18 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// A row of `attachments` (sha256, record_id, media_type, size, uploaded).
+fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAttachment> {
+    Ok(StoredAttachment {
+        sha256: r.get(0)?,
+        record: r
+            .get::<_, String>(1)?
+            .parse()
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        media_type: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        uploaded: r.get(4)?,
+    })
 }
