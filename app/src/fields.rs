@@ -223,7 +223,7 @@ pub fn render_field(
                     }
                 }
                 FieldType::Attachments => {
-                    p.muted id=(id) { (lang.t("照片、扫描件和录音的添加尚未做进现场应用；已有附件会随记录保留", "adding photos, scans and recordings is not in the field app yet; attachments already on the record are kept")) }
+                    p.muted id=(id) { (lang.t("保存记录后，在记录页拍照、录音或选择文件添加；已有的文件随记录保留", "save the record, then add photos, recordings or files on its page; files already attached are kept")) }
                 }
                 FieldType::Ratings => {
                     @if picks.is_empty() {

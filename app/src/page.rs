@@ -61,6 +61,11 @@ button,.button{padding:.5rem 1rem;font-size:1rem;cursor:pointer;border-radius:4p
 button.secondary,.button.secondary{background:#fff;color:#9b1c1c}
 ul.records{list-style:none;padding:0}ul.records li{background:#fff;border:1px solid #d0d7de;border-radius:4px;margin:.3rem 0;padding:.5rem .7rem}
 dl{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.6rem .8rem}dt{font-weight:600;margin-top:.5rem}dd{margin:0 0 0 .2rem;white-space:pre-wrap}
+ul.files{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.5rem}
+ul.files li{background:#fff;border:1px solid #d0d7de;border-radius:4px;padding:.4rem;overflow-wrap:anywhere}
+ul.files img{width:100%;height:8rem;object-fit:cover;display:block;border-radius:3px}ul.files audio,ul.files video{width:100%}
+.state{font-size:.85rem;color:#656d76}form.add-files{background:#fff;border:1px dashed #afb8c1;border-radius:6px;padding:.6rem .8rem}
+form.add-files input[type=file]{display:block;margin:.4rem 0;max-width:100%}
 @media (max-width:480px){main{padding:.5rem}table.grid th,table.grid td{padding:.3rem .2rem;font-size:.85rem}}
 "#;
 

@@ -1,11 +1,39 @@
-//! The sync the app runs in the background: one at a time, on a second handle of the store so
-//! that every page keeps answering while it runs, with its progress kept for the pages (and the
-//! bundled script) to read and its result told on the next page.
+//! The sync the app runs in the background: records first, then the files attached to them,
+//! one sync at a time, on a second handle of the store so that every page keeps answering while
+//! it runs, with its progress kept for the pages (and the bundled script) to read and its result
+//! told on the next page.
 
 use std::sync::{Arc, Mutex};
 
+use fieldsync_client_core::attachments::{UploadProgress, upload_attachments_with_progress};
 use fieldsync_client_core::sync::{Progress, SyncError, sync_with_progress};
 use fieldsync_client_core::{HttpOptions, Store, SyncOptions, SyncReport, account};
+
+/// How many failed requests an upload of files retries before it stops (what arrived stays on
+/// the server; the next sync goes on from there).
+const FILE_RETRIES: u64 = 50;
+
+/// What one sync did: the records, then the files.
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    /// The records' sync.
+    pub records: SyncReport,
+    /// Files the server now holds that it did not before this sync.
+    pub files_uploaded: u64,
+    /// Files still waiting to upload after it.
+    pub files_waiting: usize,
+    /// Why the files' upload stopped early, if it did (the records synced all the same).
+    pub files_error: Option<String>,
+}
+
+/// Where a sync is: which phase, and how far.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    /// Sending and receiving records.
+    Records(Progress),
+    /// Sending files, after the records.
+    Files(UploadProgress),
+}
 
 /// Why a sync from the app did not finish.
 #[derive(Debug, Clone)]
@@ -22,7 +50,7 @@ pub struct SyncStatus {
     /// A sync is under way.
     pub running: bool,
     /// How far it has got (none before its first request is answered).
-    pub progress: Option<Progress>,
+    pub progress: Option<Stage>,
     /// How many syncs this launch has finished (the script reloads when it grows).
     pub finished: u64,
 }
@@ -30,15 +58,29 @@ pub struct SyncStatus {
 impl SyncStatus {
     /// The line a page shows while the sync runs, Chinese and English.
     pub fn line(&self) -> (String, String) {
-        match self.progress {
+        match &self.progress {
             None => ("正在连接服务器…".into(), "connecting to the server…".into()),
-            Some(Progress::Pushing { sent, total }) => (
+            Some(Stage::Files(f)) => (
+                format!(
+                    "正在上传附件：第 {} / {} 个，{}%",
+                    f.file,
+                    f.files,
+                    f.percent()
+                ),
+                format!(
+                    "uploading files: {} of {}, {}%",
+                    f.file,
+                    f.files,
+                    f.percent()
+                ),
+            ),
+            Some(Stage::Records(Progress::Pushing { sent, total })) => (
                 format!("正在上传：{sent} / {total} 条修改"),
                 format!("uploading: {sent} of {total} changes"),
             ),
-            Some(Progress::Pulling { from, at, head }) => {
-                let done = at.saturating_sub(from);
-                let all = head.saturating_sub(from).max(done);
+            Some(Stage::Records(Progress::Pulling { from, at, head })) => {
+                let done = at.saturating_sub(*from);
+                let all = head.saturating_sub(*from).max(done);
                 (
                     format!("正在下载：{done} / {all}"),
                     format!("downloading: {done} of {all}"),
@@ -66,6 +108,14 @@ pub struct Syncer {
 }
 
 impl Syncer {
+    /// The file being uploaded now and how far, if one is.
+    pub fn file_in_progress(&self) -> Option<UploadProgress> {
+        match self.status().progress {
+            Some(Stage::Files(f)) => Some(f),
+            _ => None,
+        }
+    }
+
     /// The status now.
     pub fn status(&self) -> SyncStatus {
         self.status
@@ -85,7 +135,7 @@ impl Syncer {
         true
     }
 
-    fn report(&self, p: Progress) {
+    fn report(&self, p: Stage) {
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -102,32 +152,54 @@ impl Syncer {
 
     /// Runs one sync of `store` with its enrolled server, reporting progress as it goes
     /// (after `begin`; then `end`). Blocking: call it on its own thread.
-    pub fn run(&self, store: &mut Store, http: &HttpOptions) -> Result<SyncReport, SyncFailure> {
+    pub fn run(&self, store: &mut Store, http: &HttpOptions) -> Result<Synced, SyncFailure> {
         sync_once(store, http, &mut |p| self.report(p))
     }
 }
 
-/// One sync of `store` with its enrolled server, the failure told as the app tells it.
+/// One sync of `store` with its enrolled server: the records, then the files the server lacks
+/// (a slow photo never holds up the numbers). The failure is told as the app tells it.
 pub fn sync_once(
     store: &mut Store,
     http: &HttpOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SyncReport, SyncFailure> {
+    progress: &mut dyn FnMut(Stage),
+) -> Result<Synced, SyncFailure> {
     let mut transport =
         account::transport(store, http).map_err(|e| SyncFailure::Other(e.to_string()))?;
-    match sync_with_progress(store, &mut transport, &SyncOptions::default(), progress) {
-        Ok(r) => Ok(r),
-        Err(SyncError::Transport(e, pending)) if e.is_retryable() => {
-            Err(SyncFailure::Offline(pending))
-        }
-        Err(e) => Err(SyncFailure::Other(e.to_string())),
-    }
+    let records =
+        match sync_with_progress(store, &mut transport, &SyncOptions::default(), &mut |p| {
+            progress(Stage::Records(p))
+        }) {
+            Ok(r) => r,
+            Err(SyncError::Transport(e, pending)) if e.is_retryable() => {
+                return Err(SyncFailure::Offline(pending));
+            }
+            Err(e) => return Err(SyncFailure::Other(e.to_string())),
+        };
+    let files = upload_attachments_with_progress(store, &mut transport, FILE_RETRIES, &mut |f| {
+        progress(Stage::Files(f.clone()))
+    });
+    let files_waiting = store
+        .attachments_to_upload()
+        .map_err(|e| SyncFailure::Other(e.to_string()))?
+        .len();
+    let (files_uploaded, files_error) = match files {
+        Ok(r) => (r.uploaded, None),
+        Err(e) => (0, Some(e.to_string())),
+    };
+    Ok(Synced {
+        records,
+        files_uploaded,
+        files_waiting,
+        files_error,
+    })
 }
 
 /// The sentence that reports a sync, Chinese and English.
-pub fn sync_message(result: &Result<SyncReport, SyncFailure>) -> (String, String) {
+pub fn sync_message(result: &Result<Synced, SyncFailure>) -> (String, String) {
     match result {
-        Ok(r) => {
+        Ok(synced) => {
+            let r = &synced.records;
             let mut zh = format!("已上传 {} 条修改，已下载 {} 条", r.pushed, r.received);
             let mut en = format!("uploaded {} changes, downloaded {}", r.pushed, r.received);
             if !r.rejected.is_empty() {
@@ -164,6 +236,24 @@ pub fn sync_message(result: &Result<SyncReport, SyncFailure>) -> (String, String
                     r.conflicted_records
                 ));
             }
+            if synced.files_uploaded > 0 {
+                zh.push_str(&format!("；已上传附件 {} 个", synced.files_uploaded));
+                en.push_str(&format!("; {} files uploaded", synced.files_uploaded));
+            }
+            if synced.files_waiting > 0 {
+                zh.push_str(&format!(
+                    "；{} 个附件等待上传，下次同步接着传，已传部分不会重传",
+                    synced.files_waiting
+                ));
+                en.push_str(&format!(
+                    "; {} files wait to upload and go on from where they stopped next sync",
+                    synced.files_waiting
+                ));
+            }
+            if let Some(e) = &synced.files_error {
+                zh.push_str(&format!("（附件上传中断：{e}）"));
+                en.push_str(&format!(" (file upload stopped: {e})"));
+            }
             (zh, en)
         }
         Err(SyncFailure::Offline(pending)) => (
@@ -197,13 +287,22 @@ mod tests {
             }],
             ..Default::default()
         };
-        let (zh, en) = sync_message(&Ok(report));
+        let (zh, en) = sync_message(&Ok(Synced {
+            records: report,
+            files_uploaded: 2,
+            files_waiting: 1,
+            files_error: None,
+        }));
         assert!(zh.starts_with("已上传 12 条修改，已下载 340 条"), "{zh}");
         assert!(
             zh.contains("服务器拒收 1 条记录") && zh.contains("r1"),
             "{zh}"
         );
         assert!(en.contains("refused 1 records"), "{en}");
+        assert!(
+            zh.contains("已上传附件 2 个") && zh.contains("1 个附件等待上传"),
+            "{zh}"
+        );
     }
 
     #[test]
@@ -212,14 +311,24 @@ mod tests {
         assert!(s.begin());
         assert!(!s.begin(), "a second sync must wait for the first");
         assert_eq!(s.status().line().0, "正在连接服务器…");
-        s.report(Progress::Pushing { sent: 3, total: 10 });
+        s.report(Stage::Records(Progress::Pushing { sent: 3, total: 10 }));
         assert_eq!(s.status().line().0, "正在上传：3 / 10 条修改");
-        s.report(Progress::Pulling {
+        s.report(Stage::Records(Progress::Pulling {
             from: 100,
             at: 150,
             head: 300,
-        });
+        }));
         assert_eq!(s.status().line().1, "downloading: 50 of 200");
+        assert!(s.file_in_progress().is_none());
+        s.report(Stage::Files(UploadProgress {
+            file: 2,
+            files: 5,
+            sha256: "ab".repeat(32),
+            sent: 400,
+            size: 1000,
+        }));
+        assert_eq!(s.status().line().0, "正在上传附件：第 2 / 5 个，40%");
+        assert_eq!(s.file_in_progress().map(|f| f.percent()), Some(40));
         s.end();
         let done = s.status();
         assert!(!done.running && done.finished == 1);

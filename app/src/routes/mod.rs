@@ -1,10 +1,11 @@
 //! The pages of the field app and the store queries behind them: home (villages, what waits to
 //! upload, the Sync button), a village's forms, the language switch. Forms live in [`forms`],
-//! lists, records and conflicts in [`records`], bundle files in [`bundles`], the first start in
-//! [`enroll`].
+//! lists, records and conflicts in [`records`], attached files in [`files`], bundle files in
+//! [`bundles`], the first start in [`enroll`].
 
 pub mod bundles;
 pub mod enroll;
+pub mod files;
 pub mod forms;
 pub mod records;
 
@@ -46,6 +47,8 @@ pub fn routes() -> Router<AppState> {
             get(records::confirm_delete).post(records::delete),
         )
         .route("/r/{id}/resolve", post(records::resolve))
+        .route("/r/{id}/files/{field}", files::add_route())
+        .route("/r/{id}/a/{sha256}", get(files::open))
         .route("/conflicts", get(records::conflicts))
         .route("/enroll", get(enroll::enroll_page).post(enroll::enroll))
         .route("/bundle", get(bundles::bundle_page))

@@ -105,6 +105,7 @@ struct Shown {
     def: KindDef,
     village: String,
     rows: Vec<(String, String)>,
+    files: Vec<super::files::FileField>,
 }
 
 fn shown(store: &Store, lang: Lang, id: Uuid) -> Result<Option<Shown>, AppError> {
@@ -120,13 +121,16 @@ fn shown(store: &Store, lang: Lang, id: Uuid) -> Result<Option<Shown>, AppError>
     let rows = def
         .fields
         .iter()
+        .filter(|f| f.field_type != fieldsync_protocol::template::FieldType::Attachments)
         .filter_map(|f| {
             let v = record.fields.get(&f.name)?;
             let text = display_value(lang, f, v, &|id| name_of(store, lang, &template, id));
             Some((lang.t(&f.label.zh, &f.label.en).to_string(), text))
         })
         .collect();
+    let files = super::files::file_fields(store, &def, &record)?;
     Ok(Some(Shown {
+        files,
         village: text_of(&village, "name").unwrap_or_else(|| record.header.scope.clone()),
         review: store.review(id)?,
         record,
@@ -147,6 +151,7 @@ pub async fn show(State(state): State<AppState>, lang: Lang, Path(id): Path<Uuid
     let code = &v.record.header.scope;
     let label = lang.t(&v.def.label.zh, &v.def.label.en);
     let body = html! {
+        @if let Some((zh, en)) = state.take_flash() { p.flash role="status" { (lang.t(&zh, &en)) } }
         p { a href=(format!("/v/{code}")) { "← " (v.village) } " · "
             a href=(format!("/v/{code}/k/{}", v.def.name)) { (label) } }
         h1 { (label) }
@@ -165,6 +170,7 @@ pub async fn show(State(state): State<AppState>, lang: Lang, Path(id): Path<Uuid
         dl {
             @for (label, text) in &v.rows { dt { (label) } dd { (text) } }
         }
+        (super::files::section(&state, lang, id, &v.files, v.record.deleted))
         p.muted { (lang.t("最后修改：", "Last changed: ")) (format_ms(v.record.updated_at)) }
         @if !v.record.deleted {
             div.actions {
