@@ -23,11 +23,11 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use fieldsync::bench::{cpu_seconds, peak_rss_kib};
 use fieldsync::generator::Rng;
 use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
 use serde_json::json;
@@ -148,34 +148,6 @@ fn fields(i: usize, rng: &mut Rng) -> Vec<(&'static str, FieldValue)> {
     ]
 }
 
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmHWM")
-}
-
-/// CPU seconds (user + system) a process has used so far, from /proc (Linux only; 0 elsewhere).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn self_cpu() -> f64 {
     cpu_seconds(std::process::id())
 }
@@ -260,49 +232,6 @@ fn device_b(url: &str, code: &str, dir: &str) -> Result<serde_json::Value> {
     }))
 }
 
-fn serve(dir: &str, database: Option<&str>) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        // Three one-time codes: device A, device B and the parent (reading the status).
-        let storage =
-            fieldsync_server::open_storage_at(std::path::Path::new(dir), database).await?;
-        let admin = storage
-            .create_person("bench".into(), fieldsync_protocol::auth::Role::Admin, None)
-            .await?;
-        let mut codes = Vec::new();
-        for _ in 0..3 {
-            let (code, _) = fieldsync_server::admin::issue(storage.as_ref(), admin.id, 1)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            codes.push(code);
-        }
-        storage.close().await;
-        drop(storage);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("http://{} {}", listener.local_addr()?, codes.join(" "));
-        std::io::stdout().flush()?;
-        // Stop when the parent closes our stdin.
-        let shutdown = async {
-            let _ = tokio::task::spawn_blocking(|| {
-                let mut s = String::new();
-                while std::io::stdin()
-                    .read_line(&mut s)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {}
-            })
-            .await;
-        };
-        let mut config = fieldsync_server::Config::new(dir);
-        config.database = database.map(String::from);
-        fieldsync_server::run(listener, config, shutdown).await?;
-        anyhow::Ok(())
-    })
-}
-
 fn child(args: &[&str]) -> Result<serde_json::Value> {
     let out = Command::new(std::env::current_exe()?)
         .args(args)
@@ -317,7 +246,9 @@ fn child(args: &[&str]) -> Result<serde_json::Value> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("serve") => return serve(&args[2], args.get(3).map(String::as_str)),
+        Some("serve") => {
+            return fieldsync::bench::serve_child(&args[2], args.get(3).map(String::as_str), 3);
+        }
         Some("device-a") => {
             let v = device_a(&args[2], &args[3], &args[4], args[5].parse()?)?;
             println!("{v}");
@@ -352,30 +283,23 @@ fn run(n: usize, database: Option<String>) -> Result<()> {
     let d = dir.path().to_str().context("temp path")?;
     let mut serve_args = vec!["serve".to_string(), format!("{d}/server")];
     serve_args.extend(database);
-    let mut server = Command::new(std::env::current_exe()?)
-        .args(&serve_args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut url = String::new();
-    BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut url)?;
-    let words: Vec<String> = url.split_whitespace().map(String::from).collect();
-    let [url, code_a, code_b, code_admin] = &words[..] else {
-        bail!("the server printed {url:?}");
+    let server = fieldsync::bench::ChildServer::spawn(&serve_args)?;
+    let [code_a, code_b, code_admin] = &server.codes[..] else {
+        bail!("the server printed codes {:?}", server.codes);
     };
+    let url = &server.url.clone();
     let mut admin = HttpTransport::new(url)?;
     let admin_token = admin
         .enroll(Uuid::new_v4(), code_admin, "bench admin")?
         .token;
 
     eprintln!("device A: creating {n} records offline and pushing them to {url} ...");
-    let server_cpu_0 = cpu_seconds(server.id());
+    let server_cpu_0 = cpu_seconds(server.pid());
     let a = child(&["device-a", url, code_a, d, &n.to_string()])?;
-    let server_cpu_push = cpu_seconds(server.id()) - server_cpu_0;
+    let server_cpu_push = cpu_seconds(server.pid()) - server_cpu_0;
     eprintln!("device B: pulling ...");
     let b = child(&["device-b", url, code_b, d])?;
-    let server_cpu_pull = cpu_seconds(server.id()) - server_cpu_0 - server_cpu_push;
+    let server_cpu_pull = cpu_seconds(server.pid()) - server_cpu_0 - server_cpu_push;
     // Let the server finish merging, then read its peak memory.
     let merge_started = Instant::now();
     loop {
@@ -390,9 +314,8 @@ fn run(n: usize, database: Option<String>) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let merged_after = merge_started.elapsed().as_secs_f64();
-    let server_peak = peak_rss_kib(server.id())?;
-    drop(server.stdin.take());
-    server.wait()?;
+    let server_peak = peak_rss_kib(server.pid())?;
+    server.stop()?;
 
     let wire = a["up"].as_u64().unwrap_or(0)
         + a["down"].as_u64().unwrap_or(0)

@@ -1,9 +1,11 @@
 //! Shared fixtures for fieldsync's integration tests, examples and benchmarks: a real server on
 //! a loopback port with its data in a temp dir ([`TestServer`]), a TCP proxy that counts and cuts
 //! traffic ([`proxy::Proxy`]), a realistic campaign generator ([`generator`]), and small helpers
-//! to read the server's JSON API.
+//! to read the server's JSON API, and what the benchmarks share ([`bench`]: a server in a child
+//! process, peak memory and CPU from /proc).
 
 pub mod balancer;
+pub mod bench;
 pub mod generator;
 pub mod postgres;
 pub mod proxy;

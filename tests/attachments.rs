@@ -5,7 +5,7 @@
 use anyhow::Result;
 use fieldsync::{
     TestServer,
-    proxy::{Cut, Proxy},
+    proxy::{Cut, Line, Proxy},
 };
 use fieldsync_client_core::{
     FieldValue, HttpTransport, Store, SyncOptions, TransportError,
@@ -178,6 +178,53 @@ fn a_photo_and_a_recording_arrive_whole_through_a_line_cut_every_100_kb() -> Res
 }
 
 #[test]
+fn a_photo_crosses_a_64_kbit_line_with_600_ms_round_trips_that_drops_every_100_kb() -> Result<()> {
+    // A village's 2G line: 8 KB/s each way, 300 ms each way, cut after every 100 KB sent. The
+    // photo is small (250 KB, half a minute at this speed) so that the suite stays quick; the
+    // mechanism does not depend on the size (the 23 MB test above runs it on a fast line).
+    let mut s = setup()?;
+    let photo = noise(250_000, 13);
+    let p = s
+        .admin
+        .attach(s.record, "photos", "村务公开栏.jpg", None, &photo)?;
+    push(&s.server, &mut s.admin)?;
+    let proxy = Proxy::start(s.server.addr)?;
+    proxy.shape(Line::kbit(64, std::time::Duration::from_millis(600)));
+    proxy.cut_next(
+        Cut {
+            upstream_after: Some(100_000),
+            downstream_after: None,
+        },
+        1_000,
+    );
+    let mut t = HttpTransport::new(&proxy.url())?.with_token(s.server.token_for(&s.admin)?);
+    let started = std::time::Instant::now();
+    let report = upload_attachments(&mut s.admin, &mut t, 100)?;
+    let took = started.elapsed();
+    assert_eq!(report.uploaded, 1, "{report:?}");
+    assert!(report.retries >= 2, "the line was cut: {report:?}");
+    assert_eq!(stored(&s.server, &p.sha256).as_deref(), Some(&photo[..]));
+    let up = proxy.bytes_up() as f64;
+    let size = photo.len() as f64;
+    eprintln!(
+        "64 kbit/s, 600 ms RTT, cut every 100 KB: sent {up} bytes for {size} ({:.3}×) over {} \
+         connections, {} retries, {:.1} s",
+        up / size,
+        proxy.connections(),
+        report.retries,
+        took.as_secs_f64()
+    );
+    assert!(up < 1.2 * size, "sent {up} bytes for {size}");
+    // The line really was that slow: 250 KB at 8 KB/s cannot take less than 31 s.
+    assert!(
+        took.as_secs_f64() > 25.0,
+        "{took:?}: the line was not shaped"
+    );
+    assert!(s.admin.attachments_to_upload()?.is_empty());
+    Ok(())
+}
+
+#[test]
 fn the_same_file_from_two_devices_is_stored_once_and_fetched_only_in_scope() -> Result<()> {
     let mut s = setup()?;
     let scan = noise(600_000, 3);
@@ -273,15 +320,25 @@ fn a_tampered_chunk_is_refused_and_not_counted() -> Result<()> {
     assert_eq!(refused.status().as_u16(), 460);
     let head = client.head(&url).bearer_auth(&token).send()?;
     assert_eq!(offset(&head), Some(100_000));
-    // A chunk sent twice is harmless: the server says where it is.
+    // A chunk sent twice is harmless: what the server has is skipped, nothing is added.
     let twice = patch(0, &photo[..100_000], &photo[..100_000])?;
-    assert_eq!(twice.status(), 409);
+    assert_eq!(twice.status(), 204);
+    assert_eq!(offset(&twice), Some(100_000));
+    // One that overlaps what the server has adds only its new part.
+    let overlap = patch(50_000, &photo[50_000..150_000], &photo[50_000..150_000])?;
+    assert_eq!(overlap.status(), 204);
+    assert_eq!(offset(&overlap), Some(150_000));
+    // One from beyond the server's offset would leave a gap: refused, with where to go on.
+    let gap = patch(200_000, &photo[200_000..], &photo[200_000..])?;
+    assert_eq!(gap.status(), 409);
     assert_eq!(
-        twice.json::<serde_json::Value>()?["error"]["code"],
+        gap.json::<serde_json::Value>()?["error"]["code"],
         "offset_mismatch"
     );
     // Wrong bytes with their own checksum pass the chunk but not the whole file.
-    let forged = patch(100_000, &bad, &bad)?;
+    let mut bad = photo[150_000..200_000].to_vec();
+    bad[10] ^= 1;
+    let forged = patch(150_000, &bad, &bad)?;
     assert_eq!(forged.status(), 204);
     let last = patch(200_000, &photo[200_000..], &photo[200_000..])?;
     assert_eq!(last.status(), 422);
@@ -296,5 +353,151 @@ fn a_tampered_chunk_is_refused_and_not_counted() -> Result<()> {
     let mut t = s.server.connect(&s.admin)?;
     assert_eq!(upload_attachments(&mut s.admin, &mut t, 3)?.uploaded, 1);
     assert_eq!(stored(&s.server, &p.sha256).as_deref(), Some(&photo[..]));
+    Ok(())
+}
+
+fn dashboard(server: &TestServer, token: &str, path: &str) -> Result<reqwest::blocking::Response> {
+    Ok(reqwest::blocking::Client::new()
+        .get(format!("{}{path}", server.url()))
+        .header("cookie", format!("fieldsync_session={token}"))
+        .send()?)
+}
+
+fn audited(server: &TestServer, action: &str) -> Result<Vec<serde_json::Value>> {
+    let (status, lines) = server.request(
+        reqwest::Method::GET,
+        &format!("/v1/admin/audit?action={action}&limit=100"),
+        None,
+        None,
+    )?;
+    assert_eq!(status, 200, "{lines}");
+    Ok(lines.as_array().cloned().unwrap_or_default())
+}
+
+#[test]
+fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scope() -> Result<()> {
+    let mut s = setup()?;
+    let photo = noise(200_000, 3);
+    let audio = noise(50_000, 5);
+    let p = s
+        .admin
+        .attach(s.record, "photos", "签到表.jpg", None, &photo)?;
+    let a = s.admin.attach(
+        s.record,
+        "photos",
+        "谈话录音.m4a",
+        Some("audio/mp4"),
+        &audio,
+    )?;
+    push(&s.server, &mut s.admin)?;
+    let token = s.server.admin_token.clone();
+    let record_page = format!("/ui/r/{}", s.record);
+
+    // The record has reached the server, its files not yet: the page says so, shows no preview.
+    let html = dashboard(&s.server, &token, &record_page)?.text()?;
+    assert!(html.contains("照片和录音"), "{html}");
+    assert!(html.contains("尚未上传到服务器"), "{html}");
+    assert!(!html.contains("<img src="), "{html}");
+    assert!(!html.contains("&quot;type&quot;"), "no raw JSON: {html}");
+    let early = dashboard(&s.server, &token, &format!("{record_page}/a/{}", p.sha256))?;
+    assert_eq!(early.status(), 404);
+
+    let mut t = s.server.connect(&s.admin)?;
+    assert_eq!(upload_attachments(&mut s.admin, &mut t, 3)?.uploaded, 2);
+    let html = dashboard(&s.server, &token, &record_page)?.text()?;
+    assert!(
+        html.contains(&format!("<img src=\"{record_page}/a/{}\"", p.sha256)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "<audio controls preload=\"none\" src=\"{record_page}/a/{}\">",
+            a.sha256
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("尚未上传到服务器"), "{html}");
+
+    // Opened in the page, or saved under its Chinese name; both audited.
+    let shown = dashboard(&s.server, &token, &format!("{record_page}/a/{}", p.sha256))?;
+    assert_eq!(shown.status(), 200);
+    assert_eq!(shown.headers()["content-type"], "image/jpeg");
+    assert!(
+        shown.headers()["content-disposition"]
+            .to_str()?
+            .starts_with("inline;")
+    );
+    assert!(
+        !shown.headers()["content-security-policy"]
+            .to_str()?
+            .contains("script-src")
+    );
+    assert_eq!(shown.bytes()?.as_ref(), &photo[..]);
+    let saved = dashboard(
+        &s.server,
+        &token,
+        &format!("{record_page}/a/{}?download=1", a.sha256),
+    )?;
+    let disposition = saved.headers()["content-disposition"].to_str()?.to_string();
+    assert!(
+        disposition.starts_with("attachment;") && disposition.contains("UTF-8''"),
+        "{disposition}"
+    );
+    assert_eq!(saved.bytes()?.as_ref(), &audio[..]);
+    let views = audited(&s.server, "attachment_view")?;
+    assert!(
+        views.iter().any(|v| v.to_string().contains(&p.sha256)),
+        "{views:?}"
+    );
+    let downloads = audited(&s.server, "attachment_download")?;
+    assert!(
+        downloads.iter().any(|v| v.to_string().contains(&a.sha256)),
+        "{downloads:?}"
+    );
+
+    // The village's ZIP: both files under the form's name, and a note.
+    let zip = dashboard(
+        &s.server,
+        &token,
+        &format!("/ui/c/{}/v/{VILLAGE_A}/files.zip", s.campaign),
+    )?;
+    assert_eq!(zip.status(), 200);
+    assert_eq!(zip.headers()["content-type"], "application/zip");
+    let bytes = zip.bytes()?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec()))?;
+    let mut names: Vec<String> = archive.file_names().map(String::from).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["查阅资料/签到表.jpg", "查阅资料/谈话录音.m4a", "说明.txt"]
+    );
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name("查阅资料/签到表.jpg")?, &mut got)?;
+    assert_eq!(got, photo);
+    let mut note = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("说明.txt")?, &mut note)?;
+    assert!(note.contains("共 2 个文件"), "{note}");
+    let zips = audited(&s.server, "attachment_download")?;
+    assert!(
+        zips.iter().any(|v| v.to_string().contains(VILLAGE_A)),
+        "{zips:?}"
+    );
+    // Nothing was left behind on the server's disk.
+    let scratch = s.server.data_dir().join("attachments/tmp");
+    assert_eq!(std::fs::read_dir(&scratch)?.count(), 0);
+
+    // The other group's leader: not the record, not its files, not the village's ZIP.
+    let mut leader = Store::open_in_memory()?;
+    s.server
+        .enroll(&mut leader, "乙组组长", Role::Leader, Some(s.group_b))?;
+    let other = s.server.token_for(&leader)?;
+    let r = dashboard(&s.server, &other, &format!("{record_page}/a/{}", p.sha256))?;
+    assert_eq!(r.status(), 404);
+    let r = dashboard(
+        &s.server,
+        &other,
+        &format!("/ui/c/{}/v/{VILLAGE_A}/files.zip", s.campaign),
+    )?;
+    assert_eq!(r.status(), 404);
     Ok(())
 }

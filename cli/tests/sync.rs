@@ -164,10 +164,8 @@ fn sync_keeps_trying_through_a_broken_line_until_it_gets_through() -> Result<()>
     Ok(())
 }
 
-#[test]
-fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> Result<()> {
-    let server = TestServer::start()?;
-    let d = Device::new()?;
+/// A campaign whose one form takes photos, created on `d`; the id of a record of it.
+fn photo_record(d: &Device) -> String {
     let template = d.path("photos.toml");
     std::fs::write(
         &template,
@@ -176,7 +174,8 @@ fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> R
          [[kinds.visit.fields]]\nname = \"what\"\ntype = \"text\"\nlabel = { zh = \"资料\", en = \"Document\" }\n\
          [[kinds.visit.fields]]\nname = \"photos\"\ntype = \"attachments\"\naccept = [\"image/*\"]\n\
          label = { zh = \"照片\", en = \"Photos\" }\n",
-    )?;
+    )
+    .expect("write the template");
     d.json(&[
         "campaign-create",
         "--template",
@@ -186,10 +185,17 @@ fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> R
         "--year",
         "2026",
     ]);
-    let id = d.json(&["new", "visit", "--village", VILLAGE, "--set", "what=签到表"])["id"]
+    d.json(&["new", "visit", "--village", VILLAGE, "--set", "what=签到表"])["id"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> Result<()> {
+    let server = TestServer::start()?;
+    let d = Device::new()?;
+    let id = photo_record(&d);
     let photo = d.path("签到表.jpg");
     std::fs::write(&photo, vec![7u8; 300_000])?;
     let added = d.json(&["attach", &id, p(&photo)]);
@@ -217,5 +223,100 @@ fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> R
         .join(&sha[..2])
         .join(sha);
     assert_eq!(std::fs::read(on_server)?, vec![7u8; 300_000]);
+    Ok(())
+}
+
+#[test]
+fn a_sync_killed_mid_upload_resumes_the_file_from_the_servers_offset() -> Result<()> {
+    use fieldsync::proxy::{Line, Proxy};
+    let server = TestServer::start()?;
+    let proxy = Proxy::start(server.addr)?;
+    let d = Device::new()?;
+    let id = photo_record(&d);
+    // Bytes that do not compress, as a photo's.
+    let mut x: u32 = 0x9e37_79b9;
+    let bytes: Vec<u8> = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let photo = d.path("签到表.jpg");
+    std::fs::write(&photo, &bytes)?;
+    let sha = d.json(&["attach", &id, p(&photo)])["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Enrolled through the proxy, which plays a 64 kbit/s line: 400 KB take 50 s to send.
+    let person = server.add_person("组长", Role::Admin, None)?;
+    let code = server.code_for(person)?;
+    d.json(&[
+        "enroll",
+        "--server",
+        &proxy.url(),
+        "--code",
+        &code,
+        "--name",
+        "组长",
+    ]);
+    proxy.shape(Line::kbit(64, Duration::from_millis(600)));
+    let part = server
+        .data_dir()
+        .join("attachments/uploads")
+        .join(format!("{sha}.part"));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fieldsync"))
+        .env("FIELDSYNC_STORE", d.path("store.sqlite3"))
+        .args(["sync", "--tries", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Killed (SIGKILL, as a phone's system kills an app) once the server holds 100 KB of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let held = loop {
+        let len = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        if len >= 100_000 {
+            break len;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never got 100 KB through"
+        );
+        assert!(
+            child.try_wait()?.is_none(),
+            "the sync ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()?;
+    assert!(child.wait()?.code().is_none(), "the sync was killed");
+    assert_eq!(d.json(&["attachments", &id])[0]["state"], "waiting");
+    let kept = std::fs::metadata(&part)?.len();
+    assert!(kept >= held && kept < bytes.len() as u64, "{kept}");
+
+    // The next sync (the line fast again) sends only what the server lacks.
+    proxy.shape(Line::default());
+    proxy.reset_counts();
+    let (code, out, err) = d.run(&["sync", "--tries", "3"]);
+    assert_eq!(code, 0, "{err}{out}");
+    assert_eq!(d.json(&["attachments", &id])[0]["state"], "uploaded");
+    let blob = server
+        .data_dir()
+        .join("attachments/blobs")
+        .join(&sha[..2])
+        .join(&sha);
+    assert_eq!(std::fs::read(blob)?, bytes);
+    let up = proxy.bytes_up();
+    let rest = bytes.len() as u64 - kept;
+    eprintln!(
+        "after the kill the server held {kept} bytes; the next sync sent {up} for the {rest} left"
+    );
+    assert!(
+        up < rest + 20_000,
+        "sent {up} bytes where {rest} were missing: the upload started over"
+    );
     Ok(())
 }

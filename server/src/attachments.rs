@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use fieldsync_protocol::attachment::{
     AttachmentRef, MAX_MISSING_ITEMS, Missing, MissingRequest, MissingResponse,
     OFFSET_CONTENT_TYPE, TUS_RESUMABLE, TUS_VERSION, UPLOAD_CHECKSUM, UPLOAD_LENGTH, UPLOAD_OFFSET,
-    is_sha256_hex, parse_checksum, refs_in_json,
+    content_disposition, is_sha256_hex, parse_checksum, refs_in_json, served_media_type,
 };
 use http_body_util::BodyExt;
 use serde_json::json;
@@ -29,7 +29,8 @@ use crate::auth::Auth;
 use crate::blobs::{BlobState, BlobStore};
 use crate::error::ApiError;
 
-fn blobs(state: &AppState) -> Result<&BlobStore, ApiError> {
+/// The server's blob store, or the error saying it keeps no attachments.
+pub(crate) fn blobs(state: &AppState) -> Result<&BlobStore, ApiError> {
     state.blobs.as_deref().ok_or_else(|| {
         ApiError::client(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -39,7 +40,8 @@ fn blobs(state: &AppState) -> Result<&BlobStore, ApiError> {
     })
 }
 
-fn io(e: std::io::Error) -> ApiError {
+/// A failure of the attachment storage, as the (internal) error it is.
+pub(crate) fn io(e: std::io::Error) -> ApiError {
     ApiError::Internal(format!("attachment storage: {e}"))
 }
 
@@ -53,8 +55,9 @@ fn parse_hash(sha256: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The reference to `sha256` in record `id` as the device may see it.
-async fn reference(
+/// The reference to `sha256` in record `id` as the caller may see it (404 for a record they may
+/// not see, 409 `not_referenced` for a hash it does not name).
+pub(crate) async fn reference(
     state: &AppState,
     auth: &Auth,
     id: &str,
@@ -147,7 +150,8 @@ pub async fn head(
 ) -> Result<Response, ApiError> {
     let blobs = blobs(&state)?;
     let (_, r) = reference(&state, &auth, &id, &sha256).await?;
-    // After a write under way (a cut request still being read) has settled.
+    // After a write under way (a cut request still being read) has stopped: asking for the
+    // offset supersedes it.
     let _guard = blobs.lock(&sha256).await;
     let offset = match blobs.state(&sha256).await.map_err(io)? {
         BlobState::Complete => r.size,
@@ -155,6 +159,9 @@ pub async fn head(
     };
     Ok((StatusCode::OK, tus_headers(offset, r.size)).into_response())
 }
+
+/// How long a request that a newer one superseded still takes what arrives of its body.
+const SUPERSEDED_DRAIN: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// `PATCH /v1/records/{id}/attachments/{sha256}`: appends the body at `Upload-Offset`.
 pub async fn patch(
@@ -188,13 +195,16 @@ pub async fn patch(
             ApiError::bad_request("Upload-Checksum is not \"sha256 <base64 digest>\"")
         })?),
     };
-    let _guard = blobs.lock(&sha256).await;
+    let guard = blobs.lock(&sha256).await;
     if blobs.state(&sha256).await.map_err(io)? == BlobState::Complete {
         return Ok((StatusCode::NO_CONTENT, tus_headers(r.size, r.size)).into_response());
     }
     let mut part = blobs.append(&sha256).await.map_err(io)?;
     let start = part.len();
-    if offset != start {
+    // A body from before the server's offset repeats bytes the server has (the client asked
+    // for the offset while a request it had given up on was still arriving): those are skipped,
+    // the rest appended. A body from beyond it would leave a gap.
+    if offset > start {
         return Err(ApiError::client(
             StatusCode::CONFLICT,
             "offset_mismatch",
@@ -202,12 +212,34 @@ pub async fn patch(
         )
         .with_hint(format!("send from byte {start} (HEAD tells the offset)")));
     }
+    let mut skip = start - offset;
     let mut hasher = Sha256::new();
     let mut body = body;
     let mut cut = false;
+    // Once a newer request wants the hash, what has already arrived of this body is still
+    // taken (for a moment: a connection that is cut delivers its last bytes at once), then this
+    // request stops.
+    let mut superseded: Option<tokio::time::Instant> = None;
+    let mut ended = false;
     loop {
-        match body.frame().await {
-            None => break,
+        let frame = match superseded {
+            Some(until) => match tokio::time::timeout_at(until, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            },
+            None => tokio::select! {
+                f = body.frame() => f,
+                () = guard.superseded() => {
+                    superseded = Some(tokio::time::Instant::now() + SUPERSEDED_DRAIN);
+                    continue;
+                }
+            },
+        };
+        match frame {
+            None => {
+                ended = true;
+                break;
+            }
             Some(Err(_)) => {
                 cut = true;
                 break;
@@ -216,6 +248,10 @@ pub async fn patch(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
+                hasher.update(&data);
+                let already = (skip.min(data.len() as u64)) as usize;
+                skip -= already as u64;
+                let data = data.slice(already..);
                 if part.len() + data.len() as u64 > r.size {
                     part.truncate(start).await.map_err(io)?;
                     return Err(ApiError::client(
@@ -227,20 +263,27 @@ pub async fn patch(
                         ),
                     ));
                 }
-                hasher.update(&data);
                 part.write(&data).await.map_err(io)?;
             }
         }
     }
     if let Some(expected) = checksum {
         let got: [u8; 32] = hasher.finalize().into();
-        if cut || got != expected {
+        if !ended || got != expected {
             part.truncate(start).await.map_err(io)?;
             if cut {
                 return Err(ApiError::client(
                     StatusCode::BAD_REQUEST,
                     "body_cut",
                     "the chunk stopped arriving before its end; it was dropped",
+                )
+                .with_hint(format!("send again from byte {start}")));
+            }
+            if !ended {
+                return Err(ApiError::client(
+                    StatusCode::CONFLICT,
+                    "superseded",
+                    format!("a newer request for {sha256} arrived; this chunk was dropped"),
                 )
                 .with_hint(format!("send again from byte {start}")));
             }
@@ -254,6 +297,14 @@ pub async fn patch(
         }
     }
     let received = part.finish().await.map_err(io)?;
+    if !ended && !cut {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "superseded",
+            format!("a newer request for {sha256} arrived; this one stopped at byte {received}"),
+        )
+        .with_hint(format!("send from byte {received} (HEAD tells the offset)")));
+    }
     if received == r.size {
         if !blobs.complete(&sha256).await.map_err(io)? {
             return Err(ApiError::client(
@@ -286,6 +337,7 @@ pub async fn get(
         &state,
         blobs,
         &r,
+        None,
         auth.audit(
             "attachment_view",
             json!({ "record": record, "sha256": sha256 }),
@@ -295,11 +347,14 @@ pub async fn get(
 }
 
 /// Answers the bytes of a stored file (audited with `entry`), or 404 while they are on their
-/// way.
+/// way. `browser` is for a page's user: `Some(true)` shows it in the page when it is a picture,
+/// recording, video or PDF (else it is saved), `Some(false)` saves it under its name; either way
+/// it is served as [`served_media_type`] says, under a policy that runs no script.
 pub async fn serve(
     state: &AppState,
     blobs: &BlobStore,
     r: &AttachmentRef,
+    browser: Option<bool>,
     entry: crate::storage::AuditEntry,
 ) -> Result<Response, ApiError> {
     let file = match tokio::fs::File::open(blobs.blob_path(&r.sha256)).await {
@@ -316,8 +371,25 @@ pub async fn serve(
     state.storage.audit(entry).await;
     let stream = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let mut h = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&r.media_type) {
+    let media_type = match browser {
+        Some(_) => served_media_type(&r.media_type),
+        None => r.media_type.as_str(),
+    };
+    if let Ok(v) = HeaderValue::from_str(media_type) {
         h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(inline) = browser {
+        let inline = inline && media_type != "application/octet-stream";
+        if let Ok(v) = HeaderValue::from_str(&content_disposition(&r.name, inline)) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; img-src 'self'; media-src 'self'; object-src 'self'; \
+                 style-src 'unsafe-inline'; frame-ancestors 'self'",
+            ),
+        );
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.size));
     // Photos and recordings are compressed already: sent as they are, with a known length.

@@ -2,7 +2,7 @@
 //! partial file that only becomes the blob once its whole content hashes to its name.
 //!
 //! Layout under the root: `blobs/ab/<hex>` for a complete file (`ab` = the hash's first two
-//! digits), `uploads/<hex>.part` for bytes received so far. A blob is never changed once it is
+//! digits), `uploads/<hex>.part` for bytes received so far, `tmp/` for ZIPs being made. A blob is never changed once it is
 //! in place, so it may be read without a lock; writes to one hash are serialized by
 //! [`BlobStore::lock`].
 
@@ -17,7 +17,42 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug)]
 pub struct BlobStore {
     root: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// The lock of one hash, and the signal that tells its holder a newer request wants it.
+#[derive(Debug, Default)]
+struct Slot {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Raised by every request that wants the lock; the holder stops when it moves.
+    wanted: std::sync::atomic::AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+/// The lock of one hash held by one request (see [`BlobStore::lock`]).
+#[derive(Debug)]
+pub struct Held {
+    slot: Arc<Slot>,
+    seen: u64,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Held {
+    /// Completes when a newer request for the same hash wants the lock: the holder should
+    /// stop reading its body, keep what it wrote, and let go (its client has most likely given
+    /// up on it: a dropped line that the server has not noticed yet).
+    pub async fn superseded(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.slot.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.slot.wanted.load(Ordering::SeqCst) != self.seen {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// How a hash stands on this server.
@@ -43,18 +78,36 @@ impl BlobStore {
         self.root.join("blobs").join(&sha256[..2]).join(sha256)
     }
 
+    /// A directory for files made on the way to an answer (a village's ZIP), removed as soon as
+    /// they are open.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     fn part_path(&self, sha256: &str) -> PathBuf {
         self.root.join("uploads").join(format!("{sha256}.part"))
     }
 
-    /// A lock held while one request writes bytes of `sha256`.
-    pub async fn lock(&self, sha256: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
+    /// The lock of `sha256`, held while one request reads or writes its bytes. The newest
+    /// request wins: asking for it tells the current holder ([`Held::superseded`]) to stop, as
+    /// the resumable-upload draft asks of a server that gets a new request for an upload
+    /// still in progress.
+    pub async fn lock(&self, sha256: &str) -> Held {
+        use std::sync::atomic::Ordering;
+        let slot = {
             let mut locks = self.locks.lock().expect("blob locks");
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks.entry(sha256.to_string()).or_default().clone()
         };
-        lock.lock_owned().await
+        slot.wanted.fetch_add(1, Ordering::SeqCst);
+        slot.notify.notify_waiters();
+        let guard = slot.lock.clone().lock_owned().await;
+        let seen = slot.wanted.load(Ordering::SeqCst);
+        Held {
+            slot,
+            seen,
+            _guard: guard,
+        }
     }
 
     /// Whether the file is stored, or how much of it has arrived.
@@ -153,4 +206,34 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_newer_request_tells_the_holder_to_let_go_and_then_gets_the_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(BlobStore::new(dir.path()));
+        let sha = "ab".repeat(32);
+        let first = store.lock(&sha).await;
+        // Nobody else wants it: the holder is not told to stop.
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), first.superseded());
+        assert!(quiet.await.is_err(), "superseded with nobody waiting");
+        let (s2, h2) = (store.clone(), sha.clone());
+        let second = tokio::spawn(async move { s2.lock(&h2).await });
+        tokio::time::timeout(std::time::Duration::from_secs(5), first.superseded())
+            .await
+            .expect("the holder hears of the newer request");
+        assert!(!second.is_finished(), "the lock is still held");
+        drop(first);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(5), second)
+            .await
+            .expect("the newer request gets the lock")
+            .expect("task");
+        // The newer holder is not told to stop by its own request.
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), second.superseded());
+        assert!(quiet.await.is_err());
+    }
 }

@@ -22,13 +22,16 @@ pub fn content_security_policy() -> &'static HeaderValue {
         let hash = base64::engine::general_purpose::STANDARD
             .encode(sha2::Sha256::digest(crate::ui::page::STYLE.as_bytes()));
         HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; \
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; media-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         ))
         .expect("the policy is a valid header value")
     });
     &CSP
 }
+
+/// The policy of every answer that is not a page: nothing may be loaded, nothing framed.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// `Strict-Transport-Security` for responses that went out over HTTPS.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
@@ -40,9 +43,18 @@ pub async fn finish(response: Response, https: bool, method: &Method, path: &str
     let mut response = json_error(response, method, path).await;
     let h = response.headers_mut();
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        // Pages get the dashboard's policy; everything else (JSON, files) may load nothing.
+        let page = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/html"));
         h.insert(
             header::CONTENT_SECURITY_POLICY,
-            content_security_policy().clone(),
+            if page {
+                content_security_policy().clone()
+            } else {
+                HeaderValue::from_static(API_CONTENT_SECURITY_POLICY)
+            },
         );
     }
     let mut set = |name, value: &'static str| {

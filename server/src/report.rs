@@ -306,6 +306,19 @@ pub fn table(
                     (serde_json::Value::String(s), Some(FieldType::Ref | FieldType::Refs)) => {
                         s.split(',').map(name).collect::<Vec<_>>().join("、")
                     }
+                    // Files by their names (the bytes are on the record page and in the
+                    // village's ZIP).
+                    (serde_json::Value::Object(_), Some(FieldType::Attachments)) => {
+                        let mut files = fieldsync_protocol::attachment::refs_in_json(
+                            &serde_json::json!({ "f": v }),
+                        );
+                        files.sort_by(|a, b| (a.at, &a.sha256).cmp(&(b.at, &b.sha256)));
+                        files
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    }
                     (serde_json::Value::Object(map), _) => map
                         .iter()
                         .map(|(k, v)| {

@@ -120,6 +120,17 @@ async fn dossier_body(
 ) -> Result<String, ApiError> {
     let template = c.template.as_ref();
     let mut body = String::new();
+    if state.blobs.is_some() {
+        body.push_str(&format!(
+            "<p><a href=\"/ui/c/{}/v/{}/files.zip\">{}</a></p>",
+            c.id,
+            esc(code),
+            lang.t(
+                "下载本村全部照片、录音和扫描件（ZIP）",
+                "Download all of the village's photos, recordings and scans (ZIP)"
+            )
+        ));
+    }
     let v = c.tallies.villages_detail.iter().find(|v| v.code == code);
     if let Some(v) = v {
         body.push_str(&cards(&[

@@ -3,6 +3,7 @@
 //!
 //! Modules: [`login`] (sign in and out, language), [`campaign`] (campaigns, overview, ledger,
 //! conflicts, search), [`dossier`] (a village), [`record`] (a record, its conflicts and history),
+//! [`files`] (a record's photos, recordings and scans; a village's files as one ZIP),
 //! [`review`] (the review box and the review queue),
 //! [`page`] (HTML shell), [`svg`] (charts), [`write`] (resolutions and history from documents).
 //!
@@ -16,6 +17,7 @@
 
 mod campaign;
 mod dossier;
+mod files;
 mod login;
 pub mod page;
 mod record;
@@ -83,6 +85,14 @@ pub(crate) fn route_table() -> Vec<(
             get(campaign::search),
         ),
         (r("GET", "/ui/r/{id}", Dashboard), get(record::record)),
+        (
+            r("GET", "/ui/r/{id}/a/{sha256}", Dashboard),
+            get(files::open),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/v/{code}/files.zip", Dashboard),
+            get(files::village_zip),
+        ),
         (
             r("POST", "/ui/r/{id}/resolve", Dashboard),
             post(record::resolve),

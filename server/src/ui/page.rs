@@ -49,7 +49,10 @@ th,td{border:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-ali
 .conflict{background:#fff4e5}.flash{background:#e6f4ea;border:1px solid #8bc79a;padding:.5rem;border-radius:4px}
 .error{background:#fdecea;border:1px solid #e6a5a0;padding:.5rem;border-radius:4px}
 form.inline{display:inline}input[type=text],input[type=search]{padding:.3rem;font-size:1rem}
-button{padding:.3rem .8rem;font-size:.95rem;cursor:pointer}svg text{font-size:12px;font-family:inherit}
+button{padding:.3rem .8rem;font-size:.95rem;cursor:pointer}
+ul.files{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(12rem,1fr));gap:.6rem}
+ul.files li{background:#fff;border:1px solid #d0d7de;border-radius:4px;padding:.4rem;overflow-wrap:anywhere}
+ul.files img{width:100%;height:9rem;object-fit:cover;display:block;border-radius:3px}ul.files audio,ul.files video{width:100%}svg text{font-size:12px;font-family:inherit}
 "#;
 
 /// A whole page for a signed-in user: shell, navigation for `campaign` when given, and `body`.

@@ -154,6 +154,8 @@ async fn record_body(
         .into_iter()
         .flatten()
         .filter(|(k, _)| !k.starts_with('_'))
+        // Files are shown below the table, as pictures and players.
+        .filter(|(k, _)| !super::files::is_files_field(template, &r.kind, k))
         .collect();
     let position = |k: &str| {
         def.and_then(|d| d.fields.iter().position(|f| f.name == k))
@@ -196,6 +198,7 @@ async fn record_body(
         ],
         &rows,
     ));
+    body.push_str(&super::files::gallery(state, template, &r, lang).await?);
     body.push_str(&super::review::review_box(state, user, &r).await?);
     // Conflicts with both values and who wrote each.
     if !conflicts.is_empty() {
