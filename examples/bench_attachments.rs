@@ -55,10 +55,25 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn enrolled(url: &str, store: &Store, code: &str) -> Result<HttpTransport> {
+fn enrolled(url: &str, store: &Store, code: &str) -> Result<(HttpTransport, String)> {
     let mut t = HttpTransport::new(url)?;
-    t.enroll(store.device_id(), code, "bench")?;
-    Ok(t)
+    let token = t.enroll(store.device_id(), code, "bench")?.token;
+    Ok((t, token))
+}
+
+/// Waits until the server has merged every record pushed (uploads are refused until then).
+fn merged(url: &str, token: &str) -> Result<()> {
+    loop {
+        let status: serde_json::Value = reqwest::blocking::Client::new()
+            .get(format!("{url}/v1/status"))
+            .bearer_auth(token)
+            .send()?
+            .json()?;
+        if status["unmerged_records"] == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn main() -> Result<()> {
@@ -92,8 +107,11 @@ fn main() -> Result<()> {
         records.push(id);
     }
     let attach_s = started.elapsed().as_secs_f64();
-    let mut ta = enrolled(&server.url, &a, code_a)?;
+    let (mut ta, token) = enrolled(&server.url, &a, code_a)?;
+    let started = Instant::now();
     sync(&mut a, &mut ta, &SyncOptions::default())?;
+    merged(&server.url, &token)?;
+    let records_s = started.elapsed().as_secs_f64();
     let base_peak = peak_rss_kib(server.pid())?;
     let started = Instant::now();
     let up = upload_attachments(&mut a, &mut ta, 10)?;
@@ -105,7 +123,7 @@ fn main() -> Result<()> {
 
     // Device B: the records, then every photo fetched.
     let mut b = Store::open(format!("{d}/device-b.sqlite3"))?;
-    let mut tb = enrolled(&server.url, &b, code_b)?;
+    let (mut tb, _) = enrolled(&server.url, &b, code_b)?;
     sync(&mut b, &mut tb, &SyncOptions::default())?;
     let started = Instant::now();
     let mut fetched = 0u64;
@@ -122,6 +140,7 @@ fn main() -> Result<()> {
     let id = a.create_form(campaign, "visit", VILLAGE, &fields)?;
     a.attach(id, "files", "座谈会录音.m4a", Some("audio/mp4"), &big)?;
     sync(&mut a, &mut ta, &SyncOptions::default())?;
+    merged(&server.url, &token)?;
     reset_peak(server.pid())?;
     let before_big = peak_rss_kib(server.pid())?;
     let started = Instant::now();
@@ -139,6 +158,7 @@ fn main() -> Result<()> {
         "attach on device A            {attach_s:.2} s ({:.1} MB/s into the store)",
         total / MB / attach_s
     );
+    println!("records pushed and merged     {records_s:.2} s");
     println!(
         "upload                        {upload_s:.2} s ({:.1} MB/s, {} bytes sent)",
         total / MB / upload_s,

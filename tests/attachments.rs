@@ -501,3 +501,80 @@ fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scop
     assert_eq!(r.status(), 404);
     Ok(())
 }
+
+#[test]
+fn a_file_no_record_refers_to_is_removed_only_after_the_grace_period() -> Result<()> {
+    use fieldsync_server::blob_gc::{DEFAULT_GRACE, sweep};
+    use std::time::{Duration, SystemTime};
+    let mut s = setup()?;
+    let removed = noise(50_000, 21);
+    let kept = noise(40_000, 22);
+    let back = noise(30_000, 23);
+    let r = s
+        .admin
+        .attach(s.record, "photos", "拍错了.jpg", None, &removed)?;
+    let k = s
+        .admin
+        .attach(s.record, "photos", "签到表.jpg", None, &kept)?;
+    let b = s
+        .admin
+        .attach(s.record, "photos", "会议记录.jpg", None, &back)?;
+    push(&s.server, &mut s.admin)?;
+    let mut t = s.server.connect(&s.admin)?;
+    assert_eq!(upload_attachments(&mut s.admin, &mut t, 3)?.uploaded, 3);
+    // Two photos taken off the record (one of them comes back later).
+    let only_kept = |extra: Option<&fieldsync_protocol::attachment::AttachmentRef>| {
+        let mut m = BTreeMap::from([(k.sha256.clone(), k.description())]);
+        if let Some(e) = extra {
+            m.insert(e.sha256.clone(), e.description());
+        }
+        BTreeMap::from([("photos".to_string(), FieldValue::Map(m))])
+    };
+    s.admin.edit_form(s.record, &only_kept(None))?;
+    push(&s.server, &mut s.admin)?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let storage = rt.block_on(fieldsync_server::open_admin_storage(s.server.data_dir()))?;
+    let blobs = std::sync::Arc::new(fieldsync_server::blobs::BlobStore::new(
+        s.server.data_dir().join("attachments"),
+    ));
+    let now = SystemTime::now();
+    let day = Duration::from_secs(24 * 3600);
+    let first = rt.block_on(sweep(storage.as_ref(), &blobs, now, DEFAULT_GRACE))?;
+    assert_eq!((first.unreferenced, first.removed), (2, 0), "{first:?}");
+    let usage = first.campaigns[&s.campaign];
+    assert_eq!((usage.files, usage.bytes, usage.waiting), (1, 40_000, 0));
+    assert!(
+        stored(&s.server, &r.sha256).is_some(),
+        "kept during the grace period"
+    );
+
+    // Within the grace period one photo is put back on the record.
+    s.admin.edit_form(s.record, &only_kept(Some(&b)))?;
+    push(&s.server, &mut s.admin)?;
+    let later = rt.block_on(sweep(
+        storage.as_ref(),
+        &blobs,
+        now + 29 * day,
+        DEFAULT_GRACE,
+    ))?;
+    assert_eq!((later.unreferenced, later.removed), (1, 0), "{later:?}");
+
+    // After it: the one still unreferenced goes; the one referred to again and the kept stay.
+    let after = rt.block_on(sweep(
+        storage.as_ref(),
+        &blobs,
+        now + 31 * day,
+        DEFAULT_GRACE,
+    ))?;
+    assert_eq!(
+        (after.removed, after.removed_bytes),
+        (1, 50_000),
+        "{after:?}"
+    );
+    assert_eq!(stored(&s.server, &r.sha256), None);
+    assert_eq!(stored(&s.server, &k.sha256).as_deref(), Some(&kept[..]));
+    assert_eq!(stored(&s.server, &b.sha256).as_deref(), Some(&back[..]));
+    assert_eq!(after.campaigns[&s.campaign].files, 2);
+    Ok(())
+}

@@ -157,7 +157,7 @@ impl UploadProgress {
     }
 }
 
-/// How many times an upload waits for the server to merge the record that refers to a file.
+/// How many rounds an upload waits for the server to merge the records that refer to files.
 const NOT_MERGED_WAITS: u32 = 10;
 
 /// Sends every file the server lacks, from the server's offset, in chunks of [`CHUNK_BYTES`].
@@ -182,8 +182,8 @@ pub fn upload_attachments_with_progress(
     let mut report = UploadReport::default();
     let waiting = store.attachments_to_upload()?;
     let files = waiting.len();
-    let mut file = 0;
-    let chunk = CHUNK_BYTES;
+    // The files the server lacks, each with the offset it holds.
+    let mut queue = Vec::new();
     for batch in waiting.chunks(MAX_MISSING_ITEMS) {
         let request = MissingRequest {
             items: batch
@@ -197,16 +197,29 @@ pub fn upload_attachments_with_progress(
         };
         let missing = retrying(&mut report, max_retries, || transport.missing(&request))?;
         for a in batch {
-            let Some(m) = missing.missing.iter().find(|m| m.sha256 == a.sha256) else {
-                store.mark_attachment_uploaded(&a.sha256)?;
-                report.already_there += 1;
-                continue;
-            };
+            match missing.missing.iter().find(|m| m.sha256 == a.sha256) {
+                Some(m) => queue.push((a.clone(), m.offset)),
+                None => {
+                    store.mark_attachment_uploaded(&a.sha256)?;
+                    report.already_there += 1;
+                }
+            }
+        }
+    }
+    // Files whose record the server has not merged yet (just pushed) go to the back of the
+    // queue, so that the others are sent meanwhile; after a few rounds they wait for the next
+    // sync.
+    let mut file = 0;
+    for round in 0..=NOT_MERGED_WAITS {
+        let mut deferred = Vec::new();
+        let mut wait = std::time::Duration::ZERO;
+        for (a, offset) in queue {
             let Some(bytes) = store.attachment_bytes(&a.sha256)? else {
                 continue;
             };
-            file += 1;
-            let mut offset = m.offset.min(bytes.len() as u64);
+            if round == 0 {
+                file += 1;
+            }
             let mut tell = |sent: u64| {
                 progress(&UploadProgress {
                     file,
@@ -216,64 +229,106 @@ pub fn upload_attachments_with_progress(
                     size: bytes.len() as u64,
                 })
             };
-            tell(offset);
-            let mut not_merged = 0;
-            let done = loop {
-                if offset >= bytes.len() as u64 && offset > 0 {
-                    break true;
+            match send_file(
+                transport,
+                &a,
+                &bytes,
+                offset,
+                max_retries,
+                &mut report,
+                &mut tell,
+            )? {
+                Sent::Whole => {
+                    store.mark_attachment_uploaded(&a.sha256)?;
+                    report.uploaded += 1;
                 }
-                let end = (offset as usize + chunk).min(bytes.len());
-                match transport.append(a.record, &a.sha256, offset, &bytes[offset as usize..end]) {
-                    Ok(next) => {
-                        report.bytes_sent += (end - offset as usize) as u64;
-                        offset = next;
-                        tell(offset);
-                        if bytes.is_empty() {
-                            break true;
-                        }
-                    }
-                    Err(TransportError::Refused {
-                        code, retry_after, ..
-                    }) if code == "not_referenced" => {
-                        // The record was just pushed and the server has not merged it yet:
-                        // wait as it asks a few times, else leave the file for the next sync.
-                        not_merged += 1;
-                        if not_merged > NOT_MERGED_WAITS || report.retries >= max_retries {
-                            break false;
-                        }
-                        report.retries += 1;
-                        std::thread::sleep(
-                            retry_after.unwrap_or(std::time::Duration::from_secs(1)),
-                        );
-                    }
-                    Err(e) => {
-                        let resumable = e.is_retryable()
-                            || matches!(&e, TransportError::Refused { code, .. }
-                                if code == "offset_mismatch" || code == "superseded" || code == "checksum_mismatch"
-                                    || code == "body_cut" || code == "hash_mismatch");
-                        if !resumable || report.retries >= max_retries {
-                            return Err(e.into());
-                        }
-                        report.retries += 1;
-                        report.bytes_sent += (end - offset as usize) as u64;
-                        if let Some(t) = e.retry_after() {
-                            std::thread::sleep(t);
-                        }
-                        offset = retrying(&mut report, max_retries, || {
-                            transport.offset(a.record, &a.sha256)
-                        })?;
-                    }
+                Sent::NotMerged {
+                    offset,
+                    retry_after,
+                } => {
+                    wait = wait.max(retry_after);
+                    deferred.push((a, offset));
                 }
-            };
-            if done {
-                store.mark_attachment_uploaded(&a.sha256)?;
-                report.uploaded += 1;
-            } else {
-                report.waiting += 1;
+            }
+        }
+        if deferred.is_empty() {
+            break;
+        }
+        if round == NOT_MERGED_WAITS {
+            report.waiting += deferred.len() as u64;
+            break;
+        }
+        std::thread::sleep(wait);
+        queue = deferred;
+    }
+    Ok(report)
+}
+
+/// How sending one file ended (errors aside).
+enum Sent {
+    /// The server holds it whole.
+    Whole,
+    /// Its record has not been merged by the server yet: try again after `retry_after`.
+    NotMerged {
+        offset: u64,
+        retry_after: std::time::Duration,
+    },
+}
+
+/// Sends one file from `offset` in chunks, resuming from the server's offset after a cut.
+fn send_file(
+    transport: &mut dyn BlobTransport,
+    a: &crate::store::StoredAttachment,
+    bytes: &[u8],
+    offset: u64,
+    max_retries: u64,
+    report: &mut UploadReport,
+    tell: &mut dyn FnMut(u64),
+) -> std::result::Result<Sent, AttachmentSyncError> {
+    let mut offset = offset.min(bytes.len() as u64);
+    tell(offset);
+    loop {
+        if offset >= bytes.len() as u64 && offset > 0 {
+            return Ok(Sent::Whole);
+        }
+        let end = (offset as usize + CHUNK_BYTES).min(bytes.len());
+        match transport.append(a.record, &a.sha256, offset, &bytes[offset as usize..end]) {
+            Ok(next) => {
+                report.bytes_sent += (end - offset as usize) as u64;
+                offset = next;
+                tell(offset);
+                if bytes.is_empty() {
+                    return Ok(Sent::Whole);
+                }
+            }
+            Err(TransportError::Refused {
+                code, retry_after, ..
+            }) if code == "not_referenced" => {
+                return Ok(Sent::NotMerged {
+                    offset,
+                    retry_after: retry_after.unwrap_or(std::time::Duration::from_secs(1)),
+                });
+            }
+            Err(e) => {
+                let resumable = e.is_retryable()
+                    || matches!(&e, TransportError::Refused { code, .. }
+                        if code == "offset_mismatch" || code == "superseded"
+                            || code == "checksum_mismatch" || code == "body_cut"
+                            || code == "hash_mismatch");
+                if !resumable || report.retries >= max_retries {
+                    return Err(e.into());
+                }
+                report.retries += 1;
+                report.bytes_sent += (end - offset as usize) as u64;
+                if let Some(t) = e.retry_after() {
+                    std::thread::sleep(t);
+                }
+                offset = retrying(report, max_retries, || {
+                    transport.offset(a.record, &a.sha256)
+                })?;
             }
         }
     }
-    Ok(report)
 }
 
 fn retrying<T>(

@@ -228,6 +228,19 @@ pub async fn devices(
     Ok(Json(state.storage.devices().await?))
 }
 
+/// `GET /v1/admin/attachments`: what each campaign's files take and what the last sweep found
+/// unreferenced or removed (`null` until the first sweep, a minute after the server starts).
+pub async fn attachments(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+) -> Result<Json<Value>, ApiError> {
+    auth.require_admin()?;
+    let report = state.blob_sweep.lock().expect("sweep report").clone();
+    Ok(Json(serde_json::to_value(report).map_err(|e| {
+        ApiError::Internal(format!("sweep report: {e}"))
+    })?))
+}
+
 /// `POST /v1/admin/devices/{id}/revoke`: the device's next request is refused and it is told
 /// to wipe its store.
 pub async fn revoke(

@@ -2,7 +2,9 @@
 //! partial file that only becomes the blob once its whole content hashes to its name.
 //!
 //! Layout under the root: `blobs/ab/<hex>` for a complete file (`ab` = the hash's first two
-//! digits), `uploads/<hex>.part` for bytes received so far, `tmp/` for ZIPs being made. A blob is never changed once it is
+//! digits), `uploads/<hex>.part` for bytes received so far, `tmp/` for ZIPs being made,
+//! `orphans/<hex>` noting when a stored file was first found that no record refers to
+//! ([`crate::blob_gc`]). A blob is never changed once it is
 //! in place, so it may be read without a lock; writes to one hash are serialized by
 //! [`BlobStore::lock`].
 
@@ -157,6 +159,130 @@ impl BlobStore {
         }
         tokio::fs::rename(&part, &blob).await?;
         Ok(true)
+    }
+}
+
+/// A file on disk as the sweep sees it (blocking calls: run them off the async threads).
+#[derive(Debug, Clone)]
+pub struct OnDisk {
+    /// Its hash (the file's name).
+    pub sha256: String,
+    /// Bytes.
+    pub len: u64,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
+impl BlobStore {
+    fn listing(dir: &Path, suffix: &str, nested: bool) -> std::io::Result<Vec<OnDisk>> {
+        let mut out = Vec::new();
+        let dirs: Vec<PathBuf> = if nested {
+            match std::fs::read_dir(dir) {
+                Ok(d) => d
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            }
+        } else {
+            vec![dir.to_path_buf()]
+        };
+        for d in dirs {
+            let entries = match std::fs::read_dir(&d) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for e in entries {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(sha) = name.strip_suffix(suffix) else {
+                    continue;
+                };
+                if !fieldsync_protocol::attachment::is_sha256_hex(sha) {
+                    continue;
+                }
+                let m = e.metadata()?;
+                out.push(OnDisk {
+                    sha256: sha.to_string(),
+                    len: m.len(),
+                    modified: m.modified()?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every complete file (blocking).
+    pub fn stored_files(&self) -> std::io::Result<Vec<OnDisk>> {
+        Self::listing(&self.root.join("blobs"), "", true)
+    }
+
+    /// Every partial upload (blocking).
+    pub fn partial_files(&self) -> std::io::Result<Vec<OnDisk>> {
+        Self::listing(&self.root.join("uploads"), ".part", false)
+    }
+
+    fn orphan_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("orphans").join(sha256)
+    }
+
+    /// When `sha256` was first found unreferenced, if it is noted so (blocking).
+    pub fn orphaned_since(&self, sha256: &str) -> std::io::Result<Option<std::time::SystemTime>> {
+        match std::fs::read_to_string(self.orphan_path(sha256)) {
+            Ok(t) => Ok(t
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Notes that `sha256` was found unreferenced at `at` (blocking).
+    pub fn note_orphan(&self, sha256: &str, at: std::time::SystemTime) -> std::io::Result<()> {
+        let path = self.orphan_path(sha256);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        std::fs::write(path, secs.to_string())
+    }
+
+    /// Every hash noted unreferenced (blocking).
+    pub fn orphan_notes(&self) -> std::io::Result<Vec<String>> {
+        Ok(Self::listing(&self.root.join("orphans"), "", false)?
+            .into_iter()
+            .map(|o| o.sha256)
+            .collect())
+    }
+
+    /// Forgets that `sha256` was unreferenced (a record refers to it again) (blocking).
+    pub fn forget_orphan(&self, sha256: &str) -> std::io::Result<()> {
+        remove_if_there(&self.orphan_path(sha256))
+    }
+
+    /// Removes a complete file and its note (blocking).
+    pub fn remove_stored(&self, sha256: &str) -> std::io::Result<()> {
+        remove_if_there(&self.blob_path(sha256))?;
+        self.forget_orphan(sha256)
+    }
+
+    /// Removes a partial upload (blocking).
+    pub fn remove_partial(&self, sha256: &str) -> std::io::Result<()> {
+        remove_if_there(&self.part_path(sha256))
+    }
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

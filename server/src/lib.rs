@@ -14,12 +14,15 @@
 //!   body of the framework's own errors;
 //! - [`ui`] is the department's web dashboard (server-rendered HTML and SVG, behind a login);
 //! - [`report`] turns a campaign's records into what the department reads: tallies, search
-//!   hits, CSV exports and the draft report.
+//!   hits, CSV exports and the draft report;
+//! - [`attachments`] and [`blobs`] receive and keep the files attached to records,
+//!   [`blob_gc`] removes those no record refers to after a grace period.
 
 pub mod admin;
 pub mod api;
 pub mod attachments;
 pub mod auth;
+pub mod blob_gc;
 pub mod blobs;
 pub mod edge;
 pub mod error;
@@ -67,6 +70,8 @@ pub struct AppState {
     pub tallies: std::sync::Mutex<TalliesCache>,
     /// Where attachment bytes are kept (`None`: the server takes no attachments).
     pub blobs: Option<Arc<blobs::BlobStore>>,
+    /// The last attachment sweep's report (what each campaign's files take).
+    pub blob_sweep: blob_gc::LastSweep,
 }
 
 /// Tallies per (campaign, what the asker may see), with the data version they were computed at.
@@ -118,6 +123,8 @@ pub struct Config {
     /// Where attachment bytes are kept; `data_dir/attachments` when `None`. Servers sharing
     /// one PostgreSQL database must share this directory too (a network file system).
     pub blob_dir: Option<PathBuf>,
+    /// How long a file no record refers to is kept ([`blob_gc::DEFAULT_GRACE`] when `None`).
+    pub attachment_grace: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -139,6 +146,8 @@ pub struct Settings {
     pub edge: edge::Edge,
     /// The directory of attachment bytes (`None`: attachments are refused with 503).
     pub blob_dir: Option<PathBuf>,
+    /// Where the attachment sweep leaves its report.
+    pub blob_sweep: blob_gc::LastSweep,
 }
 
 /// The HTTP application over a storage, with default [`Settings`] but for `limits`.
@@ -164,6 +173,7 @@ pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
         blobs: settings
             .blob_dir
             .map(|dir| Arc::new(blobs::BlobStore::new(dir))),
+        blob_sweep: settings.blob_sweep,
     });
     routes::router()
         .fallback(ui::fallback)
@@ -291,6 +301,16 @@ pub async fn run(
         postgres = config.database.is_some(),
         "fieldsync server listening"
     );
+    let blob_dir = config
+        .blob_dir
+        .unwrap_or_else(|| config.data_dir.join("attachments"));
+    let blob_sweep = blob_gc::LastSweep::default();
+    let sweeper = tokio::spawn(blob_gc::run(
+        storage.clone(),
+        Arc::new(blobs::BlobStore::new(&blob_dir)),
+        config.attachment_grace.unwrap_or(blob_gc::DEFAULT_GRACE),
+        blob_sweep.clone(),
+    ));
     let router = app_with(
         storage.clone(),
         Settings {
@@ -298,14 +318,13 @@ pub async fn run(
             edge: edge::Edge {
                 trusted_proxies: config.trusted_proxies,
             },
-            blob_dir: Some(
-                config
-                    .blob_dir
-                    .unwrap_or_else(|| config.data_dir.join("attachments")),
-            ),
+            blob_dir: Some(blob_dir),
+            blob_sweep,
         },
     );
-    net::serve(listener, config.tls, router, config.conn, shutdown).await?;
+    let served = net::serve(listener, config.tls, router, config.conn, shutdown).await;
+    sweeper.abort();
+    served?;
     storage.close().await;
     tracing::info!("fieldsync server stopped");
     Ok(())

@@ -80,6 +80,10 @@ struct Args {
     /// default. Servers sharing one PostgreSQL database must share this directory.
     #[arg(long, env = "FIELDSYNC_ATTACHMENTS_DIR")]
     attachments_dir: Option<std::path::PathBuf>,
+    /// Days a file no record refers to any more is kept before it is removed.
+    #[arg(long, env = "FIELDSYNC_ATTACHMENT_GRACE_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    attachment_grace_days: u64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -366,6 +370,9 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             },
             blob_dir: args.attachments_dir,
+            attachment_grace: Some(std::time::Duration::from_secs(
+                args.attachment_grace_days * 24 * 3600,
+            )),
         },
         shutdown_signal(),
     )

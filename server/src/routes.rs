@@ -96,6 +96,12 @@ fn table() -> Vec<Entry> {
             post(admin::revoke),
         ),
         entry("GET", "/v1/admin/audit", Admin, get(admin::audit)),
+        entry(
+            "GET",
+            "/v1/admin/attachments",
+            Admin,
+            get(admin::attachments),
+        ),
         entry("GET", "/v1/status", Department, get(api::status)),
         entry("GET", "/v1/records", Device, get(api::records)),
         entry("GET", "/v1/records/{id}", Device, get(api::record)),
