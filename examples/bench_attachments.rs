@@ -43,7 +43,7 @@ const MB: f64 = 1_000_000.0;
 
 /// Bytes that do not compress (a photo's would not either).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(2).wrapping_add(1);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         x ^= x << 13;
@@ -117,7 +117,7 @@ fn main() -> Result<()> {
     let up = upload_attachments(&mut a, &mut ta, 10)?;
     let upload_s = started.elapsed().as_secs_f64();
     if up.uploaded != n as u64 {
-        bail!("uploaded {} of {n}", up.uploaded);
+        bail!("uploaded {} of {n}: {up:?}", up.uploaded);
     }
     let photos_peak = peak_rss_kib(server.pid())?;
 
@@ -144,8 +144,11 @@ fn main() -> Result<()> {
     reset_peak(server.pid())?;
     let before_big = peak_rss_kib(server.pid())?;
     let started = Instant::now();
-    upload_attachments(&mut a, &mut ta, 10)?;
+    let big_report = upload_attachments(&mut a, &mut ta, 10)?;
     let big_s = started.elapsed().as_secs_f64();
+    if big_report.uploaded != 1 {
+        bail!("the recording was not uploaded: {big_report:?}");
+    }
     let big_peak = peak_rss_kib(server.pid())?;
     server.stop()?;
 
@@ -174,7 +177,9 @@ fn main() -> Result<()> {
         photos_peak / 1024
     );
     println!(
-        "100 MiB recording             {big_s:.2} s; server memory {} MiB before, peak {} MiB while receiving it",
+        "100 MiB recording             {big_s:.2} s ({:.1} MB/s, {} retries); server memory {} MiB before, peak {} MiB while receiving it",
+        100.0 * 1.048_576 / big_s,
+        big_report.retries,
         before_big / 1024,
         big_peak / 1024
     );

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use fieldsync_protocol::FieldValue;
 use fieldsync_protocol::attachment::{
-    AttachmentRef, CHUNK_BYTES, MAX_MISSING_ITEMS, MissingItem, MissingRequest, MissingResponse,
-    media_type_for, refs, sha256_hex,
+    AttachmentRef, CHUNK_BYTES, MAX_CHUNK_BYTES, MAX_MISSING_ITEMS, MissingItem, MissingRequest,
+    MissingResponse, media_type_for, refs, sha256_hex,
 };
 use fieldsync_protocol::template::FieldType;
 use uuid::Uuid;
@@ -210,6 +210,7 @@ pub fn upload_attachments_with_progress(
     // queue, so that the others are sent meanwhile; after a few rounds they wait for the next
     // sync.
     let mut file = 0;
+    let mut chunk = CHUNK_BYTES;
     for round in 0..=NOT_MERGED_WAITS {
         let mut deferred = Vec::new();
         let mut wait = std::time::Duration::ZERO;
@@ -233,7 +234,7 @@ pub fn upload_attachments_with_progress(
                 transport,
                 &a,
                 &bytes,
-                offset,
+                (offset, &mut chunk),
                 max_retries,
                 &mut report,
                 &mut tell,
@@ -275,12 +276,18 @@ enum Sent {
     },
 }
 
-/// Sends one file from `offset` in chunks, resuming from the server's offset after a cut.
+/// A chunk that arrives within this long makes the next one twice as large.
+const FAST_CHUNK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sends one file from `offset` in chunks, resuming from the server's offset after a cut. The
+/// chunk starts at [`CHUNK_BYTES`] and doubles after each one that arrived within
+/// [`FAST_CHUNK`] (a fast line then needs few requests), up to [`MAX_CHUNK_BYTES`]; a failure
+/// brings it back to the start.
 fn send_file(
     transport: &mut dyn BlobTransport,
     a: &crate::store::StoredAttachment,
     bytes: &[u8],
-    offset: u64,
+    (offset, chunk): (u64, &mut usize),
     max_retries: u64,
     report: &mut UploadReport,
     tell: &mut dyn FnMut(u64),
@@ -291,9 +298,13 @@ fn send_file(
         if offset >= bytes.len() as u64 && offset > 0 {
             return Ok(Sent::Whole);
         }
-        let end = (offset as usize + CHUNK_BYTES).min(bytes.len());
+        let end = (offset as usize + *chunk).min(bytes.len());
+        let started = std::time::Instant::now();
         match transport.append(a.record, &a.sha256, offset, &bytes[offset as usize..end]) {
             Ok(next) => {
+                if started.elapsed() < FAST_CHUNK && end - offset as usize == *chunk {
+                    *chunk = (*chunk * 2).min(MAX_CHUNK_BYTES);
+                }
                 report.bytes_sent += (end - offset as usize) as u64;
                 offset = next;
                 tell(offset);
@@ -318,6 +329,7 @@ fn send_file(
                 if !resumable || report.retries >= max_retries {
                     return Err(e.into());
                 }
+                *chunk = CHUNK_BYTES;
                 report.retries += 1;
                 report.bytes_sent += (end - offset as usize) as u64;
                 if let Some(t) = e.retry_after() {
