@@ -406,7 +406,10 @@ fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scop
     assert_eq!(upload_attachments(&mut s.admin, &mut t, 3)?.uploaded, 2);
     let html = dashboard(&s.server, &token, &record_page)?.text()?;
     assert!(
-        html.contains(&format!("<img src=\"{record_page}/a/{}\"", p.sha256)),
+        html.contains(&format!(
+            "<img src=\"{record_page}/a/{}?thumb=1\"",
+            p.sha256
+        )),
         "{html}"
     );
     assert!(
@@ -433,6 +436,14 @@ fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scop
             .contains("script-src")
     );
     assert_eq!(shown.bytes()?.as_ref(), &photo[..]);
+    // These bytes are no real picture: the preview falls back to the file itself.
+    let preview = dashboard(
+        &s.server,
+        &token,
+        &format!("{record_page}/a/{}?thumb=1", p.sha256),
+    )?;
+    assert_eq!(preview.status(), 200);
+    assert_eq!(preview.bytes()?.as_ref(), &photo[..]);
     let saved = dashboard(
         &s.server,
         &token,
@@ -453,6 +464,29 @@ fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scop
     assert!(
         downloads.iter().any(|v| v.to_string().contains(&a.sha256)),
         "{downloads:?}"
+    );
+
+    // The village's dossier: the photo among its pictures, and the ZIP offered.
+    let dossier = dashboard(
+        &s.server,
+        &token,
+        &format!("/ui/c/{}/v/{VILLAGE_A}", s.campaign),
+    )?
+    .text()?;
+    assert!(
+        dossier.contains(&format!(
+            "<img src=\"{record_page}/a/{}?thumb=1\"",
+            p.sha256
+        )),
+        "{dossier}"
+    );
+    assert!(
+        !dossier.contains(&a.sha256),
+        "a recording is no picture: {dossier}"
+    );
+    assert!(
+        dossier.contains(&format!("/ui/c/{}/v/{VILLAGE_A}/files.zip", s.campaign)),
+        "{dossier}"
     );
 
     // The village's ZIP: both files under the form's name, and a note.

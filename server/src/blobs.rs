@@ -4,7 +4,7 @@
 //! Layout under the root: `blobs/ab/<hex>` for a complete file (`ab` = the hash's first two
 //! digits), `uploads/<hex>.part` for bytes received so far, `tmp/` for ZIPs being made,
 //! `orphans/<hex>` noting when a stored file was first found that no record refers to
-//! ([`crate::blob_gc`]). A blob is never changed once it is
+//! ([`crate::blob_gc`]), `thumbs/ab/<hex>.jpg` previews of pictures ([`crate::thumbnails`]). A blob is never changed once it is
 //! in place, so it may be read without a lock; writes to one hash are serialized by
 //! [`BlobStore::lock`].
 
@@ -235,7 +235,7 @@ impl BlobStore {
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))),
+                .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -247,11 +247,13 @@ impl BlobStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let secs = at
+        // Nanoseconds, as file times are: a file written in the same second as the note must
+        // still compare as older.
+        let nanos = at
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
-            .as_secs();
-        std::fs::write(path, secs.to_string())
+            .as_nanos();
+        std::fs::write(path, nanos.to_string())
     }
 
     /// Every hash noted unreferenced (blocking).
@@ -270,7 +272,16 @@ impl BlobStore {
     /// Removes a complete file and its note (blocking).
     pub fn remove_stored(&self, sha256: &str) -> std::io::Result<()> {
         remove_if_there(&self.blob_path(sha256))?;
+        remove_if_there(&self.thumbnail_path(sha256))?;
         self.forget_orphan(sha256)
+    }
+
+    /// Where the small preview of a stored picture is kept (made by [`crate::thumbnails`]).
+    pub fn thumbnail_path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("thumbs")
+            .join(&sha256[..2])
+            .join(format!("{sha256}.jpg"))
     }
 
     /// Removes a partial upload (blocking).

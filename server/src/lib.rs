@@ -16,7 +16,8 @@
 //! - [`report`] turns a campaign's records into what the department reads: tallies, search
 //!   hits, CSV exports and the draft report;
 //! - [`attachments`] and [`blobs`] receive and keep the files attached to records,
-//!   [`blob_gc`] removes those no record refers to after a grace period.
+//!   [`blob_gc`] removes those no record refers to after a grace period, [`thumbnails`] makes
+//!   the dashboard's previews of photos.
 
 pub mod admin;
 pub mod api;
@@ -40,6 +41,7 @@ pub mod scope;
 pub mod storage;
 pub mod sync;
 pub mod templates;
+pub mod thumbnails;
 pub mod tls;
 pub mod ui;
 

@@ -299,6 +299,7 @@ async fn dossier_body(
             ));
         }
     }
+    body.push_str(&super::files::photo_strip(state, c, code, lang).await?);
     Ok(body)
 }
 

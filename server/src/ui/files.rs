@@ -80,7 +80,7 @@ pub(super) async fn gallery(
             let href = format!("/ui/r/{}/a/{}", r.id, f.sha256);
             let preview = match (here, family(served_media_type(&f.media_type))) {
                 (true, "image") => format!(
-                    "<a href=\"{href}\"><img src=\"{href}\" alt=\"{}\" loading=\"lazy\"></a>",
+                    "<a href=\"{href}\"><img src=\"{href}?thumb=1\" alt=\"{}\" loading=\"lazy\"></a>",
                     esc(&f.name)
                 ),
                 (true, "audio") => {
@@ -121,10 +121,65 @@ pub(super) async fn gallery(
     Ok(out)
 }
 
-/// `?download=1`: save the file instead of showing it.
+/// The most pictures the dossier shows; the rest are on their records' pages.
+const STRIP: usize = 24;
+
+/// The village's pictures for its dossier: previews of up to [`STRIP`] stored photos, newest
+/// first, each opening its record.
+pub(super) async fn photo_strip(
+    state: &AppState,
+    c: &Campaign,
+    code: &str,
+    lang: Lang,
+) -> Result<String, ApiError> {
+    let Some(blobs) = state.blobs.as_deref() else {
+        return Ok(String::new());
+    };
+    let records = village_records(state, c, code).await?;
+    let mut pictures: Vec<(&RecordView, AttachmentRef)> = records
+        .iter()
+        .filter(|r| !r.deleted)
+        .flat_map(|r| refs_in_json(&r.fields).into_iter().map(move |f| (r, f)))
+        .filter(|(_, f)| family(served_media_type(&f.media_type)) == "image")
+        .collect();
+    pictures.sort_by(|a, b| (b.1.at, &b.1.sha256).cmp(&(a.1.at, &a.1.sha256)));
+    pictures.dedup_by(|a, b| a.1.sha256 == b.1.sha256);
+    let total = pictures.len();
+    let mut items = String::new();
+    let mut shown = 0;
+    for (r, f) in pictures {
+        if shown == STRIP {
+            break;
+        }
+        if blobs.state(&f.sha256).await.map_err(attachments::io)? != BlobState::Complete {
+            continue;
+        }
+        shown += 1;
+        let href = format!("/ui/r/{}/a/{}", r.id, f.sha256);
+        items.push_str(&format!(
+            "<li><a href=\"/ui/r/{}\"><img src=\"{href}?thumb=1\" alt=\"{}\" loading=\"lazy\"></a>\
+             <div>{} <span class=\"muted\">{}</span></div></li>",
+            r.id,
+            esc(&f.name),
+            esc(&f.name),
+            size_text(f.size)
+        ));
+    }
+    if items.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "<h2 id=\"photos\">{} {}</h2><ul class=\"files\">{items}</ul>",
+        lang.t("照片", "Photos"),
+        lang.t(&format!("（{total}）"), &format!("({total})"))
+    ))
+}
+
+/// `?download=1`: save the file instead of showing it; `?thumb=1`: its small preview.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct OpenQuery {
     download: Option<String>,
+    thumb: Option<String>,
 }
 
 /// `GET /ui/r/{id}/a/{sha256}`: a file of a record the user may see, shown (pictures, sound,
@@ -137,9 +192,14 @@ pub(super) async fn open(
 ) -> Response {
     let lang = user.lang;
     let download = q.download.is_some_and(|d| d != "0");
+    let thumb = q.thumb.is_some_and(|d| d != "0");
     let result = async {
         let blobs = attachments::blobs(&state)?;
         let (record, r) = attachments::reference(&state, &user.auth, &id, &sha256).await?;
+        // A preview on a page the user opened (that page's view is audited, not each preview).
+        if thumb && let Some(response) = preview(&state, &r.sha256).await? {
+            return Ok(response);
+        }
         let action = if download {
             "attachment_download"
         } else {
@@ -168,6 +228,49 @@ pub(super) async fn open(
         ),
         Err(e) => ui_error(lang, e),
     }
+}
+
+/// The preview of a stored picture as an answer, if there is (or can be made) one.
+async fn preview(state: &AppState, sha256: &str) -> Result<Option<Response>, ApiError> {
+    let Some(blobs) = state.blobs.clone() else {
+        return Ok(None);
+    };
+    let sha = sha256.to_string();
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::thumbnails::preview(&blobs, &sha).and_then(|p| std::fs::read(p).ok())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("preview task: {e}")))?;
+    Ok(bytes.map(|b| {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+        // Named by the photo's hash: it never changes.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=31536000, immutable"),
+        );
+        (StatusCode::OK, h, b).into_response()
+    }))
+}
+
+/// The village's records the campaign's viewer may see (through the `(campaign, scope)` index).
+async fn village_records(
+    state: &AppState,
+    c: &Campaign,
+    code: &str,
+) -> Result<Vec<RecordView>, ApiError> {
+    Ok(state
+        .storage
+        .records(
+            RecordFilter {
+                scope: Some(code.into()),
+                campaign: Some(c.id),
+                limit: Some(10_000),
+                ..Default::default()
+            },
+            c.visibility.clone(),
+        )
+        .await?)
 }
 
 /// The name a file has inside a village's ZIP: `<kind>/<date> <name>`, made unique.
@@ -235,18 +338,7 @@ async fn village_zip_inner(
     if !user.auth.sees(&c.id, code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
-    let records = state
-        .storage
-        .records(
-            RecordFilter {
-                scope: Some(code.into()),
-                campaign: Some(c.id),
-                limit: Some(10_000),
-                ..Default::default()
-            },
-            c.visibility.clone(),
-        )
-        .await?;
+    let records = village_records(state, &c, code).await?;
     let template = c.template.as_ref();
     let mut taken = std::collections::HashSet::new();
     let mut seen = std::collections::HashSet::new();
