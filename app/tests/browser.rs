@@ -2,7 +2,7 @@
 //! driven by the top-level tests' pinned playwright-core from `app/tests/browser/app.mjs`):
 //! open the launch address, record an interview with a 500-character Chinese note, a
 //! questionnaire with a missing answer shown at its field and then corrected, switch to
-//! English; screenshots of every page at laptop and phone width in `target/tmp/app-browser/`.
+//! English, a document review with a photo added and shown on its page; screenshots of every page at laptop and phone width in `target/tmp/app-browser/`.
 //! What was saved is then checked in the store, independently of the page.
 
 mod common;
@@ -75,6 +75,19 @@ fn a_field_worker_records_in_chromium() -> Result<()> {
             .is_some_and(|p| p.contains("为必填项")),
         "{summary}"
     );
+    assert!(
+        summary["photoFlash"]
+            .as_str()
+            .is_some_and(|f| f.contains("已添加 1 个文件：三会一课记录.png")),
+        "{summary}"
+    );
+    assert_eq!(summary["photoWidth"], 4, "the photo shows: {summary}");
+    assert!(
+        summary["photoState"]
+            .as_str()
+            .is_some_and(|s| s.contains("等待上传")),
+        "{summary}"
+    );
     assert_eq!(summary["english"], "Villages");
 
     let interviews = app.records("interview")?;
@@ -93,6 +106,14 @@ fn a_field_worker_records_in_chromium() -> Result<()> {
         let len = std::fs::metadata(out.join(name))?.len();
         assert!(len > 10_000, "{name} is {len} bytes");
     }
-    assert_eq!(summary["shots"].as_array().map(Vec::len), Some(14));
+    let reviews = app.records("document_review")?;
+    assert_eq!(reviews.len(), 1);
+    let files = app.store()?.attachments_of(reviews[0].header.id)?;
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        (files[0].name.as_str(), files[0].media_type.as_str()),
+        ("三会一课记录.png", "image/png")
+    );
+    assert_eq!(summary["shots"].as_array().map(Vec::len), Some(16));
     Ok(())
 }

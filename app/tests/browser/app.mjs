@@ -2,8 +2,8 @@
 // node app.mjs <launch url> <village code> <output dir>
 // (PLAYWRIGHT: the path of playwright-core's index.mjs, the top-level tests' pinned copy.)
 // Opens the launch address, records an interview with a 500-character Chinese note, sends a
-// questionnaire with a required answer missing (the error shows at the field), then corrected;
-// screenshots of every page at laptop and phone width; prints a JSON summary.
+// questionnaire with a required answer missing (the error shows at the field), then corrected,
+// a document review with a photo added on its page; screenshots of every page at laptop and phone width; prints a JSON summary.
 const { chromium } = await import(process.env.PLAYWRIGHT);
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -72,9 +72,30 @@ try {
   await Promise.all([page.waitForURL(/\/r\//), page.click("button[value=save]")]);
   await shot("06-questionnaire-saved");
 
+  // A document review, then a photo of the minutes added on its page (as a phone's camera
+  // would hand it over: a PNG here, 4 × 4 pixels).
+  await page.goto(`${base}/v/${village}/k/document_review/new`);
+  await page.fill("input[name='f.date']", "2026-05-19");
+  await page.fill("input[name='f.reviewer']", "王组长");
+  await page.check("input[name='f.documents'][value='three_meetings_one_lesson']");
+  await page.check("input[name='f.compliant'][value='no']");
+  await Promise.all([page.waitForURL(/\/r\//), page.click("button[value=save]")]);
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4IScHRwzEcQCxYxBBO0tjggAAAABJRU5ErkJggg==",
+    "base64");
+  await page.setInputFiles("#files-photos input[type=file]",
+    { name: "三会一课记录.png", mimeType: "image/png", buffer: png });
+  await Promise.all([page.waitForURL(/\/r\//), page.click("#files-photos button[type=submit]")]);
+  await page.waitForSelector("#files-photos img");
+  summary.photoFlash = await page.locator(".flash").first().textContent();
+  summary.photoWidth = await page.locator("#files-photos img").first().evaluate(
+    async (img) => { await img.decode(); return img.naturalWidth; });
+  summary.photoState = await page.locator("#files-photos .state").first().textContent();
+  await shot("07-record-photo");
+
   await page.goto(`${base}/lang/en`);
   summary.english = await page.locator("h2").first().textContent();
-  await shot("07-english");
+  await shot("08-english");
 } finally {
   await browser.close();
 }
