@@ -278,6 +278,71 @@ fn the_same_file_from_two_devices_is_stored_once_and_fetched_only_in_scope() -> 
 }
 
 #[test]
+fn a_download_cut_every_100_kb_goes_on_from_where_it_broke() -> Result<()> {
+    let mut s = setup()?;
+    let recording = noise(3_000_000, 31);
+    let r = s.admin.attach(
+        s.record,
+        "photos",
+        "座谈会录音.m4a",
+        Some("audio/mp4"),
+        &recording,
+    )?;
+    push(&s.server, &mut s.admin)?;
+    let mut t = s.server.connect(&s.admin)?;
+    assert_eq!(upload_attachments(&mut s.admin, &mut t, 3)?.uploaded, 1);
+
+    // A colleague opens it over a line that drops every 100 KB coming down.
+    let mut reader = Store::open_in_memory()?;
+    let mut t2 = s.server.connect(&reader)?;
+    sync(&mut reader, &mut t2, &SyncOptions::default())?;
+    let token = s.server.token_for(&reader)?;
+    let proxy = Proxy::start(s.server.addr)?;
+    proxy.cut_next(
+        Cut {
+            upstream_after: None,
+            downstream_after: Some(100_000),
+        },
+        1_000,
+    );
+    let mut cut = HttpTransport::new(&proxy.url())?.with_token(token.clone());
+    let got = download_attachment(&mut reader, &mut cut, s.record, &r.sha256)?;
+    assert_eq!(got, recording);
+    let down = proxy.bytes_down() as f64;
+    let size = recording.len() as f64;
+    eprintln!(
+        "download cut every 100 KB: {down} bytes down for {size} ({:.3}×) over {} connections",
+        down / size,
+        proxy.connections()
+    );
+    assert!(proxy.connections() > 20, "the line was cut");
+    assert!(down < 1.2 * size, "received {down} bytes for {size}");
+
+    // The range itself, as a player seeking in the recording asks for it.
+    let url = format!(
+        "{}{}",
+        s.server.url(),
+        attachment_path(&s.record, &r.sha256)
+    );
+    let client = reqwest::blocking::Client::new();
+    let part = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("range", "bytes=1000-1999")
+        .send()?;
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], "bytes 1000-1999/3000000");
+    assert_eq!(part.bytes()?.as_ref(), &recording[1000..2000]);
+    let beyond = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("range", "bytes=3000000-")
+        .send()?;
+    assert_eq!(beyond.status(), 416);
+    Ok(())
+}
+
+#[test]
 fn a_tampered_chunk_is_refused_and_not_counted() -> Result<()> {
     let mut s = setup()?;
     let photo = noise(300_000, 5);

@@ -96,8 +96,10 @@ pub trait BlobTransport {
     /// per-chunk checksum, so that what arrived of a cut chunk is kept (the whole file's hash is
     /// checked by the server when the last byte arrives).
     fn append(&mut self, record: Uuid, sha256: &str, offset: u64, chunk: &[u8]) -> Result2<u64>;
-    /// The whole file.
-    fn download(&mut self, record: Uuid, sha256: &str) -> Result2<Vec<u8>>;
+    /// Appends the file's bytes from byte `into.len()` on (a ranged request when it is not 0).
+    /// What arrived before the connection broke stays in `into`, so the next call goes on from
+    /// there.
+    fn download_from(&mut self, record: Uuid, sha256: &str, into: &mut Vec<u8>) -> Result2<()>;
 }
 
 type Result2<T> = std::result::Result<T, TransportError>;
@@ -377,14 +379,32 @@ pub fn download_attachment(
     Ok(bytes)
 }
 
+/// How many broken connections a download goes on after (from the byte it had got to).
+const DOWNLOAD_RETRIES: u32 = 50;
+
 /// Fetches a file of a record from the server and checks its hash, without the store (so that a
-/// slow download holds no lock on it); [`Store::keep_fetched_attachment`] keeps it after.
+/// slow download holds no lock on it); [`Store::keep_fetched_attachment`] keeps it after. A
+/// connection that breaks is asked again from the byte it had got to, up to
+/// [`DOWNLOAD_RETRIES`] times.
 pub fn fetch_attachment(
     transport: &mut dyn BlobTransport,
     record: Uuid,
     sha256: &str,
 ) -> std::result::Result<Vec<u8>, AttachmentSyncError> {
-    let bytes = transport.download(record, sha256)?;
+    let mut bytes = Vec::new();
+    let mut retries = 0;
+    loop {
+        match transport.download_from(record, sha256, &mut bytes) {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() && retries < DOWNLOAD_RETRIES => {
+                retries += 1;
+                if let Some(t) = e.retry_after() {
+                    std::thread::sleep(t);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     if sha256_hex(&bytes) != sha256 {
         return Err(AttachmentSyncError::Corrupt(sha256.into()));
     }

@@ -238,22 +238,32 @@ impl HttpTransport {
         if status.is_success() {
             return Ok((headers, body));
         }
-        Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(b) => TransportError::Refused {
-                status: status.as_u16(),
-                code: b.error.code,
-                message: b.error.message,
-                hint: b.error.hint,
-                retry_after,
-            },
-            Err(_) => TransportError::Refused {
-                status: status.as_u16(),
-                code: "http_error".into(),
-                message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-                hint: None,
-                retry_after,
-            },
-        })
+        Err(refusal(status, &body, retry_after))
+    }
+}
+
+/// A refused answer as the error it is: the server's JSON error, or the status and the start of
+/// whatever else came back.
+fn refusal(
+    status: reqwest::StatusCode,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> TransportError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => TransportError::Refused {
+            status: status.as_u16(),
+            code: b.error.code,
+            message: b.error.message,
+            hint: b.error.hint,
+            retry_after,
+        },
+        Err(_) => TransportError::Refused {
+            status: status.as_u16(),
+            code: "http_error".into(),
+            message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            hint: None,
+            retry_after,
+        },
     }
 }
 
@@ -319,9 +329,54 @@ impl crate::attachments::BlobTransport for HttpTransport {
         upload_offset(&headers)
     }
 
-    fn download(&mut self, record: Uuid, sha256: &str) -> Result<Vec<u8>, TransportError> {
+    fn download_from(
+        &mut self,
+        record: Uuid,
+        sha256: &str,
+        into: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        use std::io::Read;
         let url = self.url(&attachment::attachment_path(&record, sha256));
-        self.send(self.client.get(url), 0)
+        let mut request = self.client.get(url);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let from = into.len();
+        if from > 0 {
+            request = request.header(header::RANGE, format!("bytes={from}-"));
+        }
+        self.stats.requests += 1;
+        let mut response = request.send().map_err(|e| {
+            if e.is_connect() {
+                TransportError::Unreachable(e.to_string())
+            } else {
+                TransportError::Interrupted(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = retry_after(response.headers());
+            let body = response
+                .bytes()
+                .map_err(|e| TransportError::Interrupted(e.to_string()))?;
+            return Err(refusal(status, &body, retry_after));
+        }
+        // A server that ignored the range sends the whole file again.
+        if from > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT {
+            into.clear();
+        }
+        // Read as it arrives, so that what came before a cut is kept for the next request.
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match response.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    self.stats.body_bytes_down += n as u64;
+                    into.extend_from_slice(&buf[..n]);
+                }
+                Err(e) => return Err(TransportError::Interrupted(e.to_string())),
+            }
+        }
     }
 }
 

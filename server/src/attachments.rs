@@ -330,6 +330,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path((id, sha256)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let blobs = blobs(&state)?;
     let (record, r) = reference(&state, &auth, &id, &sha256).await?;
@@ -337,7 +338,7 @@ pub async fn get(
         &state,
         blobs,
         &r,
-        None,
+        (None, headers.get(header::RANGE)),
         auth.audit(
             "attachment_view",
             json!({ "record": record, "sha256": sha256 }),
@@ -354,9 +355,22 @@ pub async fn serve(
     state: &AppState,
     blobs: &BlobStore,
     r: &AttachmentRef,
-    browser: Option<bool>,
+    (browser, range): (Option<bool>, Option<&HeaderValue>),
     entry: crate::storage::AuditEntry,
 ) -> Result<Response, ApiError> {
+    // One range `bytes=N-` or `bytes=N-M` (a resumed download, a player seeking); anything
+    // else is answered whole.
+    let wanted = match range.and_then(|v| v.to_str().ok()).and_then(parse_range) {
+        Some((from, _)) if from >= r.size && r.size > 0 => {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", r.size)) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
+        }
+        Some((from, to)) if r.size > 0 => Some((from, to.unwrap_or(r.size - 1).min(r.size - 1))),
+        _ => None,
+    };
     let file = match tokio::fs::File::open(blobs.blob_path(&r.sha256)).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -368,9 +382,32 @@ pub async fn serve(
         }
         Err(e) => return Err(io(e)),
     };
-    state.storage.audit(entry).await;
-    let stream = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    // A download resumed part-way is the same view: audited when it starts.
+    if wanted.is_none_or(|(from, _)| from == 0) {
+        state.storage.audit(entry).await;
+    }
     let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let (status, length, stream) = match wanted {
+        Some((from, to)) => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let mut file = file;
+            file.seek(std::io::SeekFrom::Start(from))
+                .await
+                .map_err(io)?;
+            let length = to - from + 1;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {from}-{to}/{}", r.size)) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(length)));
+            (StatusCode::PARTIAL_CONTENT, length, body)
+        }
+        None => (
+            StatusCode::OK,
+            r.size,
+            Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+        ),
+    };
     let media_type = match browser {
         Some(_) => served_media_type(&r.media_type),
         None => r.media_type.as_str(),
@@ -391,7 +428,7 @@ pub async fn serve(
             ),
         );
     }
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.size));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     // Photos and recordings are compressed already: sent as they are, with a known length.
     h.insert(
         header::CONTENT_ENCODING,
@@ -405,5 +442,20 @@ pub async fn serve(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    Ok((StatusCode::OK, h, stream).into_response())
+    Ok((status, h, stream).into_response())
+}
+
+/// `bytes=N-` or `bytes=N-M` as (N, M); `None` for anything else (several ranges, suffixes).
+fn parse_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (from, to) = spec.split_once('-')?;
+    let from: u64 = from.trim().parse().ok()?;
+    let to = match to.trim() {
+        "" => None,
+        t => Some(t.parse::<u64>().ok().filter(|t| *t >= from)?),
+    };
+    Some((from, to))
 }

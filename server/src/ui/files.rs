@@ -189,6 +189,7 @@ pub(super) async fn open(
     user: User,
     Path((id, sha256)): Path<(String, String)>,
     Query(q): Query<OpenQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let lang = user.lang;
     let download = q.download.is_some_and(|d| d != "0");
@@ -209,7 +210,7 @@ pub(super) async fn open(
             &state,
             blobs,
             &r,
-            Some(!download),
+            (Some(!download), headers.get(header::RANGE)),
             user.auth.audit(
                 action,
                 json!({ "record": record, "sha256": sha256, "name": r.name, "ui": true }),
