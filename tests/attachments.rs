@@ -263,6 +263,24 @@ fn the_same_file_from_two_devices_is_stored_once_and_fetched_only_in_scope() -> 
     assert_eq!(got, scan);
     assert_eq!(reader.attachment_bytes(&first.sha256)?, Some(scan.clone()));
 
+    // Asked about under a record that does not refer to it, the server does not tell that it
+    // holds the file (that would show which photos other records carry).
+    let fields = BTreeMap::from([("what".to_string(), FieldValue::Str("空白记录".into()))]);
+    let plain = reader.create_form(s.campaign, "visit", VILLAGE_A, &fields)?;
+    push(&s.server, &mut reader)?;
+    let ask = |record: Uuid| fieldsync_protocol::attachment::MissingRequest {
+        items: vec![fieldsync_protocol::attachment::MissingItem {
+            record: record.to_string(),
+            sha256: first.sha256.clone(),
+            size: scan.len() as u64,
+        }],
+    };
+    use fieldsync_client_core::attachments::BlobTransport;
+    let told = t3.missing(&ask(plain))?;
+    assert_eq!(told.missing.len(), 1, "{told:?}");
+    assert_eq!(told.missing[0].offset, 0);
+    assert!(t3.missing(&ask(s.record))?.missing.is_empty());
+
     // A worker of another group knows the record and the hash, and still gets nothing.
     let mut outsider = Store::open_in_memory()?;
     let mut t4 = s

@@ -113,24 +113,38 @@ pub async fn missing(
             ),
         ));
     }
+    // Each record is read once, however many of its files are asked about.
+    let mut referenced: std::collections::HashMap<Uuid, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
     let mut missing = Vec::new();
     for item in &req.items {
         parse_hash(&item.sha256)?;
         let record = Uuid::parse_str(&item.record).map_err(|e| {
             ApiError::bad_request(format!("{:?} is not a record id: {e}", item.record))
         })?;
-        if state
-            .storage
-            .record(record, auth.visibility())
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::not_found(format!(
-                "no record {} on this server",
-                item.record
-            )));
+        if let std::collections::hash_map::Entry::Vacant(slot) = referenced.entry(record) {
+            let Some(view) = state.storage.record(record, auth.visibility()).await? else {
+                return Err(ApiError::not_found(format!(
+                    "no record {} on this server",
+                    item.record
+                )));
+            };
+            slot.insert(
+                refs_in_json(&view.fields)
+                    .into_iter()
+                    .map(|r| r.sha256)
+                    .collect(),
+            );
         }
-        match blobs.state(&item.sha256).await.map_err(io)? {
+        // What the server holds of a file is told only for a record that refers to it (else a
+        // device could learn which photos other groups took); otherwise it is "missing from 0"
+        // and its PATCH waits for the record to be merged.
+        let state_of = if referenced[&record].contains(&item.sha256) {
+            blobs.state(&item.sha256).await.map_err(io)?
+        } else {
+            BlobState::Partial(0)
+        };
+        match state_of {
             BlobState::Complete => {}
             BlobState::Partial(offset) => missing.push(Missing {
                 sha256: item.sha256.clone(),
