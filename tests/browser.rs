@@ -55,6 +55,47 @@ fn playwright(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A 320 × 240 PNG (blue and grey halves), standing in for a photo of the minutes.
+const MINUTES_PNG: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 1, 64, 0, 0, 0, 240, 8, 2,
+    0, 0, 0, 254, 79, 42, 60, 0, 0, 3, 49, 73, 68, 65, 84, 120, 218, 237, 211, 65, 13, 0, 0, 8, 3,
+    49, 148, 32, 12, 117, 8, 67, 12, 30, 120, 146, 94, 38, 97, 141, 172, 182, 199, 27, 189, 46, 92,
+    28, 96, 1, 108, 0, 11, 96, 3, 88, 0, 27, 192, 0, 27, 192, 2, 216, 0, 22, 192, 6, 176, 0, 6, 88,
+    0, 27, 192, 2, 216, 0, 22, 192, 6, 48, 192, 6, 176, 0, 54, 128, 5, 176, 1, 44, 128, 13, 96,
+    128, 13, 96, 1, 108, 0, 11, 96, 3, 88, 0, 3, 44, 128, 13, 96, 1, 108, 0, 11, 96, 3, 24, 96, 3,
+    88, 0, 27, 192, 2, 216, 0, 22, 192, 0, 11, 96, 3, 88, 0, 27, 192, 2, 216, 0, 22, 192, 0, 11,
+    96, 3, 88, 0, 27, 192, 2, 216, 0, 6, 216, 0, 22, 192, 6, 176, 0, 54, 128, 5, 48, 192, 2, 216,
+    0, 22, 192, 6, 176, 0, 54, 128, 1, 246, 114, 128, 5, 176, 1, 44, 128, 13, 96, 1, 108, 0, 3,
+    108, 0, 11, 96, 3, 88, 0, 27, 192, 2, 24, 96, 1, 108, 0, 11, 96, 3, 88, 0, 27, 192, 0, 27, 192,
+    2, 216, 0, 22, 192, 6, 176, 0, 54, 23, 7, 216, 0, 22, 192, 6, 176, 0, 54, 128, 5, 48, 192, 2,
+    216, 0, 22, 192, 6, 176, 0, 54, 128, 1, 54, 128, 5, 176, 1, 44, 128, 13, 96, 1, 12, 176, 0, 54,
+    128, 5, 176, 1, 44, 128, 13, 96, 1, 12, 176, 0, 54, 128, 5, 176, 1, 44, 128, 13, 96, 128, 13,
+    96, 1, 108, 0, 11, 96, 3, 88, 0, 3, 44, 128, 13, 96, 1, 108, 0, 11, 96, 3, 24, 96, 3, 88, 0,
+    27, 192, 2, 216, 0, 22, 192, 6, 48, 192, 6, 176, 0, 54, 128, 5, 176, 1, 44, 128, 1, 22, 192, 6,
+    176, 0, 54, 128, 5, 176, 1, 12, 176, 1, 44, 128, 13, 96, 1, 108, 0, 11, 96, 128, 5, 176, 1, 44,
+    128, 13, 96, 1, 108, 0, 11, 96, 128, 5, 176, 1, 44, 128, 13, 96, 1, 108, 0, 3, 108, 0, 11, 96,
+    3, 88, 0, 27, 192, 2, 24, 96, 1, 108, 0, 11, 96, 3, 88, 0, 27, 192, 2, 24, 96, 1, 108, 0, 11,
+    96, 3, 88, 0, 27, 192, 0, 27, 192, 2, 216, 0, 22, 192, 6, 176, 0, 6, 88, 0, 27, 192, 2, 216, 0,
+    22, 192, 6, 48, 192, 6, 176, 0, 54, 128, 5, 176, 1, 44, 128, 13, 96, 128, 13, 96, 1, 108, 0,
+    11, 96, 3, 88, 0, 3, 44, 128, 13, 96, 1, 108, 0, 11, 96, 3, 24, 96, 3, 88, 0, 27, 192, 2, 216,
+    0, 22, 192, 0, 11, 96, 3, 88, 0, 27, 192, 2, 216, 0, 22, 192, 0, 11, 96, 3, 88, 0, 27, 192, 2,
+    216, 0, 6, 216, 0, 22, 192, 6, 176, 0, 54, 128, 5, 48, 192, 2, 216, 0, 22, 192, 6, 176, 0, 54,
+    128, 1, 246, 114, 128, 5, 176, 1, 44, 128, 13, 96, 1, 108, 0, 3, 108, 0, 11, 96, 3, 88, 0, 27,
+    192, 2, 24, 96, 1, 108, 0, 11, 96, 3, 88, 0, 27, 192, 0, 27, 192, 2, 216, 0, 22, 192, 6, 176,
+    0, 54, 128, 1, 54, 128, 5, 176, 1, 44, 128, 13, 96, 1, 12, 176, 0, 54, 128, 5, 176, 1, 44, 128,
+    13, 96, 128, 13, 96, 1, 108, 0, 11, 96, 3, 88, 0, 3, 44, 128, 13, 96, 1, 108, 0, 11, 96, 3, 88,
+    0, 3, 44, 128, 13, 96, 1, 108, 0, 11, 96, 3, 24, 96, 3, 88, 0, 27, 192, 2, 216, 0, 22, 192, 0,
+    11, 96, 3, 88, 0, 27, 192, 2, 216, 0, 6, 216, 0, 22, 192, 6, 176, 0, 54, 128, 5, 176, 1, 12,
+    176, 1, 44, 128, 13, 96, 1, 108, 0, 11, 96, 128, 5, 176, 1, 44, 128, 13, 96, 1, 108, 0, 3, 108,
+    0, 11, 96, 3, 88, 0, 27, 192, 2, 24, 96, 1, 108, 0, 11, 96, 3, 88, 0, 27, 192, 2, 24, 96, 1,
+    108, 0, 11, 96, 3, 88, 0, 27, 192, 0, 27, 192, 2, 216, 0, 22, 192, 6, 176, 0, 6, 88, 0, 27,
+    192, 2, 216, 0, 22, 192, 6, 176, 0, 6, 88, 0, 27, 192, 2, 216, 0, 22, 192, 6, 48, 192, 6, 176,
+    0, 54, 128, 5, 176, 1, 44, 128, 1, 22, 192, 6, 176, 0, 54, 128, 5, 176, 1, 12, 176, 1, 44, 128,
+    13, 96, 1, 108, 0, 11, 96, 3, 24, 96, 3, 88, 0, 27, 192, 2, 216, 0, 22, 192, 0, 11, 96, 3, 88,
+    0, 27, 192, 186, 183, 90, 248, 232, 59, 250, 104, 129, 7, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66,
+    96, 130,
+];
+
 #[test]
 fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -> Result<()> {
     let chromium = chromium()?;
@@ -68,6 +109,41 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     let g = generator::generate(work.path(), &server.url(), &generator::Config::default())?;
     server.wait_merged()?;
     let c = g.campaign;
+    // A photo of the minutes on a document review of the first village (the one the script
+    // opens), uploaded as a device does.
+    let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
+    let village = tallies["villages_detail"][0]["code"]
+        .as_str()
+        .context("a village")?
+        .to_string();
+    let mut photographer = fieldsync_client_core::Store::open_in_memory()?;
+    let mut pt = server.enroll(&mut photographer, "拍照的组员", Role::Admin, None)?;
+    fieldsync_client_core::sync::sync(&mut photographer, &mut pt, &Default::default())?;
+    let fields = std::collections::BTreeMap::from([
+        (
+            "date".to_string(),
+            fieldsync_client_core::FieldValue::Str("2026-05-19".into()),
+        ),
+        (
+            "reviewer".to_string(),
+            fieldsync_client_core::FieldValue::Str("王组长".into()),
+        ),
+        (
+            "documents".to_string(),
+            fieldsync_client_core::FieldValue::Str("finance".into()),
+        ),
+        (
+            "compliant".to_string(),
+            fieldsync_client_core::FieldValue::Bool(true),
+        ),
+    ]);
+    let review = photographer.create_form(c, "document_review", &village, &fields)?;
+    photographer.attach(review, "photos", "财务台账.png", None, MINUTES_PNG)?;
+    fieldsync_client_core::sync::sync(&mut photographer, &mut pt, &Default::default())?;
+    server.wait_merged()?;
+    let sent =
+        fieldsync_client_core::attachments::upload_attachments(&mut photographer, &mut pt, 20)?;
+    ensure!(sent.uploaded == 1, "the photo was not uploaded: {sent:?}");
     let person = server.add_person("组织部王科长", Role::Admin, None)?;
     let code = server.code_for(person)?;
 
@@ -97,8 +173,9 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     assert_eq!(summary["cspViolations"], serde_json::json!([]), "{summary}");
     assert_eq!(summary["headerBackground"], "rgb(155, 28, 28)", "{summary}");
 
+    // The dossier showed the photo's preview (made by the server: 400 px wide).
+    assert_eq!(summary["dossierPhotoWidth"], 400, "{summary}");
     // The dossier listed the village's members.
-    let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
     let first = &tallies["villages_detail"][0];
     assert_eq!(summary["village"], first["name"]);
     assert_eq!(summary["dossierMembers"], first["members"]);

@@ -45,6 +45,10 @@ try {
   await page.waitForSelector("h1:has-text('村情档案')");
   summary.dossierTitle = await page.locator("h1").textContent();
   summary.dossierMembers = await page.locator("h2:has-text('班子成员') + table tbody tr").count();
+  const photo = page.locator("#photos + ul.files img").first();
+  await photo.scrollIntoViewIfNeeded();
+  summary.dossierPhotoWidth = await photo.evaluate(
+    async (img) => { await img.decode(); return img.naturalWidth; });
   await shot("04-dossier.png");
 
   await page.goto(`${url}/ui/c/${campaign}/conflicts`);
