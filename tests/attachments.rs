@@ -64,7 +64,10 @@ struct Setup {
 }
 
 fn setup() -> Result<Setup> {
-    let server = TestServer::start()?;
+    setup_on(TestServer::start()?)
+}
+
+fn setup_on(server: TestServer) -> Result<Setup> {
     let campaign = Uuid::now_v7();
     let mut admin = Store::open_in_memory()?;
     admin.publish_template(campaign, &Template::parse(TEMPLATE)?)?;
@@ -693,5 +696,54 @@ fn a_file_no_record_refers_to_is_removed_only_after_the_grace_period() -> Result
     assert_eq!(stored(&s.server, &k.sha256).as_deref(), Some(&kept[..]));
     assert_eq!(stored(&s.server, &b.sha256).as_deref(), Some(&back[..]));
     assert_eq!(after.campaigns[&s.campaign].files, 2);
+    Ok(())
+}
+
+#[test]
+fn a_campaign_over_its_file_quota_is_told_so_and_keeps_its_records() -> Result<()> {
+    let mut s = setup_on(TestServer::start_with_config(|c| {
+        c.attachment_quota = Some(500_000)
+    })?)?;
+    let first = noise(300_000, 41);
+    let second = noise(300_000, 43);
+    let a = s.admin.attach(s.record, "photos", "一.jpg", None, &first)?;
+    let b = s
+        .admin
+        .attach(s.record, "photos", "二.jpg", None, &second)?;
+    push(&s.server, &mut s.admin)?;
+    let mut t = s.server.connect(&s.admin)?;
+    match upload_attachments(&mut s.admin, &mut t, 3) {
+        Err(AttachmentSyncError::Transport(TransportError::Refused {
+            status,
+            code,
+            message,
+            ..
+        })) => {
+            assert_eq!((status, code.as_str()), (507, "quota_exceeded"));
+            assert!(message.contains("上限 489 KB"), "{message}");
+        }
+        other => panic!("the second file fit: {other:?}"),
+    }
+    assert_eq!(stored(&s.server, &a.sha256).as_deref(), Some(&first[..]));
+    assert_eq!(stored(&s.server, &b.sha256), None);
+    // Nothing half-kept, the record whole, the file still waiting on the device.
+    let part = s
+        .server
+        .data_dir()
+        .join("attachments/uploads")
+        .join(format!("{}.part", b.sha256));
+    assert!(!part.exists());
+    let waiting = s.admin.attachments_to_upload()?;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].sha256, b.sha256);
+    let record = s.server.get_json(&format!("/v1/records/{}", s.record))?;
+    assert_eq!(record["fields"]["what"], "三会一课记录本");
+    let usage = s.server.get_json("/v1/admin/attachments")?;
+    assert_eq!(usage["quota_bytes"], 500_000, "{usage}");
+    assert_eq!(
+        usage["added_since_bytes"][s.campaign.to_string()],
+        300_000,
+        "{usage}"
+    );
     Ok(())
 }

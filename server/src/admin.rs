@@ -235,10 +235,18 @@ pub async fn attachments(
     auth: Auth,
 ) -> Result<Json<Value>, ApiError> {
     auth.require_admin()?;
-    let report = state.blob_sweep.lock().expect("sweep report").clone();
-    Ok(Json(serde_json::to_value(report).map_err(|e| {
-        ApiError::Internal(format!("sweep report: {e}"))
-    })?))
+    let (report, added) = {
+        let ledger = state.blob_sweep.lock().expect("sweep report");
+        (ledger.report.clone(), ledger.added.clone())
+    };
+    let Some(report) = report else {
+        return Ok(Json(Value::Null));
+    };
+    let mut v = serde_json::to_value(report)
+        .map_err(|e| ApiError::Internal(format!("sweep report: {e}")))?;
+    v["quota_bytes"] = serde_json::json!(state.attachment_quota);
+    v["added_since_bytes"] = serde_json::json!(added);
+    Ok(Json(v))
 }
 
 /// `POST /v1/admin/devices/{id}/revoke`: the device's next request is refused and it is told

@@ -62,7 +62,7 @@ pub(crate) async fn reference(
     auth: &Auth,
     id: &str,
     sha256: &str,
-) -> Result<(Uuid, AttachmentRef), ApiError> {
+) -> Result<(Uuid, AttachmentRef, Uuid), ApiError> {
     let id = Uuid::parse_str(id)
         .map_err(|e| ApiError::bad_request(format!("{id:?} is not a record id: {e}")))?;
     parse_hash(sha256)?;
@@ -75,7 +75,7 @@ pub(crate) async fn reference(
         .into_iter()
         .find(|r| r.sha256 == sha256);
     match found {
-        Some(r) => Ok((id, r)),
+        Some(r) => Ok((id, r, record.campaign)),
         None => Err(ApiError::client(
             StatusCode::CONFLICT,
             "not_referenced",
@@ -163,7 +163,7 @@ pub async fn head(
     Path((id, sha256)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let blobs = blobs(&state)?;
-    let (_, r) = reference(&state, &auth, &id, &sha256).await?;
+    let (_, r, _) = reference(&state, &auth, &id, &sha256).await?;
     // After a write under way (a cut request still being read) has stopped: asking for the
     // offset supersedes it.
     let _guard = blobs.lock(&sha256).await;
@@ -186,7 +186,7 @@ pub async fn patch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let blobs = blobs(&state)?;
-    let (record, r) = reference(&state, &auth, &id, &sha256).await?;
+    let (record, r, campaign) = reference(&state, &auth, &id, &sha256).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -210,8 +210,36 @@ pub async fn patch(
         })?),
     };
     let guard = blobs.lock(&sha256).await;
-    if blobs.state(&sha256).await.map_err(io)? == BlobState::Complete {
+    let held = blobs.state(&sha256).await.map_err(io)?;
+    if held == BlobState::Complete {
         return Ok((StatusCode::NO_CONTENT, tus_headers(r.size, r.size)).into_response());
+    }
+    // A new file must fit in its campaign's quota (checked before its first bytes are kept).
+    if held == BlobState::Partial(0)
+        && let Some(quota) = state.attachment_quota
+    {
+        let used = state
+            .blob_sweep
+            .lock()
+            .expect("sweep ledger")
+            .usage(campaign);
+        if used + r.size > quota {
+            use fieldsync_protocol::attachment::size_text;
+            return Err(ApiError::client(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "quota_exceeded",
+                format!(
+                    "本工作任务的附件已占用 {}，上限 {}，{} 放不下；请联系管理员 / this campaign's files take {} of the {} allowed; {} does not fit: ask the administrator",
+                    size_text(used),
+                    size_text(quota),
+                    r.name,
+                    size_text(used),
+                    size_text(quota),
+                    r.name
+                ),
+            )
+            .with_hint("the records are kept; the file waits on the device until there is room"));
+        }
     }
     let mut part = blobs.append(&sha256).await.map_err(io)?;
     let start = part.len();
@@ -329,6 +357,11 @@ pub async fn patch(
             .with_hint("send the file again from byte 0"));
         }
         state
+            .blob_sweep
+            .lock()
+            .expect("sweep ledger")
+            .add(campaign, r.size);
+        state
             .storage
             .audit(auth.audit(
                 "attachment_upload",
@@ -347,7 +380,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let blobs = blobs(&state)?;
-    let (record, r) = reference(&state, &auth, &id, &sha256).await?;
+    let (record, r, _) = reference(&state, &auth, &id, &sha256).await?;
     serve(
         &state,
         blobs,

@@ -54,8 +54,35 @@ pub struct SweepReport {
     pub partials_removed: u64,
 }
 
-/// The last sweep's report, shared by the sweeper and the pages that show it.
-pub type LastSweep = Arc<Mutex<Option<SweepReport>>>;
+/// What the server knows of the files' sizes: the last sweep's report, and the bytes of files
+/// completed on this server since (so that a quota holds between sweeps).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// The last sweep's report (`None` before the first).
+    pub report: Option<SweepReport>,
+    /// Bytes of files stored since that report, per campaign.
+    pub added: HashMap<Uuid, u64>,
+}
+
+impl Ledger {
+    /// Bytes a campaign's files take now, as far as this server knows.
+    pub fn usage(&self, campaign: Uuid) -> u64 {
+        let swept = self
+            .report
+            .as_ref()
+            .and_then(|r| r.campaigns.get(&campaign))
+            .map_or(0, |u| u.bytes);
+        swept + self.added.get(&campaign).copied().unwrap_or(0)
+    }
+
+    /// Notes a file of `bytes` stored for `campaign`.
+    pub fn add(&mut self, campaign: Uuid, bytes: u64) {
+        *self.added.entry(campaign).or_default() += bytes;
+    }
+}
+
+/// The ledger, shared by the sweeper, the upload and the pages that show it.
+pub type LastSweep = Arc<Mutex<Ledger>>;
 
 /// Why a sweep stopped (nothing was removed after the failure).
 #[derive(Debug, thiserror::Error)]
@@ -168,15 +195,17 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// Sweeps every [`SWEEP_EVERY`] (the first a minute after start) until the server stops,
-/// keeping the last report in `last`. A failed sweep is logged and tried again next time.
+/// Sweeps every [`SWEEP_EVERY`] until the server stops, keeping the last report in `last`. The
+/// first sweep runs `first_after` the start (at once when a quota needs its figures). A failed
+/// sweep is logged and tried again next time.
 pub async fn run(
     storage: Arc<dyn Storage>,
     blobs: Arc<BlobStore>,
     grace: Duration,
     last: LastSweep,
+    first_after: Duration,
 ) {
-    let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut next = tokio::time::Instant::now() + first_after;
     loop {
         tokio::time::sleep_until(next).await;
         next += SWEEP_EVERY;
@@ -190,7 +219,9 @@ pub async fn run(
                         "removed attachment files no record has referred to for the grace period"
                     );
                 }
-                *last.lock().expect("sweep report") = Some(report);
+                let mut ledger = last.lock().expect("sweep report");
+                ledger.report = Some(report);
+                ledger.added.clear();
             }
             Err(e) => tracing::warn!(error = %e, "the attachment sweep failed; trying again later"),
         }

@@ -74,6 +74,8 @@ pub struct AppState {
     pub blobs: Option<Arc<blobs::BlobStore>>,
     /// The last attachment sweep's report (what each campaign's files take).
     pub blob_sweep: blob_gc::LastSweep,
+    /// The most bytes of files one campaign may keep (`None`: no limit).
+    pub attachment_quota: Option<u64>,
 }
 
 /// Tallies per (campaign, what the asker may see), with the data version they were computed at.
@@ -127,6 +129,9 @@ pub struct Config {
     pub blob_dir: Option<PathBuf>,
     /// How long a file no record refers to is kept ([`blob_gc::DEFAULT_GRACE`] when `None`).
     pub attachment_grace: Option<std::time::Duration>,
+    /// The most bytes of files one campaign may keep on this server (`None`: no limit). Servers
+    /// sharing a database each count the files they received since the last sweep.
+    pub attachment_quota: Option<u64>,
 }
 
 impl Config {
@@ -150,6 +155,8 @@ pub struct Settings {
     pub blob_dir: Option<PathBuf>,
     /// Where the attachment sweep leaves its report.
     pub blob_sweep: blob_gc::LastSweep,
+    /// The most bytes of files one campaign may keep (`None`: no limit).
+    pub attachment_quota: Option<u64>,
 }
 
 /// The HTTP application over a storage, with default [`Settings`] but for `limits`.
@@ -176,6 +183,7 @@ pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
             .blob_dir
             .map(|dir| Arc::new(blobs::BlobStore::new(dir))),
         blob_sweep: settings.blob_sweep,
+        attachment_quota: settings.attachment_quota,
     });
     routes::router()
         .fallback(ui::fallback)
@@ -312,6 +320,12 @@ pub async fn run(
         Arc::new(blobs::BlobStore::new(&blob_dir)),
         config.attachment_grace.unwrap_or(blob_gc::DEFAULT_GRACE),
         blob_sweep.clone(),
+        // A quota needs the figures at once; otherwise the first sweep waits a minute.
+        if config.attachment_quota.is_some() {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs(60)
+        },
     ));
     let router = app_with(
         storage.clone(),
@@ -322,6 +336,7 @@ pub async fn run(
             },
             blob_dir: Some(blob_dir),
             blob_sweep,
+            attachment_quota: config.attachment_quota,
         },
     );
     let served = net::serve(listener, config.tls, router, config.conn, shutdown).await;

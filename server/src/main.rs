@@ -84,6 +84,10 @@ struct Args {
     #[arg(long, env = "FIELDSYNC_ATTACHMENT_GRACE_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     attachment_grace_days: u64,
+    /// The most megabytes of files one campaign may keep (no limit unless given).
+    #[arg(long, env = "FIELDSYNC_ATTACHMENT_QUOTA_MB",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    attachment_quota_mb: Option<u64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -373,6 +377,7 @@ async fn main() -> anyhow::Result<()> {
             attachment_grace: Some(std::time::Duration::from_secs(
                 args.attachment_grace_days * 24 * 3600,
             )),
+            attachment_quota: args.attachment_quota_mb.map(|mb| mb * 1024 * 1024),
         },
         shutdown_signal(),
     )

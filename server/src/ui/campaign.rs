@@ -130,28 +130,44 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
         let (zh, en) = crate::report::counting_basis(t);
         body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
         // What the campaign's photos and recordings take on the server (from the last sweep).
-        let usage = state
-            .blob_sweep
-            .lock()
-            .expect("sweep report")
-            .as_ref()
-            .map(|r| (r.at_ms, r.campaigns.get(&c.id).copied().unwrap_or_default()));
+        let usage = {
+            let ledger = state.blob_sweep.lock().expect("sweep report");
+            ledger.report.as_ref().map(|r| {
+                let mut u = r.campaigns.get(&c.id).copied().unwrap_or_default();
+                u.bytes = ledger.usage(c.id);
+                (r.at_ms, u)
+            })
+        };
         if let Some((at, u)) = usage {
             body.push_str(&format!(
                 "<p class=\"muted\">{}</p>",
                 esc(&if lang.en {
                     format!(
-                        "Attachments: {} files, {} on the server; {} not uploaded yet (as of {})",
+                        "Attachments: {} files, {} on the server{}; {} not uploaded yet (as of {})",
                         u.files,
                         fieldsync_protocol::attachment::size_text(u.bytes),
+                        state
+                            .attachment_quota
+                            .map(|q| format!(
+                                " of {} allowed",
+                                fieldsync_protocol::attachment::size_text(q)
+                            ))
+                            .unwrap_or_default(),
                         u.waiting,
                         super::page::time(at)
                     )
                 } else {
                     format!(
-                        "附件：服务器上 {} 个文件，共 {}；{} 个尚未上传（统计于 {}）",
+                        "附件：服务器上 {} 个文件，共 {}{}；{} 个尚未上传（统计于 {}）",
                         u.files,
                         fieldsync_protocol::attachment::size_text(u.bytes),
+                        state
+                            .attachment_quota
+                            .map(|q| format!(
+                                "，上限 {}",
+                                fieldsync_protocol::attachment::size_text(q)
+                            ))
+                            .unwrap_or_default(),
                         u.waiting,
                         super::page::time(at)
                     )

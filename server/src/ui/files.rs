@@ -196,7 +196,7 @@ pub(super) async fn open(
     let thumb = q.thumb.is_some_and(|d| d != "0");
     let result = async {
         let blobs = attachments::blobs(&state)?;
-        let (record, r) = attachments::reference(&state, &user.auth, &id, &sha256).await?;
+        let (record, r, _) = attachments::reference(&state, &user.auth, &id, &sha256).await?;
         // A preview on a page the user opened (that page's view is audited, not each preview).
         if thumb && let Some(response) = preview(&state, &r.sha256).await? {
             return Ok(response);
