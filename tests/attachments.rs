@@ -552,6 +552,17 @@ fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scop
         "{downloads:?}"
     );
 
+    // The export names the files (their bytes are on the record page and in the ZIP).
+    let csv = s
+        .server
+        .get(&format!("/v1/campaigns/{}/export/visit.csv", s.campaign))?
+        .text()?;
+    assert!(
+        csv.contains("签到表.jpg") && csv.contains("谈话录音.m4a"),
+        "{csv}"
+    );
+    assert!(!csv.contains(&p.sha256), "no hashes in the export: {csv}");
+
     // The village's dossier: the photo among its pictures, and the ZIP offered.
     let dossier = dashboard(
         &s.server,
