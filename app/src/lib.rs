@@ -87,6 +87,8 @@ struct Inner {
     flash: Mutex<Option<(String, String)>>,
     /// The background sync.
     syncer: syncing::Syncer,
+    /// A village's files being fetched: (village, done, all).
+    fetching: Mutex<Option<(String, usize, usize)>>,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
                 http: options.http,
                 flash: Mutex::new(None),
                 syncer: syncing::Syncer::default(),
+                fetching: Mutex::new(None),
             }),
         }
     }
@@ -176,6 +179,91 @@ impl AppState {
             self.inner.syncer.end();
             return Err(AppError::Task(e.to_string()));
         }
+        Ok(true)
+    }
+
+    /// The village whose files are being fetched, with how many of how many are done.
+    pub fn fetching(&self) -> Option<(String, usize, usize)> {
+        self.inner
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Starts fetching every file of village `code` this device lacks, in the background on a
+    /// second handle of the store (unless a fetch runs: then `false`). The result is the next
+    /// page's message.
+    pub async fn start_fetch(&self, code: String) -> Result<bool, AppError> {
+        {
+            let mut f = self
+                .inner
+                .fetching
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if f.is_some() {
+                return Ok(false);
+            }
+            *f = Some((code.clone(), 0, 0));
+        }
+        let second = self.with_store(|s| Ok(s.reopen().ok())).await;
+        let Ok(Some(mut store)) = second else {
+            *self
+                .inner
+                .fetching
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(AppError::Task(
+                "本机数据不能在后台打开 / the store cannot be opened in the background".into(),
+            ));
+        };
+        let state = self.clone();
+        std::thread::Builder::new()
+            .name("fieldsync-app-fetch".into())
+            .spawn(move || {
+                let http = state.inner.http.clone();
+                let result = fieldsync_client_core::account::transport(&store, &http)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut t| {
+                        fieldsync_client_core::attachments::fetch_village(
+                            &mut store,
+                            &mut t,
+                            &code,
+                            &mut |done, all| {
+                                *state.inner.fetching.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some((code.clone(), done, all));
+                            },
+                        )
+                        .map_err(|e| e.to_string())
+                    });
+                let (zh, en) = match result {
+                    Ok(r) if r.failed.is_empty() => (
+                        format!("本村附件已全部在本机：新下载 {} 个，原有 {} 个，可离线查看", r.fetched, r.here),
+                        format!("all of the village's files are on this device: {} downloaded, {} already here; they open offline", r.fetched, r.here),
+                    ),
+                    Ok(r) => (
+                        format!(
+                            "新下载 {} 个附件；{} 个暂时下载不了：{}",
+                            r.fetched,
+                            r.failed.len(),
+                            r.failed.iter().map(|(n, e)| format!("{n}（{e}）")).collect::<Vec<_>>().join("；")
+                        ),
+                        format!(
+                            "{} files downloaded; {} could not be had now: {}",
+                            r.fetched,
+                            r.failed.len(),
+                            r.failed.iter().map(|(n, e)| format!("{n} ({e})")).collect::<Vec<_>>().join("; ")
+                        ),
+                    ),
+                    Err(e) => (
+                        format!("附件下载中断，已下载的保留在本机，稍后再试：{e}"),
+                        format!("the download stopped; what arrived is kept here: try again later ({e})"),
+                    ),
+                };
+                state.set_flash(zh, en);
+                *state.inner.fetching.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            })
+            .map_err(|e| AppError::Task(e.to_string()))?;
         Ok(true)
     }
 

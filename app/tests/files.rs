@@ -154,6 +154,37 @@ fn a_photo_added_in_the_app_uploads_at_sync_and_opens_on_a_colleagues_device() -
         .context("kept")?;
     assert!(kept.uploaded, "a fetched file is never sent back");
 
+    // A third colleague takes all of the village's files before going where there is no line.
+    let campaign = app.campaign;
+    let third = App::start_with(|store, _| {
+        server.enroll(store, "第三位同事", Role::Admin, None)?;
+        // The same campaign as the first device (the fixture seeds one of its own).
+        store.set_setting("campaign", &campaign.to_string())?;
+        Ok(())
+    })?;
+    third.sync()?;
+    let village = third.page(&format!("/v/{A1}"))?;
+    assert!(
+        village.contains("本村记录共有附件 <b>1</b> 个，本机已有 <b>0</b> 个"),
+        "{village}"
+    );
+    let r = third.post(&format!("/v/{A1}/files"), &[])?;
+    assert_eq!(r.status(), 200);
+    let mut seen = r.text()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while seen.contains("正在下载附件") || !seen.contains("本村附件已全部在本机") {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the fetch did not end: {seen}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        seen = third.page(&format!("/v/{A1}"))?;
+    }
+    assert!(seen.contains("新下载 1 个"), "{seen}");
+    assert!(third.store()?.stored_attachment(&sha)?.is_some());
+    let village = third.page(&format!("/v/{A1}"))?;
+    assert!(village.contains("本机已有 <b>1</b> 个"), "{village}");
+
     // The server gone: the file opens offline now, and one never fetched says why it cannot.
     drop(server);
     let again = colleague

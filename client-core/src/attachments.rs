@@ -411,6 +411,66 @@ pub fn fetch_attachment(
     Ok(bytes)
 }
 
+/// What fetching a village's files did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Files fetched now.
+    pub fetched: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files this device held already.
+    pub here: u64,
+    /// Files not fetched (not on the server yet, or the line gave out), with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Fetches every file of the village's records (`scope`) that this device does not hold, so that
+/// they open offline later; `progress` hears (done, all) after each. A file that cannot be had
+/// now is named in the report and the others go on; a broken line ends it (what was fetched is
+/// kept).
+pub fn fetch_village(
+    store: &mut Store,
+    transport: &mut dyn BlobTransport,
+    scope: &str,
+    progress: &mut dyn FnMut(usize, usize),
+) -> std::result::Result<FetchReport, AttachmentSyncError> {
+    let records = store.list(&crate::store::Filter {
+        scope: Some(scope.to_string()),
+        ..Default::default()
+    })?;
+    let mut wanted = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut report = FetchReport::default();
+    for r in records.iter().filter(|r| !r.deleted) {
+        for f in r.fields.values().flat_map(refs) {
+            if !seen.insert(f.sha256.clone()) {
+                continue;
+            }
+            if store.stored_attachment(&f.sha256)?.is_some() {
+                report.here += 1;
+            } else {
+                wanted.push((r.header.id, f));
+            }
+        }
+    }
+    let all = wanted.len();
+    for (i, (record, f)) in wanted.into_iter().enumerate() {
+        match fetch_attachment(transport, record, &f.sha256) {
+            Ok(bytes) => {
+                store.keep_fetched_attachment(record, &bytes)?;
+                report.fetched += 1;
+                report.bytes += bytes.len() as u64;
+            }
+            Err(AttachmentSyncError::Transport(e)) if !e.is_retryable() => {
+                report.failed.push((f.name.clone(), e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        progress(i + 1, all);
+    }
+    Ok(report)
+}
+
 impl Store {
     /// Keeps the bytes of a file fetched from the server for `record` (already on the server,
     /// so never uploaded again), with the media type its reference gives.

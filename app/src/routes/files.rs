@@ -148,6 +148,73 @@ pub fn section(
     }
 }
 
+/// Files the village's records refer to, and how many of them this device holds.
+pub fn village_files(
+    store: &Store,
+    campaign: Uuid,
+    code: &str,
+) -> Result<(usize, usize), AppError> {
+    let records = store.list(&fieldsync_client_core::Filter {
+        scope: Some(code.to_string()),
+        campaign: Some(campaign),
+        ..Default::default()
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    let mut here = 0;
+    for r in records.iter().filter(|r| !r.deleted) {
+        for f in r.fields.values().flat_map(refs) {
+            if seen.insert(f.sha256.clone()) && store.stored_attachment(&f.sha256)?.is_some() {
+                here += 1;
+            }
+        }
+    }
+    Ok((seen.len(), here))
+}
+
+/// The village page's line about its files, with the button that fetches the missing ones.
+pub fn village_section(
+    state: &AppState,
+    lang: Lang,
+    code: &str,
+    (all, here): (usize, usize),
+) -> Markup {
+    let fetching = state.fetching().filter(|(v, _, _)| v == code);
+    html! {
+        @if all > 0 {
+            section.files #village-files {
+                h2 { (lang.t("附件", "Files")) }
+                p {
+                    (lang.t("本村记录共有附件 ", "The village's records have ")) b { (all) }
+                    (lang.t(" 个，本机已有 ", " files; this device holds ")) b { (here) }
+                    (lang.t(" 个。", "."))
+                }
+                @if let Some((_, done, total)) = fetching {
+                    p.muted role="status" { (lang.t("正在下载附件：", "Downloading files: ")) (done) " / " (total) }
+                } @else if here < all {
+                    form method="post" action=(format!("/v/{code}/files")) {
+                        (super::csrf_field(state))
+                        button.secondary type="submit" { (lang.t("下载本村全部附件（之后可离线查看）", "Download all of the village's files (to open them offline)")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /v/{code}/files`: fetches the village's files this device lacks, in the background;
+/// back to the village page, where the progress and then the result show.
+pub async fn fetch_village(
+    State(state): State<AppState>,
+    lang: Lang,
+    Path(code): Path<String>,
+) -> PageResult {
+    state
+        .start_fetch(code.clone())
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    Ok(Redirect::to(&format!("/v/{code}")).into_response())
+}
+
 /// `POST /r/{id}/files/{field}`: adds the files sent (multipart `file`, one or several) to the
 /// field, back to the record page with what was added and what was refused.
 pub async fn add(

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lang/{lang}", get(switch_lang))
         .route("/template/seen", post(template_seen))
         .route("/v/{code}", get(village))
+        .route("/v/{code}/files", post(files::fetch_village))
         .route("/v/{code}/k/{kind}", get(records::list))
         .route(
             "/v/{code}/k/{kind}/new",
@@ -381,6 +382,8 @@ async fn switch_lang(Path(to): Path<String>) -> Response {
 pub struct VillageInfo {
     /// The village's name.
     pub name: String,
+    /// Files its records refer to, and how many of them this device holds.
+    pub files: (usize, usize),
     /// (kind, label zh, label en, records).
     pub kinds: Vec<(String, String, String, usize)>,
 }
@@ -432,6 +435,7 @@ async fn village(
             }
             Ok(Some(VillageInfo {
                 name: text_of(&v, "name").unwrap_or_else(|| c.clone()),
+                files: files::village_files(s, campaign, &c)?,
                 kinds,
             }))
         })
@@ -452,6 +456,7 @@ async fn village(
                 }
             }
         }
+        (files::village_section(&state, lang, &code, info.files))
     };
     Ok(page(lang, &info.name, body).into_response())
 }
