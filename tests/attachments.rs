@@ -522,14 +522,13 @@ fn the_dashboard_shows_a_records_files_and_zips_a_village_only_for_those_in_scop
             .contains("script-src")
     );
     assert_eq!(shown.bytes()?.as_ref(), &photo[..]);
-    // These bytes are no real picture: the preview falls back to the file itself.
+    // These bytes are no real picture: no preview (never the full file in its place).
     let preview = dashboard(
         &s.server,
         &token,
         &format!("{record_page}/a/{}?thumb=1", p.sha256),
     )?;
-    assert_eq!(preview.status(), 200);
-    assert_eq!(preview.bytes()?.as_ref(), &photo[..]);
+    assert_eq!(preview.status(), 404);
     let saved = dashboard(
         &s.server,
         &token,
@@ -756,5 +755,26 @@ fn a_campaign_over_its_file_quota_is_told_so_and_keeps_its_records() -> Result<(
         300_000,
         "{usage}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_file_whose_bytes_all_arrived_but_was_not_stored_is_finished_not_assumed() -> Result<()> {
+    // Every byte reached the server, then the server failed before hashing and storing it (a
+    // crash): the partial file is full length. The device must not take that offset for "done".
+    let mut s = setup()?;
+    let photo = noise(120_000, 51);
+    let p = s
+        .admin
+        .attach(s.record, "photos", "会议记录.jpg", None, &photo)?;
+    push(&s.server, &mut s.admin)?;
+    let uploads = s.server.data_dir().join("attachments/uploads");
+    std::fs::create_dir_all(&uploads)?;
+    std::fs::write(uploads.join(format!("{}.part", p.sha256)), &photo)?;
+    let mut t = s.server.connect(&s.admin)?;
+    let report = upload_attachments(&mut s.admin, &mut t, 3)?;
+    assert_eq!((report.uploaded, report.bytes_sent), (1, 0), "{report:?}");
+    assert_eq!(stored(&s.server, &p.sha256).as_deref(), Some(&photo[..]));
+    assert!(!uploads.join(format!("{}.part", p.sha256)).exists());
     Ok(())
 }

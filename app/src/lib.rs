@@ -222,13 +222,17 @@ impl AppState {
             .name("fieldsync-app-fetch".into())
             .spawn(move || {
                 let http = state.inner.http.clone();
+                let campaign = routes::campaign_of(&store)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 let result = fieldsync_client_core::account::transport(&store, &http)
                     .map_err(|e| e.to_string())
                     .and_then(|mut t| {
                         fieldsync_client_core::attachments::fetch_village(
                             &mut store,
                             &mut t,
-                            &code,
+                            (campaign, &code),
                             &mut |done, all| {
                                 *state.inner.fetching.lock().unwrap_or_else(|p| p.into_inner()) =
                                     Some((code.clone(), done, all));

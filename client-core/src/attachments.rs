@@ -213,6 +213,7 @@ pub fn upload_attachments_with_progress(
     // sync.
     let mut file = 0;
     let mut chunk = CHUNK_BYTES;
+    let mut refused: Option<TransportError> = None;
     for round in 0..=NOT_MERGED_WAITS {
         let mut deferred = Vec::new();
         let mut wait = std::time::Duration::ZERO;
@@ -252,6 +253,10 @@ pub fn upload_attachments_with_progress(
                     wait = wait.max(retry_after);
                     deferred.push((a, offset));
                 }
+                Sent::Refused(e) => {
+                    report.waiting += 1;
+                    refused.get_or_insert(e);
+                }
             }
         }
         if deferred.is_empty() {
@@ -263,6 +268,10 @@ pub fn upload_attachments_with_progress(
         }
         std::thread::sleep(wait);
         queue = deferred;
+    }
+    // The others were sent; the refusal is still the answer (the files wait on the device).
+    if let Some(e) = refused {
+        return Err(e.into());
     }
     Ok(report)
 }
@@ -276,6 +285,8 @@ enum Sent {
         offset: u64,
         retry_after: std::time::Duration,
     },
+    /// The server will not take it now (its campaign's quota is full).
+    Refused(TransportError),
 }
 
 /// A chunk that arrives within this long makes the next one twice as large.
@@ -297,9 +308,9 @@ fn send_file(
     let mut offset = offset.min(bytes.len() as u64);
     tell(offset);
     loop {
-        if offset >= bytes.len() as u64 && offset > 0 {
-            return Ok(Sent::Whole);
-        }
+        // At the end too a request is sent (empty): only the server's answer that it holds the
+        // whole file counts, never an offset equal to the size (the last step, hashing and
+        // storing, may have failed after every byte arrived).
         let end = (offset as usize + *chunk).min(bytes.len());
         let started = std::time::Instant::now();
         match transport.append(a.record, &a.sha256, offset, &bytes[offset as usize..end]) {
@@ -310,7 +321,7 @@ fn send_file(
                 report.bytes_sent += (end - offset as usize) as u64;
                 offset = next;
                 tell(offset);
-                if bytes.is_empty() {
+                if offset >= bytes.len() as u64 {
                     return Ok(Sent::Whole);
                 }
             }
@@ -321,6 +332,11 @@ fn send_file(
                     offset,
                     retry_after: retry_after.unwrap_or(std::time::Duration::from_secs(1)),
                 });
+            }
+            // No room for this file: not worth retrying; the other files go on.
+            Err(e @ TransportError::Refused { .. }) if matches!(&e, TransportError::Refused { code, .. } if code == "quota_exceeded") =>
+            {
+                return Ok(Sent::Refused(e));
             }
             Err(e) => {
                 let resumable = e.is_retryable()
@@ -425,17 +441,18 @@ pub struct FetchReport {
 }
 
 /// Fetches every file of the village's records (`scope`) that this device does not hold, so that
-/// they open offline later; `progress` hears (done, all) after each. A file that cannot be had
-/// now is named in the report and the others go on; a broken line ends it (what was fetched is
-/// kept).
+/// they open offline later; `progress` hears (done, all) after each. A file the server refuses
+/// or sends wrong is named in the report and the others go on; a line that stays broken ends
+/// it (what was fetched is kept).
 pub fn fetch_village(
     store: &mut Store,
     transport: &mut dyn BlobTransport,
-    scope: &str,
+    (campaign, scope): (Uuid, &str),
     progress: &mut dyn FnMut(usize, usize),
 ) -> std::result::Result<FetchReport, AttachmentSyncError> {
     let records = store.list(&crate::store::Filter {
         scope: Some(scope.to_string()),
+        campaign: Some(campaign),
         ..Default::default()
     })?;
     let mut wanted = Vec::new();
@@ -462,6 +479,9 @@ pub fn fetch_village(
                 report.bytes += bytes.len() as u64;
             }
             Err(AttachmentSyncError::Transport(e)) if !e.is_retryable() => {
+                report.failed.push((f.name.clone(), e.to_string()));
+            }
+            Err(e @ AttachmentSyncError::Corrupt(_)) => {
                 report.failed.push((f.name.clone(), e.to_string()));
             }
             Err(e) => return Err(e),

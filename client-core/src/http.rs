@@ -211,13 +211,7 @@ impl HttpTransport {
         let response = request
             .header(header::ACCEPT_ENCODING, "gzip")
             .send()
-            .map_err(|e| {
-                if e.is_connect() {
-                    TransportError::Unreachable(e.to_string())
-                } else {
-                    TransportError::Interrupted(e.to_string())
-                }
-            })?;
+            .map_err(not_sent)?;
         let status = response.status();
         let headers = response.headers().clone();
         let retry_after = retry_after(response.headers());
@@ -239,6 +233,15 @@ impl HttpTransport {
             return Ok((headers, body));
         }
         Err(refusal(status, &body, retry_after))
+    }
+}
+
+/// A request that got no answer: the server could not be reached, or the line broke.
+fn not_sent(e: reqwest::Error) -> TransportError {
+    if e.is_connect() {
+        TransportError::Unreachable(e.to_string())
+    } else {
+        TransportError::Interrupted(e.to_string())
     }
 }
 
@@ -346,14 +349,12 @@ impl crate::attachments::BlobTransport for HttpTransport {
             request = request.header(header::RANGE, format!("bytes={from}-"));
         }
         self.stats.requests += 1;
-        let mut response = request.send().map_err(|e| {
-            if e.is_connect() {
-                TransportError::Unreachable(e.to_string())
-            } else {
-                TransportError::Interrupted(e.to_string())
-            }
-        })?;
+        let mut response = request.send().map_err(not_sent)?;
         let status = response.status();
+        // Everything had arrived before the line broke: nothing is left to send.
+        if from > 0 && status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            return Ok(());
+        }
         if !status.is_success() {
             let retry_after = retry_after(response.headers());
             let body = response

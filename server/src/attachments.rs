@@ -405,6 +405,17 @@ pub async fn serve(
     (browser, range): (Option<bool>, Option<&HeaderValue>),
     entry: crate::storage::AuditEntry,
 ) -> Result<Response, ApiError> {
+    let file = match tokio::fs::File::open(blobs.blob_path(&r.sha256)).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "attachment {} has not reached the server yet",
+                r.sha256
+            ))
+            .with_hint("the device that added it uploads it when it next syncs"));
+        }
+        Err(e) => return Err(io(e)),
+    };
     // One range `bytes=N-` or `bytes=N-M` (a resumed download, a player seeking); anything
     // else is answered whole.
     let wanted = match range.and_then(|v| v.to_str().ok()).and_then(parse_range) {
@@ -418,21 +429,9 @@ pub async fn serve(
         Some((from, to)) if r.size > 0 => Some((from, to.unwrap_or(r.size - 1).min(r.size - 1))),
         _ => None,
     };
-    let file = match tokio::fs::File::open(blobs.blob_path(&r.sha256)).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
-                "attachment {} has not reached the server yet",
-                r.sha256
-            ))
-            .with_hint("the device that added it uploads it when it next syncs"));
-        }
-        Err(e) => return Err(io(e)),
-    };
-    // A download resumed part-way is the same view: audited when it starts.
-    if wanted.is_none_or(|(from, _)| from == 0) {
-        state.storage.audit(entry).await;
-    }
+    // Every answer with bytes is audited, a resumed part too (a range from byte 1 is nearly
+    // the whole file).
+    state.storage.audit(entry).await;
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let (status, length, stream) = match wanted {
@@ -455,10 +454,9 @@ pub async fn serve(
             Body::from_stream(tokio_util::io::ReaderStream::new(file)),
         ),
     };
-    let media_type = match browser {
-        Some(_) => served_media_type(&r.media_type),
-        None => r.media_type.as_str(),
-    };
+    // As a browser may get it whichever route it took (the dashboard's cookie works on the API
+    // too): never as a page.
+    let media_type = served_media_type(&r.media_type);
     if let Ok(v) = HeaderValue::from_str(media_type) {
         h.insert(header::CONTENT_TYPE, v);
     }

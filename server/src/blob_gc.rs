@@ -133,6 +133,29 @@ pub async fn sweep(
     grace: Duration,
 ) -> Result<SweepReport, SweepError> {
     let referenced = references(storage).await?;
+    let report = walk(blobs, referenced.clone(), now, grace, None).await?;
+    if report.removed == 0 {
+        return Ok(report);
+    }
+    // Files were due for removal: the references are read again, so that a record that came to
+    // refer to one again during the walk keeps it (the window left is the time between this
+    // read and the removal).
+    let again = references(storage).await?;
+    let mut last = walk(blobs, referenced, now, grace, Some(again)).await?;
+    last.partials_removed += report.partials_removed;
+    Ok(last)
+}
+
+/// One pass over the directory with the references read (`recheck`: a second reading; a file
+/// is removed only when neither refers to it, and without one the pass only counts what it
+/// would remove). Notes and partial uploads are handled in every pass.
+async fn walk(
+    blobs: &Arc<BlobStore>,
+    referenced: HashMap<String, Uuid>,
+    now: SystemTime,
+    grace: Duration,
+    recheck: Option<HashMap<String, Uuid>>,
+) -> Result<SweepReport, SweepError> {
     let blobs = blobs.clone();
     let report = tokio::task::spawn_blocking(move || -> Result<SweepReport, SweepError> {
         let mut report = SweepReport {
@@ -162,7 +185,18 @@ pub async fn sweep(
                     if now.duration_since(since).unwrap_or_default() >= grace
                         && f.modified <= since =>
                 {
-                    blobs.remove_stored(&f.sha256)?;
+                    match &recheck {
+                        Some(again) if !again.contains_key(&f.sha256) => {
+                            blobs.remove_stored(&f.sha256)?;
+                        }
+                        // Referred to again since the first reading: kept.
+                        Some(_) => {
+                            blobs.forget_orphan(&f.sha256)?;
+                            continue;
+                        }
+                        // The first pass only counts what it would remove.
+                        None => {}
+                    }
                     report.removed += 1;
                     report.removed_bytes += f.len;
                 }

@@ -1,6 +1,7 @@
 //! Small JPEG previews of the photos attached to records, for the dashboard's pages: made once
 //! from the stored file (JPEG, PNG, GIF, TIFF, BMP), kept beside it, so that a dossier with fifty
-//! photos does not send the department a hundred megabytes.
+//! photos does not send the department a hundred megabytes. Other pictures (HEIC, WebP) get none:
+//! the pages show their name and a link.
 
 use std::path::PathBuf;
 
@@ -13,9 +14,17 @@ pub const SIDE: u32 = 400;
 /// The most memory decoding one picture may take (a 48-megapixel photo in RGBA is 192 MB).
 const DECODE_LIMIT: u64 = 256 << 20;
 
+/// Whether pictures of this media type get a preview.
+pub fn can_preview(media_type: &str) -> bool {
+    matches!(
+        media_type.to_ascii_lowercase().as_str(),
+        "image/jpeg" | "image/jpg" | "image/png" | "image/gif" | "image/tiff" | "image/bmp"
+    )
+}
+
 /// The preview of stored picture `sha256`: made now if it is not there yet. `None` when the
-/// file is not stored, or is not a picture this server can read (HEIC, WebP): the page then
-/// shows the file's name instead. Blocking: call it off the async threads.
+/// file is not stored, or is not a picture this server can read. Blocking: call it off the
+/// async threads (and not too many at once: decoding a large photo takes memory).
 pub fn preview(blobs: &BlobStore, sha256: &str) -> Option<PathBuf> {
     let thumb = blobs.thumbnail_path(sha256);
     if thumb.exists() {
@@ -34,7 +43,7 @@ pub fn preview(blobs: &BlobStore, sha256: &str) -> Option<PathBuf> {
     let dir = thumb.parent()?;
     std::fs::create_dir_all(dir).ok()?;
     // Written aside and renamed, so that a half-written preview is never served.
-    let part = dir.join(format!("{sha256}.{}.part", std::process::id()));
+    let part = dir.join(format!("{sha256}.{}.part", uuid::Uuid::new_v4()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&part).ok()?);
     let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
         .encode_image(&small)

@@ -139,40 +139,28 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             })
         };
         if let Some((at, u)) = usage {
-            body.push_str(&format!(
-                "<p class=\"muted\">{}</p>",
-                esc(&if lang.en {
-                    format!(
-                        "Attachments: {} files, {} on the server{}; {} not uploaded yet (as of {})",
-                        u.files,
-                        fieldsync_protocol::attachment::size_text(u.bytes),
-                        state
-                            .attachment_quota
-                            .map(|q| format!(
-                                " of {} allowed",
-                                fieldsync_protocol::attachment::size_text(q)
-                            ))
-                            .unwrap_or_default(),
-                        u.waiting,
-                        super::page::time(at)
-                    )
-                } else {
-                    format!(
-                        "附件：服务器上 {} 个文件，共 {}{}；{} 个尚未上传（统计于 {}）",
-                        u.files,
-                        fieldsync_protocol::attachment::size_text(u.bytes),
-                        state
-                            .attachment_quota
-                            .map(|q| format!(
-                                "，上限 {}",
-                                fieldsync_protocol::attachment::size_text(q)
-                            ))
-                            .unwrap_or_default(),
-                        u.waiting,
-                        super::page::time(at)
-                    )
-                })
-            ));
+            use fieldsync_protocol::attachment::size_text;
+            let (files, bytes, waiting, at) = (
+                u.files,
+                size_text(u.bytes),
+                u.waiting,
+                super::page::time(at),
+            );
+            let quota = state.attachment_quota.map(size_text);
+            let line = if lang.en {
+                let of = quota
+                    .map(|q| format!(" of {q} allowed"))
+                    .unwrap_or_default();
+                format!(
+                    "Attachments: {files} files, {bytes} on the server{of}; {waiting} not uploaded yet (as of {at})"
+                )
+            } else {
+                let of = quota.map(|q| format!("，上限 {q}")).unwrap_or_default();
+                format!(
+                    "附件：服务器上 {files} 个文件，共 {bytes}{of}；{waiting} 个尚未上传（统计于 {at}）"
+                )
+            };
+            body.push_str(&format!("<p class=\"muted\">{}</p>", esc(&line)));
         }
         body.push_str(&cards(&[
             (lang.t("村（社区）", "Villages"), t.villages.to_string()),

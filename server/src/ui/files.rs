@@ -21,8 +21,7 @@ use super::*;
 use crate::blobs::BlobState;
 use crate::{AppState, attachments, error::ApiError, storage::RecordFilter};
 
-/// Whether `field` of `kind` is an attachments field (any field holding references when there
-/// is no template).
+/// Whether `field` of `kind` is an attachments field of the campaign's template.
 pub(super) fn is_files_field(template: Option<&Template>, kind: &str, field: &str) -> bool {
     template
         .and_then(|t| t.kind(kind))
@@ -79,7 +78,7 @@ pub(super) async fn gallery(
             };
             let href = format!("/ui/r/{}/a/{}", r.id, f.sha256);
             let preview = match (here, family(served_media_type(&f.media_type))) {
-                (true, "image") => format!(
+                (true, "image") if crate::thumbnails::can_preview(&f.media_type) => format!(
                     "<a href=\"{href}\"><img src=\"{href}?thumb=1\" alt=\"{}\" loading=\"lazy\"></a>",
                     esc(&f.name)
                 ),
@@ -140,7 +139,7 @@ pub(super) async fn photo_strip(
         .iter()
         .filter(|r| !r.deleted)
         .flat_map(|r| refs_in_json(&r.fields).into_iter().map(move |f| (r, f)))
-        .filter(|(_, f)| family(served_media_type(&f.media_type)) == "image")
+        .filter(|(_, f)| crate::thumbnails::can_preview(&f.media_type))
         .collect();
     pictures.sort_by(|a, b| (b.1.at, &b.1.sha256).cmp(&(a.1.at, &a.1.sha256)));
     pictures.dedup_by(|a, b| a.1.sha256 == b.1.sha256);
@@ -198,8 +197,11 @@ pub(super) async fn open(
         let blobs = attachments::blobs(&state)?;
         let (record, r, _) = attachments::reference(&state, &user.auth, &id, &sha256).await?;
         // A preview on a page the user opened (that page's view is audited, not each preview).
-        if thumb && let Some(response) = preview(&state, &r.sha256).await? {
-            return Ok(response);
+        if thumb {
+            return match preview(&state, &r).await? {
+                Some(response) => Ok(response),
+                None => Err(ApiError::not_found("this file has no preview")),
+            };
         }
         let action = if download {
             "attachment_download"
@@ -232,11 +234,20 @@ pub(super) async fn open(
 }
 
 /// The preview of a stored picture as an answer, if there is (or can be made) one.
-async fn preview(state: &AppState, sha256: &str) -> Result<Option<Response>, ApiError> {
+async fn preview(state: &AppState, r: &AttachmentRef) -> Result<Option<Response>, ApiError> {
+    /// Previews made at once (each decode may take a few hundred megabytes).
+    static MAKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     let Some(blobs) = state.blobs.clone() else {
         return Ok(None);
     };
-    let sha = sha256.to_string();
+    if !crate::thumbnails::can_preview(&r.media_type) {
+        return Ok(None);
+    }
+    let _turn = MAKING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(format!("preview queue: {e}")))?;
+    let sha = r.sha256.clone();
     let bytes = tokio::task::spawn_blocking(move || {
         crate::thumbnails::preview(&blobs, &sha).and_then(|p| std::fs::read(p).ok())
     })
@@ -282,23 +293,29 @@ fn zip_name(
     f: &AttachmentRef,
     taken: &mut std::collections::HashSet<String>,
 ) -> String {
-    let folder = kind_label(template, kind, Lang { en: false });
+    // Every part is cleaned: a device writes the date and the name, and a ZIP entry with `/`
+    // or `..` in it would be extracted outside its folder.
+    let clean = |s: &str| -> String {
+        let c: String = s
+            .chars()
+            .map(|c| {
+                if "/\\:*?\"<>|".contains(c) || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let c = c.trim().trim_start_matches('.').to_string();
+        if c.is_empty() { "_".into() } else { c }
+    };
+    let folder = clean(&kind_label(template, kind, Lang { en: false }));
     let date = field_str(record, "date");
-    let clean: String = f
-        .name
-        .chars()
-        .map(|c| {
-            if "/\\:*?\"<>|".contains(c) || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let file = clean(&f.name);
     let base = if date.is_empty() {
-        clean
+        file
     } else {
-        format!("{date} {clean}")
+        format!("{} {file}", clean(date))
     };
     let mut name = format!("{folder}/{base}");
     let mut n = 2;
