@@ -201,6 +201,17 @@ pub(crate) enum Command {
     Attachments {
         /// Record id (or the start of it).
         id: String,
+        /// Also save each file into this folder under its own name (fetched from the server
+        /// when this device does not hold it). 把附件保存到这个文件夹。
+        #[arg(long)]
+        save: Option<std::path::PathBuf>,
+    },
+    /// Download every file of a village's records to this device, to open them offline later.
+    /// 把一个村全部记录的附件下载到本机，之后可离线查看。
+    FetchFiles {
+        /// The village's code. 村（社区）代码。
+        #[arg(long)]
+        village: String,
     },
     /// Sync with the server. 与服务器同步。
     ///

@@ -154,7 +154,8 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             field,
             media_type,
         } => records::attach(store, id, file, field, media_type, json),
-        Command::Attachments { id } => records::attachments(store, id, json),
+        Command::Attachments { id, save } => records::attachments(store, id, save, json),
+        Command::FetchFiles { village } => records::fetch_files(store, &village, json),
         Command::Conflicts { id } => records::conflicts(store, id, json),
         Command::Resolve { id, field, value } => forms::resolve(store, id, field, value),
         Command::Sync {

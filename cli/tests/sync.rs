@@ -223,6 +223,26 @@ fn an_attached_photo_is_uploaded_after_the_records_and_listed_as_uploaded() -> R
         .join(&sha[..2])
         .join(sha);
     assert_eq!(std::fs::read(on_server)?, vec![7u8; 300_000]);
+
+    // A colleague takes the village's files for offline viewing, then saves one to a folder.
+    let campaign = d.json(&["status"])["campaign"]
+        .as_str()
+        .expect("the device's campaign")
+        .to_string();
+    let c = Device::new()?;
+    c.enroll(&server, "同事", Role::Admin);
+    c.ok(&["init", "--campaign", &campaign]);
+    c.ok(&["sync", "--tries", "3"]);
+    assert_eq!(c.json(&["attachments", &id])[0]["state"], "on_server");
+    let fetched = c.json(&["fetch-files", "--village", VILLAGE]);
+    assert_eq!(fetched["fetched"], 1, "{fetched}");
+    assert_eq!(c.json(&["attachments", &id])[0]["state"], "uploaded");
+    let folder = c.path("saved");
+    c.ok(&["attachments", &id, "--save", p(&folder)]);
+    assert_eq!(
+        std::fs::read(folder.join("签到表.jpg"))?,
+        vec![7u8; 300_000]
+    );
     Ok(())
 }
 

@@ -333,8 +333,16 @@ pub(crate) fn attach(
 }
 
 /// `fieldsync attachments`: a record's files and where each stands.
-pub(crate) fn attachments(store: &Store, id: String, json: bool) -> Result<()> {
+pub(crate) fn attachments(
+    store: &mut Store,
+    id: String,
+    save: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<()> {
     let id = find(store, &id)?;
+    if let Some(dir) = &save {
+        save_files(store, id, dir)?;
+    }
     let all = store.attachments_of(id)?;
     let waiting: std::collections::HashSet<String> = store
         .attachments_to_upload()?
@@ -344,7 +352,7 @@ pub(crate) fn attachments(store: &Store, id: String, json: bool) -> Result<()> {
     let state = |sha: &str| -> (&str, String) {
         if waiting.contains(sha) {
             ("waiting", t("等待上传", "waiting to upload"))
-        } else if store.attachment_bytes(sha).ok().flatten().is_some() {
+        } else if store.stored_attachment(sha).ok().flatten().is_some() {
             ("uploaded", t("已上传", "uploaded"))
         } else {
             (
@@ -378,6 +386,96 @@ pub(crate) fn attachments(store: &Store, id: String, json: bool) -> Result<()> {
             r.media_type,
             r.size,
             state(&r.sha256).1
+        );
+    }
+    Ok(())
+}
+
+/// Writes each file of record `id` into `dir` under its own name (cleaned of path parts),
+/// fetching from the server those this device does not hold.
+fn save_files(store: &mut Store, id: Uuid, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let files = store.attachments_of(id)?;
+    let mut transport = None;
+    for f in files {
+        let bytes = match store.attachment_bytes(&f.sha256)? {
+            Some(b) => b,
+            None => {
+                if transport.is_none() {
+                    let options = super::account::http_options(store)?;
+                    transport = Some(fieldsync_client_core::account::transport(store, &options)?);
+                }
+                let t = transport.as_mut().expect("made above");
+                fieldsync_client_core::attachments::download_attachment(store, t, id, &f.sha256)?
+            }
+        };
+        let name: String = f
+            .name
+            .chars()
+            .map(|c| {
+                if "/\\:*?\"<>|".contains(c) || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let name = name.trim_start_matches('.');
+        let path = dir.join(if name.is_empty() {
+            f.sha256.as_str()
+        } else {
+            name
+        });
+        std::fs::write(&path, bytes)?;
+        eprintln!(
+            "{}",
+            t(
+                &format!("已保存 {}", path.display()),
+                &format!("saved {}", path.display())
+            )
+        );
+    }
+    Ok(())
+}
+
+/// `fieldsync fetch-files --village CODE`: every file of the village's records onto this device.
+pub(crate) fn fetch_files(store: &mut Store, village: &str, json: bool) -> Result<()> {
+    let campaign = super::forms::campaign(store)?;
+    let options = super::account::http_options(store)?;
+    let mut transport = fieldsync_client_core::account::transport(store, &options)?;
+    let report = fieldsync_client_core::attachments::fetch_village(
+        store,
+        &mut transport,
+        (campaign, village),
+        &mut |done, all| eprint!("\r{done} / {all}"),
+    )?;
+    eprintln!();
+    if json {
+        return print_json(&serde_json::json!({
+            "fetched": report.fetched, "bytes": report.bytes, "here": report.here,
+            "failed": report.failed.iter().map(|(n, e)| serde_json::json!({"name": n, "error": e})).collect::<Vec<_>>(),
+        }));
+    }
+    out!(
+        "{}",
+        t(
+            &format!(
+                "已下载 {} 个附件（{} 字节），本机原有 {} 个",
+                report.fetched, report.bytes, report.here
+            ),
+            &format!(
+                "{} files downloaded ({} bytes), {} were here already",
+                report.fetched, report.bytes, report.here
+            )
+        )
+    );
+    for (name, e) in &report.failed {
+        out!(
+            "{}",
+            t(
+                &format!("未能下载 {name}：{e}"),
+                &format!("could not download {name}: {e}")
+            )
         );
     }
     Ok(())
