@@ -218,12 +218,19 @@ pub async fn patch(
     if held == BlobState::Partial(0)
         && let Some(quota) = state.attachment_quota
     {
-        let used = state
-            .blob_sweep
-            .lock()
-            .expect("sweep ledger")
-            .usage(campaign);
-        if used + r.size > quota {
+        // Counted from now on (reserved), so that uploads running at once cannot pass the
+        // quota together; the guard goes before anything is awaited.
+        let refused = {
+            let mut ledger = state.blob_sweep.lock().expect("sweep ledger");
+            let used = ledger.usage(campaign);
+            if !ledger.reserved.contains(&r.sha256) && used + r.size > quota {
+                Some(used)
+            } else {
+                ledger.reserve(campaign, &r.sha256, r.size);
+                None
+            }
+        };
+        if let Some(used) = refused {
             use fieldsync_protocol::attachment::size_text;
             return Err(ApiError::client(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -360,7 +367,7 @@ pub async fn patch(
             .blob_sweep
             .lock()
             .expect("sweep ledger")
-            .add(campaign, r.size);
+            .add(campaign, &r.sha256, r.size);
         state
             .storage
             .audit(auth.audit(

@@ -60,8 +60,10 @@ pub struct SweepReport {
 pub struct Ledger {
     /// The last sweep's report (`None` before the first).
     pub report: Option<SweepReport>,
-    /// Bytes of files stored since that report, per campaign.
+    /// Bytes of files stored since that report, or reserved by uploads under way, per campaign.
     pub added: HashMap<Uuid, u64>,
+    /// Files whose bytes are counted in `added` since their upload began (under a quota).
+    pub reserved: std::collections::HashSet<String>,
 }
 
 impl Ledger {
@@ -75,9 +77,19 @@ impl Ledger {
         swept + self.added.get(&campaign).copied().unwrap_or(0)
     }
 
-    /// Notes a file of `bytes` stored for `campaign`.
-    pub fn add(&mut self, campaign: Uuid, bytes: u64) {
-        *self.added.entry(campaign).or_default() += bytes;
+    /// Notes a file of `bytes` stored for `campaign` (unless its upload reserved them).
+    pub fn add(&mut self, campaign: Uuid, sha256: &str, bytes: u64) {
+        if !self.reserved.remove(sha256) {
+            *self.added.entry(campaign).or_default() += bytes;
+        }
+    }
+
+    /// Counts a file's bytes from the moment its upload begins, so that uploads running at
+    /// once cannot pass a quota together.
+    pub fn reserve(&mut self, campaign: Uuid, sha256: &str, bytes: u64) {
+        if self.reserved.insert(sha256.to_string()) {
+            *self.added.entry(campaign).or_default() += bytes;
+        }
     }
 }
 
@@ -255,7 +267,10 @@ pub async fn run(
                 }
                 let mut ledger = last.lock().expect("sweep report");
                 ledger.report = Some(report);
+                // The report counts stored files; uploads under way are counted again when
+                // they complete.
                 ledger.added.clear();
+                ledger.reserved.clear();
             }
             Err(e) => tracing::warn!(error = %e, "the attachment sweep failed; trying again later"),
         }
