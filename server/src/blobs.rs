@@ -101,10 +101,11 @@ impl BlobStore {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks.entry(sha256.to_string()).or_default().clone()
         };
-        slot.wanted.fetch_add(1, Ordering::SeqCst);
+        // Each request takes a ticket; the holder is superseded by any later ticket, also one
+        // taken while it was still waiting for the lock.
+        let seen = slot.wanted.fetch_add(1, Ordering::SeqCst) + 1;
         slot.notify.notify_waiters();
         let guard = slot.lock.clone().lock_owned().await;
-        let seen = slot.wanted.load(Ordering::SeqCst);
         Held {
             slot,
             seen,
@@ -372,5 +373,25 @@ mod tests {
         // The newer holder is not told to stop by its own request.
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), second.superseded());
         assert!(quiet.await.is_err());
+
+        // Two wait while one holds: the one that gets the lock first is superseded at once by
+        // the one that came after it.
+        let (s3, h3) = (store.clone(), sha.clone());
+        let third = tokio::spawn(async move { s3.lock(&h3).await });
+        tokio::task::yield_now().await;
+        second.superseded().await;
+        let (s4, h4) = (store.clone(), sha.clone());
+        let fourth = tokio::spawn(async move { s4.lock(&h4).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(second);
+        let third = tokio::time::timeout(std::time::Duration::from_secs(5), third)
+            .await
+            .expect("the third gets the lock")
+            .expect("task");
+        tokio::time::timeout(std::time::Duration::from_secs(5), third.superseded())
+            .await
+            .expect("the fourth, waiting, supersedes the third");
+        drop(third);
+        let _ = fourth.await;
     }
 }
