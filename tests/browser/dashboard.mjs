@@ -49,6 +49,8 @@ try {
   await photo.scrollIntoViewIfNeeded();
   summary.dossierPhotoWidth = await photo.evaluate(
     async (img) => { await img.decode(); return img.naturalWidth; });
+  await page.locator("#photos").screenshot({ path: join(out, "04b-dossier-photos-heading.png") });
+  await page.locator("#photos + ul.files").screenshot({ path: join(out, "04c-dossier-photos.png") });
   await shot("04-dossier.png");
 
   await page.goto(`${url}/ui/c/${campaign}/conflicts`);
