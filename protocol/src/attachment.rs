@@ -181,6 +181,27 @@ pub fn media_type_for(name: &str) -> Option<&'static str> {
     })
 }
 
+/// A name safe to write as one file or one ZIP entry: no path separators, no characters Windows
+/// refuses, no control characters, no leading dots (so never `..`); `_` when nothing is left.
+pub fn safe_file_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if "/\\:*?\"<>|".contains(c) || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    if cleaned.is_empty() {
+        "_".into()
+    } else {
+        cleaned.to_string()
+    }
+}
+
 /// A file's size as people read it: 2.4 MB, 830 KB, 512 B.
 pub fn size_text(bytes: u64) -> String {
     match bytes {
@@ -322,6 +343,15 @@ pub fn parse_checksum(header: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_cannot_leave_their_folder() {
+        assert_eq!(safe_file_name("会议记录.jpg"), "会议记录.jpg");
+        assert_eq!(safe_file_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_file_name("a\\b:c*?\"<>|\r"), "a_b_c_______");
+        assert_eq!(safe_file_name(" .. "), "_");
+        assert_eq!(safe_file_name(".hidden"), "hidden");
+    }
 
     #[test]
     fn sizes_read_as_people_say_them() {

@@ -409,23 +409,7 @@ fn save_files(store: &mut Store, id: Uuid, dir: &std::path::Path) -> Result<()> 
                 fieldsync_client_core::attachments::download_attachment(store, t, id, &f.sha256)?
             }
         };
-        let name: String = f
-            .name
-            .chars()
-            .map(|c| {
-                if "/\\:*?\"<>|".contains(c) || c.is_control() {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let name = name.trim_start_matches('.');
-        let path = dir.join(if name.is_empty() {
-            f.sha256.as_str()
-        } else {
-            name
-        });
+        let path = dir.join(fieldsync_protocol::attachment::safe_file_name(&f.name));
         std::fs::write(&path, bytes)?;
         eprintln!(
             "{}",

@@ -295,20 +295,7 @@ fn zip_name(
 ) -> String {
     // Every part is cleaned: a device writes the date and the name, and a ZIP entry with `/`
     // or `..` in it would be extracted outside its folder.
-    let clean = |s: &str| -> String {
-        let c: String = s
-            .chars()
-            .map(|c| {
-                if "/\\:*?\"<>|".contains(c) || c.is_control() {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let c = c.trim().trim_start_matches('.').to_string();
-        if c.is_empty() { "_".into() } else { c }
-    };
+    let clean = fieldsync_protocol::attachment::safe_file_name;
     let folder = clean(&kind_label(template, kind, Lang { en: false }));
     let date = field_str(record, "date");
     let file = clean(&f.name);
