@@ -103,6 +103,11 @@ fn a_photo_added_in_the_app_uploads_at_sync_and_opens_on_a_colleagues_device() -
     );
     assert!(page.contains("等待上传"), "{page}");
     assert_eq!(app.store()?.attachments_of(id)?.len(), 1);
+    let home = app.page("/")?;
+    assert!(
+        home.contains(r#"待上传附件：<b id="files-waiting">1</b>"#),
+        "{home}"
+    );
 
     // It opens as the picture it is, under its Chinese name, and can run nothing.
     let r = app
@@ -125,6 +130,10 @@ fn a_photo_added_in_the_app_uploads_at_sync_and_opens_on_a_colleagues_device() -
     let home = app.sync()?;
     assert!(home.contains("已上传附件 1 个"), "{home}");
     assert!(app.store()?.attachments_to_upload()?.is_empty());
+    assert!(
+        app.page("/")?
+            .contains(r#"待上传附件：<b id="files-waiting">0</b>"#)
+    );
     let page = app.page(&format!("/r/{id}"))?;
     assert!(
         page.contains(r#"<span class="state">已上传</span>"#),

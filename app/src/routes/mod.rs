@@ -179,6 +179,7 @@ struct Home {
     new_version: Option<u32>,
     villages: Vec<Village>,
     pending: u64,
+    files_waiting: usize,
     last_sync: Option<i64>,
     conflicts: usize,
     enrolled: bool,
@@ -186,6 +187,7 @@ struct Home {
 
 fn load_home(store: &mut Store, lang: Lang) -> Result<Home, AppError> {
     let pending = store.pending_upload()?;
+    let files_waiting = store.attachments_to_upload()?.len();
     let last_sync = store.last_sync_at()?;
     let enrolled = store.credentials()?.is_some();
     let Some(campaign) = campaign_of(store)? else {
@@ -194,6 +196,7 @@ fn load_home(store: &mut Store, lang: Lang) -> Result<Home, AppError> {
             new_version: None,
             villages: Vec::new(),
             pending,
+            files_waiting,
             last_sync,
             conflicts: 0,
             enrolled,
@@ -230,6 +233,7 @@ fn load_home(store: &mut Store, lang: Lang) -> Result<Home, AppError> {
         new_version: store.new_template_version(campaign)?,
         villages: list,
         pending,
+        files_waiting,
         last_sync,
         conflicts,
         enrolled,
@@ -267,6 +271,8 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
                 h3 { (lang.t("同步", "Sync")) }
                 p {
                     (lang.t("待上传修改：", "Changes waiting to upload: ")) b #pending { (h.pending) }
+                    br;
+                    (lang.t("待上传附件：", "Files waiting to upload: ")) b #files-waiting { (h.files_waiting) }
                     br;
                     (lang.t("上次同步：", "Last sync: "))
                     @match h.last_sync { Some(ms) => (format_ms(ms)), None => (lang.t("从未", "never")) }
