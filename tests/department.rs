@@ -229,14 +229,13 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     let docx = server.get(&format!("/v1/campaigns/{c}/report.docx"))?;
     assert_eq!(docx.status(), 200);
     let docx = docx.bytes()?.to_vec();
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
-    let mut xml = String::new();
-    std::io::Read::read_to_string(&mut zip.by_name("word/document.xml")?, &mut xml)?;
+    let xml = docx_part(&docx, "word/document.xml")?;
     assert!(
         xml.contains(&format!("谈心谈话{}人次", t.interviews)),
         "the DOCX lacks the interviews"
     );
     assert!(xml.contains("二、分析研判情况"));
+    assert_gongwen_layout(&docx)?;
 
     // The draft report: seed 002's structure with every number filled.
     let report = server
@@ -261,6 +260,16 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
         "## 二、分析研判情况".to_string(),
         "## 三、存在的问题".to_string(),
         "（一）青龙社区存在的问题。".to_string(),
+        // Seed 002's four steps, the third included, and coverage said as a person would.
+        "（三）科学分析研判。".to_string(),
+        "（四）强化结果运用。".to_string(),
+        format!(
+            "谈心谈话{}人次，覆盖全部{}名班子成员",
+            t.interviews, t.village_members
+        ),
+        // No team assessment has a summary: each village's paragraph quotes its notes.
+        "（一）青龙社区“两委”班子运行情况。据谈心谈话和会议记录：".to_string(),
+        "该同志认为村“两委”班子总体团结，分工明确。".to_string(),
     ] {
         assert!(
             report.contains(&expected),
@@ -268,6 +277,112 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
         );
     }
     assert!(!report.contains('*'), "no number is left as *");
+    assert_eq!(
+        report
+            .matches("“两委”班子运行情况。据谈心谈话和会议记录：")
+            .count(),
+        config.villages,
+        "every village's paragraph is drafted from its notes:\n{report}"
+    );
+    assert!(!report.contains("尚无班子运行情况分析"), "{report}");
+    Ok(())
+}
+
+/// One part of a Word document, as text.
+fn docx_part(docx: &[u8], name: &str) -> Result<String> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(name)?, &mut xml)?;
+    Ok(xml)
+}
+
+/// The XML element of `xml` that opens with `start`, up to the first `end` after it.
+fn element<'a>(xml: &'a str, start: &str, end: &str) -> &'a str {
+    let at = xml
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in {xml}"));
+    let len = xml[at..].find(end).expect("element end") + end.len();
+    &xml[at..at + len]
+}
+
+/// GB/T 9704-2012 as the draft's DOCX should have it: A4, the standard's margins, 三号 仿宋 body
+/// with two-character indents at fixed 29 pt lines, a 二号 小标宋 centred title, 黑体 and 楷体
+/// headings, and page numbers “— N —” outside on odd and even pages.
+fn assert_gongwen_layout(docx: &[u8]) -> Result<()> {
+    let document = docx_part(docx, "word/document.xml")?;
+    let size = element(&document, "<w:pgSz", "/>");
+    assert!(
+        size.contains(r#"w:w="11906""#) && size.contains(r#"w:h="16838""#),
+        "{size}"
+    );
+    let margins = element(&document, "<w:pgMar", "/>");
+    for margin in [
+        r#"w:top="2098""#,
+        r#"w:bottom="1984""#,
+        r#"w:left="1587""#,
+        r#"w:right="1474""#,
+    ] {
+        assert!(margins.contains(margin), "{margin} in {margins}");
+    }
+    let styles = docx_part(docx, "word/styles.xml")?;
+    let body = element(&styles, r#"w:styleId="GongwenBody""#, "</w:style>");
+    for part in [
+        r#"<w:name w:val="公文正文" />"#,
+        r#"w:eastAsia="仿宋""#,
+        r#"<w:sz w:val="32" />"#,
+        r#"w:firstLine="640""#,
+        r#"w:lineRule="exact""#,
+        r#"w:line="580""#,
+        r#"<w:jc w:val="both" />"#,
+    ] {
+        assert!(body.contains(part), "{part} in {body}");
+    }
+    let title = element(&styles, r#"w:styleId="GongwenTitle""#, "</w:style>");
+    for part in [
+        r#"w:eastAsia="方正小标宋简体""#,
+        r#"<w:sz w:val="44" />"#,
+        r#"<w:jc w:val="center" />"#,
+    ] {
+        assert!(title.contains(part), "{part} in {title}");
+    }
+    let heading = element(&styles, r#"w:styleId="GongwenHeading1""#, "</w:style>");
+    assert!(heading.contains(r#"w:eastAsia="黑体""#), "{heading}");
+    // The title and the headings use their styles; a run-in （一） heading is set in 楷体.
+    assert!(document.contains(r#"<w:pStyle w:val="GongwenTitle" />"#));
+    assert!(document.contains(r#"<w:pStyle w:val="GongwenHeading1" />"#));
+    let lead = document
+        .find("（一）提前摸底谋划。")
+        .expect("the first step");
+    let run = &document[document[..lead].rfind("<w:r>").expect("its run")..lead];
+    assert!(run.contains(r#"w:eastAsia="楷体""#), "{run}");
+    // The date of writing closes the text: 2026年12月4日.
+    let date = element(&document, r#"<w:pStyle w:val="GongwenDate" />"#, "</w:p>");
+    let text = &date[date.find("<w:t").expect("date text")..];
+    let text = &text[text.find('>').unwrap() + 1..text.find("</w:t>").unwrap()];
+    let numbers: Vec<&str> = text.split(['年', '月', '日']).collect();
+    assert!(
+        numbers.len() == 4 && numbers[..3].iter().all(|n| n.parse::<u32>().is_ok()),
+        "{text}"
+    );
+    // Page numbers: odd pages on the right, even pages on the left, “— N —”.
+    let settings = docx_part(docx, "word/settings.xml")?;
+    assert!(settings.contains("<w:evenAndOddHeaders"), "{settings}");
+    let mut sides = Vec::new();
+    for footer in ["word/footer1.xml", "word/footer2.xml"] {
+        let xml = docx_part(docx, footer)?;
+        assert!(xml.contains(">PAGE<"), "{footer}: {xml}");
+        assert!(
+            xml.contains(">— <") && xml.contains("> —<"),
+            "{footer}: {xml}"
+        );
+        assert!(xml.contains(r#"<w:pStyle w:val="GongwenPageNumber" />"#));
+        sides.push(element(&xml, "<w:jc", "/>").to_string());
+    }
+    sides.sort();
+    assert_eq!(
+        sides,
+        [r#"<w:jc w:val="left" />"#, r#"<w:jc w:val="right" />"#]
+    );
     Ok(())
 }
 

@@ -374,10 +374,11 @@ pub async fn report_docx(
     let id = parse_id(&id)?;
     let t = state.tallies(id, &auth.visibility()).await?;
     let name = t.name.clone();
-    let bytes = tokio::task::spawn_blocking(move || crate::report::draft_docx(&t))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
+    let bytes =
+        tokio::task::spawn_blocking(move || crate::report::draft_docx(&t, &crate::report::today()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::Internal)?;
     exported(&state, &auth, id, "report.docx").await;
     Ok((
         attachment(

@@ -1,226 +1,21 @@
 //! What the department reads: the campaign's tallies (every number the seed reports leave as
-//! `*`), full-text search hits, CSV exports of a record kind, and the draft report in the
-//! structure of seed 002, as Markdown. Storage-agnostic: the numbers come from
+//! `*`), full-text search hits, CSV and XLSX exports of the records, and the draft report
+//! (`draft`: its text, `gongwen`: its Word layout). Storage-agnostic: the numbers come from
 //! [`crate::storage::Storage::tallies`].
 
 mod cells;
+mod draft;
+mod excerpt;
+mod gongwen;
 use cells::xlsx_columns;
 pub use cells::{XLSX_CELL_UNITS, XLSX_CUT_MARK, XLSX_MAX_PIECES, csv_cell};
+pub use draft::{counting_basis, draft_markdown};
+pub use gongwen::draft_docx;
 
 use fieldsync_protocol::template::{FieldType, Template};
 
 use crate::storage::RecordView;
 pub use crate::storage::{Counts, SearchHit, Tallies, VillageTally};
-
-fn n(counts: &Counts, key: &str) -> u64 {
-    counts.get(key).copied().unwrap_or(0)
-}
-
-/// The draft report in the structure of the campaign's kind: seed 000's for 换届"回头看"
-/// (`lookback`), seed 002's otherwise; every number filled from data.
-pub fn draft_markdown(t: &Tallies) -> String {
-    let text = match t.template.as_deref() {
-        Some("lookback") => draft_lookback(t),
-        _ => draft_midterm(t),
-    };
-    // The counting basis right under the title, so whoever files the report knows it.
-    match text.split_once("\n\n") {
-        Some((title, rest)) => format!("{title}\n\n（{}）\n\n{rest}", counting_basis(t).0),
-        None => text,
-    }
-}
-
-/// What the numbers count, in Chinese and English: approved records only (the campaign's
-/// `count_approved_only`), or every record collected.
-pub fn counting_basis(t: &Tallies) -> (&'static str, &'static str) {
-    if t.approved_only {
-        (
-            "统计口径：仅统计审核通过的记录",
-            "Counting approved records only",
-        )
-    } else {
-        (
-            "统计口径：全部已收集记录，含待审核",
-            "Counting every record collected, reviewed or not",
-        )
-    }
-}
-
-/// Seed 000's structure: 换届"回头看" of township teams and village 两委.
-fn draft_lookback(t: &Tallies) -> String {
-    let level = |c: &Counts, l: &str| n(c, l);
-    let mut out = String::new();
-    let title = t.name.clone().unwrap_or_else(|| "换届“回头看”".into());
-    out.push_str(&format!("# {title}情况报告\n\n"));
-    out.push_str(&format!(
-        "对全区{}个乡镇和{}个村（社区）全覆盖开展了换届“回头看”。现将有关情况汇报如下：\n\n",
-        t.townships, t.villages
-    ));
-    out.push_str("## 一、主要做法及工作成效\n\n");
-    out.push_str(&format!(
-        "（一）抓顶层设计，确保组织领导到位。组建{}个考察组，分片下沉到乡镇、村（社区），对全区{}个行政村（社区）全覆盖回访调研，并对{}名乡镇班子成员逐个谈心谈话，对{}名村（社区）“两委”干部进行一一调研座谈；召开座谈会{}场次，收回问卷调查表{}份、测评表{}份。\n\n",
-        t.work_groups,
-        t.villages,
-        level(&t.interviewed_by_level, "township_team"),
-        level(&t.interviewed_by_level, "village_team"),
-        t.meetings,
-        t.questionnaires,
-        t.evaluations
-    ));
-    out.push_str(&format!(
-        "（二）抓重点关键，确保查找问题到位。围绕“五查五看”逐一对乡镇领导班子组织运转、政治担当、履职尽责、工作实效、作风表现开展分析研判。联审发现乡镇班子中出现违法违纪问题{}人，村（社区）“两委”干部中出现违法违纪问题{}人。“回头看”期间，乡镇班子中，共计发现问题{}个，村（社区）“两委”干部中，共发现问题{}个。\n\n",
-        level(&t.violators_by_level, "township_team"),
-        level(&t.violators_by_level, "village_team"),
-        level(&t.findings_by_level, "township_team"),
-        level(&t.findings_by_level, "village_team")
-    ));
-    out.push_str(&format!(
-        "（三）抓靶向发力，确保整改提升到位。制定整改措施{}条，已完成{}条，逾期未完成{}条。\n\n",
-        t.rectifications.values().sum::<u64>(),
-        n(&t.rectifications, "done"),
-        t.overdue_rectifications
-    ));
-    let ratings = |c: Option<&Counts>| {
-        let c = c.cloned().unwrap_or_default();
-        format!(
-            "“好”{}个、“正常”{}个、“较差”{}个",
-            n(&c, "good"),
-            n(&c, "normal"),
-            n(&c, "poor")
-        )
-    };
-    out.push_str("## 二、乡镇班子分析研判情况\n\n");
-    out.push_str(&format!(
-        "全区{}名乡镇班子成员中，{}名接受了谈心谈话。乡镇领导班子定性评价：{}。\n\n",
-        level(&t.members_by_level, "township_team"),
-        level(&t.interviewed_by_level, "township_team"),
-        ratings(t.team_ratings_by_level.get("township_team"))
-    ));
-    for (field, name) in [
-        ("check_org_operation", "组织运转"),
-        ("check_political", "政治担当"),
-        ("check_duty", "履职尽责"),
-        ("check_results", "工作实效"),
-        ("check_style", "作风表现"),
-    ] {
-        out.push_str(&format!(
-            "{name}：{}。\n\n",
-            ratings(t.township_checks.get(field))
-        ));
-    }
-    out.push_str("## 三、村（社区）“两委”干部分析研判情况\n\n");
-    out.push_str(&format!(
-        "{}名村（社区）“两委”干部中，{}名接受了调研座谈。村（社区）“两委”班子定性评价：{}；班子成员评价为“好”的{}名、“正常”的{}名、“较差”的{}名。\n\n",
-        level(&t.members_by_level, "village_team"),
-        level(&t.interviewed_by_level, "village_team"),
-        ratings(t.team_ratings_by_level.get("village_team")),
-        n(&t.member_ratings, "good"),
-        n(&t.member_ratings, "normal"),
-        n(&t.member_ratings, "poor")
-    ));
-    for v in &t.villages_detail {
-        if !v.problems.is_empty() {
-            out.push_str(&format!("{}：{}\n\n", v.name, v.problems.join("")));
-        }
-    }
-    out.push_str("## 四、下一步工作计划\n\n（由考察组根据以上情况填写。）\n");
-    out
-}
-
-/// Seed 002's structure: 届中分析 of village teams.
-fn draft_midterm(t: &Tallies) -> String {
-    let mut out = String::new();
-    // A campaign named “…届中分析” or “…分析研判” is not titled “…分析分析研判报告”.
-    let title = t
-        .name
-        .as_deref()
-        .map(|n| n.trim_end_matches("分析研判").trim_end_matches("分析"))
-        .filter(|n| !n.is_empty())
-        .unwrap_or("村（社区）“两委”班子运行情况");
-    out.push_str(&format!("# {title}分析研判报告\n\n"));
-    out.push_str(&format!(
-        "成立{}个分析研判工作组，采取实地调研、谈心谈话、查阅资料、民主测评等方式，对辖区内{}个村（社区）“两委”班子运行情况进行分析研判。现将有关情况汇报如下。\n\n",
-        t.work_groups, t.villages
-    ));
-    out.push_str("## 一、工作开展情况\n\n");
-    out.push_str(&format!(
-        "（一）提前摸底谋划。提前向纪委、派出所、信访等部门了解班子成员廉洁自律、信访举报、遵纪守法情况，共摸底{}人次，发现廉洁自律问题{}个、违法违纪问题{}个。\n\n",
-        t.prescreenings, t.prescreening_integrity_issues, t.prescreening_violations
-    ));
-    out.push_str(&format!(
-        "（二）坚持实地调研。各工作组召开党员群众代表会议{}场次（参会{}人次），谈心谈话{}人次（覆盖班子成员{}名，共{}名），发放并收回问卷调查表{}份，满意度测评表{}份，收集问题建议{}条；查阅资料{}次。\n\n",
-        t.meetings,
-        t.meeting_participants,
-        t.interviews,
-        t.members_interviewed,
-        t.members,
-        t.questionnaires,
-        t.evaluations,
-        t.suggestions,
-        t.document_reviews
-    ));
-    out.push_str(&format!(
-        "（三）强化结果运用。按照“好”“正常”“较差”三个档次作出定性评价，评价出“好”的村{}个，“正常”村{}个，“较差”村{}个；“好”的班子成员{}名，“正常”的班子成员{}名，“较差”的班子成员{}名。{}梳理问题{}个，制定整改措施{}条，已完成{}条，逾期未完成{}条。\n\n",
-        n(&t.team_ratings, "good"),
-        n(&t.team_ratings, "normal"),
-        n(&t.team_ratings, "poor"),
-        n(&t.member_ratings, "good"),
-        n(&t.member_ratings, "normal"),
-        n(&t.member_ratings, "poor"),
-        if t.conflicted_assessments > 0 {
-            format!("（另有{}份评价意见不一致，待审核。）", t.conflicted_assessments)
-        } else {
-            String::new()
-        },
-        t.findings,
-        t.rectifications.values().sum::<u64>(),
-        n(&t.rectifications, "done"),
-        t.overdue_rectifications
-    ));
-    out.push_str("## 二、分析研判情况\n\n");
-    let numerals = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十"];
-    let numeral = |i: usize| {
-        numerals
-            .get(i)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| (i + 1).to_string())
-    };
-    for (i, v) in t.villages_detail.iter().enumerate() {
-        let rating = match v.team_rating.as_deref() {
-            Some("good") => "定性评价为“好”。",
-            Some("normal") => "定性评价为“正常”。",
-            Some("poor") => "定性评价为“较差”。",
-            _ => "定性评价待定。",
-        };
-        out.push_str(&format!(
-            "（{}）{}“两委”班子运行情况。{}工作组谈心谈话{}人次，召开会议{}场次，收回问卷{}份、测评表{}份。{}\n\n",
-            numeral(i),
-            v.name,
-            v.summary.clone().unwrap_or_default(),
-            v.interviews,
-            v.meetings,
-            v.questionnaires,
-            v.evaluations,
-            rating
-        ));
-    }
-    out.push_str("## 三、存在的问题\n\n");
-    for (i, v) in t.villages_detail.iter().enumerate() {
-        let problems = if v.problems.is_empty() {
-            "暂未发现突出问题。".to_string()
-        } else {
-            v.problems.join("")
-        };
-        out.push_str(&format!(
-            "（{}）{}存在的问题。{}\n\n",
-            numeral(i),
-            v.name,
-            problems
-        ));
-    }
-    out.push_str("## 四、下一步工作打算\n\n（由工作组根据以上情况填写。）\n");
-    out
-}
 
 /// Names for the ids that references hold (places, teams, members, work groups), so that tables
 /// show 青龙社区 rather than a UUID.
@@ -503,27 +298,6 @@ pub fn xlsx(
     book.save_to_buffer()
 }
 
-/// The draft report as a Word document, from the same text as [`draft_markdown`].
-pub fn draft_docx(t: &Tallies) -> Result<Vec<u8>, String> {
-    use docx_rs::{Docx, Paragraph, Run};
-    let mut doc = Docx::new();
-    for line in draft_markdown(t).lines().filter(|l| !l.trim().is_empty()) {
-        let (text, size, bold) = match line {
-            l if l.starts_with("# ") => (&l[2..], 36, true),
-            l if l.starts_with("## ") => (&l[3..], 30, true),
-            l => (l, 24, false),
-        };
-        let mut run = Run::new().add_text(text).size(size);
-        if bold {
-            run = run.bold();
-        }
-        doc = doc.add_paragraph(Paragraph::new().add_run(run));
-    }
-    let mut out = std::io::Cursor::new(Vec::new());
-    doc.build().pack(&mut out).map_err(|e| e.to_string())?;
-    Ok(out.into_inner())
-}
-
 pub use fieldsync_protocol::dates::{civil_date, time, today};
 
 #[cfg(test)]
@@ -538,36 +312,5 @@ mod date_tests {
         // 2026-11-22 00:00 UTC is 08:00 in Beijing.
         assert_eq!(time(1_795_305_600_000), "2026-11-22 08:00");
         assert_eq!(time(0), "1970-01-01 08:00");
-    }
-}
-
-#[cfg(test)]
-mod title_tests {
-    use super::*;
-
-    fn title(name: Option<&str>) -> String {
-        let t = Tallies {
-            name: name.map(String::from),
-            ..Default::default()
-        };
-        draft_markdown(&t)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    #[test]
-    fn a_campaign_named_analysis_is_not_titled_analysis_twice() {
-        assert_eq!(
-            title(Some("2026年城关镇届中分析")),
-            "# 2026年城关镇届中分析研判报告"
-        );
-        assert_eq!(
-            title(Some("城关镇班子分析研判")),
-            "# 城关镇班子分析研判报告"
-        );
-        assert_eq!(title(Some("城关镇")), "# 城关镇分析研判报告");
-        assert_eq!(title(None), "# 村（社区）“两委”班子运行情况分析研判报告");
     }
 }

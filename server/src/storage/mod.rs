@@ -9,7 +9,7 @@ pub mod postgres;
 pub mod sqlite;
 mod tallies;
 
-pub use tallies::{Counts, SearchHit, Tallies, VillageTally};
+pub use tallies::{Counts, NOTES_PER_VILLAGE, SearchHit, Tallies, VillageTally};
 
 use async_trait::async_trait;
 use fieldsync_protocol::{

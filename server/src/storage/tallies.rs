@@ -35,7 +35,16 @@ pub struct VillageTally {
     pub summary: Option<String>,
     /// The findings' texts.
     pub problems: Vec<String>,
+    /// Up to [`NOTES_PER_VILLAGE`] meeting minutes and interview notes (minutes first, then
+    /// oldest first), from which the draft report writes a village's paragraph when its team
+    /// assessment has no summary. Never serialized: the notes are confidential and only the
+    /// report reads them.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
+
+/// How many notes per village the tallies carry for the draft report.
+pub const NOTES_PER_VILLAGE: usize = 8;
 
 /// Every number of a campaign the department's report needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -10,7 +10,7 @@ use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
 use uuid::Uuid;
 
 use super::{StorageError, Visibility, visible};
-use crate::storage::{Counts, SearchHit, Tallies, VillageTally};
+use crate::storage::{Counts, NOTES_PER_VILLAGE, SearchHit, Tallies, VillageTally};
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
 /// [`visible::condition`]), `$5` whether only approved records count ([`counted`]).
@@ -534,6 +534,28 @@ async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTall
             r.get::<_, Option<String>>(1),
         ) {
             v.problems.push(text);
+        }
+    }
+    for r in c
+        .query(
+            &format!(
+                "SELECT scope, notes FROM (
+                   SELECT scope, fields->>'notes' AS notes,
+                          row_number() OVER (PARTITION BY scope
+                                             ORDER BY kind = 'meeting' DESC, first_seq) AS n
+                   FROM records
+                   WHERE campaign = $1 AND kind IN ('meeting', 'interview') AND NOT deleted
+                     AND {} AND jsonb_typeof(fields->'notes') = 'string'
+                     AND length(fields->>'notes') > 0) AS notes
+                 WHERE n <= {NOTES_PER_VILLAGE} ORDER BY scope, n",
+                seen("records")
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        if let Some(v) = out.get_mut(&r.get::<_, String>(0)) {
+            v.notes.push(r.get(1));
         }
     }
     Ok(out.into_values().collect())

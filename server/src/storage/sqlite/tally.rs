@@ -13,7 +13,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::visible;
-use crate::storage::{Counts, SearchHit, StorageError, Tallies, VillageTally, Visibility};
+use crate::storage::{
+    Counts, NOTES_PER_VILLAGE, SearchHit, StorageError, Tallies, VillageTally, Visibility,
+};
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
 /// [`visible::condition`]), `?4` whether only approved records count ([`counted`]).
@@ -512,6 +514,26 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
         let (scope, text) = row?;
         if let (Some(v), Some(text)) = (out.get_mut(&scope), text) {
             v.problems.push(text);
+        }
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT scope, notes FROM (
+           SELECT scope, {notes} AS notes,
+                  row_number() OVER (PARTITION BY scope ORDER BY kind = 'meeting' DESC, first_seq)
+                    AS n
+           FROM records
+           WHERE campaign = ?1 AND kind IN ('meeting', 'interview') AND deleted = 0 AND {}
+             AND length({notes}) > 0)
+         WHERE n <= {NOTES_PER_VILLAGE} ORDER BY scope, n",
+        seen("records"),
+        notes = text_field("notes"),
+    ))?;
+    for row in stmt.query_map(c.params(), |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })? {
+        let (scope, text) = row?;
+        if let Some(v) = out.get_mut(&scope) {
+            v.notes.push(text);
         }
     }
     Ok(out.into_values().collect())
