@@ -236,6 +236,25 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     );
     assert!(xml.contains("二、分析研判情况"));
     assert_gongwen_layout(&docx)?;
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report");
+    std::fs::create_dir_all(&artifacts)?;
+    std::fs::write(artifacts.join("draft-report.docx"), &docx)?;
+    // The PDF, where LibreOffice is installed (`.ci/run` installs it): A4 pages, more than one.
+    let pdf = server.get(&format!("/v1/campaigns/{c}/report.pdf"))?;
+    if fieldsync_server::pdf::Converter::new(None).available() {
+        assert_eq!(pdf.status(), 200);
+        assert_eq!(pdf.headers()["content-type"], "application/pdf");
+        let pdf = pdf.bytes()?.to_vec();
+        assert!(pdf.starts_with(b"%PDF-"));
+        let text = String::from_utf8_lossy(&pdf);
+        let pages = text.matches("/Type/Page").count() - text.matches("/Type/Pages").count();
+        assert!(pages >= 2, "{pages} pages");
+        assert!(text.contains("/MediaBox[0 0 595"), "A4 pages");
+        std::fs::write(artifacts.join("draft-report.pdf"), &pdf)?;
+    } else {
+        assert_eq!(pdf.status(), 503);
+        assert_eq!(pdf.json::<Value>()?["error"]["code"], "pdf_unavailable");
+    }
 
     // The draft report: seed 002's structure with every number filled.
     let report = server
@@ -725,5 +744,19 @@ fn a_long_merge_moves_the_data_version_a_few_times_not_after_every_chunk() -> Re
         "the version moved {moves} times for 10 chunks: once a chunk"
     );
     rt.block_on(storage.close());
+    Ok(())
+}
+
+#[test]
+fn without_libreoffice_the_pdf_is_refused_with_what_to_do_instead() -> Result<()> {
+    let server =
+        TestServer::start_with_config(|c| c.soffice = Some("/nonexistent/bin/soffice".into()))?;
+    let campaign = uuid::Uuid::new_v4();
+    let answer = server.get(&format!("/v1/campaigns/{campaign}/report.pdf"))?;
+    assert_eq!(answer.status(), 503);
+    let body: Value = answer.json()?;
+    assert_eq!(body["error"]["code"], "pdf_unavailable", "{body}");
+    let hint = body["error"]["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("DOCX") && hint.contains("WPS"), "{hint}");
     Ok(())
 }

@@ -391,6 +391,47 @@ pub async fn report_docx(
     ))
 }
 
+/// `GET /v1/campaigns/{id}/report.pdf`: the draft report's Word document as PDF, made by
+/// LibreOffice on the server (503 `pdf_unavailable` where it is not installed).
+pub async fn report_pdf(
+    State(state): State<Arc<AppState>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth.require_department()?;
+    let id = parse_id(&id)?;
+    if !state.pdf.available() {
+        return Err(pdf_unavailable());
+    }
+    let t = state.tallies(id, &auth.visibility()).await?;
+    let name = t.name.clone();
+    let docx =
+        tokio::task::spawn_blocking(move || crate::report::draft_docx(&t, &crate::report::today()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::Internal)?;
+    let pdf = state.pdf.docx_to_pdf(docx).await.map_err(|e| match e {
+        crate::pdf::PdfError::NotInstalled => pdf_unavailable(),
+        e => ApiError::Internal(e.to_string()),
+    })?;
+    exported(&state, &auth, id, "report.pdf").await;
+    Ok((
+        attachment("application/pdf", name.as_deref(), "report", "pdf"),
+        pdf,
+    ))
+}
+
+fn pdf_unavailable() -> ApiError {
+    ApiError::client(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "pdf_unavailable",
+        "服务器上没有安装 LibreOffice，无法生成 PDF。The server has no LibreOffice to make a PDF with.",
+    )
+    .with_hint(
+        "请下载 Word 版（DOCX），用 WPS 或 Word 另存为 PDF；或请管理员在服务器上安装 LibreOffice（Debian：apt-get install libreoffice-writer-nogui）。         Download the DOCX and save it as PDF in WPS or Word, or ask the administrator to install LibreOffice on the server.",
+    )
+}
+
 /// `GET /v1/campaigns/{id}/export.xlsx`: a workbook with a sheet of tallies and one sheet per
 /// record kind, Chinese headers.
 pub async fn export_xlsx(

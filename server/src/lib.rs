@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod merge;
 pub mod net;
 pub mod operations;
+pub mod pdf;
 pub mod rectification;
 pub mod refusals;
 pub mod report;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub blob_sweep: blob_gc::LastSweep,
     /// The most bytes of files one campaign may keep (`None`: no limit).
     pub attachment_quota: Option<u64>,
+    /// Makes the draft report's PDF.
+    pub pdf: pdf::Converter,
 }
 
 /// Tallies per (campaign, what the asker may see), with the data version they were computed at.
@@ -132,6 +135,8 @@ pub struct Config {
     /// The most bytes of files one campaign may keep on this server (`None`: no limit). Servers
     /// sharing a database each count the files they received since the last sweep.
     pub attachment_quota: Option<u64>,
+    /// LibreOffice's program for the draft report's PDF; `soffice` on `PATH` when `None`.
+    pub soffice: Option<PathBuf>,
 }
 
 impl Config {
@@ -157,6 +162,8 @@ pub struct Settings {
     pub blob_sweep: blob_gc::LastSweep,
     /// The most bytes of files one campaign may keep (`None`: no limit).
     pub attachment_quota: Option<u64>,
+    /// LibreOffice's program for PDFs; `soffice` on `PATH` when `None`.
+    pub soffice: Option<PathBuf>,
 }
 
 /// The HTTP application over a storage, with default [`Settings`] but for `limits`.
@@ -184,6 +191,7 @@ pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
             .map(|dir| Arc::new(blobs::BlobStore::new(dir))),
         blob_sweep: settings.blob_sweep,
         attachment_quota: settings.attachment_quota,
+        pdf: pdf::Converter::new(settings.soffice),
     });
     routes::router()
         .fallback(ui::fallback)
@@ -337,6 +345,7 @@ pub async fn run(
             blob_dir: Some(blob_dir),
             blob_sweep,
             attachment_quota: config.attachment_quota,
+            soffice: config.soffice,
         },
     );
     let served = net::serve(listener, config.tls, router, config.conn, shutdown).await;

@@ -88,6 +88,10 @@ struct Args {
     #[arg(long, env = "FIELDSYNC_ATTACHMENT_QUOTA_MB",
           value_parser = clap::value_parser!(u64).range(1..))]
     attachment_quota_mb: Option<u64>,
+    /// LibreOffice's `soffice` program, for the draft report as PDF (found on PATH unless
+    /// given; without it the dashboard offers DOCX only).
+    #[arg(long, env = "FIELDSYNC_SOFFICE")]
+    soffice: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -378,6 +382,7 @@ async fn main() -> anyhow::Result<()> {
                 args.attachment_grace_days * 24 * 3600,
             )),
             attachment_quota: args.attachment_quota_mb.map(|mb| mb * 1024 * 1024),
+            soffice: args.soffice,
         },
         shutdown_signal(),
     )

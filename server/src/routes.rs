@@ -138,6 +138,12 @@ fn table() -> Vec<Entry> {
         ),
         entry(
             "GET",
+            "/v1/campaigns/{id}/report.pdf",
+            Department,
+            get(api::report_pdf),
+        ),
+        entry(
+            "GET",
             "/v1/campaigns/{id}/export.xlsx",
             Department,
             get(api::export_xlsx),

@@ -66,9 +66,26 @@ fn sentences(text: &str) -> impl Iterator<Item = String> + '_ {
                 .trim_end_matches(['。', '！', '；', '!', ';'])
                 .trim_start_matches(['，', '、', '：', ',', ':', ' '])
                 .trim();
-            format!("{body}。")
+            format!("{}。", without_label(body))
         })
         .filter(|s| s.chars().count() > 1)
+}
+
+/// A sentence without the label a note writer put in front of it: “（补充）”, “组长意见：”.
+fn without_label(sentence: &str) -> &str {
+    let mut s = sentence;
+    if let Some(rest) = s.strip_prefix('（')
+        && let Some(close) = rest.find('）')
+        && rest[..close].chars().count() <= 4
+    {
+        s = &rest[close + '）'.len_utf8()..];
+    }
+    if let Some(colon) = s.find('：')
+        && s[..colon].chars().count() <= 5
+    {
+        s = &s[colon + '：'.len_utf8()..];
+    }
+    s.trim()
 }
 
 #[cfg(test)]
@@ -103,5 +120,13 @@ mod tests {
         let b = "班子成员团结协作，工作上相互配合，群众认可。";
         assert_eq!(key_sentences([a, b], 3).len(), 1);
         assert!(key_sentences(["今天下雨。", ""], 3).is_empty());
+        // Labels that note writers put in front are not quoted.
+        assert_eq!(
+            key_sentences(
+                ["（补充）谈话人表示将带头发展产业。组长意见：群众对班子评价较好。"],
+                3
+            ),
+            vec!["谈话人表示将带头发展产业。", "群众对班子评价较好。"]
+        );
     }
 }

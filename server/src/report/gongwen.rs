@@ -6,8 +6,8 @@
 //! finishes the draft in Word or WPS keeps the layout by picking a style.
 
 use docx_rs::{
-    AlignmentType, Docx, Footer, LineSpacing, LineSpacingType, PageMargin, PageNum, Paragraph, Run,
-    RunFonts, SpecialIndentType, Style, StyleType,
+    AlignmentType, BreakType, Docx, Footer, LineSpacing, LineSpacingType, PageMargin, PageNum,
+    Paragraph, Run, RunFonts, SpecialIndentType, Style, StyleType,
 };
 
 use super::draft::draft_markdown;
@@ -119,6 +119,26 @@ fn run_in_heading(line: &str) -> Option<usize> {
     line.find('。').map(|i| i + '。'.len_utf8())
 }
 
+/// Characters of 二号 type on one line of the 156 mm 版心.
+const TITLE_LINE_CHARS: usize = 20;
+
+/// The title in lines: one when it fits, else two broken where the words allow (after a place,
+/// a closing bracket or quote) nearest the middle, so that no line holds a lone character.
+fn title_lines(title: &str) -> Vec<&str> {
+    let chars: Vec<(usize, char)> = title.char_indices().collect();
+    if chars.len() <= TITLE_LINE_CHARS {
+        return vec![title];
+    }
+    let middle = chars.len() / 2;
+    let good = |i: usize| i > 0 && "）”镇乡区县村".contains(chars[i - 1].1);
+    let at = (1..chars.len())
+        .filter(|&i| good(i) && i.max(chars.len() - i) <= TITLE_LINE_CHARS)
+        .min_by_key(|&i| i.abs_diff(middle))
+        .unwrap_or(middle);
+    let (first, second) = title.split_at(chars[at].0);
+    vec![first, second]
+}
+
 /// The date of writing as the standard writes it: 2026年12月4日 (Arabic numerals, no zeros).
 fn date_of_writing(iso: &str) -> String {
     let mut parts = iso.splitn(3, '-').map(|p| p.trim_start_matches('0'));
@@ -195,9 +215,16 @@ pub fn draft_docx(t: &Tallies, date: &str) -> Result<Vec<u8>, String> {
         .even_footer(page_number(AlignmentType::Left));
     for block in blocks(&draft_markdown(t)) {
         let paragraph = match block {
-            Block::Title(text) => Paragraph::new()
-                .style("GongwenTitle")
-                .add_run(Run::new().add_text(text)),
+            Block::Title(text) => {
+                let mut run = Run::new();
+                for (i, line) in title_lines(text).into_iter().enumerate() {
+                    if i > 0 {
+                        run = run.add_break(BreakType::TextWrapping);
+                    }
+                    run = run.add_text(line);
+                }
+                Paragraph::new().style("GongwenTitle").add_run(run)
+            }
             Block::Subtitle(text) => Paragraph::new()
                 .style("GongwenSubtitle")
                 .add_run(Run::new().add_text(text)),
@@ -248,6 +275,21 @@ mod tests {
                 Block::Body(None, "（由工作组根据以上情况填写。）"),
             ]
         );
+    }
+
+    #[test]
+    fn a_long_title_breaks_into_two_lines_where_the_words_allow() {
+        assert_eq!(
+            title_lines("示范镇村（社区）“两委”班子届中分析研判报告"),
+            vec!["示范镇村（社区）“两委”", "班子届中分析研判报告"]
+        );
+        assert_eq!(
+            title_lines("城关镇分析研判报告"),
+            vec!["城关镇分析研判报告"]
+        );
+        let long = "一二三四五六七八九十一二三四五六七八九十一二";
+        assert_eq!(title_lines(long).concat(), long);
+        assert!(title_lines(long).iter().all(|l| l.chars().count() >= 10));
     }
 
     #[test]

@@ -121,11 +121,19 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
     if matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
         body.push_str(&format!(
             "<p>{}: <a href=\"/v1/campaigns/{id}/export.xlsx\" download>XLSX</a> · \
-             <a href=\"/v1/campaigns/{id}/report.docx\" download>{} (DOCX)</a> · \
+             <a href=\"/v1/campaigns/{id}/report.docx\" download>{} (DOCX)</a>{pdf} · \
              <a href=\"/v1/campaigns/{id}/report.md\">Markdown</a></p>",
             lang.t("导出", "Export"),
             lang.t("报告初稿", "Draft report"),
-            id = c.id
+            id = c.id,
+            pdf = if state.pdf.available() {
+                format!(
+                    " · <a href=\"/v1/campaigns/{}/report.pdf\" download>PDF</a>",
+                    c.id
+                )
+            } else {
+                String::new()
+            },
         ));
         let (zh, en) = crate::report::counting_basis(t);
         body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
