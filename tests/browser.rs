@@ -234,8 +234,8 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     assert_eq!(
         summary["downloads"],
         serde_json::json!([
-            format!("{name}-campaign.xlsx"),
-            format!("{name}-report.docx")
+            format!("{name}-数据汇总.xlsx"),
+            format!("{name}-报告初稿.docx")
         ])
     );
 

@@ -224,6 +224,60 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
             .find(|r| r[0] == "谈心谈话人次")
             .expect("interviews in the tallies sheet");
         assert_eq!(row[1].to_string(), t.interviews.to_string());
+        // Typed cells: a 序号 (never a record id), dates as dates, numbers as numbers.
+        let meetings = names.iter().find(|n| n.contains("会议")).expect("meetings");
+        let range = book.worksheet_range(meetings)?;
+        let header: Vec<String> = range
+            .rows()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(header[0], "序号");
+        let column = |label: &str| {
+            header
+                .iter()
+                .position(|h| h == label)
+                .unwrap_or_else(|| panic!("no {label} in {header:?}"))
+        };
+        let (date, people) = (column("会议日期"), column("参会人数"));
+        let mut participants = 0.0;
+        for (i, row) in range.rows().skip(1).enumerate() {
+            assert_eq!(row[0], calamine::Data::Float((i + 1) as f64), "{row:?}");
+            assert!(
+                matches!(row[date], calamine::Data::DateTime(_)),
+                "the date is a date cell: {:?}",
+                row[date]
+            );
+            match row[people] {
+                calamine::Data::Float(n) => participants += n,
+                ref other => panic!("the number of participants is a number cell: {other:?}"),
+            }
+        }
+        assert_eq!(participants as i64, t.meeting_participants);
+        // No internal words anywhere: no record ids, no `campaign`, no template names.
+        for name in &names {
+            let range = book.worksheet_range(name)?;
+            for cell in range.cells().map(|(_, _, c)| c.to_string()) {
+                assert!(
+                    uuid::Uuid::parse_str(&cell).is_err()
+                        && !cell.contains("campaign")
+                        && !cell.contains("midterm"),
+                    "{name}: {cell}"
+                );
+            }
+        }
+    }
+    // Every kind's sheet has its header row frozen and filterable.
+    for part in ["xl/worksheets/sheet2.xml", "xl/worksheets/sheet3.xml"] {
+        let xml = docx_part(&xlsx, part)?;
+        assert!(
+            xml.contains(r#"ySplit="1""#) && xml.contains(r#"state="frozen""#),
+            "{part}"
+        );
+        assert!(xml.contains("<autoFilter ref=\"A1:"), "{part}");
+        assert!(xml.contains("<col "), "{part} sets column widths");
     }
     // The Word document says the same as the Markdown.
     let docx = server.get(&format!("/v1/campaigns/{c}/report.docx"))?;
@@ -307,7 +361,7 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
     Ok(())
 }
 
-/// One part of a Word document, as text.
+/// One part of a Word document or workbook (both are ZIP files), as text.
 fn docx_part(docx: &[u8], name: &str) -> Result<String> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
     let mut xml = String::new();

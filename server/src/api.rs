@@ -226,7 +226,10 @@ pub async fn tallies_csv(
         attachment(
             "text/csv; charset=utf-8",
             t.name.as_deref(),
-            "tallies",
+            Named {
+                ascii: "tallies",
+                zh: "统计表",
+            },
             "csv",
         ),
         body,
@@ -279,11 +282,19 @@ pub async fn export_csv(
     let body = crate::report::csv(template.as_ref(), &kind, &records, &names);
     let campaign_name = state.tallies(id, &auth.visibility()).await?.name.clone();
     exported(&state, &auth, id, &format!("{kind}.csv")).await;
+    let label = template
+        .as_ref()
+        .and_then(|t| t.kind(&kind))
+        .map(|k| k.label.zh.clone())
+        .unwrap_or_else(|| kind.clone());
     Ok((
         attachment(
             "text/csv; charset=utf-8",
             campaign_name.as_deref(),
-            &kind,
+            Named {
+                ascii: &kind,
+                zh: &label,
+            },
             "csv",
         ),
         body,
@@ -291,7 +302,7 @@ pub async fn export_csv(
 }
 
 /// What a campaign's references point to, by id: places, teams, members and work groups by
-/// their names (and each place's code to its name).
+/// their names (and each place's code to its name), findings by their first words.
 pub async fn reference_names(
     state: &AppState,
     campaign: Uuid,
@@ -312,6 +323,22 @@ pub async fn reference_names(
             }
         }
     }
+    // A rectification refers to its finding: shown by the finding's words.
+    for r in state
+        .storage
+        .campaign_records(campaign, "finding".into(), visibility.clone())
+        .await?
+    {
+        if let Some(text) = r.fields.get("text").and_then(Value::as_str) {
+            let short: String = text.chars().take(30).collect();
+            let more = if text.chars().count() > 30 {
+                "……"
+            } else {
+                ""
+            };
+            names.insert(r.id.to_string(), format!("{short}{more}"));
+        }
+    }
     Ok(names)
 }
 
@@ -322,12 +349,21 @@ async fn exported(state: &AppState, auth: &Auth, campaign: Uuid, what: &str) {
         .await;
 }
 
-/// Headers of a download named `{campaign name}-{what}.{ext}` (RFC 6266: an ASCII `filename`
+/// A download's names: `ascii` for old clients (`report`), `zh` for the others (报告初稿).
+#[derive(Clone, Copy)]
+pub(crate) struct Named<'a> {
+    /// The ASCII name, without extension.
+    pub ascii: &'a str,
+    /// The Chinese name, without extension.
+    pub zh: &'a str,
+}
+
+/// Headers of a download named `{campaign name}-{zh}.{ext}` (RFC 6266: an ASCII `filename`
 /// for old clients, the Chinese name as UTF-8 in `filename*`).
 fn attachment(
     content_type: &str,
     campaign: Option<&str>,
-    what: &str,
+    what: Named<'_>,
     ext: &str,
 ) -> [(axum::http::HeaderName, String); 2] {
     [
@@ -339,16 +375,28 @@ fn attachment(
     ]
 }
 
+/// The draft report's names.
+const REPORT: Named<'static> = Named {
+    ascii: "report",
+    zh: "报告初稿",
+};
+
 /// The `Content-Disposition` value of a download (see [`attachment`]).
-pub(crate) fn download_disposition(campaign: Option<&str>, what: &str, ext: &str) -> String {
+pub(crate) fn download_disposition(campaign: Option<&str>, what: Named<'_>, ext: &str) -> String {
     let ascii: String = what
+        .ascii
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         .collect();
     let ascii = if ascii.is_empty() { "export" } else { &ascii };
+    let zh = if what.zh.trim().is_empty() {
+        ascii
+    } else {
+        what.zh.trim()
+    };
     let full = match campaign.map(str::trim).filter(|n| !n.is_empty()) {
-        Some(name) => format!("{name}-{what}.{ext}"),
-        None => format!("{what}.{ext}"),
+        Some(name) => format!("{name}-{zh}.{ext}"),
+        None => format!("{zh}.{ext}"),
     };
     // RFC 5987: every byte outside the unreserved set percent-encoded.
     let encoded: String = full
@@ -384,7 +432,7 @@ pub async fn report_docx(
         attachment(
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             name.as_deref(),
-            "report",
+            REPORT,
             "docx",
         ),
         bytes,
@@ -416,7 +464,7 @@ pub async fn report_pdf(
     })?;
     exported(&state, &auth, id, "report.pdf").await;
     Ok((
-        attachment("application/pdf", name.as_deref(), "report", "pdf"),
+        attachment("application/pdf", name.as_deref(), REPORT, "pdf"),
         pdf,
     ))
 }
@@ -428,7 +476,7 @@ fn pdf_unavailable() -> ApiError {
         "服务器上没有安装 LibreOffice，无法生成 PDF。The server has no LibreOffice to make a PDF with.",
     )
     .with_hint(
-        "请下载 Word 版（DOCX），用 WPS 或 Word 另存为 PDF；或请管理员在服务器上安装 LibreOffice（Debian：apt-get install libreoffice-writer-nogui）。         Download the DOCX and save it as PDF in WPS or Word, or ask the administrator to install LibreOffice on the server.",
+        "请下载 Word 版（DOCX），用 WPS 或 Word 另存为 PDF；或请管理员在服务器上安装 LibreOffice（Debian：apt-get install libreoffice-writer-nogui）。 Download the DOCX and save it as PDF in WPS or Word, or ask the administrator to install LibreOffice on the server.",
     )
 }
 
@@ -444,8 +492,15 @@ pub async fn export_xlsx(
     let template = state.storage.template(id).await?;
     let tallies = state.tallies(id, &auth.visibility()).await?;
     let name = tallies.name.clone();
+    // Every kind but the campaign's own record (its name is the file's; its template name
+    // means nothing to whoever files the workbook).
     let kinds: Vec<String> = match &template {
-        Some(t) => t.kinds.keys().cloned().collect(),
+        Some(t) => t
+            .kinds
+            .keys()
+            .filter(|k| *k != "campaign")
+            .cloned()
+            .collect(),
         None => Vec::new(),
     };
     let names = reference_names(&state, id, &auth.visibility()).await?;
@@ -471,7 +526,10 @@ pub async fn export_xlsx(
         attachment(
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             name.as_deref(),
-            "campaign",
+            Named {
+                ascii: "campaign",
+                zh: "数据汇总",
+            },
             "xlsx",
         ),
         bytes,
@@ -488,21 +546,27 @@ pub async fn openapi() -> impl axum::response::IntoResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::download_disposition;
+    use super::{Named, download_disposition};
 
     #[test]
     fn downloads_carry_the_campaign_name_in_utf8_and_an_ascii_fallback() {
+        let workbook = Named {
+            ascii: "campaign",
+            zh: "数据汇总",
+        };
         assert_eq!(
-            download_disposition(Some("届中分析"), "campaign", "xlsx"),
+            download_disposition(Some("届中分析"), workbook, "xlsx"),
             "attachment; filename=\"campaign.xlsx\"; \
-             filename*=UTF-8''%E5%B1%8A%E4%B8%AD%E5%88%86%E6%9E%90-campaign.xlsx"
+             filename*=UTF-8''%E5%B1%8A%E4%B8%AD%E5%88%86%E6%9E%90-\
+             %E6%95%B0%E6%8D%AE%E6%B1%87%E6%80%BB.xlsx"
         );
         assert_eq!(
-            download_disposition(None, "report", "docx"),
-            "attachment; filename=\"report.docx\"; filename*=UTF-8''report.docx"
+            download_disposition(None, super::REPORT, "docx"),
+            "attachment; filename=\"report.docx\"; \
+             filename*=UTF-8''%E6%8A%A5%E5%91%8A%E5%88%9D%E7%A8%BF.docx"
         );
         // A name with quotes or spaces cannot break out of the header value.
-        let d = download_disposition(Some("a\" b"), "x", "csv");
+        let d = download_disposition(Some("a\" b"), Named { ascii: "x", zh: "" }, "csv");
         assert!(d.ends_with("filename*=UTF-8''a%22%20b-x.csv"), "{d}");
     }
 }

@@ -31,19 +31,7 @@ pub fn table(
     en: bool,
 ) -> (Vec<String>, Vec<Vec<String>>) {
     let def = template.and_then(|t| t.kind(kind));
-    let mut fields: Vec<String> = match def {
-        Some(d) => d.fields.iter().map(|f| f.name.clone()).collect(),
-        None => Vec::new(),
-    };
-    for r in records {
-        if let Some(obj) = r.fields.as_object() {
-            for k in obj.keys() {
-                if !k.starts_with('_') && !fields.contains(k) {
-                    fields.push(k.clone());
-                }
-            }
-        }
-    }
+    let fields = table_fields(def, records);
     let pick = |zh: &str, english: &str| {
         if en {
             english.to_string()
@@ -77,13 +65,15 @@ pub fn table(
     let rows = records
         .iter()
         .map(|r| {
-            let mut row = vec![
-                r.id.to_string(),
-                names
-                    .get(&r.scope)
-                    .cloned()
-                    .unwrap_or_else(|| r.scope.clone()),
-            ];
+            let place = match names.get(&r.scope) {
+                Some(name) => name.clone(),
+                // Work groups and other campaign-wide records belong to no one village.
+                None if r.scope == fieldsync_protocol::template::CAMPAIGN_SCOPE => {
+                    pick("（全局）", "(campaign-wide)")
+                }
+                None => r.scope.clone(),
+            };
+            let mut row = vec![r.id.to_string(), place];
             for n in &fields {
                 let v = &r.fields[n.as_str()];
                 let field = def.and_then(|d| d.field(n));
@@ -132,6 +122,60 @@ pub fn table(
         })
         .collect();
     (header, rows)
+}
+
+/// The fields a kind's table shows, in order: the template's, then any other field a record
+/// holds (reserved `_` fields left out).
+fn table_fields(
+    def: Option<&fieldsync_protocol::template::KindDef>,
+    records: &[RecordView],
+) -> Vec<String> {
+    let mut fields: Vec<String> = match def {
+        Some(d) => d.fields.iter().map(|f| f.name.clone()).collect(),
+        None => Vec::new(),
+    };
+    for r in records {
+        if let Some(obj) = r.fields.as_object() {
+            for k in obj.keys() {
+                if !k.starts_with('_') && !fields.contains(k) {
+                    fields.push(k.clone());
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// What a workbook cell of a column holds, so that numbers and dates are typed cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// Text (also choices, references, booleans as 是/否, and files).
+    Text,
+    /// A number field.
+    Number,
+    /// A date field (`YYYY-MM-DD`).
+    Date,
+    /// Long text (notes): a wide column.
+    LongText,
+}
+
+/// The [`Column`] of each column of [`table`]'s rows (the id and the village first).
+pub fn table_columns(
+    template: Option<&Template>,
+    kind: &str,
+    records: &[RecordView],
+) -> Vec<Column> {
+    let def = template.and_then(|t| t.kind(kind));
+    let mut columns = vec![Column::Text, Column::Text];
+    columns.extend(table_fields(def, records).iter().map(|n| {
+        match def.and_then(|d| d.field(n)).map(|f| &f.field_type) {
+            Some(FieldType::Number) => Column::Number,
+            Some(FieldType::Date) => Column::Date,
+            Some(FieldType::LongText) => Column::LongText,
+            _ => Column::Text,
+        }
+    }));
+    columns
 }
 
 /// The records of one kind as CSV for Excel: UTF-8 with a byte-order mark, CRLF lines.
@@ -253,15 +297,18 @@ pub fn tallies_csv(t: &Tallies, template: Option<&Template>) -> String {
 }
 
 /// A workbook: a sheet of tallies (统计), then one sheet per record kind named by its Chinese
-/// label, with Chinese headers.
+/// label, with Chinese headers, numbers and dates as typed cells, a 序号 instead of record ids,
+/// columns sized to their contents, the header row frozen and filterable.
 pub fn xlsx(
     template: Option<&Template>,
     tallies: &Tallies,
     kinds: &[(String, Vec<RecordView>)],
     names: &Names,
 ) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
-    let mut book = rust_xlsxwriter::Workbook::new();
-    let bold = rust_xlsxwriter::Format::new().set_bold();
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let mut book = Workbook::new();
+    let bold = Format::new().set_bold();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
     let sheet = book.add_worksheet();
     sheet.set_name("统计")?;
     let numbers = tally_rows(tallies, template);
@@ -271,10 +318,20 @@ pub fn xlsx(
         sheet.write_string(i as u32 + 1, 0, label)?;
         sheet.write_number(i as u32 + 1, 1, n.parse::<f64>().unwrap_or(0.0))?;
     }
-    sheet.set_column_width(0, 20)?;
+    let widest = numbers.iter().map(|(l, _)| display_width(l)).max();
+    sheet.set_column_width(0, widest.unwrap_or(10).clamp(10, 40) as f64)?;
+    sheet.set_freeze_panes(1, 0)?;
     for (kind, records) in kinds {
-        let (header, rows) = table(template, kind, records, names, false);
+        let (mut header, mut rows) = table(template, kind, records, names, false);
+        let mut columns = table_columns(template, kind, records);
+        // A 序号 in place of the record's id: nobody filing the workbook reads a UUID.
+        header[0] = "序号".into();
+        for (i, row) in rows.iter_mut().enumerate() {
+            row[0] = (i + 1).to_string();
+        }
+        columns[0] = Column::Number;
         let (header, rows) = xlsx_columns(header, rows);
+        let columns = spread_columns(&header, &columns);
         let name: String = template
             .and_then(|t| t.kind(kind))
             .map(|k| k.label.zh.clone())
@@ -289,13 +346,86 @@ pub fn xlsx(
             sheet.write_string_with_format(0, c as u16, h, &bold)?;
         }
         for (r, row) in rows.iter().enumerate() {
+            let r = r as u32 + 1;
             for (c, cell) in row.iter().enumerate() {
-                // Always as a string: a value starting with `=` is text, never a formula.
-                sheet.write_string(r as u32 + 1, c as u16, cell)?;
+                let col = c as u16;
+                match columns[c] {
+                    Column::Number if cell.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+                        sheet.write_number(r, col, cell.trim().parse::<f64>().unwrap_or(0.0))?;
+                    }
+                    Column::Date if is_iso_date(cell) => {
+                        match ExcelDateTime::parse_from_str(cell.trim()) {
+                            Ok(d) => sheet.write_datetime_with_format(r, col, d, &date)?,
+                            Err(_) => sheet.write_string(r, col, cell)?,
+                        };
+                    }
+                    // Always as a string: a value starting with `=` is text, never a formula.
+                    _ => {
+                        sheet.write_string(r, col, cell)?;
+                    }
+                }
             }
+        }
+        for (c, h) in header.iter().enumerate() {
+            let width = match columns[c] {
+                Column::LongText => 50,
+                Column::Date => 12,
+                _ => rows
+                    .iter()
+                    .take(500)
+                    .map(|row| display_width(&row[c]))
+                    .chain([display_width(h)])
+                    .max()
+                    .unwrap_or(8)
+                    .clamp(6, 40),
+            };
+            sheet.set_column_width(c as u16, width as f64 + 1.0)?;
+        }
+        sheet.set_freeze_panes(1, 0)?;
+        if !header.is_empty() {
+            sheet.autofilter(0, 0, rows.len() as u32, header.len() as u16 - 1)?;
         }
     }
     book.save_to_buffer()
+}
+
+/// The columns of a table after [`xlsx_columns`] spread long values: a continuation column
+/// (`备注（续）`) holds text.
+fn spread_columns(header: &[String], columns: &[Column]) -> Vec<Column> {
+    let mut original = columns.iter();
+    header
+        .iter()
+        .map(|h| {
+            // `备注（续）`, `备注（续2）`: the marks `xlsx_columns` gives continuations.
+            let continued = h
+                .strip_suffix('）')
+                .and_then(|h| h.rsplit_once("（续"))
+                .is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()));
+            if continued {
+                Column::Text
+            } else {
+                original.next().copied().unwrap_or(Column::Text)
+            }
+        })
+        .collect()
+}
+
+/// Whether `s` is a date as the templates store it (`2026-03-09`).
+fn is_iso_date(s: &str) -> bool {
+    let b = s.trim().as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// How wide `s` shows in a spreadsheet, in Latin characters (a Chinese character takes two).
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) < 0x1100 { 1 } else { 2 })
+        .sum()
 }
 
 pub use fieldsync_protocol::dates::{civil_date, time, today};
