@@ -460,6 +460,28 @@ fn search_finds_chinese_words_of_two_characters_and_more(backend: Backend) -> Re
     assert_eq!(hits("财务公开", None)?.len(), 0);
     // A wildcard is a character like any other.
     assert_eq!(hits("集%济", None)?.len(), 0);
+    // Words separated by spaces (full-width too) must each be found, anywhere in the text.
+    assert_eq!(hits("团结 集体", None)?.len(), 2);
+    assert_eq!(hits("经济\u{3000}班子  谈话", None)?.len(), 2);
+    assert_eq!(hits("集体 财务", None)?.len(), 0);
+    assert_eq!(hits(&format!("{A1}村 集体"), None)?.len(), 1);
+    // Filters by village and by kind, in the query.
+    let (status, body) = server.request(
+        Method::GET,
+        &format!("/v1/search?q={}&scope={B1}", urlencode("集体")),
+        None,
+        None,
+    )?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(array(&body).len(), 1);
+    assert_eq!(array(&body)[0]["scope"], B1);
+    let (_, body) = server.request(
+        Method::GET,
+        &format!("/v1/search?q={}&kind=assessment", urlencode("集体")),
+        None,
+        None,
+    )?;
+    assert_eq!(array(&body).len(), 0, "{body}");
     let mut leader = Store::open_in_memory()?;
     server.enroll(&mut leader, "第一组组长", Role::Leader, Some(group_a))?;
     let token = server.token_for(&leader)?;

@@ -164,11 +164,14 @@ pub struct SearchQuery {
     pub campaign: Option<Uuid>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only this village (place code).
+    pub scope: Option<String>,
     /// At most this many (default 100, at most 1000).
     pub limit: Option<usize>,
 }
 
-/// `GET /v1/search?q=&campaign=&kind=&limit=`: records whose text contains `q`.
+/// `GET /v1/search?q=&campaign=&kind=&scope=&limit=`: records whose text contains every word of
+/// `q` (words separated by spaces).
 pub async fn search(
     State(state): State<Arc<AppState>>,
     auth: Auth,
@@ -185,10 +188,13 @@ pub async fn search(
         .storage
         .audit(auth.audit("search", json!({ "q": q.q, "campaign": q.campaign })))
         .await;
-    let hits = state
-        .storage
-        .search(q.q, q.campaign, q.kind, limit, auth.visibility())
-        .await?;
+    let search = crate::storage::Search {
+        campaign: q.campaign,
+        kind: q.kind.filter(|k| !k.is_empty()),
+        scope: q.scope.filter(|s| !s.is_empty()),
+        ..crate::storage::Search::new(&q.q, limit)
+    };
+    let hits = state.storage.search(search, auth.visibility()).await?;
     Ok(Json(hits))
 }
 

@@ -9,7 +9,10 @@ pub mod postgres;
 pub mod sqlite;
 mod tallies;
 
-pub use tallies::{Counts, NOTES_PER_VILLAGE, SearchHit, Tallies, VillageTally};
+pub use tallies::{
+    Counts, MAX_SEARCH_WORDS, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, VillageTally,
+    search_words,
+};
 
 use async_trait::async_trait;
 use fieldsync_protocol::{
@@ -523,13 +526,11 @@ pub trait Records: Send + Sync {
         campaign: Uuid,
         visibility: Visibility,
     ) -> Result<Tallies, StorageError>;
-    /// Visible records whose text contains `q`.
+    /// Visible records whose text contains every word of `search`, at most `search.limit`, in
+    /// the order the server first received them; no word, no hit.
     async fn search(
         &self,
-        q: String,
-        campaign: Option<Uuid>,
-        kind: Option<String>,
-        limit: usize,
+        search: Search,
         visibility: Visibility,
     ) -> Result<Vec<SearchHit>, StorageError>;
     /// The newest template version of a campaign.

@@ -142,15 +142,74 @@ pub struct SearchHit {
     pub snippet: String,
 }
 
-/// Up to 20 characters either side of the first match.
-pub(crate) fn snippet(text: &str, q: &str) -> String {
+/// The most words one search matches at once.
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+/// What to search for: records whose text contains every one of `words`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    /// The words, each to be found (see [`search_words`]).
+    pub words: Vec<String>,
+    /// Only this campaign.
+    pub campaign: Option<Uuid>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this village (place code).
+    pub scope: Option<String>,
+    /// At most this many hits.
+    pub limit: usize,
+}
+
+impl Search {
+    /// A search for the words of `q` (see [`search_words`]), at most `limit` hits.
+    pub fn new(q: &str, limit: usize) -> Self {
+        Search {
+            words: search_words(q),
+            limit,
+            ..Default::default()
+        }
+    }
+}
+
+/// The words of a typed query: separated by spaces (full-width spaces too), control characters
+/// dropped, each once, at most [`MAX_SEARCH_WORDS`]. “集体 经济” is two words, each to be found.
+pub fn search_words(q: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in q.split(char::is_whitespace) {
+        let word: String = word.chars().filter(|c| !c.is_control()).collect();
+        if !word.is_empty() && !words.contains(&word) && words.len() < MAX_SEARCH_WORDS {
+            words.push(word);
+        }
+    }
+    words
+}
+
+/// Where `needle` first occurs in `chars`, ASCII letters compared without case (as the search
+/// matches them).
+fn find_chars(chars: &[char], needle: &[char]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > chars.len() {
+        return None;
+    }
+    (0..=chars.len() - needle.len()).find(|&i| {
+        chars[i..i + needle.len()]
+            .iter()
+            .zip(needle)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    })
+}
+
+/// Up to 20 characters either side of the first match of the first word found.
+pub(crate) fn snippet(text: &str, words: &[String]) -> String {
     let chars: Vec<char> = text.chars().collect();
-    let needle: Vec<char> = q.chars().collect();
-    let at = (0..chars.len().saturating_sub(needle.len()).saturating_add(1))
-        .find(|i| chars[*i..].starts_with(&needle))
-        .unwrap_or(0);
+    let (at, needle_len) = words
+        .iter()
+        .find_map(|w| {
+            let needle: Vec<char> = w.chars().collect();
+            find_chars(&chars, &needle).map(|at| (at, needle.len()))
+        })
+        .unwrap_or((0, 0));
     let start = at.saturating_sub(20);
-    let end = (at + needle.len() + 20).min(chars.len());
+    let end = (at + needle_len + 20).min(chars.len());
     let mut s: String = chars[start..end].iter().collect();
     if start > 0 {
         s.insert(0, '…');
@@ -168,10 +227,26 @@ mod tests {
     #[test]
     fn snippets_are_cut_by_characters() {
         let text = "甲".repeat(30) + "集体经济" + &"乙".repeat(30);
-        let s = snippet(&text, "集体经济");
+        let s = snippet(&text, &["集体经济".to_string()]);
         assert_eq!(
             s,
             format!("…{}集体经济{}…", "甲".repeat(20), "乙".repeat(20))
         );
+        // With several words, around the first one found; ASCII letters without case.
+        let text = "甲".repeat(30) + "WiFi 覆盖" + &"乙".repeat(30);
+        let words = search_words("没有 wifi");
+        assert_eq!(
+            snippet(&text, &words),
+            format!("…{}WiFi 覆盖{}…", "甲".repeat(20), "乙".repeat(15))
+        );
+    }
+
+    #[test]
+    fn words_are_split_by_any_space_once_each() {
+        assert_eq!(search_words(" 集体　经济  集体 "), vec!["集体", "经济"]);
+        assert_eq!(search_words("a\u{0}b"), vec!["ab"]);
+        assert_eq!(search_words(&"字 ".repeat(20)).len(), 1);
+        let many: String = (0..20).map(|i| format!("w{i} ")).collect();
+        assert_eq!(search_words(&many).len(), MAX_SEARCH_WORDS);
     }
 }

@@ -11,7 +11,7 @@ use axum::{
 use fieldsync_protocol::auth::Role;
 use uuid::Uuid;
 
-use super::page::{cards, esc, page, table, time, today};
+use super::page::{cards, esc, highlight, page, table, time, today};
 use super::*;
 use crate::{
     AppState,
@@ -594,10 +594,19 @@ pub(super) async fn conflicts(
 /// The search box's query.
 #[derive(Debug, serde::Deserialize)]
 pub struct SearchForm {
-    /// What to find.
+    /// What to find: words separated by spaces, each to be found.
     #[serde(default)]
     pub q: String,
+    /// Only this kind (empty: every kind).
+    #[serde(default)]
+    pub kind: String,
+    /// Only this village (empty: every village).
+    #[serde(default)]
+    pub village: String,
 }
+
+/// The most hits the search page lists.
+const SEARCH_PAGE_HITS: usize = 200;
 
 pub(super) async fn search(
     State(state): State<Arc<AppState>>,
@@ -611,53 +620,99 @@ pub(super) async fn search(
         Err(e) => return ui_error(lang, e),
     };
     let q = form.q.trim().to_string();
+    let kind = Some(form.kind.trim()).filter(|k| !k.is_empty());
+    let village = Some(form.village.trim()).filter(|v| !v.is_empty());
     let mut body = format!(
-        "<form action=\"/ui/c/{}/search\"><input type=\"search\" name=\"q\" value=\"{}\" \
-         aria-label=\"{}\"> <button>{}</button></form>",
+        "<form class=\"search\" action=\"/ui/c/{}/search\"><input type=\"search\" name=\"q\" \
+         value=\"{}\" aria-label=\"{}\" placeholder=\"{}\"> \
+         <label>{} <select name=\"kind\">{}</select></label> \
+         <label>{} <select name=\"village\">{}</select></label> \
+         <button>{}</button></form>",
         c.id,
         esc(&q),
         lang.t("搜索", "Search"),
+        lang.t(
+            "多个词用空格分开，如：集体 经济",
+            "Separate words by spaces, e.g. collective economy"
+        ),
+        lang.t("类型", "Kind"),
+        kind_options(&c, lang, kind),
+        lang.t("村（社区）", "Village"),
+        village_options(&c, lang, village),
         lang.t("搜索", "Search")
     );
-    if !q.is_empty() {
+    let words = crate::storage::search_words(&q);
+    if !words.is_empty() {
         state
             .storage
-            .audit(
-                user.auth
-                    .audit("search", serde_json::json!({ "q": q, "campaign": c.id })),
-            )
+            .audit(user.auth.audit(
+                "search",
+                serde_json::json!({ "q": q, "campaign": c.id, "kind": kind, "village": village }),
+            ))
             .await;
-        let hits = match state
-            .storage
-            .search(q.clone(), Some(c.id), None, 200, user.auth.visibility())
-            .await
-        {
+        let search = crate::storage::Search {
+            campaign: Some(c.id),
+            kind: kind.map(String::from),
+            scope: village.map(String::from),
+            ..crate::storage::Search::new(&q, SEARCH_PAGE_HITS)
+        };
+        let hits = match state.storage.search(search, user.auth.visibility()).await {
             Ok(h) => h,
             Err(e) => return ui_error(lang, e.into()),
         };
-        let rows: Vec<Vec<String>> = hits
-            .iter()
-            .map(|h| {
-                vec![
-                    esc(&c.place_name(&h.scope)),
-                    esc(&kind_label(c.template.as_ref(), &h.kind, lang)),
-                    format!("<a href=\"/ui/r/{}\">{}</a>", h.id, esc(&h.snippet)),
-                ]
-            })
-            .collect();
-        body.push_str(&format!(
-            "<p>{} {}</p>",
-            lang.t("找到记录：", "Records found:"),
-            rows.len()
-        ));
-        body.push_str(&table(
-            &[
-                lang.t("村（社区）", "Village").into(),
-                lang.t("类型", "Kind").into(),
-                lang.t("内容", "Text").into(),
-            ],
-            &rows,
-        ));
+        if hits.is_empty() {
+            body.push_str(&format!(
+                "<p class=\"muted\" role=\"status\">{}</p>",
+                if lang.en {
+                    format!(
+                        "Nothing found containing {}. Try fewer words, other words, or every kind and village.",
+                        esc(&words.join(" and "))
+                    )
+                } else {
+                    format!(
+                        "没有找到同时包含“{}”的记录。可以减少关键词、换个说法，或把类型和村（社区）改为全部再试。",
+                        esc(&words.join("”“"))
+                    )
+                }
+            ));
+        } else {
+            let rows: Vec<Vec<String>> = hits
+                .iter()
+                .map(|h| {
+                    vec![
+                        esc(&c.place_name(&h.scope)),
+                        esc(&kind_label(c.template.as_ref(), &h.kind, lang)),
+                        format!(
+                            "<a href=\"/ui/r/{}\">{}</a>",
+                            h.id,
+                            highlight(&h.snippet, &words)
+                        ),
+                    ]
+                })
+                .collect();
+            body.push_str(&format!(
+                "<p role=\"status\">{}</p>",
+                if hits.len() >= SEARCH_PAGE_HITS {
+                    lang.t(
+                        "找到的记录较多，只列出前 200 条；请加上类型、村（社区）或更多关键词。",
+                        "Many records match; the first 200 are listed. Add a kind, a village or more words.",
+                    )
+                    .to_string()
+                } else if lang.en {
+                    format!("{} records found.", hits.len())
+                } else {
+                    format!("找到 {} 条记录。", hits.len())
+                }
+            ));
+            body.push_str(&table(
+                &[
+                    lang.t("村（社区）", "Village").into(),
+                    lang.t("类型", "Kind").into(),
+                    lang.t("内容", "Text").into(),
+                ],
+                &rows,
+            ));
+        }
     }
     page(
         lang,

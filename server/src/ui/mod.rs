@@ -318,6 +318,53 @@ async fn load_campaign(state: &AppState, user: &User, id: &str) -> Result<Campai
     })
 }
 
+/// One `<option>` of a `<select>`.
+fn option(value: &str, text: &str, selected: bool) -> String {
+    format!(
+        "<option value=\"{}\"{}>{}</option>",
+        esc(value),
+        if selected { " selected" } else { "" },
+        esc(text)
+    )
+}
+
+/// The `<option>`s of a filter by record kind: every kind the field collects (not the
+/// department's reference kinds), “every kind” first.
+fn kind_options(c: &Campaign, lang: Lang, selected: Option<&str>) -> String {
+    let mut out = option("", lang.t("全部类型", "Every kind"), selected.is_none());
+    if let Some(t) = c.template.as_ref() {
+        for name in t
+            .kinds
+            .keys()
+            .filter(|name| !fieldsync_protocol::auth::DEPARTMENT_KINDS.contains(&name.as_str()))
+        {
+            out.push_str(&option(
+                name,
+                &kind_label(Some(t), name, lang),
+                selected == Some(name.as_str()),
+            ));
+        }
+    }
+    out
+}
+
+/// The `<option>`s of a filter by village: every place the user sees, “every village” first.
+fn village_options(c: &Campaign, lang: Lang, selected: Option<&str>) -> String {
+    let mut out = option(
+        "",
+        lang.t("全部村（社区）", "Every village"),
+        selected.is_none(),
+    );
+    for p in &c.places {
+        out.push_str(&option(
+            &p.scope,
+            &c.place_name(&p.scope),
+            selected == Some(p.scope.as_str()),
+        ));
+    }
+    out
+}
+
 /// What a record is called: its name, code or text, else its kind and short id.
 fn display_name(r: &RecordView) -> String {
     ["name", "code", "text", "measure", "topic"]

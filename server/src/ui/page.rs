@@ -3,6 +3,48 @@
 
 use axum::response::Html;
 
+/// `text` escaped for HTML with every occurrence of any of `words` in `<mark>` (ASCII letters
+/// matched without case, as the search matches them; the longest word wins where two start).
+pub fn highlight(text: &str, words: &[String]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let needles: Vec<Vec<char>> = words
+        .iter()
+        .map(|w| w.chars().collect::<Vec<_>>())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out = String::new();
+    let mut plain = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let matched = needles
+            .iter()
+            .filter(|n| {
+                chars.len() - i >= n.len()
+                    && chars[i..i + n.len()]
+                        .iter()
+                        .zip(n.iter())
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            })
+            .map(|n| n.len())
+            .max();
+        match matched {
+            Some(len) => {
+                out.push_str(&esc(&plain));
+                plain.clear();
+                let found: String = chars[i..i + len].iter().collect();
+                out.push_str(&format!("<mark>{}</mark>", esc(&found)));
+                i += len;
+            }
+            None => {
+                plain.push(chars[i]);
+                i += 1;
+            }
+        }
+    }
+    out.push_str(&esc(&plain));
+    out
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -147,6 +189,18 @@ pub use crate::report::{time, today};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn highlighting_marks_every_word_and_escapes_the_rest() {
+        let words = vec!["集体".to_string(), "经济".to_string(), "ab".to_string()];
+        assert_eq!(
+            highlight("<b>集体经济</b> AB 集", &words),
+            "&lt;b&gt;<mark>集体</mark><mark>经济</mark>&lt;/b&gt; <mark>AB</mark> 集"
+        );
+        // A word with markup in it is escaped inside the mark too.
+        assert_eq!(highlight("x<y", &["<".to_string()]), "x<mark>&lt;</mark>y");
+        assert_eq!(highlight("无", &[]), "无");
+    }
 
     #[test]
     fn escaping() {

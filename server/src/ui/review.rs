@@ -310,41 +310,8 @@ async fn queue_body(
         format!("<a href=\"{}\">{}</a>", keep("all"), lang.t("全部", "All"))
     });
     body.push_str(&format!("<p>{}</p>", links.join(" · ")));
-    let kinds: Vec<(String, String)> = c
-        .template
-        .as_ref()
-        .map(|t| {
-            t.kinds
-                .keys()
-                .filter(|name| !DEPARTMENT_KINDS.contains(&name.as_str()))
-                .map(|name| (name.clone(), kind_label(Some(t), name, lang)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let option = |value: &str, text: &str, selected: bool| {
-        format!(
-            "<option value=\"{}\"{}>{}</option>",
-            esc(value),
-            if selected { " selected" } else { "" },
-            esc(text)
-        )
-    };
-    let mut kind_options = option("", lang.t("全部类型", "Every kind"), kind.is_none());
-    for (name, text) in &kinds {
-        kind_options.push_str(&option(name, text, kind.as_deref() == Some(name)));
-    }
-    let mut village_options = option(
-        "",
-        lang.t("全部村（社区）", "Every village"),
-        village.is_none(),
-    );
-    for p in &c.places {
-        village_options.push_str(&option(
-            &p.scope,
-            &c.place_name(&p.scope),
-            village.as_deref() == Some(p.scope.as_str()),
-        ));
-    }
+    let kind_options = kind_options(&c, lang, kind.as_deref());
+    let village_options = village_options(&c, lang, village.as_deref());
     body.push_str(&format!(
         "<form method=\"get\" action=\"{base}\"><input type=\"hidden\" name=\"state\" value=\"{}\">\
          <label>{} <select name=\"kind\">{kind_options}</select></label> \

@@ -36,8 +36,8 @@ use uuid::Uuid;
 use super::{
     Accounts, AuditEntry, AuditFilter, ChangeLog, CheckedPush, CredentialProblem, DeviceView,
     Identity, NewEnrollment, Person, PersonUpdate, PullPage, PullRequest, PushOutcome, Pusher,
-    RecordFilter, RecordView, Records, SearchHit, Storage, StorageError, StoreStatus, Tallies,
-    TokenCheck, Visibility,
+    RecordFilter, RecordView, Records, Search, SearchHit, Storage, StorageError, StoreStatus,
+    Tallies, TokenCheck, Visibility,
 };
 
 /// Connections a server keeps at most.
@@ -205,21 +205,10 @@ impl Records for PostgresStorage {
 
     async fn search(
         &self,
-        q: String,
-        campaign: Option<Uuid>,
-        kind: Option<String>,
-        limit: usize,
+        search: Search,
         visibility: Visibility,
     ) -> Result<Vec<SearchHit>, StorageError> {
-        tally::search(
-            &self.client().await?,
-            &q,
-            campaign,
-            kind.as_deref(),
-            limit,
-            &visibility,
-        )
-        .await
+        tally::search(&self.client().await?, &search, &visibility).await
     }
 
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {

@@ -10,7 +10,7 @@ use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
 use uuid::Uuid;
 
 use super::{StorageError, Visibility, visible};
-use crate::storage::{Counts, NOTES_PER_VILLAGE, SearchHit, Tallies, VillageTally};
+use crate::storage::{Counts, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, VillageTally};
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
 /// [`visible::condition`]), `$5` whether only approved records count ([`counted`]).
@@ -581,39 +581,46 @@ fn contains_pattern(q: &str) -> String {
 /// `ILIKE` runs over the campaign's rows instead — slower, never wrong.
 pub(super) async fn search<C: GenericClient>(
     c: &C,
-    q: &str,
-    campaign: Option<Uuid>,
-    kind: Option<&str>,
-    limit: usize,
+    search: &Search,
     visibility: &Visibility,
 ) -> Result<Vec<SearchHit>, StorageError> {
-    // Control characters are no words (and a NUL cannot be sent in a text parameter).
-    let q: String = q.trim().chars().filter(|c| !c.is_control()).collect();
-    if q.is_empty() {
+    // Control characters are no words (`search_words` drops them; a NUL cannot be sent in a
+    // text parameter either).
+    if search.words.is_empty() {
         return Ok(Vec::new());
     }
     let v = visible::Params::of(visibility);
-    let rows = c
-        .query(
-            &format!(
-                "SELECT r.id, r.kind, r.campaign, r.scope, r.search_text FROM records r
-                 WHERE r.search_text ILIKE $1
-                   AND ($2::text IS NULL OR r.campaign = $2) AND ($3::text IS NULL OR r.kind = $3)
-                   AND {}
-                 ORDER BY r.first_seq LIMIT $4",
-                visible::condition("r", 5)
-            ),
-            &[
-                &contains_pattern(&q),
-                &campaign.map(|c| c.to_string()),
-                &kind,
-                &(limit as i64),
-                &v.all,
-                &v.campaign,
-                &v.places,
-            ],
-        )
-        .await?;
+    // $1 campaign, $2 kind, $3 village, $4 limit, $5–$7 the visibility, $8… the words.
+    let likes: Vec<String> = (0..search.words.len())
+        .map(|i| format!("r.search_text ILIKE ${}", i + 8))
+        .collect();
+    let sql = format!(
+        "SELECT r.id, r.kind, r.campaign, r.scope, r.search_text FROM records r
+         WHERE {}
+           AND ($1::text IS NULL OR r.campaign = $1) AND ($2::text IS NULL OR r.kind = $2)
+           AND ($3::text IS NULL OR r.scope = $3) AND {}
+         ORDER BY r.first_seq LIMIT $4",
+        likes.join(" AND "),
+        visible::condition("r", 5)
+    );
+    let campaign = search.campaign.map(|c| c.to_string());
+    let limit = search.limit as i64;
+    let patterns: Vec<String> = search.words.iter().map(|w| contains_pattern(w)).collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &campaign,
+        &search.kind,
+        &search.scope,
+        &limit,
+        &v.all,
+        &v.campaign,
+        &v.places,
+    ];
+    params.extend(
+        patterns
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)),
+    );
+    let rows = c.query(&sql, &params).await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -623,7 +630,7 @@ pub(super) async fn search<C: GenericClient>(
                 kind: r.get(1),
                 campaign: Uuid::parse_str(&r.get::<_, String>(2)).unwrap_or_default(),
                 scope: r.get(3),
-                snippet: crate::storage::tallies::snippet(&text, &q),
+                snippet: crate::storage::tallies::snippet(&text, &search.words),
             }
         })
         .collect())

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{SqliteStorage, other, visible};
 use crate::storage::{
-    RecordFilter, RecordView, Records, SearchHit, StorageError, Tallies, Visibility,
+    RecordFilter, RecordView, Records, Search, SearchHit, StorageError, Tallies, Visibility,
 };
 
 pub(super) fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
@@ -168,16 +168,11 @@ impl Records for SqliteStorage {
 
     async fn search(
         &self,
-        q: String,
-        campaign: Option<Uuid>,
-        kind: Option<String>,
-        limit: usize,
+        search: Search,
         visibility: Visibility,
     ) -> Result<Vec<SearchHit>, StorageError> {
-        self.read(move |conn| {
-            super::tally::search(conn, &q, campaign, kind.as_deref(), limit, &visibility)
-        })
-        .await
+        self.read(move |conn| super::tally::search(conn, &search, &visibility))
+            .await
     }
 
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::visible;
 use crate::storage::{
-    Counts, NOTES_PER_VILLAGE, SearchHit, StorageError, Tallies, VillageTally, Visibility,
+    Counts, NOTES_PER_VILLAGE, Search, SearchHit, StorageError, Tallies, VillageTally, Visibility,
 };
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
@@ -539,61 +539,70 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
     Ok(out.into_values().collect())
 }
 
-/// Records whose text contains `q` (any language; trigram index for three characters or more).
+/// Records whose text contains every word of `search` (any language; FTS5's trigram index
+/// answers each word of three characters or more).
 pub(crate) fn search(
     conn: &Connection,
-    q: &str,
-    campaign: Option<Uuid>,
-    kind: Option<&str>,
-    limit: usize,
+    search: &Search,
     visibility: &Visibility,
 ) -> Result<Vec<SearchHit>, StorageError> {
-    // Control characters are no words: dropped before anything else (a NUL would end the LIKE
+    // LIKE's wildcards are dropped from the patterns (the trigram index does not take ESCAPE);
+    // every hit is then checked to contain such a word exactly as typed, `%` and `_` included.
+    // Control characters never get here (`search_words` drops them; a NUL would end the
     // pattern early in SQLite and match every record).
-    let typed: String = q.trim().chars().filter(|c| !c.is_control()).collect();
-    let q = typed.as_str();
-    // LIKE's wildcards are dropped from the pattern (the trigram index does not take ESCAPE);
-    // every hit is then checked to contain the words exactly as typed, `%` and `_` included.
-    let words = q.replace(['%', '_'], "");
-    if words.is_empty() {
+    let patterns: Vec<String> = search
+        .words
+        .iter()
+        .map(|w| w.replace(['%', '_'], ""))
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("%{w}%"))
+        .collect();
+    if patterns.is_empty() {
         return Ok(Vec::new());
     }
-    let pattern = format!("%{words}%");
-    let exact = words.len() != q.len();
-    // FTS5's trigram tokenizer answers LIKE from its index when the pattern has 3+ characters.
+    let exact: Vec<&String> = search
+        .words
+        .iter()
+        .filter(|w| w.contains(['%', '_']))
+        .collect();
+    // ?1 campaign, ?2 kind, ?3 village, ?4 limit, ?5 and ?6 the visibility, ?7… the words.
+    let likes: Vec<String> = (0..patterns.len())
+        .map(|i| format!("f.text LIKE ?{}", i + 7))
+        .collect();
     let sql = format!(
         "SELECT f.id, f.kind, f.campaign, r.scope, f.text
          FROM records_fts f JOIN records r ON r.id = f.id
-         WHERE f.text LIKE ?1
-           AND (?2 IS NULL OR f.campaign = ?2) AND (?3 IS NULL OR f.kind = ?3) AND {}
-         LIMIT ?4",
+         WHERE {}
+           AND (?1 IS NULL OR f.campaign = ?1) AND (?2 IS NULL OR f.kind = ?2)
+           AND (?3 IS NULL OR r.scope = ?3) AND {}
+         ORDER BY r.first_seq LIMIT ?4",
+        likes.join(" AND "),
         visible::condition("r", 5)
     );
     let (visible_campaign, places) = visible::params(visibility);
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        search.campaign.map(|c| c.to_string()).into(),
+        search.kind.clone().into(),
+        search.scope.clone().into(),
+        (search.limit as i64).into(),
+        visible_campaign.into(),
+        places.into(),
+    ];
+    values.extend(patterns.into_iter().map(rusqlite::types::Value::from));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            pattern,
-            campaign.map(|c| c.to_string()),
-            kind,
-            limit as i64,
-            visible_campaign,
-            places
-        ],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        },
-    )?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, kind, campaign, scope, text) = row?;
-        if exact && !text.contains(q) {
+        if !exact.iter().all(|w| text.contains(w.as_str())) {
             continue;
         }
         out.push(SearchHit {
@@ -601,7 +610,7 @@ pub(crate) fn search(
             kind,
             campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
             scope,
-            snippet: crate::storage::tallies::snippet(&text, q),
+            snippet: crate::storage::tallies::snippet(&text, &search.words),
         });
     }
     Ok(out)
