@@ -305,10 +305,9 @@ pub fn xlsx(
     kinds: &[(String, Vec<RecordView>)],
     names: &Names,
 ) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
-    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    use rust_xlsxwriter::{Format, Workbook};
     let mut book = Workbook::new();
     let bold = Format::new().set_bold();
-    let date = Format::new().set_num_format("yyyy-mm-dd");
     let sheet = book.add_worksheet();
     sheet.set_name("统计")?;
     let numbers = tally_rows(tallies, template);
@@ -332,61 +331,94 @@ pub fn xlsx(
         columns[0] = Column::Number;
         let (header, rows) = xlsx_columns(header, rows);
         let columns = spread_columns(&header, &columns);
-        let name: String = template
+        let name = template
             .and_then(|t| t.kind(kind))
             .map(|k| k.label.zh.clone())
-            .unwrap_or_else(|| kind.clone())
-            .chars()
-            .filter(|c| !"[]:*?/\\".contains(*c))
-            .take(31)
-            .collect();
-        let sheet = book.add_worksheet();
-        sheet.set_name(&name)?;
-        for (c, h) in header.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, h, &bold)?;
-        }
-        for (r, row) in rows.iter().enumerate() {
-            let r = r as u32 + 1;
-            for (c, cell) in row.iter().enumerate() {
-                let col = c as u16;
-                match columns[c] {
-                    Column::Number if cell.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
-                        sheet.write_number(r, col, cell.trim().parse::<f64>().unwrap_or(0.0))?;
-                    }
-                    Column::Date if is_iso_date(cell) => {
-                        match ExcelDateTime::parse_from_str(cell.trim()) {
-                            Ok(d) => sheet.write_datetime_with_format(r, col, d, &date)?,
-                            Err(_) => sheet.write_string(r, col, cell)?,
-                        };
-                    }
-                    // Always as a string: a value starting with `=` is text, never a formula.
-                    _ => {
-                        sheet.write_string(r, col, cell)?;
-                    }
+            .unwrap_or_else(|| kind.clone());
+        write_table(book.add_worksheet(), &name, &header, &rows, &columns)?;
+    }
+    book.save_to_buffer()
+}
+
+/// A workbook of one sheet named `name`: `header`, then `rows` typed by `columns` (as in
+/// [`xlsx`]'s sheets: numbers and dates typed, widths, frozen filterable header).
+pub fn table_xlsx(
+    name: &str,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    columns: &[Column],
+) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let (header, rows) = xlsx_columns(header, rows);
+    let columns = spread_columns(&header, columns);
+    write_table(book.add_worksheet(), name, &header, &rows, &columns)?;
+    book.save_to_buffer()
+}
+
+/// One sheet: a bold header row, frozen and filterable, then the rows, cells typed by
+/// `columns`, widths from the contents.
+fn write_table(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    name: &str,
+    header: &[String],
+    rows: &[Vec<String>],
+    columns: &[Column],
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::{ExcelDateTime, Format};
+    let bold = Format::new().set_bold();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let name: String = name
+        .chars()
+        .filter(|c| !"[]:*?/\\".contains(*c))
+        .take(31)
+        .collect();
+    sheet.set_name(&name)?;
+    let column = |c: usize| columns.get(c).copied().unwrap_or(Column::Text);
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string_with_format(0, c as u16, h, &bold)?;
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let r = r as u32 + 1;
+        for (c, cell) in row.iter().enumerate() {
+            let col = c as u16;
+            match column(c) {
+                Column::Number if cell.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+                    sheet.write_number(r, col, cell.trim().parse::<f64>().unwrap_or(0.0))?;
+                }
+                Column::Date if is_iso_date(cell) => {
+                    match ExcelDateTime::parse_from_str(cell.trim()) {
+                        Ok(d) => sheet.write_datetime_with_format(r, col, d, &date)?,
+                        Err(_) => sheet.write_string(r, col, cell)?,
+                    };
+                }
+                // Always as a string: a value starting with `=` is text, never a formula.
+                _ => {
+                    sheet.write_string(r, col, cell)?;
                 }
             }
         }
-        for (c, h) in header.iter().enumerate() {
-            let width = match columns[c] {
-                Column::LongText => 50,
-                Column::Date => 12,
-                _ => rows
-                    .iter()
-                    .take(500)
-                    .map(|row| display_width(&row[c]))
-                    .chain([display_width(h)])
-                    .max()
-                    .unwrap_or(8)
-                    .clamp(6, 40),
-            };
-            sheet.set_column_width(c as u16, width as f64 + 1.0)?;
-        }
-        sheet.set_freeze_panes(1, 0)?;
-        if !header.is_empty() {
-            sheet.autofilter(0, 0, rows.len() as u32, header.len() as u16 - 1)?;
-        }
     }
-    book.save_to_buffer()
+    for (c, h) in header.iter().enumerate() {
+        let width = match column(c) {
+            Column::LongText => 50,
+            Column::Date => 12,
+            _ => rows
+                .iter()
+                .take(500)
+                .filter_map(|row| row.get(c))
+                .map(|v| display_width(v))
+                .chain([display_width(h)])
+                .max()
+                .unwrap_or(8)
+                .clamp(6, 40),
+        };
+        sheet.set_column_width(c as u16, width as f64 + 1.0)?;
+    }
+    sheet.set_freeze_panes(1, 0)?;
+    if !header.is_empty() {
+        sheet.autofilter(0, 0, rows.len() as u32, header.len() as u16 - 1)?;
+    }
+    Ok(())
 }
 
 /// The columns of a table after [`xlsx_columns`] spread long values: a continuation column

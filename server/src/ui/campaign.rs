@@ -1,5 +1,5 @@
 //! The campaign pages: the list of campaigns, the overview (progress, tallies, charts,
-//! devices), the rectification ledger, the conflicts to review and search.
+//! devices), the conflicts to review and search.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,13 +11,9 @@ use axum::{
 use fieldsync_protocol::auth::Role;
 use uuid::Uuid;
 
-use super::page::{cards, esc, highlight, page, table, time, today};
+use super::page::{cards, esc, highlight, page, table, time};
 use super::*;
-use crate::{
-    AppState,
-    error::ApiError,
-    storage::{RecordFilter, RecordView},
-};
+use crate::{AppState, error::ApiError, storage::RecordFilter};
 
 pub(super) async fn campaigns(State(state): State<Arc<AppState>>, user: User) -> Response {
     let lang = user.lang;
@@ -404,88 +400,6 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
         ));
     }
     Ok(body)
-}
-
-pub(super) async fn ledger(
-    State(state): State<Arc<AppState>>,
-    user: User,
-    Path(campaign): Path<String>,
-) -> Response {
-    let lang = user.lang;
-    let c = match load_campaign(&state, &user, &campaign).await {
-        Ok(c) => c,
-        Err(e) => return ui_error(lang, e),
-    };
-    let template = c.template.as_ref();
-    let (findings, rects) = match (
-        state
-            .storage
-            .campaign_records(c.id, "finding".into(), user.auth.visibility())
-            .await,
-        state
-            .storage
-            .campaign_records(c.id, "rectification".into(), user.auth.visibility())
-            .await,
-    ) {
-        (Ok(f), Ok(r)) => (f, r),
-        (Err(e), _) | (_, Err(e)) => return ui_error(lang, e.into()),
-    };
-    let finding: HashMap<String, &RecordView> =
-        findings.iter().map(|f| (f.id.to_string(), f)).collect();
-    let today = today();
-    let mut overdue_count = 0;
-    let rows: Vec<Vec<String>> = rects
-        .iter()
-        .map(|r| {
-            let status = field_str(r, "status");
-            let deadline = field_str(r, "deadline");
-            let overdue = crate::rectification::overdue(status, deadline, &today);
-            overdue_count += usize::from(overdue);
-            let f = finding.get(field_str(r, "finding"));
-            vec![
-                esc(&c.place_name(&r.scope)),
-                f.map(|f| record_link(&f.id, field_str(f, "text")))
-                    .unwrap_or_default(),
-                record_link(&r.id, field_str(r, "measure")),
-                esc(field_str(r, "owner")),
-                if overdue {
-                    format!(
-                        "<span class=\"overdue\">{} {}</span>",
-                        esc(deadline),
-                        lang.t("已逾期", "overdue")
-                    )
-                } else {
-                    esc(deadline)
-                },
-                choice_label(template, "rectification", "status", status, lang),
-            ]
-        })
-        .collect();
-    let body = format!(
-        "<p>{} {}{} <span class=\"overdue\">{}</span></p>{}",
-        lang.t("整改措施", "Rectifications:"),
-        rows.len(),
-        lang.t("，逾期未完成", "; overdue and not done:"),
-        overdue_count,
-        table(
-            &[
-                lang.t("村（社区）", "Village").into(),
-                lang.t("问题", "Finding").into(),
-                lang.t("整改措施", "Measure").into(),
-                lang.t("责任人", "Owner").into(),
-                lang.t("完成时限", "Deadline").into(),
-                lang.t("状态", "Status").into(),
-            ],
-            &rows
-        )
-    );
-    page(
-        lang,
-        lang.t("问题整改台账", "Findings and rectification ledger"),
-        Some(&c.id.to_string()),
-        &body,
-    )
-    .into_response()
 }
 
 pub(super) async fn conflicts(

@@ -1,8 +1,8 @@
 //! The department's web dashboard, served by the server itself (HTML and SVG, no script, no
 //! asset from the internet), Chinese first with English a click away, behind a login.
 //!
-//! Modules: [`login`] (sign in and out, language), [`campaign`] (campaigns, overview, ledger,
-//! conflicts, search), [`dossier`] (a village), [`record`] (a record, its conflicts and history),
+//! Modules: [`login`] (sign in and out, language), [`campaign`] (campaigns, overview,
+//! conflicts, search), [`ledger`] (findings and rectifications, filtered, sorted, as XLSX), [`dossier`] (a village), [`record`] (a record, its conflicts and history),
 //! [`files`] (a record's photos, recordings and scans; a village's files as one ZIP),
 //! [`review`] (the review box and the review queue),
 //! [`page`] (HTML shell), [`svg`] (charts), [`write`] (resolutions and history from documents).
@@ -18,6 +18,7 @@
 mod campaign;
 mod dossier;
 mod files;
+mod ledger;
 mod login;
 pub mod page;
 mod record;
@@ -74,7 +75,11 @@ pub(crate) fn route_table() -> Vec<(
         ),
         (
             r("GET", "/ui/c/{campaign}/ledger", Dashboard),
-            get(campaign::ledger),
+            get(ledger::ledger),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/ledger.xlsx", Dashboard),
+            get(ledger::ledger_xlsx),
         ),
         (
             r("GET", "/ui/c/{campaign}/conflicts", Dashboard),
