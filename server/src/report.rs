@@ -7,10 +7,11 @@ mod cells;
 mod draft;
 mod excerpt;
 mod gongwen;
+pub mod village;
 use cells::xlsx_columns;
 pub use cells::{XLSX_CELL_UNITS, XLSX_CUT_MARK, XLSX_MAX_PIECES, csv_cell};
 pub use draft::{counting_basis, draft_markdown};
-pub use gongwen::draft_docx;
+pub use gongwen::{docx_from_markdown, draft_docx};
 
 use fieldsync_protocol::template::{FieldType, Template};
 

@@ -273,7 +273,7 @@ fn village_paragraph(v: &VillageTally) -> String {
 }
 
 /// `text` ending with a full stop (a summary typed without one still reads as a sentence).
-fn ending(text: &str) -> String {
+pub(crate) fn ending(text: &str) -> String {
     if text.ends_with(['。', '！', '？', '”', '.']) {
         text.to_string()
     } else {

@@ -106,7 +106,7 @@ fn blocks(markdown: &str) -> Vec<Block<'_>> {
     out
 }
 
-/// Where a paragraph's run-in heading ends: after the first 。 of a paragraph that opens with a
+/// Where a paragraph's run-in heading ends: after the first 。 or ？ of a paragraph that opens with a
 /// Chinese ordinal in full-width brackets (（一） … （九十九）).
 fn run_in_heading(line: &str) -> Option<usize> {
     let rest = line.strip_prefix('（')?;
@@ -116,7 +116,8 @@ fn run_in_heading(line: &str) -> Option<usize> {
     {
         return None;
     }
-    line.find('。').map(|i| i + '。'.len_utf8())
+    // A run-in heading ends with its first full stop or question mark (a questionnaire item).
+    line.find(['。', '？']).map(|i| i + '。'.len_utf8())
 }
 
 /// Characters of 二号 type on one line of the 156 mm 版心.
@@ -169,6 +170,13 @@ fn page_number(outer: AlignmentType) -> Footer {
 /// The draft report ([`draft_markdown`]) as a 公文-layout Word document dated `date`
 /// (`YYYY-MM-DD`).
 pub fn draft_docx(t: &Tallies, date: &str) -> Result<Vec<u8>, String> {
+    docx_from_markdown(&draft_markdown(t), date)
+}
+
+/// Markdown in the draft report's form (`#` title, an optional parenthesised line under it,
+/// `##` headings, paragraphs opening with “（一）…。”) as a 公文-layout Word document dated
+/// `date` (`YYYY-MM-DD`).
+pub fn docx_from_markdown(markdown: &str, date: &str) -> Result<Vec<u8>, String> {
     // Two 三号 characters (2 × 16 pt); docx-rs writes no `firstLineChars`, so in twips.
     let first_line = Some(SpecialIndentType::FirstLine(SANHAO as i32 * 20));
     let mut doc = Docx::new()
@@ -213,7 +221,7 @@ pub fn draft_docx(t: &Tallies, date: &str) -> Result<Vec<u8>, String> {
         .add_style(style("GongwenPageNumber", PAGE_NUMBER_FONT, SIHAO))
         .footer(page_number(AlignmentType::Right))
         .even_footer(page_number(AlignmentType::Left));
-    for block in blocks(&draft_markdown(t)) {
+    for block in blocks(markdown) {
         let paragraph = match block {
             Block::Title(text) => {
                 let mut run = Run::new();

@@ -11,7 +11,7 @@ use axum::{
 use fieldsync_protocol::auth::Role;
 use uuid::Uuid;
 
-use super::page::{cards, esc, highlight, page, table, time};
+use super::page::{Nav, cards, esc, highlight, nav_page, page, table, time};
 use super::*;
 use crate::{AppState, error::ApiError, storage::RecordFilter};
 
@@ -105,7 +105,9 @@ pub(super) async fn overview(
         Err(e) => return ui_error(lang, e),
     };
     match overview_body(&state, &user, &c).await {
-        Ok(body) => page(lang, &c.name, Some(&c.id.to_string()), &body).into_response(),
+        Ok(body) => {
+            nav_page(lang, &c.name, &c.id.to_string(), Nav::Overview, &body).into_response()
+        }
         Err(e) => ui_error(lang, e),
     }
 }
@@ -496,10 +498,11 @@ pub(super) async fn conflicts(
             &rows,
         )
     };
-    page(
+    nav_page(
         lang,
         lang.t("待处理冲突", "Conflicts to review"),
-        Some(&c.id.to_string()),
+        &c.id.to_string(),
+        Nav::Conflicts,
         &body,
     )
     .into_response()
@@ -628,10 +631,11 @@ pub(super) async fn search(
             ));
         }
     }
-    page(
+    nav_page(
         lang,
         lang.t("搜索", "Search"),
-        Some(&c.id.to_string()),
+        &c.id.to_string(),
+        Nav::Search,
         &body,
     )
     .into_response()

@@ -19,6 +19,8 @@ use crate::{
 
 /// Rows of each kind shown on the dossier itself; the rest are a link away.
 const DOSSIER_ROWS: usize = 50;
+/// Lists longer than this are folded on the dossier.
+const FOLD_ROWS: usize = 10;
 /// Rows per page when one kind of a village is listed whole.
 const PAGE_ROWS: usize = 100;
 
@@ -132,6 +134,20 @@ async fn dossier_body(
         ));
     }
     let v = c.tallies.villages_detail.iter().find(|v| v.code == code);
+    body.push_str(&format!(
+        "<p><a href=\"/ui/c/{}/v/{}/dossier.docx\" download>{}</a> · <span class=\"muted\">{}</span></p>",
+        c.id,
+        esc(code),
+        lang.t("下载本村分析材料（Word）", "Download the village's analysis (Word)"),
+        lang.t(
+            "打印本页：用浏览器的“打印”（Ctrl+P），已按 A4 排版；折叠的列表不打印，完整材料请用 Word 版",
+            "To print this page use the browser's Print (Ctrl+P), laid out for A4; folded lists are left out, the Word file has everything"
+        )
+    ));
+    let all = super::files::village_records(state, c, code).await?;
+    let live: Vec<RecordView> = all.into_iter().filter(|r| !r.deleted).collect();
+    let summary = crate::report::village::summarize(template, v, &live, &super::page::today());
+    body.push_str(&summary_html(&summary, lang));
     if let Some(v) = v {
         body.push_str(&cards(&[
             (lang.t("班子成员", "Members"), v.members.to_string()),
@@ -275,20 +291,32 @@ async fn dossier_body(
             continue;
         }
         body.push_str(&format!(
-            "<h2>{} {}</h2>",
+            "<h2>{}{}</h2>",
             esc(&kind_label(template, kind, lang)),
             lang.t(
                 &format!("（{}）", records.len()),
-                &format!("({})", records.len())
+                &format!(" ({})", records.len())
             )
         ));
-        body.push_str(&kind_table(
+        // Long lists folded: a click opens them (no script).
+        let table = kind_table(
             c,
             kind,
             &records[..records.len().min(DOSSIER_ROWS)],
             &names,
             lang,
-        ));
+        );
+        if records.len() > FOLD_ROWS {
+            body.push_str(&format!(
+                "<details><summary>{}</summary>{table}</details>",
+                lang.t(
+                    &format!("展开 {} 条记录", records.len().min(DOSSIER_ROWS)),
+                    &format!("Show {} records", records.len().min(DOSSIER_ROWS))
+                )
+            ));
+        } else {
+            body.push_str(&table);
+        }
         if records.len() > DOSSIER_ROWS {
             body.push_str(&format!(
                 "<p><a href=\"?kind={kind}\">{}</a></p>",
@@ -301,6 +329,187 @@ async fn dossier_body(
     }
     body.push_str(&super::files::photo_strip(state, c, code, lang).await?);
     Ok(body)
+}
+
+/// The village at a glance: rating, stars, satisfaction, rectification progress, and the
+/// questionnaire's answers as percentages per question (folded).
+fn summary_html(s: &crate::report::village::Summary, lang: Lang) -> String {
+    use crate::report::village::percent;
+    let none = || lang.t("暂无", "none yet").to_string();
+    let total = s.done + s.in_progress + s.planned;
+    let mut out = cards(&[
+        (
+            lang.t("班子定性评价", "Team rating"),
+            s.rating.clone().unwrap_or_else(none),
+        ),
+        (
+            lang.t("星级评定", "Stars"),
+            s.stars.clone().unwrap_or_else(none),
+        ),
+        (
+            lang.t("群众满意率", "Satisfaction"),
+            s.satisfaction_rate.map(percent).unwrap_or_else(none),
+        ),
+        (
+            lang.t("整改完成", "Rectified"),
+            if total == 0 {
+                none()
+            } else {
+                format!("{} / {total}", s.done)
+            },
+        ),
+    ]);
+    if let Some(a) = &s.satisfaction {
+        let split: Vec<String> = a
+            .answers
+            .iter()
+            .map(|(l, n, p)| format!("{} {n}（{}）", esc(l), percent(*p)))
+            .collect();
+        out.push_str(&format!(
+            "<p>{}{}：{}</p>",
+            lang.t("满意度测评 ", "Evaluation forms "),
+            a.total,
+            split.join("，")
+        ));
+    }
+    if total > 0 {
+        out.push_str(&format!(
+            "<p>{}</p>",
+            if lang.en {
+                format!(
+                    "Rectifications: {} done, {} in progress, {} not started{}.",
+                    s.done,
+                    s.in_progress,
+                    s.planned,
+                    if s.overdue > 0 {
+                        format!(", <span class=\"overdue\">{} overdue</span>", s.overdue)
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                format!(
+                    "整改措施：已完成 {}，整改中 {}，未开始 {}{}。",
+                    s.done,
+                    s.in_progress,
+                    s.planned,
+                    if s.overdue > 0 {
+                        format!("，<span class=\"overdue\">逾期未完成 {}</span>", s.overdue)
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        ));
+    }
+    if !s.questions.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .questions
+            .iter()
+            .map(|q| {
+                vec![
+                    esc(&q.label),
+                    q.total.to_string(),
+                    q.answers
+                        .iter()
+                        .map(|(l, _, p)| format!("{} {}", esc(l), percent(*p)))
+                        .collect::<Vec<_>>()
+                        .join("；"),
+                ]
+            })
+            .collect();
+        out.push_str(&format!(
+            "<details><summary>{}</summary>{}</details>",
+            lang.t(
+                &format!("问卷调查：{} 个问题的作答比例", s.questions.len()),
+                &format!("Questionnaires: answers to {} questions", s.questions.len())
+            ),
+            table(
+                &[
+                    lang.t("问题", "Question").into(),
+                    lang.t("作答人数", "Answers").into(),
+                    lang.t("各选项比例", "Share of each answer").into(),
+                ],
+                &rows
+            )
+        ));
+    }
+    out
+}
+
+/// `GET /ui/c/{campaign}/v/{code}/dossier.docx`: the village's analysis (村情分析) as a 公文-layout
+/// Word document, from the records the user may see. Audited as an export.
+pub(super) async fn dossier_docx(
+    State(state): State<Arc<AppState>>,
+    user: User,
+    Path((campaign, code)): Path<(String, String)>,
+) -> Response {
+    let lang = user.lang;
+    match dossier_docx_inner(&state, &user, &campaign, &code).await {
+        Ok(r) => r,
+        Err(e) => ui_error(lang, e),
+    }
+}
+
+async fn dossier_docx_inner(
+    state: &AppState,
+    user: &User,
+    campaign: &str,
+    code: &str,
+) -> Result<Response, ApiError> {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    let c = load_campaign(state, user, campaign).await?;
+    if !user.auth.sees(&c.id, code) {
+        return Err(ApiError::not_found(format!("no village {code} for you")));
+    }
+    let live: Vec<RecordView> = super::files::village_records(state, &c, code)
+        .await?
+        .into_iter()
+        .filter(|r| !r.deleted)
+        .collect();
+    let name = c.place_name(code);
+    let template = c.template.clone();
+    let tally = c
+        .tallies
+        .villages_detail
+        .iter()
+        .find(|v| v.code == code)
+        .cloned();
+    let today = super::page::today();
+    let bytes = tokio::task::spawn_blocking(move || {
+        use crate::report::village;
+        let summary = village::summarize(template.as_ref(), tally.as_ref(), &live, &today);
+        let md = village::markdown(&name, template.as_ref(), tally.as_ref(), &summary, &live);
+        crate::report::docx_from_markdown(&md, &today)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::Internal)?;
+    state
+        .storage
+        .audit(user.auth.audit(
+            "export",
+            serde_json::json!({ "campaign": c.id, "village": code, "file": "dossier.docx", "ui": true }),
+        ))
+        .await;
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+    );
+    let file = format!("{}村情分析.docx", c.place_name(code));
+    if let Ok(v) = HeaderValue::from_str(&fieldsync_protocol::attachment::content_disposition(
+        &file, false,
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok((StatusCode::OK, h, bytes).into_response())
 }
 
 /// The records of one kind as a table: the first eight columns, cells cut at 60 characters, the

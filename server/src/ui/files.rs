@@ -266,7 +266,7 @@ async fn preview(state: &AppState, r: &AttachmentRef) -> Result<Option<Response>
 }
 
 /// The village's records the campaign's viewer may see (through the `(campaign, scope)` index).
-async fn village_records(
+pub(super) async fn village_records(
     state: &AppState,
     c: &Campaign,
     code: &str,

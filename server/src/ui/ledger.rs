@@ -13,7 +13,7 @@ use axum::{
 };
 use fieldsync_protocol::attachment::content_disposition;
 
-use super::page::{esc, page, table, today};
+use super::page::{Nav, esc, nav_page, table, today};
 use super::*;
 use crate::report::Column;
 
@@ -328,10 +328,11 @@ pub(super) async fn ledger(
     } else {
         body.push_str(&table(&header, &rows));
     }
-    page(
+    nav_page(
         lang,
         lang.t("问题整改台账", "Findings and rectification ledger"),
-        Some(&c.id.to_string()),
+        &c.id.to_string(),
+        Nav::Ledger,
         &body,
     )
     .into_response()

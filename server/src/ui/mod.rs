@@ -74,6 +74,10 @@ pub(crate) fn route_table() -> Vec<(
             get(dossier::dossier),
         ),
         (
+            r("GET", "/ui/c/{campaign}/v/{code}/dossier.docx", Dashboard),
+            get(dossier::dossier_docx),
+        ),
+        (
             r("GET", "/ui/c/{campaign}/ledger", Dashboard),
             get(ledger::ledger),
         ),

@@ -93,13 +93,52 @@ th,td{border:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-ali
 form.inline{display:inline}input[type=text],input[type=search]{padding:.3rem;font-size:1rem}
 button{padding:.3rem .8rem;font-size:.95rem;cursor:pointer}
 ul.files{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(12rem,1fr));gap:.6rem}
+header nav{display:flex;gap:1.2rem;flex-wrap:wrap}header a.here{border-bottom:2px solid #fff;font-weight:700}
+details{margin:.4rem 0 1rem}summary{cursor:pointer;color:#0b57d0;margin-bottom:.4rem}mark{background:#fde68a;color:inherit}
+form.filters label{margin-right:.6rem;display:inline-block;margin-bottom:.3rem}
+@media (max-width:640px){main{padding:.8rem}table,thead,tbody,tr,th,td{display:block}thead{position:absolute;left:-9999px}
+tr{background:#fff;border:1px solid #d0d7de;border-radius:6px;margin-bottom:.6rem;padding:.3rem .5rem}
+td{border:0;border-bottom:1px solid #eef1f4;padding:.3rem 0;overflow-wrap:anywhere}td:last-child{border-bottom:0}
+td[data-label]::before{content:attr(data-label);display:block;color:#656d76;font-size:.8rem}
+svg{max-width:100%;height:auto}}
+@media print{@page{size:A4;margin:18mm 15mm}body{background:#fff}header,form,button,.noprint{display:none}
+main{max-width:none;padding:0}a{color:inherit;text-decoration:none}table{font-size:10pt}tr{break-inside:avoid}
+h2{break-after:avoid}details>summary{display:none}.card{border-color:#999}}
 ul.files li{background:#fff;border:1px solid #d0d7de;border-radius:4px;padding:.4rem;overflow-wrap:anywhere}
 ul.files img{width:100%;height:9rem;object-fit:cover;display:block;border-radius:3px}ul.files audio,ul.files video{width:100%}svg text{font-size:12px;font-family:inherit}
 "#;
 
+/// Which page of a campaign's navigation a page is, to mark it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// None of the navigation's pages (a dossier, a record).
+    Elsewhere,
+    /// The overview.
+    Overview,
+    /// The findings ledger.
+    Ledger,
+    /// The conflicts to review.
+    Conflicts,
+    /// The review queue.
+    Review,
+    /// The search page.
+    Search,
+}
+
 /// A whole page for a signed-in user: shell, navigation for `campaign` when given, and `body`.
 pub fn page(lang: Lang, title: &str, campaign: Option<&str>, body: &str) -> Html<String> {
-    shell(lang, title, campaign, body, true)
+    shell(
+        lang,
+        title,
+        campaign.map(|c| (c, Nav::Elsewhere)),
+        body,
+        true,
+    )
+}
+
+/// A page of a campaign's navigation, marked there as the current one.
+pub fn nav_page(lang: Lang, title: &str, campaign: &str, here: Nav, body: &str) -> Html<String> {
+    shell(lang, title, Some((campaign, here)), body, true)
 }
 
 /// A page for anyone (the login page, errors): no navigation, no sign-out button.
@@ -110,23 +149,41 @@ pub fn public_page(lang: Lang, title: &str, body: &str) -> Html<String> {
 fn shell(
     lang: Lang,
     title: &str,
-    campaign: Option<&str>,
+    campaign: Option<(&str, Nav)>,
     body: &str,
     signed_in: bool,
 ) -> Html<String> {
     let nav = match campaign {
-        Some(c) => format!(
-            "<a href=\"/ui/c/{c}\">{}</a><a href=\"/ui/c/{c}/ledger\">{}</a>\
-             <a href=\"/ui/c/{c}/conflicts\">{}</a><a href=\"/ui/c/{c}/review\">{}</a>\
-             <form class=\"inline\" action=\"/ui/c/{c}/search\"><input type=\"search\" name=\"q\" \
-             placeholder=\"{}\" aria-label=\"{}\"></form>",
-            lang.t("概况", "Overview"),
-            lang.t("问题整改台账", "Findings ledger"),
-            lang.t("待处理冲突", "Conflicts"),
-            lang.t("审核", "Review"),
-            lang.t("搜索记录内容", "Search records"),
-            lang.t("搜索", "Search"),
-        ),
+        Some((c, here)) => {
+            let link = |to: Nav, path: &str, text: &str| {
+                if to == here {
+                    format!(
+                        "<a href=\"/ui/c/{c}{path}\" class=\"here\" aria-current=\"page\">{text}</a>"
+                    )
+                } else {
+                    format!("<a href=\"/ui/c/{c}{path}\">{text}</a>")
+                }
+            };
+            format!(
+                "<nav>{}{}{}{}</nav>\
+                 <form class=\"inline\" action=\"/ui/c/{c}/search\"><input type=\"search\" name=\"q\" \
+                 placeholder=\"{}\" aria-label=\"{}\"></form>",
+                link(Nav::Overview, "", lang.t("概况", "Overview")),
+                link(
+                    Nav::Ledger,
+                    "/ledger",
+                    lang.t("问题整改台账", "Findings ledger")
+                ),
+                link(
+                    Nav::Conflicts,
+                    "/conflicts",
+                    lang.t("待处理冲突", "Conflicts")
+                ),
+                link(Nav::Review, "/review", lang.t("审核", "Review")),
+                lang.t("搜索记录内容", "Search records"),
+                lang.t("搜索", "Search"),
+            )
+        }
         None => String::new(),
     };
     Html(format!(
@@ -152,22 +209,50 @@ fn shell(
     ))
 }
 
-/// A table from a header and rows of already escaped HTML cells.
+/// A table from a header and rows of already escaped HTML cells. Each cell carries its
+/// column's name (`data-label`), which a phone screen shows beside it when the table becomes
+/// one card per row.
 pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let labels: Vec<String> = header.iter().map(|h| esc(&plain_text(h))).collect();
     let mut out = String::from("<table><thead><tr>");
     for h in header {
-        out.push_str(&format!("<th>{h}</th>"));
+        out.push_str(&format!("<th scope=\"col\">{h}</th>"));
     }
     out.push_str("</tr></thead><tbody>");
     for row in rows {
         out.push_str("<tr>");
-        for c in row {
-            out.push_str(&format!("<td>{c}</td>"));
+        for (i, c) in row.iter().enumerate() {
+            match labels.get(i).filter(|l| !l.is_empty()) {
+                Some(label) => out.push_str(&format!("<td data-label=\"{label}\">{c}</td>")),
+                None => out.push_str(&format!("<td>{c}</td>")),
+            }
         }
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table>");
     out
+}
+
+/// The text of an escaped HTML fragment: tags dropped, the five escapes undone.
+fn plain_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+        .trim()
+        .trim_end_matches(" ▲")
+        .to_string()
 }
 
 /// Number cards.

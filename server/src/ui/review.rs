@@ -15,7 +15,7 @@ use fieldsync_protocol::{
 };
 use uuid::Uuid;
 
-use super::page::{Lang, esc, page, table, time};
+use super::page::{Lang, Nav, esc, nav_page, table, time};
 use super::*;
 use crate::{AppState, error::ApiError, storage::RecordFilter};
 
@@ -188,7 +188,9 @@ pub(super) async fn queue(
 ) -> Response {
     let lang = user.lang;
     match queue_body(&state, &user, &campaign, q).await {
-        Ok((c, body)) => page(lang, lang.t("审核", "Review"), Some(&c), &body).into_response(),
+        Ok((c, body)) => {
+            nav_page(lang, lang.t("审核", "Review"), &c, Nav::Review, &body).into_response()
+        }
         Err(e) => ui_error(lang, e),
     }
 }

@@ -1,0 +1,288 @@
+//! A village's dossier at a glance and as a Word document: the team's rating, stars,
+//! satisfaction split and rate, rectification progress and the questionnaire's answers as
+//! percentages at the top; long lists folded; the village's analysis (村情分析) as a 公文-layout
+//! DOCX, audited, and refused for a village outside the user's scope.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use fieldsync::TestServer;
+use fieldsync_client_core::{
+    FieldValue, Filter, Store, SyncOptions, import::ImportKind, sync::sync,
+};
+use fieldsync_protocol::{auth::Role, template::Template};
+use uuid::Uuid;
+
+const A1: &str = "510100001001";
+const B1: &str = "510100001002";
+
+fn get(server: &TestServer, token: &str, path: &str) -> Result<reqwest::blocking::Response> {
+    Ok(reqwest::blocking::Client::new()
+        .get(format!("{}{path}", server.url()))
+        .header("cookie", format!("fieldsync_session={token}"))
+        .send()?)
+}
+
+fn fields(pairs: &[(&str, FieldValue)]) -> BTreeMap<String, FieldValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn s(v: &str) -> FieldValue {
+    FieldValue::Str(v.into())
+}
+
+#[test]
+fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen() -> Result<()> {
+    let server = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let mut d = Store::open(dir.path().join("department.sqlite3"))?;
+    let c = Uuid::now_v7();
+    d.create_campaign(
+        c,
+        "城关镇届中分析",
+        &Template::builtin("midterm").expect("built in"),
+        2026,
+    )?;
+    d.import_csv(
+        c,
+        ImportKind::Places,
+        format!(
+            "代码,名称,层级,上级代码\n510100,示范区,区,\n510100001,城关镇,乡镇,510100\n\
+             {A1},青龙社区,社区,510100001\n{B1},花溪山村,村,510100001\n"
+        )
+        .as_bytes(),
+    )?;
+    d.import_csv(
+        c,
+        ImportKind::Members,
+        format!("村代码,姓名,职务,性别\n{A1},李一,书记,男\n{A1},周二,委员,女\n{B1},吴三,书记,男\n")
+            .as_bytes(),
+    )?;
+    d.import_csv(
+        c,
+        ImportKind::WorkGroups,
+        format!("名称,组长,成员,负责村\n第一组,王组长,赵,{A1}\n第二组,钱组长,孙,{B1}\n").as_bytes(),
+    )?;
+    let list = |d: &Store, kind: &str| -> Result<Vec<fieldsync_client_core::Record>> {
+        Ok(d.list(&Filter {
+            kind: Some(kind.into()),
+            ..Default::default()
+        })?)
+    };
+    let team = list(&d, "team")?
+        .into_iter()
+        .find(|t| t.header.scope == A1)
+        .expect("青龙社区's team")
+        .header
+        .id;
+    let secretary = list(&d, "member")?
+        .into_iter()
+        .find(|m| m.header.scope == A1)
+        .expect("a member of 青龙社区")
+        .header
+        .id;
+    let ratings = FieldValue::Map(BTreeMap::from([(
+        secretary.to_string(),
+        "satisfied".to_string(),
+    )]));
+    // Five evaluation forms: 3 satisfied, 1 basically, 1 not: 80% satisfied.
+    for answer in [
+        "satisfied",
+        "satisfied",
+        "satisfied",
+        "basically_satisfied",
+        "unsatisfied",
+    ] {
+        d.create_form(
+            c,
+            "evaluation",
+            A1,
+            &fields(&[
+                ("respondent_category", s("party_member")),
+                ("team", s(&team.to_string())),
+                ("team_rating", s(answer)),
+                ("member_ratings", ratings.clone()),
+            ]),
+        )?;
+    }
+    // Twelve questionnaires (a long list, folded): 团结 8, 比较团结 4.
+    for i in 0..12 {
+        let mut answers = vec![("respondent_category", s("villager"))];
+        for q in [
+            "q_secretary_leadership",
+            "q_affairs_open",
+            "q_collective_economy",
+            "q_work_style",
+            "q_integrity",
+            "q_service",
+            "q_contact_masses",
+            "q_party_education",
+            "q_development",
+            "q_overall",
+        ] {
+            let first = Template::builtin("midterm")
+                .unwrap()
+                .kind("questionnaire")
+                .unwrap()
+                .field(q)
+                .unwrap()
+                .choices[0]
+                .value
+                .clone();
+            answers.push((q, FieldValue::Str(first)));
+        }
+        answers.push((
+            "q_team_unity",
+            s(if i < 8 { "united" } else { "fairly_united" }),
+        ));
+        d.create_form(c, "questionnaire", A1, &fields(&answers))?;
+    }
+    let place = list(&d, "place")?
+        .into_iter()
+        .find(|p| p.header.scope == A1)
+        .unwrap()
+        .header
+        .id;
+    d.create_form(
+        c,
+        "star_rating",
+        A1,
+        &fields(&[
+            ("village", s(&place.to_string())),
+            ("year", FieldValue::Int(2025)),
+            ("stars", s("five")),
+        ]),
+    )?;
+    d.create_form(
+        c,
+        "assessment",
+        A1,
+        &fields(&[
+            ("target_type", s("team")),
+            ("target", s(&team.to_string())),
+            ("rating", s("good")),
+            (
+                "summary",
+                FieldValue::Text("班子团结，集体经济稳步增长".into()),
+            ),
+        ]),
+    )?;
+    let finding = d.create_form(
+        c,
+        "finding",
+        A1,
+        &fields(&[
+            ("level", s("village_team")),
+            ("category", s("collective_economy")),
+            ("text", s("集体经济收入渠道单一")),
+        ]),
+    )?;
+    for (measure, status) in [("引进合作社", "done"), ("盘活闲置校舍", "in_progress")] {
+        d.create_form(
+            c,
+            "rectification",
+            A1,
+            &fields(&[
+                ("finding", s(&finding.to_string())),
+                ("measure", s(measure)),
+                ("owner", s("李一")),
+                ("deadline", s("2099-06-30")),
+                ("status", s(status)),
+            ]),
+        )?;
+    }
+    let mut t = server.connect(&d)?;
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let admin = server.admin_token.clone();
+
+    // The summary at the top.
+    let html = get(&server, &admin, &format!("/ui/c/{c}/v/{A1}"))?.text()?;
+    for card in [
+        "<b>好</b>",
+        "<b>五星（2025年）</b>",
+        "<b>80%</b>",
+        "<b>1 / 2</b>",
+    ] {
+        assert!(html.contains(card), "{card}: {html}");
+    }
+    assert!(
+        html.contains("满意 3（60%），基本满意 1（20%），不满意 1（20%）"),
+        "{html}"
+    );
+    assert!(
+        html.contains("整改措施：已完成 1，整改中 1，未开始 0。"),
+        "{html}"
+    );
+    assert!(
+        html.contains("团结 66.7%；比较团结 33.3%；不够团结 0%"),
+        "{html}"
+    );
+    // Twelve questionnaires are folded, five evaluations are not.
+    let questionnaires = &html[html.find("问卷调查（12）").expect("the list")..];
+    assert!(
+        questionnaires.starts_with("问卷调查（12）</h2><details><summary>展开 12 条记录"),
+        "{}",
+        &questionnaires[..200.min(questionnaires.len())]
+    );
+    let evaluations = &html[html.find("（5）</h2>").expect("the evaluations")..];
+    assert!(
+        evaluations.starts_with("（5）</h2><table>"),
+        "{evaluations:.80}"
+    );
+
+    // The village's analysis as a Word document.
+    let answer = get(&server, &admin, &format!("/ui/c/{c}/v/{A1}/dossier.docx"))?;
+    assert_eq!(answer.status(), 200);
+    let disposition = answer.headers()["content-disposition"]
+        .to_str()?
+        .to_string();
+    assert!(
+        disposition.contains("%E6%9D%91%E6%83%85%E5%88%86%E6%9E%90%2Edocx"),
+        "named …村情分析.docx: {disposition}"
+    );
+    let docx = answer.bytes()?.to_vec();
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report");
+    std::fs::create_dir_all(&artifacts)?;
+    std::fs::write(artifacts.join("village-dossier.docx"), &docx)?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(docx))?;
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("word/document.xml")?, &mut xml)?;
+    for part in [
+        "青龙社区“两委”班子运行情况分析",
+        "班子团结，集体经济稳步增长",
+        "班子定性评价为“好”，星级评定为五星（2025年）。",
+        "满意率80%",
+        "“团结”占66.7%，“比较团结”占33.3%",
+        "（一）集体经济方面。",
+        "引进合作社（已完成，责任人李一，时限2099-06-30）",
+        r#"<w:pStyle w:val="GongwenTitle" />"#,
+    ] {
+        assert!(xml.contains(part), "{part} in the DOCX");
+    }
+    let audit = server.get_json("/v1/admin/audit?action=export&limit=20")?;
+    assert!(audit.to_string().contains("dossier.docx"), "{audit}");
+
+    // A leader of the other group gets neither the dossier nor its document.
+    let second = list(&d, "work_group")?
+        .into_iter()
+        .find(|g| g.fields["name"] == s("第二组"))
+        .unwrap()
+        .header
+        .id;
+    let mut leader = Store::open_in_memory()?;
+    server.enroll(&mut leader, "钱组长", Role::Leader, Some(second))?;
+    let token = server.token_for(&leader)?;
+    assert_eq!(
+        get(&server, &token, &format!("/ui/c/{c}/v/{A1}/dossier.docx"))?.status(),
+        404
+    );
+    assert_eq!(
+        get(&server, &token, &format!("/ui/c/{c}/v/{B1}/dossier.docx"))?.status(),
+        200
+    );
+    Ok(())
+}
