@@ -109,6 +109,14 @@ pub fn summarize(
             .map(|r| label(template, "assessment", "rating", r)),
         ..Default::default()
     };
+    // A team assessment in conflict has no rating until a reviewer decides: say so.
+    if s.rating.is_none()
+        && of("assessment")
+            .iter()
+            .any(|r| text(r, "target_type") == "team" && r.conflicts > 0)
+    {
+        s.rating = Some("意见不一致，待审核".into());
+    }
     let mut stars = of("star_rating");
     stars.sort_by_key(|r| r.fields.get("year").and_then(serde_json::Value::as_i64));
     if let Some(newest) = stars.last() {
@@ -236,7 +244,11 @@ pub fn markdown(
                 .map(|(l, _, p)| format!("“{l}”占{}", percent(*p)))
                 .collect();
             let question = q.label.trim_end_matches(['？', '?', '。']);
-            let mark = if q.label.ends_with(['？', '?']) { '？' } else { '。' };
+            let mark = if q.label.ends_with(['？', '?']) {
+                '？'
+            } else {
+                '。'
+            };
             out.push_str(&format!(
                 "（{}）{question}{mark}{}人作答，{}。\n\n",
                 numeral(i + 1),

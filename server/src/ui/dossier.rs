@@ -524,6 +524,7 @@ fn kind_table(
     let (mut header, rows) =
         crate::report::table(c.template.as_ref(), kind, records, names, lang.en);
     header.truncate(8);
+    header[0] = lang.t("记录", "Record").into();
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .zip(records)
@@ -536,7 +537,21 @@ fn kind_table(
                     esc(&short)
                 })
                 .collect();
-            cells[0] = record_link(&r.id, &short_id(&r.id));
+            // Named by what it is about (and its date), never by a hash.
+            let title = record_title(r, names);
+            let title = if title.starts_with(r.kind.as_str()) {
+                format!(
+                    "{}{}",
+                    kind_label(c.template.as_ref(), kind, lang),
+                    lang.t(
+                        &format!("（{}）", short_id(&r.id)),
+                        &format!(" ({})", short_id(&r.id))
+                    )
+                )
+            } else {
+                title
+            };
+            cells[0] = record_link(&r.id, &title);
             if r.conflicts > 0 {
                 cells[0].push_str(" ⚠");
             }

@@ -374,6 +374,38 @@ fn village_options(c: &Campaign, lang: Lang, selected: Option<&str>) -> String {
     out
 }
 
+/// What a record is called in the queue: its topic, name, text or who was interviewed
+/// (references by name), with its date when it has one.
+fn record_title(r: &RecordView, names: &crate::report::Names) -> String {
+    let said = [
+        "topic",
+        "name",
+        "interviewee",
+        "interviewee_name",
+        "text",
+        "measure",
+        "target",
+        "team",
+        "member",
+    ]
+    .iter()
+    .map(|f| field_str(r, f))
+    .find(|v| !v.is_empty())
+    .map(|v| {
+        names
+            .get(v)
+            .cloned()
+            .unwrap_or_else(|| v.chars().take(30).collect())
+    });
+    let date = field_str(r, "date");
+    match (said, date.is_empty()) {
+        (Some(s), false) => format!("{s}（{date}）"),
+        (Some(s), true) => s,
+        (None, false) => date.to_string(),
+        (None, true) => display_name(r),
+    }
+}
+
 /// What a record is called: its name, code or text, else its kind and short id.
 fn display_name(r: &RecordView) -> String {
     ["name", "code", "text", "measure", "topic"]

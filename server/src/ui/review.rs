@@ -76,35 +76,6 @@ pub(super) async fn review_box(
     Ok(out)
 }
 
-/// What a record is called in the queue: its topic, name, text or who was interviewed
-/// (references by name), with its date when it has one.
-fn title(r: &crate::storage::RecordView, names: &crate::report::Names) -> String {
-    let said = [
-        "topic",
-        "name",
-        "interviewee",
-        "interviewee_name",
-        "text",
-        "measure",
-    ]
-    .iter()
-    .map(|f| field_str(r, f))
-    .find(|v| !v.is_empty())
-    .map(|v| {
-        names
-            .get(v)
-            .cloned()
-            .unwrap_or_else(|| v.chars().take(30).collect())
-    });
-    let date = field_str(r, "date");
-    match (said, date.is_empty()) {
-        (Some(s), false) => format!("{s}（{date}）"),
-        (Some(s), true) => s,
-        (None, false) => date.to_string(),
-        (None, true) => display_name(r),
-    }
-}
-
 /// The decision and comment of a review form, and the records ticked on the queue page
 /// (repeated `id` fields, which `axum::Form` cannot read, so parsed here).
 struct Decision {
@@ -265,7 +236,7 @@ async fn queue_body(
         };
         rows.push(vec![
             tick,
-            record_link(&r.id, &title(r, &names)),
+            record_link(&r.id, &record_title(r, &names)),
             esc(&kind_label(c.template.as_ref(), &r.kind, lang)),
             esc(&c.place_name(&r.scope)),
             summary(&review, lang),
