@@ -224,8 +224,14 @@ fn two_groups(server: &TestServer) -> Result<(Uuid, Uuid)> {
         "campaign",
         campaign,
         "campaign",
-        &[("name", s("2026年换届回头看"))],
+        &[
+            ("name", s("2026年换届回头看")),
+            ("target_meetings", FieldValue::Int(2)),
+            ("target_all_members", FieldValue::Bool(true)),
+            ("deadline", s("2026-12-31")),
+        ],
     )?;
+    admin.create("document_review", campaign, A1, &[("date", s("2026-11-02"))])?;
     let group_a = admin.create(
         "work_group",
         campaign,
@@ -330,6 +336,23 @@ fn tallies_count_what_the_asker_may_see(backend: Backend) -> Result<()> {
     assert_eq!(all["team_ratings"]["good"], 1, "{all}");
     assert_eq!(all["team_ratings"]["fair"], 1, "{all}");
     assert_eq!(all["name"], "2026年换届回头看", "{all}");
+    // The campaign's targets, and each village's counts they are measured against.
+    assert_eq!(all["targets"]["meetings"], 2, "{all}");
+    assert_eq!(all["targets"]["all_members"], true, "{all}");
+    assert_eq!(all["targets"]["deadline"], "2026-12-31", "{all}");
+    assert_eq!(all["targets"]["questionnaires"], Value::Null, "{all}");
+    let village = |code: &str| {
+        all["villages_detail"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["code"] == code))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {code} in {all}"))
+    };
+    assert_eq!(village(A1)["document_reviews"], 1);
+    assert_eq!(village(B1)["document_reviews"], 0);
+    // The interviews name no interviewee type: they are not of team members.
+    assert_eq!(village(A1)["villager_interviews"], 1);
+    assert_eq!(village(A1)["members_interviewed"], 0);
     // Field roles get no campaign-wide tallies.
     let mut leader = Store::open_in_memory()?;
     server.enroll(&mut leader, "第一组组长", Role::Leader, Some(group_a))?;

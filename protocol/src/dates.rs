@@ -15,6 +15,23 @@ pub fn civil_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The day number of a `YYYY-MM-DD` date (days since 1970-01-01), the inverse of
+/// [`civil_date`]; `None` when `date` is not such a date.
+pub fn days_from_civil(date: &str) -> Option<i64> {
+    let mut p = date.trim().splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, d) = (p.next()??, p.next()??, p.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM` in Beijing time (UTC+8).
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000) + 8 * 3600;

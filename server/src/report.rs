@@ -7,6 +7,7 @@ mod cells;
 mod draft;
 mod excerpt;
 mod gongwen;
+pub mod progress;
 pub mod village;
 use cells::xlsx_columns;
 pub use cells::{XLSX_CELL_UNITS, XLSX_CUT_MARK, XLSX_MAX_PIECES, csv_cell};
@@ -471,6 +472,17 @@ mod date_tests {
     fn civil_dates_and_beijing_time() {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(19_723), "2024-01-01");
+        // And back: every day of a few years round-trips.
+        for day in 19_000..21_000 {
+            assert_eq!(
+                fieldsync_protocol::dates::days_from_civil(&civil_date(day)),
+                Some(day)
+            );
+        }
+        assert_eq!(
+            fieldsync_protocol::dates::days_from_civil("2026-13-01"),
+            None
+        );
         assert_eq!(civil_date(20_513), "2026-03-01");
         // 2026-11-22 00:00 UTC is 08:00 in Beijing.
         assert_eq!(time(1_795_305_600_000), "2026-11-22 08:00");

@@ -10,7 +10,7 @@ pub mod sqlite;
 mod tallies;
 
 pub use tallies::{
-    Counts, MAX_SEARCH_WORDS, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, VillageTally,
+    Counts, MAX_SEARCH_WORDS, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, Targets, VillageTally,
     search_words,
 };
 

@@ -35,12 +35,75 @@ pub struct VillageTally {
     pub summary: Option<String>,
     /// The findings' texts.
     pub problems: Vec<String>,
+    /// Team members interviewed at least once.
+    pub members_interviewed: u64,
+    /// Interviews of anyone but a team member (villagers, party members, …).
+    pub villager_interviews: u64,
+    /// Document reviews.
+    pub document_reviews: u64,
     /// Up to [`NOTES_PER_VILLAGE`] meeting minutes and interview notes (minutes first, then
     /// oldest first), from which the draft report writes a village's paragraph when its team
     /// assessment has no summary. Never serialized: the notes are confidential and only the
     /// report reads them.
     #[serde(skip)]
     pub notes: Vec<String>,
+}
+
+/// What each village should reach, as the campaign record sets it (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Targets {
+    /// Every team member interviewed.
+    pub all_members: bool,
+    /// Interviews of villagers (anyone but a team member).
+    pub villagers: Option<u64>,
+    /// Meetings.
+    pub meetings: Option<u64>,
+    /// Questionnaires.
+    pub questionnaires: Option<u64>,
+    /// Evaluation forms.
+    pub evaluations: Option<u64>,
+    /// Document reviews.
+    pub document_reviews: Option<u64>,
+    /// When the field work should be done (`YYYY-MM-DD`).
+    pub deadline: Option<String>,
+}
+
+impl Targets {
+    /// The targets in a campaign record's fields (`target_meetings`, …, `deadline`).
+    pub fn from_fields(fields: &serde_json::Value) -> Self {
+        let n = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
+                .filter(|n| *n > 0)
+        };
+        Targets {
+            all_members: matches!(
+                fields.get("target_all_members"),
+                Some(serde_json::Value::Bool(true))
+            ) || fields.get("target_all_members").and_then(|v| v.as_i64()) == Some(1),
+            villagers: n("target_villagers"),
+            meetings: n("target_meetings"),
+            questionnaires: n("target_questionnaires"),
+            evaluations: n("target_evaluations"),
+            document_reviews: n("target_document_reviews"),
+            deadline: fields
+                .get("deadline")
+                .and_then(serde_json::Value::as_str)
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+        }
+    }
+
+    /// Whether any target is set.
+    pub fn any(&self) -> bool {
+        self.all_members
+            || self.villagers.is_some()
+            || self.meetings.is_some()
+            || self.questionnaires.is_some()
+            || self.evaluations.is_some()
+            || self.document_reviews.is_some()
+    }
 }
 
 /// How many notes per village the tallies carry for the draft report.
@@ -53,6 +116,8 @@ pub struct Tallies {
     pub campaign: Uuid,
     /// The campaign's name, if its record is known.
     pub name: Option<String>,
+    /// What each village should reach (the campaign record's targets).
+    pub targets: Targets,
     /// Whether the campaign counts approved records only (its `count_approved_only`); then
     /// every number here counts only records whose review is 已通过 (reference data always
     /// counts). The report says which.

@@ -201,16 +201,13 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
         .storage
         .campaign_records(c.id, "work_group".into(), user.auth.visibility())
         .await?;
-    let reviews = state
-        .storage
-        .campaign_records(c.id, "document_review".into(), user.auth.visibility())
-        .await?;
     let place_code: HashMap<String, String> = c
         .places
         .iter()
         .map(|p| (p.id.to_string(), p.scope.clone()))
         .collect();
     body.push_str(&format!("<h2>{}</h2>", lang.t("工作进度", "Progress")));
+    let targets_set = t.targets.any();
     let header: Vec<String> = [
         lang.t("工作组", "Work group"),
         lang.t("村（社区）", "Village"),
@@ -223,6 +220,7 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
         lang.t("查阅资料", "Document reviews"),
         lang.t("问题", "Findings"),
         lang.t("班子评价", "Team rating"),
+        lang.t("目标完成情况", "Against the targets"),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -256,7 +254,6 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             let Some(v) = t.villages_detail.iter().find(|v| &v.code == code) else {
                 continue;
             };
-            let docs = reviews.iter().filter(|r| &r.scope == code).count();
             rows.push(vec![
                 esc(group),
                 format!(
@@ -269,23 +266,45 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
                 v.interviews.to_string(),
                 format!(
                     "{} {}/{}",
-                    svg::progress(v.interviews.min(v.members), v.members),
-                    v.interviews.min(v.members),
+                    svg::progress(v.members_interviewed.min(v.members), v.members),
+                    v.members_interviewed.min(v.members),
                     v.members
                 ),
                 v.meetings.to_string(),
                 v.questionnaires.to_string(),
                 v.evaluations.to_string(),
-                docs.to_string(),
+                v.document_reviews.to_string(),
                 v.findings.to_string(),
                 v.team_rating
                     .as_deref()
                     .map(|r| choice_label(c.template.as_ref(), "assessment", "rating", r, lang))
                     .unwrap_or_else(|| "—".into()),
+                super::targets::cell(v, c, lang),
             ]);
         }
     }
+    let (mut header, mut rows) = (header, rows);
+    if !targets_set {
+        header.pop();
+        for row in &mut rows {
+            row.pop();
+        }
+    }
     body.push_str(&table(&header, &rows));
+    let visible_groups: Vec<(String, Vec<String>)> = group_of
+        .iter()
+        .map(|(g, codes)| {
+            (
+                g.clone(),
+                codes
+                    .iter()
+                    .filter(|code| user.auth.sees(&c.id, code))
+                    .cloned()
+                    .collect(),
+            )
+        })
+        .collect();
+    body.push_str(&super::targets::section(c, &visible_groups, user));
     // Charts: ratings in their fixed order (empty bars shown), other counts as they come.
     body.push_str(&format!("<h2>{}</h2>", lang.t("图表", "Charts")));
     let ratings = ["good", "normal", "poor"];

@@ -4,7 +4,8 @@
 //! Modules: [`login`] (sign in and out, language), [`campaign`] (campaigns, overview,
 //! conflicts, search), [`ledger`] (findings and rectifications, filtered, sorted, as XLSX), [`dossier`] (a village), [`record`] (a record, its conflicts and history),
 //! [`files`] (a record's photos, recordings and scans; a village's files as one ZIP),
-//! [`review`] (the review box and the review queue),
+//! [`review`] (the review box and the review queue), [`targets`] (the campaign's targets,
+//! who is behind, the form to set them),
 //! [`page`] (HTML shell), [`svg`] (charts), [`write`] (resolutions and history from documents).
 //!
 //! Signing in exchanges a one-time code (the same codes devices enroll with) for a browser
@@ -24,6 +25,7 @@ pub mod page;
 mod record;
 mod review;
 pub mod svg;
+mod targets;
 pub mod write;
 
 use std::sync::Arc;
@@ -72,6 +74,10 @@ pub(crate) fn route_table() -> Vec<(
         (
             r("GET", "/ui/c/{campaign}/v/{code}", Dashboard),
             get(dossier::dossier),
+        ),
+        (
+            r("POST", "/ui/c/{campaign}/targets", Dashboard),
+            post(targets::set),
         ),
         (
             r("GET", "/ui/c/{campaign}/v/{code}/dossier.docx", Dashboard),

@@ -10,7 +10,9 @@ use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
 use uuid::Uuid;
 
 use super::{StorageError, Visibility, visible};
-use crate::storage::{Counts, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, VillageTally};
+use crate::storage::{
+    Counts, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, Targets, VillageTally,
+};
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
 /// [`visible::condition`]), `$5` whether only approved records count ([`counted`]).
@@ -109,6 +111,17 @@ pub(super) async fn tallies<C: GenericClient>(
         .await?
         .and_then(|r| r.get::<_, Option<bool>>(0))
         .unwrap_or(false);
+    let targets = c
+        .query_opt(
+            "SELECT fields FROM records
+             WHERE campaign = $1 AND kind = 'campaign' AND NOT deleted AND fields IS NOT NULL
+             LIMIT 1",
+            &[&campaign.to_string()],
+        )
+        .await?
+        .and_then(|r| r.get::<_, Option<serde_json::Value>>(0))
+        .map(|f| Targets::from_fields(&f))
+        .unwrap_or_default();
     let s = Scoped {
         campaign: campaign.to_string(),
         v: visible::Params::of(visibility),
@@ -128,6 +141,7 @@ pub(super) async fn tallies<C: GenericClient>(
     };
     let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
+        targets,
         campaign,
         approved_only,
         name: text(format!(
@@ -496,8 +510,30 @@ async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTall
                 "questionnaire" => v.questionnaires = n,
                 "evaluation" => v.evaluations = n,
                 "finding" => v.findings = n,
+                "document_review" => v.document_reviews = n,
                 _ => {}
             }
+        }
+    }
+    // Members interviewed at least once, and interviews of anyone else, per village.
+    for r in c
+        .query(
+            &format!(
+                "SELECT scope,
+                        count(DISTINCT CASE WHEN {kind} = 'member' THEN {who} END),
+                        count(CASE WHEN {kind} IS DISTINCT FROM 'member' THEN 1 END)
+                 {} GROUP BY scope",
+                live("interview"),
+                kind = field("interviewee_type"),
+                who = field("interviewee"),
+            ),
+            &s.params(),
+        )
+        .await?
+    {
+        if let Some(v) = out.get_mut(&r.get::<_, String>(0)) {
+            v.members_interviewed = r.get::<_, i64>(1) as u64;
+            v.villager_interviews = r.get::<_, i64>(2) as u64;
         }
     }
     for r in c

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::visible;
 use crate::storage::{
-    Counts, NOTES_PER_VILLAGE, Search, SearchHit, StorageError, Tallies, VillageTally, Visibility,
+    Counts, NOTES_PER_VILLAGE, Search, SearchHit, StorageError, Tallies, Targets, VillageTally,
+    Visibility,
 };
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
@@ -151,8 +152,21 @@ pub(crate) fn tallies(
     let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
     let today = fieldsync_protocol::dates::today();
+    let targets = conn
+        .query_row(
+            "SELECT fields FROM records
+             WHERE campaign = ?1 AND kind = 'campaign' AND deleted = 0 AND fields IS NOT NULL
+             LIMIT 1",
+            [&campaign_id],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
+        .map(|f| Targets::from_fields(&f))
+        .unwrap_or_default();
     let mut t = Tallies {
         campaign,
+        targets,
         approved_only,
         name: conn
             .query_row(
@@ -479,8 +493,31 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
                 "questionnaire" => v.questionnaires = n,
                 "evaluation" => v.evaluations = n,
                 "finding" => v.findings = n,
+                "document_review" => v.document_reviews = n,
                 _ => {}
             }
+        }
+    }
+    // Members interviewed at least once, and interviews of anyone else, per village.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT scope, count(DISTINCT CASE WHEN {kind} = 'member' THEN {who} END),
+                count(CASE WHEN {kind} IS NOT 'member' THEN 1 END)
+         {} GROUP BY scope",
+        live("interview"),
+        kind = field("interviewee_type"),
+        who = field("interviewee"),
+    ))?;
+    for row in stmt.query_map(c.params(), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (scope, members, others) = row?;
+        if let Some(v) = out.get_mut(&scope) {
+            v.members_interviewed = members as u64;
+            v.villager_interviews = others as u64;
         }
     }
     let mut stmt = conn.prepare_cached(&format!(

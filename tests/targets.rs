@@ -1,0 +1,240 @@
+//! The campaign's targets on the dashboard: an administrator sets them on the overview (a real
+//! change to the campaign record, audited, synced to devices), the overview shows each village
+//! against them and the groups behind, bad numbers and dates are refused with what was wrong,
+//! and only administrators may set them.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use fieldsync::TestServer;
+use fieldsync_client_core::{
+    FieldValue, Filter, Store, SyncOptions, import::ImportKind, sync::sync,
+};
+use fieldsync_protocol::{auth::Role, template::Template};
+use uuid::Uuid;
+
+const A1: &str = "510100001001";
+const B1: &str = "510100001002";
+
+fn get(server: &TestServer, token: &str, path: &str) -> Result<String> {
+    Ok(reqwest::blocking::Client::new()
+        .get(format!("{}{path}", server.url()))
+        .header("cookie", format!("fieldsync_session={token}"))
+        .send()?
+        .text()?)
+}
+
+/// Posts a dashboard form as the browser would (same origin), without following the redirect.
+fn post(server: &TestServer, token: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let r = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .post(format!("{}{path}", server.url()))
+        .header("cookie", format!("fieldsync_session={token}"))
+        .header("origin", server.url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()?;
+    let status = r.status().as_u16();
+    Ok((status, r.text()?))
+}
+
+fn s(v: &str) -> FieldValue {
+    FieldValue::Str(v.into())
+}
+
+#[test]
+fn targets_set_on_the_overview_show_who_is_behind_and_sync_to_devices() -> Result<()> {
+    let server = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let mut d = Store::open(dir.path().join("department.sqlite3"))?;
+    let c = Uuid::now_v7();
+    d.create_campaign(
+        c,
+        "城关镇届中分析",
+        &Template::builtin("midterm").expect("built in"),
+        2026,
+    )?;
+    d.import_csv(
+        c,
+        ImportKind::Places,
+        format!(
+            "代码,名称,层级,上级代码\n510100,示范区,区,\n510100001,城关镇,乡镇,510100\n\
+             {A1},青龙社区,社区,510100001\n{B1},花溪山村,村,510100001\n"
+        )
+        .as_bytes(),
+    )?;
+    d.import_csv(
+        c,
+        ImportKind::Members,
+        format!("村代码,姓名,职务,性别\n{A1},李一,书记,男\n{A1},周二,委员,女\n{B1},吴三,书记,男\n")
+            .as_bytes(),
+    )?;
+    d.import_csv(
+        c,
+        ImportKind::WorkGroups,
+        format!("名称,组长,成员,负责村\n第一组,王组长,赵,{A1}\n第二组,钱组长,孙,{B1}\n").as_bytes(),
+    )?;
+    // 青龙社区: both members and two villagers interviewed, one meeting. 花溪山村: nothing yet.
+    let members = d.list(&Filter {
+        kind: Some("member".into()),
+        scope: Some(A1.into()),
+        ..Default::default()
+    })?;
+    let interview = |who: (&str, Option<String>)| -> BTreeMap<String, FieldValue> {
+        let mut f = BTreeMap::from([
+            ("date".to_string(), s("2026-11-20")),
+            ("interviewer".to_string(), s("工作组")),
+            ("interviewee_type".to_string(), s(who.0)),
+            ("notes".to_string(), FieldValue::Text("谈话记录".into())),
+        ]);
+        match who.1 {
+            Some(id) => f.insert("interviewee".into(), s(&id)),
+            None => f.insert("interviewee_name".into(), s("村民")),
+        };
+        f
+    };
+    for m in &members {
+        d.create_form(
+            c,
+            "interview",
+            A1,
+            &interview(("member", Some(m.header.id.to_string()))),
+        )?;
+    }
+    // The same member twice counts once for coverage.
+    d.create_form(
+        c,
+        "interview",
+        A1,
+        &interview(("member", Some(members[0].header.id.to_string()))),
+    )?;
+    for _ in 0..2 {
+        d.create_form(c, "interview", A1, &interview(("villager_rep", None)))?;
+    }
+    d.create_form(
+        c,
+        "meeting",
+        A1,
+        &BTreeMap::from([
+            ("date".to_string(), s("2026-11-21")),
+            ("meeting_type".to_string(), s("villager_forum")),
+            ("participants".to_string(), FieldValue::Int(30)),
+        ]),
+    )?;
+    let mut t = server.connect(&d)?;
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let admin = server.admin_token.clone();
+
+    // Before: no targets, and the overview says how to get them.
+    let html = get(&server, &admin, &format!("/ui/c/{c}"))?;
+    assert!(html.contains("尚未设置工作目标"), "{html}");
+    assert!(
+        html.contains("设置工作目标"),
+        "the admin gets the form: {html}"
+    );
+    assert!(!html.contains("目标完成情况"), "{html}");
+    // Coverage counts members, not interviews: 2/2 in 青龙社区.
+    assert!(html.contains("</svg> 2/2"), "{html}");
+
+    // Bad input is refused with what was wrong, and nothing is written.
+    let (status, body) = post(
+        &server,
+        &admin,
+        &format!("/ui/c/{c}/targets"),
+        "target_meetings=two&deadline=2026-12-31",
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("每村座谈会（场）") && body.contains("two"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &server,
+        &admin,
+        &format!("/ui/c/{c}/targets"),
+        "target_meetings=1&deadline=2026-02-30x",
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("完成时限应为日期"), "{body}");
+
+    // Set: every member, two villagers, one meeting, a deadline already past.
+    let (status, _) = post(
+        &server,
+        &admin,
+        &format!("/ui/c/{c}/targets"),
+        "target_all_members=1&target_villagers=2&target_meetings=1&target_questionnaires=&deadline=2026-01-31",
+    )?;
+    assert_eq!(status, 303);
+    server.wait_merged()?;
+    let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
+    assert_eq!(tallies["targets"]["meetings"], 1, "{}", tallies["targets"]);
+    assert_eq!(
+        tallies["targets"]["questionnaires"],
+        serde_json::Value::Null
+    );
+    assert_eq!(tallies["targets"]["deadline"], "2026-01-31");
+    let html = get(&server, &admin, &format!("/ui/c/{c}"))?;
+    assert!(html.contains("目标完成情况"), "{html}");
+    assert!(
+        html.contains(">已完成</td>"),
+        "青龙社区 met every target: {html}"
+    );
+    assert!(
+        html.contains(
+            "<span class=\"overdue\">已逾期：谈话成员 0/1、谈话群众 0/2、座谈会 0/1</span>"
+        ),
+        "花溪山村 is behind: {html}"
+    );
+    assert!(
+        html.contains("1 个村（社区）已完成全部目标；1 个落后"),
+        "{html}"
+    );
+    assert!(html.contains("完成时限 2026-01-31，已过"), "{html}");
+    let audit = server.get_json("/v1/admin/audit?action=targets")?;
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+
+    // The targets are fields of the campaign record: they reach the devices.
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    let campaign = d
+        .list(&Filter {
+            kind: Some("campaign".into()),
+            ..Default::default()
+        })?
+        .remove(0);
+    assert_eq!(campaign.fields["target_meetings"], FieldValue::Int(1));
+    assert_eq!(campaign.fields["deadline"], s("2026-01-31"));
+
+    // A group leader sees the targets but gets no form and may not set them.
+    let groups = d.list(&Filter {
+        kind: Some("work_group".into()),
+        ..Default::default()
+    })?;
+    let second = groups
+        .iter()
+        .find(|g| g.fields["name"] == s("第二组"))
+        .unwrap()
+        .header
+        .id;
+    let mut leader = Store::open_in_memory()?;
+    server.enroll(&mut leader, "钱组长", Role::Leader, Some(second))?;
+    let token = server.token_for(&leader)?;
+    let html = get(&server, &token, &format!("/ui/c/{c}"))?;
+    assert!(
+        html.contains("目标完成情况") && !html.contains("设置工作目标"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("青龙社区"),
+        "the leader's overview holds its group's village only"
+    );
+    let (status, _) = post(
+        &server,
+        &token,
+        &format!("/ui/c/{c}/targets"),
+        "target_meetings=9",
+    )?;
+    assert_eq!(status, 403);
+    Ok(())
+}
