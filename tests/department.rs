@@ -310,6 +310,52 @@ fn the_department_reads_the_seed_numbers_searches_exports_and_drafts_the_report(
         assert_eq!(pdf.json::<Value>()?["error"]["code"], "pdf_unavailable");
     }
 
+    // The overview shows every number the report quotes, each a link to its records; the
+    // devices have their own page.
+    let html = reqwest::blocking::Client::new()
+        .get(format!("{}/ui/c/{c}", server.url()))
+        .header(
+            "cookie",
+            format!("fieldsync_session={}", server.admin_token),
+        )
+        .send()?
+        .text()?;
+    for (value, label, kind) in [
+        (t.meeting_participants.to_string(), "参会人次", "meeting"),
+        (t.suggestions.to_string(), "收集问题建议", "interview"),
+        (
+            t.by_kind["prescreening"].to_string(),
+            "提前摸底（人次）",
+            "prescreening",
+        ),
+        (t.meetings.to_string(), "座谈会", "meeting"),
+    ] {
+        let card = format!(
+            "<a class=\"card\" href=\"/ui/c/{c}/review?state=all&amp;kind={kind}\"><b>{value}</b><span class=\"muted\">{label}</span></a>"
+        );
+        assert!(html.contains(&card), "{card} on the overview");
+    }
+    assert!(
+        html.contains("群众满意率"),
+        "the satisfaction rate is on the overview"
+    );
+    assert!(
+        !html.contains("最近同步"),
+        "the device table left the overview"
+    );
+    let devices = reqwest::blocking::Client::new()
+        .get(format!("{}/ui/c/{c}/devices", server.url()))
+        .header(
+            "cookie",
+            format!("fieldsync_session={}", server.admin_token),
+        )
+        .send()?
+        .text()?;
+    assert!(
+        devices.contains("最近同步") && devices.contains("<tbody><tr>"),
+        "{devices}"
+    );
+
     // The draft report: seed 002's structure with every number filled.
     let report = server
         .get(&format!("/v1/campaigns/{c}/report.md"))?

@@ -231,7 +231,12 @@ fn two_groups(server: &TestServer) -> Result<(Uuid, Uuid)> {
             ("deadline", s("2026-12-31")),
         ],
     )?;
-    admin.create("document_review", campaign, A1, &[("date", s("2026-11-02"))])?;
+    admin.create(
+        "document_review",
+        campaign,
+        A1,
+        &[("date", s("2026-11-02"))],
+    )?;
     let group_a = admin.create(
         "work_group",
         campaign,

@@ -236,5 +236,11 @@ fn targets_set_on_the_overview_show_who_is_behind_and_sync_to_devices() -> Resul
         "target_meetings=9",
     )?;
     assert_eq!(status, 403);
+    // Nor the devices page, which is the department's.
+    let devices = reqwest::blocking::Client::new()
+        .get(format!("{}/ui/c/{c}/devices", server.url()))
+        .header("cookie", format!("fieldsync_session={token}"))
+        .send()?;
+    assert_eq!(devices.status(), 403);
     Ok(())
 }

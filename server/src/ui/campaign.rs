@@ -1,5 +1,5 @@
-//! The campaign pages: the list of campaigns, the overview (progress, tallies, charts,
-//! devices), the conflicts to review and search.
+//! The campaign pages: the list of campaigns, the overview (every number of the draft report
+//! linked to its records, progress, charts), the conflicts to review and search.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,9 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use fieldsync_protocol::auth::Role;
-use uuid::Uuid;
 
-use super::page::{Nav, cards, esc, highlight, nav_page, page, table, time};
+use super::page::{Nav, esc, highlight, linked_cards, nav_page, page, table};
 use super::*;
 use crate::{AppState, error::ApiError, storage::RecordFilter};
 
@@ -168,33 +167,123 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             };
             body.push_str(&format!("<p class=\"muted\">{}</p>", esc(&line)));
         }
-        body.push_str(&cards(&[
-            (lang.t("村（社区）", "Villages"), t.villages.to_string()),
-            (lang.t("班子成员", "Team members"), t.members.to_string()),
+        // Every number the draft report quotes, each a link to the records behind it.
+        let records = |kind: &str| format!("/ui/c/{}/review?state=all&kind={kind}", c.id);
+        let ledger = format!("/ui/c/{}/ledger", c.id);
+        let satisfied = t.team_satisfaction.get("satisfied").copied().unwrap_or(0)
+            + t.team_satisfaction
+                .get("basically_satisfied")
+                .copied()
+                .unwrap_or(0);
+        let answered: u64 = t.team_satisfaction.values().sum();
+        body.push_str(&linked_cards(&[
+            (
+                lang.t("村（社区）", "Villages"),
+                t.villages.to_string(),
+                None,
+            ),
+            (
+                lang.t("班子成员", "Team members"),
+                t.members.to_string(),
+                None,
+            ),
             (
                 lang.t("已谈话成员", "Members interviewed"),
                 t.members_interviewed.to_string(),
+                Some(records("interview")),
             ),
-            (lang.t("谈话人次", "Interviews"), t.interviews.to_string()),
-            (lang.t("座谈会", "Meetings"), t.meetings.to_string()),
+            (
+                lang.t("谈话人次", "Interviews"),
+                t.interviews.to_string(),
+                Some(records("interview")),
+            ),
+            (
+                lang.t("座谈会", "Meetings"),
+                t.meetings.to_string(),
+                Some(records("meeting")),
+            ),
+            (
+                lang.t("参会人次", "Meeting attendance"),
+                t.meeting_participants.to_string(),
+                Some(records("meeting")),
+            ),
+            (
+                lang.t("收集问题建议", "Suggestions collected"),
+                t.suggestions.to_string(),
+                Some(records("interview")),
+            ),
             (
                 lang.t("问卷", "Questionnaires"),
                 t.questionnaires.to_string(),
+                Some(records("questionnaire")),
             ),
             (
                 lang.t("测评表", "Evaluation forms"),
                 t.evaluations.to_string(),
+                Some(records("evaluation")),
+            ),
+            (
+                lang.t("群众满意率", "Satisfaction rate"),
+                if answered == 0 {
+                    "—".into()
+                } else {
+                    crate::report::village::percent(satisfied as f64 * 100.0 / answered as f64)
+                },
+                Some(records("evaluation")),
             ),
             (
                 lang.t("查阅资料", "Document reviews"),
                 t.document_reviews.to_string(),
+                Some(records("document_review")),
             ),
-            (lang.t("发现问题", "Findings"), t.findings.to_string()),
+            (
+                lang.t("提前摸底（人次）", "Pre-screenings"),
+                t.prescreenings.to_string(),
+                Some(records("prescreening")),
+            ),
+            (
+                lang.t("摸底发现问题", "Pre-screening issues"),
+                (t.prescreening_integrity_issues + t.prescreening_violations).to_string(),
+                Some(records("prescreening")),
+            ),
+            (
+                lang.t("发现问题", "Findings"),
+                t.findings.to_string(),
+                Some(ledger.clone()),
+            ),
             (
                 lang.t("逾期整改", "Overdue rectifications"),
                 t.overdue_rectifications.to_string(),
+                Some(format!("{ledger}?overdue=1")),
             ),
         ]));
+        if answered > 0 {
+            let split: Vec<String> = ["satisfied", "basically_satisfied", "unsatisfied"]
+                .iter()
+                .map(|a| {
+                    let n = t.team_satisfaction.get(*a).copied().unwrap_or(0);
+                    format!(
+                        "{} {n}（{}）",
+                        esc(&choice_label(
+                            c.template.as_ref(),
+                            "evaluation",
+                            "team_rating",
+                            a,
+                            lang
+                        )),
+                        crate::report::village::percent(n as f64 * 100.0 / answered as f64)
+                    )
+                })
+                .collect();
+            body.push_str(&format!(
+                "<p>{}{answered}：{}</p>",
+                lang.t(
+                    "满意度测评（对班子的总体评价）",
+                    "Evaluation forms on the team "
+                ),
+                split.join("，")
+            ));
+        }
     }
     // Progress per work group and village.
     let groups = state
@@ -375,49 +464,11 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             lang.t("去处理", "review them")
         ));
     }
-    // Devices and their last sync.
     if matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
-        let devices = state.storage.devices().await?;
-        let people = state.storage.people().await?;
-        let group_name: HashMap<Uuid, String> = groups
-            .iter()
-            .map(|g| (g.id, field_str(g, "name").to_string()))
-            .collect();
-        let rows: Vec<Vec<String>> = devices
-            .iter()
-            .filter(|d| d.enrolled_at.is_some())
-            .map(|d| {
-                let group = d
-                    .person
-                    .and_then(|p| people.iter().find(|x| x.id == p))
-                    .and_then(|p| p.group)
-                    .and_then(|g| group_name.get(&g).cloned())
-                    .unwrap_or_default();
-                let last = d.last_push.max(d.last_pull);
-                vec![
-                    esc(d.person_name.as_deref().unwrap_or("")),
-                    esc(&group),
-                    esc(d.name.as_deref().unwrap_or("")),
-                    last.map(time)
-                        .unwrap_or_else(|| lang.t("从未同步", "never").into()),
-                    if d.revoked_at.is_some() {
-                        lang.t("已停用", "revoked").into()
-                    } else {
-                        String::new()
-                    },
-                ]
-            })
-            .collect();
-        body.push_str(&format!("<h2>{}</h2>", lang.t("设备同步情况", "Devices")));
-        body.push_str(&table(
-            &[
-                lang.t("使用人", "Person").into(),
-                lang.t("工作组", "Group").into(),
-                lang.t("设备", "Device").into(),
-                lang.t("最近同步", "Last sync").into(),
-                String::new(),
-            ],
-            &rows,
+        body.push_str(&format!(
+            "<p><a href=\"/ui/c/{}/devices\">{}</a></p>",
+            c.id,
+            lang.t("设备同步情况 →", "Devices and their last sync →")
         ));
     }
     Ok(body)

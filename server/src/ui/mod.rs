@@ -4,7 +4,8 @@
 //! Modules: [`login`] (sign in and out, language), [`campaign`] (campaigns, overview,
 //! conflicts, search), [`ledger`] (findings and rectifications, filtered, sorted, as XLSX), [`dossier`] (a village), [`record`] (a record, its conflicts and history),
 //! [`files`] (a record's photos, recordings and scans; a village's files as one ZIP),
-//! [`review`] (the review box and the review queue), [`targets`] (the campaign's targets,
+//! [`devices`] (the campaign's devices and their last sync), [`review`] (the review box and
+//! the review queue), [`targets`] (the campaign's targets,
 //! who is behind, the form to set them),
 //! [`page`] (HTML shell), [`svg`] (charts), [`write`] (resolutions and history from documents).
 //!
@@ -17,6 +18,7 @@
 //! resolve conflicts there, which writes a real change that syncs back to the devices.
 
 mod campaign;
+mod devices;
 mod dossier;
 mod files;
 mod ledger;
@@ -74,6 +76,10 @@ pub(crate) fn route_table() -> Vec<(
         (
             r("GET", "/ui/c/{campaign}/v/{code}", Dashboard),
             get(dossier::dossier),
+        ),
+        (
+            r("GET", "/ui/c/{campaign}/devices", Dashboard),
+            get(devices::devices),
         ),
         (
             r("POST", "/ui/c/{campaign}/targets", Dashboard),
