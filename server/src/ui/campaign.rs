@@ -448,7 +448,13 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
                 )
             })
             .collect();
-        body.push_str(&svg::bars(lang.t(zh, en), &items));
+        // Ratings in green to red, where that means good to bad; other counts in one colour.
+        let tone = if order.is_some() {
+            svg::Tone::Rating
+        } else {
+            svg::Tone::Plain
+        };
+        body.push_str(&svg::bars(lang.t(zh, en), &items, tone));
     }
     // Campaign-wide counts are for the department; a leader's conflicts page lists theirs.
     if t.conflicted_assessments > 0 && matches!(user.auth.0.person.role, Role::Admin | Role::Viewer)

@@ -1,5 +1,6 @@
 //! Charts drawn as SVG on the server: horizontal bars, stacked bars and progress bars. No
-//! script, no external asset; the numbers are also in the page's tables.
+//! script, no external asset; bars carry their numbers as a table for screen readers, and only
+//! ratings are coloured green to red.
 
 use super::page::esc;
 
@@ -7,15 +8,28 @@ const COLORS: [&str; 6] = [
     "#2f7d32", "#f0a202", "#b42318", "#1f6feb", "#8250df", "#656d76",
 ];
 
-/// Horizontal bars, one per `(label, value)`, scaled to the largest.
-pub fn bars(title: &str, items: &[(String, u64)]) -> String {
+/// How a chart's bars are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// One colour: categories and counts, where no bar is better than another.
+    Plain,
+    /// Good, middling, bad in green, amber, red (ratings in their fixed order).
+    Rating,
+}
+
+/// The one colour of [`Tone::Plain`] charts.
+const PLAIN: &str = "#3b6ea8";
+
+/// Horizontal bars, one per `(label, value)`, scaled to the largest, in a `<figure>` with the
+/// same numbers as a table for screen readers (the drawing itself is hidden from them).
+pub fn bars(title: &str, items: &[(String, u64)], tone: Tone) -> String {
     let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
     let row = 24;
     let label_w = 150;
     let bar_w = 360;
     let height = row * items.len() as u32 + 28;
     let mut out = format!(
-        "<svg role=\"img\" aria-label=\"{t}\" width=\"{w}\" height=\"{height}\" \
+        "<figure class=\"chart\"><svg aria-hidden=\"true\" width=\"{w}\" height=\"{height}\" \
          viewBox=\"0 0 {w} {height}\" xmlns=\"http://www.w3.org/2000/svg\">\
          <text x=\"0\" y=\"14\" font-weight=\"bold\">{t}</text>",
         t = esc(title),
@@ -23,6 +37,10 @@ pub fn bars(title: &str, items: &[(String, u64)]) -> String {
     );
     for (i, (label, value)) in items.iter().enumerate() {
         let y = 24 + row * i as u32;
+        let colour = match tone {
+            Tone::Plain => PLAIN,
+            Tone::Rating => COLORS[i.min(2)],
+        };
         let w = (*value as f64 / max as f64 * bar_w as f64).round() as u32;
         out.push_str(&format!(
             "<text x=\"0\" y=\"{ty}\">{l}</text>\
@@ -30,11 +48,22 @@ pub fn bars(title: &str, items: &[(String, u64)]) -> String {
              <text x=\"{tx}\" y=\"{ty}\">{value}</text>",
             ty = y + 13,
             l = esc(label),
-            c = COLORS[i % COLORS.len()],
+            c = colour,
             tx = label_w + w + 6,
         ));
     }
     out.push_str("</svg>");
+    out.push_str(&format!(
+        "<table class=\"sr-only\"><caption>{}</caption><tbody>",
+        esc(title)
+    ));
+    for (label, value) in items {
+        out.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{value}</td></tr>",
+            esc(label)
+        ));
+    }
+    out.push_str("</tbody></table></figure>");
     out
 }
 
@@ -118,8 +147,25 @@ mod tests {
 
     #[test]
     fn bars_scale_to_the_largest_and_escape_labels() {
-        let svg = bars("评价<分布>", &[("好".into(), 6), ("较差".into(), 3)]);
+        let svg = bars(
+            "评价<分布>",
+            &[("好".into(), 6), ("较差".into(), 3)],
+            Tone::Rating,
+        );
         assert!(svg.contains("评价&lt;分布&gt;"));
+        // Green for good, then amber; the numbers again as a table for screen readers.
+        assert!(svg.contains("fill=\"#2f7d32\"") && svg.contains("fill=\"#f0a202\""));
+        assert!(svg.contains("<th scope=\"row\">好</th><td>6</td>"), "{svg}");
+        let plain = bars(
+            "类别",
+            &[("党建".into(), 2), ("作风".into(), 1)],
+            Tone::Plain,
+        );
+        assert_eq!(
+            plain.matches(&format!("fill=\"{PLAIN}\"")).count(),
+            2,
+            "{plain}"
+        );
         assert!(
             svg.contains("width=\"360\""),
             "the largest bar is full width"
