@@ -151,6 +151,7 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
         .arg(scripts.join("dashboard.mjs"))
         .args([&server.url(), &code, &c.to_string(), "集体经济"])
         .arg(&out)
+        .arg(review.to_string())
         .env("CHROMIUM", &chromium)
         .output()
         .context("node is needed for the browser test")?;
@@ -208,6 +209,27 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     assert!(summary["reviewRows"].as_u64().unwrap() >= 2, "{summary}");
     assert_eq!(summary["returnedRows"], 2, "{summary}");
     assert_eq!(summary["phoneOverflow"], false, "{summary}");
+    // Every other page fits a 390 px phone too.
+    for page in ["overview", "dossier", "ledger", "search", "record"] {
+        assert_eq!(
+            summary["phonePages"][page], false,
+            "{page} is wider than a phone: {summary}"
+        );
+    }
+    // The ledger lists the campaign's findings, marks itself in the navigation, and filters.
+    let rects = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
+    assert!(
+        summary["ledgerRows"].as_u64().unwrap() >= rects["findings"].as_u64().unwrap(),
+        "{summary}"
+    );
+    assert_eq!(summary["ledgerCurrent"], "问题整改台账", "{summary}");
+    assert_eq!(
+        summary["ledgerOverdueRows"].as_u64(),
+        rects["overdue_rectifications"].as_u64(),
+        "{summary}"
+    );
+    // The record page shows the photo's 400 px preview.
+    assert_eq!(summary["recordPhotoWidth"], 400, "{summary}");
     assert!(
         summary["reviewFlash"]
             .as_str()
@@ -267,6 +289,13 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
         "07b-review.png",
         "07c-review-phone.png",
         "08-english.png",
+        "09-overview-phone.png",
+        "09-dossier-phone.png",
+        "09-ledger-phone.png",
+        "09-search-phone.png",
+        "09-record-phone.png",
+        "10-ledger.png",
+        "11-record-photo.png",
     ] {
         let len = std::fs::metadata(out.join(shot))?.len();
         assert!(len > 10_000, "{shot} is {len} bytes");

@@ -474,7 +474,9 @@ fn assert_gongwen_layout(docx: &[u8]) -> Result<()> {
         .expect("the first step");
     let run = &document[document[..lead].rfind("<w:r>").expect("its run")..lead];
     assert!(run.contains(r#"w:eastAsia="楷体""#), "{run}");
-    // The date of writing closes the text: 2026年12月4日.
+    // The date of writing closes the text, four characters in from the right: 2026年12月4日.
+    let date_style = element(&styles, r#"w:styleId="GongwenDate""#, "</w:style>");
+    assert!(date_style.contains(r#"w:right="1280""#), "{date_style}");
     let date = element(&document, r#"<w:pStyle w:val="GongwenDate" />"#, "</w:p>");
     let text = &date[date.find("<w:t").expect("date text")..];
     let text = &text[text.find('>').unwrap() + 1..text.find("</w:t>").unwrap()];

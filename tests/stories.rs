@@ -464,7 +464,7 @@ fn tallies_can_count_approved_records_only(backend: Backend) -> Result<()> {
 
 fn search_finds_chinese_words_of_two_characters_and_more(backend: Backend) -> Result<()> {
     let server = TestServer::start_on(backend)?;
-    let (_, group_a) = two_groups(&server)?;
+    let (campaign, group_a) = two_groups(&server)?;
     let hits = |q: &str, token: Option<&str>| -> Result<Vec<Value>> {
         let (status, body) = server.request(
             Method::GET,
@@ -488,6 +488,19 @@ fn search_finds_chinese_words_of_two_characters_and_more(backend: Backend) -> Re
     assert_eq!(hits("财务公开", None)?.len(), 0);
     // A wildcard is a character like any other.
     assert_eq!(hits("集%济", None)?.len(), 0);
+    let mut writer = Store::open_in_memory()?;
+    server.enroll(&mut writer, "记录员", Role::Admin, None)?;
+    writer.create(
+        "interview",
+        campaign,
+        A1,
+        &[("notes", text("群众满意率达到95%以上，基础_设施有改善"))],
+    )?;
+    sync_with(&server, &mut writer)?;
+    server.wait_merged()?;
+    assert_eq!(hits("95%以上", None)?.len(), 1);
+    assert_eq!(hits("基础_设施", None)?.len(), 1);
+    assert_eq!(hits("95%以下", None)?.len(), 0);
     // Words separated by spaces (full-width too) must each be found, anywhere in the text.
     assert_eq!(hits("团结 集体", None)?.len(), 2);
     assert_eq!(hits("经济\u{3000}班子  谈话", None)?.len(), 2);

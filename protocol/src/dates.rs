@@ -18,7 +18,11 @@ pub fn civil_date(days: i64) -> String {
 /// The day number of a `YYYY-MM-DD` date (days since 1970-01-01), the inverse of
 /// [`civil_date`]; `None` when `date` is not such a date.
 pub fn days_from_civil(date: &str) -> Option<i64> {
-    let mut p = date.trim().splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let date = date.trim();
+    if date.len() != 10 {
+        return None;
+    }
+    let mut p = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
     let (y, m, d) = (p.next()??, p.next()??, p.next()??);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
@@ -29,7 +33,9 @@ pub fn days_from_civil(date: &str) -> Option<i64> {
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let days = era * 146_097 + doe - 719_468;
+    // 2026-02-31 is no date: only a date that reads back the same is one.
+    (civil_date(days) == date).then_some(days)
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM` in Beijing time (UTC+8).

@@ -186,7 +186,10 @@ pub async fn search(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     state
         .storage
-        .audit(auth.audit("search", json!({ "q": q.q, "campaign": q.campaign })))
+        .audit(auth.audit(
+            "search",
+            json!({ "q": q.q, "campaign": q.campaign, "kind": q.kind, "village": q.scope }),
+        ))
         .await;
     let search = crate::storage::Search {
         campaign: q.campaign,
@@ -466,6 +469,12 @@ pub async fn report_pdf(
             .map_err(ApiError::Internal)?;
     let pdf = state.pdf.docx_to_pdf(docx).await.map_err(|e| match e {
         crate::pdf::PdfError::NotInstalled => pdf_unavailable(),
+        crate::pdf::PdfError::Busy => ApiError::client(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "pdf_busy",
+            "另一份 PDF 正在生成，请稍候再试 / another PDF is being made: try again in a moment",
+        )
+        .with_retry_after(10),
         e => ApiError::Internal(e.to_string()),
     })?;
     exported(&state, &auth, id, "report.pdf").await;

@@ -1,6 +1,7 @@
 //! PDF copies of Word documents, made by LibreOffice in headless mode where it is installed:
-//! one conversion at a time, each in a scratch directory with its own LibreOffice profile, and
-//! stopped after two minutes. Without LibreOffice the answer says so and what to do instead.
+//! one conversion at a time (a second asker is told to try again shortly), each in a scratch
+//! directory with its own LibreOffice profile, in a process group of its own that is killed
+//! whole after two minutes. Without LibreOffice the answer says so and what to do instead.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub enum PdfError {
     /// LibreOffice ran but produced no PDF, or took too long.
     #[error("LibreOffice could not convert the document: {0}")]
     Failed(String),
+    /// Another conversion is running.
+    #[error("another PDF is being made")]
+    Busy,
 }
 
 /// Makes PDFs with one LibreOffice program.
@@ -51,9 +55,8 @@ impl Converter {
         };
         let _turn = self
             .one_at_a_time
-            .acquire()
-            .await
-            .map_err(|e| PdfError::Failed(e.to_string()))?;
+            .try_acquire()
+            .map_err(|_| PdfError::Busy)?;
         let scratch = tempfile::tempdir().map_err(|e| PdfError::Failed(e.to_string()))?;
         let input = scratch.path().join("report.docx");
         tokio::fs::write(&input, &docx)
@@ -63,7 +66,8 @@ impl Converter {
             "-env:UserInstallation=file://{}",
             scratch.path().join("profile").display()
         );
-        let run = tokio::process::Command::new(&program)
+        let mut command = tokio::process::Command::new(&program);
+        command
             .arg(profile)
             .args([
                 "--headless",
@@ -77,12 +81,30 @@ impl Converter {
             .arg(&input)
             .env("HOME", scratch.path())
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(TIMEOUT, run)
-            .await
-            .map_err(|_| PdfError::Failed(format!("no PDF after {} s", TIMEOUT.as_secs())))?
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            // `soffice` starts `oosplash`, which starts `soffice.bin`: one group, killed whole.
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
             .map_err(|e| PdfError::Failed(format!("{}: {e}", program.display())))?;
+        let group = child.id();
+        let output = match tokio::time::timeout(TIMEOUT, child.wait_with_output()).await {
+            Ok(done) => {
+                done.map_err(|e| PdfError::Failed(format!("{}: {e}", program.display())))?
+            }
+            Err(_) => {
+                // The group this conversion started (its leader's id), nothing else.
+                if let Some(pid) = group.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+                return Err(PdfError::Failed(format!(
+                    "no PDF after {} s",
+                    TIMEOUT.as_secs()
+                )));
+            }
+        };
         match tokio::fs::read(scratch.path().join("report.pdf")).await {
             Ok(pdf) if pdf.starts_with(b"%PDF") => Ok(pdf),
             _ => Err(PdfError::Failed(format!(

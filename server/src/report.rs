@@ -479,10 +479,9 @@ mod date_tests {
                 Some(day)
             );
         }
-        assert_eq!(
-            fieldsync_protocol::dates::days_from_civil("2026-13-01"),
-            None
-        );
+        for not_a_date in ["2026-13-01", "2026-02-31", "2026-1-5", "2026-01-05x"] {
+            assert_eq!(fieldsync_protocol::dates::days_from_civil(not_a_date), None);
+        }
         assert_eq!(civil_date(20_513), "2026-03-01");
         // 2026-11-22 00:00 UTC is 08:00 in Beijing.
         assert_eq!(time(1_795_305_600_000), "2026-11-22 08:00");

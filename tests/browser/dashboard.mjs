@@ -1,5 +1,6 @@
 // Drives the fieldsync dashboard in Debian's headless Chromium for tests/browser.rs:
 // node dashboard.mjs <server url> <one-time code> <campaign id> <search phrase> <output dir>
+//   <record with a photo>
 // Signs in, opens the campaign and a village dossier, resolves a conflict, searches, downloads
 // the XLSX and DOCX, switches to English; saves a screenshot of each step; prints a JSON summary
 // (with whatever the Content-Security-Policy blocked, and a style the inline sheet sets).
@@ -7,7 +8,7 @@ import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
-const [url, code, campaign, phrase, out] = process.argv.slice(2);
+const [url, code, campaign, phrase, out, photoRecord] = process.argv.slice(2);
 mkdirSync(out, { recursive: true });
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -41,6 +42,7 @@ try {
 
   const dossier = page.locator(`a[href^="/ui/c/${campaign}/v/"]`).first();
   summary.village = await dossier.textContent();
+  const dossierHref = await dossier.getAttribute("href");
   await dossier.click();
   await page.waitForSelector("h1:has-text('村情档案')");
   summary.dossierTitle = await page.locator("h1").textContent();
@@ -91,7 +93,34 @@ try {
   summary.phoneOverflow = await page.evaluate(
     () => document.documentElement.scrollWidth > window.innerWidth + 1);
   await shot("07c-review-phone.png");
+  // The other pages at phone width: nothing wider than the screen (tables become cards).
+  const overflows = () => page.evaluate(
+    () => document.documentElement.scrollWidth > window.innerWidth + 1);
+  summary.phonePages = {};
+  for (const [name, path] of [
+    ["overview", `/ui/c/${campaign}`],
+    ["dossier", dossierHref],
+    ["ledger", `/ui/c/${campaign}/ledger`],
+    ["search", `/ui/c/${campaign}/search?q=${encodeURIComponent(phrase)}`],
+    ["record", `/ui/r/${photoRecord}`],
+  ]) {
+    await page.goto(`${url}${path}`);
+    summary.phonePages[name] = await overflows();
+    await shot(`09-${name}-phone.png`);
+  }
   await page.setViewportSize({ width: 1280, height: 900 });
+  // The ledger and a record with its photo at laptop width.
+  await page.goto(`${url}/ui/c/${campaign}/ledger`);
+  summary.ledgerRows = await page.locator("table tbody tr").count();
+  summary.ledgerCurrent = await page.locator("header a[aria-current=page]").textContent();
+  await shot("10-ledger.png");
+  await page.goto(`${url}/ui/c/${campaign}/ledger?overdue=1`);
+  summary.ledgerOverdueRows = await page.locator("table tbody tr").count();
+  await page.goto(`${url}/ui/r/${photoRecord}`);
+  const preview = page.locator("ul.files img").first();
+  summary.recordPhotoWidth = await preview.evaluate(
+    async (img) => { await img.decode(); return img.naturalWidth; });
+  await shot("11-record-photo.png");
 
   await page.goto(`${url}/ui/c/${campaign}`);
   summary.downloads = [];

@@ -44,7 +44,11 @@ pub fn counting_basis(t: &Tallies) -> (&'static str, &'static str) {
 fn draft_lookback(t: &Tallies) -> String {
     let level = |c: &Counts, l: &str| n(c, l);
     let mut out = String::new();
-    let title = t.name.clone().unwrap_or_else(|| "换届“回头看”".into());
+    let title = t
+        .name
+        .as_deref()
+        .map(flat)
+        .unwrap_or_else(|| "换届“回头看”".into());
     out.push_str(&format!("# {title}情况报告\n\n"));
     out.push_str(&format!(
         "对全区{}个乡镇和{}个村（社区）全覆盖开展了换届“回头看”。现将有关情况汇报如下：\n\n",
@@ -114,7 +118,11 @@ fn draft_lookback(t: &Tallies) -> String {
     ));
     for v in &t.villages_detail {
         if !v.problems.is_empty() {
-            out.push_str(&format!("{}：{}\n\n", v.name, v.problems.join("")));
+            out.push_str(&format!(
+                "{}：{}\n\n",
+                flat(&v.name),
+                sentences_of(&v.problems)
+            ));
         }
     }
     out.push_str("## 四、下一步工作计划\n\n（由考察组根据以上情况填写。）\n");
@@ -125,8 +133,8 @@ fn draft_lookback(t: &Tallies) -> String {
 fn draft_midterm(t: &Tallies) -> String {
     let mut out = String::new();
     // A campaign named “…届中分析” or “…分析研判” is not titled “…分析分析研判报告”.
-    let title = t
-        .name
+    let name = t.name.as_deref().map(flat);
+    let title = name
         .as_deref()
         .map(|n| n.trim_end_matches("分析研判").trim_end_matches("分析"))
         .filter(|n| !n.is_empty())
@@ -202,7 +210,7 @@ fn draft_midterm(t: &Tallies) -> String {
         out.push_str(&format!(
             "（{}）{}“两委”班子运行情况。{}\n\n",
             numeral(i + 1),
-            v.name,
+            flat(&v.name),
             village_paragraph(v)
         ));
     }
@@ -211,12 +219,12 @@ fn draft_midterm(t: &Tallies) -> String {
         let problems = if v.problems.is_empty() {
             "暂未发现突出问题。".to_string()
         } else {
-            v.problems.join("")
+            sentences_of(&v.problems)
         };
         out.push_str(&format!(
             "（{}）{}存在的问题。{}\n\n",
             numeral(i + 1),
-            v.name,
+            flat(&v.name),
             problems
         ));
     }
@@ -272,13 +280,38 @@ fn village_paragraph(v: &VillageTally) -> String {
     out
 }
 
-/// `text` ending with a full stop (a summary typed without one still reads as a sentence).
+/// `text` on one line, ending with a full stop (a summary typed without one still reads as a
+/// sentence).
 pub(crate) fn ending(text: &str) -> String {
+    let text = flat(text);
     if text.ends_with(['。', '！', '？', '”', '.']) {
-        text.to_string()
+        text
     } else {
         format!("{text}。")
     }
+}
+
+/// `text` on one line: what a record holds goes into the report's Markdown, where a line break
+/// would start a heading or paragraph of its own. Lines join directly after Chinese and with a
+/// space after Latin text.
+pub(crate) fn flat(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if out
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            out.push(' ');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Findings' texts as one run of sentences.
+fn sentences_of(problems: &[String]) -> String {
+    problems.iter().map(|p| ending(p)).collect()
 }
 
 /// A Chinese numeral for the 1-based position `i` (一 … 九十九), as 公文 number their parts.
@@ -308,6 +341,29 @@ mod title_tests {
             .next()
             .unwrap_or_default()
             .to_string()
+    }
+
+    #[test]
+    fn record_text_cannot_start_a_heading_of_its_own() {
+        let t = Tallies {
+            villages_detail: vec![crate::storage::VillageTally {
+                code: "1".into(),
+                name: "青龙\n# 社区".into(),
+                summary: Some("班子团结\n## 二、伪造的标题\nWork\nhard".into()),
+                problems: vec!["问题一\n（一）伪造".into(), "问题二".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let md = draft_markdown(&t);
+        let headings: Vec<&str> = md.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(
+            headings.len(),
+            5,
+            "only the draft's own headings: {headings:?}"
+        );
+        assert!(md.contains("班子团结## 二、伪造的标题Work hard。"), "{md}");
+        assert!(md.contains("问题一（一）伪造。问题二。"), "{md}");
     }
 
     #[test]

@@ -216,7 +216,8 @@ pub fn docx_from_markdown(markdown: &str, date: &str) -> Result<Vec<u8>, String>
         .add_style(
             style("GongwenDate", BODY_FONT, SANHAO)
                 .align(AlignmentType::Right)
-                .indent(None, None, Some(4 * SANHAO as i32 * 20), None),
+                // 右空四字: four 三号 characters of 320 twips (SANHAO is in half-points).
+                .indent(None, None, Some(4 * (SANHAO as i32 / 2) * 20), None),
         )
         .add_style(style("GongwenPageNumber", PAGE_NUMBER_FONT, SIHAO))
         .footer(page_number(AlignmentType::Right))

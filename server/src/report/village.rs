@@ -166,6 +166,18 @@ pub fn summarize(
     s
 }
 
+/// Whether `r` counts where the campaign counts approved records only (`approved_only`): the
+/// same rule as the storages' tallies (reference data always counts; else only 已通过).
+pub fn counted(r: &RecordView, approved_only: bool) -> bool {
+    use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
+    !approved_only
+        || DEPARTMENT_KINDS.contains(&r.kind.as_str())
+        || r.fields
+            .get(approval::STATE_FIELD)
+            .and_then(serde_json::Value::as_str)
+            == Some(approval::State::Approved.as_str())
+}
+
 /// `n` percent as the dossier writes it: 96.5%.
 pub fn percent(n: f64) -> String {
     let rounded = (n * 10.0).round() / 10.0;
@@ -186,6 +198,7 @@ pub fn markdown(
     summary: &Summary,
     records: &[RecordView],
 ) -> String {
+    let name = &super::draft::flat(name);
     let mut out = format!("# {name}“两委”班子运行情况分析\n\n");
     out.push_str("## 一、基本情况\n\n");
     if let Some(v) = tally {
@@ -274,11 +287,11 @@ pub fn markdown(
             .map(|r| {
                 let mut m = format!(
                     "{}（{}",
-                    text(r, "measure").trim_end_matches('。'),
+                    super::draft::flat(text(r, "measure")).trim_end_matches('。'),
                     label(template, "rectification", "status", text(r, "status"))
                 );
                 if !text(r, "owner").is_empty() {
-                    m.push_str(&format!("，责任人{}", text(r, "owner")));
+                    m.push_str(&format!("，责任人{}", super::draft::flat(text(r, "owner"))));
                 }
                 if !text(r, "deadline").is_empty() {
                     m.push_str(&format!("，时限{}", text(r, "deadline")));

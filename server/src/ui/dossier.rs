@@ -145,7 +145,14 @@ async fn dossier_body(
         )
     ));
     let all = super::files::village_records(state, c, code).await?;
-    let live: Vec<RecordView> = all.into_iter().filter(|r| !r.deleted).collect();
+    // Counted as the tallies count (approved records only where the campaign says so).
+    let approved_only = c.tallies.approved_only;
+    let live: Vec<RecordView> = all
+        .into_iter()
+        .filter(|r| !r.deleted && crate::report::village::counted(r, approved_only))
+        .collect();
+    let (zh, en) = crate::report::counting_basis(&c.tallies);
+    body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
     let summary = crate::report::village::summarize(template, v, &live, &super::page::today());
     body.push_str(&summary_html(&summary, lang));
     if let Some(v) = v {
@@ -462,11 +469,13 @@ async fn dossier_docx_inner(
     if !user.auth.sees(&c.id, code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
+    let approved_only = c.tallies.approved_only;
     let live: Vec<RecordView> = super::files::village_records(state, &c, code)
         .await?
         .into_iter()
-        .filter(|r| !r.deleted)
+        .filter(|r| !r.deleted && crate::report::village::counted(r, approved_only))
         .collect();
+    let basis = crate::report::counting_basis(&c.tallies).0;
     let name = c.place_name(code);
     let template = c.template.clone();
     let tally = c
@@ -480,6 +489,11 @@ async fn dossier_docx_inner(
         use crate::report::village;
         let summary = village::summarize(template.as_ref(), tally.as_ref(), &live, &today);
         let md = village::markdown(&name, template.as_ref(), tally.as_ref(), &summary, &live);
+        // The counting basis right under the title, as the draft report has it.
+        let md = match md.split_once("\n\n") {
+            Some((title, rest)) => format!("{title}\n\n（{basis}）\n\n{rest}"),
+            None => md,
+        };
         crate::report::docx_from_markdown(&md, &today)
     })
     .await

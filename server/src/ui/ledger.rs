@@ -109,11 +109,15 @@ fn lines<'a>(
         .iter()
         .map(|p| (p.id.to_string(), p.scope.as_str()))
         .collect();
-    let mut group_of: HashMap<&str, (&str, String)> = HashMap::new();
+    // A village may be in more than one group's care: every group counts.
+    let mut group_of: HashMap<&str, Vec<(&str, String)>> = HashMap::new();
     for g in groups {
         for id in field_str(g, "villages").split(',').map(str::trim) {
             if let Some(code) = code_of.get(id) {
-                group_of.insert(code, (field_str(g, "name"), g.id.to_string()));
+                group_of
+                    .entry(code)
+                    .or_default()
+                    .push((field_str(g, "name"), g.id.to_string()));
             }
         }
     }
@@ -135,12 +139,10 @@ fn lines<'a>(
         let overdue = rect.is_some_and(|r| {
             crate::rectification::overdue(field_str(r, "status"), field_str(r, "deadline"), &today)
         });
-        let (group, group_id) = group_of
-            .get(village)
-            .map(|(n, id)| (n.to_string(), id.clone()))
-            .unwrap_or_default();
+        let mine = group_of.get(village).map(Vec::as_slice).unwrap_or_default();
+        let group = mine.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("、");
         let keep = (q.village.is_empty() || q.village == village)
-            && (q.group.is_empty() || q.group == group_id)
+            && (q.group.is_empty() || mine.iter().any(|(_, id)| *id == q.group))
             && (q.category.is_empty()
                 || finding.is_some_and(|f| field_str(f, "category") == q.category))
             && (q.status.is_empty() || q.status == status)

@@ -87,7 +87,7 @@ h1{font-size:1.4rem;margin:.4rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .6re
 table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:1rem;font-size:.92rem}
 th,td{border:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}th{background:#eef1f4}
 .cards{display:flex;flex-wrap:wrap;gap:.6rem}.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.6rem .9rem;min-width:8rem}
-.card b{display:block;font-size:1.4rem}.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}figure.chart{margin:0 0 1rem}a.card{color:inherit;text-decoration:none}a.card:hover{border-color:#9b1c1c}.muted{color:#656d76}.overdue{color:#b42318;font-weight:700}
+.card b{display:block;font-size:1.4rem}.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}figure.chart{margin:0 0 1rem}input.num{width:5rem}a.card{color:inherit;text-decoration:none}a.card:hover{border-color:#9b1c1c}.muted{color:#656d76}.overdue{color:#b42318;font-weight:700}
 .conflict{background:#fff4e5}.flash{background:#e6f4ea;border:1px solid #8bc79a;padding:.5rem;border-radius:4px}
 .error{background:#fdecea;border:1px solid #e6a5a0;padding:.5rem;border-radius:4px}
 form.inline{display:inline}input[type=text],input[type=search]{padding:.3rem;font-size:1rem}

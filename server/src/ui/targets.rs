@@ -132,7 +132,11 @@ pub(super) fn section(c: &Campaign, groups: &[(String, Vec<String>)], user: &Use
             let standings: Vec<Standing> = codes
                 .iter()
                 .filter_map(|code| c.tallies.villages_detail.iter().find(|v| &v.code == code))
-                .map(|v| progress::standing(&progress::items(v, t), t.deadline.as_deref(), &today))
+                .map(|v| progress::items(v, t))
+                // A village no target applies to (no members, only the members target) is
+                // neither done nor behind.
+                .filter(|items| !items.is_empty())
+                .map(|items| progress::standing(&items, t.deadline.as_deref(), &today))
                 .collect();
             if standings.is_empty() {
                 continue;
@@ -180,15 +184,20 @@ pub(super) fn section(c: &Campaign, groups: &[(String, Vec<String>)], user: &Use
             )
         ));
     }
-    let may_set = user.auth.0.person.role == Role::Admin
-        && c.template
-            .as_ref()
-            .and_then(|t| t.kind("campaign"))
-            .is_some_and(|k| k.field("target_meetings").is_some());
-    if may_set {
+    if may_set(c, user) {
         out.push_str(&form(c, lang));
     }
     out
+}
+
+/// Whether `user` may set the campaign's targets: an administrator, on a campaign whose
+/// template has the target fields (older templates do not).
+fn may_set(c: &Campaign, user: &User) -> bool {
+    user.auth.0.person.role == Role::Admin
+        && c.template
+            .as_ref()
+            .and_then(|t| t.kind("campaign"))
+            .is_some_and(|k| k.field("target_meetings").is_some())
 }
 
 /// The form an administrator sets the targets with.
@@ -211,7 +220,7 @@ fn form(c: &Campaign, lang: Lang) -> String {
     {
         fields.push_str(&format!(
             "<label>{} <input type=\"number\" min=\"0\" step=\"1\" name=\"{name}\" value=\"{}\" \
-             style=\"width:5rem\"></label> ",
+             class=\"num\"></label> ",
             lang.t(zh, en),
             value.map(|n| n.to_string()).unwrap_or_default()
         ));
@@ -299,6 +308,12 @@ pub(super) async fn set(
             ));
         }
         let c = load_campaign(&state, &user, &campaign).await?;
+        if !may_set(&c, &user) {
+            return Err(ApiError::bad_request(
+                "此工作任务的模板较旧，没有工作目标字段；请先升级模板 / this campaign's template \
+                 predates targets: upgrade the template first",
+            ));
+        }
         let fields = parse(&body)?;
         let record = state
             .storage
@@ -314,6 +329,8 @@ pub(super) async fn set(
             "targets": fields.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect::<std::collections::BTreeMap<_, _>>(),
         });
         crate::ui::write::write_fields(&state, &user.auth, &record, fields).await?;
+        // The overview it returns to shows the targets just saved.
+        crate::ui::write::wait_merged(&state, &user.auth, record.id).await?;
         state.storage.audit(user.auth.audit("targets", audit)).await;
         Ok::<_, ApiError>(c.id)
     };

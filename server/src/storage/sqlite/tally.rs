@@ -583,16 +583,14 @@ pub(crate) fn search(
     search: &Search,
     visibility: &Visibility,
 ) -> Result<Vec<SearchHit>, StorageError> {
-    // LIKE's wildcards are dropped from the patterns (the trigram index does not take ESCAPE);
-    // every hit is then checked to contain such a word exactly as typed, `%` and `_` included.
+    // LIKE's wildcards in a word match anything in the pattern (the trigram index does not take
+    // ESCAPE); every hit is then checked to contain such a word as typed, `%` and `_` included.
     // Control characters never get here (`search_words` drops them; a NUL would end the
     // pattern early in SQLite and match every record).
     let patterns: Vec<String> = search
         .words
         .iter()
-        .map(|w| w.replace(['%', '_'], ""))
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("%{w}%"))
+        .map(|w| format!("%{}%", w.replace(['%', '_'], "%")))
         .collect();
     if patterns.is_empty() {
         return Ok(Vec::new());
