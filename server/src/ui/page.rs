@@ -96,10 +96,10 @@ ul.files{list-style:none;padding:0;display:grid;grid-template-columns:repeat(aut
 header nav{display:flex;gap:1.2rem;flex-wrap:wrap}header a.here{border-bottom:2px solid #fff;font-weight:700}
 details{margin:.4rem 0 1rem}summary{cursor:pointer;color:#0b57d0;margin-bottom:.4rem}mark{background:#fde68a;color:inherit}
 form.filters label{margin-right:.6rem;display:inline-block;margin-bottom:.3rem}
-@media (max-width:640px){main{padding:.8rem}table,thead,tbody,tr,th,td{display:block}thead{position:absolute;left:-9999px}
-tr{background:#fff;border:1px solid #d0d7de;border-radius:6px;margin-bottom:.6rem;padding:.3rem .5rem}
-td{border:0;border-bottom:1px solid #eef1f4;padding:.3rem 0;overflow-wrap:anywhere}td:last-child{border-bottom:0}
-td[data-label]::before{content:attr(data-label);display:block;color:#656d76;font-size:.8rem}
+@media (max-width:640px){main{padding:.8rem}table:not(.kv),table:not(.kv) thead,table:not(.kv) tbody,table:not(.kv) tr,table:not(.kv) th,table:not(.kv) td{display:block}table:not(.kv) thead{position:absolute;left:-9999px}td:empty{display:none}table.kv td{overflow-wrap:anywhere}
+table:not(.kv) tr{background:#fff;border:1px solid #d0d7de;border-radius:6px;margin-bottom:.6rem;padding:.3rem .5rem}
+table:not(.kv) td{border:0;border-bottom:1px solid #eef1f4;padding:.3rem 0;overflow-wrap:anywhere}table:not(.kv) td:last-child{border-bottom:0}
+table:not(.kv) td[data-label]::before{content:attr(data-label);display:block;color:#656d76;font-size:.8rem}
 svg{max-width:100%;height:auto}}
 @media print{@page{size:A4;margin:18mm 15mm}body{background:#fff}header,form,button,.noprint{display:none}
 main{max-width:none;padding:0}a{color:inherit;text-decoration:none}table{font-size:10pt}tr{break-inside:avoid}

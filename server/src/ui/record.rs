@@ -191,13 +191,17 @@ async fn record_body(
         }
         rows.push(vec![esc(&field_label(template, &r.kind, k, lang)), cell]);
     }
-    body.push_str(&table(
-        &[
-            lang.t("字段", "Field").into(),
-            lang.t("内容", "Value").into(),
-        ],
-        &rows,
-    ));
+    // Two columns read best as they are, on a phone too.
+    body.push_str(
+        &table(
+            &[
+                lang.t("字段", "Field").into(),
+                lang.t("内容", "Value").into(),
+            ],
+            &rows,
+        )
+        .replacen("<table>", "<table class=\"kv\">", 1),
+    );
     body.push_str(&super::files::gallery(state, template, &r, lang).await?);
     body.push_str(&super::review::review_box(state, user, &r).await?);
     // Conflicts with both values and who wrote each.
@@ -344,11 +348,14 @@ async fn record_body(
             &rows,
         ));
     }
-    let title = format!(
-        "{} · {}",
-        kind_label(template, &r.kind, lang),
-        display_name(&r)
-    );
+    // Named by what it is about and its date (references by name); a hash only as a last resort.
+    let named = record_title(&r, &names);
+    let named = if named.starts_with(r.kind.as_str()) {
+        short_id(&r.id)
+    } else {
+        named
+    };
+    let title = format!("{} · {}", kind_label(template, &r.kind, lang), named);
     Ok((title, r.campaign.to_string(), body))
 }
 
