@@ -12,7 +12,9 @@
     let timer = null;
     let dirty = false;
     const body = () => {
-      const b = new URLSearchParams(new FormData(form));
+      // Files are not drafts: only what was typed is kept.
+      const b = new URLSearchParams(
+        [...new FormData(form)].filter(([, v]) => typeof v === "string"));
       b.set("action", "draft");
       b.set("autosave", "1");
       return b;

@@ -145,6 +145,27 @@ fn number_attr(x: Option<f64>) -> Option<String> {
     x.map(|x| x.to_string())
 }
 
+/// The input names of the files chosen on a new record's form: `file.<field>`.
+pub const FILE_PREFIX: &str = "file.";
+
+/// An attachments field on a new record's form: a file input (camera, recorder or disk, several
+/// at once) whose files are added when the record is saved.
+pub fn render_new_files(lang: Lang, f: &FieldDef) -> Markup {
+    let id = format!("field-{}", f.name);
+    html! {
+        div.field id=(format!("at-{}", f.name)) {
+            label.name for=(id) { (lang.t(&f.label.zh, &f.label.en)) }
+            @if let Some(help) = &f.help { p.help { (lang.t(&help.zh, &help.en)) } }
+            input type="file" id=(id) name=(format!("{FILE_PREFIX}{}", f.name)) multiple
+                accept=[(!f.accept.is_empty()).then(|| f.accept.join(","))];
+            p.help {
+                (lang.t("保存记录时一并添加；单个文件不超过 ", "added when the record is saved; each file at most "))
+                (fieldsync_protocol::attachment::size_text(f.max_attachment_bytes()))
+            }
+        }
+    }
+}
+
 /// One field of a form: its label (with the required mark), help text, input and the problems
 /// found with it.
 pub fn render_field(

@@ -269,3 +269,82 @@ fn a_picture_that_could_run_scripts_is_saved_not_shown_and_strangers_get_nothing
     assert_eq!(app.store()?.attachments_of(id)?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn photos_chosen_on_a_new_records_form_are_added_when_it_is_saved() -> Result<()> {
+    let app = App::start()?;
+    let path = format!("/v/{A1}/k/document_review/new");
+    // The form takes files: multipart, with the CSRF token in the address.
+    let form = app.page(&path)?;
+    assert!(form.contains("enctype=\"multipart/form-data\""), "{form}");
+    assert!(form.contains("name=\"file.photos\""), "{form}");
+    assert!(form.contains(&format!("{path}?csrf=")), "{form}");
+    assert!(form.contains("保存记录时一并添加"), "{form}");
+    // A meeting's form has no file field on this template: a plain form.
+    let plain = app.page(&format!("/v/{A1}/k/meeting/new"))?;
+    assert!(!plain.contains("multipart/form-data"), "{plain}");
+
+    let post = |files: Vec<(&str, &str, Vec<u8>)>| -> Result<reqwest::blocking::Response> {
+        let mut form = Form::new();
+        for (k, v) in [
+            ("f.date", "2026-05-18"),
+            ("f.reviewer", "王组长"),
+            ("f.documents", "finance"),
+            ("f.compliant", "no"),
+            ("action", "save"),
+        ] {
+            form = form.text(k, v);
+        }
+        for (name, media, bytes) in files {
+            form = form.part(
+                "file.photos",
+                Part::bytes(bytes)
+                    .file_name(name.to_string())
+                    .mime_str(media)?,
+            );
+        }
+        Ok(app
+            .client
+            .post(app.url(&format!("{path}?csrf={}", app.csrf()?)))
+            .multipart(form)
+            .send()?)
+    };
+    // Two photos with the record: saved together.
+    let r = post(vec![
+        ("台账一.jpg", "image/jpeg", photo(30_000)),
+        ("台账二.jpg", "image/jpeg", photo(40_000)),
+    ])?;
+    assert_eq!(r.status(), 200, "followed to the record page");
+    let page = r.text()?;
+    assert!(
+        page.contains("台账一.jpg") && page.contains("台账二.jpg"),
+        "{page}"
+    );
+    let saved = app.records("document_review")?;
+    assert_eq!(saved.len(), 1);
+    let files = app.store()?.attachments_of(saved[0].header.id)?;
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), 70_000);
+
+    // A file the field does not take: the record is saved, the file refused at its name.
+    let r = post(vec![("说明.txt", "text/plain", b"not a photo".to_vec())])?;
+    let page = r.text()?;
+    assert!(page.contains("记录已保存；未添加“说明.txt”"), "{page}");
+    assert_eq!(app.records("document_review")?.len(), 2);
+
+    // Without the token in the address nothing is saved.
+    let r = app
+        .client
+        .post(app.url(&path))
+        .multipart(
+            Form::new()
+                .text("f.date", "2026-05-19")
+                .text("action", "save"),
+        )
+        .send();
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(app.records("document_review")?.len(), 2);
+    Ok(())
+}

@@ -191,12 +191,26 @@ fn render(state: &AppState, lang: Lang, v: &FormView) -> axum::response::Respons
                 }
             }
         }
-        form method="post" action=(action) data-autosave=(action) {
+        // A new record's files are chosen on its form: then the form is multipart, and the
+        // guard reads the CSRF token from the address (it does not read multipart bodies).
+        @let with_files = v.editing.is_none()
+            && v.kind.fields.iter().any(|f| f.field_type == FieldType::Attachments);
+        @let post_to = if with_files {
+            format!("{action}?{}={}", crate::guard::CSRF_FIELD, state.secret().csrf_token())
+        } else {
+            action.clone()
+        };
+        form method="post" action=(post_to) data-autosave=(action)
+            enctype=[with_files.then_some("multipart/form-data")] {
             (csrf_field(state))
             input type="hidden" name="saved" value=(v.saved);
             input type="hidden" name="form_id" value=(v.form_id);
             @for f in &v.kind.fields {
-                (fields::render_field(lang, f, &v.typed, &v.options, &v.problems))
+                @if with_files && f.field_type == FieldType::Attachments {
+                    (fields::render_new_files(lang, f))
+                } @else {
+                    (fields::render_field(lang, f, &v.typed, &v.options, &v.problems))
+                }
             }
             div.actions {
                 button type="submit" name="action" value="save" { (lang.t("保存", "Save")) }
@@ -327,8 +341,10 @@ fn problems_of(kind: &KindDef, error: FormError) -> Result<Problems, AppError> {
 }
 
 enum Outcome {
-    Saved(Uuid),
-    SavedAndNew(usize),
+    /// Saved, with the files refused (name, why in Chinese and English).
+    Saved(Uuid, Vec<(String, String, String)>),
+    /// Saved for “save and new”, with the files refused.
+    SavedAndNew(usize, Vec<(String, String, String)>),
     Drafted,
     Autosaved,
     Invalid(Box<FormView>),
@@ -342,6 +358,101 @@ fn form_pairs_value(pairs: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// A posted form's fields, and from a multipart form (a new record with files) its files:
+/// `(field, file name, media type given, bytes)`.
+pub struct Posted {
+    pairs: Vec<(String, String)>,
+    files: Vec<(String, String, Option<String>, axum::body::Bytes)>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let Form(pairs) = Form::<Vec<(String, String)>>::from_request(req, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            return Ok(Posted {
+                pairs,
+                files: Vec::new(),
+            });
+        }
+        let mut form = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let mut posted = Posted {
+            pairs: Vec::new(),
+            files: Vec::new(),
+        };
+        let cut = |e: axum::extract::multipart::MultipartError| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("表单没有传完整（{e}），未保存，请重新提交 / the form did not arrive whole ({e}); nothing was saved"),
+            )
+                .into_response()
+        };
+        while let Some(part) = form.next_field().await.map_err(cut)? {
+            let name = part.name().unwrap_or("").to_string();
+            match name.strip_prefix(fields::FILE_PREFIX) {
+                Some(field) => {
+                    let field = field.to_string();
+                    let file = part.file_name().unwrap_or("").trim().to_string();
+                    let given = part
+                        .content_type()
+                        .map(|t| t.to_ascii_lowercase())
+                        .filter(|t| t != "application/octet-stream" && !t.is_empty());
+                    let bytes = part.bytes().await.map_err(cut)?;
+                    // A file input left empty sends an empty part without a name.
+                    if !(file.is_empty() && bytes.is_empty()) {
+                        posted.files.push((field, file, given, bytes));
+                    }
+                }
+                None => {
+                    let text = part.text().await.map_err(cut)?;
+                    posted.pairs.push((name, text));
+                }
+            }
+        }
+        Ok(posted)
+    }
+}
+
+/// Adds `files` to the record `id` just saved; returns the files refused, with why.
+fn attach_all(
+    s: &mut Store,
+    id: Uuid,
+    files: Vec<(String, String, Option<String>, axum::body::Bytes)>,
+) -> Result<Vec<(String, String, String)>, AppError> {
+    let mut refused = Vec::new();
+    for (field, name, given, bytes) in files {
+        let name = if name.is_empty() {
+            "file".to_string()
+        } else {
+            name
+        };
+        match s.attach(id, &field, &name, given.as_deref(), &bytes) {
+            Ok(_) => {}
+            Err(FormError::Store(e)) => return Err(e.into()),
+            Err(FormError::Invalid(invalid)) => {
+                for p in invalid.problems {
+                    refused.push((name.clone(), p.zh, p.en));
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                refused.push((name.clone(), m.clone(), m));
+            }
+        }
+    }
+    Ok(refused)
+}
+
 /// `POST /v/{code}/k/{kind}/new`: saves the record (then its page, or an empty form for the
 /// next with "save and new"), or keeps the draft; with any problem, the form again with every
 /// problem at its field and nothing saved (what was typed is also kept as the draft).
@@ -349,8 +460,9 @@ pub async fn create(
     State(state): State<AppState>,
     lang: Lang,
     Path((code, kind)): Path<(String, String)>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    posted: Posted,
 ) -> PageResult {
+    let Posted { pairs, files } = posted;
     let action = form_pairs_value(&pairs, "action").unwrap_or_else(|| "save".into());
     let saved: usize = form_pairs_value(&pairs, "saved")
         .and_then(|s| s.parse().ok())
@@ -378,6 +490,7 @@ pub async fn create(
                 match s.create_form(campaign, &k, &c, &values) {
                     Ok(id) => {
                         clear_draft(s, &key, &form_id)?;
+                        let refused = attach_all(s, id, files)?;
                         if action == "save_new" {
                             let keep: Typed = typed
                                 .iter()
@@ -390,9 +503,9 @@ pub async fn create(
                             if !keep.is_empty() {
                                 save_draft(s, &key, &keep)?;
                             }
-                            return Ok(Outcome::SavedAndNew(saved + 1));
+                            return Ok(Outcome::SavedAndNew(saved + 1, refused));
                         }
-                        return Ok(Outcome::Saved(id));
+                        return Ok(Outcome::Saved(id, refused));
                     }
                     Err(e) => problems = problems_of(&v.kind, e)?,
                 }
@@ -413,9 +526,27 @@ pub async fn create(
         })
         .await
         .map_err(|e| failure(lang, &e))?;
+    let refused_flash = |refused: &[(String, String, String)]| {
+        if refused.is_empty() {
+            return;
+        }
+        let zh: Vec<String> = refused
+            .iter()
+            .map(|(n, z, _)| format!("记录已保存；未添加“{n}”：{z}"))
+            .collect();
+        let en: Vec<String> = refused
+            .iter()
+            .map(|(n, _, e)| format!("the record is saved; {n:?} was not added: {e}"))
+            .collect();
+        state.set_flash(zh.join("；"), en.join("; "));
+    };
     Ok(match outcome {
-        Outcome::Saved(id) => Redirect::to(&format!("/r/{id}")).into_response(),
-        Outcome::SavedAndNew(n) => {
+        Outcome::Saved(id, refused) => {
+            refused_flash(&refused);
+            Redirect::to(&format!("/r/{id}")).into_response()
+        }
+        Outcome::SavedAndNew(n, refused) => {
+            refused_flash(&refused);
             Redirect::to(&format!("/v/{code}/k/{kind}/new?saved={n}")).into_response()
         }
         Outcome::Drafted => {
@@ -532,7 +663,7 @@ pub async fn update(
                 match s.edit_form(id, &values) {
                     Ok(()) => {
                         clear_draft(s, &key, &form_id)?;
-                        return Ok(Outcome::Saved(id));
+                        return Ok(Outcome::Saved(id, Vec::new()));
                     }
                     Err(e) => problems = problems_of(&v.kind, e)?,
                 }
@@ -548,7 +679,7 @@ pub async fn update(
         .await
         .map_err(|e| failure(lang, &e))?;
     Ok(match outcome {
-        Outcome::Saved(id) => Redirect::to(&format!("/r/{id}")).into_response(),
+        Outcome::Saved(id, _) => Redirect::to(&format!("/r/{id}")).into_response(),
         Outcome::Invalid(v) => {
             let mut r = render(&state, lang, &v);
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;

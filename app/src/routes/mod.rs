@@ -39,7 +39,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v/{code}/k/{kind}", get(records::list))
         .route(
             "/v/{code}/k/{kind}/new",
-            get(forms::new_form).post(forms::create),
+            // A new record's form may carry its photos and recordings.
+            get(forms::new_form)
+                .post(forms::create)
+                .layer(axum::extract::DefaultBodyLimit::max(files::MAX_ADD_BYTES)),
         )
         .route("/r/{id}", get(records::show))
         .route("/r/{id}/edit", get(forms::edit_form).post(forms::update))
