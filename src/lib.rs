@@ -6,6 +6,7 @@
 
 pub mod balancer;
 pub mod bench;
+pub mod fixtures;
 pub mod generator;
 pub mod postgres;
 pub mod proxy;

@@ -7,14 +7,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use fieldsync::TestServer;
-use fieldsync_client_core::{
-    FieldValue, Filter, Store, SyncOptions, import::ImportKind, sync::sync,
-};
+use fieldsync::fixtures::{A1, B1};
+use fieldsync_client_core::{FieldValue, Filter, Store, SyncOptions, sync::sync};
 use fieldsync_protocol::{auth::Role, template::Template};
-use uuid::Uuid;
-
-const A1: &str = "510100001001";
-const B1: &str = "510100001002";
 
 fn get(server: &TestServer, token: &str, path: &str) -> Result<reqwest::blocking::Response> {
     Ok(reqwest::blocking::Client::new()
@@ -38,34 +33,7 @@ fn s(v: &str) -> FieldValue {
 fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen() -> Result<()> {
     let server = TestServer::start()?;
     let dir = tempfile::tempdir()?;
-    let mut d = Store::open(dir.path().join("department.sqlite3"))?;
-    let c = Uuid::now_v7();
-    d.create_campaign(
-        c,
-        "城关镇届中分析",
-        &Template::builtin("midterm").expect("built in"),
-        2026,
-    )?;
-    d.import_csv(
-        c,
-        ImportKind::Places,
-        format!(
-            "代码,名称,层级,上级代码\n510100,示范区,区,\n510100001,城关镇,乡镇,510100\n\
-             {A1},青龙社区,社区,510100001\n{B1},花溪山村,村,510100001\n"
-        )
-        .as_bytes(),
-    )?;
-    d.import_csv(
-        c,
-        ImportKind::Members,
-        format!("村代码,姓名,职务,性别\n{A1},李一,书记,男\n{A1},周二,委员,女\n{B1},吴三,书记,男\n")
-            .as_bytes(),
-    )?;
-    d.import_csv(
-        c,
-        ImportKind::WorkGroups,
-        format!("名称,组长,成员,负责村\n第一组,王组长,赵,{A1}\n第二组,钱组长,孙,{B1}\n").as_bytes(),
-    )?;
+    let (mut d, c) = fieldsync::fixtures::two_villages(dir.path(), "城关镇届中分析")?;
     let list = |d: &Store, kind: &str| -> Result<Vec<fieldsync_client_core::Record>> {
         Ok(d.list(&Filter {
             kind: Some(kind.into()),

@@ -7,14 +7,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use fieldsync::TestServer;
-use fieldsync_client_core::{
-    FieldValue, Filter, Store, SyncOptions, import::ImportKind, sync::sync,
-};
-use fieldsync_protocol::{auth::Role, template::Template};
-use uuid::Uuid;
-
-const A1: &str = "510100001001";
-const B1: &str = "510100001002";
+use fieldsync::fixtures::{A1, B1};
+use fieldsync_client_core::{FieldValue, Filter, Store, SyncOptions, sync::sync};
+use fieldsync_protocol::auth::Role;
 
 fn page(server: &TestServer, token: &str, path: &str) -> Result<String> {
     let answer = reqwest::blocking::Client::new()
@@ -44,28 +39,7 @@ fn rows(html: &str) -> Vec<&str> {
 fn the_ledger_lists_filters_sorts_scopes_and_exports_findings_with_their_measures() -> Result<()> {
     let server = TestServer::start()?;
     let dir = tempfile::tempdir()?;
-    let mut d = Store::open(dir.path().join("department.sqlite3"))?;
-    let c = Uuid::now_v7();
-    d.create_campaign(
-        c,
-        "城关镇届中分析",
-        &Template::builtin("midterm").expect("built in"),
-        2026,
-    )?;
-    d.import_csv(
-        c,
-        ImportKind::Places,
-        format!(
-            "代码,名称,层级,上级代码\n510100,示范区,区,\n510100001,城关镇,乡镇,510100\n\
-             {A1},青龙社区,社区,510100001\n{B1},花溪山村,村,510100001\n"
-        )
-        .as_bytes(),
-    )?;
-    d.import_csv(
-        c,
-        ImportKind::WorkGroups,
-        format!("名称,组长,成员,负责村\n第一组,王组长,赵,{A1}\n第二组,钱组长,孙,{B1}\n").as_bytes(),
-    )?;
+    let (mut d, c) = fieldsync::fixtures::two_villages(dir.path(), "城关镇届中分析")?;
     let finding = |d: &mut Store, village: &str, category: &str, text: &str| {
         d.create_form(
             c,

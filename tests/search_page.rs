@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use fieldsync::TestServer;
-use fieldsync_client_core::{FieldValue, Store, SyncOptions, import::ImportKind, sync::sync};
-use fieldsync_protocol::template::Template;
-use uuid::Uuid;
+use fieldsync_client_core::{FieldValue, SyncOptions, sync::sync};
 
 fn page(server: &TestServer, path: &str) -> Result<String> {
     let answer = reqwest::blocking::Client::new()
@@ -31,21 +29,7 @@ fn words_each_match_are_highlighted_filters_narrow_and_nothing_found_says_what_t
 {
     let server = TestServer::start()?;
     let dir = tempfile::tempdir()?;
-    let mut d = Store::open(dir.path().join("department.sqlite3"))?;
-    let c = Uuid::now_v7();
-    d.create_campaign(
-        c,
-        "城关镇届中分析",
-        &Template::builtin("midterm").expect("built in"),
-        2026,
-    )?;
-    d.import_csv(
-        c,
-        ImportKind::Places,
-        "代码,名称,层级,上级代码\n510100,示范区,区,\n510100001,城关镇,乡镇,510100\n\
-         510100001001,青龙社区,社区,510100001\n510100001002,花溪山村,村,510100001\n"
-            .as_bytes(),
-    )?;
+    let (mut d, c) = fieldsync::fixtures::two_villages(dir.path(), "城关镇届中分析")?;
     let fields = |notes: &str| -> BTreeMap<String, FieldValue> {
         [
             ("date", FieldValue::Str("2026-03-09".into())),

@@ -215,6 +215,45 @@ pub async fn fetch_village(
     Ok(Redirect::to(&format!("/v/{code}")).into_response())
 }
 
+/// A file chosen in a form: the field it goes to, its name, the media type the browser gave,
+/// its bytes.
+pub type Chosen = (String, String, Option<String>, axum::body::Bytes);
+
+/// A file refused: its name, and why in Chinese and in English.
+pub type Refused = (String, String, String);
+
+/// Adds each chosen file to record `id`; returns the names added and the files refused with
+/// why (in Chinese and English). Only a store failure is an error: a refused file is not.
+pub fn attach_each(
+    s: &mut fieldsync_client_core::Store,
+    id: Uuid,
+    files: Vec<Chosen>,
+) -> Result<(Vec<String>, Vec<Refused>), AppError> {
+    let mut added = Vec::new();
+    let mut refused = Vec::new();
+    for (field, name, given, bytes) in files {
+        let name = if name.is_empty() {
+            "file".to_string()
+        } else {
+            name
+        };
+        match s.attach(id, &field, &name, given.as_deref(), &bytes) {
+            Ok(r) => added.push(r.name),
+            Err(FormError::Store(e)) => return Err(e.into()),
+            Err(FormError::Invalid(invalid)) => {
+                for p in invalid.problems {
+                    refused.push((name.clone(), p.zh, p.en));
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                refused.push((name.clone(), m.clone(), m));
+            }
+        }
+    }
+    Ok((added, refused))
+}
+
 /// `POST /r/{id}/files/{field}`: adds the files sent (multipart `file`, one or several) to the
 /// field, back to the record page with what was added and what was refused.
 pub async fn add(
@@ -266,34 +305,11 @@ pub async fn add(
         );
         return Ok(Redirect::to(&format!("/r/{id}")).into_response());
     }
-    let f = field.clone();
-    let outcome = state
-        .with_store(move |s| {
-            let mut added = Vec::new();
-            let mut refused = Vec::new();
-            for (name, given, bytes) in files {
-                let name = if name.is_empty() {
-                    "file".to_string()
-                } else {
-                    name
-                };
-                match s.attach(id, &f, &name, given.as_deref(), &bytes) {
-                    Ok(r) => added.push(r.name),
-                    Err(FormError::Store(e)) => return Err(e.into()),
-                    Err(FormError::Invalid(invalid)) => {
-                        for p in invalid.problems {
-                            refused.push((name.clone(), p.zh, p.en));
-                        }
-                    }
-                    Err(e) => {
-                        let m = e.to_string();
-                        refused.push((name.clone(), m.clone(), m));
-                    }
-                }
-            }
-            Ok((added, refused))
-        })
-        .await;
+    let files: Vec<Chosen> = files
+        .into_iter()
+        .map(|(name, given, bytes)| (field.clone(), name, given, bytes))
+        .collect();
+    let outcome = state.with_store(move |s| attach_each(s, id, files)).await;
     let (added, refused) = match outcome {
         Ok(x) => x,
         Err(AppError::Store(fieldsync_client_core::StoreError::NotFound(_))) => {

@@ -362,7 +362,7 @@ fn form_pairs_value(pairs: &[(String, String)], name: &str) -> Option<String> {
 /// `(field, file name, media type given, bytes)`.
 pub struct Posted {
     pairs: Vec<(String, String)>,
-    files: Vec<(String, String, Option<String>, axum::body::Bytes)>,
+    files: Vec<super::files::Chosen>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
@@ -423,36 +423,6 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
     }
 }
 
-/// Adds `files` to the record `id` just saved; returns the files refused, with why.
-fn attach_all(
-    s: &mut Store,
-    id: Uuid,
-    files: Vec<(String, String, Option<String>, axum::body::Bytes)>,
-) -> Result<Vec<(String, String, String)>, AppError> {
-    let mut refused = Vec::new();
-    for (field, name, given, bytes) in files {
-        let name = if name.is_empty() {
-            "file".to_string()
-        } else {
-            name
-        };
-        match s.attach(id, &field, &name, given.as_deref(), &bytes) {
-            Ok(_) => {}
-            Err(FormError::Store(e)) => return Err(e.into()),
-            Err(FormError::Invalid(invalid)) => {
-                for p in invalid.problems {
-                    refused.push((name.clone(), p.zh, p.en));
-                }
-            }
-            Err(e) => {
-                let m = e.to_string();
-                refused.push((name.clone(), m.clone(), m));
-            }
-        }
-    }
-    Ok(refused)
-}
-
 /// `POST /v/{code}/k/{kind}/new`: saves the record (then its page, or an empty form for the
 /// next with "save and new"), or keeps the draft; with any problem, the form again with every
 /// problem at its field and nothing saved (what was typed is also kept as the draft).
@@ -490,7 +460,7 @@ pub async fn create(
                 match s.create_form(campaign, &k, &c, &values) {
                     Ok(id) => {
                         clear_draft(s, &key, &form_id)?;
-                        let refused = attach_all(s, id, files)?;
+                        let (_, refused) = super::files::attach_each(s, id, files)?;
                         if action == "save_new" {
                             let keep: Typed = typed
                                 .iter()
