@@ -18,7 +18,13 @@ const DECODE_LIMIT: u64 = 256 << 20;
 pub fn can_preview(media_type: &str) -> bool {
     matches!(
         media_type.to_ascii_lowercase().as_str(),
-        "image/jpeg" | "image/jpg" | "image/png" | "image/gif" | "image/tiff" | "image/bmp"
+        "image/jpeg"
+            | "image/jpg"
+            | "image/png"
+            | "image/gif"
+            | "image/tiff"
+            | "image/bmp"
+            | "image/webp"
     )
 }
 
@@ -86,6 +92,22 @@ mod tests {
         let made = std::fs::metadata(&thumb).unwrap().modified().unwrap();
         assert_eq!(preview(&blobs, &sha), Some(thumb.clone()));
         assert_eq!(std::fs::metadata(&thumb).unwrap().modified().unwrap(), made);
+
+        // A phone's WebP photo gets one too.
+        let webp = image::RgbImage::from_fn(800, 600, |x, y| {
+            image::Rgb([(y % 256) as u8, 90, (x % 256) as u8])
+        });
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        webp.write_to(&mut bytes, image::ImageFormat::WebP)
+            .expect("encode WebP");
+        let bytes = bytes.into_inner();
+        let webp_sha = fieldsync_protocol::attachment::sha256_hex(&bytes);
+        std::fs::create_dir_all(blobs.blob_path(&webp_sha).parent().unwrap()).unwrap();
+        std::fs::write(blobs.blob_path(&webp_sha), &bytes).unwrap();
+        assert!(can_preview("image/webp"));
+        let thumb = preview(&blobs, &webp_sha).expect("a WebP preview");
+        let small = image::open(&thumb).expect("the preview is a picture");
+        assert_eq!((small.width(), small.height()), (400, 300));
 
         // A recording is no picture; a file not stored has no preview.
         let sound = b"ID3 not a picture".to_vec();
