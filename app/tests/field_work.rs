@@ -436,6 +436,24 @@ fn lists_are_newest_first_and_records_are_edited_and_deleted() -> Result<()> {
         !rec.fields.contains_key("interviewee_position"),
         "an emptied field is cleared"
     );
+    // The record's page tells its history: what changed from what to what, written here.
+    let page = app.page(&format!("/r/{id}"))?;
+    let history = &page[page.find("修改记录（").expect("a history")..];
+    assert!(history.starts_with("修改记录（3 次）"), "{history:.300}");
+    assert!(history.contains("谈话人：王组长 → 李组长"), "{history}");
+    assert!(
+        history.contains("谈话记录：记录 → 记录，已补充"),
+        "{history}"
+    );
+    assert!(
+        history.contains("本机") && history.contains("（记录建立）"),
+        "{history}"
+    );
+    // Newest first: the edit before the creation.
+    assert!(
+        history.find("李组长") < history.find("（记录建立）"),
+        "{history}"
+    );
 
     let confirm = app.page(&format!("/r/{id}/delete"))?;
     assert!(confirm.contains("删除这条记录？"));

@@ -24,6 +24,7 @@ pub mod change;
 pub mod creation;
 pub mod dates;
 pub mod genesis;
+pub mod history;
 pub mod ids;
 pub mod record;
 pub mod template;

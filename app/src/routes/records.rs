@@ -106,6 +106,68 @@ struct Shown {
     village: String,
     rows: Vec<(String, String)>,
     files: Vec<super::files::FileField>,
+    /// The record's changes, newest first: when, by whom, what changed from what to what.
+    history: Vec<(String, String, Vec<String>)>,
+}
+
+/// The record's history (`fieldsync_protocol::history`) as the page says it: the time, whether
+/// this device or another wrote it, and each field's label with its value before and after.
+fn history_rows(
+    store: &Store,
+    lang: Lang,
+    template: &fieldsync_protocol::template::Template,
+    def: &KindDef,
+    record: &Record,
+) -> Result<Vec<(String, String, Vec<String>)>, AppError> {
+    let doc = store.document(record.header.id)?;
+    let me = store.actor().to_hex_string();
+    let shown = |f: Option<&fieldsync_protocol::template::FieldDef>, v: &Option<FieldValue>| {
+        let text = match (f, v) {
+            (_, None) => lang.t("（空）", "(empty)").to_string(),
+            (Some(f), Some(v)) => {
+                display_value(lang, f, v, &|id| name_of(store, lang, template, id))
+            }
+            (None, Some(v)) => format!("{v:?}"),
+        };
+        let short: String = text.chars().take(60).collect();
+        if short.chars().count() < text.chars().count() {
+            format!("{short}…")
+        } else {
+            short
+        }
+    };
+    let mut rows: Vec<(String, String, Vec<String>)> =
+        fieldsync_protocol::history::of(&record.header, &doc)
+            .into_iter()
+            .map(|e| {
+                let who = if e.genesis {
+                    lang.t("（记录建立）", "(record created)")
+                } else if e.actor == me {
+                    lang.t("本机", "this device")
+                } else {
+                    lang.t("其他设备或组织部", "another device or the department")
+                };
+                let changes = e
+                    .fields
+                    .iter()
+                    .filter(|c| {
+                        def.field(&c.field).is_none_or(|f| {
+                            f.field_type != fieldsync_protocol::template::FieldType::Attachments
+                        })
+                    })
+                    .map(|c| {
+                        let f = def.field(&c.field);
+                        let label = f
+                            .map(|f| lang.t(&f.label.zh, &f.label.en).to_string())
+                            .unwrap_or_else(|| c.field.clone());
+                        format!("{label}：{} → {}", shown(f, &c.before), shown(f, &c.after))
+                    })
+                    .collect();
+                (format_ms(e.time), who.to_string(), changes)
+            })
+            .collect();
+    rows.reverse();
+    Ok(rows)
 }
 
 fn shown(store: &Store, lang: Lang, id: Uuid) -> Result<Option<Shown>, AppError> {
@@ -129,7 +191,9 @@ fn shown(store: &Store, lang: Lang, id: Uuid) -> Result<Option<Shown>, AppError>
         })
         .collect();
     let files = super::files::file_fields(store, &def, &record)?;
+    let history = history_rows(store, lang, &template, &def, &record)?;
     Ok(Some(Shown {
+        history,
         files,
         village: text_of(&village, "name").unwrap_or_else(|| record.header.scope.clone()),
         review: store.review(id)?,
@@ -172,6 +236,21 @@ pub async fn show(State(state): State<AppState>, lang: Lang, Path(id): Path<Uuid
         }
         (super::files::section(&state, lang, id, &v.files, v.record.deleted))
         p.muted { (lang.t("最后修改：", "Last changed: ")) (format_ms(v.record.updated_at)) }
+        @if !v.history.is_empty() {
+            details.history {
+                summary { (lang.t(&format!("修改记录（{} 次）", v.history.len()), &format!("History ({} changes)", v.history.len()))) }
+                ol {
+                    @for (when, who, changes) in &v.history {
+                        li {
+                            strong { (when) } " · " (who)
+                            @if !changes.is_empty() {
+                                ul { @for c in changes { li { (c) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         @if !v.record.deleted {
             div.actions {
                 a.button href=(format!("/r/{id}/edit")) { (lang.t("修改", "Edit")) }
