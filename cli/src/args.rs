@@ -75,6 +75,10 @@ pub(crate) enum Command {
         /// Allow plain http to another machine (only on a network you trust).
         #[arg(long)]
         insecure_http: bool,
+        /// Do not sync right after enrolling (by default the campaign's templates and the
+        /// villages' reference data are downloaded at once). 登记后暂不同步。
+        #[arg(long)]
+        no_sync: bool,
     },
     /// Who this device belongs to and what it may see, asked from the server. 查询本机身份。
     Whoami,

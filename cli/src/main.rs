@@ -121,7 +121,19 @@ fn command(store: &mut Store, command: Command, json: bool) -> Result<()> {
             name,
             ca_cert,
             insecure_http,
-        } => account::enroll(store, server, code, name, ca_cert, insecure_http, json),
+            no_sync,
+        } => account::enroll(
+            store,
+            account::Enrolment {
+                server,
+                code,
+                name,
+                ca_cert,
+                insecure_http,
+                sync: !no_sync,
+            },
+            json,
+        ),
         Command::Whoami => account::whoami(store, json),
         Command::CampaignCreate {
             template,

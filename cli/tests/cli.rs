@@ -507,6 +507,40 @@ fn enroll_with_a_one_time_code_then_whoami_and_a_used_code_exits_5() -> Result<(
 }
 
 #[test]
+fn enroll_downloads_the_campaign_so_that_the_device_records_offline_at_once() -> Result<()> {
+    let server = TestServer::start()?;
+    let (d, _) = Device::department()?;
+    let admin = server.add_person("组织部", Role::Admin, None)?;
+    d.ok(&[
+        "enroll",
+        "--server",
+        &server.url(),
+        "--code",
+        &server.code_for(admin)?,
+    ]);
+    let held = d.json(&["status"])["records"].as_u64().unwrap();
+    assert!(held > 0);
+    // A second device: enrolling is all it takes to have the template and the villages.
+    let other = Device::new()?;
+    let person = server.add_person("李组员", Role::Admin, None)?;
+    let out = other.ok(&[
+        "enroll",
+        "--server",
+        &server.url(),
+        "--code",
+        &server.code_for(person)?,
+    ]);
+    assert!(out.contains("可以离线记录了"), "{out}");
+    assert_eq!(other.json(&["status"])["records"].as_u64(), Some(held));
+    let forms = other.ok(&["forms"]);
+    assert!(forms.contains("interview"), "{forms}");
+    // The only campaign it holds is the one it works in: a record is made offline at once.
+    let st = other.json(&["status"]);
+    assert!(st["campaign"].is_string(), "the campaign is set: {st}");
+    Ok(())
+}
+
+#[test]
 fn a_store_encrypted_with_a_key_file_needs_that_key() -> Result<()> {
     let d = Device::new()?;
     let key = d.path("store.key");

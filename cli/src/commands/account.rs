@@ -25,17 +25,33 @@ pub(crate) fn init(
     status(store, json)
 }
 
+/// What `fieldsync enroll` was given.
+pub(crate) struct Enrolment {
+    /// The server's address.
+    pub(crate) server: String,
+    /// The one-time code.
+    pub(crate) code: String,
+    /// The device's name.
+    pub(crate) name: String,
+    /// A certificate to trust.
+    pub(crate) ca_cert: Option<std::path::PathBuf>,
+    /// Plain http to another machine allowed.
+    pub(crate) insecure_http: bool,
+    /// Sync once right after (the default).
+    pub(crate) sync: bool,
+}
+
 /// `fieldsync enroll`: a one-time code becomes this device's token; the campaign follows
-/// from the scope.
-pub(crate) fn enroll(
-    store: &mut Store,
-    server: String,
-    code: String,
-    name: String,
-    ca_cert: Option<std::path::PathBuf>,
-    insecure_http: bool,
-    json: bool,
-) -> Result<()> {
+/// from the scope; then one sync downloads the campaign (unless `--no-sync`).
+pub(crate) fn enroll(store: &mut Store, e: Enrolment, json: bool) -> Result<()> {
+    let Enrolment {
+        server,
+        code,
+        name,
+        ca_cert,
+        insecure_http,
+        sync,
+    } = e;
     if let Some(path) = &ca_cert {
         store.set_setting("ca_cert", &path.display().to_string())?;
     }
@@ -52,9 +68,34 @@ pub(crate) fn enroll(
         store.apply_scope(&me.scope)?;
         campaign_from_scope(store)?;
     }
+    // Then one sync at once: the campaign's templates and the villages' reference data arrive,
+    // so that the device records offline from now on. A failure loses nothing: said, not fatal.
+    let first = if sync {
+        account::transport(store, &options)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut t| {
+                fieldsync_client_core::sync::sync(
+                    store,
+                    &mut t,
+                    &fieldsync_client_core::SyncOptions::default(),
+                )
+                .map_err(anyhow::Error::from)
+            })
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    if first.is_ok() {
+        campaign_from_scope(store)?;
+    }
     if json {
         return print_json(&serde_json::json!({
             "device": e.device, "person": e.person, "server": server,
+            "first_sync": match &first {
+                Ok(None) => serde_json::Value::Null,
+                Ok(Some(r)) => serde_json::json!({ "received": r.received }),
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            },
         }));
     }
     out!(
@@ -71,6 +112,33 @@ pub(crate) fn enroll(
             )
         )
     );
+    match first {
+        Ok(None) => {}
+        Ok(Some(r)) => out!(
+            "{}",
+            t(
+                &format!(
+                    "已从服务器下载 {} 项（模板和基础数据），可以离线记录了",
+                    r.received
+                ),
+                &format!(
+                    "downloaded {} changes (templates and reference data): this device records offline now",
+                    r.received
+                )
+            )
+        ),
+        Err(e) => eprintln!(
+            "{}",
+            t(
+                &format!(
+                    "首次同步没有完成（{e}）：登记已保存，什么也没有丢；有网络时运行 fieldsync sync"
+                ),
+                &format!(
+                    "the first sync did not finish ({e}): the enrollment is kept and nothing is lost; run fieldsync sync when the network is back"
+                )
+            )
+        ),
+    }
     Ok(())
 }
 
@@ -112,10 +180,20 @@ pub(crate) fn http_options(store: &Store) -> Result<HttpOptions> {
 
 /// Sets the campaign from the device's scope when none is set and the scope names one.
 pub(crate) fn campaign_from_scope(store: &mut Store) -> Result<()> {
-    if store.setting("campaign")?.is_none()
-        && let Some(c) = store.scope()?.and_then(|s| s.campaign)
-    {
+    if store.setting("campaign")?.is_some() {
+        return Ok(());
+    }
+    if let Some(c) = store.scope()?.and_then(|s| s.campaign) {
         store.set_setting("campaign", &c)?;
+        return Ok(());
+    }
+    // A device that sees every campaign works in the only one it holds, if there is one.
+    let campaigns = store.list(&fieldsync_client_core::Filter {
+        kind: Some("campaign".into()),
+        ..Default::default()
+    })?;
+    if let [only] = campaigns.as_slice() {
+        store.set_setting("campaign", &only.header.campaign.to_string())?;
     }
     Ok(())
 }

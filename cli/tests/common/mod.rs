@@ -54,8 +54,8 @@ impl Device {
         out
     }
 
-    /// Enrolls this device with `server` as `fieldsync enroll` does, with a one-time code the
-    /// administrator issued for a new person of `role`.
+    /// Enrolls this device with `server` as `fieldsync enroll --no-sync` does, with a one-time
+    /// code the administrator issued for a new person of `role`.
     pub fn enroll(&self, server: &TestServer, name: &str, role: Role) -> Value {
         let person = server.add_person(name, role, None).expect("person");
         let code = server.code_for(person).expect("code");
@@ -67,6 +67,8 @@ impl Device {
             &code,
             "--name",
             name,
+            // The tests sync when they mean to (`fieldsync enroll` syncs once by default).
+            "--no-sync",
         ])
     }
 
