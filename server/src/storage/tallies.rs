@@ -302,7 +302,7 @@ mod tests {
         let words = search_words("没有 wifi");
         assert_eq!(
             snippet(&text, &words),
-            format!("…{}WiFi 覆盖{}…", "甲".repeat(20), "乙".repeat(15))
+            format!("…{}WiFi 覆盖{}…", "甲".repeat(20), "乙".repeat(17))
         );
     }
 
