@@ -144,12 +144,21 @@ async fn dossier_body(
             "To print this page use the browser's Print (Ctrl+P), laid out for A4; folded lists are left out, the Word file has everything"
         )
     ));
-    let all = super::files::village_records(state, c, code).await?;
+    // The village's records, read once: the summary and every list below come from them.
+    let present: Vec<RecordView> = super::files::village_records(state, c, code)
+        .await?
+        .into_iter()
+        .filter(|r| !r.deleted)
+        .collect();
+    let of_kind = |kind: &str| -> Vec<RecordView> {
+        present.iter().filter(|r| r.kind == kind).cloned().collect()
+    };
     // Counted as the tallies count (approved records only where the campaign says so).
     let approved_only = c.tallies.approved_only;
-    let live: Vec<RecordView> = all
-        .into_iter()
-        .filter(|r| !r.deleted && crate::report::village::counted(r, approved_only))
+    let live: Vec<RecordView> = present
+        .iter()
+        .filter(|r| crate::report::village::counted(r, approved_only))
+        .cloned()
         .collect();
     let (zh, en) = crate::report::counting_basis(&c.tallies);
     body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
@@ -176,7 +185,7 @@ async fn dossier_body(
         }
     }
     // Members and their satisfaction.
-    let members = in_village(state, c, "member", code).await?;
+    let members = of_kind("member");
     body.push_str(&format!("<h2>{}</h2>", lang.t("班子成员", "Team members")));
     let rows: Vec<Vec<String>> = members
         .iter()
@@ -240,8 +249,8 @@ async fn dossier_body(
         ));
     }
     // Findings and their rectifications.
-    let findings = in_village(state, c, "finding", code).await?;
-    let rects = in_village(state, c, "rectification", code).await?;
+    let findings = of_kind("finding");
+    let rects = of_kind("rectification");
     body.push_str(&format!(
         "<h2>{}</h2>",
         lang.t("问题与整改", "Findings and rectifications")
@@ -293,7 +302,7 @@ async fn dossier_body(
     // Every other record, by kind; references shown by name; long lists a link away.
     let names = crate::api::reference_names(state, c.id, &c.visibility).await?;
     for kind in DOSSIER_KINDS {
-        let records = in_village(state, c, kind, code).await?;
+        let records = of_kind(kind);
         if records.is_empty() {
             continue;
         }
