@@ -5,9 +5,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use fieldsync_client_core::attachments::{UploadProgress, upload_attachments_with_progress};
+use fieldsync_client_core::attachments::{
+    BlobTransport, UploadProgress, upload_attachments_with_progress,
+};
 use fieldsync_client_core::sync::{Progress, SyncError, sync_with_progress};
-use fieldsync_client_core::{HttpOptions, Store, SyncOptions, SyncReport, account};
+use fieldsync_client_core::{HttpOptions, Store, SyncOptions, SyncReport, Transport, account};
 
 /// How many failed requests an upload of files retries before it stops (what arrived stays on
 /// the server; the next sync goes on from there).
@@ -166,23 +168,28 @@ pub fn sync_once(
 ) -> Result<Synced, SyncFailure> {
     let mut transport =
         account::transport(store, http).map_err(|e| SyncFailure::Other(e.to_string()))?;
-    let records =
-        match sync_with_progress(store, &mut transport, &SyncOptions::default(), &mut |p| {
-            progress(Stage::Records(p))
-        }) {
-            Ok(r) => r,
-            Err(SyncError::Transport(e, pending)) if e.is_retryable() => {
-                return Err(SyncFailure::Offline(pending));
-            }
-            Err(e) => return Err(SyncFailure::Other(e.to_string())),
-        };
-    let files = upload_attachments_with_progress(store, &mut transport, FILE_RETRIES, &mut |f| {
+    sync_over(store, &mut transport, progress).map_err(|e| match e {
+        SyncError::Transport(e, pending) if e.is_retryable() => SyncFailure::Offline(pending),
+        e => SyncFailure::Other(e.to_string()),
+    })
+}
+
+/// One sync of `store` over `transport`: the records, then the files the server lacks. The
+/// records' failure ends it; the files' failure is reported in [`Synced::files_error`] (the
+/// records synced all the same). What the phone apps' sync runs too, over a transport that can
+/// be cancelled.
+pub fn sync_over<T: Transport + BlobTransport>(
+    store: &mut Store,
+    transport: &mut T,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<Synced, SyncError> {
+    let records = sync_with_progress(store, transport, &SyncOptions::default(), &mut |p| {
+        progress(Stage::Records(p))
+    })?;
+    let files = upload_attachments_with_progress(store, transport, FILE_RETRIES, &mut |f| {
         progress(Stage::Files(f.clone()))
     });
-    let files_waiting = store
-        .attachments_to_upload()
-        .map_err(|e| SyncFailure::Other(e.to_string()))?
-        .len();
+    let files_waiting = store.attachments_to_upload()?.len();
     let (files_uploaded, files_error) = match files {
         Ok(r) => (r.uploaded, None),
         Err(e) => (0, Some(e.to_string())),

@@ -4,19 +4,37 @@
 //!
 //! - [`FieldStore`] ([`store`]): one open store (plain or encrypted with a 32-byte key),
 //!   enrollment, who am I, status; safe to call from several threads (calls queue on one lock).
+//! - [`forms`]: the campaign's forms (kinds, fields, labels, choices) as plain records.
+//! - [`records`]: create, edit, delete through the template; list, get, history, conflicts,
+//!   resolve.
+//! - [`syncing`]: sync as an async call with a progress callback and cancellation.
+//! - [`bundles`]: sync through files (state, export, import).
+//! - [`field_app`]: the field app on the store, for a WebView shell.
 //! - [`error`]: [`FieldsyncError`], the one error type, Chinese and English.
 //!
-//! Not yet here (issue 15, in progress): forms and records, sync with progress and
-//! cancellation, bundles, the field app; the Kotlin and Swift bindings and their tests.
+//! The Kotlin bindings (`mobile/kotlin`, tested on the JVM by `mobile/tests/kotlin.rs`) and the
+//! Swift ones (`mobile/swift`, checked for drift by `mobile/tests/swift.rs`) are generated from
+//! this crate's library by uniffi at the pinned version (docs/MOBILE.md).
 //!
 //! Slow calls (anything that reaches the network) are async; local calls are quick but still
 //! touch the disk, so an app calls them off its UI thread.
 
+pub mod bundles;
 pub mod error;
+pub mod field_app;
+pub mod forms;
+pub mod records;
 pub mod store;
+pub mod syncing;
 
+pub use bundles::{BundleImported, BundleWritten};
 pub use error::{FieldsyncError, FormProblem};
+pub use forms::{Form, FormChoice, FormField};
+pub use records::{
+    ConflictChoice, ConflictView, FieldShown, HistoryChange, HistoryItem, RecordFilter, RecordView,
+};
 pub use store::{FieldStore, Identity, StoreStatus};
+pub use syncing::{RefusedRecord, SyncProgress, SyncSummary, SyncUpdate};
 
 uniffi::setup_scaffolding!();
 

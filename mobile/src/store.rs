@@ -2,12 +2,14 @@
 //! the device's status.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fieldsync_client_core::{Filter, HttpOptions, Store, account};
 use uuid::Uuid;
 
 use crate::error::{FieldsyncError, Result};
+use crate::field_app::RunningApp;
 use crate::on_thread;
 
 /// The device setting that keeps the extra CA certificate given at enrollment (PEM), so that
@@ -22,6 +24,12 @@ const CA_SETTING: &str = "mobile:ca_certificate";
 pub struct FieldStore {
     pub(crate) store: Mutex<Option<Store>>,
     pub(crate) path: PathBuf,
+    /// Held for the whole of a sync: one sync at a time.
+    pub(crate) sync_lock: Mutex<()>,
+    /// The running sync's cancel flag, if one runs.
+    pub(crate) cancel: Mutex<Option<Arc<AtomicBool>>>,
+    /// The field app, while it runs.
+    pub(crate) app: Mutex<Option<RunningApp>>,
 }
 
 /// Who this device is, as the server says.
@@ -81,6 +89,9 @@ impl FieldStore {
         Arc::new(FieldStore {
             store: Mutex::new(Some(store)),
             path,
+            sync_lock: Mutex::new(()),
+            cancel: Mutex::new(None),
+            app: Mutex::new(None),
         })
     }
 
@@ -162,14 +173,20 @@ impl FieldStore {
         Ok(Self::new(store, path.into()))
     }
 
-    /// Closes the store; every later call fails with `Storage`. Waits for a running call.
+    /// Closes the store (and stops the field app if it runs); every later call fails with
+    /// `Storage`. Waits for a running call; asks a running sync to stop.
     pub fn close(&self) {
+        self.cancel_sync();
+        self.stop_app();
         self.lock().take();
     }
 
     /// Erases everything in the store (records, changes, the enrollment): the device starts
     /// over with a new device id. What was not synced is lost.
     pub fn wipe(&self) -> Result<()> {
+        self.cancel_sync();
+        self.stop_app();
+        let _no_sync = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.with(|s| Ok(s.wipe()?))
     }
 
