@@ -52,7 +52,8 @@ pub struct FormField {
     pub integer: bool,
     /// The kind a `ref`/`refs` points to, or the kind a `ratings` field rates.
     pub refers_to: Option<String>,
-    /// The media types an `attachments` field takes (`image/*`); empty for any.
+    /// The media types an `attachments` field takes (such as `image/jpeg`, or a whole family
+    /// such as all images); empty for any.
     pub accept: Vec<String>,
 }
 

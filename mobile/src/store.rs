@@ -174,8 +174,10 @@ impl FieldStore {
     }
 
     /// Closes the store (and stops the field app if it runs); every later call fails with
-    /// `Storage`. Waits for a running call; asks a running sync to stop.
-    pub fn close(&self) {
+    /// `Storage`. Waits for a running call; asks a running sync to stop. (Kotlin's `close()` and
+    /// Swift's deinit free the object itself; this closes the file while others may still hold
+    /// the object.)
+    pub fn close_store(&self) {
         self.cancel_sync();
         self.stop_app();
         self.lock().take();

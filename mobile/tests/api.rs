@@ -251,7 +251,7 @@ fn a_wrong_key_is_refused_before_anything_is_read() -> Result<()> {
     let path = dir.path().join("secret.sqlite3").display().to_string();
     let store = FieldStore::open_encrypted(path.clone(), vec![7; 32])?;
     let device = store.device_id()?;
-    store.close();
+    store.close_store();
     assert!(matches!(
         store.status(),
         Err(FieldsyncError::Storage { .. })
