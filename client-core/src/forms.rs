@@ -275,9 +275,19 @@ impl Store {
             ..Default::default()
         })?;
         let mut out = Vec::new();
+        let mut cache = self.parsed_templates.borrow_mut();
         for r in records {
             if let Some(FieldValue::Str(source)) = r.fields.get("source") {
-                out.push(Template::parse(source)?);
+                if let Some(t) = cache.get(source) {
+                    out.push(t.clone());
+                    continue;
+                }
+                let t = Template::parse(source)?;
+                if cache.len() >= 32 {
+                    cache.clear();
+                }
+                cache.insert(source.clone(), t.clone());
+                out.push(t);
             }
         }
         out.sort_by_key(|t| t.version);

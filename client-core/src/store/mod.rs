@@ -134,6 +134,11 @@ pub struct Store {
     actor: ActorId,
     /// The key of an encrypted store, for [`Store::reopen`].
     key: Option<[u8; 32]>,
+    /// Templates already parsed, by their source text: every form save and list reads the
+    /// campaign's template, and parsing it (TOML, then every check) cost more than the save.
+    pub(crate) parsed_templates: std::cell::RefCell<
+        std::collections::HashMap<String, fieldsync_protocol::template::Template>,
+    >,
 }
 
 impl std::fmt::Debug for Store {

@@ -182,6 +182,7 @@ impl Store {
             device,
             actor,
             key,
+            parsed_templates: Default::default(),
         })
     }
 }
