@@ -326,3 +326,33 @@ fn bundles_carry_records_between_phones_and_the_app_serves_the_store() -> Result
     assert!(reqwest::blocking::get(&url).is_err(), "stopped");
     Ok(())
 }
+
+#[test]
+fn a_revoked_phone_is_told_and_starts_over_wiped() -> Result<()> {
+    let c = Campaign::start()?;
+    let dir = tempfile::tempdir()?;
+    let a = enrolled(&c, dir.path(), "冯")?;
+    let device = a.device_id()?;
+    a.create_record("interview".into(), A1.into(), interview("吊销前写的记录。"))?;
+    let (status, _) = c.server.request(
+        reqwest::Method::POST,
+        &format!("/v1/admin/devices/{device}/revoke"),
+        None,
+        None,
+    )?;
+    assert_eq!(status, 200);
+    match block_on(a.clone().sync(None)) {
+        Err(FieldsyncError::Revoked { zh, .. }) => assert!(zh.contains("已清除"), "{zh}"),
+        other => bail!("expected Revoked, got {other:?}"),
+    }
+    // The object keeps working on the wiped file: a new device, not enrolled, nothing held.
+    let status = a.status()?;
+    assert!(!status.enrolled);
+    assert_eq!(status.records, 0);
+    assert_ne!(status.device, device);
+    assert!(matches!(
+        block_on(a.clone().sync(None)),
+        Err(FieldsyncError::NotEnrolled { .. })
+    ));
+    Ok(())
+}
