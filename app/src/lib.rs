@@ -164,7 +164,11 @@ impl AppState {
             .spawn(move || {
                 let http = state.inner.http.clone();
                 let result = match second {
-                    Some(mut store) => state.inner.syncer.run(&mut store, &http),
+                    Some(mut store) => {
+                        let result = state.inner.syncer.run(&mut store, &http);
+                        state.follow_wipe(&store);
+                        result
+                    }
                     None => {
                         let shared = state.inner.store.clone();
                         let mut store = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -180,6 +184,18 @@ impl AppState {
             return Err(AppError::Task(e.to_string()));
         }
         Ok(true)
+    }
+
+    /// After a sync on a second handle wiped the store (an administrator revoked the device),
+    /// the pages' handle starts over on the wiped file too: it would otherwise keep the old
+    /// device id and actor in memory, and a new enrollment in the same launch would be refused.
+    fn follow_wipe(&self, synced: &Store) {
+        let mut main = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
+        if main.device_id() != synced.device_id()
+            && let Ok(fresh) = main.reopen()
+        {
+            *main = fresh;
+        }
     }
 
     /// The village whose files are being fetched, with how many of how many are done.

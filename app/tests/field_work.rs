@@ -600,3 +600,58 @@ fn a_returned_record_shows_the_reviewers_comment_and_an_edit_sends_it_back() -> 
     assert_eq!(app.store()?.review(id)?.state, State::Pending);
     Ok(())
 }
+
+#[test]
+fn a_revoked_device_enrolled_again_in_the_same_launch_uploads_what_it_records() -> Result<()> {
+    let server = TestServer::start()?;
+    let mut admin = Store::open_in_memory()?;
+    common::seed(&mut admin)?;
+    let mut t = server.connect(&admin)?;
+    sync(&mut admin, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let app = App::start_empty()?;
+    let enroll = |name: &str| -> Result<()> {
+        let code = server.code_for(server.add_person(name, Role::Admin, None)?)?;
+        let r = app.post(
+            "/enroll",
+            &[("server", &server.url()), ("code", &code), ("name", name)],
+        )?;
+        anyhow::ensure!(r.status() == 200, "enroll: {}", r.status());
+        Ok(())
+    };
+    enroll("第一次")?;
+    let device = app.store()?.device_id();
+    let (status, _) = server.request(
+        reqwest::Method::POST,
+        &format!("/v1/admin/devices/{device}/revoke"),
+        None,
+        None,
+    )?;
+    assert_eq!(status, 200);
+    app.sync()?;
+    assert!(
+        app.store()?.credentials()?.is_none(),
+        "the sync wiped the store"
+    );
+
+    // Enrolled again without restarting the app: what it records now must upload, so the pages'
+    // handle must have followed the wiped file to its new device id.
+    enroll("第二次")?;
+    assert_ne!(app.store()?.device_id(), device);
+    app.post(
+        &format!("/v/{A1}/k/interview/new"),
+        &[
+            ("f.date", "2026-05-18"),
+            ("f.interviewer", "王组长"),
+            ("f.interviewee_type", "other"),
+            ("f.notes", "重新登记后的谈话"),
+            ("action", "save"),
+        ],
+    )?;
+    let pending = app.store()?.pending_upload()?;
+    assert!(pending > 0);
+    let home = app.sync()?;
+    assert!(home.contains(&format!("已上传 {pending} 条修改")), "{home}");
+    assert_eq!(app.store()?.pending_upload()?, 0);
+    Ok(())
+}

@@ -114,6 +114,17 @@ impl FieldsyncError {
         }
     }
 
+    /// A form with problems, nothing saved: the message lists every problem.
+    pub(crate) fn form(problems: Vec<FormProblem>) -> Self {
+        let zh: Vec<&str> = problems.iter().map(|p| p.zh.as_str()).collect();
+        let en: Vec<&str> = problems.iter().map(|p| p.en.as_str()).collect();
+        FieldsyncError::InvalidInput {
+            zh: format!("表单有误，未保存：{}", zh.join("；")),
+            en: format!("the form has problems, nothing saved: {}", en.join("; ")),
+            problems,
+        }
+    }
+
     /// A failure of the local store.
     pub(crate) fn storage(zh: impl Into<String>, en: impl Into<String>) -> Self {
         FieldsyncError::Storage {
@@ -224,29 +235,19 @@ impl From<FormError> for FieldsyncError {
                         en: p.en.clone(),
                     })
                     .collect();
-                let zh: Vec<&str> = problems.iter().map(|p| p.zh.as_str()).collect();
-                let en: Vec<&str> = problems.iter().map(|p| p.en.as_str()).collect();
-                FieldsyncError::InvalidInput {
-                    zh: format!("表单有误，未保存：{}", zh.join("；")),
-                    en: format!("the form has problems, nothing saved: {}", en.join("; ")),
-                    problems,
-                }
+                FieldsyncError::form(problems)
             }
             FormError::Store(e) => e.into(),
             FormError::NoTemplate(c) => FieldsyncError::invalid(
                 format!("工作任务 {c} 还没有表单模板，请先同步"),
                 format!("campaign {c} has no template yet: sync first"),
             ),
-            FormError::KeyChanged { field } => FieldsyncError::InvalidInput {
+            FormError::KeyChanged { field } => FieldsyncError::form(vec![FormProblem {
                 zh: format!("“{field}”确定了这条记录，不能修改"),
                 en: format!("{field:?} identifies this record and cannot change"),
-                problems: vec![FormProblem {
-                    field: field.clone(),
-                    code: "key_changed".into(),
-                    zh: format!("“{field}”确定了这条记录，不能修改"),
-                    en: format!("{field:?} identifies this record and cannot change"),
-                }],
-            },
+                field,
+                code: "key_changed".into(),
+            }]),
             FormError::Template(t) => FieldsyncError::invalid(t.zh, t.en),
             e @ (FormError::NotAttachments { .. } | FormError::UnknownMediaType { .. }) => {
                 let text = e.to_string();

@@ -275,30 +275,21 @@ fn parse_fields(
         }
     }
     if problems.is_empty() {
-        return Ok(out);
+        Ok(out)
+    } else {
+        Err(FieldsyncError::form(problems))
     }
-    let zh: Vec<&str> = problems.iter().map(|p| p.zh.as_str()).collect();
-    let en: Vec<&str> = problems.iter().map(|p| p.en.as_str()).collect();
-    Err(FieldsyncError::InvalidInput {
-        zh: format!("表单有误，未保存：{}", zh.join("；")),
-        en: format!("the form has problems, nothing saved: {}", en.join("; ")),
-        problems,
-    })
 }
 
 fn kind_of<'t>(template: &'t Template, kind: &str) -> Result<&'t KindDef> {
-    template
-        .kind(kind)
-        .ok_or_else(|| FieldsyncError::InvalidInput {
-            problems: vec![FormProblem {
-                field: String::new(),
-                code: "unknown_kind".into(),
-                zh: format!("表单里没有“{kind}”这一类记录"),
-                en: format!("the forms have no kind {kind:?}"),
-            }],
+    template.kind(kind).ok_or_else(|| {
+        FieldsyncError::form(vec![FormProblem {
+            field: String::new(),
+            code: "unknown_kind".into(),
             zh: format!("表单里没有“{kind}”这一类记录"),
             en: format!("the forms have no kind {kind:?}"),
-        })
+        }])
+    })
 }
 
 #[uniffi::export]

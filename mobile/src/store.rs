@@ -261,10 +261,11 @@ impl FieldStore {
                     ..Default::default()
                 })?
                 .len() as u64;
+            let server = s.credentials()?.map(|(server, _)| server);
             Ok(StoreStatus {
                 device: s.device_id().to_string(),
-                enrolled: s.credentials()?.is_some(),
-                server: s.credentials()?.map(|(server, _)| server),
+                enrolled: server.is_some(),
+                server,
                 campaign: campaign.map(|c| c.to_string()),
                 records: s.count()?,
                 waiting_changes: s.pending_upload()?,

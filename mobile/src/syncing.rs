@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use fieldsync_app::syncing::{Stage, SyncStatus, Synced, sync_message, sync_over};
 use fieldsync_client_core::attachments::BlobTransport;
 use fieldsync_client_core::sync::Progress;
-use fieldsync_client_core::{SyncError, Transport, TransportError, account};
+use fieldsync_client_core::{Transport, TransportError, account};
 use fieldsync_protocol::attachment::{MissingRequest, MissingResponse};
 use fieldsync_protocol::wire::{PullQuery, PullResponse, PushRequest, PushResponse};
 use uuid::Uuid;
@@ -247,6 +247,17 @@ impl FieldStore {
             }
         });
         *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // A revoked device's sync wiped the file through the second handle: this one starts
+        // over on it too (it would keep the old device id and actor).
+        {
+            let mut guard = self.lock();
+            if let Some(store) = guard.as_ref()
+                && store.device_id() != second.device_id()
+                && let Ok(fresh) = store.reopen()
+            {
+                *guard = Some(fresh);
+            }
+        }
         match result {
             Ok(synced) => Ok(summary(synced)),
             Err(_) if cancelled.load(Ordering::SeqCst) => {
@@ -258,16 +269,6 @@ impl FieldStore {
                          wait to be uploaded"
                     ),
                 })
-            }
-            Err(e @ SyncError::Revoked) => {
-                // The second handle wiped the file; this one starts over on it too.
-                let mut guard = self.lock();
-                if let Some(store) = guard.as_ref()
-                    && let Ok(fresh) = store.reopen()
-                {
-                    *guard = Some(fresh);
-                }
-                Err(e.into())
             }
             Err(e) => Err(e.into()),
         }
