@@ -183,7 +183,10 @@ fn every_route_answers_every_role_as_the_table_says_and_leaks_nothing() -> Resul
             );
             checked += 1;
 
-            assert!(status < 500, "{what}");
+            // A server without LibreOffice answers the PDF with 503 `pdf_unavailable` once the
+            // caller is let through; that is the only 5xx an answer may be.
+            let no_soffice = status == 503 && body.contains("\"pdf_unavailable\"");
+            assert!(status < 500 || no_soffice, "{what}");
             // Every API refusal is JSON with a code.
             // (A HEAD answer has no body: its status says it all.)
             let head = route.method == "HEAD";
