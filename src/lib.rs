@@ -1,8 +1,8 @@
 //! Shared fixtures for fieldsync's integration tests, examples and benchmarks: a real server on
 //! a loopback port with its data in a temp dir ([`TestServer`]), a TCP proxy that counts and cuts
 //! traffic ([`proxy::Proxy`]), a realistic campaign generator ([`generator`]), and small helpers
-//! to read the server's JSON API, and what the benchmarks share ([`bench`]: a server in a child
-//! process, peak memory and CPU from /proc).
+//! to read the server's JSON API, an S3-compatible object store ([`s3`]), and what the benchmarks
+//! share ([`bench`]: a server in a child process, peak memory and CPU from /proc).
 
 pub mod balancer;
 pub mod bench;
@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod generator;
 pub mod postgres;
 pub mod proxy;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

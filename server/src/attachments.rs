@@ -412,21 +412,20 @@ pub async fn serve(
     (browser, range): (Option<bool>, Option<&HeaderValue>),
     entry: crate::storage::AuditEntry,
 ) -> Result<Response, ApiError> {
-    let file = match tokio::fs::File::open(blobs.blob_path(&r.sha256)).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
-                "attachment {} has not reached the server yet",
-                r.sha256
-            ))
-            .with_hint("the device that added it uploads it when it next syncs"));
-        }
-        Err(e) => return Err(io(e)),
+    let not_here = || {
+        ApiError::not_found(format!(
+            "attachment {} has not reached the server yet",
+            r.sha256
+        ))
+        .with_hint("the device that added it uploads it when it next syncs")
     };
     // One range `bytes=N-` or `bytes=N-M` (a resumed download, a player seeking); anything
     // else is answered whole.
     let wanted = match range.and_then(|v| v.to_str().ok()).and_then(parse_range) {
         Some((from, _)) if from >= r.size && r.size > 0 => {
+            if !blobs.shelf().has(&r.sha256).await.map_err(io)? {
+                return Err(not_here());
+            }
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", r.size)) {
                 h.insert(header::CONTENT_RANGE, v);
@@ -436,31 +435,24 @@ pub async fn serve(
         Some((from, to)) if r.size > 0 => Some((from, to.unwrap_or(r.size - 1).min(r.size - 1))),
         _ => None,
     };
+    let Some(bytes) = blobs.read(&r.sha256, wanted).await.map_err(io)? else {
+        return Err(not_here());
+    };
     // Every answer with bytes is audited, a resumed part too (a range from byte 1 is nearly
     // the whole file).
     state.storage.audit(entry).await;
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let (status, length, stream) = match wanted {
+    let (status, length) = match wanted {
         Some((from, to)) => {
-            use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            let mut file = file;
-            file.seek(std::io::SeekFrom::Start(from))
-                .await
-                .map_err(io)?;
-            let length = to - from + 1;
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {from}-{to}/{}", r.size)) {
                 h.insert(header::CONTENT_RANGE, v);
             }
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(length)));
-            (StatusCode::PARTIAL_CONTENT, length, body)
+            (StatusCode::PARTIAL_CONTENT, to - from + 1)
         }
-        None => (
-            StatusCode::OK,
-            r.size,
-            Body::from_stream(tokio_util::io::ReaderStream::new(file)),
-        ),
+        None => (StatusCode::OK, r.size),
     };
+    let stream = Body::from_stream(bytes);
     // As a browser may get it whichever route it took (the dashboard's cookie works on the API
     // too): never as a page.
     let media_type = served_media_type(&r.media_type);

@@ -168,8 +168,13 @@ async fn walk(
     grace: Duration,
     recheck: Option<HashMap<String, Uuid>>,
 ) -> Result<SweepReport, SweepError> {
-    let blobs = blobs.clone();
-    let report = tokio::task::spawn_blocking(move || -> Result<SweepReport, SweepError> {
+    // The shelf may be an object store: listed and emptied with async calls, while the notes
+    // and partial uploads are small local files handled in one blocking pass.
+    let stored = blobs.stored_files().await?;
+    let local = blobs.clone();
+    let (report, remove) = tokio::task::spawn_blocking(move || -> Result<_, SweepError> {
+        let blobs = local;
+        let mut remove = Vec::new();
         let mut report = SweepReport {
             at_ms: now
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -177,7 +182,6 @@ async fn walk(
                 .as_millis() as i64,
             ..Default::default()
         };
-        let stored = blobs.stored_files()?;
         let mut on_disk = std::collections::HashSet::new();
         for f in &stored {
             on_disk.insert(f.sha256.clone());
@@ -199,7 +203,7 @@ async fn walk(
                 {
                     match &recheck {
                         Some(again) if !again.contains_key(&f.sha256) => {
-                            blobs.remove_stored(&f.sha256)?;
+                            remove.push(f.sha256.clone());
                         }
                         // Referred to again since the first reading: kept.
                         Some(_) => {
@@ -234,10 +238,13 @@ async fn walk(
                 report.partials_removed += 1;
             }
         }
-        Ok(report)
+        Ok((report, remove))
     })
     .await
     .map_err(|e| SweepError::Io(std::io::Error::other(e)))??;
+    for sha in remove {
+        blobs.remove_stored(&sha).await?;
+    }
     Ok(report)
 }
 

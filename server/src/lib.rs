@@ -127,9 +127,18 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connection limit and read timeouts.
     pub conn: net::ConnLimits,
-    /// Where attachment bytes are kept; `data_dir/attachments` when `None`. Servers sharing
-    /// one PostgreSQL database must share this directory too (a network file system).
+    /// This server's directory for attachment bytes on their way (uploads under way, previews,
+    /// scratch files) and, unless [`Config::blob_store`] is set, the complete files too;
+    /// `data_dir/attachments` when `None`.
     pub blob_dir: Option<PathBuf>,
+    /// An S3-compatible object store (`s3://bucket/prefix`) for the complete attachment files,
+    /// configured by the `AWS_*` environment variables; servers sharing one PostgreSQL database
+    /// share their files through it. `None`: they are kept in [`Config::blob_dir`] (servers
+    /// sharing a database must then share that directory over a network file system).
+    pub blob_store: Option<String>,
+    /// Options of the object store over the `AWS_*` variables (`object_store`'s keys, such as
+    /// `aws_endpoint`, `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`).
+    pub blob_store_options: Vec<(String, String)>,
     /// How long a file no record refers to is kept ([`blob_gc::DEFAULT_GRACE`] when `None`).
     pub attachment_grace: Option<std::time::Duration>,
     /// The most bytes of files one campaign may keep on this server (`None`: no limit). Servers
@@ -156,8 +165,8 @@ pub struct Settings {
     pub limits: auth::Limits,
     /// The trusted proxies in front of the server.
     pub edge: edge::Edge,
-    /// The directory of attachment bytes (`None`: attachments are refused with 503).
-    pub blob_dir: Option<PathBuf>,
+    /// Where attachment bytes are kept (`None`: attachments are refused with 503).
+    pub blobs: Option<Arc<blobs::BlobStore>>,
     /// Where the attachment sweep leaves its report.
     pub blob_sweep: blob_gc::LastSweep,
     /// The most bytes of files one campaign may keep (`None`: no limit).
@@ -186,9 +195,7 @@ pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
         refusals: Default::default(),
         edge: settings.edge,
         tallies: Default::default(),
-        blobs: settings
-            .blob_dir
-            .map(|dir| Arc::new(blobs::BlobStore::new(dir))),
+        blobs: settings.blobs,
         blob_sweep: settings.blob_sweep,
         attachment_quota: settings.attachment_quota,
         pdf: pdf::Converter::new(settings.soffice),
@@ -303,6 +310,9 @@ pub enum StartError {
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store for attachments could not be used as configured.
+    #[error(transparent)]
+    Blobs(#[from] blobs::ObjectShelfError),
 }
 
 /// Serves fieldsync on `listener` until `shutdown` completes, then finishes the requests under
@@ -322,10 +332,18 @@ pub async fn run(
     let blob_dir = config
         .blob_dir
         .unwrap_or_else(|| config.data_dir.join("attachments"));
+    let blobs = Arc::new(match config.blob_store.as_deref() {
+        None => blobs::BlobStore::new(&blob_dir),
+        Some(address) => blobs::BlobStore::with_shelf(
+            &blob_dir,
+            Arc::new(blobs::ObjectShelf::s3(address, &config.blob_store_options)?),
+        ),
+    });
+    tracing::info!(files = %blobs.shelf().describe(), "attachment files");
     let blob_sweep = blob_gc::LastSweep::default();
     let sweeper = tokio::spawn(blob_gc::run(
         storage.clone(),
-        Arc::new(blobs::BlobStore::new(&blob_dir)),
+        blobs.clone(),
         config.attachment_grace.unwrap_or(blob_gc::DEFAULT_GRACE),
         blob_sweep.clone(),
         // A quota needs the figures at once; otherwise the first sweep waits a minute.
@@ -342,7 +360,7 @@ pub async fn run(
             edge: edge::Edge {
                 trusted_proxies: config.trusted_proxies,
             },
-            blob_dir: Some(blob_dir),
+            blobs: Some(blobs),
             blob_sweep,
             attachment_quota: config.attachment_quota,
             soffice: config.soffice,

@@ -77,9 +77,16 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout: u64,
     /// Where attachment bytes (photos, scans, recordings) are kept; DATA_DIR/attachments by
-    /// default. Servers sharing one PostgreSQL database must share this directory.
+    /// default. With --attachments-store only uploads under way and previews are kept here.
     #[arg(long, env = "FIELDSYNC_ATTACHMENTS_DIR")]
     attachments_dir: Option<std::path::PathBuf>,
+    /// Keep the complete attachment files in an S3-compatible object store instead:
+    /// s3://bucket or s3://bucket/prefix, with the credentials, region and endpoint in the
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and AWS_ENDPOINT variables
+    /// (AWS_ALLOW_HTTP=true for an endpoint on plain HTTP). Servers sharing one PostgreSQL
+    /// database share their files this way.
+    #[arg(long, env = "FIELDSYNC_ATTACHMENTS_STORE")]
+    attachments_store: Option<String>,
     /// Days a file no record refers to any more is kept before it is removed.
     #[arg(long, env = "FIELDSYNC_ATTACHMENT_GRACE_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -378,6 +385,8 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             },
             blob_dir: args.attachments_dir,
+            blob_store: args.attachments_store,
+            blob_store_options: Vec::new(),
             attachment_grace: Some(std::time::Duration::from_secs(
                 args.attachment_grace_days * 24 * 3600,
             )),

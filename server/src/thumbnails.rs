@@ -3,7 +3,7 @@
 //! photos does not send the department a hundred megabytes. Other pictures (HEIC, WebP) get none:
 //! the pages show their name and a link.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::blobs::BlobStore;
 
@@ -28,16 +28,17 @@ pub fn can_preview(media_type: &str) -> bool {
     )
 }
 
-/// The preview of stored picture `sha256`: made now if it is not there yet. `None` when the
-/// file is not stored, or is not a picture this server can read. Blocking: call it off the
-/// async threads (and not too many at once: decoding a large photo takes memory).
-pub fn preview(blobs: &BlobStore, sha256: &str) -> Option<PathBuf> {
+/// The preview of stored picture `sha256`: made now from the file at `source` (the stored file
+/// on this machine's disk, see [`BlobStore::local`]) if it is not there yet. `None` when it is
+/// not and there is no `source`, or the file is not a picture this server can read. Blocking:
+/// call it off the async threads (and not too many at once: decoding a large photo takes
+/// memory).
+pub fn preview(blobs: &BlobStore, sha256: &str, source: Option<&Path>) -> Option<PathBuf> {
     let thumb = blobs.thumbnail_path(sha256);
     if thumb.exists() {
         return Some(thumb);
     }
-    let blob = blobs.blob_path(sha256);
-    let mut reader = image::ImageReader::open(&blob)
+    let mut reader = image::ImageReader::open(source?)
         .ok()?
         .with_guessed_format()
         .ok()?;
@@ -80,17 +81,16 @@ mod tests {
             .expect("encode");
         let bytes = bytes.into_inner();
         let sha = fieldsync_protocol::attachment::sha256_hex(&bytes);
-        let path = blobs.blob_path(&sha);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let path = dir.path().join("photo.jpg");
         std::fs::write(&path, &bytes).unwrap();
 
-        let thumb = preview(&blobs, &sha).expect("a preview");
+        let thumb = preview(&blobs, &sha, Some(&path)).expect("a preview");
         let small = image::open(&thumb).expect("the preview is a picture");
         assert_eq!((small.width(), small.height()), (400, 300));
         assert!(std::fs::metadata(&thumb).unwrap().len() < bytes.len() as u64);
         // Made once: the same file is answered again.
         let made = std::fs::metadata(&thumb).unwrap().modified().unwrap();
-        assert_eq!(preview(&blobs, &sha), Some(thumb.clone()));
+        assert_eq!(preview(&blobs, &sha, None), Some(thumb.clone()));
         assert_eq!(std::fs::metadata(&thumb).unwrap().modified().unwrap(), made);
 
         // A phone's WebP photo gets one too.
@@ -102,19 +102,19 @@ mod tests {
             .expect("encode WebP");
         let bytes = bytes.into_inner();
         let webp_sha = fieldsync_protocol::attachment::sha256_hex(&bytes);
-        std::fs::create_dir_all(blobs.blob_path(&webp_sha).parent().unwrap()).unwrap();
-        std::fs::write(blobs.blob_path(&webp_sha), &bytes).unwrap();
+        let webp_path = dir.path().join("photo.webp");
+        std::fs::write(&webp_path, &bytes).unwrap();
         assert!(can_preview("image/webp"));
-        let thumb = preview(&blobs, &webp_sha).expect("a WebP preview");
+        let thumb = preview(&blobs, &webp_sha, Some(&webp_path)).expect("a WebP preview");
         let small = image::open(&thumb).expect("the preview is a picture");
         assert_eq!((small.width(), small.height()), (400, 300));
 
         // A recording is no picture; a file not stored has no preview.
         let sound = b"ID3 not a picture".to_vec();
         let sound_sha = fieldsync_protocol::attachment::sha256_hex(&sound);
-        std::fs::create_dir_all(blobs.blob_path(&sound_sha).parent().unwrap()).unwrap();
-        std::fs::write(blobs.blob_path(&sound_sha), &sound).unwrap();
-        assert_eq!(preview(&blobs, &sound_sha), None);
-        assert_eq!(preview(&blobs, &"cd".repeat(32)), None);
+        let sound_path = dir.path().join("sound.mp3");
+        std::fs::write(&sound_path, &sound).unwrap();
+        assert_eq!(preview(&blobs, &sound_sha, Some(&sound_path)), None);
+        assert_eq!(preview(&blobs, &"cd".repeat(32), None), None);
     }
 }

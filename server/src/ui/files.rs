@@ -248,8 +248,19 @@ async fn preview(state: &AppState, r: &AttachmentRef) -> Result<Option<Response>
         .await
         .map_err(|e| ApiError::Internal(format!("preview queue: {e}")))?;
     let sha = r.sha256.clone();
+    // Made once from the file (fetched first when it is in an object store), then kept.
+    let thumb = blobs.thumbnail_path(&sha);
+    let source = if tokio::fs::try_exists(&thumb).await.unwrap_or(false) {
+        None
+    } else {
+        match blobs.local(&sha).await.map_err(attachments::io)? {
+            Some(local) => Some(local),
+            None => return Ok(None),
+        }
+    };
     let bytes = tokio::task::spawn_blocking(move || {
-        crate::thumbnails::preview(&blobs, &sha).and_then(|p| std::fs::read(p).ok())
+        crate::thumbnails::preview(&blobs, &sha, source.as_ref().map(|l| l.path()))
+            .and_then(|p| std::fs::read(p).ok())
     })
     .await
     .map_err(|e| ApiError::Internal(format!("preview task: {e}")))?;
@@ -355,9 +366,11 @@ async fn village_zip_inner(
                 continue;
             }
             let name = zip_name(template, &r.kind, r, &f, &mut taken);
-            match blobs.state(&f.sha256).await.map_err(attachments::io)? {
-                BlobState::Complete => entries.push((name, blobs.blob_path(&f.sha256))),
-                BlobState::Partial(_) => missing.push(name),
+            // A file in an object store is fetched into the scratch directory first (removed
+            // with the answer's making).
+            match blobs.local(&f.sha256).await.map_err(attachments::io)? {
+                Some(local) => entries.push((name, local)),
+                None => missing.push(name),
             }
         }
     }
@@ -393,9 +406,9 @@ async fn village_zip_inner(
             .large_file(true);
         zip.start_file("说明.txt", stored)?;
         zip.write_all(readme.as_bytes())?;
-        for (name, path) in entries {
+        for (name, local) in entries {
             zip.start_file(name, stored)?;
-            std::io::copy(&mut std::fs::File::open(path)?, &mut zip)?;
+            std::io::copy(&mut std::fs::File::open(local.path())?, &mut zip)?;
         }
         zip.finish()?.flush()?;
         Ok(reader)

@@ -1,24 +1,33 @@
-//! Where attachment bytes live: a directory of files named by their SHA-256, written through a
-//! partial file that only becomes the blob once its whole content hashes to its name.
+//! Where attachment bytes live: files named by their SHA-256, received into a partial file that
+//! only goes on the [`Shelf`] once its whole content hashes to its name.
 //!
-//! Layout under the root: `blobs/ab/<hex>` for a complete file (`ab` = the hash's first two
-//! digits), `uploads/<hex>.part` for bytes received so far, `tmp/` for ZIPs being made,
-//! `orphans/<hex>` noting when a stored file was first found that no record refers to
-//! ([`crate::blob_gc`]), `thumbs/ab/<hex>.jpg` previews of pictures ([`crate::thumbnails`]). A blob is never changed once it is
-//! in place, so it may be read without a lock; writes to one hash are serialized by
-//! [`BlobStore::lock`].
+//! Layout under the root (the server's own directory): `uploads/<hex>.part` for bytes received
+//! so far, `tmp/` for ZIPs being made and files fetched from an object store, `orphans/<hex>`
+//! noting when a stored file was first found that no record refers to ([`crate::blob_gc`]),
+//! `thumbs/ab/<hex>.jpg` previews of pictures ([`crate::thumbnails`]), and, with the default
+//! [`DiskShelf`], `blobs/ab/<hex>` for the complete files (`ab` = the hash's first two digits).
+//! With an [`ObjectShelf`] the complete files are in the object store instead. A file is never
+//! changed once it is on the shelf, so it may be read without a lock; writes to one hash are
+//! serialized by [`BlobStore::lock`].
+
+pub mod object;
+pub mod shelf;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use object::{ObjectShelf, ObjectShelfError};
+pub use shelf::{ByteStream, DiskShelf, Shelf, StoredFile};
+
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-/// A directory of content-addressed files.
+/// Content-addressed files: those under way in a local directory, the complete ones on a shelf.
 #[derive(Debug)]
 pub struct BlobStore {
     root: PathBuf,
+    shelf: Arc<dyn Shelf>,
     locks: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -67,17 +76,62 @@ pub enum BlobState {
 }
 
 impl BlobStore {
-    /// A store rooted at `root` (created when first written).
+    /// A store rooted at `root` (created when first written) keeping complete files in
+    /// `root/blobs`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let shelf = Arc::new(DiskShelf::new(root.join("blobs")));
+        Self::with_shelf(root, shelf)
+    }
+
+    /// A store rooted at `root` keeping complete files on `shelf`.
+    pub fn with_shelf(root: impl Into<PathBuf>, shelf: Arc<dyn Shelf>) -> Self {
         BlobStore {
             root: root.into(),
+            shelf,
             locks: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The path of a complete blob.
-    pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.root.join("blobs").join(&sha256[..2]).join(sha256)
+    /// Where complete files are kept.
+    pub fn shelf(&self) -> &dyn Shelf {
+        self.shelf.as_ref()
+    }
+
+    /// The bytes of a complete file (`from..=to`, or all); `None` while it is not stored.
+    pub async fn read(
+        &self,
+        sha256: &str,
+        range: Option<(u64, u64)>,
+    ) -> std::io::Result<Option<ByteStream>> {
+        self.shelf.read(sha256, range).await
+    }
+
+    /// A complete file as a file on this machine's disk: the shelf's own, or a copy fetched
+    /// into the scratch directory (removed when the answer is dropped). `None` while it is not
+    /// stored.
+    pub async fn local(&self, sha256: &str) -> std::io::Result<Option<LocalFile>> {
+        if let Some(path) = self.shelf.local_path(sha256) {
+            return Ok(tokio::fs::try_exists(&path)
+                .await?
+                .then_some(LocalFile::Shelf(path)));
+        }
+        let Some(mut bytes) = self.shelf.read(sha256, None).await? else {
+            return Ok(None);
+        };
+        let dir = self.scratch_dir();
+        tokio::fs::create_dir_all(&dir).await?;
+        let temp = tempfile::Builder::new()
+            .prefix(sha256)
+            .tempfile_in(&dir)?
+            .into_temp_path();
+        let mut out = tokio::fs::File::create(&temp).await?;
+        use futures_util::StreamExt;
+        while let Some(chunk) = bytes.next().await {
+            out.write_all(&chunk?).await?;
+        }
+        out.flush().await?;
+        Ok(Some(LocalFile::Fetched(temp)))
     }
 
     /// A directory for files made on the way to an answer (a village's ZIP), removed as soon as
@@ -115,7 +169,7 @@ impl BlobStore {
 
     /// Whether the file is stored, or how much of it has arrived.
     pub async fn state(&self, sha256: &str) -> std::io::Result<BlobState> {
-        if tokio::fs::try_exists(self.blob_path(sha256)).await? {
+        if self.shelf.has(sha256).await? {
             return Ok(BlobState::Complete);
         }
         match tokio::fs::metadata(self.part_path(sha256)).await {
@@ -140,7 +194,7 @@ impl BlobStore {
         Ok(Partial { file, len })
     }
 
-    /// Makes the partial file the blob if its bytes hash to `sha256`; otherwise removes it.
+    /// Puts the partial file on the shelf if its bytes hash to `sha256`; otherwise removes it.
     /// Returns whether it did. Hold [`Self::lock`].
     pub async fn complete(&self, sha256: &str) -> std::io::Result<bool> {
         let part = self.part_path(sha256);
@@ -154,75 +208,39 @@ impl BlobStore {
             tokio::fs::remove_file(&part).await?;
             return Ok(false);
         }
-        let blob = self.blob_path(sha256);
-        if let Some(dir) = blob.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        tokio::fs::rename(&part, &blob).await?;
+        self.shelf.put(sha256, &part).await?;
         Ok(true)
     }
 }
 
-/// A file on disk as the sweep sees it (blocking calls: run them off the async threads).
-#[derive(Debug, Clone)]
-pub struct OnDisk {
-    /// Its hash (the file's name).
-    pub sha256: String,
-    /// Bytes.
-    pub len: u64,
-    /// When it was last written.
-    pub modified: std::time::SystemTime,
+/// A complete file on this machine's disk (see [`BlobStore::local`]).
+#[derive(Debug)]
+pub enum LocalFile {
+    /// The shelf's own file.
+    Shelf(PathBuf),
+    /// A copy fetched from the shelf, removed when this is dropped.
+    Fetched(tempfile::TempPath),
+}
+
+impl LocalFile {
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        match self {
+            LocalFile::Shelf(p) => p,
+            LocalFile::Fetched(p) => p,
+        }
+    }
 }
 
 impl BlobStore {
-    fn listing(dir: &Path, suffix: &str, nested: bool) -> std::io::Result<Vec<OnDisk>> {
-        let mut out = Vec::new();
-        let dirs: Vec<PathBuf> = if nested {
-            match std::fs::read_dir(dir) {
-                Ok(d) => d
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_dir())
-                    .collect(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(e),
-            }
-        } else {
-            vec![dir.to_path_buf()]
-        };
-        for d in dirs {
-            let entries = match std::fs::read_dir(&d) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for e in entries {
-                let e = e?;
-                let name = e.file_name().to_string_lossy().to_string();
-                let Some(sha) = name.strip_suffix(suffix) else {
-                    continue;
-                };
-                if !fieldsync_protocol::attachment::is_sha256_hex(sha) {
-                    continue;
-                }
-                let m = e.metadata()?;
-                out.push(OnDisk {
-                    sha256: sha.to_string(),
-                    len: m.len(),
-                    modified: m.modified()?,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every complete file (blocking).
-    pub fn stored_files(&self) -> std::io::Result<Vec<OnDisk>> {
-        Self::listing(&self.root.join("blobs"), "", true)
+    /// Every complete file.
+    pub async fn stored_files(&self) -> std::io::Result<Vec<StoredFile>> {
+        self.shelf.list().await
     }
 
     /// Every partial upload (blocking).
-    pub fn partial_files(&self) -> std::io::Result<Vec<OnDisk>> {
-        Self::listing(&self.root.join("uploads"), ".part", false)
+    pub fn partial_files(&self) -> std::io::Result<Vec<StoredFile>> {
+        shelf::listing(&self.root.join("uploads"), ".part", false)
     }
 
     fn orphan_path(&self, sha256: &str) -> PathBuf {
@@ -259,7 +277,7 @@ impl BlobStore {
 
     /// Every hash noted unreferenced (blocking).
     pub fn orphan_notes(&self) -> std::io::Result<Vec<String>> {
-        Ok(Self::listing(&self.root.join("orphans"), "", false)?
+        Ok(shelf::listing(&self.root.join("orphans"), "", false)?
             .into_iter()
             .map(|o| o.sha256)
             .collect())
@@ -270,11 +288,16 @@ impl BlobStore {
         remove_if_there(&self.orphan_path(sha256))
     }
 
-    /// Removes a complete file and its note (blocking).
-    pub fn remove_stored(&self, sha256: &str) -> std::io::Result<()> {
-        remove_if_there(&self.blob_path(sha256))?;
-        remove_if_there(&self.thumbnail_path(sha256))?;
-        self.forget_orphan(sha256)
+    /// Removes a complete file, its preview and its note.
+    pub async fn remove_stored(&self, sha256: &str) -> std::io::Result<()> {
+        self.shelf.remove(sha256).await?;
+        let (thumb, note) = (self.thumbnail_path(sha256), self.orphan_path(sha256));
+        tokio::task::spawn_blocking(move || {
+            remove_if_there(&thumb)?;
+            remove_if_there(&note)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Where the small preview of a stored picture is kept (made by [`crate::thumbnails`]).
