@@ -1,8 +1,8 @@
 //! Review of records, round trip: a leader returns a worker's record with a comment on the
 //! dashboard, the worker's device shows the comment, the worker's edit sends it back to 待审核,
 //! the leader approves it from the record page, and the device shows 已通过. A worker cannot
-//! approve its own record (the push pipeline refuses it), a viewer cannot review, a return needs
-//! a reason, and every review is in the audit log.
+//! approve its own record (the push pipeline refuses it), a viewer reviews only where the
+//! campaign's template says so, a return needs a reason, and every review is in the audit log.
 
 use anyhow::Result;
 use fieldsync::TestServer;
@@ -215,6 +215,92 @@ fn a_worker_cannot_approve_its_own_record() -> Result<()> {
     assert_ne!(
         forged_on_server["fields"]["_review"], "approved",
         "{forged_on_server}"
+    );
+    Ok(())
+}
+
+#[test]
+fn viewers_review_where_the_campaigns_template_says_so_and_write_nothing_else() -> Result<()> {
+    use fieldsync_protocol::template::{MIDTERM_SOURCE, Template};
+    let server = TestServer::start()?;
+    // Two campaigns: one whose template lets the department's viewers review, one that does not.
+    let (open, group) = village_and_group(&server)?;
+    let (closed, closed_group) = village_and_group(&server)?;
+    let mut admin = Store::open_in_memory()?;
+    let mut ta = server.connect(&admin)?;
+    let viewers_review = Template::parse(&format!("{MIDTERM_SOURCE}\n[review]\nviewers = true\n"))?;
+    assert!(viewers_review.review.viewers);
+    admin.publish_template(open, &viewers_review)?;
+    let plain = Template::parse(MIDTERM_SOURCE)?;
+    assert!(!plain.review.viewers);
+    admin.publish_template(closed, &plain)?;
+    sync(&mut admin, &mut ta, &SyncOptions::default())?;
+
+    let mut worker = Store::open_in_memory()?;
+    let mut tw = server.enroll(&mut worker, "李组员", Role::Worker, Some(group))?;
+    let mut other = Store::open_in_memory()?;
+    let mut to = server.enroll(&mut other, "王组员", Role::Worker, Some(closed_group))?;
+    sync(&mut worker, &mut tw, &SyncOptions::default())?;
+    sync(&mut other, &mut to, &SyncOptions::default())?;
+    let meeting = [
+        ("date", s("2026-11-20")),
+        ("topic", s("党员代表座谈会")),
+        ("attendance", FieldValue::Int(23)),
+    ];
+    let a = worker.create("meeting", open, VILLAGE, &meeting)?;
+    let b = other.create("meeting", closed, VILLAGE, &meeting)?;
+    sync(&mut worker, &mut tw, &SyncOptions::default())?;
+    sync(&mut other, &mut to, &SyncOptions::default())?;
+    server.wait_merged()?;
+
+    let mut viewer_store = Store::open_in_memory()?;
+    server.enroll(&mut viewer_store, "组织部干部科", Role::Viewer, None)?;
+    let viewer = server.token_for(&viewer_store)?;
+
+    // Where the template says so, the viewer gets the review form and approves.
+    let (_, html) = get(&server, &viewer, &format!("/ui/r/{a}"))?;
+    assert!(
+        html.contains(&format!("action=\"/ui/r/{a}/review\"")),
+        "{html}"
+    );
+    let (status, to_page) = post(
+        &server,
+        &viewer,
+        &format!("/ui/r/{a}/review"),
+        "decision=approved",
+    )?;
+    assert_eq!((status, to_page), (303, format!("/ui/r/{a}")));
+    sync(&mut worker, &mut tw, &SyncOptions::default())?;
+    let review = worker.review(a)?;
+    assert_eq!(review.state, approval::State::Approved);
+    assert_eq!(review.by, "组织部干部科");
+
+    // Elsewhere they read the state but may not decide.
+    let (_, html) = get(&server, &viewer, &format!("/ui/r/{b}"))?;
+    assert!(
+        !html.contains(&format!("action=\"/ui/r/{b}/review\"")),
+        "{html}"
+    );
+    let (status, _) = post(
+        &server,
+        &viewer,
+        &format!("/ui/r/{b}/review"),
+        "decision=approved",
+    )?;
+    assert_eq!(status, 403);
+
+    // A viewer's device still writes nothing but review decisions: it holds an edit of a field
+    // (the push pipeline would refuse it, see `ingest::tests`), and the record stays as it was.
+    let mut tv = server.connect(&viewer_store)?;
+    sync(&mut viewer_store, &mut tv, &SyncOptions::default())?;
+    viewer_store.set(a, "topic", s("改过的题目"))?;
+    let report = sync(&mut viewer_store, &mut tv, &SyncOptions::default())?;
+    assert_eq!(report.pushed, 0, "{report:?}");
+    assert!(report.held >= 1, "{report:?}");
+    sync(&mut worker, &mut tw, &SyncOptions::default())?;
+    assert_eq!(
+        worker.get(a)?.fields.get("topic").cloned(),
+        Some(s("党员代表座谈会"))
     );
     Ok(())
 }

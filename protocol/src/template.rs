@@ -226,8 +226,20 @@ pub struct Template {
     pub description: Option<Label>,
     /// Every kind, the reference kinds included.
     pub kinds: BTreeMap<String, KindDef>,
+    /// Who reviews the campaign's records besides administrators and group leaders.
+    pub review: ReviewSettings,
     /// The TOML it was parsed from (what is published and synced).
     pub source: String,
+}
+
+/// A template's `[review]` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSettings {
+    /// Whether the department's viewers (组织部 staff who read everything) may approve and
+    /// return records too (`viewers = true`); they still write nothing else.
+    #[serde(default)]
+    pub viewers: bool,
 }
 
 /// Why a template could not be used. Names the line and the field where it can.
@@ -271,6 +283,8 @@ struct RawTemplate {
     description: Option<Label>,
     #[serde(default)]
     kinds: BTreeMap<String, Spanned<RawKind>>,
+    #[serde(default)]
+    review: ReviewSettings,
 }
 
 #[derive(Deserialize)]
@@ -579,6 +593,7 @@ fn parse_raw(source: &str, reference: Option<&Template>) -> Result<Template, Tem
         name: raw.name,
         description: raw.description,
         kinds,
+        review: raw.review,
         source: source.to_string(),
     })
 }

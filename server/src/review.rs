@@ -38,14 +38,19 @@ pub async fn of(state: &AppState, r: &RecordView) -> Result<Review, ApiError> {
     Ok(approval::read(&fields, conflicted))
 }
 
-/// Whether the signed-in `auth` may review record `r`: an administrator, or a leader who may
-/// write the record's village.
-pub fn may_review(auth: &Auth, r: &RecordView) -> bool {
-    crate::ingest::review::reviews(auth.0.person.role)
-        && auth
-            .0
-            .scope
-            .writes(&r.campaign.to_string(), &r.scope, &r.kind)
+/// Whether the signed-in `auth` may review record `r` of a campaign with `template`: an
+/// administrator, a leader who may write the record's village, or a viewer where the template
+/// lets viewers review (the rules of [`crate::ingest::review`], which the push enforces).
+pub fn may_review(
+    auth: &Auth,
+    r: &RecordView,
+    template: Option<&fieldsync_protocol::template::Template>,
+) -> bool {
+    let role = auth.0.person.role;
+    let campaign = r.campaign.to_string();
+    (crate::ingest::review::reviews(role) && auth.0.scope.writes(&campaign, &r.scope, &r.kind))
+        || (crate::ingest::review::reader_reviews(role, template)
+            && auth.0.scope.sees(&campaign, &r.scope))
 }
 
 /// Writes `decision` (approved or returned; a return needs a comment) on every record of `ids`
@@ -82,13 +87,20 @@ pub async fn decide(
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let mut written = 0;
+    let mut templates = std::collections::HashMap::new();
     for &id in ids {
         let r = state
             .storage
             .record(id, auth.visibility())
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
-        if !may_review(auth, &r) {
+        let template = match templates.entry(r.campaign) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(state.storage.template(r.campaign).await?)
+            }
+        };
+        if !may_review(auth, &r, template.as_ref()) {
             return Err(crate::auth::forbidden(
                 "review_not_allowed",
                 "只有本组组长或管理员可以审核记录 / only the group's leader or an administrator \

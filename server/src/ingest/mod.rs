@@ -111,12 +111,19 @@ impl Refusal {
     }
 }
 
-/// Refuses a pusher that may only read.
+/// Refuses a pusher that may only read, but for the department's viewers: they may write
+/// review decisions where the campaign's template lets them, which [`plan`] checks record by
+/// record ([`review::reader_push`]).
 pub fn may_write(pusher: &Pusher) -> Result<(), PushRefused> {
-    if pusher.scope.write {
+    if pusher.scope.write || review::reader_may_review(pusher.role) {
         return Ok(());
     }
-    Err(PushRefused {
+    Err(read_only(pusher))
+}
+
+/// The refusal of a push by someone who may only read.
+pub(crate) fn read_only(pusher: &Pusher) -> PushRefused {
+    PushRefused {
         code: "read_only",
         message: format!(
             "{}（{}）只能查看，不能上传 / {} is a {} and may read but not write",
@@ -126,7 +133,7 @@ pub fn may_write(pusher: &Pusher) -> Result<(), PushRefused> {
             pusher.role
         ),
         hint: None,
-    })
+    }
 }
 
 /// The checks that need no stored facts: the pusher may write, the push names the pusher's own
@@ -142,6 +149,10 @@ pub fn admit(pusher: &Pusher, push: &CheckedPush) -> Result<(), PushRefused> {
             ),
             hint: None,
         });
+    }
+    // A reader writes nothing but review decisions: checked against the templates in [`plan`].
+    if !pusher.scope.write {
+        return Ok(());
     }
     let outside: Vec<String> = push
         .records
@@ -403,6 +414,9 @@ pub fn plan(
     keys: &Keys,
 ) -> Result<Plan, PushRefused> {
     admit(pusher, &push)?;
+    if !pusher.scope.write {
+        review::reader_push(pusher, &push, facts)?;
+    }
     let device = push.device;
     let mut state = State {
         facts,

@@ -1,5 +1,6 @@
-//! The review rule of a push: only a reviewer (an administrator, or a group's leader in the
-//! group's villages) writes a review decision; anyone's edit may send a record back to pending.
+//! The review rule of a push: only a reviewer (an administrator, a group's leader in the group's
+//! villages, or a viewer where the campaign's template says `[review] viewers = true`) writes a
+//! review decision; anyone's edit may send a record back to pending.
 //!
 //! A worker's device writes `_review = pending` with an edit of a reviewed record (see
 //! `fieldsync_protocol::approval`); a change of the pusher's own that writes `approved` or
@@ -23,6 +24,71 @@ pub fn reviews(role: Role) -> bool {
     matches!(role, Role::Admin | Role::Leader)
 }
 
+/// Whether `role` reads everything and writes nothing but may review where a campaign's
+/// template says `[review] viewers = true` (the department's viewers).
+pub fn reader_may_review(role: Role) -> bool {
+    role == Role::Viewer
+}
+
+/// Whether a reader (`role`) reviews the records of a campaign with this template.
+pub fn reader_reviews(
+    role: Role,
+    template: Option<&fieldsync_protocol::template::Template>,
+) -> bool {
+    reader_may_review(role) && template.is_some_and(|t| t.review.viewers)
+}
+
+/// Refuses the whole push of a reader unless every record is of a campaign whose template lets
+/// viewers review and every change of the push writes review fields only (no new record, no
+/// other field).
+pub fn reader_push(
+    pusher: &Pusher,
+    push: &crate::storage::CheckedPush,
+    facts: &super::Facts,
+) -> Result<(), super::PushRefused> {
+    let refused = |why_zh: &str, why_en: &str| {
+        let mut r = super::read_only(pusher);
+        r.message = format!("{}；{why_zh} / {why_en}", r.message);
+        r
+    };
+    for rec in &push.records {
+        let template = facts
+            .templates
+            .get(&rec.header.campaign)
+            .map(|t| t.as_ref());
+        if !reader_reviews(pusher.role, template) {
+            return Err(refused(
+                "本工作任务未允许部机关查看人员审核记录",
+                "this campaign's template does not let viewers review records",
+            ));
+        }
+        if !rec.changes.iter().all(writes_review_fields_only) {
+            return Err(refused(
+                "查看人员只能写审核结论",
+                "a viewer may write review decisions and nothing else",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a change only puts or deletes review fields (a reviewer's decision, and nothing
+/// else: not a new record, not another field).
+fn writes_review_fields_only(change: &CheckedChange) -> bool {
+    if change.genesis || !may_name_review_fields(&change.bytes) {
+        return false;
+    }
+    let Ok(change) = Change::from_bytes(change.bytes.clone()) else {
+        return false;
+    };
+    let ops = change.decode().operations;
+    !ops.is_empty()
+        && ops.iter().all(|op| {
+            matches!(&op.key, Key::Map(key) if approval::is_review_field(key.as_str()))
+                && matches!(op.action, OpType::Put(_) | OpType::Delete)
+        })
+}
+
 /// Whether a change's bytes may hold an operation on a review field: a compressed chunk may,
 /// and an uncompressed one (chunk type 1, after the 4-byte magic and 4-byte checksum) only
 /// when the key's name is in it verbatim (keys are stored as plain UTF-8). Lets a push of
@@ -42,7 +108,9 @@ pub fn check(
     changes: &[CheckedChange],
     own: &HashSet<Vec<u8>>,
 ) -> Option<Refusal> {
-    if reviews(pusher.role) {
+    // A reader's push holds review decisions only, where its template allows them
+    // ([`reader_push`] checked it before).
+    if reviews(pusher.role) || !pusher.scope.write {
         return None;
     }
     let writes_decision = |change: &CheckedChange| {

@@ -195,3 +195,92 @@ fn another_devices_untagged_change_is_refused_unless_the_recovery_window_is_open
     assert!(plan.rejected.is_empty());
     assert_eq!((plan.stored, plan.unverified_relays), (2, 1));
 }
+
+/// A record's genesis by another device and a review decision on it by `actor`.
+fn record_with_decision(header: &RecordHeader, actor: &ActorId, also_edit: bool) -> CheckedRecord {
+    let (mut doc, genesis) = record::genesis_change(header).unwrap();
+    doc.set_actor(actor.clone());
+    let fields = record::fields_obj(&doc).unwrap();
+    let mut tx = doc.transaction();
+    for (k, v) in fieldsync_protocol::approval::decision(
+        fieldsync_protocol::approval::State::Approved,
+        "",
+        "组织部干部科",
+        1,
+    ) {
+        record::put_field(&mut tx, &fields, &k, &v).unwrap();
+    }
+    if also_edit {
+        record::put_field(&mut tx, &fields, "topic", &FieldValue::Str("改过".into())).unwrap();
+    }
+    tx.commit_with(CommitOptions::default().with_time(1));
+    let edit = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let mut changes = decode::changes(header, vec![genesis.into(), edit.into()]).unwrap();
+    // The record is on the server already: the viewer sends only its decision.
+    changes.remove(0);
+    CheckedRecord {
+        header: header.clone(),
+        changes,
+    }
+}
+
+#[test]
+fn a_viewer_writes_review_decisions_only_and_only_where_the_template_lets_viewers_review() {
+    use fieldsync_protocol::template::{MIDTERM_SOURCE, Template};
+    let device = Uuid::now_v7();
+    let actor = ActorId::random();
+    let viewer = Pusher {
+        device,
+        name: "组织部干部科".into(),
+        role: fieldsync_protocol::auth::Role::Viewer,
+        scope: fieldsync_protocol::auth::WireScope::everything(false),
+    };
+    assert!(may_write(&viewer).is_ok(), "a viewer's push is looked at");
+    let h = header(VILLAGE);
+    let mut facts = Facts::default();
+    facts.headers.insert(h.id, h.clone());
+    let decision = || {
+        push_of(
+            device,
+            &actor,
+            vec![record_with_decision(&h, &actor, false)],
+        )
+    };
+
+    // No template, or one that keeps review to leaders: refused whole, read only.
+    let e = run(&viewer, decision(), &facts).unwrap_err();
+    assert_eq!(e.code, "read_only");
+    facts.templates.insert(
+        h.campaign,
+        std::sync::Arc::new(Template::parse(MIDTERM_SOURCE).unwrap()),
+    );
+    let e = run(&viewer, decision(), &facts).unwrap_err();
+    assert_eq!(e.code, "read_only");
+    assert!(e.message.contains("viewers review"), "{}", e.message);
+
+    // Where the template lets viewers review: the decision is stored.
+    let open = format!("{MIDTERM_SOURCE}\n[review]\nviewers = true\n");
+    facts.templates.insert(
+        h.campaign,
+        std::sync::Arc::new(Template::parse(&open).unwrap()),
+    );
+    let plan = run(&viewer, decision(), &facts).unwrap();
+    assert_eq!(plan.stored, 1);
+    assert!(plan.rejected.is_empty(), "{:?}", plan.rejected);
+
+    // A decision with another field in the same change, or a new record: refused whole.
+    let mixed = push_of(device, &actor, vec![record_with_decision(&h, &actor, true)]);
+    let e = run(&viewer, mixed, &facts).unwrap_err();
+    assert!(e.message.contains("nothing else"), "{}", e.message);
+    let fresh = header(VILLAGE);
+    facts.templates.insert(
+        fresh.campaign,
+        std::sync::Arc::new(Template::parse(&open).unwrap()),
+    );
+    let created = push_of(
+        device,
+        &actor,
+        vec![record_with_edit(&fresh, &actor, "查看人员新建")],
+    );
+    assert_eq!(run(&viewer, created, &facts).unwrap_err().code, "read_only");
+}

@@ -60,7 +60,8 @@ pub(super) async fn review_box(
         lang.t("审核", "Review"),
         summary(&review, lang)
     );
-    if crate::review::may_review(&user.auth, r) {
+    let template = state.storage.template(r.campaign).await?;
+    if crate::review::may_review(&user.auth, r, template.as_ref()) {
         out.push_str(&format!(
             "<form method=\"post\" action=\"/ui/r/{id}/review\">\
              <label>{comment} <textarea name=\"comment\" rows=\"2\"></textarea></label>\
@@ -225,7 +226,7 @@ async fn queue_body(
         if rows.len() == QUEUE_ROWS {
             continue;
         }
-        let tick = if crate::review::may_review(&user.auth, r) {
+        let tick = if crate::review::may_review(&user.auth, r, c.template.as_ref()) {
             format!(
                 "<input type=\"checkbox\" name=\"id\" value=\"{}\" form=\"decide\" aria-label=\"{}\">",
                 r.id,
