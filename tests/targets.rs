@@ -212,3 +212,54 @@ fn targets_set_on_the_overview_show_who_is_behind_and_sync_to_devices() -> Resul
     assert_eq!(devices.status(), 403);
     Ok(())
 }
+
+#[test]
+fn a_templates_default_targets_apply_where_the_campaign_sets_none() -> Result<()> {
+    use fieldsync_protocol::template::{MIDTERM_SOURCE, Template};
+    let server = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let (mut d, c) = fieldsync::fixtures::two_villages(dir.path(), "城关镇届中分析")?;
+    // The department's template, version 2, sets what every village should reach.
+    let source = format!(
+        "{}\n[targets]\nall_members = true\nvillagers = 5\nmeetings = 2\ndeadline = \"2026-12-31\"\n",
+        MIDTERM_SOURCE.replacen("version = 1", "version = 2", 1)
+    );
+    let template = Template::parse(&source)?;
+    assert_eq!(template.targets.meetings, Some(2));
+    d.publish_template(c, &template)?;
+    let mut t = server.connect(&d)?;
+    sync(&mut d, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let tallies = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?;
+    let targets = &tallies["targets"];
+    assert_eq!(targets["all_members"], true, "{targets}");
+    assert_eq!(targets["villagers"], 5, "{targets}");
+    assert_eq!(targets["meetings"], 2, "{targets}");
+    assert_eq!(targets["deadline"], "2026-12-31", "{targets}");
+    assert!(targets["questionnaires"].is_null(), "{targets}");
+    let admin = server.admin_token.clone();
+    let html = get(&server, &admin, &format!("/ui/c/{c}"))?;
+    assert!(html.contains("目标完成情况"), "{html}");
+    assert!(html.contains("沿用模板的默认目标"), "{html}");
+
+    // The campaign's own target wins over the template's; the others stay the template's.
+    let (status, _) = post(
+        &server,
+        &admin,
+        &format!("/ui/c/{c}/targets"),
+        "target_meetings=3&deadline=2027-01-15",
+    )?;
+    assert_eq!(status, 303);
+    server.wait_merged()?;
+    let targets = server.get_json(&format!("/v1/campaigns/{c}/tallies"))?["targets"].clone();
+    assert_eq!(targets["meetings"], 3, "{targets}");
+    assert_eq!(targets["deadline"], "2027-01-15", "{targets}");
+    assert_eq!(targets["villagers"], 5, "{targets}");
+
+    // A template whose deadline is not a date is refused with where and what to write.
+    let bad = format!("{MIDTERM_SOURCE}\n[targets]\ndeadline = \"12月底\"\n");
+    let e = Template::parse(&bad).unwrap_err();
+    assert_eq!(e.path, "targets.deadline");
+    assert!(e.to_string().contains("2026-12-31"), "{e}");
+    Ok(())
+}

@@ -228,8 +228,32 @@ pub struct Template {
     pub kinds: BTreeMap<String, KindDef>,
     /// Who reviews the campaign's records besides administrators and group leaders.
     pub review: ReviewSettings,
+    /// What each village should reach, where the campaign record sets no target of its own.
+    pub targets: TargetSettings,
     /// The TOML it was parsed from (what is published and synced).
     pub source: String,
+}
+
+/// A template's `[targets]` table: the default targets per village of every campaign that uses
+/// it (a campaign record's `target_*` and `deadline` fields override each one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    /// Every member of each village's team is to be interviewed.
+    #[serde(default)]
+    pub all_members: bool,
+    /// Villagers to interview per village.
+    pub villagers: Option<u64>,
+    /// Meetings per village.
+    pub meetings: Option<u64>,
+    /// Questionnaires per village.
+    pub questionnaires: Option<u64>,
+    /// Evaluation forms per village.
+    pub evaluations: Option<u64>,
+    /// Document reviews per village.
+    pub document_reviews: Option<u64>,
+    /// When the field work should be done (`YYYY-MM-DD`).
+    pub deadline: Option<String>,
 }
 
 /// A template's `[review]` table.
@@ -285,6 +309,8 @@ struct RawTemplate {
     kinds: BTreeMap<String, Spanned<RawKind>>,
     #[serde(default)]
     review: ReviewSettings,
+    #[serde(default)]
+    targets: Option<Spanned<TargetSettings>>,
 }
 
 #[derive(Deserialize)]
@@ -587,6 +613,24 @@ fn parse_raw(source: &str, reference: Option<&Template>) -> Result<Template, Tem
             }
         }
     }
+    let targets = match raw.targets {
+        None => TargetSettings::default(),
+        Some(t) => {
+            let start = t.span().start;
+            let t = t.into_inner();
+            if let Some(d) = &t.deadline
+                && !validate::is_date(d)
+            {
+                return Err(err(
+                    start,
+                    "targets.deadline".into(),
+                    format!("时限“{d}”不是日期，请写成 2026-12-31 这样"),
+                    format!("deadline {d:?} is not a date: write it as 2026-12-31"),
+                ));
+            }
+            t
+        }
+    };
     Ok(Template {
         id: raw.id.into_inner(),
         version,
@@ -594,6 +638,7 @@ fn parse_raw(source: &str, reference: Option<&Template>) -> Result<Template, Tem
         description: raw.description,
         kinds,
         review: raw.review,
+        targets,
         source: source.to_string(),
     })
 }

@@ -87,7 +87,8 @@ pub type TalliesCache =
 
 impl AppState {
     /// A campaign's tallies over what `visibility` lets the asker see, computed once per change
-    /// of the merged data (a group leader's are their group's villages' only).
+    /// of the merged data (a group leader's are their group's villages' only), with the
+    /// template's default targets where the campaign record sets none.
     pub async fn tallies(
         &self,
         campaign: uuid::Uuid,
@@ -100,7 +101,11 @@ impl AppState {
         {
             return Ok(t.clone());
         }
-        let t = Arc::new(self.storage.tallies(campaign, visibility.clone()).await?);
+        let mut t = self.storage.tallies(campaign, visibility.clone()).await?;
+        if let Some(template) = self.storage.template(campaign).await? {
+            t.targets = std::mem::take(&mut t.targets).or_defaults(&template.targets);
+        }
+        let t = Arc::new(t);
         let mut cache = self.tallies.lock().expect("tallies cache");
         if cache.len() > 64 {
             cache.clear();

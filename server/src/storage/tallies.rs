@@ -95,6 +95,22 @@ impl Targets {
         }
     }
 
+    /// These targets, with the template's defaults where the campaign record sets none.
+    pub fn or_defaults(self, defaults: &fieldsync_protocol::template::TargetSettings) -> Self {
+        let positive = |n: Option<u64>| n.filter(|n| *n > 0);
+        Targets {
+            all_members: self.all_members || defaults.all_members,
+            villagers: self.villagers.or(positive(defaults.villagers)),
+            meetings: self.meetings.or(positive(defaults.meetings)),
+            questionnaires: self.questionnaires.or(positive(defaults.questionnaires)),
+            evaluations: self.evaluations.or(positive(defaults.evaluations)),
+            document_reviews: self
+                .document_reviews
+                .or(positive(defaults.document_reviews)),
+            deadline: self.deadline.or_else(|| defaults.deadline.clone()),
+        }
+    }
+
     /// Whether any target is set.
     pub fn any(&self) -> bool {
         self.all_members
@@ -116,7 +132,8 @@ pub struct Tallies {
     pub campaign: Uuid,
     /// The campaign's name, if its record is known.
     pub name: Option<String>,
-    /// What each village should reach (the campaign record's targets).
+    /// What each village should reach: the campaign record's targets, and where it sets none
+    /// the template's `[targets]` ([`Targets::or_defaults`], applied by `AppState::tallies`).
     pub targets: Targets,
     /// Whether the campaign counts approved records only (its `count_approved_only`); then
     /// every number here counts only records whose review is 已通过 (reference data always

@@ -230,16 +230,28 @@ fn form(c: &Campaign, lang: Lang) -> String {
         lang.t("完成时限", "Deadline"),
         esc(t.deadline.as_deref().unwrap_or(""))
     ));
+    let from_template = c
+        .template
+        .as_ref()
+        .is_some_and(|tpl| tpl.targets != Default::default());
     format!(
         "<details><summary>{}</summary><form method=\"post\" action=\"/ui/c/{}/targets\" \
-         class=\"filters\">{fields} <button>{}</button><p class=\"muted\">{}</p></form></details>",
+         class=\"filters\">{fields} <button>{}</button><p class=\"muted\">{}{}</p></form></details>",
         lang.t("设置工作目标", "Set the targets"),
         c.id,
         lang.t("保存", "Save"),
         lang.t(
             "留空表示不设此项目标。保存后同步到各设备。",
             "Leave a box empty for no target. Saved targets sync to the devices."
-        )
+        ),
+        if from_template {
+            lang.t(
+                "未单独设置的项目沿用模板的默认目标。",
+                " Where this campaign sets no target, the template's default applies.",
+            )
+        } else {
+            ""
+        }
     )
 }
 
