@@ -792,8 +792,9 @@ public protocol FieldStoreProtocol: AnyObject, Sendable {
     func whoami() async throws  -> Identity
     
     /**
-     * Erases everything in the store (records, changes, the enrollment): the device starts
-     * over with a new device id. What was not synced is lost.
+     * Erases everything in the store (records, changes, attached files, the enrollment and
+     * settings), leaving none of it in the file: the device starts over with a new device id,
+     * not enrolled. What was not synced is lost.
      */
     func wipe() throws 
     
@@ -1244,8 +1245,9 @@ open func whoami()async throws  -> Identity  {
 }
     
     /**
-     * Erases everything in the store (records, changes, the enrollment): the device starts
-     * over with a new device id. What was not synced is lost.
+     * Erases everything in the store (records, changes, attached files, the enrollment and
+     * settings), leaving none of it in the file: the device starts over with a new device id,
+     * not enrolled. What was not synced is lost.
      */
 open func wipe()throws   {try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
         uniffiCallStatus in
@@ -4479,7 +4481,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_fieldsync_mobile_checksum_method_fieldstore_whoami() != 18542) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_mobile_checksum_method_fieldstore_wipe() != 26041) {
+    if (uniffi_fieldsync_mobile_checksum_method_fieldstore_wipe() != 62369) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_mobile_checksum_method_fieldstore_cancel_sync() != 18518) {
