@@ -152,6 +152,33 @@ fn two_phones_record_sync_and_resolve_a_conflict() -> Result<()> {
         1
     );
     assert_eq!(a.status()?.conflicted_records, 1);
+    // Once the server has merged both values, a sync learns who wrote the other one: the
+    // conflict and the history name 钱, as the field app does.
+    c.server.wait_merged()?;
+    block_on(a.clone().sync(None))?;
+    let conflicts = a.record_conflicts(id.clone())?;
+    for v in &conflicts[0].values {
+        let who = (v.written_by_zh.as_str(), v.written_by_en.as_str());
+        if v.by_this_device {
+            assert_eq!(who, ("本机", "this device"));
+        } else {
+            assert_eq!(who, ("钱", "钱"));
+        }
+    }
+    let history = a.record_history(id.clone())?;
+    assert_eq!(
+        (history[0].written_by_zh.as_str(), history[0].by_this_device),
+        ("（记录建立）", false)
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h.by_this_device && h.written_by_zh == "本机")
+    );
+    assert!(
+        history.iter().any(|h| h.written_by_zh == "钱"),
+        "{history:?}"
+    );
     let pick = conflicts[0]
         .values
         .iter()
