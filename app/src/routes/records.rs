@@ -315,8 +315,8 @@ pub async fn delete(State(state): State<AppState>, lang: Lang, Path(id): Path<Uu
 }
 
 /// Who wrote a change or a value, as the pages say it: one rule for a record's history and its
-/// conflicts (client-core's [`fieldsync_client_core::store::Writers`]: this device, a person the server named after a sync,
-/// or another device known only by the start of its actor id).
+/// conflicts (client-core's [`fieldsync_client_core::store::Writers`]: this device, a person the
+/// server named after a sync, or another device known only by the start of its actor id).
 pub fn writer_text(lang: Lang, writer: &Writer) -> String {
     match writer {
         Writer::ThisDevice => lang.t("本机", "this device").to_string(),
@@ -387,9 +387,7 @@ fn conflict_rows(
             .unwrap_or_default();
         let mut fields = Vec::new();
         for Conflict { field, values } in store.conflicts(r.header.id)? {
-            let fdef = def
-                .and_then(|d| d.field(&field))
-                .filter(|f| f.field_type != FieldType::Attachments);
+            let fdef = def.and_then(|d| d.field(&field));
             let label = fdef
                 .map(|f| lang.t(&f.label.zh, &f.label.en).to_string())
                 .unwrap_or_else(|| field.clone());
@@ -427,7 +425,10 @@ fn conflict_rows(
                 field,
                 label,
                 values,
-                def: fdef.cloned(),
+                // Files are added on the record's page, not typed.
+                def: fdef
+                    .filter(|f| f.field_type != FieldType::Attachments)
+                    .cloned(),
                 typed,
                 problems,
             });
@@ -557,6 +558,14 @@ pub async fn resolve(
             let Some(kind) = template.kind(&record.header.kind) else {
                 return Ok(Resolution::Gone);
             };
+            // Only a field of the form takes a typed value (files are added on the record's
+            // page; reserved fields are not typed): anything else keeps its conflict.
+            if kind
+                .field(&field)
+                .is_none_or(|f| f.field_type == FieldType::Attachments)
+            {
+                return Ok(Resolution::Gone);
+            }
             // Only this field's input counts.
             let typed: Typed = typed
                 .into_iter()
