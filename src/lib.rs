@@ -268,6 +268,15 @@ impl TestServer {
         data_dir: &Path,
         configure: impl FnOnce(&mut fieldsync_server::Config) + Send + 'static,
     ) -> anyhow::Result<Self> {
+        Self::start_at(data_dir, SocketAddr::from(([127, 0, 0, 1], 0)), configure)
+    }
+
+    /// Starts a server on `data_dir` listening on `bind` (port 0: a free one).
+    fn start_at(
+        data_dir: &Path,
+        bind: SocketAddr,
+        configure: impl FnOnce(&mut fieldsync_server::Config) + Send + 'static,
+    ) -> anyhow::Result<Self> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
@@ -298,7 +307,7 @@ impl TestServer {
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     storage.close().await;
                     drop(storage);
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    let listener = tokio::net::TcpListener::bind(bind).await?;
                     addr_tx.send((listener.local_addr()?, code.0))?;
                     fieldsync_server::run(listener, config, async {
                         let _ = shutdown_rx.await;
@@ -428,6 +437,20 @@ impl TestServer {
             let _ = t.join();
         }
         self.shutdown = None;
+    }
+
+    /// Stops the server gracefully and starts it again on the same data directory and the same
+    /// address (default settings), as after an outage: devices find it where they left it, and
+    /// their tokens still hold. The fixture's administrator token is a new one.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        let mut again = Self::start_at(&self.data_dir, self.addr, |_| {})?;
+        self.admin_token = std::mem::take(&mut again.admin_token);
+        self.admin_device = again.admin_device;
+        self.shutdown = again.shutdown.take();
+        self.kill = again.kill.take();
+        self.thread = again.thread.take();
+        Ok(())
     }
 
     /// Stops the server gracefully and waits for it.

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use fieldsync_client_core::account::WriterNames;
 use fieldsync_client_core::attachments::{
     BlobTransport, UploadProgress, upload_attachments_with_progress,
 };
@@ -178,7 +179,7 @@ pub fn sync_once(
 /// records' failure ends it; the files' failure is reported in [`Synced::files_error`] (the
 /// records synced all the same). What the phone apps' sync runs too, over a transport that can
 /// be cancelled.
-pub fn sync_over<T: Transport + BlobTransport>(
+pub fn sync_over<T: Transport + BlobTransport + WriterNames>(
     store: &mut Store,
     transport: &mut T,
     progress: &mut dyn FnMut(Stage),
@@ -186,6 +187,12 @@ pub fn sync_over<T: Transport + BlobTransport>(
     let records = sync_with_progress(store, transport, &SyncOptions::default(), &mut |p| {
         progress(Stage::Records(p))
     })?;
+    // Who wrote the other values of a conflict, for the conflict page (best effort).
+    if records.conflicted_records > 0
+        && let Err(e) = account::learn_writers(store, transport)
+    {
+        tracing::warn!("could not keep the names of conflicting writers: {e}");
+    }
     let files = upload_attachments_with_progress(store, transport, FILE_RETRIES, &mut |f| {
         progress(Stage::Files(f.clone()))
     });

@@ -1,5 +1,6 @@
 //! Enrolling this device with a server: a one-time code from an administrator becomes a device
-//! token kept in the store, and the store learns which server it belongs to.
+//! token kept in the store, and the store learns which server it belongs to; who this device is
+//! (`whoami`); and who wrote the values of its conflicts (`learn_writers`).
 
 use fieldsync_protocol::auth::{EnrollResponse, MeResponse};
 
@@ -50,4 +51,63 @@ pub fn transport(store: &Store, options: &HttpOptions) -> Result<HttpTransport, 
 /// Asks the server who this device is and what it may see.
 pub fn whoami(store: &Store, options: &HttpOptions) -> Result<MeResponse, AccountError> {
     Ok(transport(store, options)?.me()?)
+}
+
+/// Where the names of other writers come from: the server, which knows whose device wrote with
+/// each actor (an [`HttpTransport`]; a phone's cancellable transport passes it on).
+pub trait WriterNames {
+    /// (actor hex, the person's name) for the values of record `id`'s conflicts.
+    fn conflict_writers(&mut self, id: uuid::Uuid)
+    -> Result<Vec<(String, String)>, TransportError>;
+}
+
+impl WriterNames for HttpTransport {
+    fn conflict_writers(
+        &mut self,
+        id: uuid::Uuid,
+    ) -> Result<Vec<(String, String)>, TransportError> {
+        HttpTransport::conflict_writers(self, id)
+    }
+}
+
+/// At most this many records are asked about after one sync.
+const LEARN_AT_MOST: usize = 50;
+
+/// Asks the server who wrote the values of this store's conflicts that it cannot name yet, and
+/// keeps the names ([`Store::remember_writers`]), so the conflict page and a record's history
+/// say who wrote what even offline. Best effort, after a sync: a record the server has not
+/// merged yet (404) is asked again after the next sync, and a network failure ends the round
+/// without an error. Returns how many records were asked about.
+pub fn learn_writers(
+    store: &mut Store,
+    source: &mut impl WriterNames,
+) -> Result<usize, StoreError> {
+    let writers = store.writers()?;
+    let mut ask = Vec::new();
+    for r in store.list(&crate::Filter {
+        conflicted: true,
+        ..Default::default()
+    })? {
+        let unnamed = store
+            .conflicts(r.header.id)?
+            .iter()
+            .flat_map(|c| &c.values)
+            .any(|v| writers.is_unnamed_other(&v.actor));
+        if unnamed {
+            ask.push(r.header.id);
+        }
+        if ask.len() == LEARN_AT_MOST {
+            break;
+        }
+    }
+    let mut names = Vec::new();
+    for id in &ask {
+        match source.conflict_writers(*id) {
+            Ok(found) => names.extend(found),
+            Err(TransportError::Refused { status: 404, .. }) => continue,
+            Err(_) => break,
+        }
+    }
+    store.remember_writers(&names)?;
+    Ok(ask.len())
 }

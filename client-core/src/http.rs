@@ -182,6 +182,30 @@ impl HttpTransport {
             .map_err(|e| TransportError::Protocol(format!("me response: {e}")))
     }
 
+    /// Who wrote each conflicting value of record `id`, as the server knows it
+    /// (`GET /v1/records/{id}/conflicts`): (actor hex, the person's name) for every value whose
+    /// writer the server can name. A record the server has not merged yet answers 404.
+    pub fn conflict_writers(
+        &mut self,
+        id: uuid::Uuid,
+    ) -> Result<Vec<(String, String)>, TransportError> {
+        let path = format!("/v1/records/{id}/conflicts");
+        let bytes = self.send(self.client.get(self.url(&path)), 0)?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| TransportError::Protocol(format!("conflicts response: {e}")))?;
+        let mut out = Vec::new();
+        for conflict in body["conflicts"].as_array().into_iter().flatten() {
+            for value in conflict["values"].as_array().into_iter().flatten() {
+                if let (Some(actor), Some(person)) =
+                    (value["actor"].as_str(), value["person"].as_str())
+                {
+                    out.push((actor.to_string(), person.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn url(&self, path: &str) -> Url {
         let mut u = self.base.clone();
         u.set_path(path);

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use fieldsync_app::fields::display_value;
 use fieldsync_app::page::Lang;
 use fieldsync_app::routes::record_name;
+use fieldsync_app::routes::records::writer_text;
 use fieldsync_client_core::forms::parse_input;
+use fieldsync_client_core::store::{Writer, Writers};
 use fieldsync_client_core::{FieldValue, Filter, Record, Store};
 use fieldsync_protocol::approval;
 use fieldsync_protocol::template::{FieldDef, KindDef, Template};
@@ -117,6 +119,11 @@ pub struct HistoryItem {
     pub created: bool,
     /// Whether this device wrote it (otherwise another device or the department).
     pub by_this_device: bool,
+    /// Who wrote it, in Chinese: 本机, the person's name (learned from the server after a sync
+    /// with conflicts), or 另一台设备 (xxxx); （记录建立） for the record's creation.
+    pub written_by_zh: String,
+    /// Who wrote it, in English.
+    pub written_by_en: String,
     /// What it changed.
     pub changes: Vec<HistoryChange>,
 }
@@ -132,6 +139,11 @@ pub struct ConflictChoice {
     pub json: String,
     /// Whether this device wrote it.
     pub by_this_device: bool,
+    /// Who wrote it, in Chinese: 本机, the person's name (learned from the server after a sync
+    /// with conflicts), or 另一台设备 (xxxx).
+    pub written_by_zh: String,
+    /// Who wrote it, in English.
+    pub written_by_en: String,
     /// When it was written (ms since the epoch), when known.
     pub time_ms: Option<i64>,
 }
@@ -229,6 +241,15 @@ impl Reader<'_> {
             reviewed_by: review.by,
             fields,
         })
+    }
+}
+
+/// Who wrote a change of a record's history: the field app's rule, and the creation as such.
+fn who(writers: &Writers, e: &fieldsync_protocol::history::HistoryEntry, lang: Lang) -> String {
+    if e.genesis {
+        lang.t("（记录建立）", "(record created)").to_string()
+    } else {
+        writer_text(lang, &writers.of(&e.actor))
     }
 }
 
@@ -391,7 +412,7 @@ impl FieldStore {
             let template = template_of(s)?;
             let record = s.get(id)?;
             let doc = s.document(id)?;
-            let mine: Vec<String> = s.actors()?.iter().map(|a| a.to_hex_string()).collect();
+            let writers = s.writers()?;
             let kind = template.kind(&record.header.kind);
             let reader = Reader {
                 store: s,
@@ -406,7 +427,9 @@ impl FieldStore {
                 .map(|e| HistoryItem {
                     time_ms: e.time,
                     created: e.genesis,
-                    by_this_device: mine.contains(&e.actor),
+                    by_this_device: writers.of(&e.actor) == Writer::ThisDevice,
+                    written_by_zh: who(&writers, &e, ZH),
+                    written_by_en: who(&writers, &e, EN),
                     changes: e
                         .fields
                         .iter()
@@ -437,7 +460,7 @@ impl FieldStore {
         self.with(|s| {
             let template = template_of(s)?;
             let record = s.get(id)?;
-            let mine: Vec<String> = s.actors()?.iter().map(|a| a.to_hex_string()).collect();
+            let writers = s.writers()?;
             let kind = template.kind(&record.header.kind);
             let reader = Reader {
                 store: s,
@@ -456,7 +479,9 @@ impl FieldStore {
                                 text_zh: reader.text(def, &v.value, ZH),
                                 text_en: reader.text(def, &v.value, EN),
                                 json: v.value.to_json().to_string(),
-                                by_this_device: mine.contains(&v.actor),
+                                by_this_device: writers.of(&v.actor) == Writer::ThisDevice,
+                                written_by_zh: writer_text(ZH, &writers.of(&v.actor)),
+                                written_by_en: writer_text(EN, &writers.of(&v.actor)),
                                 time_ms: v.time,
                             })
                             .collect(),

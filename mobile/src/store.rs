@@ -183,8 +183,9 @@ impl FieldStore {
         self.lock().take();
     }
 
-    /// Erases everything in the store (records, changes, the enrollment): the device starts
-    /// over with a new device id. What was not synced is lost.
+    /// Erases everything in the store (records, changes, attached files, the enrollment and
+    /// settings), leaving none of it in the file: the device starts over with a new device id,
+    /// not enrolled. What was not synced is lost.
     pub fn wipe(&self) -> Result<()> {
         self.cancel_sync();
         self.stop_app();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fieldsync_app::syncing::{Stage, SyncStatus, Synced, sync_message, sync_over};
+use fieldsync_client_core::account::WriterNames;
 use fieldsync_client_core::attachments::BlobTransport;
 use fieldsync_client_core::sync::Progress;
 use fieldsync_client_core::{Transport, TransportError, account};
@@ -149,6 +150,16 @@ impl<T: BlobTransport> BlobTransport for Cancellable<T> {
     ) -> std::result::Result<(), TransportError> {
         self.check()?;
         self.inner.download_from(record, sha256, into)
+    }
+}
+
+impl<T: WriterNames> WriterNames for Cancellable<T> {
+    fn conflict_writers(
+        &mut self,
+        id: Uuid,
+    ) -> std::result::Result<Vec<(String, String)>, TransportError> {
+        self.check()?;
+        self.inner.conflict_writers(id)
     }
 }
 

@@ -792,8 +792,9 @@ public protocol FieldStoreProtocol: AnyObject, Sendable {
     func whoami() async throws  -> Identity
     
     /**
-     * Erases everything in the store (records, changes, the enrollment): the device starts
-     * over with a new device id. What was not synced is lost.
+     * Erases everything in the store (records, changes, attached files, the enrollment and
+     * settings), leaving none of it in the file: the device starts over with a new device id,
+     * not enrolled. What was not synced is lost.
      */
     func wipe() throws 
     
@@ -1244,8 +1245,9 @@ open func whoami()async throws  -> Identity  {
 }
     
     /**
-     * Erases everything in the store (records, changes, the enrollment): the device starts
-     * over with a new device id. What was not synced is lost.
+     * Erases everything in the store (records, changes, attached files, the enrollment and
+     * settings), leaving none of it in the file: the device starts over with a new device id,
+     * not enrolled. What was not synced is lost.
      */
 open func wipe()throws   {try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
         uniffiCallStatus in
@@ -1750,6 +1752,15 @@ public struct ConflictChoice: Equatable, Hashable {
      */
     public var byThisDevice: Bool
     /**
+     * Who wrote it, in Chinese: 本机, the person's name (learned from the server after a sync
+     * with conflicts), or 另一台设备 (xxxx).
+     */
+    public var writtenByZh: String
+    /**
+     * Who wrote it, in English.
+     */
+    public var writtenByEn: String
+    /**
      * When it was written (ms since the epoch), when known.
      */
     public var timeMs: Int64?
@@ -1770,12 +1781,21 @@ public struct ConflictChoice: Equatable, Hashable {
          * Whether this device wrote it.
          */byThisDevice: Bool, 
         /**
+         * Who wrote it, in Chinese: 本机, the person's name (learned from the server after a sync
+         * with conflicts), or 另一台设备 (xxxx).
+         */writtenByZh: String, 
+        /**
+         * Who wrote it, in English.
+         */writtenByEn: String, 
+        /**
          * When it was written (ms since the epoch), when known.
          */timeMs: Int64?) {
         self.textZh = textZh
         self.textEn = textEn
         self.json = json
         self.byThisDevice = byThisDevice
+        self.writtenByZh = writtenByZh
+        self.writtenByEn = writtenByEn
         self.timeMs = timeMs
     }
 
@@ -1799,6 +1819,8 @@ public struct FfiConverterTypeConflictChoice: FfiConverterRustBuffer {
                 textEn: FfiConverterString.read(from: &buf), 
                 json: FfiConverterString.read(from: &buf), 
                 byThisDevice: FfiConverterBool.read(from: &buf), 
+                writtenByZh: FfiConverterString.read(from: &buf), 
+                writtenByEn: FfiConverterString.read(from: &buf), 
                 timeMs: FfiConverterOptionInt64.read(from: &buf)
         )
     }
@@ -1808,6 +1830,8 @@ public struct FfiConverterTypeConflictChoice: FfiConverterRustBuffer {
         FfiConverterString.write(value.textEn, into: &buf)
         FfiConverterString.write(value.json, into: &buf)
         FfiConverterBool.write(value.byThisDevice, into: &buf)
+        FfiConverterString.write(value.writtenByZh, into: &buf)
+        FfiConverterString.write(value.writtenByEn, into: &buf)
         FfiConverterOptionInt64.write(value.timeMs, into: &buf)
     }
 }
@@ -2624,6 +2648,15 @@ public struct HistoryItem: Equatable, Hashable {
      */
     public var byThisDevice: Bool
     /**
+     * Who wrote it, in Chinese: 本机, the person's name (learned from the server after a sync
+     * with conflicts), or 另一台设备 (xxxx); （记录建立） for the record's creation.
+     */
+    public var writtenByZh: String
+    /**
+     * Who wrote it, in English.
+     */
+    public var writtenByEn: String
+    /**
      * What it changed.
      */
     public var changes: [HistoryChange]
@@ -2641,11 +2674,20 @@ public struct HistoryItem: Equatable, Hashable {
          * Whether this device wrote it (otherwise another device or the department).
          */byThisDevice: Bool, 
         /**
+         * Who wrote it, in Chinese: 本机, the person's name (learned from the server after a sync
+         * with conflicts), or 另一台设备 (xxxx); （记录建立） for the record's creation.
+         */writtenByZh: String, 
+        /**
+         * Who wrote it, in English.
+         */writtenByEn: String, 
+        /**
          * What it changed.
          */changes: [HistoryChange]) {
         self.timeMs = timeMs
         self.created = created
         self.byThisDevice = byThisDevice
+        self.writtenByZh = writtenByZh
+        self.writtenByEn = writtenByEn
         self.changes = changes
     }
 
@@ -2668,6 +2710,8 @@ public struct FfiConverterTypeHistoryItem: FfiConverterRustBuffer {
                 timeMs: FfiConverterInt64.read(from: &buf), 
                 created: FfiConverterBool.read(from: &buf), 
                 byThisDevice: FfiConverterBool.read(from: &buf), 
+                writtenByZh: FfiConverterString.read(from: &buf), 
+                writtenByEn: FfiConverterString.read(from: &buf), 
                 changes: FfiConverterSequenceTypeHistoryChange.read(from: &buf)
         )
     }
@@ -2676,6 +2720,8 @@ public struct FfiConverterTypeHistoryItem: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.timeMs, into: &buf)
         FfiConverterBool.write(value.created, into: &buf)
         FfiConverterBool.write(value.byThisDevice, into: &buf)
+        FfiConverterString.write(value.writtenByZh, into: &buf)
+        FfiConverterString.write(value.writtenByEn, into: &buf)
         FfiConverterSequenceTypeHistoryChange.write(value.changes, into: &buf)
     }
 }
@@ -4479,7 +4525,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_fieldsync_mobile_checksum_method_fieldstore_whoami() != 18542) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_mobile_checksum_method_fieldstore_wipe() != 26041) {
+    if (uniffi_fieldsync_mobile_checksum_method_fieldstore_wipe() != 62369) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_mobile_checksum_method_fieldstore_cancel_sync() != 18518) {

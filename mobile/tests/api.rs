@@ -1,6 +1,7 @@
 //! fieldsync-mobile's API from Rust, against a real server: what the Kotlin tests check from
 //! the JVM, plus what is easier to see from here (the field app's page, bundles, cancellation
-//! at a known point).
+//! at a known point, a server that goes away and comes back, refused enrollment, whoami and the
+//! status fields, deletion and the list filters, the wipe).
 
 mod common;
 
@@ -9,7 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, bail};
 use common::{A1, Campaign, block_on};
+use fieldsync::fixtures::B1;
+use fieldsync_client_core::{Store, SyncOptions, sync::sync};
 use fieldsync_mobile::{FieldStore, FieldsyncError, RecordFilter, SyncProgress, SyncUpdate};
+use fieldsync_protocol::template::Template;
 
 fn interview(note: &str) -> HashMap<String, String> {
     HashMap::from([
@@ -148,6 +152,33 @@ fn two_phones_record_sync_and_resolve_a_conflict() -> Result<()> {
         1
     );
     assert_eq!(a.status()?.conflicted_records, 1);
+    // Once the server has merged both values, a sync learns who wrote the other one: the
+    // conflict and the history name 钱, as the field app does.
+    c.server.wait_merged()?;
+    block_on(a.clone().sync(None))?;
+    let conflicts = a.record_conflicts(id.clone())?;
+    for v in &conflicts[0].values {
+        let who = (v.written_by_zh.as_str(), v.written_by_en.as_str());
+        if v.by_this_device {
+            assert_eq!(who, ("本机", "this device"));
+        } else {
+            assert_eq!(who, ("钱", "钱"));
+        }
+    }
+    let history = a.record_history(id.clone())?;
+    assert_eq!(
+        (history[0].written_by_zh.as_str(), history[0].by_this_device),
+        ("（记录建立）", false)
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h.by_this_device && h.written_by_zh == "本机")
+    );
+    assert!(
+        history.iter().any(|h| h.written_by_zh == "钱"),
+        "{history:?}"
+    );
     let pick = conflicts[0]
         .values
         .iter()
@@ -354,5 +385,376 @@ fn a_revoked_phone_is_told_and_starts_over_wiped() -> Result<()> {
         block_on(a.clone().sync(None)),
         Err(FieldsyncError::NotEnrolled { .. })
     ));
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+fn field_text(r: &fieldsync_mobile::RecordView, name: &str) -> String {
+    r.fields
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| f.text_zh.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_sync_while_the_server_is_away_loses_nothing_and_the_record_arrives_when_it_is_back()
+-> Result<()> {
+    let mut c = Campaign::start()?;
+    let dir = tempfile::tempdir()?;
+    let a = enrolled(&c, dir.path(), "郑")?;
+    let b = enrolled(&c, dir.path(), "王")?;
+    let note = "服务器停机时在村里写下的谈话记录。";
+    let id = a.create_record("interview".into(), A1.into(), interview(note))?;
+    let waiting = a.status()?.waiting_changes;
+    assert!(waiting > 0);
+    let last_sync = a.status()?.last_sync_ms;
+    assert!(last_sync.is_some());
+
+    c.server.stop()?;
+    match block_on(a.clone().sync(None)) {
+        Err(FieldsyncError::Network { zh, en }) => {
+            assert!(
+                zh.contains("没有丢失任何数据")
+                    && zh.contains(&format!("还有 {waiting} 项修改待上传")),
+                "{zh}"
+            );
+            assert!(
+                en.contains("nothing was lost") && en.contains(&format!("{waiting} changes wait")),
+                "{en}"
+            );
+        }
+        other => bail!("expected Network, got {other:?}"),
+    }
+    let status = a.status()?;
+    assert_eq!(status.waiting_changes, waiting, "everything still waits");
+    assert_eq!(
+        status.last_sync_ms, last_sync,
+        "a failed sync is not a sync"
+    );
+    assert!(status.enrolled, "a server away is no reason to forget it");
+    assert!(!a.is_syncing());
+    assert_eq!(field_text(&a.get_record(id.clone())?, "notes"), note);
+
+    c.server.restart()?;
+    let done = block_on(a.clone().sync(None))?;
+    assert_eq!(done.uploaded, waiting, "{done:?}");
+    assert_eq!(a.status()?.waiting_changes, 0);
+    assert!(a.status()?.last_sync_ms > last_sync);
+    block_on(b.clone().sync(None))?;
+    assert_eq!(field_text(&b.get_record(id)?, "notes"), note);
+    Ok(())
+}
+
+#[test]
+fn enrolling_with_a_used_or_a_wrong_code_is_refused_with_the_servers_reason() -> Result<()> {
+    let c = Campaign::start()?;
+    let dir = tempfile::tempdir()?;
+    let code = c.worker_code("陈")?;
+    let first = FieldStore::open(dir.path().join("first.sqlite3").display().to_string())?;
+    block_on(
+        first
+            .clone()
+            .enroll(c.server.url(), code.clone(), "陈的手机".into(), None),
+    )?;
+    let second = FieldStore::open(dir.path().join("second.sqlite3").display().to_string())?;
+    match block_on(
+        second
+            .clone()
+            .enroll(c.server.url(), code, "陈的另一部手机".into(), None),
+    ) {
+        Err(FieldsyncError::Refused {
+            status,
+            code,
+            reason,
+            zh,
+            en,
+        }) => {
+            assert_eq!((status, code.as_str()), (409, "code_used"));
+            assert!(reason.contains("登记码已使用过"), "{reason}");
+            assert!(
+                zh.contains("服务器拒绝了请求") && zh.contains(&reason),
+                "{zh}"
+            );
+            assert!(en.contains("the server refused the request"), "{en}");
+        }
+        other => bail!("expected Refused, got {other:?}"),
+    }
+    match block_on(second.clone().enroll(
+        c.server.url(),
+        "0000-0000-0000".into(),
+        "陈的另一部手机".into(),
+        None,
+    )) {
+        Err(FieldsyncError::Refused {
+            status,
+            code,
+            reason,
+            ..
+        }) => {
+            assert_eq!((status, code.as_str()), (401, "invalid_code"));
+            assert!(reason.contains("登记码不正确"), "{reason}");
+        }
+        other => bail!("expected Refused, got {other:?}"),
+    }
+    let status = second.status()?;
+    assert!(!status.enrolled && status.server.is_none(), "{status:?}");
+    assert!(matches!(
+        block_on(second.clone().whoami()),
+        Err(FieldsyncError::NotEnrolled { .. })
+    ));
+    assert!(first.status()?.enrolled);
+    Ok(())
+}
+
+#[test]
+fn whoami_the_last_sync_and_the_template_notice() -> Result<()> {
+    let c = Campaign::start()?;
+    let dir = tempfile::tempdir()?;
+    let a = FieldStore::open(dir.path().join("卫.sqlite3").display().to_string())?;
+    let fresh = a.status()?;
+    assert!(!fresh.enrolled);
+    assert_eq!((fresh.last_sync_ms, fresh.campaign), (None, None));
+
+    let me = block_on(a.clone().enroll(
+        c.server.url(),
+        c.worker_code("卫")?,
+        "卫的手机".into(),
+        None,
+    ))?;
+    assert_eq!(me.device, a.device_id()?);
+    assert_eq!(
+        (me.person_name.as_str(), me.role.as_str()),
+        ("卫", "worker")
+    );
+    assert_eq!(me.work_group, Some(c.group_a.to_string()));
+    assert_eq!(me.campaign, Some(c.id.to_string()));
+    assert!(me.places.iter().any(|p| p == A1), "{me:?}");
+    assert!(!me.places.iter().any(|p| p == B1), "{me:?}");
+    assert!(me.may_write && !me.sees_everything);
+    assert_eq!(block_on(a.clone().whoami())?, me);
+
+    let status = a.status()?;
+    assert!(status.enrolled);
+    assert_eq!(status.server, Some(c.server.url()));
+    assert_eq!(status.campaign, Some(c.id.to_string()));
+    assert_eq!(status.last_sync_ms, None, "enrolled, never synced");
+    let before = now_ms();
+    block_on(a.clone().sync(None))?;
+    let synced = a.status()?.last_sync_ms.expect("a sync is noted");
+    assert!((before..=now_ms()).contains(&synced), "{synced}");
+
+    // The forms the device now holds are news once, until the user has seen them.
+    assert_eq!(a.status()?.new_template_version, Some(1));
+    a.acknowledge_template(1)?;
+    assert_eq!(a.status()?.new_template_version, None);
+
+    // The department adds a question: version 2 reaches the phone and is news again.
+    let mut department = Store::open(dir.path().join("department.sqlite3"))?;
+    let mut t = c.server.connect(&department)?;
+    sync(&mut department, &mut t, &SyncOptions::default())?;
+    let v1 = department.template(c.id)?.expect("the campaign's template");
+    assert_eq!(v1.version, 1);
+    let source = v1.source.replacen("version = 1", "version = 2", 1)
+        + "\n[[kinds.interview.fields]]\nname = \"location\"\ntype = \"text\"\n\
+           label.zh = \"谈话地点\"\nlabel.en = \"Location\"\n";
+    department.publish_template(c.id, &Template::parse(&source)?)?;
+    sync(&mut department, &mut t, &SyncOptions::default())?;
+    block_on(a.clone().sync(None))?;
+    assert_eq!(a.status()?.new_template_version, Some(2));
+    let form = a.form("interview".into())?;
+    assert!(form.fields.iter().any(|f| f.name == "location"));
+    a.acknowledge_template(2)?;
+    assert_eq!(a.status()?.new_template_version, None);
+    Ok(())
+}
+
+#[test]
+fn deleted_records_held_changes_and_the_village_and_conflict_filters() -> Result<()> {
+    let c = Campaign::start()?;
+    let dir = tempfile::tempdir()?;
+    let a = enrolled(&c, dir.path(), "蒋")?;
+    let b = enrolled(&c, dir.path(), "沈")?;
+    let kept = a.create_record("interview".into(), A1.into(), interview("留下的记录。"))?;
+    let gone = a.create_record("interview".into(), A1.into(), interview("要删掉的记录。"))?;
+    block_on(a.clone().sync(None))?;
+    block_on(b.clone().sync(None))?;
+    let interviews = |filter: RecordFilter| -> Result<Vec<String>> {
+        let mut ids: Vec<String> = a
+            .list_records(RecordFilter {
+                kind: Some("interview".into()),
+                ..filter
+            })?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    };
+    let mut both = vec![kept.clone(), gone.clone()];
+    both.sort();
+    assert_eq!(interviews(RecordFilter::default())?, both);
+
+    // Deleted: out of the list, back with include_deleted, and the deletion syncs.
+    a.delete_record(gone.clone())?;
+    assert_eq!(interviews(RecordFilter::default())?, vec![kept.clone()]);
+    assert_eq!(
+        interviews(RecordFilter {
+            include_deleted: true,
+            ..Default::default()
+        })?,
+        both
+    );
+    assert!(a.get_record(gone.clone())?.deleted);
+    assert!(a.status()?.waiting_changes > 0);
+    block_on(a.clone().sync(None))?;
+    block_on(b.clone().sync(None))?;
+    assert!(b.get_record(gone.clone())?.deleted);
+    let on_b = b.list_records(RecordFilter {
+        kind: Some("interview".into()),
+        ..Default::default()
+    })?;
+    assert_eq!(on_b.iter().map(|r| &r.id).collect::<Vec<_>>(), vec![&kept]);
+
+    // A record in the other work group's village: kept here, held back from the upload.
+    assert_eq!(a.status()?.held_changes, 0);
+    let elsewhere = a.create_record(
+        "interview".into(),
+        B1.into(),
+        interview("在别组的村写的记录。"),
+    )?;
+    let held = a.status()?.held_changes;
+    assert!(held > 0);
+    assert_eq!(a.status()?.waiting_changes, held);
+    let summary = block_on(a.clone().sync(None))?;
+    assert_eq!((summary.uploaded, summary.held), (0, held), "{summary:?}");
+    assert!(
+        summary.zh.contains("不在本机可上传的范围内"),
+        "{}",
+        summary.zh
+    );
+    assert_eq!(
+        (a.status()?.waiting_changes, a.status()?.held_changes),
+        (held, held)
+    );
+    assert_eq!(
+        interviews(RecordFilter {
+            village: Some(B1.into()),
+            ..Default::default()
+        })?,
+        vec![elsewhere.clone()]
+    );
+    assert_eq!(
+        interviews(RecordFilter {
+            village: Some(A1.into()),
+            ..Default::default()
+        })?,
+        vec![kept.clone()]
+    );
+
+    // Both phones change the kept record at once: only it is conflicted.
+    assert!(
+        interviews(RecordFilter {
+            conflicted: true,
+            ..Default::default()
+        })?
+        .is_empty()
+    );
+    a.edit_record(
+        kept.clone(),
+        HashMap::from([("interviewee_type".into(), "群众代表".into())]),
+    )?;
+    b.edit_record(
+        kept.clone(),
+        HashMap::from([("interviewee_type".into(), "后备干部".into())]),
+    )?;
+    block_on(a.clone().sync(None))?;
+    block_on(b.clone().sync(None))?;
+    block_on(a.clone().sync(None))?;
+    assert_eq!(
+        interviews(RecordFilter {
+            conflicted: true,
+            ..Default::default()
+        })?,
+        vec![kept.clone()]
+    );
+    assert!(
+        interviews(RecordFilter {
+            conflicted: true,
+            village: Some(B1.into()),
+            ..Default::default()
+        })?
+        .is_empty()
+    );
+    assert_eq!(a.status()?.conflicted_records, 1);
+    Ok(())
+}
+
+#[test]
+fn wipe_leaves_nothing_of_the_records_in_the_file_and_unenrolls() -> Result<()> {
+    let c = Campaign::start()?;
+    let dir = tempfile::tempdir()?;
+    let a = enrolled(&c, dir.path(), "韩")?;
+    let device = a.device_id()?;
+    let secret = "只在本机的谈话：村干部反映某某问题，尚未同步。";
+    let id = a.create_record("interview".into(), A1.into(), interview(secret))?;
+    // A recording attached to it (the phones attach through the field app; the store is the
+    // same file).
+    let recording = "录音里的话：只在本机。".repeat(50);
+    {
+        let mut same_file = Store::open(a.path())?;
+        same_file.attach(
+            uuid::Uuid::parse_str(&id)?,
+            "recording",
+            "谈话.m4a",
+            Some("audio/mp4"),
+            recording.as_bytes(),
+        )?;
+    }
+    let url = a.start_app(0)?;
+
+    a.wipe()?;
+    let status = a.status()?;
+    assert!(!status.enrolled && status.server.is_none(), "{status:?}");
+    assert_eq!(
+        (status.records, status.waiting_changes, status.last_sync_ms),
+        (0, 0, None)
+    );
+    assert_eq!(status.campaign, None, "the settings went with it");
+    assert_ne!(status.device, device, "a new device");
+    assert!(matches!(
+        a.get_record(id.clone()),
+        Err(FieldsyncError::InvalidInput { .. }) | Err(FieldsyncError::Storage { .. })
+    ));
+    assert!(matches!(
+        block_on(a.clone().sync(None)),
+        Err(FieldsyncError::NotEnrolled { .. })
+    ));
+    assert!(a.app_url().is_none(), "the field app stopped");
+    assert!(reqwest::blocking::get(&url).is_err());
+
+    // Nothing of the record or its recording is left in the file or its write-ahead log.
+    for suffix in ["", "-wal"] {
+        let file = format!("{}{suffix}", a.path());
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for text in [secret, recording.as_str()] {
+            let needle = text.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{file} still holds {text:?}"
+            );
+        }
+    }
+    let reopened = FieldStore::open(a.path())?;
+    assert_eq!(reopened.device_id()?, status.device);
+    assert!(!reopened.status()?.enrolled);
     Ok(())
 }

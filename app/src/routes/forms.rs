@@ -309,7 +309,7 @@ pub async fn new_form(
 }
 
 /// Each problem at its field, in words without the field's name (shown beside it).
-fn problems_of(kind: &KindDef, error: FormError) -> Result<Problems, AppError> {
+pub(crate) fn problems_of(kind: &KindDef, error: FormError) -> Result<Problems, AppError> {
     let mut out = Problems::new();
     match error {
         FormError::Invalid(invalid) => {
@@ -351,7 +351,7 @@ enum Outcome {
     NotFound,
 }
 
-fn form_pairs_value(pairs: &[(String, String)], name: &str) -> Option<String> {
+pub(crate) fn form_pairs_value(pairs: &[(String, String)], name: &str) -> Option<String> {
     pairs
         .iter()
         .find(|(k, _)| k == name)

@@ -1,18 +1,25 @@
 //! Records: the list of a kind in a village (newest first, with search), a record's page
-//! (fields by label, references by name), its deletion (confirmed), and conflicts (both values,
-//! keep one).
+//! (fields by label, references by name, its history), its deletion (confirmed), and conflicts
+//! (every value with who wrote it and when; keep one, or write a new value).
+
+use std::collections::BTreeMap;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
+use fieldsync_client_core::store::Writer;
 use fieldsync_client_core::{Conflict, FieldValue, Filter, Record, Store};
-use fieldsync_protocol::template::{KindDef, Template};
+use fieldsync_protocol::template::{FieldDef, FieldType, KindDef, Template};
 use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::forms::{form_pairs_value, options_for, problems_of};
 use super::{PageResult, campaign_of, context, csrf_field, format_ms, record_name, text_of};
-use crate::fields::display_value;
+use crate::fields::{
+    self, Options, Problems, Typed, display_value, render_field, typed_from_record,
+};
 use crate::page::{Lang, failure, not_found, page};
 use crate::{AppError, AppState};
 
@@ -120,7 +127,7 @@ fn history_rows(
     record: &Record,
 ) -> Result<Vec<(String, String, Vec<String>)>, AppError> {
     let doc = store.document(record.header.id)?;
-    let me = store.actor().to_hex_string();
+    let writers = store.writers()?;
     let shown = |f: Option<&fieldsync_protocol::template::FieldDef>, v: &Option<FieldValue>| {
         let text = match (f, v) {
             (_, None) => lang.t("（空）", "(empty)").to_string(),
@@ -141,11 +148,9 @@ fn history_rows(
             .into_iter()
             .map(|e| {
                 let who = if e.genesis {
-                    lang.t("（记录建立）", "(record created)")
-                } else if e.actor == me {
-                    lang.t("本机", "this device")
+                    lang.t("（记录建立）", "(record created)").to_string()
                 } else {
-                    lang.t("其他设备或组织部", "another device or the department")
+                    writer_text(lang, &writers.of(&e.actor))
                 };
                 let changes = e
                     .fields
@@ -163,7 +168,7 @@ fn history_rows(
                         format!("{label}：{} → {}", shown(f, &c.before), shown(f, &c.after))
                     })
                     .collect();
-                (format_ms(e.time), who.to_string(), changes)
+                (format_ms(e.time), who, changes)
             })
             .collect();
     rows.reverse();
@@ -309,21 +314,63 @@ pub async fn delete(State(state): State<AppState>, lang: Lang, Path(id): Path<Uu
     Ok(Redirect::to(&back).into_response())
 }
 
-/// A field in conflict: its name, its label, and each value shown with who wrote it and when.
-type ConflictField = (String, String, Vec<(String, String)>);
+/// Who wrote a change or a value, as the pages say it: one rule for a record's history and its
+/// conflicts (client-core's [`fieldsync_client_core::store::Writers`]: this device, a person the
+/// server named after a sync, or another device known only by the start of its actor id).
+pub fn writer_text(lang: Lang, writer: &Writer) -> String {
+    match writer {
+        Writer::ThisDevice => lang.t("本机", "this device").to_string(),
+        Writer::Named(name) => name.clone(),
+        Writer::Unknown(short) => format!("{} ({short})", lang.t("另一台设备", "another device")),
+    }
+}
+
+/// One of a conflict's values as the page shows it.
+struct ConflictValueRow {
+    text: String,
+    who: String,
+    when: String,
+}
+
+/// A field in conflict: every value with who wrote it and when, and the form for a new value.
+struct ConflictField {
+    field: String,
+    label: String,
+    values: Vec<ConflictValueRow>,
+    /// The field's definition, when the template has it (a new value can then be written).
+    def: Option<FieldDef>,
+    /// What the new value's input shows: the value the record shows now, or what was typed.
+    typed: Typed,
+    /// Problems with a new value just refused (the field's, and the record's as a whole).
+    problems: Problems,
+}
 
 struct ConflictRow {
     id: Uuid,
     title: String,
     kind: String,
+    options: Options,
     fields: Vec<ConflictField>,
 }
 
-fn conflict_rows(store: &Store, lang: Lang) -> Result<Vec<ConflictRow>, AppError> {
+/// A new value refused: where, what was typed, and why.
+struct Refused {
+    id: Uuid,
+    field: String,
+    typed: Typed,
+    problems: Problems,
+}
+
+fn conflict_rows(
+    store: &Store,
+    lang: Lang,
+    refused: Option<&Refused>,
+) -> Result<Vec<ConflictRow>, AppError> {
     let Some(campaign) = campaign_of(store)? else {
         return Ok(Vec::new());
     };
     let template = store.template(campaign)?;
+    let writers = store.writers()?;
     let mut out = Vec::new();
     for r in store.list(&Filter {
         campaign: Some(campaign),
@@ -331,30 +378,60 @@ fn conflict_rows(store: &Store, lang: Lang) -> Result<Vec<ConflictRow>, AppError
         ..Default::default()
     })? {
         let def = template.as_ref().and_then(|t| t.kind(&r.header.kind));
+        let options = match (def, &template) {
+            (Some(d), Some(t)) => options_for(store, lang, t, campaign, &r.header.scope, d)?,
+            _ => Options::new(),
+        };
+        let shown_now = def
+            .map(|d| typed_from_record(d, &r.fields))
+            .unwrap_or_default();
         let mut fields = Vec::new();
         for Conflict { field, values } in store.conflicts(r.header.id)? {
             let fdef = def.and_then(|d| d.field(&field));
             let label = fdef
                 .map(|f| lang.t(&f.label.zh, &f.label.en).to_string())
                 .unwrap_or_else(|| field.clone());
-            let shown = values
+            let values = values
                 .iter()
-                .map(|v| {
-                    let text = match (fdef, &template) {
+                .map(|v| ConflictValueRow {
+                    text: match (fdef, &template) {
                         (Some(f), Some(t)) => {
                             display_value(lang, f, &v.value, &|id| name_of(store, lang, t, id))
                         }
                         _ => v.value.to_json().to_string(),
-                    };
-                    let who = format!(
-                        "{} {}",
-                        v.actor.chars().take(8).collect::<String>(),
-                        v.time.map(format_ms).unwrap_or_default()
-                    );
-                    (text, who)
+                    },
+                    who: writer_text(lang, &writers.of(&v.actor)),
+                    when: v
+                        .time
+                        .filter(|t| *t > 0)
+                        .map(format_ms)
+                        .unwrap_or_else(|| lang.t("时间不详", "time unknown").to_string()),
                 })
                 .collect();
-            fields.push((field, label, shown));
+            let (typed, problems) = match refused {
+                Some(x) if x.id == r.header.id && x.field == field => {
+                    (x.typed.clone(), x.problems.clone())
+                }
+                _ => (
+                    shown_now
+                        .iter()
+                        .filter(|(k, _)| *k == &field || k.starts_with(&format!("{field}.")))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    Problems::new(),
+                ),
+            };
+            fields.push(ConflictField {
+                field,
+                label,
+                values,
+                // Files are added on the record's page, not typed.
+                def: fdef
+                    .filter(|f| f.field_type != FieldType::Attachments)
+                    .cloned(),
+                typed,
+                problems,
+            });
         }
         out.push(ConflictRow {
             id: r.header.id,
@@ -362,87 +439,171 @@ fn conflict_rows(store: &Store, lang: Lang) -> Result<Vec<ConflictRow>, AppError
             kind: def
                 .map(|d| lang.t(&d.label.zh, &d.label.en).to_string())
                 .unwrap_or_else(|| r.header.kind.clone()),
+            options,
             fields,
         });
     }
     Ok(out)
 }
 
-/// `GET /conflicts`: every field two people set differently, each value with who wrote it and
-/// when, and a button to keep it.
-pub async fn conflicts(State(state): State<AppState>, lang: Lang) -> PageResult {
-    let rows = state
-        .with_store(move |s| conflict_rows(s, lang))
-        .await
-        .map_err(|e| failure(lang, &e))?;
+fn conflicts_page(state: &AppState, lang: Lang, rows: &[ConflictRow]) -> maud::Markup {
     let body = html! {
         @if let Some((zh, en)) = state.take_flash() { p.flash role="status" { (lang.t(&zh, &en)) } }
         h1 { (lang.t("待处理冲突", "Conflicts")) }
         @if rows.is_empty() { p.muted #none { (lang.t("没有待处理的冲突", "No conflicts waiting")) } }
-        @for r in &rows {
+        @else {
+            p.muted { (lang.t(
+                "两台设备同时改了同一项。保留其中一个值，或写一个新值；你的选择会同步到其他设备。",
+                "Two devices changed the same item at once. Keep one of the values, or write a new one; your choice syncs to the other devices.")) }
+        }
+        @for r in rows {
             h2 { a href=(format!("/r/{}", r.id)) { (r.kind) " · " (r.title) } }
-            @for (field, label, values) in &r.fields {
-                div.field {
-                    label.name { (label) }
-                    @for (i, (text, who)) in values.iter().enumerate() {
+            @for f in &r.fields {
+                div.field.conflict id=(format!("c-{}-{}", r.id, f.field)) {
+                    label.name { (f.label) }
+                    @for (i, v) in f.values.iter().enumerate() {
                         form method="post" action=(format!("/r/{}/resolve", r.id)) {
-                            (csrf_field(&state))
-                            input type="hidden" name="field" value=(field);
+                            (csrf_field(state))
+                            input type="hidden" name="field" value=(f.field);
                             input type="hidden" name="index" value=(i);
-                            p { (text) " " span.muted { (who) } " "
-                                button.secondary type="submit" { (lang.t("保留此值", "Keep this value")) } }
+                            p.value {
+                                strong { (v.text) } br;
+                                span.muted.writer { (v.who) " · " (v.when) } " "
+                                button.secondary type="submit" { (lang.t("保留此值", "Keep this value")) }
+                            }
+                        }
+                    }
+                    @if let Some(def) = &f.def {
+                        details.new-value open[!f.problems.is_empty()] {
+                            summary { (lang.t("写一个新值", "Write a new value")) }
+                            form method="post" action=(format!("/r/{}/resolve", r.id)) {
+                                (csrf_field(state))
+                                input type="hidden" name="field" value=(f.field);
+                                @for (key, list) in &f.problems {
+                                    @if *key != f.field {
+                                        @for (zh, en) in list { p.problem role="alert" { (lang.t(zh, en)) } }
+                                    }
+                                }
+                                (render_field(lang, def, &f.typed, &r.options, &f.problems))
+                                button type="submit" { (lang.t("保存新值", "Save the new value")) }
+                            }
                         }
                     }
                 }
             }
         }
     };
-    Ok(page(lang, lang.t("冲突", "Conflicts"), body).into_response())
+    page(lang, lang.t("冲突", "Conflicts"), body)
 }
 
-/// The form of a conflict's "keep this value" button.
-#[derive(Debug, Deserialize)]
-pub struct ResolveForm {
-    /// The field in conflict.
-    pub field: String,
-    /// Which of its values (in the order the conflicts page showed them).
-    pub index: usize,
+/// `GET /conflicts`: every field two people set differently, each value with who wrote it and
+/// when, a button to keep it, and a form to write a new value instead.
+pub async fn conflicts(State(state): State<AppState>, lang: Lang) -> PageResult {
+    let rows = state
+        .with_store(move |s| conflict_rows(s, lang, None))
+        .await
+        .map_err(|e| failure(lang, &e))?;
+    Ok(conflicts_page(&state, lang, &rows).into_response())
 }
 
-/// `POST /r/{id}/resolve`: keeps one of a field's conflicting values (written again, so the
-/// choice syncs).
+/// What a resolution did.
+enum Resolution {
+    /// One of the values was kept.
+    Kept,
+    /// A new value was written.
+    Written,
+    /// The conflict is no longer there.
+    Gone,
+    /// The new value was refused; the page again with the problems.
+    Refused(Vec<ConflictRow>),
+}
+
+/// `POST /r/{id}/resolve`: `field` and `index` keep one of a field's conflicting values; `field`
+/// and the field's input (`f.<field>`, as on the edit form) write a new value instead, read by
+/// client-core's `parse_input` and checked against the template with the whole record
+/// (`Store::edit_form`, whose write of a conflicted field resolves it). Either is written as a
+/// change, so the choice syncs.
 pub async fn resolve(
     State(state): State<AppState>,
     lang: Lang,
     Path(id): Path<Uuid>,
-    Form(form): Form<ResolveForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let done = state
+    let field = form_pairs_value(&pairs, "field").unwrap_or_default();
+    let index = form_pairs_value(&pairs, "index");
+    let typed = fields::typed_from_pairs(pairs);
+    let outcome = state
         .with_store(move |s| {
-            let conflicts = match s.conflicts(id) {
-                Ok(c) => c,
-                Err(_) => return Ok(false),
+            let Ok(conflicts) = s.conflicts(id) else {
+                return Ok(Resolution::Gone);
             };
-            let Some(value): Option<FieldValue> = conflicts
+            let Some(conflict) = conflicts.into_iter().find(|c| c.field == field) else {
+                return Ok(Resolution::Gone);
+            };
+            if let Some(index) = index {
+                let Some(v) = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| conflict.values.into_iter().nth(i))
+                else {
+                    return Ok(Resolution::Gone);
+                };
+                s.resolve(id, &field, v.value)?;
+                return Ok(Resolution::Kept);
+            }
+            let record = s.get(id)?;
+            let Some(template) = s.template(record.header.campaign)? else {
+                return Ok(Resolution::Gone);
+            };
+            let Some(kind) = template.kind(&record.header.kind) else {
+                return Ok(Resolution::Gone);
+            };
+            // Only a field of the form takes a typed value (files are added on the record's
+            // page; reserved fields are not typed): anything else keeps its conflict.
+            if kind
+                .field(&field)
+                .is_none_or(|f| f.field_type == FieldType::Attachments)
+            {
+                return Ok(Resolution::Gone);
+            }
+            // Only this field's input counts.
+            let typed: Typed = typed
                 .into_iter()
-                .find(|c| c.field == form.field)
-                .and_then(|c| c.values.into_iter().nth(form.index))
-                .map(|v| v.value)
-            else {
-                return Ok(false);
+                .filter(|(k, _)| *k == field || k.starts_with(&format!("{field}.")))
+                .collect();
+            let (values, mut problems) = fields::parse(kind, &typed);
+            if problems.is_empty() {
+                let value = values.get(&field).cloned().unwrap_or(FieldValue::Null);
+                match s.edit_form(id, &BTreeMap::from([(field.clone(), value)])) {
+                    Ok(()) => return Ok(Resolution::Written),
+                    Err(e) => problems = problems_of(kind, e)?,
+                }
+            }
+            let refused = Refused {
+                id,
+                field,
+                typed,
+                problems,
             };
-            s.resolve(id, &form.field, value)?;
-            Ok(true)
+            Ok(Resolution::Refused(conflict_rows(s, lang, Some(&refused))?))
         })
         .await
         .map_err(|e| failure(lang, &e))?;
-    if done {
-        state.set_flash("冲突已解决".into(), "conflict resolved".into());
-    } else {
-        state.set_flash(
+    match outcome {
+        Resolution::Kept => state.set_flash("冲突已解决".into(), "conflict resolved".into()),
+        Resolution::Written => state.set_flash(
+            "冲突已解决：已写入新值".into(),
+            "conflict resolved with the new value".into(),
+        ),
+        Resolution::Gone => state.set_flash(
             "这个冲突已不存在（可能已被处理）".into(),
             "this conflict no longer exists (perhaps already resolved)".into(),
-        );
+        ),
+        Resolution::Refused(rows) => {
+            let mut r = conflicts_page(&state, lang, &rows).into_response();
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(r);
+        }
     }
     Ok(Redirect::to("/conflicts").into_response())
 }

@@ -11,6 +11,7 @@
 //! - `scope`: credentials, the scope the server sent, held changes, the wipe.
 //! - `incoming`: received changes (pull pages, bundles) checked, merged and written.
 //! - `attachments`: the bytes of files attached to records, kept until the server has them.
+//! - `writers`: who wrote a change (this device, a person the server named, another device).
 
 mod attachments;
 mod incoming;
@@ -18,6 +19,7 @@ mod outbox;
 mod records;
 mod schema;
 mod scope;
+mod writers;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +34,7 @@ pub(crate) use incoming::{Incoming, PageEnd};
 pub use outbox::OutboxBatch;
 pub use records::{Editor, Filter, Record};
 pub use scope::ScopeChange;
+pub use writers::{Writer, Writers};
 
 /// What went wrong in the store. Every variant says what the caller can do about it.
 #[derive(Debug, thiserror::Error)]

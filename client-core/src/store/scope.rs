@@ -164,17 +164,26 @@ impl Store {
         Ok(change)
     }
 
-    /// Erases everything: records, changes, credentials, settings. The store becomes a new
-    /// device (new device id, new actor). Used when the server says this device was revoked.
+    /// Erases everything: records, changes, attached files, credentials, settings. The store
+    /// becomes a new device (new device id, new actor). Used when the server says this device
+    /// was revoked, and when the user asks.
     pub fn wipe(&mut self) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for table in ["changes", "records", "actors", "meta"] {
+        for table in ["changes", "records", "attachments", "actors", "meta"] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
         let (device, actor) = identity(&tx)?;
         tx.commit()?;
-        // Free the pages, so the erased data does not linger in the file.
+        self.parsed_templates.borrow_mut().clear();
+        // Free the pages, so the erased data does not linger in the file, then move the
+        // rewritten pages into the file and empty the write-ahead log, which still held the
+        // erased pages (a handle reading meanwhile can delay this to its next checkpoint).
         let _ = self.conn.execute_batch("VACUUM");
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
         self.device = device;
         self.actor = actor;
         Ok(())

@@ -113,6 +113,8 @@ class FieldStoreTest {
         assertEquals(1, conflicts.size)
         assertEquals(setOf("群众代表", "后备干部"), conflicts[0].values.map { it.textZh }.toSet())
         assertEquals(1, conflicts[0].values.count { it.byThisDevice })
+        assertEquals("本机", conflicts[0].values.first { it.byThisDevice }.writtenByZh)
+        assertEquals("this device", conflicts[0].values.first { it.byThisDevice }.writtenByEn)
         val pick = conflicts[0].values.indexOfFirst { it.textZh == "后备干部" }
         a.resolveConflict(id, "interviewee_type", pick.toUInt())
         a.sync(null)
