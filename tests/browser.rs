@@ -180,6 +180,30 @@ fn the_department_signs_in_reads_resolves_searches_and_downloads_in_chromium() -
     let first = &tallies["villages_detail"][0];
     assert_eq!(summary["village"], first["name"]);
     assert_eq!(summary["dossierMembers"], first["members"]);
+    // Sorting by the first column in the page: the same names, in collation order, then reversed.
+    let names = |key: &str| -> Vec<String> {
+        summary[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {summary}"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (before, up, down) = (names("sortBefore"), names("sortUp"), names("sortDown"));
+    assert!(before.len() >= 2, "{summary}");
+    let mut same = before.clone();
+    same.sort();
+    let mut sorted_up = up.clone();
+    sorted_up.sort();
+    assert_eq!(sorted_up, same, "sorting keeps every row: {summary}");
+    assert_ne!(up, down, "{summary}");
+    assert_eq!(
+        down,
+        up.iter().rev().cloned().collect::<Vec<_>>(),
+        "{summary}"
+    );
+    assert_eq!(summary["sortUpAria"], "ascending", "{summary}");
+    assert_eq!(summary["sortDownAria"], "descending", "{summary}");
     assert!(summary["overviewSvgs"].as_u64().unwrap() >= 3, "{summary}");
 
     // The conflict resolved in the browser is resolved on the server, with the chosen value,

@@ -11,19 +11,23 @@ use axum::{
 
 use crate::error::ApiError;
 
-/// The Content-Security-Policy of every response: the dashboard's pages use no script, no
-/// external asset, inline SVG and one inline style sheet ([`crate::ui::page::STYLE`], allowed by
-/// its SHA-256 so that no injected `<style>` applies); forms post only to the server itself, and
-/// no other site may frame a page.
+/// The Content-Security-Policy of every response: the dashboard's pages use no external asset,
+/// inline SVG, one inline style sheet ([`crate::ui::page::STYLE`]) and one inline script that
+/// sorts tables ([`crate::ui::page::SCRIPT`]), each allowed by its SHA-256 so that no injected
+/// `<style>` or `<script>` applies; forms post only to the server itself, and no other site may
+/// frame a page.
 pub fn content_security_policy() -> &'static HeaderValue {
     static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
         use base64::Engine;
         use sha2::Digest;
-        let hash = base64::engine::general_purpose::STANDARD
-            .encode(sha2::Sha256::digest(crate::ui::page::STYLE.as_bytes()));
+        let hash = |text: &str| {
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+        };
         HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; media-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; img-src 'self' \
+             data:; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            hash(crate::ui::page::STYLE),
+            hash(crate::ui::page::SCRIPT)
         ))
         .expect("the policy is a valid header value")
     });

@@ -47,6 +47,17 @@ try {
   await page.waitForSelector("h1:has-text('村情档案')");
   summary.dossierTitle = await page.locator("h1").textContent();
   summary.dossierMembers = await page.locator("h2:has-text('班子成员') + table tbody tr").count();
+  // The members' table sorts by a column when its heading is clicked, and back the other way.
+  const members = page.locator("h2:has-text('班子成员') + table");
+  const names = () => members.locator("tbody tr td:first-child").allTextContents();
+  summary.sortBefore = await names();
+  await members.locator("thead th button.sort").first().click();
+  summary.sortUp = await names();
+  summary.sortUpAria = await members.locator("thead th").first().getAttribute("aria-sort");
+  await members.locator("thead th button.sort").first().click();
+  summary.sortDown = await names();
+  summary.sortDownAria = await members.locator("thead th").first().getAttribute("aria-sort");
+  await shot("04a-dossier-sorted.png");
   const photo = page.locator("#photos + ul.files img").first();
   await photo.scrollIntoViewIfNeeded();
   summary.dossierPhotoWidth = await photo.evaluate(

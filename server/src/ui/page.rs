@@ -106,6 +106,48 @@ main{max-width:none;padding:0}a{color:inherit;text-decoration:none}table{font-si
 h2{break-after:avoid}details>summary{display:none}.card{border-color:#999}}
 ul.files li{background:#fff;border:1px solid #d0d7de;border-radius:4px;padding:.4rem;overflow-wrap:anywhere}
 ul.files img{width:100%;height:9rem;object-fit:cover;display:block;border-radius:3px}ul.files audio,ul.files video{width:100%}svg text{font-size:12px;font-family:inherit}
+th button.sort{all:unset;cursor:pointer;font-weight:700}th button.sort:focus-visible{outline:2px solid #0b57d0}
+th[aria-sort=ascending] button.sort::after{content:" ▲";color:#656d76}th[aria-sort=descending] button.sort::after{content:" ▼";color:#656d76}
+"#;
+
+/// The dashboard's one script, inline at the end of every page (allowed by its hash like
+/// [`STYLE`]; an injected script runs nowhere). It only makes the tables built by [`table`]
+/// sortable: a click on a column's heading orders the rows by that column (numbers as numbers,
+/// everything else in Chinese collation order), a second click reverses, and `aria-sort` tells
+/// screen readers. Without it the pages work as they are, in the server's order. Headings that
+/// hold a link (the ledger, sorted by the server) are left as they are.
+pub const SCRIPT: &str = r#"
+document.querySelectorAll("table.sortable").forEach(function (t) {
+  if (!t.tHead || !t.tBodies.length) return;
+  var heads = Array.prototype.slice.call(t.tHead.rows[0].cells);
+  var number = /^-?[0-9][0-9,]*(\.[0-9]+)?%?$/;
+  heads.forEach(function (th, i) {
+    if (th.querySelector("a") || !th.textContent.trim()) return;
+    var b = document.createElement("button");
+    b.type = "button";
+    b.className = "sort";
+    while (th.firstChild) b.appendChild(th.firstChild);
+    th.appendChild(b);
+    b.addEventListener("click", function () {
+      var up = th.getAttribute("aria-sort") !== "ascending";
+      heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      var body = t.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      var key = function (r) { var c = r.cells[i]; return c ? c.textContent.trim() : ""; };
+      rows.sort(function (a, z) {
+        var x = key(a), y = key(z), n;
+        if (number.test(x) && number.test(y)) {
+          n = parseFloat(x.replace(/,/g, "")) - parseFloat(y.replace(/,/g, ""));
+        } else {
+          n = x.localeCompare(y, "zh-Hans-CN", { numeric: true });
+        }
+        return up ? n : -n;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
 "#;
 
 /// Which page of a campaign's navigation a page is, to mark it there.
@@ -192,7 +234,7 @@ fn shell(
          <title>{title} · fieldsync</title><style>{STYLE}</style></head><body>\
          <header><a class=\"brand\" href=\"/ui\">{brand}</a>{nav}\
          <span class=\"right\"><a href=\"/ui/lang/{other}\">{other_name}</a>{logout}\
-         </span></header><main><h1>{title}</h1>{body}</main></body></html>",
+         </span></header><main><h1>{title}</h1>{body}</main><script>{SCRIPT}</script></body></html>",
         lang_attr = if lang.en { "en" } else { "zh-CN" },
         title = esc(title),
         brand = lang.t("班子分析研判", "Team reviews"),
@@ -211,10 +253,10 @@ fn shell(
 
 /// A table from a header and rows of already escaped HTML cells. Each cell carries its
 /// column's name (`data-label`), which a phone screen shows beside it when the table becomes
-/// one card per row.
+/// one card per row; [`SCRIPT`] sorts it by the column whose heading is clicked.
 pub fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let labels: Vec<String> = header.iter().map(|h| esc(&plain_text(h))).collect();
-    let mut out = String::from("<table><thead><tr>");
+    let mut out = String::from("<table class=\"sortable\"><thead><tr>");
     for h in header {
         out.push_str(&format!("<th scope=\"col\">{h}</th>"));
     }
