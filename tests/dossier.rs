@@ -198,7 +198,7 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
     );
     let evaluations = &html[html.find("（5）</h2>").expect("the evaluations")..];
     assert!(
-        evaluations.starts_with("（5）</h2><table>"),
+        evaluations.starts_with("（5）</h2><table class=\"sortable\">"),
         "{evaluations:.80}"
     );
 

@@ -15,7 +15,7 @@ use crate::{
     AppState,
     auth::Auth,
     error::ApiError,
-    storage::{RecordFilter, RecordView, StoreStatus},
+    storage::{Period, RecordFilter, RecordView, StoreStatus},
 };
 
 /// `GET /health`: 200 when the storage answers.
@@ -49,6 +49,7 @@ pub async fn records(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let Query(filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    filter.period().checked().map_err(ApiError::bad_request)?;
     let limit = filter.limit.unwrap_or(1000).clamp(1, 10_000);
     // One more than asked tells whether another page follows.
     let mut asked = filter.clone();
@@ -201,17 +202,57 @@ pub async fn search(
     Ok(Json(hits))
 }
 
+/// The `from` and `to` of a page's or a download's address as a [`Period`], checked: every view
+/// that counts takes one (`?from=2026-11-01&to=2026-11-30`; either may be left out or empty).
+/// Never rejects: a wrong date is kept as the message saying what to write, for the handler to
+/// answer in its own form (a JSON error, or a page).
+#[derive(Debug, Clone)]
+pub struct PeriodQuery(pub Result<Period, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeriodQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let mut p = Period::all();
+        let query = parts.uri.query().unwrap_or("");
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let v = v.trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            match k.as_ref() {
+                "from" => p.from = Some(v),
+                "to" => p.to = Some(v),
+                _ => {}
+            }
+        }
+        Ok(PeriodQuery(p.checked()))
+    }
+}
+
+impl PeriodQuery {
+    /// The period, or a 400 saying what was wrong with it.
+    pub fn get(self) -> Result<Period, ApiError> {
+        self.0.map_err(ApiError::bad_request)
+    }
+}
+
 /// `GET /v1/campaigns/{id}/tallies`: every number of the department's report.
 pub async fn tallies(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    period: PeriodQuery,
 ) -> Result<Json<crate::report::Tallies>, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
+    let period = period.get()?;
     Ok(Json(
         state
-            .tallies(id, &auth.visibility())
+            .tallies(id, &auth.visibility(), &period)
             .await?
             .as_ref()
             .clone(),
@@ -223,10 +264,12 @@ pub async fn tallies_csv(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    period: PeriodQuery,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    let t = state.tallies(id, &auth.visibility()).await?;
+    let period = period.get()?;
+    let t = state.tallies(id, &auth.visibility(), &period).await?;
     let template = state.storage.template(id).await?;
     let body = crate::report::tallies_csv(&t, template.as_ref());
     // Audited once the file exists: never a success for a failed response.
@@ -250,10 +293,12 @@ pub async fn report_markdown(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    period: PeriodQuery,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    let t = state.tallies(id, &auth.visibility()).await?;
+    let period = period.get()?;
+    let t = state.tallies(id, &auth.visibility(), &period).await?;
     let body = crate::report::draft_markdown(&t);
     exported(&state, &auth, id, "report.md").await;
     Ok((
@@ -271,9 +316,11 @@ pub async fn export_csv(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path((id, kind)): Path<(String, String)>,
+    period: PeriodQuery,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
+    let period = period.get()?;
     let kind = kind.strip_suffix(".csv").unwrap_or(&kind).to_string();
     let template = state.storage.template(id).await?;
     if let Some(t) = &template
@@ -285,11 +332,15 @@ pub async fn export_csv(
     }
     let records = state
         .storage
-        .campaign_records(id, kind.clone(), auth.visibility())
+        .campaign_records(id, kind.clone(), auth.visibility(), period.clone())
         .await?;
     let names = reference_names(&state, id, &auth.visibility()).await?;
     let body = crate::report::csv(template.as_ref(), &kind, &records, &names);
-    let campaign_name = state.tallies(id, &auth.visibility()).await?.name.clone();
+    let campaign_name = state
+        .tallies(id, &auth.visibility(), &period)
+        .await?
+        .name
+        .clone();
     exported(&state, &auth, id, &format!("{kind}.csv")).await;
     let label = template
         .as_ref()
@@ -321,7 +372,7 @@ pub async fn reference_names(
     for kind in ["place", "team", "member", "work_group"] {
         for r in state
             .storage
-            .campaign_records(campaign, kind.into(), visibility.clone())
+            .campaign_records(campaign, kind.into(), visibility.clone(), Period::all())
             .await?
         {
             if let Some(n) = r.fields.get("name").and_then(Value::as_str) {
@@ -335,7 +386,12 @@ pub async fn reference_names(
     // A rectification refers to its finding: shown by the finding's words.
     for r in state
         .storage
-        .campaign_records(campaign, "finding".into(), visibility.clone())
+        .campaign_records(
+            campaign,
+            "finding".into(),
+            visibility.clone(),
+            Period::all(),
+        )
         .await?
     {
         if let Some(text) = r.fields.get("text").and_then(Value::as_str) {
@@ -426,10 +482,12 @@ pub async fn report_docx(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    period: PeriodQuery,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
-    let t = state.tallies(id, &auth.visibility()).await?;
+    let period = period.get()?;
+    let t = state.tallies(id, &auth.visibility(), &period).await?;
     let name = t.name.clone();
     let bytes =
         tokio::task::spawn_blocking(move || crate::report::draft_docx(&t, &crate::report::today()))
@@ -454,13 +512,15 @@ pub async fn report_pdf(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    period: PeriodQuery,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
+    let period = period.get()?;
     if !state.pdf.available() {
         return Err(pdf_unavailable());
     }
-    let t = state.tallies(id, &auth.visibility()).await?;
+    let t = state.tallies(id, &auth.visibility(), &period).await?;
     let name = t.name.clone();
     let docx =
         tokio::task::spawn_blocking(move || crate::report::draft_docx(&t, &crate::report::today()))
@@ -501,11 +561,13 @@ pub async fn export_xlsx(
     State(state): State<Arc<AppState>>,
     auth: Auth,
     Path(id): Path<String>,
+    period: PeriodQuery,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require_department()?;
     let id = parse_id(&id)?;
+    let period = period.get()?;
     let template = state.storage.template(id).await?;
-    let tallies = state.tallies(id, &auth.visibility()).await?;
+    let tallies = state.tallies(id, &auth.visibility(), &period).await?;
     let name = tallies.name.clone();
     // Every kind but the campaign's own record (its name is the file's; its template name
     // means nothing to whoever files the workbook).
@@ -523,7 +585,7 @@ pub async fn export_xlsx(
     for kind in kinds {
         let records = state
             .storage
-            .campaign_records(id, kind.clone(), auth.visibility())
+            .campaign_records(id, kind.clone(), auth.visibility(), period.clone())
             .await?;
         if !records.is_empty() {
             sheets.push((kind, records));

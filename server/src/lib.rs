@@ -82,26 +82,33 @@ pub struct AppState {
 }
 
 /// Tallies per (campaign, what the asker may see), with the data version they were computed at.
-pub type TalliesCache =
-    std::collections::HashMap<(uuid::Uuid, storage::Visibility), (u64, Arc<report::Tallies>)>;
+pub type TalliesCache = std::collections::HashMap<
+    (uuid::Uuid, storage::Visibility, storage::Period),
+    (u64, Arc<report::Tallies>),
+>;
 
 impl AppState {
     /// A campaign's tallies over what `visibility` lets the asker see, computed once per change
-    /// of the merged data (a group leader's are their group's villages' only), with the
+    /// of the merged data (a group leader's are their group's villages' only) for the days of
+    /// `period`, with the
     /// template's default targets where the campaign record sets none.
     pub async fn tallies(
         &self,
         campaign: uuid::Uuid,
         visibility: &storage::Visibility,
+        period: &storage::Period,
     ) -> Result<Arc<report::Tallies>, error::ApiError> {
         let version = self.storage.data_version();
-        let key = (campaign, visibility.clone());
+        let key = (campaign, visibility.clone(), period.clone());
         if let Some((v, t)) = self.tallies.lock().expect("tallies cache").get(&key)
             && *v == version
         {
             return Ok(t.clone());
         }
-        let mut t = self.storage.tallies(campaign, visibility.clone()).await?;
+        let mut t = self
+            .storage
+            .tallies(campaign, visibility.clone(), period.clone())
+            .await?;
         if let Some(template) = self.storage.template(campaign).await? {
             t.targets = std::mem::take(&mut t.targets).or_defaults(&template.targets);
         }

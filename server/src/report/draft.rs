@@ -25,9 +25,9 @@ pub fn draft_markdown(t: &Tallies) -> String {
 }
 
 /// What the numbers count, in Chinese and English: approved records only (the campaign's
-/// `count_approved_only`), or every record collected.
-pub fn counting_basis(t: &Tallies) -> (&'static str, &'static str) {
-    if t.approved_only {
+/// `count_approved_only`), or every record collected; and the period, when one was chosen.
+pub fn counting_basis(t: &Tallies) -> (String, String) {
+    let (zh, en) = if t.approved_only {
         (
             "统计口径：仅统计审核通过的记录",
             "Counting approved records only",
@@ -37,6 +37,13 @@ pub fn counting_basis(t: &Tallies) -> (&'static str, &'static str) {
             "统计口径：全部已收集记录，含待审核",
             "Counting every record collected, reviewed or not",
         )
+    };
+    match (t.period.text(false), t.period.text(true)) {
+        (Some(pz), Some(pe)) => (
+            format!("{zh}；统计时段：{pz}"),
+            format!("{en}; period: {pe}"),
+        ),
+        _ => (zh.to_string(), en.to_string()),
     }
 }
 

@@ -10,8 +10,8 @@ pub mod sqlite;
 mod tallies;
 
 pub use tallies::{
-    Counts, MAX_SEARCH_WORDS, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, Targets, VillageTally,
-    search_words,
+    Counts, MAX_SEARCH_WORDS, NOTES_PER_VILLAGE, Period, Search, SearchHit, Tallies, Targets,
+    VillageTally, search_words,
 };
 
 use async_trait::async_trait;
@@ -308,6 +308,22 @@ pub struct RecordFilter {
     /// Only records after this cursor (the `next` of the previous page; records are listed in
     /// the order the server first received them).
     pub after: Option<i64>,
+    /// Only records of these days (reference data whatever its day; see [`Period`]).
+    #[serde(default, deserialize_with = "tallies::blank_is_none")]
+    pub from: Option<String>,
+    /// Only records of days up to this one (see [`Period`]).
+    #[serde(default, deserialize_with = "tallies::blank_is_none")]
+    pub to: Option<String>,
+}
+
+impl RecordFilter {
+    /// The days the filter keeps.
+    pub fn period(&self) -> Period {
+        Period {
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+    }
 }
 
 /// Counts describing the store.
@@ -513,18 +529,22 @@ pub trait Records: Send + Sync {
         filter: RecordFilter,
         visibility: Visibility,
     ) -> Result<Vec<RecordView>, StorageError>;
-    /// Every visible live record of one kind in a campaign (for exports), oldest first.
+    /// Every visible live record of one kind in a campaign of the days of `period` (for
+    /// exports), oldest first.
     async fn campaign_records(
         &self,
         campaign: Uuid,
         kind: String,
         visibility: Visibility,
+        period: Period,
     ) -> Result<Vec<RecordView>, StorageError>;
-    /// The campaign's tallies over the visible records: every number of the seed reports.
+    /// The campaign's tallies over the visible records of the days of `period`: every number of
+    /// the seed reports.
     async fn tallies(
         &self,
         campaign: Uuid,
         visibility: Visibility,
+        period: Period,
     ) -> Result<Tallies, StorageError>;
     /// Visible records whose text contains every word of `search`, at most `search.limit`, in
     /// the order the server first received them; no word, no hit.

@@ -122,6 +122,93 @@ impl Targets {
     }
 }
 
+/// The days whose records count (统计时段): `from..=to`, either end open, as `YYYY-MM-DD`.
+///
+/// A record's day is its own `date` field where its form has one (谈话日期, 会议日期…), else the
+/// day (Beijing time) it first reached the server. The department's reference data (places,
+/// teams, members, work groups, the campaign) counts whatever the period. Each storage writes
+/// this rule once in its SQL, for the tallies and for record listings alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct Period {
+    /// The first day that counts.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub from: Option<String>,
+    /// The last day that counts.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub to: Option<String>,
+}
+
+pub(crate) fn blank_is_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+}
+
+impl Period {
+    /// Every day.
+    pub fn all() -> Self {
+        Period::default()
+    }
+
+    /// Whether every day counts.
+    pub fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// The period checked: each end a real date, the first not after the last. The error says
+    /// what was wrong, in Chinese and English.
+    pub fn checked(self) -> Result<Self, String> {
+        for (end, zh, en) in [
+            (&self.from, "起始日期", "start"),
+            (&self.to, "截止日期", "end"),
+        ] {
+            if let Some(d) = end
+                && fieldsync_protocol::dates::days_from_civil(d).is_none()
+            {
+                return Err(format!(
+                    "统计时段的{zh}“{d}”不是日期，请写成 2026-11-01 这样 / the period's {en} \
+                     {d:?} is not a date: write it as 2026-11-01"
+                ));
+            }
+        }
+        if let (Some(f), Some(t)) = (&self.from, &self.to)
+            && f > t
+        {
+            return Err(format!(
+                "统计时段的起始日期 {f} 晚于截止日期 {t} / the period starts ({f}) after it ends ({t})"
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The period in words: `2026-11-01 至 2026-11-30`, `2026-11-01 起`, `至 2026-11-30`, or
+    /// `None` for every day.
+    pub fn text(&self, en: bool) -> Option<String> {
+        match (&self.from, &self.to, en) {
+            (None, None, _) => None,
+            (Some(f), Some(t), false) => Some(format!("{f} 至 {t}")),
+            (Some(f), Some(t), true) => Some(format!("{f} to {t}")),
+            (Some(f), None, false) => Some(format!("{f} 起")),
+            (Some(f), None, true) => Some(format!("from {f}")),
+            (None, Some(t), false) => Some(format!("至 {t}")),
+            (None, Some(t), true) => Some(format!("until {t}")),
+        }
+    }
+
+    /// `from=…&to=…` for links that keep the period (empty for every day).
+    pub fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = &self.from {
+            parts.push(format!("from={f}"));
+        }
+        if let Some(t) = &self.to {
+            parts.push(format!("to={t}"));
+        }
+        parts.join("&")
+    }
+}
+
 /// How many notes per village the tallies carry for the draft report.
 pub const NOTES_PER_VILLAGE: usize = 8;
 
@@ -132,6 +219,8 @@ pub struct Tallies {
     pub campaign: Uuid,
     /// The campaign's name, if its record is known.
     pub name: Option<String>,
+    /// The days whose records are counted (every day unless the asker chose a period).
+    pub period: Period,
     /// What each village should reach: the campaign record's targets, and where it sets none
     /// the template's `[targets]` ([`Targets::or_defaults`], applied by `AppState::tallies`).
     pub targets: Targets,

@@ -97,9 +97,14 @@ pub(super) async fn overview(
     State(state): State<Arc<AppState>>,
     user: User,
     Path(campaign): Path<String>,
+    period: crate::api::PeriodQuery,
 ) -> Response {
     let lang = user.lang;
-    let c = match load_campaign(&state, &user, &campaign).await {
+    let period = match period.get() {
+        Ok(p) => p,
+        Err(e) => return ui_error(lang, e),
+    };
+    let c = match load_campaign(&state, &user, &campaign, period).await {
         Ok(c) => c,
         Err(e) => return ui_error(lang, e),
     };
@@ -114,18 +119,20 @@ pub(super) async fn overview(
 async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<String, ApiError> {
     let lang = user.lang;
     let t = &c.tallies;
-    let mut body = String::new();
+    let mut body = c.period_form(&format!("/ui/c/{}", c.id), lang);
+    // Downloads and the pages behind the numbers count the same period.
+    let keep = c.keep_period('?');
     if matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
         body.push_str(&format!(
-            "<p>{}: <a href=\"/v1/campaigns/{id}/export.xlsx\" download>XLSX</a> · \
-             <a href=\"/v1/campaigns/{id}/report.docx\" download>{} (DOCX)</a>{pdf} · \
-             <a href=\"/v1/campaigns/{id}/report.md\">Markdown</a></p>",
+            "<p>{}: <a href=\"/v1/campaigns/{id}/export.xlsx{keep}\" download>XLSX</a> · \
+             <a href=\"/v1/campaigns/{id}/report.docx{keep}\" download>{} (DOCX)</a>{pdf} · \
+             <a href=\"/v1/campaigns/{id}/report.md{keep}\">Markdown</a></p>",
             lang.t("导出", "Export"),
             lang.t("报告初稿", "Draft report"),
             id = c.id,
             pdf = if state.pdf.available() {
                 format!(
-                    " · <a href=\"/v1/campaigns/{}/report.pdf\" download>PDF</a>",
+                    " · <a href=\"/v1/campaigns/{}/report.pdf{keep}\" download>PDF</a>",
                     c.id
                 )
             } else {
@@ -133,7 +140,7 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             },
         ));
         let (zh, en) = crate::report::counting_basis(t);
-        body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
+        body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(&zh, &en))));
         // What the campaign's photos and recordings take on the server (from the last sweep).
         let usage = {
             let ledger = state.blob_sweep.lock().expect("sweep report");
@@ -168,7 +175,13 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             body.push_str(&format!("<p class=\"muted\">{}</p>", esc(&line)));
         }
         // Every number the draft report quotes, each a link to the records behind it.
-        let records = |kind: &str| format!("/ui/c/{}/review?state=all&kind={kind}", c.id);
+        let records = |kind: &str| {
+            format!(
+                "/ui/c/{}/review?state=all&kind={kind}{}",
+                c.id,
+                c.keep_period('&')
+            )
+        };
         let ledger = format!("/ui/c/{}/ledger", c.id);
         let satisfied = t.team_satisfaction.get("satisfied").copied().unwrap_or(0)
             + t.team_satisfaction
@@ -249,12 +262,12 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             (
                 lang.t("发现问题", "Findings"),
                 t.findings.to_string(),
-                Some(ledger.clone()),
+                Some(format!("{ledger}{}", c.keep_period('?'))),
             ),
             (
                 lang.t("逾期整改", "Overdue rectifications"),
                 t.overdue_rectifications.to_string(),
-                Some(format!("{ledger}?overdue=1")),
+                Some(format!("{ledger}?overdue=1{}", c.keep_period('&'))),
             ),
         ]));
         if answered > 0 {
@@ -288,7 +301,12 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
     // Progress per work group and village.
     let groups = state
         .storage
-        .campaign_records(c.id, "work_group".into(), user.auth.visibility())
+        .campaign_records(
+            c.id,
+            "work_group".into(),
+            user.auth.visibility(),
+            crate::storage::Period::all(),
+        )
         .await?;
     let place_code: HashMap<String, String> = c
         .places
@@ -346,9 +364,10 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             rows.push(vec![
                 esc(group),
                 format!(
-                    "<a href=\"/ui/c/{}/v/{}\">{}</a>",
+                    "<a href=\"/ui/c/{}/v/{}{}\">{}</a>",
                     c.id,
                     esc(code),
+                    c.keep_period('?'),
                     esc(&v.name)
                 ),
                 v.members.to_string(),
@@ -486,7 +505,7 @@ pub(super) async fn conflicts(
     Path(campaign): Path<String>,
 ) -> Response {
     let lang = user.lang;
-    let c = match load_campaign(&state, &user, &campaign).await {
+    let c = match load_campaign(&state, &user, &campaign, crate::storage::Period::all()).await {
         Ok(c) => c,
         Err(e) => return ui_error(lang, e),
     };
@@ -608,7 +627,7 @@ pub(super) async fn search(
     Query(form): Query<SearchForm>,
 ) -> Response {
     let lang = user.lang;
-    let c = match load_campaign(&state, &user, &campaign).await {
+    let c = match load_campaign(&state, &user, &campaign, crate::storage::Period::all()).await {
         Ok(c) => c,
         Err(e) => return ui_error(lang, e),
     };

@@ -35,7 +35,7 @@ pub(super) async fn devices(
 
 async fn body(state: &AppState, user: &User, campaign: &str) -> Result<(String, String), ApiError> {
     let lang = user.lang;
-    let c = load_campaign(state, user, campaign).await?;
+    let c = load_campaign(state, user, campaign, crate::storage::Period::all()).await?;
     if !matches!(user.auth.0.person.role, Role::Admin | Role::Viewer) {
         return Err(crate::auth::forbidden(
             "department_only",
@@ -44,7 +44,12 @@ async fn body(state: &AppState, user: &User, campaign: &str) -> Result<(String, 
     }
     let groups = state
         .storage
-        .campaign_records(c.id, "work_group".into(), user.auth.visibility())
+        .campaign_records(
+            c.id,
+            "work_group".into(),
+            user.auth.visibility(),
+            crate::storage::Period::all(),
+        )
         .await?;
     let mut body = String::new();
     {

@@ -36,9 +36,14 @@ pub(super) async fn dossier(
     user: User,
     Path((campaign, code)): Path<(String, String)>,
     Query(query): Query<DossierQuery>,
+    period: crate::api::PeriodQuery,
 ) -> Response {
     let lang = user.lang;
-    let c = match load_campaign(&state, &user, &campaign).await {
+    let period = match period.get() {
+        Ok(p) => p,
+        Err(e) => return ui_error(lang, e),
+    };
+    let c = match load_campaign(&state, &user, &campaign, period).await {
         Ok(c) => c,
         Err(e) => return ui_error(lang, e),
     };
@@ -92,6 +97,8 @@ async fn in_village(
                 scope: Some(code.into()),
                 campaign: Some(c.id),
                 limit: Some(10_000),
+                from: c.period.from.clone(),
+                to: c.period.to.clone(),
                 ..Default::default()
             },
             c.visibility.clone(),
@@ -121,7 +128,7 @@ async fn dossier_body(
     lang: Lang,
 ) -> Result<String, ApiError> {
     let template = c.template.as_ref();
-    let mut body = String::new();
+    let mut body = c.period_form(&format!("/ui/c/{}/v/{code}", c.id), lang);
     if state.blobs.is_some() {
         body.push_str(&format!(
             "<p><a href=\"/ui/c/{}/v/{}/files.zip\">{}</a></p>",
@@ -135,9 +142,10 @@ async fn dossier_body(
     }
     let v = c.tallies.villages_detail.iter().find(|v| v.code == code);
     body.push_str(&format!(
-        "<p><a href=\"/ui/c/{}/v/{}/dossier.docx\" download>{}</a> · <span class=\"muted\">{}</span></p>",
+        "<p><a href=\"/ui/c/{}/v/{}/dossier.docx{}\" download>{}</a> · <span class=\"muted\">{}</span></p>",
         c.id,
         esc(code),
+        c.keep_period('?'),
         lang.t("下载本村分析材料（Word）", "Download the village's analysis (Word)"),
         lang.t(
             "打印本页：用浏览器的“打印”（Ctrl+P），已按 A4 排版；折叠的列表不打印，完整材料请用 Word 版",
@@ -161,7 +169,7 @@ async fn dossier_body(
         .cloned()
         .collect();
     let (zh, en) = crate::report::counting_basis(&c.tallies);
-    body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(zh, en))));
+    body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(&zh, &en))));
     let summary = crate::report::village::summarize(template, v, &live, &super::page::today());
     body.push_str(&summary_html(&summary, lang));
     if let Some(v) = v {
@@ -335,7 +343,8 @@ async fn dossier_body(
         }
         if records.len() > DOSSIER_ROWS {
             body.push_str(&format!(
-                "<p><a href=\"?kind={kind}\">{}</a></p>",
+                "<p><a href=\"?kind={kind}{}\">{}</a></p>",
+                c.keep_period('&'),
                 lang.t(
                     &format!("查看全部 {} 条 →", records.len()),
                     &format!("All {} →", records.len())
@@ -459,9 +468,10 @@ pub(super) async fn dossier_docx(
     State(state): State<Arc<AppState>>,
     user: User,
     Path((campaign, code)): Path<(String, String)>,
+    period: crate::api::PeriodQuery,
 ) -> Response {
     let lang = user.lang;
-    match dossier_docx_inner(&state, &user, &campaign, &code).await {
+    match dossier_docx_inner(&state, &user, &campaign, &code, period).await {
         Ok(r) => r,
         Err(e) => ui_error(lang, e),
     }
@@ -472,9 +482,10 @@ async fn dossier_docx_inner(
     user: &User,
     campaign: &str,
     code: &str,
+    period: crate::api::PeriodQuery,
 ) -> Result<Response, ApiError> {
     use axum::http::{HeaderMap, HeaderValue, header};
-    let c = load_campaign(state, user, campaign).await?;
+    let c = load_campaign(state, user, campaign, period.get()?).await?;
     if !user.auth.sees(&c.id, code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
@@ -599,7 +610,8 @@ async fn kind_pages(
     let shown = &records[(page - 1) * PAGE_ROWS..(page * PAGE_ROWS).min(records.len())];
     let names = crate::api::reference_names(state, c.id, &c.visibility).await?;
     let mut body = format!(
-        "<p><a href=\"?\">{}</a></p><h2>{} {}</h2>",
+        "<p><a href=\"?{}\">{}</a></p><h2>{} {}</h2>",
+        esc(&c.period.query()),
         lang.t("← 返回村情档案", "← back to the dossier"),
         esc(&kind_label(c.template.as_ref(), kind, lang)),
         lang.t(
@@ -608,17 +620,18 @@ async fn kind_pages(
         )
     );
     body.push_str(&kind_table(c, kind, shown, &names, lang));
+    let keep = c.keep_period('&');
     let mut links = Vec::new();
     if page > 1 {
         links.push(format!(
-            "<a href=\"?kind={kind}&amp;page={}\">{}</a>",
+            "<a href=\"?kind={kind}&amp;page={}{keep}\">{}</a>",
             page - 1,
             lang.t("← 上一页", "← previous")
         ));
     }
     if page < pages {
         links.push(format!(
-            "<a href=\"?kind={kind}&amp;page={}\">{}</a>",
+            "<a href=\"?kind={kind}&amp;page={}{keep}\">{}</a>",
             page + 1,
             lang.t("下一页 →", "next →")
         ));

@@ -276,7 +276,8 @@ async fn preview(state: &AppState, r: &AttachmentRef) -> Result<Option<Response>
     }))
 }
 
-/// The village's records the campaign's viewer may see (through the `(campaign, scope)` index).
+/// The village's records the campaign's viewer may see (through the `(campaign, scope)` index),
+/// of the page's period.
 pub(super) async fn village_records(
     state: &AppState,
     c: &Campaign,
@@ -289,6 +290,8 @@ pub(super) async fn village_records(
                 scope: Some(code.into()),
                 campaign: Some(c.id),
                 limit: Some(10_000),
+                from: c.period.from.clone(),
+                to: c.period.to.clone(),
                 ..Default::default()
             },
             c.visibility.clone(),
@@ -350,7 +353,7 @@ async fn village_zip_inner(
     code: &str,
 ) -> Result<Response, ApiError> {
     let blobs = attachments::blobs(state)?;
-    let c = load_campaign(state, user, campaign).await?;
+    let c = load_campaign(state, user, campaign, crate::storage::Period::all()).await?;
     if !user.auth.sees(&c.id, code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }

@@ -207,12 +207,17 @@ struct Ledger {
     groups: Vec<RecordView>,
 }
 
-async fn load(state: &AppState, user: &User, campaign: &str) -> Result<Ledger, ApiError> {
-    let c = load_campaign(state, user, campaign).await?;
+async fn load(
+    state: &AppState,
+    user: &User,
+    campaign: &str,
+    period: crate::api::PeriodQuery,
+) -> Result<Ledger, ApiError> {
+    let c = load_campaign(state, user, campaign, period.get()?).await?;
     let read = |kind: &str| {
         state
             .storage
-            .campaign_records(c.id, kind.into(), user.auth.visibility())
+            .campaign_records(c.id, kind.into(), user.auth.visibility(), c.period.clone())
     };
     let findings = read("finding").await?;
     let rects = read("rectification").await?;
@@ -231,25 +236,28 @@ pub(super) async fn ledger(
     user: User,
     Path(campaign): Path<String>,
     Query(q): Query<LedgerQuery>,
+    period: crate::api::PeriodQuery,
 ) -> Response {
     let lang = user.lang;
-    let l = match load(&state, &user, &campaign).await {
+    let l = match load(&state, &user, &campaign, period).await {
         Ok(l) => l,
         Err(e) => return ui_error(lang, e),
     };
     let c = &l.c;
     let template = c.template.as_ref();
     let lines = lines(c, &q, &l.findings, &l.rects, &l.groups);
-    let mut body = filters(c, &q, &l.groups, lang);
-    body.push_str(&summary(&lines, lang));
     let base = format!("/ui/c/{}/ledger", c.id);
+    let mut body = c.period_form(&base, lang);
+    body.push_str(&filters(c, &q, &l.groups, lang));
+    body.push_str(&summary(&lines, lang));
+    let keep = c.keep_period('&');
     let sortable = |key: &str, zh: &str, en: &str| {
         let text = lang.t(zh, en);
         if q.sort == key || (key == "village" && q.sort.is_empty()) {
             format!("{} ▲", esc(text))
         } else {
             format!(
-                "<a href=\"{base}?{}\">{}</a>",
+                "<a href=\"{base}?{}{keep}\">{}</a>",
                 esc(&q.params(Some(key))),
                 esc(text)
             )
@@ -385,9 +393,9 @@ fn filters(c: &Campaign, q: &LedgerQuery, groups: &[RecordView], lang: Lang) -> 
          <label>{} <select name=\"category\">{category_options}</select></label> \
          <label>{} <select name=\"status\">{status_options}</select></label> \
          <label><input type=\"checkbox\" name=\"overdue\" value=\"1\"{}> {}</label> \
-         <input type=\"hidden\" name=\"sort\" value=\"{}\">\
+         <input type=\"hidden\" name=\"sort\" value=\"{}\">{period}\
          <button>{}</button></form>\
-         <p><a href=\"/ui/c/{id}/ledger.xlsx?{}\" download>{}</a></p>",
+         <p><a href=\"/ui/c/{id}/ledger.xlsx?{}{keep}\" download>{}</a></p>",
         lang.t("村（社区）", "Village"),
         village_options(c, lang, Some(q.village.as_str()).filter(|v| !v.is_empty())),
         lang.t("工作组", "Work group"),
@@ -400,6 +408,8 @@ fn filters(c: &Campaign, q: &LedgerQuery, groups: &[RecordView], lang: Lang) -> 
         esc(&q.params(None)),
         lang.t("导出本台账（XLSX）", "Download this ledger (XLSX)"),
         id = c.id,
+        period = c.period_inputs(),
+        keep = c.keep_period('&'),
     )
 }
 
@@ -441,9 +451,10 @@ pub(super) async fn ledger_xlsx(
     user: User,
     Path(campaign): Path<String>,
     Query(q): Query<LedgerQuery>,
+    period: crate::api::PeriodQuery,
 ) -> Response {
     let lang = user.lang;
-    let l = match load(&state, &user, &campaign).await {
+    let l = match load(&state, &user, &campaign, period).await {
         Ok(l) => l,
         Err(e) => return ui_error(lang, e),
     };

@@ -306,6 +306,9 @@ struct Campaign {
     places: Vec<RecordView>,
     /// What the user may see of it: every query of the pages takes it.
     visibility: crate::storage::Visibility,
+    /// The days whose records the page counts (统计时段): every query of a counting page takes
+    /// it, and its links keep it.
+    period: crate::storage::Period,
 }
 
 impl Campaign {
@@ -318,16 +321,27 @@ impl Campaign {
     }
 }
 
-async fn load_campaign(state: &AppState, user: &User, id: &str) -> Result<Campaign, ApiError> {
+/// A campaign as `user` may see it, counted over the days of `period`.
+async fn load_campaign(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    period: crate::storage::Period,
+) -> Result<Campaign, ApiError> {
     let id = parse_uuid(id)?;
     if !user.auth.0.scope.all && user.auth.0.scope.campaign.as_deref() != Some(&id.to_string()) {
         return Err(ApiError::not_found(format!("no campaign {id} for you")));
     }
-    let tallies = state.tallies(id, &user.auth.visibility()).await?;
+    let tallies = state.tallies(id, &user.auth.visibility(), &period).await?;
     let template = state.storage.template(id).await?;
     let places = state
         .storage
-        .campaign_records(id, "place".into(), user.auth.visibility())
+        .campaign_records(
+            id,
+            "place".into(),
+            user.auth.visibility(),
+            crate::storage::Period::all(),
+        )
         .await?;
     Ok(Campaign {
         id,
@@ -336,7 +350,67 @@ async fn load_campaign(state: &AppState, user: &User, id: &str) -> Result<Campai
         tallies,
         places,
         visibility: user.auth.visibility(),
+        period,
     })
+}
+
+impl Campaign {
+    /// `prefix` (`?` or `&`) and `from=…&to=…`, escaped for an attribute, for a link that keeps
+    /// the page's period; empty for every day.
+    fn keep_period(&self, prefix: char) -> String {
+        match self.period.query() {
+            q if q.is_empty() => String::new(),
+            q => esc(&format!("{prefix}{q}")),
+        }
+    }
+
+    /// The period as the inputs of a GET form, to keep it when the form's other filters change.
+    fn period_inputs(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in [("from", &self.period.from), ("to", &self.period.to)] {
+            if let Some(v) = value {
+                out.push_str(&format!(
+                    "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+                    esc(v)
+                ));
+            }
+        }
+        out
+    }
+
+    /// The 统计时段 form of a counting page (`action`: the page's own address): two dates and
+    /// what is counted now.
+    fn period_form(&self, action: &str, lang: Lang) -> String {
+        let now = match self.period.text(lang.en) {
+            Some(t) => format!(
+                "{}{} <a href=\"{}\">{}</a>",
+                lang.t("当前统计：", "Counting: "),
+                esc(&t),
+                esc(action),
+                lang.t("全部时间", "All days")
+            ),
+            None => lang
+                .t("当前统计全部时间的记录", "Counting the records of all days")
+                .to_string(),
+        };
+        format!(
+            "<form method=\"get\" action=\"{}\" class=\"filters period\">\
+             <label>{} <input type=\"date\" name=\"from\" value=\"{}\"></label>\
+             <label>{} <input type=\"date\" name=\"to\" value=\"{}\"></label>\
+             <button>{}</button> <span class=\"muted\">{now}</span>\
+             <p class=\"muted\">{}</p></form>",
+            esc(action),
+            lang.t("统计时段 从", "Period from"),
+            esc(self.period.from.as_deref().unwrap_or("")),
+            lang.t("至", "to"),
+            esc(self.period.to.as_deref().unwrap_or("")),
+            lang.t("按时段统计", "Count this period"),
+            lang.t(
+                "记录按其谈话、会议等日期计入；没有日期的表单按上传到服务器的日期计入。班子成员等基础信息不受时段限制。",
+                "Records count by their own date (interview, meeting…); forms without one by the day they reached the server. Team members and other reference data always count."
+            ),
+        )
+    }
 }
 
 /// One `<option>` of a `<select>`.

@@ -157,9 +157,10 @@ pub(super) async fn queue(
     user: User,
     Path(campaign): Path<String>,
     Query(q): Query<QueueQuery>,
+    period: crate::api::PeriodQuery,
 ) -> Response {
     let lang = user.lang;
-    match queue_body(&state, &user, &campaign, q).await {
+    match queue_body(&state, &user, &campaign, q, period).await {
         Ok((c, body)) => {
             nav_page(lang, lang.t("审核", "Review"), &c, Nav::Review, &body).into_response()
         }
@@ -172,9 +173,10 @@ async fn queue_body(
     user: &User,
     campaign: &str,
     q: QueueQuery,
+    period: crate::api::PeriodQuery,
 ) -> Result<(String, String), ApiError> {
     let lang = user.lang;
-    let c = load_campaign(state, user, campaign).await?;
+    let c = load_campaign(state, user, campaign, period.get()?).await?;
     let wanted = match q.state.as_deref() {
         None | Some("") => Some(ReviewState::Pending),
         Some("all") => None,
@@ -198,6 +200,8 @@ async fn queue_body(
                     scope: village.clone(),
                     limit: Some(1000),
                     after,
+                    from: c.period.from.clone(),
+                    to: c.period.to.clone(),
                     ..RecordFilter::default()
                 },
                 c.visibility.clone(),
@@ -243,7 +247,7 @@ async fn queue_body(
             summary(&review, lang),
         ]);
     }
-    let mut body = String::new();
+    let mut body = c.period_form(&format!("/ui/c/{}/review", c.id), lang);
     if let Some(n) = q.done {
         body.push_str(&format!(
             "<p class=\"flash\">{} {n} {}</p>",
@@ -263,6 +267,10 @@ async fn queue_body(
         }
         if let Some(v) = &village {
             url.push_str(&format!("&village={}", esc(v)));
+        }
+        let period = c.period.query();
+        if !period.is_empty() {
+            url.push_str(&format!("&{}", esc(&period)));
         }
         url
     };
@@ -289,11 +297,12 @@ async fn queue_body(
     body.push_str(&format!(
         "<form method=\"get\" action=\"{base}\"><input type=\"hidden\" name=\"state\" value=\"{}\">\
          <label>{} <select name=\"kind\">{kind_options}</select></label> \
-         <label>{} <select name=\"village\">{village_options}</select></label> \
+         <label>{} <select name=\"village\">{village_options}</select></label> {}\
          <button>{}</button></form>",
         wanted.map(|w| w.as_str()).unwrap_or("all"),
         lang.t("类型", "Kind"),
         lang.t("村（社区）", "Village"),
+        c.period_inputs(),
         lang.t("筛选", "Filter"),
     ));
     if rows.is_empty() {

@@ -319,7 +319,7 @@ pub(super) async fn set(
                 "只有管理员可以设置工作目标 / only an administrator sets the targets",
             ));
         }
-        let c = load_campaign(&state, &user, &campaign).await?;
+        let c = load_campaign(&state, &user, &campaign, crate::storage::Period::all()).await?;
         if !may_set(&c, &user) {
             return Err(ApiError::bad_request(
                 "此工作任务的模板较旧，没有工作目标字段；请先升级模板 / this campaign's template \
@@ -329,7 +329,12 @@ pub(super) async fn set(
         let fields = parse(&body)?;
         let record = state
             .storage
-            .campaign_records(c.id, "campaign".into(), user.auth.visibility())
+            .campaign_records(
+                c.id,
+                "campaign".into(),
+                user.auth.visibility(),
+                crate::storage::Period::all(),
+            )
             .await?
             .into_iter()
             .find(|r| !r.deleted)

@@ -191,16 +191,19 @@ impl Records for PostgresStorage {
         campaign: Uuid,
         kind: String,
         visibility: Visibility,
+        period: crate::storage::Period,
     ) -> Result<Vec<RecordView>, StorageError> {
-        queries::campaign_records(&self.client().await?, campaign, &kind, &visibility).await
+        queries::campaign_records(&self.client().await?, campaign, &kind, &visibility, &period)
+            .await
     }
 
     async fn tallies(
         &self,
         campaign: Uuid,
         visibility: Visibility,
+        period: crate::storage::Period,
     ) -> Result<Tallies, StorageError> {
-        tally::tallies(&self.client().await?, campaign, &visibility).await
+        tally::tallies(&self.client().await?, campaign, &visibility, &period).await
     }
 
     async fn search(

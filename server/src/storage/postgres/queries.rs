@@ -104,6 +104,14 @@ pub(super) async fn records<C: GenericClient>(
     if filter.needs_review {
         sql.push_str(" AND r.review IS NOT NULL");
     }
+    if !filter.period().is_all() {
+        args.push(Box::new(filter.from.clone()));
+        args.push(Box::new(filter.to.clone()));
+        sql.push_str(&format!(
+            " AND {}",
+            super::tally::in_period("r", args.len() - 1)
+        ));
+    }
     sql.push_str(&format!(
         " ORDER BY r.first_seq LIMIT {}",
         filter.limit.unwrap_or(1000).clamp(1, 10_000)
@@ -119,22 +127,32 @@ pub(super) async fn records<C: GenericClient>(
         .collect())
 }
 
-/// Every visible live record of one kind in a campaign, oldest first.
+/// Every visible live record of one kind in a campaign of the period's days, oldest first.
 pub(super) async fn campaign_records<C: GenericClient>(
     c: &C,
     campaign: Uuid,
     kind: &str,
     visibility: &Visibility,
+    period: &crate::storage::Period,
 ) -> Result<Vec<RecordView>, StorageError> {
     let v = visible::Params::of(visibility);
     Ok(c.query(
         &format!(
             "SELECT {VIEW_COLUMNS} FROM records r
-                 WHERE r.campaign = $1 AND r.kind = $2 AND NOT r.deleted AND {}
+                 WHERE r.campaign = $1 AND r.kind = $2 AND NOT r.deleted AND {} AND {}
                  ORDER BY r.first_seq",
-            visible::condition("r", 3)
+            visible::condition("r", 3),
+            super::tally::in_period("r", 6)
         ),
-        &[&campaign.to_string(), &kind, &v.all, &v.campaign, &v.places],
+        &[
+            &campaign.to_string(),
+            &kind,
+            &v.all,
+            &v.campaign,
+            &v.places,
+            &period.from,
+            &period.to,
+        ],
     )
     .await?
     .iter()

@@ -15,34 +15,62 @@ use crate::storage::{
 };
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
-/// [`visible::condition`]), `$5` whether only approved records count ([`counted`]).
+/// [`visible::condition`]), `$5` whether only approved records count, `$6` and `$7` the period
+/// ([`counted`]).
 struct Scoped {
     campaign: String,
     v: visible::Params,
     approved_only: bool,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 impl Scoped {
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
         [
             &self.campaign,
             &self.v.all,
             &self.v.campaign,
             &self.v.places,
             &self.approved_only,
+            &self.from,
+            &self.to,
         ]
     }
 }
 
 /// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
-/// records only (`$5`); then reference data and records whose review is `approved` do.
+/// records only (`$5`); then reference data and records whose review is `approved` do. And only
+/// records of the period (`$6`, `$7`; [`in_period`]).
 fn counted(alias: &str) -> String {
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     format!(
-        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.fields->>'{}' = '{}')",
+        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.fields->>'{}' = '{}') AND {}",
         exempt.join(", "),
         approval::STATE_FIELD,
-        approval::State::Approved.as_str()
+        approval::State::Approved.as_str(),
+        in_period(alias, 6)
+    )
+}
+
+/// Whether the record aliased `alias` is of the period whose first and last days are parameters
+/// `${n}` and `${n+1}` (either `NULL`: open), by [`crate::storage::Period`]'s rule: its own `date`
+/// field, else the Beijing day its first change arrived; reference data always is.
+pub(super) fn in_period(alias: &str, n: usize) -> String {
+    let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
+    let day = format!(
+        "COALESCE(CASE WHEN jsonb_typeof({alias}.fields->'date') = 'string' \
+         THEN {alias}.fields->>'date' END, \
+         (SELECT to_char(to_timestamp(c.received_at / 1000.0) AT TIME ZONE 'Asia/Shanghai', \
+          'YYYY-MM-DD') FROM changes c WHERE c.seq = {alias}.first_seq))"
+    );
+    format!(
+        "(({from}::text IS NULL AND {to}::text IS NULL) OR {alias}.kind IN ({exempt}) OR \
+         (({from}::text IS NULL OR {day} COLLATE \"C\" >= {from}::text) AND \
+          ({to}::text IS NULL OR {day} COLLATE \"C\" <= {to}::text)))",
+        from = format_args!("${n}"),
+        to = format_args!("${}", n + 1),
+        exempt = exempt.join(", "),
     )
 }
 
@@ -101,6 +129,7 @@ pub(super) async fn tallies<C: GenericClient>(
     c: &C,
     campaign: Uuid,
     visibility: &Visibility,
+    period: &crate::storage::Period,
 ) -> Result<Tallies, StorageError> {
     let approved_only = c
         .query_opt(
@@ -126,6 +155,8 @@ pub(super) async fn tallies<C: GenericClient>(
         campaign: campaign.to_string(),
         v: visible::Params::of(visibility),
         approved_only,
+        from: period.from.clone(),
+        to: period.to.clone(),
     };
     let s = &s;
     let kind_count = |kind: &'static str| {
@@ -144,6 +175,7 @@ pub(super) async fn tallies<C: GenericClient>(
         targets,
         campaign,
         approved_only,
+        period: period.clone(),
         name: text(format!(
             "SELECT {} {} LIMIT 1",
             field("name"),
@@ -310,25 +342,31 @@ pub(super) async fn tallies<C: GenericClient>(
             s,
         )
         .await?,
-        overdue_rectifications: c
-            .query_one(
-                &format!(
-                    "SELECT count(*) {} AND {} != 'done' AND {} COLLATE \"C\" < $6",
-                    live("rectification"),
-                    field("status"),
-                    field("deadline")
-                ),
-                &[
-                    &s.campaign,
-                    &s.v.all,
-                    &s.v.campaign,
-                    &s.v.places,
-                    &s.approved_only,
-                    &today,
-                ],
-            )
-            .await?
-            .get::<_, i64>(0) as u64,
+        // The one overdue rule (`crate::rectification::overdue`), as the SQLite storage and the
+        // ledger apply it: over each rectification's status and deadline.
+        overdue_rectifications: {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {}, {} {} AND {} IS NOT NULL",
+                        field("status"),
+                        field("deadline"),
+                        live("rectification"),
+                        field("deadline")
+                    ),
+                    &s.params(),
+                )
+                .await?;
+            rows.iter()
+                .filter(|r| {
+                    crate::rectification::overdue(
+                        r.get::<_, Option<String>>(0).as_deref().unwrap_or(""),
+                        r.get::<_, Option<String>>(1).as_deref().unwrap_or(""),
+                        &today,
+                    )
+                })
+                .count() as u64
+        },
         team_satisfaction: group(
             c,
             &format!(

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{SqliteStorage, other, visible};
 use crate::storage::{
-    RecordFilter, RecordView, Records, Search, SearchHit, StorageError, Tallies, Visibility,
+    Period, RecordFilter, RecordView, Records, Search, SearchHit, StorageError, Tallies, Visibility,
 };
 
 pub(super) fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
@@ -125,6 +125,14 @@ impl Records for SqliteStorage {
             if filter.needs_review {
                 sql.push_str(" AND r.review IS NOT NULL");
             }
+            if !filter.period().is_all() {
+                args.push(filter.from.clone().into());
+                args.push(filter.to.clone().into());
+                sql.push_str(&format!(
+                    " AND {}",
+                    super::tally::in_period("r", args.len() - 1)
+                ));
+            }
             sql.push_str(&format!(
                 " ORDER BY r.first_seq LIMIT {}",
                 filter.limit.unwrap_or(1000).clamp(1, 10_000)
@@ -141,17 +149,28 @@ impl Records for SqliteStorage {
         campaign: Uuid,
         kind: String,
         visibility: Visibility,
+        period: Period,
     ) -> Result<Vec<RecordView>, StorageError> {
         self.read(move |conn| {
             let (c, places) = visible::params(&visibility);
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {VIEW_COLUMNS} FROM records r
-                 WHERE r.campaign = ?1 AND r.kind = ?2 AND r.deleted = 0 AND {}
+                 WHERE r.campaign = ?1 AND r.kind = ?2 AND r.deleted = 0 AND {} AND {}
                  ORDER BY r.first_seq",
-                visible::condition("r", 3)
+                visible::condition("r", 3),
+                super::tally::in_period("r", 5)
             ))?;
-            let rows =
-                stmt.query_map(params![campaign.to_string(), kind, c, places], row_to_view)?;
+            let rows = stmt.query_map(
+                params![
+                    campaign.to_string(),
+                    kind,
+                    c,
+                    places,
+                    period.from,
+                    period.to
+                ],
+                row_to_view,
+            )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -161,8 +180,9 @@ impl Records for SqliteStorage {
         &self,
         campaign: Uuid,
         visibility: Visibility,
+        period: Period,
     ) -> Result<Tallies, StorageError> {
-        self.read(move |conn| super::tally::tallies(conn, campaign, &visibility))
+        self.read(move |conn| super::tally::tallies(conn, campaign, &visibility, &period))
             .await
     }
 

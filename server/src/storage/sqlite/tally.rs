@@ -19,34 +19,61 @@ use crate::storage::{
 };
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
-/// [`visible::condition`]), `?4` whether only approved records count ([`counted`]).
+/// [`visible::condition`]), `?4` whether only approved records count, `?5` and `?6` the period
+/// ([`counted`]).
 struct Scoped<'a> {
     campaign: &'a str,
     visible_campaign: Option<String>,
     places: String,
     approved_only: bool,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 impl Scoped<'_> {
-    fn params(&self) -> [&dyn rusqlite::ToSql; 4] {
+    fn params(&self) -> [&dyn rusqlite::ToSql; 6] {
         [
             &self.campaign,
             &self.visible_campaign,
             &self.places,
             &self.approved_only,
+            &self.from,
+            &self.to,
         ]
     }
 }
 
 /// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
-/// records only (`?4`); then reference data and records whose review is `approved` do.
+/// records only (`?4`); then reference data and records whose review is `approved` do. And only
+/// records of the period (`?5`, `?6`; [`in_period`]).
 fn counted(alias: &str) -> String {
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     format!(
-        "(?4 = 0 OR {alias}.kind IN ({}) OR json_extract({alias}.fields, '$.{}') = '{}')",
+        "(?4 = 0 OR {alias}.kind IN ({}) OR json_extract({alias}.fields, '$.{}') = '{}') AND {}",
         exempt.join(", "),
         approval::STATE_FIELD,
-        approval::State::Approved.as_str()
+        approval::State::Approved.as_str(),
+        in_period(alias, 5)
+    )
+}
+
+/// Whether the record aliased `alias` is of the period whose first and last days are parameters
+/// `?{n}` and `?{n+1}` (either `NULL`: open), by [`crate::storage::Period`]'s rule: its own `date`
+/// field, else the Beijing day its first change arrived; reference data always is.
+pub(super) fn in_period(alias: &str, n: usize) -> String {
+    let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
+    let day = format!(
+        "COALESCE(CASE json_type({alias}.fields, '$.date') WHEN 'text' \
+         THEN json_extract({alias}.fields, '$.date') END, \
+         (SELECT date(c.received_at / 1000, 'unixepoch', '+8 hours') FROM changes c \
+          WHERE c.seq = {alias}.first_seq))"
+    );
+    format!(
+        "(({from} IS NULL AND {to} IS NULL) OR {alias}.kind IN ({exempt}) OR \
+         (({from} IS NULL OR {day} >= {from}) AND ({to} IS NULL OR {day} <= {to})))",
+        from = format_args!("?{n}"),
+        to = format_args!("?{}", n + 1),
+        exempt = exempt.join(", "),
     )
 }
 
@@ -130,6 +157,7 @@ pub(crate) fn tallies(
     conn: &Connection,
     campaign: Uuid,
     visibility: &Visibility,
+    period: &crate::storage::Period,
 ) -> Result<Tallies, StorageError> {
     let campaign_id = campaign.to_string();
     let (visible_campaign, places) = visible::params(visibility);
@@ -148,6 +176,8 @@ pub(crate) fn tallies(
         visible_campaign,
         places,
         approved_only,
+        from: period.from.clone(),
+        to: period.to.clone(),
     };
     let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
@@ -168,6 +198,7 @@ pub(crate) fn tallies(
         campaign,
         targets,
         approved_only,
+        period: period.clone(),
         name: conn
             .query_row(
                 &format!("SELECT {} {}", field("name"), live("campaign")),
