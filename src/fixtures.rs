@@ -1,5 +1,6 @@
 //! Small campaigns the dashboard's tests share: one township with two villages, their team
-//! members and two work groups, as the department would import them from its spreadsheets.
+//! members and two work groups, as the department would import them from its spreadsheets; and
+//! what the attachment tests share (a template with a files field, bytes that do not compress).
 
 use std::path::Path;
 
@@ -64,4 +65,38 @@ pub fn group(store: &Store, name: &str) -> anyhow::Result<Uuid> {
         })
         .map(|g| g.header.id)
         .ok_or_else(|| anyhow::anyhow!("no work group {name}"))
+}
+
+/// A template with one form, a document review (`visit`), whose `photos` field takes pictures
+/// and recordings of up to 30 MB: what the attachment tests record.
+pub const ATTACHMENT_TEMPLATE: &str = r#"
+id = "photos"
+version = 1
+name.zh = "附件测试"
+name.en = "Attachment test"
+[kinds.visit]
+label = { zh = "查阅资料", en = "Document review" }
+[[kinds.visit.fields]]
+name = "what"
+type = "text"
+label = { zh = "资料", en = "Document" }
+[[kinds.visit.fields]]
+name = "photos"
+type = "attachments"
+accept = ["image/*", "audio/*"]
+max_bytes = 30000000
+label = { zh = "照片和录音", en = "Photos and recordings" }
+"#;
+
+/// `len` bytes that do not compress (a photo's would not either), the same for the same `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }

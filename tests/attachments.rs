@@ -5,6 +5,7 @@
 use anyhow::Result;
 use fieldsync::{
     TestServer,
+    fixtures::{ATTACHMENT_TEMPLATE, noise},
     proxy::{Cut, Line, Proxy},
 };
 use fieldsync_client_core::{
@@ -20,40 +21,8 @@ use fieldsync_protocol::template::Template;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-const TEMPLATE: &str = r#"
-id = "photos"
-version = 1
-name.zh = "附件测试"
-name.en = "Attachment test"
-[kinds.visit]
-label = { zh = "查阅资料", en = "Document review" }
-[[kinds.visit.fields]]
-name = "what"
-type = "text"
-label = { zh = "资料", en = "Document" }
-[[kinds.visit.fields]]
-name = "photos"
-type = "attachments"
-accept = ["image/*", "audio/*"]
-max_bytes = 30000000
-label = { zh = "照片和录音", en = "Photos and recordings" }
-"#;
-
 const VILLAGE_A: &str = "350102001";
 const VILLAGE_B: &str = "350102002";
-
-/// Bytes that do not compress (a photo's would not either).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Setup {
     server: TestServer,
@@ -70,7 +39,7 @@ fn setup() -> Result<Setup> {
 fn setup_on(server: TestServer) -> Result<Setup> {
     let campaign = Uuid::now_v7();
     let mut admin = Store::open_in_memory()?;
-    admin.publish_template(campaign, &Template::parse(TEMPLATE)?)?;
+    admin.publish_template(campaign, &Template::parse(ATTACHMENT_TEMPLATE)?)?;
     let mut place_b = None;
     for code in [VILLAGE_A, VILLAGE_B] {
         let id = admin.create(

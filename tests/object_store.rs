@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use fieldsync::{
     TestServer,
+    fixtures::{ATTACHMENT_TEMPLATE, noise},
     proxy::{Cut, Proxy},
     s3::S3Server,
 };
@@ -24,39 +25,7 @@ use fieldsync_server::blobs::{DiskShelf, ObjectShelf, Shelf};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-const TEMPLATE: &str = r#"
-id = "photos-s3"
-version = 1
-name.zh = "附件测试"
-name.en = "Attachment test"
-[kinds.visit]
-label = { zh = "查阅资料", en = "Document review" }
-[[kinds.visit.fields]]
-name = "what"
-type = "text"
-label = { zh = "资料", en = "Document" }
-[[kinds.visit.fields]]
-name = "photos"
-type = "attachments"
-accept = ["image/*", "audio/*"]
-max_bytes = 30000000
-label = { zh = "照片和录音", en = "Photos and recordings" }
-"#;
-
 const VILLAGE: &str = "350102001";
-
-/// Bytes that do not compress (a photo's would not either).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn read_all(shelf: &dyn Shelf, sha: &str, range: Option<(u64, u64)>) -> Option<Vec<u8>> {
     let mut stream = shelf.read(sha, range).await.expect("read")?;
@@ -173,7 +142,7 @@ fn setup() -> Result<Setup> {
     })?;
     let campaign = Uuid::now_v7();
     let mut admin = Store::open_in_memory()?;
-    admin.publish_template(campaign, &Template::parse(TEMPLATE)?)?;
+    admin.publish_template(campaign, &Template::parse(ATTACHMENT_TEMPLATE)?)?;
     admin.create(
         "place",
         campaign,
