@@ -229,20 +229,21 @@ pub struct Template {
     /// Who reviews the campaign's records besides administrators and group leaders.
     pub review: ReviewSettings,
     /// What each village should reach, where the campaign record sets no target of its own.
-    pub targets: TargetSettings,
+    pub targets: Targets,
     /// The TOML it was parsed from (what is published and synced).
     pub source: String,
 }
 
-/// A template's `[targets]` table: the default targets per village of every campaign that uses
-/// it (a campaign record's `target_*` and `deadline` fields override each one).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// What each village should reach: a template's `[targets]` table (the defaults of every
+/// campaign that uses it), and a campaign record's `target_*` and `deadline` fields, which take
+/// precedence one by one ([`Targets::or_defaults`]). Every target is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct TargetSettings {
+pub struct Targets {
     /// Every member of each village's team is to be interviewed.
     #[serde(default)]
     pub all_members: bool,
-    /// Villagers to interview per village.
+    /// Villagers (anyone but a team member) to interview per village.
     pub villagers: Option<u64>,
     /// Meetings per village.
     pub meetings: Option<u64>,
@@ -254,6 +255,61 @@ pub struct TargetSettings {
     pub document_reviews: Option<u64>,
     /// When the field work should be done (`YYYY-MM-DD`).
     pub deadline: Option<String>,
+}
+
+impl Targets {
+    /// The targets in a campaign record's fields (`target_meetings`, …, `deadline`); 0 or a
+    /// missing field is no target.
+    pub fn from_fields(fields: &serde_json::Value) -> Self {
+        let n = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
+                .filter(|n| *n > 0)
+        };
+        Targets {
+            all_members: matches!(
+                fields.get("target_all_members"),
+                Some(serde_json::Value::Bool(true))
+            ) || fields.get("target_all_members").and_then(|v| v.as_i64()) == Some(1),
+            villagers: n("target_villagers"),
+            meetings: n("target_meetings"),
+            questionnaires: n("target_questionnaires"),
+            evaluations: n("target_evaluations"),
+            document_reviews: n("target_document_reviews"),
+            deadline: fields
+                .get("deadline")
+                .and_then(serde_json::Value::as_str)
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+        }
+    }
+
+    /// These targets (a campaign's), with `defaults` (its template's) where they set none.
+    pub fn or_defaults(self, defaults: &Targets) -> Self {
+        let positive = |n: Option<u64>| n.filter(|n| *n > 0);
+        Targets {
+            all_members: self.all_members || defaults.all_members,
+            villagers: self.villagers.or(positive(defaults.villagers)),
+            meetings: self.meetings.or(positive(defaults.meetings)),
+            questionnaires: self.questionnaires.or(positive(defaults.questionnaires)),
+            evaluations: self.evaluations.or(positive(defaults.evaluations)),
+            document_reviews: self
+                .document_reviews
+                .or(positive(defaults.document_reviews)),
+            deadline: self.deadline.or_else(|| defaults.deadline.clone()),
+        }
+    }
+
+    /// Whether any target is set.
+    pub fn any(&self) -> bool {
+        self.all_members
+            || self.villagers.is_some()
+            || self.meetings.is_some()
+            || self.questionnaires.is_some()
+            || self.evaluations.is_some()
+            || self.document_reviews.is_some()
+    }
 }
 
 /// A template's `[review]` table.
@@ -310,7 +366,7 @@ struct RawTemplate {
     #[serde(default)]
     review: ReviewSettings,
     #[serde(default)]
-    targets: Option<Spanned<TargetSettings>>,
+    targets: Option<Spanned<Targets>>,
 }
 
 #[derive(Deserialize)]
@@ -614,7 +670,7 @@ fn parse_raw(source: &str, reference: Option<&Template>) -> Result<Template, Tem
         }
     }
     let targets = match raw.targets {
-        None => TargetSettings::default(),
+        None => Targets::default(),
         Some(t) => {
             let start = t.span().start;
             let t = t.into_inner();

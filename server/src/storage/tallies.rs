@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+pub use fieldsync_protocol::template::Targets;
 use uuid::Uuid;
 
 /// Counts per value (a rating, a category, a status).
@@ -47,79 +49,6 @@ pub struct VillageTally {
     /// report reads them.
     #[serde(skip)]
     pub notes: Vec<String>,
-}
-
-/// What each village should reach, as the campaign record sets it (all optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Targets {
-    /// Every team member interviewed.
-    pub all_members: bool,
-    /// Interviews of villagers (anyone but a team member).
-    pub villagers: Option<u64>,
-    /// Meetings.
-    pub meetings: Option<u64>,
-    /// Questionnaires.
-    pub questionnaires: Option<u64>,
-    /// Evaluation forms.
-    pub evaluations: Option<u64>,
-    /// Document reviews.
-    pub document_reviews: Option<u64>,
-    /// When the field work should be done (`YYYY-MM-DD`).
-    pub deadline: Option<String>,
-}
-
-impl Targets {
-    /// The targets in a campaign record's fields (`target_meetings`, …, `deadline`).
-    pub fn from_fields(fields: &serde_json::Value) -> Self {
-        let n = |name: &str| {
-            fields
-                .get(name)
-                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
-                .filter(|n| *n > 0)
-        };
-        Targets {
-            all_members: matches!(
-                fields.get("target_all_members"),
-                Some(serde_json::Value::Bool(true))
-            ) || fields.get("target_all_members").and_then(|v| v.as_i64()) == Some(1),
-            villagers: n("target_villagers"),
-            meetings: n("target_meetings"),
-            questionnaires: n("target_questionnaires"),
-            evaluations: n("target_evaluations"),
-            document_reviews: n("target_document_reviews"),
-            deadline: fields
-                .get("deadline")
-                .and_then(serde_json::Value::as_str)
-                .filter(|d| !d.is_empty())
-                .map(String::from),
-        }
-    }
-
-    /// These targets, with the template's defaults where the campaign record sets none.
-    pub fn or_defaults(self, defaults: &fieldsync_protocol::template::TargetSettings) -> Self {
-        let positive = |n: Option<u64>| n.filter(|n| *n > 0);
-        Targets {
-            all_members: self.all_members || defaults.all_members,
-            villagers: self.villagers.or(positive(defaults.villagers)),
-            meetings: self.meetings.or(positive(defaults.meetings)),
-            questionnaires: self.questionnaires.or(positive(defaults.questionnaires)),
-            evaluations: self.evaluations.or(positive(defaults.evaluations)),
-            document_reviews: self
-                .document_reviews
-                .or(positive(defaults.document_reviews)),
-            deadline: self.deadline.or_else(|| defaults.deadline.clone()),
-        }
-    }
-
-    /// Whether any target is set.
-    pub fn any(&self) -> bool {
-        self.all_members
-            || self.villagers.is_some()
-            || self.meetings.is_some()
-            || self.questionnaires.is_some()
-            || self.evaluations.is_some()
-            || self.document_reviews.is_some()
-    }
 }
 
 /// The days whose records count (统计时段): `from..=to`, either end open, as `YYYY-MM-DD`.
