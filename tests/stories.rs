@@ -657,10 +657,13 @@ fn tallies_and_listings_count_a_period(backend: Backend) -> Result<()> {
     assert_eq!(march["villages"], 2, "{march}");
     assert_eq!(march["work_groups"], 2, "{march}");
 
-    // From today: the undated interviews, which reached the server today, and nothing dated
-    // before.
+    // From yesterday (a day early, so that a run across Beijing midnight still holds): the
+    // undated interviews, which reached the server today, and nothing dated before.
     let today = fieldsync_protocol::dates::today();
-    let recent = tallies(&format!("?from={today}"))?;
+    let yesterday = fieldsync_protocol::dates::civil_date(
+        fieldsync_protocol::dates::days_from_civil(&today).expect("today is a date") - 1,
+    );
+    let recent = tallies(&format!("?from={yesterday}"))?;
     assert_eq!(recent["interviews"], 2, "{recent}");
     assert_eq!(recent["meetings"], 0, "{recent}");
     assert_eq!(recent["document_reviews"], 0, "{recent}");

@@ -241,6 +241,12 @@ fn a_templates_default_targets_apply_where_the_campaign_sets_none() -> Result<()
     let html = get(&server, &admin, &format!("/ui/c/{c}"))?;
     assert!(html.contains("目标完成情况"), "{html}");
     assert!(html.contains("沿用模板的默认目标"), "{html}");
+    // The form shows the template's numbers beside empty boxes: saving keeps them defaults.
+    assert!(
+        html.contains("name=\"target_villagers\" value=\"\" placeholder=\"5\""),
+        "{html}"
+    );
+    assert!(html.contains("模板默认：2026-12-31"), "{html}");
 
     // The campaign's own target wins over the template's; the others stay the template's.
     let (status, _) = post(

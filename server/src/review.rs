@@ -50,6 +50,7 @@ pub fn may_review(
     let campaign = r.campaign.to_string();
     (crate::ingest::review::reviews(role) && auth.0.scope.writes(&campaign, &r.scope, &r.kind))
         || (crate::ingest::review::reader_reviews(role, template)
+            && crate::ingest::review::reviewable_kind(&r.kind)
             && auth.0.scope.sees(&campaign, &r.scope))
 }
 

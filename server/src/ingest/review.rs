@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use automerge::{
     Change, ScalarValue,
-    legacy::{Key, OpType},
+    legacy::{self, Key, OpType},
 };
 use fieldsync_protocol::{approval, auth::Role};
 
@@ -62,7 +62,23 @@ pub fn reader_push(
                 "this campaign's template does not let viewers review records",
             ));
         }
-        if !rec.changes.iter().all(writes_review_fields_only) {
+        // A decision is on a record the server holds, of the kinds the field work records
+        // (never the department's reference data or the campaign's set-up), as stored.
+        if facts.headers.get(&rec.header.id) != Some(&rec.header)
+            || !reviewable_kind(&rec.header.kind)
+        {
+            return Err(refused(
+                "只能审核服务器上已有的外业记录",
+                "a viewer reviews only field records the server already holds",
+            ));
+        }
+        let fields = fields_object(&rec.header);
+        if fields.is_none()
+            || !rec
+                .changes
+                .iter()
+                .all(|c| writes_review_fields_only(c, fields.as_ref()))
+        {
             return Err(refused(
                 "查看人员只能写审核结论",
                 "a viewer may write review decisions and nothing else",
@@ -72,9 +88,33 @@ pub fn reader_push(
     Ok(())
 }
 
-/// Whether a change only puts or deletes review fields (a reviewer's decision, and nothing
-/// else: not a new record, not another field).
-fn writes_review_fields_only(change: &CheckedChange) -> bool {
+/// Whether records of `kind` are reviewed: the field work's, not the department's reference
+/// data (places, teams, members, work groups, the campaign) nor templates.
+pub fn reviewable_kind(kind: &str) -> bool {
+    !fieldsync_protocol::auth::DEPARTMENT_KINDS.contains(&kind)
+        && kind != fieldsync_protocol::template::TEMPLATE_KIND
+}
+
+/// The record's `fields` map as operations name it: made by the record's genesis change, the
+/// same for every device.
+fn fields_object(header: &fieldsync_protocol::RecordHeader) -> Option<legacy::ObjectId> {
+    let (_, bytes) = fieldsync_protocol::record::genesis_change(header).ok()?;
+    let change = Change::from_bytes(bytes).ok()?;
+    let start = change.start_op().get();
+    let actor = change.actor_id().clone();
+    let ops = change.decode().operations;
+    ops.iter()
+        .position(|op| {
+            matches!(&op.key, Key::Map(k) if k.as_str() == fieldsync_protocol::record::FIELDS_KEY)
+                && matches!(op.action, OpType::Make(_))
+        })
+        .map(|i| legacy::ObjectId::Id(legacy::OpId(start + i as u64, actor)))
+}
+
+/// Whether a change only puts or deletes review fields of the record's `fields` map (a
+/// reviewer's decision, and nothing else: not a new record, not another field, not a key of
+/// that name inside another field's map).
+fn writes_review_fields_only(change: &CheckedChange, fields: Option<&legacy::ObjectId>) -> bool {
     if change.genesis || !may_name_review_fields(&change.bytes) {
         return false;
     }
@@ -84,7 +124,8 @@ fn writes_review_fields_only(change: &CheckedChange) -> bool {
     let ops = change.decode().operations;
     !ops.is_empty()
         && ops.iter().all(|op| {
-            matches!(&op.key, Key::Map(key) if approval::is_review_field(key.as_str()))
+            Some(&op.obj) == fields
+                && matches!(&op.key, Key::Map(key) if approval::is_review_field(key.as_str()))
                 && matches!(op.action, OpType::Put(_) | OpType::Delete)
         })
 }

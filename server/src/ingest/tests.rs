@@ -283,4 +283,27 @@ fn a_viewer_writes_review_decisions_only_and_only_where_the_template_lets_viewer
         vec![record_with_edit(&fresh, &actor, "查看人员新建")],
     );
     assert_eq!(run(&viewer, created, &facts).unwrap_err().code, "read_only");
+    // A decision alone on a record the server does not hold would make it: refused.
+    let phantom = push_of(
+        device,
+        &actor,
+        vec![record_with_decision(&fresh, &actor, false)],
+    );
+    let e = run(&viewer, phantom, &facts).unwrap_err();
+    assert!(e.message.contains("already holds"), "{}", e.message);
+    // Nor are the department's reference data reviewed.
+    let member = RecordHeader {
+        kind: "member".into(),
+        ..header(VILLAGE)
+    };
+    facts.headers.insert(member.id, member.clone());
+    let on_member = push_of(
+        device,
+        &actor,
+        vec![record_with_decision(&member, &actor, false)],
+    );
+    assert_eq!(
+        run(&viewer, on_member, &facts).unwrap_err().code,
+        "read_only"
+    );
 }

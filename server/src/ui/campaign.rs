@@ -412,7 +412,19 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             )
         })
         .collect();
-    body.push_str(&super::targets::section(c, &visible_groups, user));
+    let own = state
+        .storage
+        .campaign_records(
+            c.id,
+            "campaign".into(),
+            user.auth.visibility(),
+            crate::storage::Period::all(),
+        )
+        .await?
+        .first()
+        .map(|r| fieldsync_protocol::template::Targets::from_fields(&r.fields))
+        .unwrap_or_default();
+    body.push_str(&super::targets::section(c, &own, &visible_groups, user));
     // Charts: ratings in their fixed order (empty bars shown), other counts as they come.
     body.push_str(&format!("<h2>{}</h2>", lang.t("图表", "Charts")));
     let ratings = ["good", "normal", "poor"];

@@ -16,6 +16,7 @@ use fieldsync_protocol::attachment::content_disposition;
 use super::page::{Nav, esc, nav_page, table, today};
 use super::*;
 use crate::report::Column;
+use crate::storage::Period;
 
 /// The ledger's filters and sort, from the address.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -168,8 +169,9 @@ fn lines<'a>(
             None => line(&f.scope, Some(f), None),
         }
     }
-    // Measures whose finding the user cannot see or that was deleted.
-    for measures in by_finding.into_values() {
+    // Measures whose finding the user cannot see or that was deleted (with a period chosen,
+    // only the period's findings and their measures are listed).
+    for measures in by_finding.into_values().filter(|_| c.period.is_all()) {
         for r in measures {
             line(&r.scope, None, Some(r));
         }
@@ -214,14 +216,15 @@ async fn load(
     period: crate::api::PeriodQuery,
 ) -> Result<Ledger, ApiError> {
     let c = load_campaign(state, user, campaign, period.get()?).await?;
-    let read = |kind: &str| {
+    let read = |kind: &str, period: Period| {
         state
             .storage
-            .campaign_records(c.id, kind.into(), user.auth.visibility(), c.period.clone())
+            .campaign_records(c.id, kind.into(), user.auth.visibility(), period)
     };
-    let findings = read("finding").await?;
-    let rects = read("rectification").await?;
-    let groups = read("work_group").await?;
+    // The period picks the findings; each keeps all of its measures, whenever they were made.
+    let findings = read("finding", c.period.clone()).await?;
+    let rects = read("rectification", Period::all()).await?;
+    let groups = read("work_group", Period::all()).await?;
     Ok(Ledger {
         c,
         findings,

@@ -11,6 +11,8 @@ use axum::{
 };
 use fieldsync_protocol::{FieldValue, auth::Role};
 
+use fieldsync_protocol::template::Targets;
+
 use super::page::{Lang, esc, table};
 use super::*;
 use crate::report::progress::{self, Standing};
@@ -75,9 +77,15 @@ pub(super) fn cell(v: &crate::storage::VillageTally, c: &Campaign, lang: Lang) -
     }
 }
 
-/// The targets section of the overview: the targets and deadline, how many villages are done
-/// and behind per work group, and for administrators the form to set them.
-pub(super) fn section(c: &Campaign, groups: &[(String, Vec<String>)], user: &User) -> String {
+/// The targets section of the overview: the targets and deadline (the campaign's own, `own`,
+/// and the template's where it sets none), how many villages are done and behind per work
+/// group, and for administrators the form to set them.
+pub(super) fn section(
+    c: &Campaign,
+    own: &Targets,
+    groups: &[(String, Vec<String>)],
+    user: &User,
+) -> String {
     let lang = user.lang;
     let t = &c.tallies.targets;
     let mut out = format!("<h2>{}</h2>", lang.t("工作目标", "Targets"));
@@ -185,7 +193,7 @@ pub(super) fn section(c: &Campaign, groups: &[(String, Vec<String>)], user: &Use
         ));
     }
     if may_set(c, user) {
-        out.push_str(&form(c, lang));
+        out.push_str(&form(c, own, lang));
     }
     out
 }
@@ -200,57 +208,76 @@ fn may_set(c: &Campaign, user: &User) -> bool {
             .is_some_and(|k| k.field("target_meetings").is_some())
 }
 
-/// The form an administrator sets the targets with.
-fn form(c: &Campaign, lang: Lang) -> String {
-    let t = &c.tallies.targets;
+/// The form an administrator sets the targets with: filled with the campaign record's own
+/// targets (`own`), the template's defaults shown beside them, so that saving never copies a
+/// default into the campaign (a later template keeps applying where the campaign sets none).
+fn form(c: &Campaign, own: &Targets, lang: Lang) -> String {
+    let defaults = c
+        .template
+        .as_ref()
+        .map(|tpl| tpl.targets.clone())
+        .unwrap_or_default();
+    let default_note = |v: Option<String>| match v {
+        Some(v) => format!(
+            " <span class=\"muted\">{}{}</span>",
+            lang.t("模板默认：", "template default: "),
+            esc(&v)
+        ),
+        None => String::new(),
+    };
     let mut fields = format!(
-        "<label><input type=\"checkbox\" name=\"target_all_members\" value=\"1\"{}> {}</label><br>",
-        if t.all_members { " checked" } else { "" },
-        lang.t("谈话覆盖全部班子成员", "Interview every team member")
+        "<label><input type=\"checkbox\" name=\"target_all_members\" value=\"1\"{}> {}</label>{}<br>",
+        if own.all_members { " checked" } else { "" },
+        lang.t("谈话覆盖全部班子成员", "Interview every team member"),
+        default_note(
+            defaults
+                .all_members
+                .then(|| lang.t("是", "yes").to_string())
+        )
     );
-    for (value, (name, zh, en)) in [
-        t.villagers,
-        t.meetings,
-        t.questionnaires,
-        t.evaluations,
-        t.document_reviews,
+    for ((value, default), (name, zh, en)) in [
+        (own.villagers, defaults.villagers),
+        (own.meetings, defaults.meetings),
+        (own.questionnaires, defaults.questionnaires),
+        (own.evaluations, defaults.evaluations),
+        (own.document_reviews, defaults.document_reviews),
     ]
     .into_iter()
     .zip(NUMBERS)
     {
         fields.push_str(&format!(
             "<label>{} <input type=\"number\" min=\"0\" step=\"1\" name=\"{name}\" value=\"{}\" \
-             class=\"num\"></label> ",
+             placeholder=\"{}\" class=\"num\"></label> ",
             lang.t(zh, en),
-            value.map(|n| n.to_string()).unwrap_or_default()
+            value.map(|n| n.to_string()).unwrap_or_default(),
+            default
+                .filter(|n| *n > 0)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         ));
     }
     fields.push_str(&format!(
-        "<br><label>{} <input type=\"date\" name=\"deadline\" value=\"{}\"></label>",
+        "<br><label>{} <input type=\"date\" name=\"deadline\" value=\"{}\"></label>{}",
         lang.t("完成时限", "Deadline"),
-        esc(t.deadline.as_deref().unwrap_or(""))
+        esc(own.deadline.as_deref().unwrap_or("")),
+        default_note(defaults.deadline.clone())
     ));
-    let from_template = c
-        .template
-        .as_ref()
-        .is_some_and(|tpl| tpl.targets != Default::default());
     format!(
         "<details><summary>{}</summary><form method=\"post\" action=\"/ui/c/{}/targets\" \
-         class=\"filters\">{fields} <button>{}</button><p class=\"muted\">{}{}</p></form></details>",
+         class=\"filters\">{fields} <button>{}</button><p class=\"muted\">{}</p></form></details>",
         lang.t("设置工作目标", "Set the targets"),
         c.id,
         lang.t("保存", "Save"),
-        lang.t(
-            "留空表示不设此项目标。保存后同步到各设备。",
-            "Leave a box empty for no target. Saved targets sync to the devices."
-        ),
-        if from_template {
+        if defaults.any() || defaults.deadline.is_some() {
             lang.t(
-                "未单独设置的项目沿用模板的默认目标。",
-                " Where this campaign sets no target, the template's default applies.",
+                "留空的项目沿用模板的默认目标（灰色数字）。保存后同步到各设备。",
+                "An empty box keeps the template's default (in grey). Saved targets sync to the devices.",
             )
         } else {
-            ""
+            lang.t(
+                "留空表示不设此项目标。保存后同步到各设备。",
+                "Leave a box empty for no target. Saved targets sync to the devices.",
+            )
         }
     )
 }
