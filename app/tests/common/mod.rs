@@ -22,9 +22,14 @@ pub const B1: &str = "510100002";
 
 /// Creates the campaign in `store` and makes it the device's campaign.
 pub fn seed(store: &mut Store) -> Result<Uuid> {
-    let campaign = Uuid::now_v7();
     let template = Template::builtin("midterm").context("built-in template")?;
-    store.create_campaign(campaign, "应用测试届中分析", &template, 2026)?;
+    seed_with(store, &template)
+}
+
+/// [`seed`] with a template of the test's own.
+pub fn seed_with(store: &mut Store, template: &Template) -> Result<Uuid> {
+    let campaign = Uuid::now_v7();
+    store.create_campaign(campaign, "应用测试届中分析", template, 2026)?;
     store.import_csv(
         campaign,
         ImportKind::Places,
