@@ -302,6 +302,15 @@ fn a_field_day_from_enrollment_to_the_department_in_chromium() -> Result<()> {
     assert_eq!(summary["firstStartUrl"], format!("{}/", app.base));
     assert_eq!(summary["firstStartOffersEnroll"], true, "{summary}");
     assert!(
+        shown("firstStartWelcome").starts_with("本机尚未登记。请点“登记本机”"),
+        "{summary}"
+    );
+    assert_eq!(summary["firstStartErrors"], 0, "no error on a first start");
+    assert_eq!(
+        summary["templateNotice"], 0,
+        "the first forms are no news: {summary}"
+    );
+    assert!(
         shown("enrolled").starts_with("本机已登记。已上传 0 条修改，已下载"),
         "{summary}"
     );
@@ -349,6 +358,11 @@ fn a_field_day_from_enrollment_to_the_department_in_chromium() -> Result<()> {
         "{summary}"
     );
     assert_eq!(summary["conflictsOnHome"], "1");
+    assert_eq!(
+        summary["conflictHeading"],
+        "谈心谈话 2026-05-18 村集体经济收入不高，群众希望发展产业项目。村集体",
+        "named once, by its kind: {summary}"
+    );
     let mut values: Vec<String> = serde_json::from_value(summary["conflictValues"].clone())?;
     values.sort();
     assert_eq!(values, ["王组长", "赵干事"], "{summary}");

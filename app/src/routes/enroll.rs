@@ -117,6 +117,12 @@ pub async fn enroll(
                 return Ok(Err(explain(&e)));
             }
             let report = sync_once(s, &http, &mut |_| {});
+            // Nothing older was seen here: the forms just downloaded are no news to announce.
+            if let Some(campaign) = super::campaign_of(s)?
+                && let Some(version) = s.new_template_version(campaign)?
+            {
+                s.acknowledge_template(campaign, version)?;
+            }
             Ok(Ok(sync_message(&report)))
         })
         .await

@@ -257,8 +257,13 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
             Some((id, name)) => h1 { (name.clone().unwrap_or_else(|| id.to_string())) },
             None => {
                 h1 { (lang.t("外业记录", "Field records")) }
-                p.error { (lang.t("本机还没有工作任务：先登记并同步，或运行 fieldsync init --campaign <编号>",
-                    "this device has no campaign yet: enroll and sync, or run fieldsync init --campaign <id>")) }
+                @if h.enrolled {
+                    p.error { (lang.t("本机还没有工作任务：请点“同步”；同步后仍没有，请向管理员确认您所在的工作组",
+                        "this device has no campaign yet: press Sync; if there is still none, ask the administrator which work group you are in")) }
+                } @else {
+                    p #welcome { (lang.t("本机尚未登记。请点“登记本机”，填写管理员给您的服务器地址和一次性登记码；登记后本机会下载工作任务和村（社区）名单，之后没有网络也能记录。",
+                        "This device is not enrolled yet. Press “Enroll this device” and enter the server address and the one-time code from your administrator; the device then downloads the campaign and its villages, and records without a network from then on.")) }
+                }
             }
         }
         @if let Some(v) = h.new_version {
@@ -297,7 +302,9 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
                 }
             }
         }
-        h2 { (lang.t("村（社区）", "Villages")) }
+        @if h.campaign.is_some() || !h.villages.is_empty() {
+            h2 { (lang.t("村（社区）", "Villages")) }
+        }
         @if h.villages.is_empty() && h.campaign.is_some() {
             p.muted { (lang.t("本机还没有村（社区）的基础数据：请先同步", "no villages on this device yet: sync first")) }
         }

@@ -83,6 +83,8 @@ try {
   await page.goto(s.launch);
   summary.firstStartUrl = page.url();
   summary.firstStartOffersEnroll = await page.locator("a[href='/enroll']").count() > 0;
+  summary.firstStartWelcome = (await page.locator("#welcome").textContent()).trim();
+  summary.firstStartErrors = await page.locator(".error").count();
   await shot(page, "01-first-start");
   await Promise.all([page.waitForURL(`${base}/enroll`), page.click("a[href='/enroll']")]);
   await page.fill("#server", s.server);
@@ -93,6 +95,7 @@ try {
   summary.enrolled = (await page.locator("p.flash").first().textContent()).trim();
   summary.villages = await page.locator(".card.village").count();
   summary.campaignTitle = (await page.locator("h1").first().textContent()).trim();
+  summary.templateNotice = await page.locator("#template-notice").count();
   await shot(page, "03-enrolled");
 
   await Promise.all([page.waitForURL(`${base}/v/${s.village}`),
@@ -181,6 +184,7 @@ try {
   summary.conflictsOnHome = (await page.locator("#conflicts").textContent()).trim();
   await Promise.all([page.waitForURL(`${base}/conflicts`), page.click("a[href='/conflicts']")]);
   const block = page.locator(`#c-${summary.interview}-interviewer`);
+  summary.conflictHeading = (await page.locator("main h2").first().textContent()).trim();
   summary.conflictValues = (await block.locator("p.value strong").allTextContents()).map((t) => t.trim());
   await shot(page, "13-conflict");
   await block.locator("summary").click();
