@@ -1,7 +1,7 @@
 //! A field worker's day in the app, over a real app on 127.0.0.1:0 and a store in a temp dir:
 //! the home page, an interview with a long Chinese note, a questionnaire with a wrong answer
 //! then corrected, an evaluation grid, save-and-new, a draft, a conflict, a sync with a real
-//! server, a returned record and its fix,
+//! server, a deletion reaching the server and another device, a returned record and its fix,
 //! and enrollment with a wrong, a used and an expired code (each said in its own words).
 
 mod common;
@@ -372,6 +372,64 @@ fn sync_moves_the_records_to_a_real_server_and_says_so() -> Result<()> {
     let home = app.sync()?;
     assert!(home.contains("离线，稍后再试，数据未丢失"), "{home}");
     assert!(app.store()?.pending_upload()? > 0);
+    Ok(())
+}
+
+#[test]
+fn a_deletion_in_the_app_syncs_to_the_server_and_another_device() -> Result<()> {
+    let server = TestServer::start()?;
+    let app = App::start_with(|store, _| {
+        server.enroll(store, "外业测试", Role::Admin, None)?;
+        Ok(())
+    })?;
+    let r = app.post(
+        &format!("/v/{A1}/k/interview/new"),
+        &[
+            ("f.date", "2026-05-18"),
+            ("f.interviewer", "王组长"),
+            ("f.interviewee_type", "other"),
+            ("f.notes", "录错了村的谈话"),
+            ("action", "save"),
+        ],
+    )?;
+    assert_eq!(r.status(), 200);
+    let id = app.records("interview")?[0].header.id;
+    app.sync()?;
+    server.wait_merged()?;
+    assert_eq!(
+        server.get_json(&format!("/v1/records/{id}"))?["deleted"],
+        false
+    );
+    let tallies = format!("/v1/campaigns/{}/tallies", app.campaign);
+    assert_eq!(server.get_json(&tallies)?["interviews"], 1);
+    let mut other = Store::open_in_memory()?;
+    let mut t = server.connect(&other)?;
+    sync(&mut other, &mut t, &SyncOptions::default())?;
+    assert!(!other.get(id)?.deleted);
+
+    let r = app.post(&format!("/r/{id}/delete"), &[])?;
+    assert!(r.text()?.contains("已删除"));
+    assert_eq!(
+        app.store()?.pending_upload()?,
+        1,
+        "the deletion waits to upload"
+    );
+    let home = app.sync()?;
+    assert!(home.contains("已上传 1 条修改"), "{home}");
+    assert_eq!(app.store()?.pending_upload()?, 0);
+    server.wait_merged()?;
+    let merged = server.get_json(&format!("/v1/records/{id}"))?;
+    assert_eq!(merged["deleted"], true, "{merged}");
+    let counted = server.get_json(&tallies)?;
+    assert_eq!(
+        counted["interviews"], 0,
+        "the department no longer counts it"
+    );
+    sync(&mut other, &mut t, &SyncOptions::default())?;
+    assert!(
+        other.get(id)?.deleted,
+        "the other device has it deleted too"
+    );
     Ok(())
 }
 
