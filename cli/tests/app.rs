@@ -2,7 +2,8 @@
 //! 127.0.0.1, prints the address with the launch secret, opens the browser unless `--no-open`
 //! (a stand-in `xdg-open` on `PATH` notes what it was asked to open), answers only with the
 //! secret, shares the store with other commands run while it serves (both ways), and stops on
-//! Ctrl-C (SIGINT) with exit code 0.
+//! Ctrl-C (SIGINT) with exit code 0; over an encrypted store started without `--key-file`, its
+//! first page asks for the key file and opens the store with it.
 
 mod common;
 
@@ -202,6 +203,60 @@ fn the_app_serves_the_store_prints_its_address_and_shares_the_store_with_other_c
     std::thread::sleep(Duration::from_millis(100));
     let asked = std::fs::read_to_string(&opened).context("the browser was not opened")?;
     assert_eq!(asked.trim(), app.url);
+    assert_eq!(app.interrupt()?, 0);
+    Ok(())
+}
+
+#[test]
+fn an_encrypted_store_without_its_key_asks_for_the_key_file_on_the_first_page() -> Result<()> {
+    let d = Device::new()?;
+    let key = d.path("store.key");
+    std::fs::write(&key, "33".repeat(32))?;
+    d.json(&[
+        "--key-file",
+        key.to_str().context("path")?,
+        "campaign-create",
+        "--template",
+        "midterm",
+        "--name",
+        "加密的届中分析",
+        "--year",
+        "2026",
+    ]);
+    let bin = tempfile::tempdir()?;
+    let app = Running::start(&d, &["--no-open"], bin.path(), &bin.path().join("opened"))?;
+    let browser = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .build()?;
+    let first = browser.get(&app.url).send()?;
+    assert_eq!(first.url().path(), "/unlock");
+    let page = first.text()?;
+    assert!(page.contains("本机数据已加密"), "{page}");
+    assert!(!page.contains("加密的届中分析"), "{page}");
+    let base = app.url.split("/?").next().context("base")?.to_string();
+    let csrf = csrf_in(&page).unwrap_or_default();
+    // The upload form carries its token in the address; it is the launch's CSRF token.
+    let action = page
+        .split("action=\"")
+        .nth(1)
+        .and_then(|a| a.split('"').next())
+        .context("the key form")?
+        .replace("&amp;", "&");
+    assert!(action.starts_with("/unlock?csrf="), "{action} {csrf}");
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "key",
+        reqwest::blocking::multipart::Part::bytes(std::fs::read(&key)?).file_name("store.key"),
+    );
+    let home = browser
+        .post(format!("{base}{action}"))
+        .multipart(form)
+        .send()?;
+    assert_eq!(home.url().path(), "/");
+    let home = home.text()?;
+    assert!(
+        home.contains("本机数据已打开") && home.contains("加密的届中分析"),
+        "{home}"
+    );
     assert_eq!(app.interrupt()?, 0);
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! The pages of the field app and the store queries behind them: home (villages, what waits to
 //! upload, the Sync button), a village's forms, the language switch. Forms live in [`forms`],
 //! lists, records and conflicts in [`records`], attached files in [`files`], bundle files in
-//! [`bundles`], the first start in [`enroll`].
+//! [`bundles`], the first start in [`enroll`], the key of an encrypted store in [`unlock`].
 
 pub mod bundles;
 pub mod enroll;
 pub mod files;
 pub mod forms;
 pub mod records;
+pub mod unlock;
 
 use std::convert::Infallible;
 
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/r/{id}/a/{sha256}", get(files::open))
         .route("/conflicts", get(records::conflicts))
         .route("/enroll", get(enroll::enroll_page).post(enroll::enroll))
+        .route("/unlock", unlock::route())
         .route("/bundle", get(bundles::bundle_page))
         .route("/bundle/export", get(bundles::export))
         .route("/bundle/import", bundles::import_route())
