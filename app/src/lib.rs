@@ -33,7 +33,8 @@ pub mod syncing;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use fieldsync_client_core::{HttpOptions, Store};
@@ -69,6 +70,9 @@ pub enum AppError {
     /// A blocking task panicked or was cancelled.
     #[error("后台任务失败 / a background task failed: {0}")]
     Task(String),
+    /// The store is encrypted and its key has not been given yet (see [`serve_locked`]).
+    #[error("本机数据已加密，尚未解锁 / this device's data is encrypted and not unlocked yet")]
+    Locked,
 }
 
 /// What every page handler shares: the store (behind a mutex: `Send`, not `Sync`), the secret
@@ -79,7 +83,10 @@ pub struct AppState {
 }
 
 struct Inner {
-    store: Arc<Mutex<Store>>,
+    /// Set once: at the start, or when the key of an encrypted store is given.
+    store: OnceLock<Arc<Mutex<Store>>>,
+    /// The encrypted store's file while it waits for its key.
+    locked: Option<PathBuf>,
     secret: Secret,
     port: u16,
     http: HttpOptions,
@@ -94,9 +101,22 @@ struct Inner {
 impl AppState {
     /// State for an app listening on `port`.
     pub fn new(store: Store, options: AppOptions, port: u16) -> Self {
+        let state = Self::with(None, options, port);
+        state.unlock(store);
+        state
+    }
+
+    /// State for an app whose store, the encrypted file at `path`, waits for its key: every
+    /// page but the key page (and the language switch) leads to the key page.
+    pub fn locked(path: PathBuf, options: AppOptions, port: u16) -> Self {
+        Self::with(Some(path), options, port)
+    }
+
+    fn with(locked: Option<PathBuf>, options: AppOptions, port: u16) -> Self {
         AppState {
             inner: Arc::new(Inner {
-                store: Arc::new(Mutex::new(store)),
+                store: OnceLock::new(),
+                locked,
                 secret: options.secret,
                 port,
                 http: options.http,
@@ -105,6 +125,23 @@ impl AppState {
                 fetching: Mutex::new(None),
             }),
         }
+    }
+
+    /// The file of an encrypted store still waiting for its key (`None` once it is open).
+    pub fn locked_path(&self) -> Option<&Path> {
+        match self.inner.store.get() {
+            Some(_) => None,
+            None => self.inner.locked.as_deref(),
+        }
+    }
+
+    /// Gives the app its store (the key page's work); `false` when it had one already.
+    pub fn unlock(&self, store: Store) -> bool {
+        self.inner.store.set(Arc::new(Mutex::new(store))).is_ok()
+    }
+
+    fn store(&self) -> Result<Arc<Mutex<Store>>, AppError> {
+        self.inner.store.get().cloned().ok_or(AppError::Locked)
     }
 
     /// The secret this launch accepts.
@@ -128,7 +165,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, AppError> + Send + 'static,
     {
-        let store = self.inner.store.clone();
+        let store = self.store()?;
         tokio::task::spawn_blocking(move || {
             let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
@@ -158,6 +195,13 @@ impl AppState {
                 return Err(e);
             }
         };
+        let shared = match self.store() {
+            Ok(s) => s,
+            Err(e) => {
+                self.inner.syncer.end();
+                return Err(e);
+            }
+        };
         let state = self.clone();
         let thread = std::thread::Builder::new()
             .name("fieldsync-app-sync".into())
@@ -166,11 +210,10 @@ impl AppState {
                 let result = match second {
                     Some(mut store) => {
                         let result = state.inner.syncer.run(&mut store, &http);
-                        state.follow_wipe(&store);
+                        state.follow_wipe(&shared, &store);
                         result
                     }
                     None => {
-                        let shared = state.inner.store.clone();
                         let mut store = shared.lock().unwrap_or_else(|p| p.into_inner());
                         state.inner.syncer.run(&mut store, &http)
                     }
@@ -189,8 +232,8 @@ impl AppState {
     /// After a sync on a second handle wiped the store (an administrator revoked the device),
     /// the pages' handle starts over on the wiped file too: it would otherwise keep the old
     /// device id and actor in memory, and a new enrollment in the same launch would be refused.
-    fn follow_wipe(&self, synced: &Store) {
-        let mut main = self.inner.store.lock().unwrap_or_else(|p| p.into_inner());
+    fn follow_wipe(&self, shared: &Mutex<Store>, synced: &Store) {
+        let mut main = shared.lock().unwrap_or_else(|p| p.into_inner());
         if main.device_id() != synced.device_id()
             && let Ok(fresh) = main.reopen()
         {
@@ -302,9 +345,14 @@ impl AppState {
     }
 }
 
-/// The app's routes behind its guard (secret cookie, `Host`, CSRF).
+/// The app's routes behind its guard (secret cookie, `Host`, CSRF); while the store waits for
+/// its key, the key page instead of every other.
 pub fn router(state: AppState) -> Router {
     routes::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::unlock::while_locked,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -320,6 +368,35 @@ pub async fn serve(
     options: AppOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let port = loopback_port(&listener)?;
+    serve_state(listener, AppState::new(store, options, port), shutdown).await
+}
+
+/// Serves the app over the encrypted store at `path`, whose key was not given: the first page
+/// asks for the key file, and the app opens the store with it (`Store::open_encrypted`) and
+/// goes on as [`serve`] does.
+pub async fn serve_locked(
+    listener: tokio::net::TcpListener,
+    path: PathBuf,
+    options: AppOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let port = loopback_port(&listener)?;
+    serve_state(listener, AppState::locked(path, options, port), shutdown).await
+}
+
+async fn serve_state(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The listener's port, refusing one that is not on a loopback address.
+fn loopback_port(listener: &tokio::net::TcpListener) -> std::io::Result<u16> {
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         return Err(std::io::Error::new(
@@ -329,8 +406,5 @@ pub async fn serve(
             ),
         ));
     }
-    let app = router(AppState::new(store, options, addr.port()));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    Ok(addr.port())
 }

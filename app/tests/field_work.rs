@@ -1,7 +1,8 @@
 //! A field worker's day in the app, over a real app on 127.0.0.1:0 and a store in a temp dir:
 //! the home page, an interview with a long Chinese note, a questionnaire with a wrong answer
 //! then corrected, an evaluation grid, save-and-new, a draft, a conflict, a sync with a real
-//! server, a returned record and its fix.
+//! server, a deletion reaching the server and another device, a returned record and its fix,
+//! and enrollment with a wrong, a used and an expired code (each said in its own words).
 
 mod common;
 
@@ -375,6 +376,64 @@ fn sync_moves_the_records_to_a_real_server_and_says_so() -> Result<()> {
 }
 
 #[test]
+fn a_deletion_in_the_app_syncs_to_the_server_and_another_device() -> Result<()> {
+    let server = TestServer::start()?;
+    let app = App::start_with(|store, _| {
+        server.enroll(store, "外业测试", Role::Admin, None)?;
+        Ok(())
+    })?;
+    let r = app.post(
+        &format!("/v/{A1}/k/interview/new"),
+        &[
+            ("f.date", "2026-05-18"),
+            ("f.interviewer", "王组长"),
+            ("f.interviewee_type", "other"),
+            ("f.notes", "录错了村的谈话"),
+            ("action", "save"),
+        ],
+    )?;
+    assert_eq!(r.status(), 200);
+    let id = app.records("interview")?[0].header.id;
+    app.sync()?;
+    server.wait_merged()?;
+    assert_eq!(
+        server.get_json(&format!("/v1/records/{id}"))?["deleted"],
+        false
+    );
+    let tallies = format!("/v1/campaigns/{}/tallies", app.campaign);
+    assert_eq!(server.get_json(&tallies)?["interviews"], 1);
+    let mut other = Store::open_in_memory()?;
+    let mut t = server.connect(&other)?;
+    sync(&mut other, &mut t, &SyncOptions::default())?;
+    assert!(!other.get(id)?.deleted);
+
+    let r = app.post(&format!("/r/{id}/delete"), &[])?;
+    assert!(r.text()?.contains("已删除"));
+    assert_eq!(
+        app.store()?.pending_upload()?,
+        1,
+        "the deletion waits to upload"
+    );
+    let home = app.sync()?;
+    assert!(home.contains("已上传 1 条修改"), "{home}");
+    assert_eq!(app.store()?.pending_upload()?, 0);
+    server.wait_merged()?;
+    let merged = server.get_json(&format!("/v1/records/{id}"))?;
+    assert_eq!(merged["deleted"], true, "{merged}");
+    let counted = server.get_json(&tallies)?;
+    assert_eq!(
+        counted["interviews"], 0,
+        "the department no longer counts it"
+    );
+    sync(&mut other, &mut t, &SyncOptions::default())?;
+    assert!(
+        other.get(id)?.deleted,
+        "the other device has it deleted too"
+    );
+    Ok(())
+}
+
+#[test]
 fn lists_are_newest_first_and_records_are_edited_and_deleted() -> Result<()> {
     let app = App::start()?;
     let path = format!("/v/{A1}/k/interview/new");
@@ -489,7 +548,7 @@ fn first_start_enrolls_with_a_code_and_downloads_the_campaign() -> Result<()> {
     )?;
     assert_eq!(r.status(), 422);
     let page = r.text()?;
-    assert!(page.contains("服务器拒绝了登记"), "{page}");
+    assert!(page.contains("登记码不正确：请核对后重新输入"), "{page}");
     assert!(page.contains("AAAA-BBBB-CCCC"), "what was typed stays");
     assert!(app.store()?.credentials()?.is_none());
 
@@ -520,6 +579,63 @@ fn first_start_enrolls_with_a_code_and_downloads_the_campaign() -> Result<()> {
         "{home}"
     );
     assert!(app.store()?.credentials()?.is_some());
+    Ok(())
+}
+
+#[test]
+fn a_used_code_and_an_expired_code_are_each_said_at_enrollment() -> Result<()> {
+    let server = TestServer::start()?;
+    let person = server.add_person("外业人员", Role::Worker, None)?;
+    let used = server.code_for(person)?;
+    let mut elsewhere = Store::open_in_memory()?;
+    fieldsync_client_core::account::enroll(
+        &mut elsewhere,
+        &server.url(),
+        &used,
+        "另一台",
+        &Default::default(),
+    )?;
+    // An expired code, issued straight into the server's storage already past its time.
+    let expired = "ZZZZ-ZZZZ-ZZZZ";
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let storage = fieldsync_server::open_storage(server.data_dir()).await?;
+            storage
+                .issue_code(person, fieldsync_protocol::auth::code_hash(expired), 1)
+                .await?;
+            storage.close().await;
+            anyhow::Ok(())
+        })?;
+
+    let app = App::start_empty()?;
+    let enroll = |code: &str| -> Result<String> {
+        let r = app.post("/enroll", &[("server", &server.url()), ("code", code)])?;
+        assert_eq!(r.status(), 422);
+        Ok(r.text()?)
+    };
+    let page = enroll(&used)?;
+    assert!(
+        page.contains("这个登记码已经用过：每个登记码只能登记一台设备。请向管理员索取新的登记码"),
+        "{page}"
+    );
+    assert!(!page.contains("已过期"), "{page}");
+    let page = enroll(expired)?;
+    assert!(
+        page.contains(
+            "这个登记码已过期：登记码只在发出后的一段时间内有效。请向管理员索取新的登记码"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("已经用过"), "{page}");
+    assert!(page.contains(expired), "what was typed stays");
+    app.page("/lang/en")?;
+    assert!(
+        enroll(&used)?.contains("this code has already been used: each code enrolls one device")
+    );
+    assert!(enroll(expired)?.contains("this code has expired"));
+    assert!(app.store()?.credentials()?.is_none(), "not enrolled");
     Ok(())
 }
 

@@ -66,6 +66,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         None => Store::open(&cli.store).map_err(anyhow::Error::from),
         Some(path) => read_key(path).and_then(|key| Ok(Store::open_encrypted(&cli.store, &key)?)),
     };
+    // An encrypted store and no key: the field app asks for the key file on its first page.
+    if let (Command::App { port, no_open }, None, Err(e)) = (&cli.command, &cli.key_file, &opened)
+        && matches!(
+            e.downcast_ref::<fieldsync_client_core::StoreError>(),
+            Some(fieldsync_client_core::StoreError::WrongKey)
+        )
+    {
+        let locked = commands::app::Opened::Locked(cli.store.clone());
+        return commands::app::app(locked, *port, *no_open).map_err(|error| Failure {
+            code: exit_code(&error),
+            error,
+        });
+    }
     let mut store = opened
         .with_context(|| {
             format!(
@@ -76,7 +89,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         })
         .map_err(|error| Failure { code: 1, error })?;
     let result = match cli.command {
-        Command::App { port, no_open } => commands::app::app(store, port, no_open),
+        Command::App { port, no_open } => {
+            commands::app::app(commands::app::Opened::Store(Box::new(store)), port, no_open)
+        }
         other => command(&mut store, other, json),
     };
     result.map_err(|error| Failure {
@@ -93,16 +108,7 @@ fn read_key(path: &std::path::Path) -> Result<[u8; 32]> {
             &format!("cannot read the key file {}", path.display()),
         )
     })?;
-    let text: String = String::from_utf8_lossy(&bytes)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    if let Ok(hex) = hex::decode(&text)
-        && let Ok(key) = <[u8; 32]>::try_from(hex.as_slice())
-    {
-        return Ok(key);
-    }
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+    fieldsync_client_core::store::key_from_file(&bytes).ok_or_else(|| {
         user(
             "密钥文件应为 64 位十六进制数字或 32 字节",
             "the key file must hold 64 hex digits or 32 bytes",

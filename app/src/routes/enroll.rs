@@ -69,16 +69,33 @@ pub async fn enroll_page(State(state): State<AppState>, lang: Lang) -> PageResul
 
 /// What went wrong with an enrollment, said for the person at the device.
 fn explain(error: &AccountError) -> (String, String) {
-    match error {
-        AccountError::Transport(TransportError::Refused { message, .. }) => (
+    let refused = match error {
+        AccountError::Transport(TransportError::Refused { code, .. }) => code.as_str(),
+        _ => "",
+    };
+    let said = |zh: &str, en: &str| (zh.to_string(), en.to_string());
+    match (refused, error) {
+        ("invalid_code", _) => said(
+            "登记码不正确：请核对后重新输入（不区分大小写，短横线和空格可省略），或向管理员索取新码",
+            "this code is not valid: check it and type it again (capitals, dashes and spaces do not matter), or ask the administrator for a new one",
+        ),
+        ("code_used", _) => said(
+            "这个登记码已经用过：每个登记码只能登记一台设备。请向管理员索取新的登记码",
+            "this code has already been used: each code enrolls one device. Ask the administrator for a new code",
+        ),
+        ("code_expired", _) => said(
+            "这个登记码已过期：登记码只在发出后的一段时间内有效。请向管理员索取新的登记码",
+            "this code has expired: a code works only for a while after it is issued. Ask the administrator for a new code",
+        ),
+        (_, AccountError::Transport(TransportError::Refused { message, .. })) => (
             format!("服务器拒绝了登记：{message}。请核对登记码（一次性，有有效期），或向管理员索取新码"),
             format!("the server refused: {message}. Check the code (it works once and expires) or ask the administrator for a new one"),
         ),
-        AccountError::Transport(e) if e.is_retryable() => (
+        (_, AccountError::Transport(e)) if e.is_retryable() => (
             "无法连接服务器：请检查地址和网络，稍后再试（本机数据未丢失）".into(),
             "cannot reach the server: check the address and the network and try later (nothing on this device was lost)".into(),
         ),
-        other => (
+        (_, other) => (
             format!("无法登记：{other}"),
             format!("cannot enroll: {other}"),
         ),
@@ -117,6 +134,12 @@ pub async fn enroll(
                 return Ok(Err(explain(&e)));
             }
             let report = sync_once(s, &http, &mut |_| {});
+            // Nothing older was seen here: the forms just downloaded are no news to announce.
+            if let Some(campaign) = super::campaign_of(s)?
+                && let Some(version) = s.new_template_version(campaign)?
+            {
+                s.acknowledge_template(campaign, version)?;
+            }
             Ok(Ok(sync_message(&report)))
         })
         .await

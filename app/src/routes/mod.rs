@@ -1,13 +1,14 @@
 //! The pages of the field app and the store queries behind them: home (villages, what waits to
 //! upload, the Sync button), a village's forms, the language switch. Forms live in [`forms`],
 //! lists, records and conflicts in [`records`], attached files in [`files`], bundle files in
-//! [`bundles`], the first start in [`enroll`].
+//! [`bundles`], the first start in [`enroll`], the key of an encrypted store in [`unlock`].
 
 pub mod bundles;
 pub mod enroll;
 pub mod files;
 pub mod forms;
 pub mod records;
+pub mod unlock;
 
 use std::convert::Infallible;
 
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/r/{id}/a/{sha256}", get(files::open))
         .route("/conflicts", get(records::conflicts))
         .route("/enroll", get(enroll::enroll_page).post(enroll::enroll))
+        .route("/unlock", unlock::route())
         .route("/bundle", get(bundles::bundle_page))
         .route("/bundle/export", get(bundles::export))
         .route("/bundle/import", bundles::import_route())
@@ -257,8 +259,13 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
             Some((id, name)) => h1 { (name.clone().unwrap_or_else(|| id.to_string())) },
             None => {
                 h1 { (lang.t("外业记录", "Field records")) }
-                p.error { (lang.t("本机还没有工作任务：先登记并同步，或运行 fieldsync init --campaign <编号>",
-                    "this device has no campaign yet: enroll and sync, or run fieldsync init --campaign <id>")) }
+                @if h.enrolled {
+                    p.error { (lang.t("本机还没有工作任务：请点“同步”；同步后仍没有，请向管理员确认您所在的工作组",
+                        "this device has no campaign yet: press Sync; if there is still none, ask the administrator which work group you are in")) }
+                } @else {
+                    p #welcome { (lang.t("本机尚未登记。请点“登记本机”，填写管理员给您的服务器地址和一次性登记码；登记后本机会下载工作任务和村（社区）名单，之后没有网络也能记录。",
+                        "This device is not enrolled yet. Press “Enroll this device” and enter the server address and the one-time code from your administrator; the device then downloads the campaign and its villages, and records without a network from then on.")) }
+                }
             }
         }
         @if let Some(v) = h.new_version {
@@ -297,7 +304,9 @@ async fn home(State(state): State<AppState>, lang: Lang) -> PageResult {
                 }
             }
         }
-        h2 { (lang.t("村（社区）", "Villages")) }
+        @if h.campaign.is_some() || !h.villages.is_empty() {
+            h2 { (lang.t("村（社区）", "Villages")) }
+        }
         @if h.villages.is_empty() && h.campaign.is_some() {
             p.muted { (lang.t("本机还没有村（社区）的基础数据：请先同步", "no villages on this device yet: sync first")) }
         }

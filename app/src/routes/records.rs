@@ -457,7 +457,11 @@ fn conflicts_page(state: &AppState, lang: Lang, rows: &[ConflictRow]) -> maud::M
                 "Two devices changed the same item at once. Keep one of the values, or write a new one; your choice syncs to the other devices.")) }
         }
         @for r in rows {
-            h2 { a href=(format!("/r/{}", r.id)) { (r.kind) " · " (r.title) } }
+            // A record without a name of its own is called by its kind already.
+            h2 { a href=(format!("/r/{}", r.id)) {
+                @if !r.title.starts_with(&r.kind) { (r.kind) " · " }
+                (r.title)
+            } }
             @for f in &r.fields {
                 div.field.conflict id=(format!("c-{}-{}", r.id, f.field)) {
                     label.name { (f.label) }

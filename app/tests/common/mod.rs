@@ -22,9 +22,14 @@ pub const B1: &str = "510100002";
 
 /// Creates the campaign in `store` and makes it the device's campaign.
 pub fn seed(store: &mut Store) -> Result<Uuid> {
-    let campaign = Uuid::now_v7();
     let template = Template::builtin("midterm").context("built-in template")?;
-    store.create_campaign(campaign, "应用测试届中分析", &template, 2026)?;
+    seed_with(store, &template)
+}
+
+/// [`seed`] with a template of the test's own.
+pub fn seed_with(store: &mut Store, template: &Template) -> Result<Uuid> {
+    let campaign = Uuid::now_v7();
+    store.create_campaign(campaign, "应用测试届中分析", template, 2026)?;
     store.import_csv(
         campaign,
         ImportKind::Places,
@@ -86,6 +91,25 @@ impl App {
             Uuid::nil()
         };
         prepare(&mut store, campaign)?;
+        Self::launch(dir, path, campaign, Ok(store))
+    }
+
+    /// Seeds a store encrypted with `key` and serves it without the key: the app asks for it.
+    pub fn start_locked(key: &[u8; 32]) -> Result<App> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("device.sqlite3");
+        let campaign = seed(&mut Store::open_encrypted(&path, key)?)?;
+        let locked = path.clone();
+        Self::launch(dir, path, campaign, Err(locked))
+    }
+
+    /// Serves the store (`Err`: the encrypted file, locked) and signs the client in.
+    fn launch(
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        campaign: Uuid,
+        store: std::result::Result<Store, PathBuf>,
+    ) -> Result<App> {
         let options = AppOptions::default();
         let secret = options.secret.expose().to_string();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -98,10 +122,15 @@ impl App {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 tx.send(listener.local_addr()?).expect("test waits");
-                fieldsync_app::serve(listener, store, options, async move {
+                let shutdown = async move {
                     let _ = stopped.await;
-                })
-                .await
+                };
+                match store {
+                    Ok(store) => fieldsync_app::serve(listener, store, options, shutdown).await,
+                    Err(locked) => {
+                        fieldsync_app::serve_locked(listener, locked, options, shutdown).await
+                    }
+                }
             })
         });
         let addr = rx.recv().context("the app did not start")?;

@@ -33,6 +33,7 @@ pub use incoming::{ApplyStats, Cursor};
 pub(crate) use incoming::{Incoming, PageEnd};
 pub use outbox::OutboxBatch;
 pub use records::{Editor, Filter, Record};
+pub use schema::key_from_file;
 pub use scope::ScopeChange;
 pub use writers::{Writer, Writers};
 

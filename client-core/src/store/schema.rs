@@ -97,6 +97,22 @@ pub(super) fn identity(tx: &Transaction<'_>) -> Result<(Uuid, ActorId)> {
     Ok((device, actor))
 }
 
+/// The 256-bit key a key file holds: 64 hex digits (whitespace ignored) or exactly 32 bytes;
+/// `None` for anything else. The command line's `--key-file` and the field app's key page
+/// read key files by this one rule.
+pub fn key_from_file(bytes: &[u8]) -> Option<[u8; 32]> {
+    let text: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if let Ok(hex) = hex::decode(&text)
+        && let Ok(key) = <[u8; 32]>::try_from(hex.as_slice())
+    {
+        return Some(key);
+    }
+    <[u8; 32]>::try_from(bytes).ok()
+}
+
 /// Reads the schema once: an encrypted file opened with the wrong key (or none) fails here.
 fn check_readable(conn: &Connection) -> Result<()> {
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -184,5 +200,22 @@ impl Store {
             key,
             parsed_templates: Default::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::key_from_file;
+
+    #[test]
+    fn a_key_file_is_64_hex_digits_or_32_bytes() {
+        assert_eq!(
+            key_from_file(format!("{}\n", "1f".repeat(32)).as_bytes()),
+            Some([0x1f; 32])
+        );
+        assert_eq!(key_from_file(&[7u8; 32]), Some([7; 32]));
+        assert_eq!(key_from_file(b"not a key"), None);
+        assert_eq!(key_from_file("ab".repeat(31).as_bytes()), None);
+        assert_eq!(key_from_file(&[7u8; 33]), None);
     }
 }
