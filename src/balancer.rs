@@ -38,7 +38,17 @@ impl Balancer {
         let (list, counts, opened) = (servers.clone(), served.clone(), open.clone());
         runtime.spawn(async move {
             let next = AtomicUsize::new(0);
-            while let Ok((mut client, _)) = listener.accept().await {
+            loop {
+                // A failed accept (a connection reset while queued, too many files open for a
+                // moment) loses that connection only: the balancer goes on listening.
+                let mut client = match listener.accept().await {
+                    Ok((client, _)) => client,
+                    Err(e) => {
+                        eprintln!("balancer: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
                 let start = next.fetch_add(1, Ordering::Relaxed);
                 let candidates: Vec<(usize, SocketAddr)> = {
                     let l = list.lock().expect("servers");

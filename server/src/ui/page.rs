@@ -114,11 +114,11 @@ th[aria-sort=ascending] button.sort::after{content:" ▲";color:#656d76}th[aria-
 /// [`STYLE`]; an injected script runs nowhere). It only makes the tables built by [`table`]
 /// sortable: a click on a column's heading orders the rows by that column (numbers as numbers,
 /// everything else in Chinese collation order), a second click reverses, and `aria-sort` tells
-/// screen readers. Without it the pages work as they are, in the server's order. Headings that
-/// hold a link (the ledger, sorted by the server) are left as they are.
+/// screen readers. Without it the pages work as they are, in the server's order. A table whose
+/// headings hold links (the ledger, sorted by the server) is left as it is.
 pub const SCRIPT: &str = r#"
 document.querySelectorAll("table.sortable").forEach(function (t) {
-  if (!t.tHead || !t.tBodies.length) return;
+  if (!t.tHead || !t.tBodies.length || t.tHead.querySelector("a")) return;
   var heads = Array.prototype.slice.call(t.tHead.rows[0].cells);
   var number = /^-?[0-9][0-9,]*(\.[0-9]+)?%?$/;
   heads.forEach(function (th, i) {
