@@ -412,16 +412,8 @@ async fn overview_body(state: &AppState, user: &User, c: &Campaign) -> Result<St
             )
         })
         .collect();
-    let own = state
-        .storage
-        .campaign_records(
-            c.id,
-            "campaign".into(),
-            user.auth.visibility(),
-            crate::storage::Period::all(),
-        )
+    let own = super::targets::campaign_record(state, c, user)
         .await?
-        .first()
         .map(|r| fieldsync_protocol::template::Targets::from_fields(&r.fields))
         .unwrap_or_default();
     body.push_str(&super::targets::section(c, &own, &visible_groups, user));

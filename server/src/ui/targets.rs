@@ -208,6 +208,25 @@ fn may_set(c: &Campaign, user: &User) -> bool {
             .is_some_and(|k| k.field("target_meetings").is_some())
 }
 
+/// The campaign's own record (where its name, settings and targets are), as `user` may see it.
+pub(super) async fn campaign_record(
+    state: &AppState,
+    c: &Campaign,
+    user: &User,
+) -> Result<Option<crate::storage::RecordView>, ApiError> {
+    Ok(state
+        .storage
+        .campaign_records(
+            c.id,
+            "campaign".into(),
+            user.auth.visibility(),
+            crate::storage::Period::all(),
+        )
+        .await?
+        .into_iter()
+        .find(|r| !r.deleted))
+}
+
 /// The form an administrator sets the targets with: filled with the campaign record's own
 /// targets (`own`), the template's defaults shown beside them, so that saving never copies a
 /// default into the campaign (a later template keeps applying where the campaign sets none).
@@ -354,20 +373,9 @@ pub(super) async fn set(
             ));
         }
         let fields = parse(&body)?;
-        let record = state
-            .storage
-            .campaign_records(
-                c.id,
-                "campaign".into(),
-                user.auth.visibility(),
-                crate::storage::Period::all(),
-            )
-            .await?
-            .into_iter()
-            .find(|r| !r.deleted)
-            .ok_or_else(|| {
-                ApiError::not_found(format!("campaign {} has no campaign record yet", c.id))
-            })?;
+        let record = campaign_record(&state, &c, &user).await?.ok_or_else(|| {
+            ApiError::not_found(format!("campaign {} has no campaign record yet", c.id))
+        })?;
         let audit = serde_json::json!({
             "campaign": c.id,
             "targets": fields.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect::<std::collections::BTreeMap<_, _>>(),
