@@ -208,3 +208,57 @@ fn every_path_architecture_md_names_exists() {
         "ARCHITECTURE.md names paths that do not exist: {missing:#?}"
     );
 }
+
+/// Text files of the workspace that a merge could leave markers in: Rust, Markdown, TOML,
+/// scripts and the pages' JavaScript, outside `target/` and `node_modules/`.
+fn text_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "target" | "node_modules") && !name.starts_with('.') {
+                    walk(&path, out);
+                }
+            } else if [".rs", ".md", ".toml", ".sh", ".mjs", ".kt", ".swift"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root(), &mut out);
+    out.push(root().join(".ci/run"));
+    out
+}
+
+#[test]
+fn no_file_holds_a_merge_conflict_marker() {
+    let markers = ["<<<<<<< ", "=======", ">>>>>>> "];
+    let mut found = Vec::new();
+    let files = text_files();
+    assert!(files.len() > 100, "only {} text files found", files.len());
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let marker = markers
+                .iter()
+                .any(|m| line.starts_with(m) && (m.ends_with(' ') || line == *m));
+            if marker {
+                let rel = path.strip_prefix(root()).unwrap_or(&path);
+                found.push(format!("{}:{}: {line}", rel.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "merge conflict markers left in: {found:#?}"
+    );
+}
