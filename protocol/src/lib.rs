@@ -8,6 +8,7 @@
 //!   genesis change, its field values, the projection of its current state and its conflicts.
 //! - [`change`]: decoding and checking one change before anyone stores it.
 //! - [`creation`]: a new record's first changes built without a document (the same bytes).
+//! - [`fresh`]: a new record's projection read from its creation changes, without a document.
 //! - [`genesis`]: recognising a record's genesis change cheaply (a proven template per shape).
 //! - [`template`]: campaign templates (forms as TOML data) and record validation against them.
 //! - [`wire`]: the sync messages, their CBOR encoding and gzip bodies (see `docs/PROTOCOL.md`).
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod change;
 pub mod creation;
 pub mod dates;
+pub mod fresh;
 pub mod genesis;
 pub mod history;
 pub mod ids;

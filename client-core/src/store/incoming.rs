@@ -200,6 +200,27 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         })
         .collect::<Result<Vec<Change>>>()?;
     let was_empty = stored.is_none();
+    if was_empty && waiting.is_empty() {
+        // A record new to this store that arrives exactly as it was created (the common case of
+        // a pull): its projection comes from the operations, and its document is its change
+        // chunks, with no Automerge document built (protocol::fresh).
+        let refs: Vec<&Change> = fresh.iter().collect();
+        if let Some(projection) = fieldsync_protocol::fresh::project_new(&header, &refs) {
+            let doc = topological(&refs)
+                .into_iter()
+                .flat_map(|c| c.raw_bytes().iter().copied())
+                .collect();
+            return Ok(Merged {
+                header,
+                fresh: fresh.into_iter().map(|c| (c, true)).collect(),
+                now_applied: Vec::new(),
+                result: Some(MergeResult {
+                    doc,
+                    projection: Some(projection),
+                }),
+            });
+        }
+    }
     let mut doc = match &stored {
         Some(bytes) => record::load_doc(bytes).map_err(|e| StoreError::Damaged {
             id: header.id,

@@ -14,7 +14,8 @@ use fieldsync_protocol::{Projection, RecordHeader, record};
 pub enum Merge {
     /// The record is merged: store the document and the projection.
     Merged {
-        /// The new document (Automerge's saved bytes).
+        /// The new document: Automerge's saved bytes, or a new record's change chunks in
+        /// dependency order (both load with `record::load_doc`).
         doc: Vec<u8>,
         /// The pending changes now in the document (the rest wait for their dependencies).
         applied: Vec<[u8; 32]>,
@@ -45,6 +46,7 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
         doc: None,
         applied: Vec::new(),
     };
+    let is_new = doc.is_none();
     let mut doc = match doc {
         Some(b) => match record::load_doc(b) {
             Ok(d) => d,
@@ -58,6 +60,22 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
         match Change::try_from(bytes.as_slice()) {
             Ok(c) => decoded.push((c.hash(), c)),
             Err(e) => return failed(format!("a stored change does not decode: {e}")),
+        }
+    }
+    if is_new {
+        // A record that arrives exactly as it was created (most of a campaign's records): its
+        // projection comes from the operations and its document is its change chunks, genesis
+        // first, with no Automerge document built (protocol::fresh).
+        let refs: Vec<&Change> = decoded.iter().map(|(_, c)| c).collect();
+        if let Some(projection) = fieldsync_protocol::fresh::project_new(header, &refs) {
+            let mut ordered = refs;
+            ordered.sort_by_key(|c| !c.deps().is_empty());
+            return Merge::Merged {
+                doc: ordered.iter().flat_map(|c| c.raw_bytes().iter().copied()).collect(),
+                applied: decoded.iter().map(|(h, _)| h.0).collect(),
+                projection: Box::new(projection),
+                problem: None,
+            };
         }
     }
     if let Err(e) = doc.apply_changes(decoded.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()) {

@@ -1,0 +1,367 @@
+//! A record new to a store, received as exactly the changes [`crate::creation`] makes (its
+//! genesis and at most one change writing its first values): its projection read straight from
+//! the operations, without building an Automerge document.
+//!
+//! Applying a new record's changes to an empty document costs about 0.35 ms with a 500-character
+//! note and projecting it another 0.05 ms; a device pulling 10,000 records, and the server
+//! merging them, spent most of their time there. Yet most records arrive exactly as they were
+//! created: one genesis, one change from the device that made them, nothing concurrent. For that
+//! shape the result is fixed by the operations in order, so [`project_new`] reads it from them.
+//!
+//! The shape is checked strictly, and anything else gives `None` so that the caller applies the
+//! changes with Automerge as before: the genesis must be the one this header's record has
+//! ([`crate::genesis::is_genesis`]), the other change must depend on it alone, every operation
+//! must write a key once without predecessors (no overwrite, no conflict, no deletion), and every
+//! text must be written as one run of insertions each after the one before (what a single
+//! `splice_text` at position 0 writes). Whatever it returns equals [`record::project`] of the
+//! document Automerge builds from the same changes (tests below, including a property test over
+//! documents edited at random). Nothing is trusted: every change was decoded and its hash checked
+//! before it gets here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
+use automerge::{Change, ObjType, ScalarValue};
+
+use crate::genesis::is_genesis;
+use crate::record::{self, FieldValue, Projection, RecordHeader};
+
+/// The operation number of the `fields` map in every genesis (the sixth operation).
+const FIELDS_OP: u64 = 6;
+
+/// What a field holds while the operations are read.
+enum Slot {
+    /// A scalar value.
+    Value(FieldValue),
+    /// A text object: its characters so far and the element the next insertion must follow.
+    Text(String, ElementId),
+    /// A map of strings.
+    Map(BTreeMap<String, String>),
+}
+
+/// The projection of a record that `changes` create from nothing, when they are exactly a
+/// creation (see the module's documentation); `None` for any other shape, which the caller
+/// merges with Automerge.
+pub fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection> {
+    let (genesis, first) = match changes {
+        [g] => (*g, None),
+        [a, b] if a.deps().is_empty() => (*a, Some(*b)),
+        [a, b] if b.deps().is_empty() => (*b, Some(*a)),
+        _ => return None,
+    };
+    if !genesis.deps().is_empty()
+        || !is_genesis(header, genesis.raw_bytes(), &genesis.hash()).ok()?
+    {
+        return None;
+    }
+    let mut fields = BTreeMap::new();
+    let head = match first {
+        None => genesis.hash(),
+        Some(change) => {
+            let genesis_actor = record::genesis_actor(header);
+            if change.deps() != [genesis.hash()]
+                || change.seq() != 1
+                || change.actor_id() == &genesis_actor
+            {
+                return None;
+            }
+            fields = read_fields(change, &genesis_actor)?;
+            change.hash()
+        }
+    };
+    Some(Projection {
+        header: header.clone(),
+        deleted: false,
+        fields,
+        conflicts: 0,
+        heads: vec![head.to_string()],
+    })
+}
+
+/// The field values one creation-shaped change writes into an empty `fields` map, or `None`
+/// when any operation is not of that shape.
+fn read_fields(
+    change: &Change,
+    genesis_actor: &automerge::ActorId,
+) -> Option<BTreeMap<String, FieldValue>> {
+    let expanded = change.decode();
+    let actor = &expanded.actor_id;
+    let fields_obj = ObjectId::Id(OpId(FIELDS_OP, genesis_actor.clone()));
+    let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
+    // Objects this change made, by operation number, with the field that holds each.
+    let mut made: HashMap<u64, String> = HashMap::new();
+    for (n, op) in expanded.operations.iter().enumerate() {
+        let counter = expanded.start_op.get() + n as u64;
+        if !op.pred.is_empty() {
+            return None;
+        }
+        if op.obj == fields_obj {
+            let (Key::Map(name), false) = (&op.key, op.insert) else {
+                return None;
+            };
+            if slots.contains_key(name.as_str()) {
+                return None;
+            }
+            let slot = match &op.action {
+                OpType::Put(value) => Slot::Value(scalar(value)?),
+                OpType::Make(ObjType::Text) => {
+                    made.insert(counter, name.to_string());
+                    Slot::Text(String::new(), ElementId::Head)
+                }
+                OpType::Make(ObjType::Map) => {
+                    made.insert(counter, name.to_string());
+                    Slot::Map(BTreeMap::new())
+                }
+                _ => return None,
+            };
+            slots.insert(name.to_string(), slot);
+            continue;
+        }
+        let ObjectId::Id(OpId(obj, obj_actor)) = &op.obj else {
+            return None; // the root: only the genesis writes there
+        };
+        if obj_actor != actor {
+            return None;
+        }
+        let name = made.get(obj)?;
+        let OpType::Put(ScalarValue::Str(value)) = &op.action else {
+            return None;
+        };
+        match (slots.get_mut(name)?, &op.key, op.insert) {
+            (Slot::Text(text, after), Key::Seq(reference), true) if reference == after => {
+                text.push_str(value);
+                *after = ElementId::Id(OpId(counter, actor.clone()));
+            }
+            (Slot::Map(map), Key::Map(key), false) if !map.contains_key(key.as_str()) => {
+                map.insert(key.to_string(), value.to_string());
+            }
+            _ => return None,
+        }
+    }
+    Some(
+        slots
+            .into_iter()
+            .map(|(name, slot)| {
+                let value = match slot {
+                    Slot::Value(v) => v,
+                    Slot::Text(text, _) => FieldValue::Text(text),
+                    Slot::Map(map) => FieldValue::Map(map),
+                };
+                (name, value)
+            })
+            .collect(),
+    )
+}
+
+/// A scalar as [`record::project`] reads it, for the types it reads without the document.
+fn scalar(value: &ScalarValue) -> Option<FieldValue> {
+    Some(match value {
+        ScalarValue::Null => FieldValue::Null,
+        ScalarValue::Boolean(b) => FieldValue::Bool(*b),
+        ScalarValue::Int(i) => FieldValue::Int(*i),
+        ScalarValue::Uint(u) => i64::try_from(*u)
+            .map(FieldValue::Int)
+            .unwrap_or(FieldValue::Float(*u as f64)),
+        ScalarValue::F64(f) => FieldValue::Float(*f),
+        ScalarValue::Str(s) => FieldValue::Str(s.to_string()),
+        ScalarValue::Timestamp(t) => FieldValue::Int(*t),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::creation;
+    use automerge::transaction::{CommitOptions, Transactable};
+    use automerge::{ActorId, ROOT, ReadDoc};
+    use proptest::prelude::*;
+
+    fn header(n: u128) -> RecordHeader {
+        RecordHeader {
+            id: uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 + n),
+            kind: "interview".into(),
+            campaign: uuid::Uuid::from_u128(0x2026),
+            scope: "350102001".into(),
+        }
+    }
+
+    /// What Automerge makes of `changes` applied to an empty document.
+    fn through_automerge(changes: &[&Change]) -> Projection {
+        let mut doc = record::new_doc();
+        doc.apply_changes(changes.iter().map(|c| (*c).clone()).collect::<Vec<_>>())
+            .unwrap();
+        record::project(&doc).unwrap()
+    }
+
+    fn every_type() -> Vec<(&'static str, FieldValue)> {
+        vec![
+            ("interviewee", FieldValue::Str("王建国".into())),
+            ("age", FieldValue::Int(48)),
+            ("share", FieldValue::Float(0.25)),
+            ("member", FieldValue::Bool(true)),
+            ("none", FieldValue::Null),
+            (
+                "notes",
+                FieldValue::Text("班子团结，集体经济收入偏低 👍 e\u{301}。".repeat(20)),
+            ),
+            ("empty", FieldValue::Text(String::new())),
+            (
+                "ratings",
+                FieldValue::Map(BTreeMap::from([
+                    ("m1".to_string(), "好".to_string()),
+                    ("m2".to_string(), "较好".to_string()),
+                ])),
+            ),
+            ("no_ratings", FieldValue::Map(BTreeMap::new())),
+        ]
+    }
+
+    #[test]
+    fn a_created_record_is_read_without_a_document_and_equals_automerge() {
+        let h = header(1);
+        let fields = every_type();
+        for n in 0..=fields.len() {
+            let c = creation::create(&h, &ActorId::random(), 42, &fields[..n]).unwrap();
+            let changes: Vec<&Change> = c.changes().collect();
+            let fast = project_new(&h, &changes).expect("a creation is recognised");
+            assert_eq!(fast, through_automerge(&changes), "the first {n} fields");
+            assert_eq!(fast, c.projection);
+            // The order the changes arrive in does not matter.
+            let reversed: Vec<&Change> = changes.iter().rev().copied().collect();
+            assert_eq!(project_new(&h, &reversed), Some(fast));
+        }
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_automerge() {
+        let h = header(2);
+        let actor = ActorId::random();
+        let c = creation::create(&h, &actor, 42, &every_type()).unwrap();
+        let genesis = c.genesis.clone();
+        let first = c.fields.clone().unwrap();
+
+        // Another record's genesis, or the first change alone.
+        assert_eq!(project_new(&header(3), &[&genesis, &first]), None);
+        assert_eq!(project_new(&h, &[&first]), None);
+        assert_eq!(project_new(&h, &[]), None);
+
+        // A later edit of the record (three changes).
+        let mut doc = record::load_doc(
+            &[genesis.raw_bytes(), first.raw_bytes()].concat(), //
+        )
+        .unwrap();
+        doc.set_actor(actor.clone());
+        let fields = record::fields_obj(&doc).unwrap();
+        let mut tx = doc.transaction();
+        tx.put(&fields, "age", 49).unwrap();
+        tx.commit_with(CommitOptions::default().with_time(43));
+        let edit = doc.get_last_local_change().unwrap().clone();
+        assert_eq!(project_new(&h, &[&genesis, &first, &edit]), None);
+
+        // Two devices writing the same new record at once.
+        let other = creation::create(&h, &ActorId::random(), 42, &every_type()).unwrap();
+        let concurrent = other.fields.clone().unwrap();
+        assert_eq!(project_new(&h, &[&first, &concurrent]), None);
+    }
+
+    #[test]
+    fn a_first_change_that_overwrites_deletes_or_splices_backwards_is_left_to_automerge() {
+        let h = header(4);
+        let (mut doc, genesis) = record::genesis_change(&h).unwrap();
+        let genesis = Change::try_from(genesis.as_slice()).unwrap();
+        doc.set_actor(ActorId::random());
+        let fields = record::fields_obj(&doc).unwrap();
+        let mut tx = doc.transaction();
+        tx.put(&fields, "a", 1).unwrap();
+        tx.put(&fields, "a", 2).unwrap(); // an overwrite: a predecessor
+        let text = tx.put_object(&fields, "t", ObjType::Text).unwrap();
+        tx.splice_text(&text, 0, 0, "后来").unwrap();
+        tx.splice_text(&text, 0, 0, "先").unwrap(); // inserted before the first character
+        tx.commit();
+        let first = doc.get_last_local_change().unwrap().clone();
+        assert_eq!(project_new(&h, &[&genesis, &first]), None);
+        assert_eq!(
+            through_automerge(&[&genesis, &first]).fields["t"],
+            FieldValue::Text("先后来".into())
+        );
+    }
+
+    /// One random edit of a new record's first change.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Put(u8, i64),
+        Str(u8, String),
+        Text(u8, String),
+        Splice(u8, usize, usize, String),
+        Delete(u8),
+        MapPut(u8, u8, String),
+        Root(String),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let name = 0u8..4;
+        prop_oneof![
+            (name.clone(), any::<i64>()).prop_map(|(n, v)| Edit::Put(n, v)),
+            (name.clone(), "[a-z村两委]{0,4}").prop_map(|(n, s)| Edit::Str(n, s)),
+            (name.clone(), "[a-z村两委]{0,6}").prop_map(|(n, s)| Edit::Text(n, s)),
+            (name.clone(), 0usize..4, 0usize..3, "[a-z村]{0,3}")
+                .prop_map(|(n, at, del, s)| Edit::Splice(n, at, del, s)),
+            name.clone().prop_map(Edit::Delete),
+            (name, 0u8..3, "[a-z好]{0,2}").prop_map(|(n, k, v)| Edit::MapPut(n, k, v)),
+            "[a-z]{1,3}".prop_map(Edit::Root),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Whatever a first change does, the fast reading is either declined or exactly what
+        /// Automerge makes of it.
+        #[test]
+        fn the_fast_reading_is_automerge_or_nothing(edits in prop::collection::vec(edit(), 0..8)) {
+            let h = header(5);
+            let (mut doc, genesis) = record::genesis_change(&h).unwrap();
+            let genesis = Change::try_from(genesis.as_slice()).unwrap();
+            doc.set_actor(ActorId::random());
+            let fields = record::fields_obj(&doc).unwrap();
+            let mut tx = doc.transaction();
+            for e in &edits {
+                let name = |n: &u8| format!("f{n}");
+                let _ = match e {
+                    Edit::Put(n, v) => tx.put(&fields, name(n), *v).map(|_| ()),
+                    Edit::Str(n, s) => tx.put(&fields, name(n), s.as_str()).map(|_| ()),
+                    Edit::Text(n, s) => tx
+                        .put_object(&fields, name(n), ObjType::Text)
+                        .and_then(|id| tx.splice_text(&id, 0, 0, s)),
+                    Edit::Splice(n, at, del, s) => match tx.get(&fields, name(n)) {
+                        Ok(Some((automerge::Value::Object(ObjType::Text), id))) => {
+                            let len = tx.length(&id);
+                            let at = (*at).min(len);
+                            let del = (*del).min(len - at) as isize;
+                            tx.splice_text(&id, at, del, s)
+                        }
+                        _ => Ok(()),
+                    },
+                    Edit::Delete(n) => tx.delete(&fields, name(n)),
+                    Edit::MapPut(n, k, v) => {
+                        let id = match tx.get(&fields, name(n)) {
+                            Ok(Some((automerge::Value::Object(ObjType::Map), id))) => id,
+                            _ => tx.put_object(&fields, name(n), ObjType::Map).unwrap(),
+                        };
+                        tx.put(&id, format!("k{k}"), v.as_str())
+                    }
+                    Edit::Root(k) => tx.put(ROOT, format!("x{k}"), 1),
+                };
+            }
+            tx.commit();
+            let mut changes = vec![genesis];
+            if let Some(c) = doc.get_last_local_change() {
+                changes.push(c.clone());
+            }
+            let refs: Vec<&Change> = changes.iter().collect();
+            if let Some(fast) = project_new(&h, &refs) {
+                prop_assert_eq!(fast, record::project(&doc).unwrap());
+            }
+        }
+    }
+}
