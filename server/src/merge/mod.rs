@@ -71,7 +71,10 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
             let mut ordered = refs;
             ordered.sort_by_key(|c| !c.deps().is_empty());
             return Merge::Merged {
-                doc: ordered.iter().flat_map(|c| c.raw_bytes().iter().copied()).collect(),
+                doc: ordered
+                    .iter()
+                    .flat_map(|c| c.raw_bytes().iter().copied())
+                    .collect(),
                 applied: decoded.iter().map(|(h, _)| h.0).collect(),
                 projection: Box::new(projection),
                 problem: None,
