@@ -6,6 +6,7 @@
 //! cargo run --release --example bench_sync -- 2000    # another count
 //! cargo run --release --example bench_sync --features system-alloc   # glibc's allocator
 //! cargo run --release --example bench_sync -- 10000 --postgres   # SQLite, then PostgreSQL
+//! cargo run --release --example bench_sync -- 10000 --merge-after-push  # time the merge alone
 //! ```
 //!
 //! With `--postgres` the same run is made a second time with the server on a fresh database of
@@ -232,6 +233,22 @@ fn device_b(url: &str, code: &str, dir: &str) -> Result<serde_json::Value> {
     }))
 }
 
+/// Waits until the server reports no record left to merge (polled every 50 ms).
+fn wait_merged(url: &str, admin_token: &str) -> Result<()> {
+    let client = reqwest::blocking::Client::new();
+    loop {
+        let status: serde_json::Value = client
+            .get(format!("{url}/v1/status"))
+            .bearer_auth(admin_token)
+            .send()?
+            .json()?;
+        if status["unmerged_records"] == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn child(args: &[&str]) -> Result<serde_json::Value> {
     let out = Command::new(std::env::current_exe()?)
         .args(args)
@@ -267,18 +284,19 @@ fn main() -> Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(10_000);
+    let merge_first = args.iter().any(|a| a == "--merge-after-push");
     println!("== SQLite");
-    run(n, None)?;
+    run(n, None, merge_first)?;
     if args.iter().any(|a| a == "--postgres") {
         println!("== PostgreSQL");
-        run(n, Some(fieldsync::postgres::database()?))?;
+        run(n, Some(fieldsync::postgres::database()?), merge_first)?;
     }
     Ok(())
 }
 
 /// One benchmark run: a server (on SQLite, or on the PostgreSQL database given), device A's
 /// push, device B's pull.
-fn run(n: usize, database: Option<String>) -> Result<()> {
+fn run(n: usize, database: Option<String>, merge_first: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().context("temp path")?;
     let mut serve_args = vec!["serve".to_string(), format!("{d}/server")];
@@ -297,22 +315,22 @@ fn run(n: usize, database: Option<String>) -> Result<()> {
     let server_cpu_0 = cpu_seconds(server.pid());
     let a = child(&["device-a", url, code_a, d, &n.to_string()])?;
     let server_cpu_push = cpu_seconds(server.pid()) - server_cpu_0;
+    // With --merge-after-push: how long after the last push the server has merged everything
+    // (device B then pulls from a server that is not merging).
+    let merged_after_push = if merge_first {
+        let started = Instant::now();
+        wait_merged(url, &admin_token)?;
+        Some(started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    let server_cpu_before_pull = cpu_seconds(server.pid());
     eprintln!("device B: pulling ...");
     let b = child(&["device-b", url, code_b, d])?;
-    let server_cpu_pull = cpu_seconds(server.pid()) - server_cpu_0 - server_cpu_push;
+    let server_cpu_pull = cpu_seconds(server.pid()) - server_cpu_before_pull;
     // Let the server finish merging, then read its peak memory.
     let merge_started = Instant::now();
-    loop {
-        let status: serde_json::Value = reqwest::blocking::Client::new()
-            .get(format!("{url}/v1/status"))
-            .bearer_auth(&admin_token)
-            .send()?
-            .json()?;
-        if status["unmerged_records"] == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_merged(url, &admin_token)?;
     let merged_after = merge_started.elapsed().as_secs_f64();
     let server_peak = peak_rss_kib(server.pid())?;
     server.stop()?;
@@ -346,6 +364,9 @@ fn run(n: usize, database: Option<String>) -> Result<()> {
         "CPU during pull              device B {:.2} s, server {server_cpu_pull:.2} s (server: also while B measured)",
         b["cpu_s"].as_f64().unwrap_or(0.0)
     );
+    if let Some(s) = merged_after_push {
+        println!("server merged all after push {s:.2} s (before device B pulled)");
+    }
     println!("server merged all after pull {merged_after:.2} s more");
     println!("bytes up (A)                 {}", a["up"]);
     println!("bytes down (B)               {}", b["down"]);

@@ -37,6 +37,42 @@ pub enum Merge {
     },
 }
 
+/// One record's inputs to [`merge`]: its stored header, document and unapplied changes.
+#[derive(Debug)]
+pub struct Input {
+    /// The record's stored header.
+    pub header: RecordHeader,
+    /// Its stored document (`None`: not merged before).
+    pub doc: Option<Vec<u8>>,
+    /// Its unapplied changes, in log order.
+    pub pending: Vec<Vec<u8>>,
+}
+
+/// [`merge`] for many records at once, spread over the machine's cores (records are
+/// independent); the outcomes are in the order of `inputs`.
+pub fn merge_many(inputs: &[Input]) -> Vec<Merge> {
+    let one = |i: &Input| merge(&i.header, i.doc.as_deref(), &i.pending);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(inputs.len().div_ceil(8))
+        .max(1);
+    if threads == 1 {
+        return inputs.iter().map(one).collect();
+    }
+    let per_thread = inputs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a merging thread panicked"))
+            .collect()
+    })
+}
+
 /// Applies `pending` (the record's unapplied changes, in log order) to its stored document `doc`
 /// (`None`: not merged before) and projects the result. `header` is the record's stored header,
 /// which the document must agree with.
@@ -124,5 +160,71 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
         applied,
         projection: Box::new(projection),
         problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::ActorId;
+    use fieldsync_protocol::{FieldValue, creation};
+
+    fn header(n: u128) -> RecordHeader {
+        RecordHeader {
+            id: uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 + n),
+            kind: "interview".into(),
+            campaign: uuid::Uuid::from_u128(0x2026),
+            scope: "350102001".into(),
+        }
+    }
+
+    /// A record as created on a device: its changes' bytes and the projection they give.
+    fn created(n: u128) -> (Vec<Vec<u8>>, Projection) {
+        let fields = [
+            ("interviewee", FieldValue::Str(format!("第{n}位村民"))),
+            ("notes", FieldValue::Text("班子团结，集体经济收入偏低。".repeat(3))),
+        ];
+        let c = creation::create(&header(n), &ActorId::random(), 7, &fields).unwrap();
+        let bytes = c.changes().map(|c| c.raw_bytes().to_vec()).collect();
+        (bytes, c.projection)
+    }
+
+    #[test]
+    fn many_records_merge_on_every_core_and_come_back_in_order() {
+        let mut inputs = Vec::new();
+        let mut want = Vec::new();
+        for n in 0..40 {
+            let (pending, projection) = created(n);
+            inputs.push(Input {
+                header: header(n),
+                doc: None,
+                pending,
+            });
+            want.push(projection);
+        }
+        // One record whose stored header its changes contradict fails alone.
+        inputs[17].header = header(1000);
+        let outcomes = merge_many(&inputs);
+        assert_eq!(outcomes.len(), inputs.len());
+        for (n, (outcome, want)) in outcomes.iter().zip(&want).enumerate() {
+            match outcome {
+                Merge::Merged {
+                    doc,
+                    projection,
+                    applied,
+                    problem: None,
+                } if n != 17 => {
+                    assert_eq!(**projection, *want, "record {n}");
+                    assert_eq!(applied.len(), 2);
+                    // The stored document loads and projects the same.
+                    let loaded = record::load_doc(doc).unwrap();
+                    assert_eq!(record::project(&loaded).unwrap(), *want);
+                }
+                Merge::Merged { problem, .. } if n == 17 => {
+                    assert!(problem.as_deref().unwrap_or("").contains("header"), "{problem:?}");
+                }
+                other => panic!("record {n}: {other:?}"),
+            }
+        }
     }
 }

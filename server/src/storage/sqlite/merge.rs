@@ -1,25 +1,20 @@
-//! Merging in SQLite: read a dirty record's document and unapplied changes, let
-//! [`crate::merge`] merge, review and index it, and write the outcome (document, projection,
-//! review flags, the search index row, applied flags).
+//! Merging in SQLite: read a dirty record's document and unapplied changes ([`read_input`]),
+//! let [`crate::merge`] merge them (the writer does a chunk of records at once on every core),
+//! and write the outcome ([`write_outcome`]: document, projection reviewed against the template,
+//! the search index row, applied flags).
 
 use fieldsync_protocol::{Projection, RecordHeader, template::TEMPLATE_KIND};
 use rusqlite::{Transaction, params};
 
 use super::{now_ms, other, writer::TemplateCache};
-use crate::merge::{Merge, index, review};
+use crate::merge::{Input, Merge, index, review};
 use crate::storage::StorageError;
 
-/// Applies a record's unapplied changes to its document and refreshes its projection.
-pub(super) fn merge_record(
-    tx: &Transaction<'_>,
-    id: &str,
-    templates: &mut TemplateCache,
-) -> Result<(), StorageError> {
-    let (kind, campaign, scope, doc): (String, String, String, Option<Vec<u8>>) = tx.query_row(
-        "SELECT kind, campaign, scope, doc FROM records WHERE id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
+/// Reads what merging a record needs: its stored header, document and unapplied changes.
+pub(super) fn read_input(tx: &Transaction<'_>, id: &str) -> Result<Input, StorageError> {
+    let (kind, campaign, scope, doc): (String, String, String, Option<Vec<u8>>) = tx
+        .prepare_cached("SELECT kind, campaign, scope, doc FROM records WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     let pending: Vec<Vec<u8>> = tx
         .prepare_cached(
             "SELECT bytes FROM changes WHERE record_id = ?1 AND applied = 0 ORDER BY seq",
@@ -27,6 +22,25 @@ pub(super) fn merge_record(
         .query_map([id], |r| r.get::<_, Vec<u8>>(0))?
         .collect::<rusqlite::Result<_>>()?;
     let header = RecordHeader::parse(id, &kind, &campaign, &scope).map_err(other)?;
+    Ok(Input {
+        header,
+        doc,
+        pending,
+    })
+}
+
+/// Writes what merging record `id`'s `input` gave (`outcome`, from [`crate::merge::merge`]): the document,
+/// the projection reviewed against the campaign's template, the search index row and the
+/// applied flags; or the problem, when it did not merge.
+pub(super) fn write_outcome(
+    tx: &Transaction<'_>,
+    id: &str,
+    input: &Input,
+    outcome: Merge,
+    templates: &mut TemplateCache,
+) -> Result<(), StorageError> {
+    let kind = &input.header.kind;
+    let campaign = &input.header.campaign.to_string();
     let mark_applied = |applied: &[[u8; 32]]| -> Result<(), StorageError> {
         let mut stmt = tx.prepare_cached("UPDATE changes SET applied = 1 WHERE hash = ?1")?;
         for hash in applied {
@@ -34,34 +48,33 @@ pub(super) fn merge_record(
         }
         Ok(())
     };
-    let (doc, applied, projection, problem) =
-        match crate::merge::merge(&header, doc.as_deref(), &pending) {
-            Merge::Failed {
-                problem,
-                doc,
-                applied,
-            } => {
-                tracing::warn!(record = id, %problem, "record cannot be merged");
-                mark_applied(&applied)?;
-                if let Some(doc) = doc {
-                    tx.execute(
-                        "UPDATE records SET doc = ?2 WHERE id = ?1",
-                        params![id, doc],
-                    )?;
-                }
+    let (doc, applied, projection, problem) = match outcome {
+        Merge::Failed {
+            problem,
+            doc,
+            applied,
+        } => {
+            tracing::warn!(record = id, %problem, "record cannot be merged");
+            mark_applied(&applied)?;
+            if let Some(doc) = doc {
                 tx.execute(
-                    "UPDATE records SET dirty = 0, problem = ?2 WHERE id = ?1",
-                    params![id, problem],
+                    "UPDATE records SET doc = ?2 WHERE id = ?1",
+                    params![id, doc],
                 )?;
-                return Ok(());
             }
-            Merge::Merged {
-                doc,
-                applied,
-                projection,
-                problem,
-            } => (doc, applied, projection, problem),
-        };
+            tx.execute(
+                "UPDATE records SET dirty = 0, problem = ?2 WHERE id = ?1",
+                params![id, problem],
+            )?;
+            return Ok(());
+        }
+        Merge::Merged {
+            doc,
+            applied,
+            projection,
+            problem,
+        } => (doc, applied, projection, problem),
+    };
     mark_applied(&applied)?;
     if kind == TEMPLATE_KIND {
         // A template version arrived or changed: check the campaign's records again.

@@ -175,8 +175,16 @@ impl Writer {
             }
             ids
         };
-        for id in &ids {
-            super::merge::merge_record(&tx, id, &mut self.templates)?;
+        // Reading and writing stay on this thread, in order (a template merged first is what
+        // the records after it are reviewed against); Automerge's work between them runs on
+        // every core.
+        let inputs = ids
+            .iter()
+            .map(|id| super::merge::read_input(&tx, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcomes = crate::merge::merge_many(&inputs);
+        for ((id, input), outcome) in ids.iter().zip(&inputs).zip(outcomes) {
+            super::merge::write_outcome(&tx, id, input, outcome, &mut self.templates)?;
         }
         tx.commit()?;
         self.unannounced |= !ids.is_empty();
