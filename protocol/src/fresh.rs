@@ -18,7 +18,7 @@
 //! documents edited at random). Nothing is trusted: every change was decoded and its hash checked
 //! before it gets here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
 use automerge::{Change, ObjType, ScalarValue};
@@ -88,8 +88,9 @@ fn read_fields(
     let actor = &expanded.actor_id;
     let fields_obj = ObjectId::Id(OpId(FIELDS_OP, genesis_actor.clone()));
     let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
-    // Objects this change made, by operation number, with the field that holds each.
-    let mut made: HashMap<u64, String> = HashMap::new();
+    // Objects this change made (a record has a few), by operation number, with the field that
+    // holds each.
+    let mut made: Vec<(u64, String)> = Vec::new();
     for (n, op) in expanded.operations.iter().enumerate() {
         let counter = expanded.start_op.get() + n as u64;
         if !op.pred.is_empty() {
@@ -105,11 +106,11 @@ fn read_fields(
             let slot = match &op.action {
                 OpType::Put(value) => Slot::Value(scalar(value)?),
                 OpType::Make(ObjType::Text) => {
-                    made.insert(counter, name.to_string());
+                    made.push((counter, name.to_string()));
                     Slot::Text(String::new(), ElementId::Head)
                 }
                 OpType::Make(ObjType::Map) => {
-                    made.insert(counter, name.to_string());
+                    made.push((counter, name.to_string()));
                     Slot::Map(BTreeMap::new())
                 }
                 _ => return None,
@@ -123,7 +124,7 @@ fn read_fields(
         if obj_actor != actor {
             return None;
         }
-        let name = made.get(obj)?;
+        let (_, name) = made.iter().find(|(n, _)| n == obj)?;
         let OpType::Put(ScalarValue::Str(value)) = &op.action else {
             return None;
         };

@@ -17,7 +17,7 @@ use fieldsync_protocol::{FieldValue, RecordHeader, template::TEMPLATE_KIND};
 use uuid::Uuid;
 
 use super::{StorageError, now_ms, other, templates::TemplateCache};
-use crate::merge::{Merge, index, review};
+use crate::merge::{Input, Merge, index, review};
 
 /// How many records one merge transaction takes.
 const MERGE_CHUNK: i64 = 32;
@@ -120,43 +120,72 @@ pub(super) async fn merge_chunk(
             ids.push(id);
         }
     }
-    for id in &ids {
-        merge_record(&tx, id, templates).await?;
+    let inputs = read_inputs(&tx, &ids).await?;
+    // Automerge's work is CPU work: off the async threads, on every core.
+    let (inputs, outcomes) = tokio::task::spawn_blocking(move || {
+        let outcomes = crate::merge::merge_many(&inputs);
+        (inputs, outcomes)
+    })
+    .await
+    .map_err(other)?;
+    for ((id, input), outcome) in ids.iter().zip(&inputs).zip(outcomes) {
+        write_outcome(&tx, id, input, outcome, templates).await?;
     }
     tx.commit().await?;
     Ok(ids.len())
 }
 
-/// Applies a record's unapplied changes to its document and refreshes its projection, review
-/// and search text: the database work around [`crate::merge`], which decides everything.
-async fn merge_record(
-    tx: &Transaction<'_>,
-    id: &str,
-    templates: &TemplateCache,
-) -> Result<(), StorageError> {
-    let row = tx
-        .query_one(
-            "SELECT kind, campaign, scope, doc FROM records WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    let (kind, campaign, scope, doc): (String, String, String, Option<Vec<u8>>) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    let pending: Vec<Vec<u8>> = tx
+/// Reads what merging the records `ids` needs (their headers, documents and unapplied changes)
+/// with two queries, in the order of `ids`.
+async fn read_inputs(tx: &Transaction<'_>, ids: &[String]) -> Result<Vec<Input>, StorageError> {
+    let mut stored: HashMap<String, (RecordHeader, Option<Vec<u8>>)> = HashMap::new();
+    for row in tx
         .query(
-            "SELECT bytes FROM changes WHERE record_id = $1 AND NOT applied ORDER BY seq",
-            &[&id],
+            "SELECT id, kind, campaign, scope, doc FROM records WHERE id = ANY($1)",
+            &[&ids],
         )
         .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let header = RecordHeader::parse(id, &kind, &campaign, &scope).map_err(other)?;
-    // Automerge's work is CPU work: off the async threads.
-    let merged =
-        tokio::task::spawn_blocking(move || crate::merge::merge(&header, doc.as_deref(), &pending))
-            .await
-            .map_err(other)?;
+    {
+        let id: String = row.get(0);
+        let header = RecordHeader::parse(&id, row.get(1), row.get(2), row.get(3)).map_err(other)?;
+        stored.insert(id, (header, row.get(4)));
+    }
+    let mut pending: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT record_id, bytes FROM changes WHERE record_id = ANY($1) AND NOT applied
+             ORDER BY seq",
+            &[&ids],
+        )
+        .await?
+    {
+        pending.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    ids.iter()
+        .map(|id| {
+            let (header, doc) = stored
+                .remove(id)
+                .ok_or_else(|| other(format!("record {id} vanished while locked")))?;
+            Ok(Input {
+                header,
+                doc,
+                pending: pending.remove(id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Writes what merging record `id`'s `input` gave (`merged`, decided by [`crate::merge`]):
+/// document, projection, review and search text, and the applied flags.
+async fn write_outcome(
+    tx: &Transaction<'_>,
+    id: &str,
+    input: &Input,
+    merged: Merge,
+    templates: &TemplateCache,
+) -> Result<(), StorageError> {
+    let kind = &input.header.kind;
+    let campaign = &input.header.campaign.to_string();
     let mark_applied = async |applied: &[[u8; 32]]| -> Result<(), StorageError> {
         let hashes: Vec<&[u8]> = applied.iter().map(|h| h.as_slice()).collect();
         tx.execute(
@@ -203,7 +232,7 @@ async fn merge_record(
             &serde_json::to_value(&projection.heads).map_err(other)?,
             &problem,
             &now_ms(),
-            &index::search_text(&kind, &projection),
+            &index::search_text(kind, &projection),
         ],
     )
     .await?;
@@ -213,14 +242,14 @@ async fn merge_record(
         tx.execute(
             "UPDATE records SET dirty = true
              WHERE campaign = $1 AND kind != $2 AND fields IS NOT NULL AND NOT dirty",
-            &[&campaign, &TEMPLATE_KIND],
+            &[campaign, &TEMPLATE_KIND],
         )
         .await?;
     }
     let versions = if kind == TEMPLATE_KIND {
         Default::default()
     } else {
-        templates.for_campaign(tx, &campaign).await?
+        templates.for_campaign(tx, campaign).await?
     };
     // The live records the fields may refer to (ids in string values), read at once.
     let ids: Vec<String> = projection
