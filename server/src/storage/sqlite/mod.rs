@@ -148,6 +148,7 @@ impl SqliteStorage {
                     unannounced: false,
                     announced_at: Instant::now(),
                     templates: TemplateCache::default(),
+                    chunk: writer::MERGE_CHUNK,
                 }
                 .run(rx)
             })

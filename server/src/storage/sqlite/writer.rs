@@ -1,6 +1,6 @@
 //! The SQLite storage's writer thread: it owns the only write connection and runs every write
 //! in turn (pushes, other writes sent as closures) and, when sync traffic is quiet, merges dirty
-//! records in chunks. One writer means log sequence numbers become visible in commit order.
+//! records in chunks of about 100 ms each. One writer means log sequence numbers become visible in commit order.
 
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -13,8 +13,15 @@ use uuid::Uuid;
 use super::now_ms;
 use crate::storage::{CheckedPush, PushOutcome, Pusher, StorageError};
 
-/// How many records one merge transaction handles before the writer looks for pushes again.
-const MERGE_CHUNK: usize = 64;
+/// How many records the first merge transaction handles before the writer looks for pushes
+/// again; later chunks are sized so that each takes about [`CHUNK_TIME`].
+pub(super) const MERGE_CHUNK: usize = 64;
+/// How long one merge transaction should take: what a push arriving meanwhile waits at most,
+/// give or take. Longer transactions make fewer commits and fewer full-text index segments to
+/// merge.
+const CHUNK_TIME: Duration = Duration::from_millis(100);
+/// The bounds of a chunk's size.
+const CHUNK_SIZES: std::ops::RangeInclusive<usize> = 16..=1024;
 /// How long merging waits after the last push or pull before it starts.
 const MERGE_QUIET: Duration = Duration::from_millis(250);
 /// The longest merging is postponed by continuing sync traffic; after that, chunks alternate
@@ -54,6 +61,8 @@ pub(super) struct Writer {
     pub(super) announced_at: Instant,
     /// Parsed template versions per campaign, dropped whenever a template record is merged.
     pub(super) templates: TemplateCache,
+    /// How many records the next merge chunk takes (see [`CHUNK_TIME`]).
+    pub(super) chunk: usize,
 }
 
 /// Parsed template versions per campaign (oldest first), loaded on first use.
@@ -157,7 +166,7 @@ impl Writer {
         }
     }
 
-    /// Merges up to [`MERGE_CHUNK`] dirty records; returns whether more remain.
+    /// Merges up to `self.chunk` dirty records; returns whether more remain.
     fn merge_chunk(&mut self) -> Result<bool, StorageError> {
         let started = Instant::now();
         let tx = self.conn.transaction()?;
@@ -168,7 +177,7 @@ impl Writer {
                 .prepare_cached("SELECT id FROM records WHERE kind = ?1 AND dirty = 1")?
                 .query_map([TEMPLATE_KIND], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            let rest = MERGE_CHUNK.saturating_sub(ids.len()).max(1);
+            let rest = self.chunk.saturating_sub(ids.len()).max(1);
             let mut stmt = tx.prepare_cached("SELECT id FROM records WHERE dirty = 1 LIMIT ?1")?;
             for id in stmt.query_map([rest as i64], |r| r.get::<_, String>(0))? {
                 let id = id?;
@@ -191,6 +200,14 @@ impl Writer {
         }
         tx.commit()?;
         self.unannounced |= !ids.is_empty();
+        // Size the next chunk to take about CHUNK_TIME at the rate this one went (a full chunk
+        // only: a short one says nothing about the rate).
+        let took = started.elapsed();
+        if ids.len() >= self.chunk && !took.is_zero() {
+            let rate = ids.len() as f64 / took.as_secs_f64();
+            self.chunk = ((rate * CHUNK_TIME.as_secs_f64()) as usize)
+                .clamp(*CHUNK_SIZES.start(), *CHUNK_SIZES.end());
+        }
         if !ids.is_empty() {
             tracing::debug!(
                 records = ids.len(),
