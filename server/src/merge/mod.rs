@@ -182,7 +182,10 @@ mod tests {
     fn created(n: u128) -> (Vec<Vec<u8>>, Projection) {
         let fields = [
             ("interviewee", FieldValue::Str(format!("第{n}位村民"))),
-            ("notes", FieldValue::Text("班子团结，集体经济收入偏低。".repeat(3))),
+            (
+                "notes",
+                FieldValue::Text("班子团结，集体经济收入偏低。".repeat(3)),
+            ),
         ];
         let c = creation::create(&header(n), &ActorId::random(), 7, &fields).unwrap();
         let bytes = c.changes().map(|c| c.raw_bytes().to_vec()).collect();
@@ -221,7 +224,10 @@ mod tests {
                     assert_eq!(record::project(&loaded).unwrap(), *want);
                 }
                 Merge::Merged { problem, .. } if n == 17 => {
-                    assert!(problem.as_deref().unwrap_or("").contains("header"), "{problem:?}");
+                    assert!(
+                        problem.as_deref().unwrap_or("").contains("header"),
+                        "{problem:?}"
+                    );
                 }
                 other => panic!("record {n}: {other:?}"),
             }
