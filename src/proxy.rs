@@ -45,6 +45,7 @@ struct Shared {
     up: AtomicU64,
     down: AtomicU64,
     connections: AtomicUsize,
+    cuts: AtomicUsize,
     cut: Mutex<Option<(Cut, usize)>>,
     line: Mutex<Line>,
     stopped: AtomicBool,
@@ -130,6 +131,11 @@ impl Proxy {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections cut so far (a side reached its [`Cut`] limit).
+    pub fn cuts(&self) -> usize {
+        self.shared.cuts.load(Ordering::SeqCst)
     }
 
     /// Sets the byte counters back to zero.
@@ -221,6 +227,7 @@ fn spawn_pipe(
                     let keep = (l - sent) as usize;
                     let _ = to.write_all(&part[..keep]);
                     count(&shared, upstream, keep as u64);
+                    shared.cuts.fetch_add(1, Ordering::SeqCst);
                     let _ = to.shutdown(Shutdown::Both);
                     let _ = from.shutdown(Shutdown::Both);
                     return;

@@ -1,6 +1,8 @@
 //! A push over a line that breaks every ~100 KB: one `sync` call finishes it, nothing is lost
 //! or stored twice, and the bytes sent stay within 1.3× those of the same push over a clean
-//! line (smaller batches after each cut, growing back while the line holds).
+//! line (smaller batches after each cut, growing back while the line holds). And a pull over a
+//! line that breaks every ~100 KB coming down: one `sync` call finishes it (smaller pages after
+//! each cut), where before every attempt was cut at the same byte of the same page.
 
 use anyhow::Result;
 use fieldsync::{
@@ -111,5 +113,53 @@ fn a_push_over_a_line_cut_every_100_kb_finishes_in_one_sync_within_1_3x_the_byte
         clean.push_requests, cut.push_requests
     );
     assert!(ratio < 1.3, "{ratio:.2}× the bytes of a clean push");
+    Ok(())
+}
+
+#[test]
+fn a_pull_over_a_line_cut_every_100_kb_coming_down_finishes_in_one_sync() -> Result<()> {
+    let server = TestServer::start()?;
+    // 200 records of poorly compressible notes: one 1 MiB page is ~300 KB on the wire, so a
+    // connection cut after 100 KB down never delivers it whole.
+    let dir = tempfile::tempdir()?;
+    let mut a = Store::open(dir.path().join("a.sqlite3"))?;
+    let campaign = Uuid::from_u128(0x2026_1207);
+    let mut seed = 11;
+    for i in 0..200 {
+        a.create(
+            "interview",
+            campaign,
+            "350102001",
+            &[
+                ("interviewee", FieldValue::Str(format!("受访人{i}"))),
+                ("notes", FieldValue::Text(note(&mut seed))),
+            ],
+        )?;
+    }
+    let mut clean = server.connect(&a)?;
+    sync(&mut a, &mut clean, &SyncOptions::default())?;
+
+    let mut b = Store::open(dir.path().join("b.sqlite3"))?;
+    let token = server.token_for(&b)?;
+    let proxy = Proxy::start(server.addr)?;
+    proxy.cut_next(
+        Cut {
+            upstream_after: None,
+            downstream_after: Some(CUT_EVERY),
+        },
+        usize::MAX,
+    );
+    let mut t = HttpTransport::new(&proxy.url())?.with_token(token);
+    let report = sync(&mut b, &mut t, &SyncOptions::default())?;
+    eprintln!(
+        "pull cut every {CUT_EVERY} bytes down: {} bytes in {} pages over {} connections, {} cut",
+        proxy.bytes_down(),
+        report.pull_requests,
+        proxy.connections(),
+        proxy.cuts()
+    );
+    assert!(proxy.cuts() > 0, "the line was cut");
+    assert_eq!(b.count()?, 200, "every record pulled in one sync");
+    assert_eq!(report.received, 400, "each change received once");
     Ok(())
 }

@@ -147,14 +147,15 @@ fn sync_keeps_trying_through_a_broken_line_until_it_gets_through() -> Result<()>
     d.ok(&["enroll", "--server", &proxy.url(), "--code", &code]);
     d.ok(&["sync"]);
     assert_eq!(d.json(&["status"])["pending_upload"], 0);
-    // The next connections break before an answer comes back: the pull fails, and the command
-    // tries again (no bound given) until a connection holds.
+    // The next connections break before an answer comes back: the pull is cut more times in a
+    // row than one sync asks again by itself (`SyncOptions::pull_retries`, 10), so the sync
+    // fails, and the command tries again (no bound given) until a connection holds.
     proxy.cut_next(
         fieldsync::proxy::Cut {
             upstream_after: Some(0),
             downstream_after: None,
         },
-        4,
+        12,
     );
     let (code, out, err) = d.run(&["sync"]);
     assert_eq!(code, 0, "{err}{out}");

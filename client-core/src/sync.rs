@@ -5,8 +5,8 @@
 //! can be tested as a table; [`sync`] does the I/O around them.
 
 use fieldsync_protocol::wire::{
-    self, DEFAULT_PAGE_BYTES, DEFAULT_PUSH_BATCH_BYTES, PullQuery, PullResponse, PushRequest,
-    PushResponse,
+    self, DEFAULT_PAGE_BYTES, DEFAULT_PUSH_BATCH_BYTES, MIN_PAGE_BYTES, PullQuery, PullResponse,
+    PushRequest, PushResponse,
 };
 
 use automerge::ChangeHash;
@@ -124,6 +124,12 @@ pub struct SyncOptions {
     /// large (at least [`MIN_PUSH_BATCH_BYTES`]); each acknowledged batch lets the next grow
     /// again. 0: the first cut ends the sync.
     pub push_retries: u32,
+    /// How many pulls in a row a broken connection may cut before the sync gives up. After each
+    /// cut the pull goes on from the last page written, asking for pages half as large (at least
+    /// the protocol's 16 KiB) for the rest of the sync: a line that cuts every connection after
+    /// the same number of bytes would otherwise cut the same page again at every attempt.
+    /// 0: the first cut ends the sync.
+    pub pull_retries: u32,
 }
 
 impl Default for SyncOptions {
@@ -133,6 +139,7 @@ impl Default for SyncOptions {
             page_bytes: DEFAULT_PAGE_BYTES,
             max_requests: 100_000,
             push_retries: 10,
+            pull_retries: 10,
         }
     }
 }
@@ -368,8 +375,8 @@ fn transport_error(e: TransportError) -> SyncError {
     SyncError::Transport(e, 0)
 }
 
-/// Whether a failed push was cut by the line (the connection broke, or the server gave up on a
-/// stalled body): worth sending again at once, smaller.
+/// Whether a failed push or pull was cut by the line (the connection broke, or the server gave
+/// up on a stalled body): worth sending again at once, smaller.
 fn is_cut(e: &TransportError) -> bool {
     matches!(
         e,
@@ -545,7 +552,44 @@ fn push_round(
     })
 }
 
+/// Pulls until up to date, going on after cut connections (see [`SyncOptions::pull_retries`]).
 fn pull_all(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+    include_own: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Next, SyncError> {
+    let mut options = options.clone();
+    let mut cuts_in_a_row = 0;
+    loop {
+        let pages_before = report.pull_requests;
+        match pull_pages(store, transport, &options, report, include_own, progress) {
+            Err(SyncError::Transport(e, _)) if is_cut(&e) => {
+                if report.pull_requests > pages_before {
+                    cuts_in_a_row = 0;
+                }
+                cuts_in_a_row += 1;
+                if cuts_in_a_row > options.pull_retries {
+                    return Err(transport_error(e));
+                }
+                let floor = MIN_PAGE_BYTES.min(options.page_bytes);
+                options.page_bytes = (options.page_bytes / 2).max(floor);
+                let page_bytes = options.page_bytes;
+                tracing::info!(
+                    page_bytes,
+                    "a pull was cut ({e}); going on with smaller pages"
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Pulls pages of `options.page_bytes` from the store's cursor until up to date or a request
+/// fails.
+fn pull_pages(
     store: &mut Store,
     transport: &mut dyn Transport,
     options: &SyncOptions,

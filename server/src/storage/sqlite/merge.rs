@@ -78,7 +78,7 @@ pub(super) fn write_outcome(
     mark_applied(&applied)?;
     if kind == TEMPLATE_KIND {
         // A template version arrived or changed: check the campaign's records again.
-        templates.forget(&campaign);
+        templates.forget(campaign);
         tx.execute(
             "UPDATE records SET dirty = 1 WHERE campaign = ?1 AND kind != ?2 AND fields IS NOT NULL",
             params![campaign, TEMPLATE_KIND],
@@ -89,7 +89,7 @@ pub(super) fn write_outcome(
     let versions = if kind == TEMPLATE_KIND {
         Default::default()
     } else {
-        templates.for_campaign(tx, &campaign)?
+        templates.for_campaign(tx, campaign)?
     };
     let kind_of = |target: uuid::Uuid| -> Option<String> {
         tx.prepare_cached("SELECT kind FROM records WHERE id = ?1 AND deleted = 0")
@@ -105,7 +105,7 @@ pub(super) fn write_outcome(
         .map(|problems| serde_json::to_string(&problems))
         .transpose()
         .map_err(other)?;
-    index_text(tx, id, &campaign, &kind, &projection)?;
+    index_text(tx, id, campaign, kind, &projection)?;
     tx.execute(
         "UPDATE records SET doc = ?2, fields = ?3, deleted = ?4, conflicts = ?5, heads = ?6,
                 problem = ?7, dirty = 0, merged_at = ?8, review = ?9
