@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fieldsync::TestServer;
+use fieldsync::bench::interview_fields;
 use fieldsync::fixtures::{self, A1};
 use fieldsync::generator::Rng;
 use fieldsync::proxy::{Cut, Line, Proxy};
@@ -44,114 +45,6 @@ const EDITED: usize = 20;
 const CUT_EVERY: u64 = 100_000;
 /// The target for the one sync.
 const TARGET: Duration = Duration::from_secs(30);
-
-const PHRASES: &[&str] = &[
-    "村两委班子",
-    "团结协作",
-    "集体经济收入",
-    "产业发展",
-    "党员教育管理",
-    "三会一课",
-    "组织生活会",
-    "村务公开",
-    "群众反映",
-    "后备干部",
-    "乡村振兴",
-    "基础设施建设",
-    "人居环境整治",
-    "矛盾纠纷调解",
-    "便民服务",
-    "发展党员",
-    "驻村干部",
-    "民主评议",
-    "工作作风",
-    "履职尽责",
-    "廉洁自律",
-    "项目建设",
-    "土地流转",
-    "合作社",
-    "增收致富",
-    "班子成员",
-    "书记",
-    "主任",
-    "年龄结构",
-    "学历层次",
-    "能力不足",
-    "积极性不高",
-    "存在问题",
-    "下一步",
-    "整改措施",
-    "加强",
-    "落实",
-    "完善",
-    "推进",
-    "提升",
-];
-
-/// A 500-character note of the campaign's phrases (as `bench_sync`'s).
-fn note(rng: &mut Rng) -> String {
-    let mut s = String::new();
-    while s.chars().count() < 500 {
-        s.push_str(rng.pick(PHRASES));
-        s.push(if rng.next_bits().is_multiple_of(5) {
-            '。'
-        } else {
-            '，'
-        });
-    }
-    s.chars().take(500).collect()
-}
-
-/// An interview's 15 fields (as `bench_sync`'s): 14 short values and the note as a `Text`.
-fn fields(i: usize, rng: &mut Rng) -> Vec<(&'static str, FieldValue)> {
-    let s = |v: String| FieldValue::Str(v);
-    let pick = |rng: &mut Rng, from: &[&str]| s(rng.pick(from).to_string());
-    vec![
-        ("interviewer", s(format!("工作组{}", i % 9 + 1))),
-        (
-            "interviewee",
-            s(format!(
-                "{}{}",
-                rng.pick(&["王", "李", "张", "刘", "陈"]),
-                rng.pick(&["建国", "秀英", "明", "伟", "芳"])
-            )),
-        ),
-        (
-            "position",
-            pick(rng, &["书记", "主任", "副书记", "委员", "一肩挑"]),
-        ),
-        (
-            "category",
-            pick(rng, &["班子成员", "党员代表", "村民代表", "村民小组长"]),
-        ),
-        ("date", s(format!("2026-0{}-{:02}", 3 + i % 6, 1 + i % 28))),
-        ("age", FieldValue::Int(28 + (rng.next_bits() % 35) as i64)),
-        ("education", pick(rng, &["初中", "高中", "大专", "本科"])),
-        (
-            "party_member",
-            FieldValue::Bool(!rng.next_bits().is_multiple_of(4)),
-        ),
-        ("rating_team", pick(rng, &["满意", "基本满意", "不满意"])),
-        (
-            "rating_secretary",
-            pick(rng, &["满意", "基本满意", "不满意"]),
-        ),
-        (
-            "problems_raised",
-            FieldValue::Int((rng.next_bits() % 4) as i64),
-        ),
-        (
-            "duration_min",
-            FieldValue::Int(15 + (rng.next_bits() % 60) as i64),
-        ),
-        ("location", s(format!("村委会{}号会议室", 1 + i % 3))),
-        (
-            "follow_up",
-            FieldValue::Bool(rng.next_bits().is_multiple_of(3)),
-        ),
-        ("notes", FieldValue::Text(note(rng))),
-    ]
-}
 
 /// One request as the timed sync made it.
 #[derive(Debug, Clone)]
@@ -259,7 +152,7 @@ fn run(seed: u64, cut_every: u64, pulled: usize) -> Result<Run> {
     // The colleague's day, synced on a clean line before A comes back.
     let mut rng = Rng(seed);
     for i in 0..pulled {
-        b.create("interview", campaign, A1, &fields(i, &mut rng))?;
+        b.create("interview", campaign, A1, &interview_fields(i, &mut rng))?;
     }
     let report = sync(&mut b, &mut clean_b, &SyncOptions::default())?;
     if !report.rejected.is_empty() || b.pending_upload()? != 0 {
@@ -272,7 +165,12 @@ fn run(seed: u64, cut_every: u64, pulled: usize) -> Result<Run> {
     // A's day, offline: 60 interviews, 20 of them edited again (a field, a few characters).
     let mut ids = Vec::new();
     for i in 0..INTERVIEWS {
-        ids.push(a.create("interview", campaign, A1, &fields(1000 + i, &mut rng))?);
+        ids.push(a.create(
+            "interview",
+            campaign,
+            A1,
+            &interview_fields(1000 + i, &mut rng),
+        )?);
     }
     for (n, id) in ids.iter().take(EDITED).enumerate() {
         a.edit(*id, |e| {

@@ -28,126 +28,11 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use fieldsync::bench::{cpu_seconds, peak_rss_kib};
+use fieldsync::bench::{cpu_seconds, interview_fields, peak_rss_kib};
 use fieldsync::generator::Rng;
-use fieldsync_client_core::{FieldValue, HttpTransport, Store, SyncOptions, sync::sync};
+use fieldsync_client_core::{HttpTransport, Store, SyncOptions, sync::sync};
 use serde_json::json;
 use uuid::Uuid;
-
-const PHRASES: &[&str] = &[
-    "村两委班子",
-    "团结协作",
-    "集体经济收入",
-    "产业发展",
-    "党员教育管理",
-    "三会一课",
-    "组织生活会",
-    "村务公开",
-    "群众反映",
-    "后备干部",
-    "乡村振兴",
-    "基础设施建设",
-    "人居环境整治",
-    "矛盾纠纷调解",
-    "便民服务",
-    "发展党员",
-    "驻村干部",
-    "民主评议",
-    "工作作风",
-    "履职尽责",
-    "廉洁自律",
-    "项目建设",
-    "土地流转",
-    "合作社",
-    "增收致富",
-    "班子成员",
-    "书记",
-    "主任",
-    "年龄结构",
-    "学历层次",
-    "能力不足",
-    "积极性不高",
-    "存在问题",
-    "下一步",
-    "整改措施",
-    "加强",
-    "落实",
-    "完善",
-    "推进",
-    "提升",
-];
-
-fn note(rng: &mut Rng) -> String {
-    let mut s = String::new();
-    while s.chars().count() < 500 {
-        s.push_str(rng.pick(PHRASES));
-        s.push(if rng.next_bits().is_multiple_of(5) {
-            '。'
-        } else {
-            '，'
-        });
-    }
-    s.chars().take(500).collect()
-}
-
-fn fields(i: usize, rng: &mut Rng) -> Vec<(&'static str, FieldValue)> {
-    let s = |v: String| FieldValue::Str(v);
-    vec![
-        ("interviewer", s(format!("工作组{}", i % 9 + 1))),
-        (
-            "interviewee",
-            s(format!(
-                "{}{}",
-                rng.pick(&["王", "李", "张", "刘", "陈"]),
-                rng.pick(&["建国", "秀英", "明", "伟", "芳"])
-            )),
-        ),
-        (
-            "position",
-            s(rng
-                .pick(&["书记", "主任", "副书记", "委员", "一肩挑"])
-                .into()),
-        ),
-        (
-            "category",
-            s(rng
-                .pick(&["班子成员", "党员代表", "村民代表", "村民小组长"])
-                .into()),
-        ),
-        ("date", s(format!("2026-0{}-{:02}", 3 + i % 6, 1 + i % 28))),
-        ("age", FieldValue::Int(28 + (rng.next_bits() % 35) as i64)),
-        (
-            "education",
-            s(rng.pick(&["初中", "高中", "大专", "本科"]).into()),
-        ),
-        (
-            "party_member",
-            FieldValue::Bool(!rng.next_bits().is_multiple_of(4)),
-        ),
-        (
-            "rating_team",
-            s(rng.pick(&["满意", "基本满意", "不满意"]).into()),
-        ),
-        (
-            "rating_secretary",
-            s(rng.pick(&["满意", "基本满意", "不满意"]).into()),
-        ),
-        (
-            "problems_raised",
-            FieldValue::Int((rng.next_bits() % 4) as i64),
-        ),
-        (
-            "duration_min",
-            FieldValue::Int(15 + (rng.next_bits() % 60) as i64),
-        ),
-        ("location", s(format!("村委会{}号会议室", 1 + i % 3))),
-        (
-            "follow_up",
-            FieldValue::Bool(rng.next_bits().is_multiple_of(3)),
-        ),
-        ("notes", FieldValue::Text(note(rng))),
-    ]
-}
 
 fn self_cpu() -> f64 {
     cpu_seconds(std::process::id())
@@ -175,7 +60,7 @@ fn device_a(url: &str, code: &str, dir: &str, n: usize) -> Result<serde_json::Va
     let mut rng = Rng(42);
     let started = Instant::now();
     for i in 0..n {
-        let f = fields(i, &mut rng);
+        let f = interview_fields(i, &mut rng);
         store.create(
             "interview",
             campaign(),

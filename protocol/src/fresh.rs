@@ -104,7 +104,7 @@ fn read_fields(
                 return None;
             }
             let slot = match &op.action {
-                OpType::Put(value) => Slot::Value(scalar(value)?),
+                OpType::Put(value) => Slot::Value(record::scalar_field(value)?),
                 OpType::Make(ObjType::Text) => {
                     made.push((counter, name.to_string()));
                     Slot::Text(String::new(), ElementId::Head)
@@ -152,22 +152,6 @@ fn read_fields(
             })
             .collect(),
     )
-}
-
-/// A scalar as [`record::project`] reads it, for the types it reads without the document.
-fn scalar(value: &ScalarValue) -> Option<FieldValue> {
-    Some(match value {
-        ScalarValue::Null => FieldValue::Null,
-        ScalarValue::Boolean(b) => FieldValue::Bool(*b),
-        ScalarValue::Int(i) => FieldValue::Int(*i),
-        ScalarValue::Uint(u) => i64::try_from(*u)
-            .map(FieldValue::Int)
-            .unwrap_or(FieldValue::Float(*u as f64)),
-        ScalarValue::F64(f) => FieldValue::Float(*f),
-        ScalarValue::Str(s) => FieldValue::Str(s.to_string()),
-        ScalarValue::Timestamp(t) => FieldValue::Int(*t),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

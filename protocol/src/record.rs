@@ -294,22 +294,29 @@ impl FieldValue {
     }
 }
 
+/// A scalar as a field value, for the types fieldsync reads (`None`: bytes and unknown types,
+/// shown as [`FieldValue::Other`]).
+pub(crate) fn scalar_field(value: &ScalarValue) -> Option<FieldValue> {
+    Some(match value {
+        ScalarValue::Null => FieldValue::Null,
+        ScalarValue::Boolean(b) => FieldValue::Bool(*b),
+        ScalarValue::Int(i) => FieldValue::Int(*i),
+        ScalarValue::Uint(u) => i64::try_from(*u)
+            .map(FieldValue::Int)
+            .unwrap_or(FieldValue::Float(*u as f64)),
+        ScalarValue::F64(f) => FieldValue::Float(*f),
+        ScalarValue::Str(s) => FieldValue::Str(s.to_string()),
+        ScalarValue::Counter(c) => FieldValue::Int(i64::from(c)),
+        ScalarValue::Timestamp(t) => FieldValue::Int(*t),
+        _ => return None,
+    })
+}
+
 /// Reads the value at `fields[name]` (or any `(Value, ExId)` pair) into a [`FieldValue`].
 fn read_value<D: ReadDoc>(doc: &D, value: &Value<'_>, id: &automerge::ObjId) -> FieldValue {
     match value {
-        Value::Scalar(s) => match s.as_ref() {
-            ScalarValue::Null => FieldValue::Null,
-            ScalarValue::Boolean(b) => FieldValue::Bool(*b),
-            ScalarValue::Int(i) => FieldValue::Int(*i),
-            ScalarValue::Uint(u) => i64::try_from(*u)
-                .map(FieldValue::Int)
-                .unwrap_or(FieldValue::Float(*u as f64)),
-            ScalarValue::F64(f) => FieldValue::Float(*f),
-            ScalarValue::Str(s) => FieldValue::Str(s.to_string()),
-            ScalarValue::Counter(c) => FieldValue::Int(i64::from(c)),
-            ScalarValue::Timestamp(t) => FieldValue::Int(*t),
-            other => FieldValue::Other(serde_json::Value::String(other.to_string())),
-        },
+        Value::Scalar(s) => scalar_field(s)
+            .unwrap_or_else(|| FieldValue::Other(serde_json::Value::String(s.to_string()))),
         Value::Object(ObjType::Text) => FieldValue::Text(doc.text(id).unwrap_or_default()),
         Value::Object(ObjType::Map) => {
             let mut map = BTreeMap::new();
