@@ -41,9 +41,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every `.rs` file of the workspace, relative to its root, with `/` separators.
-fn rust_files() -> Vec<String> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+/// The workspace's files whose names end with one of `extensions`, relative to its root, with
+/// `/` separators, sorted; `target/`, `node_modules/` and hidden folders are skipped.
+fn files_ending(extensions: &[&str]) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, extensions: &[&str], out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -52,17 +53,23 @@ fn rust_files() -> Vec<String> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
                 if !matches!(name.as_str(), "target" | "node_modules") && !name.starts_with('.') {
-                    walk(&path, root, out);
+                    walk(&path, root, extensions, out);
                 }
-            } else if name.ends_with(".rs") {
+            } else if extensions.iter().any(|ext| name.ends_with(ext)) {
                 let rel = path.strip_prefix(root).expect("under the root");
                 out.push(rel.to_string_lossy().replace('\\', "/"));
             }
         }
     }
     let mut out = Vec::new();
-    walk(&root(), &root(), &mut out);
+    walk(&root(), &root(), extensions, &mut out);
     out.sort();
+    out
+}
+
+/// Every `.rs` file of the workspace, relative to its root, with `/` separators.
+fn rust_files() -> Vec<String> {
+    let out = files_ending(&[".rs"]);
     assert!(
         out.iter().any(|f| f == "server/src/ingest/mod.rs"),
         "the walk found the workspace's sources"
@@ -210,29 +217,13 @@ fn every_path_architecture_md_names_exists() {
 }
 
 /// Text files of the workspace that a merge could leave markers in: Rust, Markdown, TOML,
-/// scripts and the pages' JavaScript, outside `target/` and `node_modules/`.
+/// scripts and the pages' JavaScript, and `.ci/run`.
 fn text_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if !matches!(name.as_str(), "target" | "node_modules") && !name.starts_with('.') {
-                    walk(&path, out);
-                }
-            } else if [".rs", ".md", ".toml", ".sh", ".mjs", ".kt", ".swift"]
-                .iter()
-                .any(|ext| name.ends_with(ext))
-            {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root(), &mut out);
+    let mut out: Vec<PathBuf> =
+        files_ending(&[".rs", ".md", ".toml", ".sh", ".mjs", ".kt", ".swift"])
+            .into_iter()
+            .map(|rel| root().join(rel))
+            .collect();
     out.push(root().join(".ci/run"));
     out
 }
