@@ -6,7 +6,7 @@
 //! note and projecting it another 0.05 ms; a device pulling 10,000 records, and the server
 //! merging them, spent most of their time there. Yet most records arrive exactly as they were
 //! created: one genesis, one change from the device that made them, nothing concurrent. For that
-//! shape the result is fixed by the operations in order, so [`project_new`] reads it from them.
+//! shape the result is fixed by the operations in order, so [`read_new`] reads it from them.
 //!
 //! The shape is checked strictly, and anything else gives `None` so that the caller applies the
 //! changes with Automerge as before: the genesis must be the one this header's record has
@@ -39,10 +39,33 @@ enum Slot {
     Map(BTreeMap<String, String>),
 }
 
-/// The projection of a record that `changes` create from nothing, when they are exactly a
-/// creation (see the module's documentation); `None` for any other shape, which the caller
-/// merges with Automerge.
-pub fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection> {
+/// A new record read without a document: what a store keeps of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fresh {
+    /// Its state.
+    pub projection: Projection,
+    /// Its document: the change chunks, genesis first (they load with `record::load_doc`).
+    pub doc: Vec<u8>,
+}
+
+/// A record that `changes` create from nothing, when they are exactly a creation (see the
+/// module's documentation): its projection and its document; `None` for any other shape, which
+/// the caller merges with Automerge.
+pub fn read_new(header: &RecordHeader, changes: &[&Change]) -> Option<Fresh> {
+    let projection = project_new(header, changes)?;
+    let mut ordered = changes.to_vec();
+    ordered.sort_by_key(|c| !c.deps().is_empty()); // the genesis has none
+    Some(Fresh {
+        projection,
+        doc: ordered
+            .iter()
+            .flat_map(|c| c.raw_bytes().iter().copied())
+            .collect(),
+    })
+}
+
+/// The projection part of [`read_new`].
+fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection> {
     let (genesis, first) = match changes {
         [g] => (*g, None),
         [a, b] if a.deps().is_empty() => (*a, Some(*b)),
@@ -212,9 +235,15 @@ mod tests {
             let fast = project_new(&h, &changes).expect("a creation is recognised");
             assert_eq!(fast, through_automerge(&changes), "the first {n} fields");
             assert_eq!(fast, c.projection);
-            // The order the changes arrive in does not matter.
+            // The order the changes arrive in does not matter, and the document kept is the
+            // changes, genesis first.
             let reversed: Vec<&Change> = changes.iter().rev().copied().collect();
-            assert_eq!(project_new(&h, &reversed), Some(fast));
+            let kept = read_new(&h, &reversed).expect("a creation in any order is recognised");
+            assert_eq!(kept.projection, fast);
+            let loaded = record::load_doc(&kept.doc).unwrap();
+            assert_eq!(record::project(&loaded).unwrap(), fast);
+            let in_order: Vec<u8> = c.changes().flat_map(|c| c.raw_bytes().to_vec()).collect();
+            assert_eq!(kept.doc, in_order);
         }
     }
 

@@ -205,11 +205,9 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         // a pull): its projection comes from the operations, and its document is its change
         // chunks, with no Automerge document built (protocol::fresh).
         let refs: Vec<&Change> = fresh.iter().collect();
-        if let Some(projection) = fieldsync_protocol::fresh::project_new(&header, &refs) {
-            let doc = topological(&refs)
-                .into_iter()
-                .flat_map(|c| c.raw_bytes().iter().copied())
-                .collect();
+        if let Some(fieldsync_protocol::fresh::Fresh { projection, doc }) =
+            fieldsync_protocol::fresh::read_new(&header, &refs)
+        {
             return Ok(Merged {
                 header,
                 fresh: fresh.into_iter().map(|c| (c, true)).collect(),

@@ -103,14 +103,11 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
         // projection comes from the operations and its document is its change chunks, genesis
         // first, with no Automerge document built (protocol::fresh).
         let refs: Vec<&Change> = decoded.iter().map(|(_, c)| c).collect();
-        if let Some(projection) = fieldsync_protocol::fresh::project_new(header, &refs) {
-            let mut ordered = refs;
-            ordered.sort_by_key(|c| !c.deps().is_empty());
+        if let Some(fieldsync_protocol::fresh::Fresh { projection, doc }) =
+            fieldsync_protocol::fresh::read_new(header, &refs)
+        {
             return Merge::Merged {
-                doc: ordered
-                    .iter()
-                    .flat_map(|c| c.raw_bytes().iter().copied())
-                    .collect(),
+                doc,
                 applied: decoded.iter().map(|(h, _)| h.0).collect(),
                 projection: Box::new(projection),
                 problem: None,
