@@ -135,23 +135,7 @@ fn the_app_serves_the_store_prints_its_address_and_shares_the_store_with_other_c
     );
 
     // Another command writes to the store while the app serves it: the app shows the record.
-    let member = d.member();
-    let created = d.json(&[
-        "new",
-        "interview",
-        "--village",
-        VILLAGE,
-        "--set",
-        "date=2026-05-18",
-        "--set",
-        "interviewer=刘明",
-        "--set",
-        "interviewee_type=班子成员",
-        "--set",
-        &format!("interviewee={member}"),
-        "--set",
-        "notes=命令行记录的谈话。",
-    ]);
+    let created = d.new_interview("命令行记录的谈话。");
     let from_cli = created["id"].as_str().context("id")?.to_string();
     let list = browser
         .get(format!("{base}/v/{VILLAGE}/k/interview"))

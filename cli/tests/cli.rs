@@ -26,22 +26,7 @@ fn record_through_flags_list_show_edit_append_and_delete() -> Result<()> {
         "{err}"
     );
     let member = d.member();
-    let created = d.json(&[
-        "new",
-        "interview",
-        "--village",
-        VILLAGE,
-        "--set",
-        "date=2026-05-18",
-        "--set",
-        "interviewer=刘明",
-        "--set",
-        "interviewee_type=班子成员",
-        "--set",
-        &format!("interviewee={member}"),
-        "--set",
-        "notes=班子团结，集体经济收入偏低。",
-    ]);
+    let created = d.new_interview("班子团结，集体经济收入偏低。");
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(
         created["fields"]["interviewee_type"], "member",

@@ -102,6 +102,28 @@ impl Device {
         let members = self.json(&["list", "--kind", "member"]);
         members[0]["id"].as_str().unwrap().to_string()
     }
+
+    /// `fieldsync new interview` in [`VILLAGE`] with the first team member and `notes`; the
+    /// command's JSON answer.
+    pub fn new_interview(&self, notes: &str) -> Value {
+        let member = self.member();
+        self.json(&[
+            "new",
+            "interview",
+            "--village",
+            VILLAGE,
+            "--set",
+            "date=2026-05-18",
+            "--set",
+            "interviewer=刘明",
+            "--set",
+            "interviewee_type=班子成员",
+            "--set",
+            &format!("interviewee={member}"),
+            "--set",
+            &format!("notes={notes}"),
+        ])
+    }
 }
 
 pub fn p(path: &Path) -> &str {
