@@ -54,6 +54,59 @@ pub(super) async fn ensure_epoch<C: GenericClient>(c: &C) -> Result<(), StorageE
     Ok(())
 }
 
+/// The query of one page: `$1` the cursor, `$2` whether the device's own changes come back, `$3`
+/// the device, `$4` the most rows, and for a `scoped` device the two parameters of
+/// [`visible::log_condition`].
+///
+/// Everything visible (an administrator, a department viewer): the log in order from the cursor.
+/// A scoped device: the sequence numbers of its own part of the log are read from the
+/// `changes_by_place` index, sorted and cut to the page, and only those rows are fetched, so a
+/// work group's pull costs what its villages hold, not what the province holds.
+fn page_sql(scoped: bool) -> String {
+    if !scoped {
+        return "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
+                FROM changes c JOIN records r ON r.id = c.record_id
+                WHERE c.seq > $1 AND ($2 OR c.pushed_by <> $3)
+                ORDER BY c.seq LIMIT $4"
+            .into();
+    }
+    format!(
+        "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
+         FROM (SELECT p.seq FROM changes p
+               WHERE {} AND p.seq > $1 AND ($2 OR p.pushed_by <> $3)
+               ORDER BY p.seq LIMIT $4) s
+         JOIN changes c ON c.seq = s.seq JOIN records r ON r.id = c.record_id
+         ORDER BY c.seq",
+        visible::log_condition("p", 5)
+    )
+}
+
+/// How PostgreSQL reads one pull page of a device with `scope` from the first page on
+/// (`EXPLAIN`, one line per step).
+pub(super) async fn plan<C: GenericClient>(
+    c: &C,
+    scope: &fieldsync_protocol::auth::WireScope,
+) -> Result<Vec<String>, StorageError> {
+    let (after, own, device, limit) = (0i64, true, String::new(), PAGE_ROWS + 1);
+    let rows = match visible::log_params(&Visibility::of(scope)) {
+        None => {
+            c.query(
+                &format!("EXPLAIN {}", page_sql(false)),
+                &[&after, &own, &device, &limit],
+            )
+            .await?
+        }
+        Some((campaign, places)) => {
+            c.query(
+                &format!("EXPLAIN {}", page_sql(true)),
+                &[&after, &own, &device, &limit, &campaign, &places],
+            )
+            .await?
+        }
+    };
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
 /// Reads one page of the log from one snapshot.
 pub(super) async fn pull(
     client: &mut deadpool_postgres::Client,
@@ -96,27 +149,30 @@ pub(super) async fn pull(
             });
         }
     }
-    let v = visible::Params::of(&Visibility::of(&req.scope));
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT c.seq, c.record_id, r.kind, r.campaign, r.scope, c.bytes
-                 FROM changes c JOIN records r ON r.id = c.record_id
-                 WHERE c.seq > $1 AND ($2 OR c.pushed_by != $3) AND {}
-                 ORDER BY c.seq LIMIT $4",
-                visible::condition("r", 5)
-            ),
-            &[
-                &(req.after as i64),
-                &req.include_own,
-                &req.device.to_string(),
-                &(PAGE_ROWS + 1),
-                &v.all,
-                &v.campaign,
-                &v.places,
-            ],
-        )
-        .await?;
+    let (after, limit, device) = (req.after as i64, PAGE_ROWS + 1, req.device.to_string());
+    let rows = match visible::log_params(&Visibility::of(&req.scope)) {
+        None => {
+            tx.query(
+                &page_sql(false),
+                &[&after, &req.include_own, &device, &limit],
+            )
+            .await?
+        }
+        Some((campaign, places)) => {
+            tx.query(
+                &page_sql(true),
+                &[
+                    &after,
+                    &req.include_own,
+                    &device,
+                    &limit,
+                    &campaign,
+                    &places,
+                ],
+            )
+            .await?
+        }
+    };
     let mut records: Vec<WireRecord> = Vec::new();
     let mut index = HashMap::<String, usize>::new();
     let mut bytes = 0usize;

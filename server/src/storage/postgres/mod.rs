@@ -86,6 +86,17 @@ impl PostgresStorage {
         Self::open_with(url, false).await
     }
 
+    /// How PostgreSQL reads one pull page for a device with `scope` (`EXPLAIN`, one line per
+    /// step): for an operator, or a benchmark, to check that a work group's pull reads only its
+    /// own part of the log.
+    pub async fn explain_pull(
+        &self,
+        scope: &fieldsync_protocol::auth::WireScope,
+    ) -> Result<Vec<String>, StorageError> {
+        let c = self.pool.get().await.map_err(other)?;
+        log::plan(&c, scope).await
+    }
+
     async fn open_with(url: &str, merge: bool) -> Result<Self, StorageError> {
         let config: tokio_postgres::Config = url
             .parse()

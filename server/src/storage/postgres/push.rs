@@ -191,28 +191,45 @@ async fn write_plan(
     let mut record_ids: Vec<String> = Vec::new();
     let (mut hashes, mut actors, mut seqs, mut bytes) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut change_campaigns, mut change_scopes) = (Vec::new(), Vec::new());
     for rec in &plan.records {
         let id = rec.header.id.to_string();
+        let campaign = rec.header.campaign.to_string();
         for c in &rec.changes {
             record_ids.push(id.clone());
             hashes.push(c.hash.as_slice());
             actors.push(c.actor.as_slice());
             seqs.push(c.seq as i64);
             bytes.push(c.bytes.as_slice());
+            change_campaigns.push(campaign.clone());
+            change_scopes.push(rec.header.scope.as_str());
         }
     }
     if !record_ids.is_empty() {
         let inserted = tx
             .query(
                 "INSERT INTO changes
-                   (seq, hash, record_id, actor, actor_seq, pushed_by, received_at, bytes)
+                   (seq, hash, record_id, actor, actor_seq, pushed_by, received_at, bytes,
+                    campaign, scope)
                  SELECT nextval('changes_seq'), w.hash, w.record_id, w.actor, w.actor_seq, $1,
-                        $2, w.bytes
-                 FROM unnest($3::text[], $4::bytea[], $5::bytea[], $6::bigint[], $7::bytea[])
-                      WITH ORDINALITY AS w (record_id, hash, actor, actor_seq, bytes, n)
+                        $2, w.bytes, w.campaign, w.scope
+                 FROM unnest($3::text[], $4::bytea[], $5::bytea[], $6::bigint[], $7::bytea[],
+                             $8::text[], $9::text[])
+                      WITH ORDINALITY AS w (record_id, hash, actor, actor_seq, bytes, campaign,
+                                            scope, n)
                  ORDER BY w.n
                  RETURNING record_id, seq",
-                &[&device, &now, &record_ids, &hashes, &actors, &seqs, &bytes],
+                &[
+                    &device,
+                    &now,
+                    &record_ids,
+                    &hashes,
+                    &actors,
+                    &seqs,
+                    &bytes,
+                    &change_campaigns,
+                    &change_scopes,
+                ],
             )
             .await?;
         // The newest sequence number of each record (a record listed twice gets one row).

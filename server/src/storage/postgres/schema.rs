@@ -16,9 +16,10 @@ struct Migration {
 /// The advisory lock key of migrations (any constant; `fieldsync` in ASCII).
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "change log, records, accounts and the audit log",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "change log, records, accounts and the audit log",
+        sql: "
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE TABLE server_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE devices (
@@ -108,7 +109,17 @@ CREATE INDEX audit_by_action ON audit (action, id);
 CREATE INDEX audit_by_device ON audit (device, id);
 INSERT INTO server_meta (key, value) VALUES ('data_version', '0');
 ",
-}];
+    },
+    Migration {
+        name: "each change carries its record's campaign and place, so a device's pull reads its own part of the log",
+        sql: "
+ALTER TABLE changes ADD COLUMN campaign text NOT NULL DEFAULT '',
+                    ADD COLUMN scope text NOT NULL DEFAULT '';
+UPDATE changes c SET campaign = r.campaign, scope = r.scope FROM records r WHERE r.id = c.record_id;
+CREATE INDEX changes_by_place ON changes (campaign, scope, seq);
+",
+    },
+];
 
 /// Applies the migrations the database has not seen yet, in order, in one transaction.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize, StorageError> {

@@ -2,6 +2,8 @@
 //! as `storage::visible` for SQLite and `Visibility::sees`): every listing, search, tally and
 //! pull of the PostgreSQL storage puts it into its `WHERE`, so a `LIMIT` counts only visible rows.
 
+use fieldsync_protocol::template::CAMPAIGN_SCOPE;
+
 use super::Visibility;
 
 /// The condition that the `records` row aliased `alias` is visible. It takes three parameters:
@@ -41,6 +43,31 @@ impl Params {
                 campaign: campaign.clone(),
                 places: places.clone(),
             },
+        }
+    }
+}
+
+/// The same rule for the change log, where each change carries its record's campaign and place:
+/// the condition that the `changes` row aliased `alias` is visible, with `$n` the campaign and
+/// `$n+1` the visible places, campaign-wide records' [`CAMPAIGN_SCOPE`] among them (see
+/// [`log_params`]). Written for the `changes_by_place` index (campaign, place, sequence number),
+/// so that a pull reads the device's own part of the log however large the rest is.
+pub(super) fn log_condition(alias: &str, n: usize) -> String {
+    format!(
+        "({alias}.campaign = ${n}::text AND {alias}.scope = ANY(${p}::text[]))",
+        p = n + 1
+    )
+}
+
+/// The two parameters of [`log_condition`]; `None` when everything is visible (the log is then
+/// read in order, with no condition).
+pub(super) fn log_params(v: &Visibility) -> Option<(String, Vec<String>)> {
+    match v {
+        Visibility::All => None,
+        Visibility::Places { campaign, places } => {
+            let mut codes = places.clone();
+            codes.push(CAMPAIGN_SCOPE.to_string());
+            Some((campaign.clone(), codes))
         }
     }
 }

@@ -99,6 +99,17 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StorageEr
     Ok(conn)
 }
 
+/// How SQLite reads one pull page for a device with `scope` from the server database
+/// `fieldsync.sqlite3` in `dir` (`EXPLAIN QUERY PLAN`, one line per step): for an operator, or a
+/// benchmark, to check that a work group's pull reads only its own part of the log.
+pub fn explain_pull(
+    dir: &Path,
+    scope: &fieldsync_protocol::auth::WireScope,
+) -> Result<Vec<String>, StorageError> {
+    let conn = open_connection(&dir.join("fieldsync.sqlite3"), true)?;
+    pull::plan(&conn, scope)
+}
+
 /// The SQLite storage. Cheap to clone the `Arc` it lives in; drop after [`Storage::close`].
 pub struct SqliteStorage {
     commands: mpsc::Sender<Command>,

@@ -150,9 +150,11 @@ fn write_plan(tx: &Transaction<'_>, plan: Plan, now: i64) -> Result<PushOutcome,
     for rec in &plan.records {
         let id = rec.header.id.to_string();
         let mut insert = tx.prepare_cached(
-            "INSERT INTO changes (hash, record_id, actor, actor_seq, pushed_by, received_at, bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO changes
+               (hash, record_id, actor, actor_seq, pushed_by, received_at, bytes, campaign, scope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        let campaign = rec.header.campaign.to_string();
         for change in &rec.changes {
             insert.execute(params![
                 change.hash.as_slice(),
@@ -161,7 +163,9 @@ fn write_plan(tx: &Transaction<'_>, plan: Plan, now: i64) -> Result<PushOutcome,
                 change.seq as i64,
                 device,
                 now,
-                change.bytes
+                change.bytes,
+                campaign,
+                rec.header.scope
             ])?;
         }
         let seq = tx.last_insert_rowid();
@@ -173,7 +177,7 @@ fn write_plan(tx: &Transaction<'_>, plan: Plan, now: i64) -> Result<PushOutcome,
         .execute(params![
             id,
             rec.header.kind,
-            rec.header.campaign.to_string(),
+            campaign,
             rec.header.scope,
             seq
         ])?;

@@ -81,4 +81,65 @@ UPDATE records SET dirty = 1 WHERE fields IS NOT NULL;
         name: "search index without record ids and choice values",
         sql: "UPDATE records SET dirty = 1 WHERE fields IS NOT NULL;",
     },
+    Migration {
+        name: "each change carries its record's campaign and place, so a device's pull reads its own part of the log",
+        sql: "
+ALTER TABLE changes ADD COLUMN campaign TEXT NOT NULL DEFAULT '';
+ALTER TABLE changes ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+UPDATE changes SET
+    campaign = coalesce((SELECT r.campaign FROM records r WHERE r.id = changes.record_id), ''),
+    scope = coalesce((SELECT r.scope FROM records r WHERE r.id = changes.record_id), '');
+CREATE INDEX changes_by_place ON changes (campaign, scope, seq);
+",
+    },
 ];
+
+#[cfg(test)]
+mod tests {
+    use fieldsync_protocol::migrate::migrate;
+    use rusqlite::Connection;
+
+    use super::MIGRATIONS;
+    use crate::storage::Storage;
+    use crate::storage::sqlite::SqliteStorage;
+
+    #[tokio::test]
+    async fn an_older_database_learns_the_campaign_and_place_of_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS.len() - 1;
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, &MIGRATIONS[..before]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty)
+                 VALUES ('a', 'interview', 'c1', '510100001', 1, 3, 0),
+                        ('b', 'work_group', 'c1', 'campaign', 2, 2, 0);
+                 INSERT INTO changes (hash, record_id, actor, actor_seq, pushed_by, received_at,
+                                      applied, bytes)
+                 VALUES (x'01', 'a', x'aa', 1, 'd', 0, 1, x''),
+                        (x'02', 'b', x'aa', 1, 'd', 0, 1, x''),
+                        (x'03', 'a', x'aa', 2, 'd', 0, 1, x'');",
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::open_for_admin(dir.path()).unwrap();
+        storage.close().await;
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<(i64, String, String)> = conn
+            .prepare("SELECT seq, campaign, scope FROM changes ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, "c1".into(), "510100001".into()),
+                (2, "c1".into(), "campaign".into()),
+                (3, "c1".into(), "510100001".into()),
+            ]
+        );
+    }
+}
