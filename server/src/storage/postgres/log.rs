@@ -27,6 +27,8 @@ pub(super) const LOG_LOCK: i64 = 0x6669_656c_6400_0001;
 pub(super) const RECOVERY_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 /// Most rows scanned for one pull page.
 const PAGE_ROWS: i64 = 20_000;
+/// Rows read from a pull page's portal at a time.
+const PORTAL_ROWS: i32 = 256;
 
 async fn head<C: GenericClient>(c: &C) -> Result<u64, StorageError> {
     Ok(
@@ -149,17 +151,19 @@ pub(super) async fn pull(
             });
         }
     }
+    // The rows come through a portal, a batch at a time, and the page stops reading at its byte
+    // budget: PostgreSQL computes only what the page takes, not every row up to the row limit.
     let (after, limit, device) = (req.after as i64, PAGE_ROWS + 1, req.device.to_string());
-    let rows = match visible::log_params(&Visibility::of(&req.scope)) {
+    let portal = match visible::log_params(&Visibility::of(&req.scope)) {
         None => {
-            tx.query(
+            tx.bind(
                 &page_sql(false),
                 &[&after, &req.include_own, &device, &limit],
             )
             .await?
         }
         Some((campaign, places)) => {
-            tx.query(
+            tx.bind(
                 &page_sql(true),
                 &[
                     &after,
@@ -178,31 +182,39 @@ pub(super) async fn pull(
     let mut bytes = 0usize;
     let mut last = req.after;
     let mut more = false;
-    for (n, row) in rows.iter().enumerate() {
-        let change: Vec<u8> = row.get(5);
-        if n as i64 >= PAGE_ROWS || (bytes > 0 && bytes + change.len() > req.max_bytes) {
-            more = true;
+    let mut n: i64 = 0;
+    'page: loop {
+        let rows = tx.query_portal(&portal, PORTAL_ROWS).await?;
+        for row in &rows {
+            let change: Vec<u8> = row.get(5);
+            if n >= PAGE_ROWS || (bytes > 0 && bytes + change.len() > req.max_bytes) {
+                more = true;
+                break 'page;
+            }
+            n += 1;
+            last = row.get::<_, i64>(0) as u64;
+            bytes += change.len();
+            let record_id: String = row.get(1);
+            let i = match index.get(&record_id) {
+                Some(i) => *i,
+                None => {
+                    records.push(WireRecord {
+                        id: record_id.clone(),
+                        kind: row.get(2),
+                        campaign: row.get(3),
+                        scope: row.get(4),
+                        changes: Vec::new(),
+                        tags: Vec::new(),
+                    });
+                    index.insert(record_id, records.len() - 1);
+                    records.len() - 1
+                }
+            };
+            records[i].changes.push(ByteBuf::from(change));
+        }
+        if rows.len() < PORTAL_ROWS as usize {
             break;
         }
-        last = row.get::<_, i64>(0) as u64;
-        bytes += change.len();
-        let record_id: String = row.get(1);
-        let i = match index.get(&record_id) {
-            Some(i) => *i,
-            None => {
-                records.push(WireRecord {
-                    id: record_id.clone(),
-                    kind: row.get(2),
-                    campaign: row.get(3),
-                    scope: row.get(4),
-                    changes: Vec::new(),
-                    tags: Vec::new(),
-                });
-                index.insert(record_id, records.len() - 1);
-                records.len() - 1
-            }
-        };
-        records[i].changes.push(ByteBuf::from(change));
     }
     let next = if more { last } else { head.max(req.after) };
     let next_hash = if next == 0 {
