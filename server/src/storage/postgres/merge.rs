@@ -27,8 +27,11 @@ use super::{
 };
 use crate::merge::{Input, Merge, index, review};
 
-/// How many records one merge transaction takes.
-const MERGE_CHUNK: i64 = 32;
+/// How many records one merge transaction takes. With a chunk's writes batched, 128 merged
+/// 10,000 records about as fast as SQLite on the project's 2-core VM; 32 and 64 were slower,
+/// 256 and 512 no faster (BENCHMARKS.md, 2026-12-07). A chunk holds its rows' locks (a push
+/// editing one of them waits) until it commits: about 80 ms for 128 records at that rate.
+const MERGE_CHUNK: i64 = 128;
 /// How often an idle merger looks for dirty records and reads the shared data version.
 const POLL: Duration = Duration::from_millis(100);
 /// While a long merge runs, how often the data version moves.
