@@ -1,17 +1,42 @@
 //! Forms end to end: templates published and synced, records validated on the device and again
 //! on the server, singletons merging, conflicting ratings surfaced and resolved, templates
 //! upgraded mid-campaign, CSV imports (UTF-8 and GBK), and the seed-002 generator. Real server
-//! on a loopback port, real SQLite stores in temp dirs.
+//! on a loopback port, real SQLite stores in temp dirs. The stories that the server's merging
+//! and review decide run on both storages (SQLite and a real PostgreSQL, `fieldsync::postgres`).
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use fieldsync::{TestServer, generator};
+use fieldsync::{Backend, TestServer, generator};
 use fieldsync_client_core::import::{ImportError, ImportKind};
 use fieldsync_client_core::{FieldValue, Filter, FormError, Store, SyncOptions, sync::sync};
 use fieldsync_protocol::template::{FORM_VERSION_FIELD, ProblemCode, Template};
 use serde_json::Value;
 use uuid::Uuid;
+
+/// `story!(name)` makes the tests `name::sqlite` and `name::postgres` of the story `name`.
+macro_rules! story {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() -> anyhow::Result<()> {
+                super::$name(fieldsync::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() -> anyhow::Result<()> {
+                super::$name(fieldsync::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+story!(
+    two_devices_create_the_same_assessment_offline_and_the_conflicting_rating_is_resolved,
+    a_template_upgraded_mid_campaign_keeps_old_records_and_tells_devices,
+    a_record_that_fails_on_the_server_is_kept_and_flagged_not_dropped,
+    the_generated_campaign_has_the_shape_of_seed_002_on_the_server,
+    records_already_on_the_server_are_reviewed_when_their_template_arrives,
+);
 
 const VILLAGE: &str = "510100001001";
 
@@ -166,10 +191,10 @@ fn an_invalid_form_is_refused_on_the_device_naming_the_field_and_nothing_is_save
     Ok(())
 }
 
-#[test]
-fn two_devices_create_the_same_assessment_offline_and_the_conflicting_rating_is_resolved()
--> Result<()> {
-    let server = TestServer::start()?;
+fn two_devices_create_the_same_assessment_offline_and_the_conflicting_rating_is_resolved(
+    backend: Backend,
+) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
     department(&server.url())?;
     let (mut a, mut b) = (Device::new()?, Device::new()?);
     a.sync(&server.url())?;
@@ -260,9 +285,10 @@ fn two_devices_create_the_same_assessment_offline_and_the_conflicting_rating_is_
     Ok(())
 }
 
-#[test]
-fn a_template_upgraded_mid_campaign_keeps_old_records_and_tells_devices() -> Result<()> {
-    let server = TestServer::start()?;
+fn a_template_upgraded_mid_campaign_keeps_old_records_and_tells_devices(
+    backend: Backend,
+) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
     let mut admin = department(&server.url())?;
     let (mut a, mut b) = (Device::new()?, Device::new()?);
     a.sync(&server.url())?;
@@ -332,9 +358,10 @@ fn a_template_upgraded_mid_campaign_keeps_old_records_and_tells_devices() -> Res
     Ok(())
 }
 
-#[test]
-fn a_record_that_fails_on_the_server_is_kept_and_flagged_not_dropped() -> Result<()> {
-    let server = TestServer::start()?;
+fn a_record_that_fails_on_the_server_is_kept_and_flagged_not_dropped(
+    backend: Backend,
+) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
     department(&server.url())?;
     let (mut a, mut b) = (Device::new()?, Device::new()?);
     a.sync(&server.url())?;
@@ -475,9 +502,8 @@ fn csv_import_reports_every_bad_row_writes_nothing_and_reads_gbk() -> Result<()>
     Ok(())
 }
 
-#[test]
-fn the_generated_campaign_has_the_shape_of_seed_002_on_the_server() -> Result<()> {
-    let server = TestServer::start()?;
+fn the_generated_campaign_has_the_shape_of_seed_002_on_the_server(backend: Backend) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
     let dir = tempfile::tempdir()?;
     let config = generator::Config::default();
     let generated = generator::generate(dir.path(), &server.url(), &config)?;
@@ -560,9 +586,10 @@ fn the_generated_campaign_has_the_shape_of_seed_002_on_the_server() -> Result<()
     Ok(())
 }
 
-#[test]
-fn records_already_on_the_server_are_reviewed_when_their_template_arrives() -> Result<()> {
-    let server = TestServer::start()?;
+fn records_already_on_the_server_are_reviewed_when_their_template_arrives(
+    backend: Backend,
+) -> Result<()> {
+    let server = TestServer::start_on(backend)?;
     let mut a = Device::new()?;
     // A record written before the campaign had a template: nothing to check it against yet.
     let early = a.store.create(

@@ -3,24 +3,35 @@
 //! merged by one of them at a time and each change is applied once (its `applied` flag is set in
 //! the transaction that writes the document). A push that marks a record dirty while it is being
 //! merged waits for that row, so the mark is never lost. Automerge's work runs in
-//! `spawn_blocking`. After merging, the shared data version in `server_meta` moves (when merging
+//! `spawn_blocking`; a chunk's outcomes are written with a handful of array statements, not a few
+//! per record. After merging, the shared data version in `server_meta` moves (when merging
 //! has caught up, and at most every [`VERSION_INTERVAL`] during a long merge), and every server
 //! reads it, so tallies cached on any server are recomputed after any server merged.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Pool, Transaction};
-use fieldsync_protocol::{FieldValue, RecordHeader, template::TEMPLATE_KIND};
+use fieldsync_protocol::{
+    FieldValue, Projection, RecordHeader,
+    template::{TEMPLATE_KIND, Template},
+};
 use uuid::Uuid;
 
-use super::{StorageError, now_ms, other, templates::TemplateCache};
+use super::{
+    StorageError, now_ms, other,
+    templates::{TemplateCache, Versions},
+};
 use crate::merge::{Input, Merge, index, review};
 
-/// How many records one merge transaction takes.
-const MERGE_CHUNK: i64 = 32;
+/// How many records one merge transaction takes. With a chunk's writes batched, 128 merged
+/// 10,000 records about as fast as SQLite on the project's 2-core VM; 32 and 64 were slower,
+/// 256 and 512 no faster (BENCHMARKS.md, 2026-12-07). A chunk holds its rows' locks (a push
+/// editing one of them waits) until it commits: about 80 ms for 128 records at that rate.
+const MERGE_CHUNK: i64 = 128;
 /// How often an idle merger looks for dirty records and reads the shared data version.
 const POLL: Duration = Duration::from_millis(100);
 /// While a long merge runs, how often the data version moves.
@@ -128,9 +139,7 @@ pub(super) async fn merge_chunk(
     })
     .await
     .map_err(other)?;
-    for ((id, input), outcome) in ids.iter().zip(&inputs).zip(outcomes) {
-        write_outcome(&tx, id, input, outcome, templates).await?;
-    }
+    write_outcomes(&tx, &ids, &inputs, outcomes, templates).await?;
     tx.commit().await?;
     Ok(ids.len())
 }
@@ -175,84 +184,173 @@ async fn read_inputs(tx: &Transaction<'_>, ids: &[String]) -> Result<Vec<Input>,
         .collect()
 }
 
-/// Writes what merging record `id`'s `input` gave (`merged`, decided by [`crate::merge`]):
-/// document, projection, review and search text, and the applied flags.
-async fn write_outcome(
+/// A merged record waiting to be written.
+struct Merged<'a> {
+    id: &'a str,
+    input: &'a Input,
+    doc: Vec<u8>,
+    projection: Box<Projection>,
+    problem: Option<String>,
+}
+
+/// Writes what merging the chunk's records (`ids`, `inputs`) gave (`outcomes`, decided by
+/// [`crate::merge`], in the same order): documents, projections, review and search text, and
+/// the applied flags. A handful of statements for the whole chunk, each over arrays, written in
+/// the order a record-by-record write would take: the chunk's templates (and the campaigns they
+/// send back to review) before the records reviewed against them; each record's references
+/// seen as the records before it in the chunk left them.
+async fn write_outcomes(
     tx: &Transaction<'_>,
-    id: &str,
-    input: &Input,
-    merged: Merge,
+    ids: &[String],
+    inputs: &[Input],
+    outcomes: Vec<Merge>,
     templates: &TemplateCache,
 ) -> Result<(), StorageError> {
-    let kind = &input.header.kind;
-    let campaign = &input.header.campaign.to_string();
-    let mark_applied = async |applied: &[[u8; 32]]| -> Result<(), StorageError> {
+    let now = now_ms();
+    let mut applied: Vec<[u8; 32]> = Vec::new();
+    let (mut failed_ids, mut failed_docs, mut failed_problems) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let mut merged_templates: Vec<Merged> = Vec::new();
+    let mut merged: Vec<Merged> = Vec::new();
+    for ((id, input), outcome) in ids.iter().zip(inputs).zip(outcomes) {
+        match outcome {
+            Merge::Failed {
+                problem,
+                doc,
+                applied: a,
+            } => {
+                tracing::warn!(record = id, %problem, "record cannot be merged");
+                applied.extend(a);
+                failed_ids.push(id.as_str());
+                failed_docs.push(doc);
+                failed_problems.push(problem);
+            }
+            Merge::Merged {
+                doc,
+                applied: a,
+                projection,
+                problem,
+            } => {
+                applied.extend(a);
+                let m = Merged {
+                    id,
+                    input,
+                    doc,
+                    projection,
+                    problem,
+                };
+                if input.header.kind == TEMPLATE_KIND {
+                    merged_templates.push(m);
+                } else {
+                    merged.push(m);
+                }
+            }
+        }
+    }
+    if !applied.is_empty() {
         let hashes: Vec<&[u8]> = applied.iter().map(|h| h.as_slice()).collect();
         tx.execute(
             "UPDATE changes SET applied = true WHERE hash = ANY($1)",
             &[&hashes],
         )
         .await?;
-        Ok(())
-    };
-    let (doc, applied, projection, problem) = match merged {
-        Merge::Failed {
-            problem,
-            doc,
-            applied,
-        } => {
-            tracing::warn!(record = id, %problem, "record cannot be merged");
-            mark_applied(&applied).await?;
-            tx.execute(
-                "UPDATE records SET doc = coalesce($3, doc), dirty = false, problem = $2
-                 WHERE id = $1",
-                &[&id, &problem, &doc],
-            )
-            .await?;
-            return Ok(());
-        }
-        Merge::Merged {
-            doc,
-            applied,
-            projection,
-            problem,
-        } => (doc, applied, projection, problem),
-    };
-    mark_applied(&applied).await?;
-    tx.execute(
-        "UPDATE records SET doc = $2, fields = $3, deleted = $4, conflicts = $5, heads = $6,
-                problem = $7, dirty = false, merged_at = $8, search_text = $9
-         WHERE id = $1",
-        &[
-            &id,
-            &doc,
-            &projection.fields_json(),
-            &projection.deleted,
-            &(projection.conflicts as i32),
-            &serde_json::to_value(&projection.heads).map_err(other)?,
-            &problem,
-            &now_ms(),
-            &index::search_text(kind, &projection),
-        ],
-    )
-    .await?;
-    if kind == TEMPLATE_KIND {
-        // A template version arrived or changed: check the campaign's records again. (The
+    }
+    if !merged_templates.is_empty() {
+        // A template is reviewed by parsing it alone.
+        let reviews = merged_templates
+            .iter()
+            .map(|m| review_json(&m.projection, &[], |_| None))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_merged(tx, &merged_templates, reviews, now).await?;
+        // A template version arrived or changed: check its campaign's records again. (The
         // template cache notices by itself: its fingerprint holds the merge time just written.)
+        // The chunk's own records are still dirty, so they are not touched here; they are
+        // reviewed against the templates just written below.
+        let mut campaigns: Vec<String> = merged_templates
+            .iter()
+            .map(|m| m.input.header.campaign.to_string())
+            .collect();
+        campaigns.sort();
+        campaigns.dedup();
         tx.execute(
             "UPDATE records SET dirty = true
-             WHERE campaign = $1 AND kind != $2 AND fields IS NOT NULL AND NOT dirty",
-            &[campaign, &TEMPLATE_KIND],
+             WHERE campaign = ANY($1) AND kind != $2 AND fields IS NOT NULL AND NOT dirty",
+            &[&campaigns, &TEMPLATE_KIND],
         )
         .await?;
     }
-    let versions = if kind == TEMPLATE_KIND {
-        Default::default()
+    if !failed_ids.is_empty() {
+        // What merged so far is kept (its changes are marked applied above); the projection,
+        // review and search text stay as they were. After the templates' campaigns were sent
+        // back to review, which leaves the chunk's records alone while they are dirty.
+        tx.execute(
+            "UPDATE records AS r SET doc = coalesce(u.doc, r.doc), dirty = false,
+                    problem = u.problem
+             FROM unnest($1::text[], $2::bytea[], $3::text[]) AS u (id, doc, problem)
+             WHERE r.id = u.id",
+            &[&failed_ids, &failed_docs, &failed_problems],
+        )
+        .await?;
+    }
+    if merged.is_empty() {
+        return Ok(());
+    }
+    // Each campaign's template versions, read once for the chunk (after its templates above).
+    let mut versions: HashMap<String, Versions> = HashMap::new();
+    for m in &merged {
+        if let Entry::Vacant(e) = versions.entry(m.input.header.campaign.to_string()) {
+            let v = templates.for_campaign(tx, e.key()).await?;
+            e.insert(v);
+        }
+    }
+    // The records each record's fields may refer to (ids in string values), read at once for
+    // the whole chunk with whether they are deleted.
+    let refs: Vec<HashSet<String>> = merged.iter().map(|m| references(&m.projection)).collect();
+    let wanted: Vec<&String> = refs
+        .iter()
+        .flatten()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known: HashMap<String, (String, bool)> = if wanted.is_empty() {
+        HashMap::new()
     } else {
-        templates.for_campaign(tx, campaign).await?
+        tx.query(
+            "SELECT id, kind, deleted FROM records WHERE id = ANY($1)",
+            &[&wanted],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
     };
-    // The live records the fields may refer to (ids in string values), read at once.
-    let ids: Vec<String> = projection
+    let mut reviews = Vec::with_capacity(merged.len());
+    for (m, refs) in merged.iter().zip(&refs) {
+        // This record is written before its review reads references (itself included), and
+        // after the records before it in the chunk.
+        if let Some(k) = known.get_mut(m.id) {
+            k.1 = m.projection.deleted;
+        }
+        let kind_of = |target: Uuid| {
+            let target = target.to_string();
+            if !refs.contains(&target) {
+                return None;
+            }
+            match known.get(&target) {
+                Some((kind, false)) => Some(kind.clone()),
+                _ => None,
+            }
+        };
+        let versions = &versions[&m.input.header.campaign.to_string()];
+        reviews.push(review_json(&m.projection, versions, kind_of)?);
+    }
+    write_merged(tx, &merged, reviews, now).await
+}
+
+/// The ids of records a projection's fields may refer to: every part of a string value, split
+/// at commas, that reads as a UUID.
+fn references(projection: &Projection) -> HashSet<String> {
+    projection
         .fields
         .values()
         .filter_map(|v| match v {
@@ -262,27 +360,63 @@ async fn write_outcome(
         .flat_map(|s| s.split(','))
         .filter_map(|part| Uuid::parse_str(part.trim()).ok())
         .map(|u| u.to_string())
-        .collect();
-    let kinds: HashMap<String, String> = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        tx.query(
-            "SELECT id, kind FROM records WHERE id = ANY($1) AND NOT deleted",
-            &[&ids],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
         .collect()
-    };
-    let kind_of = |target: Uuid| kinds.get(&target.to_string()).cloned();
-    let review = review::review(&projection, &versions, kind_of)
+}
+
+/// [`review::review`]'s problems as the `records.review` column holds them.
+fn review_json(
+    projection: &Projection,
+    versions: &[Arc<Template>],
+    kind_of: impl Fn(Uuid) -> Option<String>,
+) -> Result<Option<serde_json::Value>, StorageError> {
+    review::review(projection, versions, kind_of)
         .map(|problems| serde_json::to_value(&problems))
         .transpose()
-        .map_err(other)?;
+        .map_err(other)
+}
+
+/// Writes merged records (document, projection, review, search text; no longer dirty) with one
+/// statement.
+async fn write_merged(
+    tx: &Transaction<'_>,
+    merged: &[Merged<'_>],
+    reviews: Vec<Option<serde_json::Value>>,
+    now: i64,
+) -> Result<(), StorageError> {
+    let n = merged.len();
+    let (mut ids, mut docs, mut fields, mut deleted, mut conflicts, mut heads, mut problems) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut search = Vec::with_capacity(n);
+    for m in merged {
+        let p = &m.projection;
+        ids.push(m.id);
+        docs.push(m.doc.as_slice());
+        fields.push(p.fields_json());
+        deleted.push(p.deleted);
+        conflicts.push(p.conflicts as i32);
+        heads.push(serde_json::to_value(&p.heads).map_err(other)?);
+        problems.push(m.problem.as_deref());
+        search.push(index::search_text(&m.input.header.kind, p));
+    }
     tx.execute(
-        "UPDATE records SET review = $2 WHERE id = $1",
-        &[&id, &review],
+        "UPDATE records AS r
+         SET doc = u.doc, fields = u.fields, deleted = u.deleted, conflicts = u.conflicts,
+             heads = u.heads, problem = u.problem, dirty = false, merged_at = $1,
+             search_text = u.search_text, review = u.review
+         FROM unnest($2::text[], $3::bytea[], $4::jsonb[], $5::bool[], $6::int4[], $7::jsonb[],
+                     $8::text[], $9::text[], $10::jsonb[])
+              AS u (id, doc, fields, deleted, conflicts, heads, problem, search_text, review)
+         WHERE r.id = u.id",
+        &[
+            &now, &ids, &docs, &fields, &deleted, &conflicts, &heads, &problems, &search, &reviews,
+        ],
     )
     .await?;
     Ok(())

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::GenericClient;
 use fieldsync_protocol::template::{TEMPLATE_KIND, Template};
 
-type Versions = Arc<Vec<Arc<Template>>>;
+pub(super) type Versions = Arc<Vec<Arc<Template>>>;
 
 use super::StorageError;
 
