@@ -510,26 +510,17 @@ async fn insert_postgres(
     campaign: &str,
     campaign_column: bool,
 ) -> Result<()> {
-    let (mut record_ids, mut hashes, mut actors, mut seqs, mut bytes, mut devices, mut scopes) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    for r in rows {
-        for (hash, actor, b, seq) in &r.changes {
-            record_ids.push(r.id.as_str());
-            hashes.push(hash.as_slice());
-            actors.push(actor.as_slice());
-            seqs.push(*seq);
-            bytes.push(b.as_slice());
-            devices.push(r.device.as_str());
-            scopes.push(r.scope.as_str());
-        }
-    }
+    let changes: Vec<(&Row, &ChangeRow)> = rows
+        .iter()
+        .flat_map(|r| r.changes.iter().map(move |c| (r, c)))
+        .collect();
+    let record_ids: Vec<&str> = changes.iter().map(|(r, _)| r.id.as_str()).collect();
+    let hashes: Vec<&[u8]> = changes.iter().map(|(_, c)| c.0.as_slice()).collect();
+    let actors: Vec<&[u8]> = changes.iter().map(|(_, c)| c.1.as_slice()).collect();
+    let bytes: Vec<&[u8]> = changes.iter().map(|(_, c)| c.2.as_slice()).collect();
+    let seqs: Vec<i64> = changes.iter().map(|(_, c)| c.3).collect();
+    let devices: Vec<&str> = changes.iter().map(|(r, _)| r.device.as_str()).collect();
+    let scopes: Vec<&str> = changes.iter().map(|(r, _)| r.scope.as_str()).collect();
     // Each change carries its record's campaign and place where the schema has them.
     let inserted = if campaign_column {
         client
@@ -572,6 +563,7 @@ async fn insert_postgres(
             )
             .await?
     };
+    // Each record's first and last sequence numbers.
     let mut first = std::collections::HashMap::<String, (i64, i64)>::new();
     for r in &inserted {
         let seq: i64 = r.get(1);
@@ -579,25 +571,13 @@ async fn insert_postgres(
         e.0 = e.0.min(seq);
         e.1 = e.1.max(seq);
     }
-    let (mut ids, mut places, mut firsts, mut lasts, mut docs, mut fields, mut heads) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    for r in rows {
-        let (f, l) = first[&r.id];
-        ids.push(r.id.as_str());
-        places.push(r.scope.as_str());
-        firsts.push(f);
-        lasts.push(l);
-        docs.push(r.doc.as_slice());
-        fields.push(r.fields.as_str());
-        heads.push(r.heads.as_str());
-    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let places: Vec<&str> = rows.iter().map(|r| r.scope.as_str()).collect();
+    let firsts: Vec<i64> = rows.iter().map(|r| first[&r.id].0).collect();
+    let lasts: Vec<i64> = rows.iter().map(|r| first[&r.id].1).collect();
+    let docs: Vec<&[u8]> = rows.iter().map(|r| r.doc.as_slice()).collect();
+    let fields: Vec<&str> = rows.iter().map(|r| r.fields.as_str()).collect();
+    let heads: Vec<&str> = rows.iter().map(|r| r.heads.as_str()).collect();
     client
         .execute(
             "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty, doc,

@@ -4,6 +4,24 @@
 //! to read the server's JSON API, an S3-compatible object store ([`s3`]), and what the benchmarks
 //! share ([`bench`]: a server in a child process, peak memory and CPU from /proc).
 
+/// `story!(name, …)` makes the tests `name::sqlite` and `name::postgres` of each story `name`, a
+/// function of the test file taking the [`Backend`] to run on: one story, both storages.
+#[macro_export]
+macro_rules! story {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() -> anyhow::Result<()> {
+                super::$name($crate::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() -> anyhow::Result<()> {
+                super::$name($crate::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
 pub mod balancer;
 pub mod bench;
 pub mod fixtures;

@@ -14,23 +14,7 @@ use fieldsync_protocol::template::{FORM_VERSION_FIELD, ProblemCode, Template};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// `story!(name)` makes the tests `name::sqlite` and `name::postgres` of the story `name`.
-macro_rules! story {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() -> anyhow::Result<()> {
-                super::$name(fieldsync::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() -> anyhow::Result<()> {
-                super::$name(fieldsync::Backend::Postgres)
-            }
-        }
-    )*};
-}
-
-story!(
+fieldsync::story!(
     two_devices_create_the_same_assessment_offline_and_the_conflicting_rating_is_resolved,
     a_template_upgraded_mid_campaign_keeps_old_records_and_tells_devices,
     a_record_that_fails_on_the_server_is_kept_and_flagged_not_dropped,

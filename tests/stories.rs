@@ -14,23 +14,7 @@ use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// `story!(name)` makes the tests `name::sqlite` and `name::postgres` of the story `name`.
-macro_rules! story {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() -> anyhow::Result<()> {
-                super::$name(fieldsync::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() -> anyhow::Result<()> {
-                super::$name(fieldsync::Backend::Postgres)
-            }
-        }
-    )*};
-}
-
-story!(
+fieldsync::story!(
     a_record_reaches_a_second_device_and_the_server,
     concurrent_edits_merge,
     a_change_delivered_twice_is_stored_once,

@@ -272,9 +272,17 @@ async fn write_outcomes(
             .collect();
         campaigns.sort();
         campaigns.dedup();
+        //
+        // A row locked by a push under way is skipped, not waited for: that push marks it dirty
+        // itself when it commits, and it is then reviewed against the template this chunk
+        // writes. Waiting could deadlock: a push that locked one of these rows may be waiting
+        // for a record of this chunk, and PostgreSQL would cancel one of the two after a second.
         tx.execute(
             "UPDATE records SET dirty = true
-             WHERE campaign = ANY($1) AND kind != $2 AND fields IS NOT NULL AND NOT dirty",
+             WHERE id IN (SELECT id FROM records
+                          WHERE campaign = ANY($1) AND kind != $2 AND fields IS NOT NULL
+                                AND NOT dirty
+                          FOR UPDATE SKIP LOCKED)",
             &[&campaigns, &TEMPLATE_KIND],
         )
         .await?;
