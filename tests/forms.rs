@@ -369,9 +369,33 @@ fn a_record_that_fails_on_the_server_is_kept_and_flagged_not_dropped(
         VILLAGE,
         &[(FORM_VERSION_FIELD, FieldValue::Int(9))],
     )?;
+    // And a member rating keyed to a village's record instead of a member's.
+    let village = one(&a.store, "place", VILLAGE)?.header.id;
+    let misrated = a.store.create(
+        "evaluation",
+        campaign(),
+        VILLAGE,
+        &[
+            ("team_rating", s("satisfied")),
+            (
+                "member_ratings",
+                FieldValue::Map([(village.to_string(), "satisfied".to_string())].into()),
+            ),
+            (FORM_VERSION_FIELD, FieldValue::Int(1)),
+        ],
+    )?;
     a.sync(&server.url())?;
     let status = server.wait_merged()?;
-    assert_eq!(status["records_needing_review"], 2, "{status}");
+    assert_eq!(status["records_needing_review"], 3, "{status}");
+    let r = server.get_json(&format!("/v1/records/{misrated}"))?;
+    assert!(
+        r["review"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["field"] == "member_ratings" && p["code"] == "wrong_reference_kind"),
+        "{r}"
+    );
     let r = server.get_json(&format!("/v1/records/{bad}"))?;
     assert_eq!(r["review"][0]["field"], "interviewee_type", "{r}");
     assert_eq!(r["review"][0]["code"], "not_a_choice", "{r}");
@@ -384,7 +408,7 @@ fn a_record_that_fails_on_the_server_is_kept_and_flagged_not_dropped(
     let r = server.get_json(&format!("/v1/records/{future}"))?;
     assert_eq!(r["review"][0]["code"], "unknown_version", "{r}");
     let flagged = server.get_json("/v1/records?needs_review=true")?;
-    assert_eq!(flagged.as_array().unwrap().len(), 2, "{flagged}");
+    assert_eq!(flagged.as_array().unwrap().len(), 3, "{flagged}");
     // Kept, and synced on to other devices like any record.
     b.sync(&server.url())?;
     assert_eq!(b.store.get(bad)?.fields["interviewee_type"], s("boss"));

@@ -275,3 +275,56 @@ fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()
     assert!(err.contains("was changed after it was applied"), "{err}");
     Ok(())
 }
+
+/// A database from before each change carried its record's campaign and place gets them from
+/// the records when a new server opens it, so that scoped pulls read the right part of the log.
+#[test]
+fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<()> {
+    let cluster = fieldsync::postgres::cluster()?;
+    let url = cluster.database()?;
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let open = || {
+        rt.block_on(async {
+            let storage =
+                fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)).await?;
+            storage.close().await;
+            anyhow::Ok(())
+        })
+    };
+    open()?;
+    // Back to the schema before that migration (the newest), with two records' changes in it.
+    cluster.sql(
+        &name,
+        r"DO $$ BEGIN
+            IF (SELECT name FROM schema_migrations ORDER BY id DESC LIMIT 1)
+               NOT LIKE 'each change carries its record''s campaign and place%' THEN
+              RAISE EXCEPTION 'a newer migration was appended: roll it back here too';
+            END IF;
+          END $$;
+          DELETE FROM schema_migrations WHERE id = (SELECT max(id) FROM schema_migrations);
+          ALTER TABLE changes DROP COLUMN campaign, DROP COLUMN scope;
+          INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty)
+          VALUES ('a', 'interview', 'c1', '510100001', 1, 3, false),
+                 ('b', 'work_group', 'c1', 'campaign', 2, 2, false);
+          INSERT INTO changes (seq, hash, record_id, actor, actor_seq, pushed_by, received_at,
+                               applied, bytes)
+          VALUES (1, '\x01', 'a', '\xaa', 1, 'd', 0, true, ''),
+                 (2, '\x02', 'b', '\xaa', 1, 'd', 0, true, ''),
+                 (3, '\x03', 'a', '\xaa', 2, 'd', 0, true, '');",
+    )?;
+    open()?;
+    cluster.sql(
+        &name,
+        "DO $$ DECLARE got text; BEGIN
+           SELECT string_agg(seq || ':' || campaign || ':' || scope, ',' ORDER BY seq)
+             INTO got FROM changes;
+           IF got IS DISTINCT FROM '1:c1:510100001,2:c1:campaign,3:c1:510100001' THEN
+             RAISE EXCEPTION 'changes not given their records'' places: %', got;
+           END IF;
+         END $$",
+    )?;
+    Ok(())
+}

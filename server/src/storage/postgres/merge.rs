@@ -356,14 +356,21 @@ async fn write_outcomes(
 }
 
 /// The ids of records a projection's fields may refer to: every part of a string value, split
-/// at commas, that reads as a UUID.
+/// at commas, and every key and value of a map (a rating per member is keyed by the member's
+/// record), that reads as a UUID.
 fn references(projection: &Projection) -> HashSet<String> {
     projection
         .fields
         .values()
-        .filter_map(|v| match v {
-            FieldValue::Str(s) => Some(s),
-            _ => None,
+        .flat_map(|v| -> Vec<&str> {
+            match v {
+                FieldValue::Str(s) => vec![s.as_str()],
+                FieldValue::Map(m) => m
+                    .iter()
+                    .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+                    .collect(),
+                _ => Vec::new(),
+            }
         })
         .flat_map(|s| s.split(','))
         .filter_map(|part| Uuid::parse_str(part.trim()).ok())
