@@ -328,3 +328,64 @@ fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<(
     )?;
     Ok(())
 }
+
+/// While one server merges a template of a campaign, no server merges that campaign's records
+/// (they would be reviewed against the old template, and the new template's review of the
+/// campaign would skip them): a record's merge waits for the campaign's template lock, and goes
+/// on once it is released.
+#[test]
+fn a_record_is_not_merged_while_a_template_of_its_campaign_is_being_merged() -> Result<()> {
+    let url = fieldsync::postgres::database()?;
+    let server = TestServer::start_with_config({
+        let url = url.clone();
+        move |c| c.database = Some(url)
+    })?;
+    let campaign = Uuid::now_v7();
+    // Another server's template merge, as a session holding the campaign's lock.
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = std::thread::spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client.batch_execute("BEGIN").await?;
+            client
+                .execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    &[
+                        &fieldsync_server::storage::postgres::TEMPLATE_LOCK_SPACE,
+                        &campaign.to_string(),
+                    ],
+                )
+                .await?;
+            held_tx.send(())?;
+            let _ = release_rx.await;
+            client.batch_execute("COMMIT").await?;
+            anyhow::Ok(())
+        })
+    });
+    held_rx.recv()?;
+    let mut store = Store::open_in_memory()?;
+    store.create(
+        "interview",
+        campaign,
+        "510100001",
+        &[("notes", FieldValue::Text("谈话记录".into()))],
+    )?;
+    let mut t = server.connect(&store)?;
+    sync(&mut store, &mut t, &SyncOptions::default())?;
+    // Stored and acknowledged, but not merged while the template is: the merger polls every
+    // 0.1 s, so a second is ten chances to have merged it.
+    std::thread::sleep(Duration::from_secs(1));
+    let status = server.get_json("/v1/status")?;
+    assert_eq!(status["unmerged_records"], 1, "{status}");
+    let _ = release_tx.send(());
+    holder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the lock holder panicked"))??;
+    server.wait_merged()?;
+    Ok(())
+}

@@ -27,6 +27,10 @@ use super::{
 };
 use crate::merge::{Input, Merge, index, review};
 
+/// The first key of the transaction locks that order a campaign's template merges against its
+/// records' merges (the second is a hash of the campaign id): see `lock_campaigns`.
+pub const TEMPLATE_LOCK_SPACE: i32 = 0x6673_7470;
+
 /// How many records one merge transaction takes. With a chunk's writes batched, 128 merged
 /// 10,000 records about as fast as SQLite on the project's 2-core VM; 32 and 64 were slower,
 /// 256 and 512 no faster (BENCHMARKS.md, 2026-12-07). A chunk holds its rows' locks (a push
@@ -131,6 +135,7 @@ pub(super) async fn merge_chunk(
             ids.push(id);
         }
     }
+    lock_campaigns(&tx, &ids).await?;
     let inputs = read_inputs(&tx, &ids).await?;
     // Automerge's work is CPU work: off the async threads, on every core.
     let (inputs, outcomes) = tokio::task::spawn_blocking(move || {
@@ -142,6 +147,36 @@ pub(super) async fn merge_chunk(
     write_outcomes(&tx, &ids, &inputs, outcomes, templates).await?;
     tx.commit().await?;
     Ok(ids.len())
+}
+
+/// Orders a chunk against template merges on any server: for each campaign of the chunk, in the
+/// campaigns' order, an exclusive transaction lock when the chunk merges one of its templates,
+/// a shared one otherwise ([`TEMPLATE_LOCK_SPACE`]).
+///
+/// Without it, a record merged on one server while another server merges a new template of its
+/// campaign could be reviewed against the old template (read before the new one committed) and
+/// missed by the template's "review the campaign again" (which skips records being merged): a
+/// record that no longer fits would go unflagged. With it, either the template commits first and
+/// the chunk reads it, or the chunk commits first and the template sends its record back to
+/// review. Taken in one order, and never while waiting for a row, so no cycle of waits can form.
+async fn lock_campaigns(tx: &Transaction<'_>, ids: &[String]) -> Result<(), StorageError> {
+    let campaigns = tx
+        .query(
+            "SELECT campaign, bool_or(kind = $2) FROM records WHERE id = ANY($1)
+             GROUP BY campaign ORDER BY campaign",
+            &[&ids, &TEMPLATE_KIND],
+        )
+        .await?;
+    for row in campaigns {
+        let (campaign, template): (String, bool) = (row.get(0), row.get(1));
+        let lock = if template {
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+        } else {
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))"
+        };
+        tx.execute(lock, &[&TEMPLATE_LOCK_SPACE, &campaign]).await?;
+    }
+    Ok(())
 }
 
 /// Reads what merging the records `ids` needs (their headers, documents and unapplied changes)

@@ -18,6 +18,7 @@
 mod accounts;
 mod log;
 mod merge;
+pub use merge::TEMPLATE_LOCK_SPACE;
 mod push;
 mod queries;
 mod schema;
