@@ -236,12 +236,7 @@ fn a_servers_cached_tallies_follow_what_another_server_merged() -> Result<()> {
 /// differs from the code's refuses to open.
 #[test]
 fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()> {
-    let cluster = fieldsync::postgres::cluster()?;
-    let url = cluster.database()?;
-    let name = url.rsplit('/').next().unwrap_or_default().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (cluster, url, name, rt) = fresh_database()?;
     rt.block_on(async {
         // Two servers starting together.
         let (a, b) = tokio::join!(
@@ -280,12 +275,7 @@ fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()
 /// the records when a new server opens it, so that scoped pulls read the right part of the log.
 #[test]
 fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<()> {
-    let cluster = fieldsync::postgres::cluster()?;
-    let url = cluster.database()?;
-    let name = url.rsplit('/').next().unwrap_or_default().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (cluster, url, name, rt) = fresh_database()?;
     let open = || {
         rt.block_on(async {
             let storage =
@@ -388,4 +378,21 @@ fn a_record_is_not_merged_while_a_template_of_its_campaign_is_being_merged() -> 
         .map_err(|_| anyhow::anyhow!("the lock holder panicked"))??;
     server.wait_merged()?;
     Ok(())
+}
+
+/// A fresh database on the tests' cluster (the cluster, the database's URL and name) and a
+/// runtime to open storages on it from a test.
+fn fresh_database() -> Result<(
+    &'static fieldsync::postgres::Cluster,
+    String,
+    String,
+    tokio::runtime::Runtime,
+)> {
+    let cluster = fieldsync::postgres::cluster()?;
+    let url = cluster.database()?;
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((cluster, url, name, rt))
 }
