@@ -370,14 +370,10 @@ fn one(campaign: Uuid, place: &str, round: usize, rng: &mut Rng) -> Result<Row> 
 
 /// The server's tables, written directly.
 enum Tables {
-    Sqlite {
-        conn: rusqlite::Connection,
-        campaign_column: bool,
-    },
+    Sqlite(rusqlite::Connection),
     Postgres {
         rt: tokio::runtime::Runtime,
         client: tokio_postgres::Client,
-        campaign_column: bool,
     },
 }
 
@@ -387,11 +383,7 @@ impl Tables {
             None => {
                 let conn = rusqlite::Connection::open(server.data_dir().join("fieldsync.sqlite3"))?;
                 conn.busy_timeout(std::time::Duration::from_secs(60))?;
-                let campaign_column = conn.prepare("SELECT campaign FROM changes LIMIT 0").is_ok();
-                Ok(Tables::Sqlite {
-                    conn,
-                    campaign_column,
-                })
+                Ok(Tables::Sqlite(conn))
             }
             Some(url) => {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -403,43 +395,21 @@ impl Tables {
                     tokio::spawn(connection);
                     anyhow::Ok(client)
                 })?;
-                let campaign_column = rt
-                    .block_on(async {
-                        client
-                            .query_opt(
-                                "SELECT 1 FROM information_schema.columns
-                             WHERE table_name = 'changes' AND column_name = 'campaign'",
-                                &[],
-                            )
-                            .await
-                    })?
-                    .is_some();
-                Ok(Tables::Postgres {
-                    rt,
-                    client,
-                    campaign_column,
-                })
+                Ok(Tables::Postgres { rt, client })
             }
         }
     }
 
     fn insert(&mut self, campaign: &str, rows: &[Row]) -> Result<()> {
         match self {
-            Tables::Sqlite {
-                conn,
-                campaign_column,
-            } => {
+            Tables::Sqlite(conn) => {
                 let tx = conn.transaction()?;
                 {
-                    let mut change = tx.prepare(if *campaign_column {
+                    let mut change = tx.prepare(
                         "INSERT INTO changes (hash, record_id, actor, actor_seq, pushed_by,
                            received_at, applied, bytes, campaign, scope)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 1795000000000, 1, ?6, ?7, ?8)"
-                    } else {
-                        "INSERT INTO changes (hash, record_id, actor, actor_seq, pushed_by,
-                           received_at, applied, bytes)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 1795000000000, 1, ?6)"
-                    })?;
+                         VALUES (?1, ?2, ?3, ?4, ?5, 1795000000000, 1, ?6, ?7, ?8)",
+                    )?;
                     let mut record = tx.prepare(
                         "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq,
                            dirty, doc, fields, heads, merged_at)
@@ -453,15 +423,9 @@ impl Tables {
                         actor.execute(rusqlite::params![r.actor, r.device])?;
                         let mut seqs = Vec::new();
                         for (hash, actor, bytes, seq) in &r.changes {
-                            if *campaign_column {
-                                change.execute(rusqlite::params![
-                                    hash, r.id, actor, seq, r.device, bytes, campaign, r.scope
-                                ])?;
-                            } else {
-                                change.execute(rusqlite::params![
-                                    hash, r.id, actor, seq, r.device, bytes
-                                ])?;
-                            }
+                            change.execute(rusqlite::params![
+                                hash, r.id, actor, seq, r.device, bytes, campaign, r.scope
+                            ])?;
                             seqs.push(tx.last_insert_rowid());
                         }
                         record.execute(rusqlite::params![
@@ -478,11 +442,9 @@ impl Tables {
                 }
                 tx.commit()?;
             }
-            Tables::Postgres {
-                rt,
-                client,
-                campaign_column,
-            } => rt.block_on(insert_postgres(client, rows, campaign, *campaign_column))?,
+            Tables::Postgres { rt, client } => {
+                rt.block_on(insert_postgres(client, rows, campaign))?
+            }
         }
         Ok(())
     }
@@ -496,7 +458,7 @@ impl Tables {
             Tables::Postgres { rt, client, .. } => {
                 rt.block_on(client.batch_execute("ANALYZE changes; ANALYZE records;"))?
             }
-            Tables::Sqlite { conn, .. } => {
+            Tables::Sqlite(conn) => {
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?
             }
         }
@@ -508,7 +470,6 @@ async fn insert_postgres(
     client: &tokio_postgres::Client,
     rows: &[Row],
     campaign: &str,
-    campaign_column: bool,
 ) -> Result<()> {
     let changes: Vec<(&Row, &ChangeRow)> = rows
         .iter()
@@ -521,11 +482,9 @@ async fn insert_postgres(
     let seqs: Vec<i64> = changes.iter().map(|(_, c)| c.3).collect();
     let devices: Vec<&str> = changes.iter().map(|(r, _)| r.device.as_str()).collect();
     let scopes: Vec<&str> = changes.iter().map(|(r, _)| r.scope.as_str()).collect();
-    // Each change carries its record's campaign and place where the schema has them.
-    let inserted = if campaign_column {
-        client
-            .query(
-                "INSERT INTO changes (seq, hash, record_id, actor, actor_seq, pushed_by,
+    let inserted = client
+        .query(
+            "INSERT INTO changes (seq, hash, record_id, actor, actor_seq, pushed_by,
                                       received_at, applied, bytes, campaign, scope)
                  SELECT nextval('changes_seq'), w.hash, w.record_id, w.actor, w.actor_seq,
                         w.device, 1795000000000, true, w.bytes, $8, w.scope
@@ -535,34 +494,19 @@ async fn insert_postgres(
                                             scope, n)
                  ORDER BY w.n
                  RETURNING record_id, seq",
-                &[
-                    &record_ids,
-                    &hashes,
-                    &actors,
-                    &seqs,
-                    &bytes,
-                    &devices,
-                    &scopes,
-                    &campaign,
-                ],
-            )
-            .await?
-    } else {
-        client
-            .query(
-                "INSERT INTO changes (seq, hash, record_id, actor, actor_seq, pushed_by,
-                                      received_at, applied, bytes)
-                 SELECT nextval('changes_seq'), w.hash, w.record_id, w.actor, w.actor_seq,
-                        w.device, 1795000000000, true, w.bytes
-                 FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bigint[], $5::bytea[],
-                             $6::text[])
-                      WITH ORDINALITY AS w (record_id, hash, actor, actor_seq, bytes, device, n)
-                 ORDER BY w.n
-                 RETURNING record_id, seq",
-                &[&record_ids, &hashes, &actors, &seqs, &bytes, &devices],
-            )
-            .await?
-    };
+            &[
+                &record_ids,
+                &hashes,
+                &actors,
+                &seqs,
+                &bytes,
+                &devices,
+                &scopes,
+                &campaign,
+            ],
+        )
+        .await?;
+
     // Each record's first and last sequence numbers.
     let mut first = std::collections::HashMap::<String, (i64, i64)>::new();
     for r in &inserted {

@@ -323,23 +323,7 @@ fn a_reader_that_closes_stdout_early_ends_the_program_quietly() -> Result<()> {
 #[test]
 fn bundles_carry_changes_both_ways_without_the_server_and_it_keeps_each_once() -> Result<()> {
     let (a, campaign) = Device::department()?;
-    let member = a.member();
-    let interview = a.json(&[
-        "new",
-        "interview",
-        "--village",
-        VILLAGE,
-        "--set",
-        "date=2026-05-18",
-        "--set",
-        "interviewer=刘明",
-        "--set",
-        "interviewee_type=member",
-        "--set",
-        &format!("interviewee={member}"),
-        "--set",
-        "notes=第一次谈话。",
-    ])["id"]
+    let interview = a.new_interview("第一次谈话。")["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -135,6 +135,10 @@ pub(super) async fn merge_chunk(
             ids.push(id);
         }
     }
+    if ids.is_empty() {
+        // Nothing dirty (an idle poll): nothing to lock, read or write.
+        return Ok(0);
+    }
     lock_campaigns(&tx, &ids).await?;
     let inputs = read_inputs(&tx, &ids).await?;
     // Automerge's work is CPU work: off the async threads, on every core.
