@@ -2,6 +2,9 @@
 
 use automerge::{ActorId, Change, ChangeHash};
 
+mod bounds;
+pub use bounds::MAX_OPS;
+
 /// What was wrong with bytes that were supposed to be one Automerge change.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChangeError {
@@ -31,14 +34,26 @@ pub struct ChangeInfo {
 }
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// The chunk type of an uncompressed change (0 is a document, 2 a deflated change).
+const CHANGE_CHUNK: u8 = 1;
 
-/// Decodes `bytes` as exactly one Automerge change chunk and verifies its checksum.
+/// Decodes `bytes` as exactly one uncompressed Automerge change chunk and verifies its checksum.
+///
+/// Before Automerge sees the bytes, every length and count they claim is checked against their
+/// size ([`MAX_OPS`]), so a hostile chunk costs no more memory or time than its own length.
 pub fn inspect_change(bytes: &[u8]) -> Result<ChangeInfo, ChangeError> {
     if bytes.len() < 9 || bytes[..4] != MAGIC {
         return Err(ChangeError::NotAChange(
             "it does not start with the Automerge magic bytes".into(),
         ));
     }
+    if bytes[8] != CHANGE_CHUNK {
+        return Err(ChangeError::NotAChange(format!(
+            "its chunk type is {}, not an uncompressed change (1): send each change's raw bytes",
+            bytes[8]
+        )));
+    }
+    bounds::check(bytes).map_err(ChangeError::NotAChange)?;
     let change = Change::try_from(bytes).map_err(|e| ChangeError::NotAChange(e.to_string()))?;
     let hash = change.hash();
     if bytes[4..8] != hash.0[..4] {
@@ -59,7 +74,6 @@ pub fn inspect_change(bytes: &[u8]) -> Result<ChangeInfo, ChangeError> {
 /// [`inspect_change`] to decode and verify. Cheap enough to deduplicate before decoding.
 pub fn quick_hash(bytes: &[u8]) -> Option<ChangeHash> {
     use sha2::Digest;
-    const CHANGE_CHUNK: u8 = 1;
     if bytes.len() < 10 || bytes[..4] != MAGIC || bytes[8] != CHANGE_CHUNK {
         return None;
     }
