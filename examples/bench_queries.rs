@@ -5,7 +5,11 @@
 //! ```text
 //! cargo run --release --example bench_queries            # 100,000 extra records
 //! cargo run --release --example bench_queries -- 20000   # another count
+//! cargo run --release --example bench_queries -- 100000 --keep DIR   # keep the server's files
 //! ```
+//!
+//! Besides the first and the cached tallies, it times what a reviewer meets most: the tallies and
+//! a village's dossier right after one more record has been merged (median of 5).
 
 use std::time::Instant;
 
@@ -25,12 +29,25 @@ fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(100_000);
-    let server = TestServer::start()?;
+    let keep = args
+        .iter()
+        .position(|a| a == "--keep")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let server = match &keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            TestServer::start_in(dir)?
+        }
+        None => TestServer::start()?,
+    };
     let dir = tempfile::tempdir()?;
     let g = generator::generate(dir.path(), &server.url(), &generator::Config::default())?;
     let c = g.campaign;
@@ -148,5 +165,43 @@ fn main() -> Result<()> {
         "export questionnaire.csv     {:.0} ms ({bytes} bytes)",
         started.elapsed().as_secs_f64() * 1000.0
     );
+    // What a reviewer meets most: the numbers right after a worker's one new interview merged.
+    let (mut after_tallies, mut after_dossier) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        bulk.create(
+            "interview",
+            c,
+            village,
+            &[
+                ("date", s("2023-05-19")),
+                ("interviewer", s("刘明")),
+                ("interviewee_type", s("villager_rep")),
+                (
+                    "notes",
+                    FieldValue::Text(format!("第{i}次补充谈话：班子团结。")),
+                ),
+                ("_form", FieldValue::Int(1)),
+            ],
+        )?;
+        sync(&mut bulk, &mut t, &SyncOptions::default())?;
+        while server.get_json("/v1/status")?["unmerged_records"] != 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let started = Instant::now();
+        get(format!("/v1/campaigns/{c}/tallies"))?;
+        after_tallies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        get(format!("/ui/c/{c}/v/{village}"))?;
+        after_dossier.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    after_tallies.sort_by(f64::total_cmp);
+    after_dossier.sort_by(f64::total_cmp);
+    println!(
+        "after one more record merged: tallies {:.0} ms, dossier {:.0} ms (median of 5; all: {:.0?} / {:.0?})",
+        after_tallies[2], after_dossier[2], after_tallies, after_dossier
+    );
+    if let Some(dir) = keep {
+        println!("server files kept in {}", dir.display());
+    }
     Ok(())
 }

@@ -92,6 +92,15 @@ UPDATE changes SET
 CREATE INDEX changes_by_place ON changes (campaign, scope, seq);
 ",
     },
+    Migration {
+        name: "the tallies count a campaign's records from an index, not its rows",
+        sql: "
+CREATE INDEX records_tally ON records (campaign, kind, deleted, scope, conflicts);
+DROP INDEX records_by_campaign_kind;
+DROP INDEX records_by_place;
+CREATE INDEX records_by_place ON records (campaign, scope, kind, first_seq);
+",
+    },
 ];
 
 #[cfg(test)]
@@ -107,7 +116,13 @@ mod tests {
     async fn an_older_database_learns_the_campaign_and_place_of_every_change() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fieldsync.sqlite3");
-        let before = MIGRATIONS.len() - 1;
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| {
+                m.name
+                    .starts_with("each change carries its record's campaign")
+            })
+            .unwrap();
         {
             let mut conn = Connection::open(&path).unwrap();
             migrate(&mut conn, &MIGRATIONS[..before]).unwrap();

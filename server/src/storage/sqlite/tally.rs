@@ -46,7 +46,13 @@ impl Scoped<'_> {
 /// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
 /// records only (`?4`); then reference data and records whose review is `approved` do. And only
 /// records of the period (`?5`, `?6`; [`in_period`]).
-fn counted(alias: &str) -> String {
+///
+/// When every record counts (no approval rule, every day), the condition names the parameters
+/// only and no column: then a count needs no more than an index (`records_tally`), not the rows.
+fn counted(alias: &str, c: &Scoped<'_>) -> String {
+    if !c.approved_only && c.from.is_none() && c.to.is_none() {
+        return "(?4 = 0 AND ?5 IS NULL AND ?6 IS NULL)".into();
+    }
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     format!(
         "(?4 = 0 OR {alias}.kind IN ({}) OR json_extract({alias}.fields, '$.{}') = '{}') AND {}",
@@ -106,17 +112,17 @@ fn group(conn: &Connection, sql: &str, p: &Scoped<'_>) -> Result<Counts, Storage
 
 /// Live visible records of a kind in the campaign, as a SQL fragment (parameters as
 /// [`Scoped`]'s).
-fn live(kind: &str) -> String {
+fn live(kind: &str, c: &Scoped<'_>) -> String {
     format!(
         "FROM records WHERE campaign = ?1 AND kind = '{kind}' AND deleted = 0 AND {} AND {}",
         visible::condition("records", 2),
-        counted("records")
+        counted("records", c)
     )
 }
 
 /// The visibility condition on the records aliased `alias` (parameters as [`Scoped`]'s).
-fn seen(alias: &str) -> String {
-    format!("{} AND {}", visible::condition(alias, 2), counted(alias))
+fn seen(alias: &str, c: &Scoped<'_>) -> String {
+    format!("{} AND {}", visible::condition(alias, 2), counted(alias, c))
 }
 
 /// The rectifications that [`crate::rectification::overdue`] says are overdue.
@@ -125,7 +131,7 @@ fn overdue(conn: &Connection, c: &Scoped<'_>, today: &str) -> Result<u64, Storag
         "SELECT {}, {} {}",
         text_field("status"),
         text_field("deadline"),
-        live("rectification")
+        live("rectification", c)
     ))?;
     let rows = stmt.query_map(c.params(), |r| {
         Ok((
@@ -180,7 +186,7 @@ pub(crate) fn tallies(
         to: period.to.clone(),
     };
     let c = &scoped;
-    let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind)), c);
+    let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind, c)), c);
     let today = fieldsync_protocol::dates::today();
     let targets = conn
         .query_row(
@@ -201,7 +207,7 @@ pub(crate) fn tallies(
         period: period.clone(),
         name: conn
             .query_row(
-                &format!("SELECT {} {}", field("name"), live("campaign")),
+                &format!("SELECT {} {}", field("name"), live("campaign", c)),
                 c.params(),
                 |r| r.get::<_, Option<String>>(0),
             )
@@ -211,7 +217,7 @@ pub(crate) fn tallies(
             conn,
             &format!(
                 "SELECT count(*) {} AND {} = 'township'",
-                live("place"),
+                live("place", c),
                 field("level")
             ),
             c,
@@ -220,7 +226,7 @@ pub(crate) fn tallies(
             conn,
             &format!(
                 "SELECT count(*) {} AND {} IN ('village', 'community')",
-                live("place"),
+                live("place", c),
                 field("level")
             ),
             c,
@@ -232,7 +238,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT count(DISTINCT {}) {} AND {} = 'member'",
                 field("interviewee"),
-                live("interview"),
+                live("interview", c),
                 field("interviewee_type")
             ),
             c,
@@ -241,7 +247,11 @@ pub(crate) fn tallies(
         meetings: kind_count("meeting")?,
         meeting_participants: sum(
             conn,
-            &format!("SELECT sum({}) {}", field("participants"), live("meeting")),
+            &format!(
+                "SELECT sum({}) {}",
+                field("participants"),
+                live("meeting", c)
+            ),
             c,
         )?,
         suggestions: sum(
@@ -250,7 +260,7 @@ pub(crate) fn tallies(
                 "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
                  AND kind IN ('interview', 'meeting', 'site_visit') AND {}",
                 field("suggestions_collected"),
-                seen("records")
+                seen("records", c)
             ),
             c,
         )?,
@@ -262,7 +272,7 @@ pub(crate) fn tallies(
             conn,
             &format!(
                 "SELECT count(*) {} AND {} = 1",
-                live("prescreening"),
+                live("prescreening", c),
                 field("integrity_issue")
             ),
             c,
@@ -271,7 +281,7 @@ pub(crate) fn tallies(
             conn,
             &format!(
                 "SELECT count(*) {} AND {} = 1",
-                live("prescreening"),
+                live("prescreening", c),
                 field("violation")
             ),
             c,
@@ -282,7 +292,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} GROUP BY 1",
                 field("level"),
-                live("finding")
+                live("finding", c)
             ),
             c,
         )?,
@@ -291,7 +301,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} GROUP BY 1",
                 field("category"),
-                live("finding")
+                live("finding", c)
             ),
             c,
         )?,
@@ -300,7 +310,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} AND {} = 1 GROUP BY 1",
                 field("level"),
-                live("finding"),
+                live("finding", c),
                 field("violation")
             ),
             c,
@@ -310,7 +320,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} AND {} = 'team' AND conflicts = 0 GROUP BY 1",
                 field("rating"),
-                live("assessment"),
+                live("assessment", c),
                 field("target_type")
             ),
             c,
@@ -320,14 +330,17 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} AND {} = 'member' AND conflicts = 0 GROUP BY 1",
                 field("rating"),
-                live("assessment"),
+                live("assessment", c),
                 field("target_type")
             ),
             c,
         )?,
         conflicted_assessments: count(
             conn,
-            &format!("SELECT count(*) {} AND conflicts > 0", live("assessment")),
+            &format!(
+                "SELECT count(*) {} AND conflicts > 0",
+                live("assessment", c)
+            ),
             c,
         )?,
         star_ratings: group(
@@ -335,7 +348,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} GROUP BY 1",
                 field("stars"),
-                live("star_rating")
+                live("star_rating", c)
             ),
             c,
         )?,
@@ -344,7 +357,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} GROUP BY 1",
                 field("status"),
-                live("rectification")
+                live("rectification", c)
             ),
             c,
         )?,
@@ -354,7 +367,7 @@ pub(crate) fn tallies(
             &format!(
                 "SELECT {}, count(*) {} GROUP BY 1",
                 field("team_rating"),
-                live("evaluation")
+                live("evaluation", c)
             ),
             c,
         )?,
@@ -367,7 +380,7 @@ pub(crate) fn tallies(
              WHERE records.campaign = ?1 AND records.kind = 'evaluation' AND records.deleted = 0
                AND {}
              GROUP BY 1, 2",
-            seen("records")
+            seen("records", c)
         ))?;
         let rows = stmt.query_map(c.params(), |r| {
             Ok((
@@ -388,7 +401,7 @@ pub(crate) fn tallies(
     t.villages_detail = villages(conn, c)?;
     t.template = conn
         .query_row(
-            &format!("SELECT {} {}", field("template"), live("campaign")),
+            &format!("SELECT {} {}", field("template"), live("campaign", c)),
             c.params(),
             |r| r.get::<_, Option<String>>(0),
         )
@@ -410,14 +423,14 @@ pub(crate) fn tallies(
         "FROM records m",
         &format!(
             "m.campaign = ?1 AND m.kind = 'member' AND m.deleted = 0 AND {}",
-            seen("m")
+            seen("m", c)
         ),
     )?;
     t.interviewed_by_level = by_team_level(
         "FROM records i JOIN records m ON m.id = json_extract(i.fields, '$.interviewee')",
         &format!(
             "i.campaign = ?1 AND i.kind = 'interview' AND i.deleted = 0 AND {}",
-            seen("i")
+            seen("i", c)
         ),
     )?;
     t.violators_by_level = by_team_level(
@@ -425,7 +438,7 @@ pub(crate) fn tallies(
         &format!(
             "p.campaign = ?1 AND p.kind = 'prescreening' AND p.deleted = 0
              AND json_extract(p.fields, '$.violation') = 1 AND {}",
-            seen("p")
+            seen("p", c)
         ),
     )?;
     // Team assessments per level of the team assessed, and the five checks of township teams.
@@ -433,7 +446,7 @@ pub(crate) fn tallies(
         "FROM records a JOIN records t ON t.id = json_extract(a.fields, '$.target')
          WHERE a.campaign = ?1 AND a.kind = 'assessment' AND a.deleted = 0 AND a.conflicts = 0
          AND json_extract(a.fields, '$.target_type') = 'team' AND {}",
-        seen("a")
+        seen("a", c)
     );
     {
         let mut stmt = conn.prepare_cached(&format!(
@@ -485,7 +498,7 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
             "SELECT {}, {} {} AND {} IN ('village', 'community')",
             field("code"),
             field("name"),
-            live("place"),
+            live("place", c),
             field("level")
         ))?;
         for row in stmt.query_map(c.params(), |r| {
@@ -502,10 +515,15 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
             );
         }
     }
+    // Only the kinds counted per village: with every record counting, from `records_tally`
+    // alone.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, kind, count(*) FROM records WHERE campaign = ?1 AND deleted = 0 AND {}
-         GROUP BY scope, kind",
-        seen("records")
+        "SELECT scope, kind, count(*) FROM records WHERE campaign = ?1
+         AND kind IN ('member', 'interview', 'meeting', 'questionnaire', 'evaluation', 'finding',
+                      'document_review')
+         AND deleted = 0 AND {}
+         GROUP BY kind, scope",
+        seen("records", c)
     ))?;
     for row in stmt.query_map(c.params(), |r| {
         Ok((
@@ -534,7 +552,7 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
         "SELECT scope, count(DISTINCT CASE WHEN {kind} = 'member' THEN {who} END),
                 count(CASE WHEN {kind} IS NOT 'member' THEN 1 END)
          {} GROUP BY scope",
-        live("interview"),
+        live("interview", c),
         kind = field("interviewee_type"),
         who = field("interviewee"),
     ))?;
@@ -555,7 +573,7 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
         "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0",
         field("rating"),
         field("summary"),
-        live("assessment"),
+        live("assessment", c),
         field("target_type")
     ))?;
     for row in stmt.query_map(c.params(), |r| {
@@ -574,7 +592,7 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT scope, {} {} ORDER BY first_seq",
         field("text"),
-        live("finding")
+        live("finding", c)
     ))?;
     for row in stmt.query_map(c.params(), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
@@ -584,24 +602,31 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
             v.problems.push(text);
         }
     }
+    // Each village's first meeting minutes, then interview notes, up to NOTES_PER_VILLAGE:
+    // read in `records_by_place` order (place, kind, first change), stopping at the last one
+    // needed instead of reading every note of the campaign.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, notes FROM (
-           SELECT scope, {notes} AS notes,
-                  row_number() OVER (PARTITION BY scope ORDER BY kind = 'meeting' DESC, first_seq)
-                    AS n
-           FROM records
-           WHERE campaign = ?1 AND kind IN ('meeting', 'interview') AND deleted = 0 AND {}
-             AND length({notes}) > 0)
-         WHERE n <= {NOTES_PER_VILLAGE} ORDER BY scope, n",
-        seen("records"),
+        "SELECT {notes} FROM records
+         WHERE campaign = ?1 AND scope = ?7 AND kind = ?8 AND deleted = 0 AND {}
+           AND length({notes}) > 0
+         ORDER BY first_seq LIMIT ?9",
+        seen("records", c),
         notes = text_field("notes"),
     ))?;
-    for row in stmt.query_map(c.params(), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })? {
-        let (scope, text) = row?;
-        if let Some(v) = out.get_mut(&scope) {
-            v.notes.push(text);
+    for (code, v) in out.iter_mut() {
+        for kind in ["meeting", "interview"] {
+            let wanted = NOTES_PER_VILLAGE.saturating_sub(v.notes.len());
+            if wanted == 0 {
+                break;
+            }
+            let [p1, p2, p3, p4, p5, p6] = c.params();
+            let rows = stmt.query_map(
+                [p1, p2, p3, p4, p5, p6, &code, &kind, &(wanted as i64)],
+                |r| r.get::<_, String>(0),
+            )?;
+            for text in rows {
+                v.notes.push(text?);
+            }
         }
     }
     Ok(out.into_values().collect())
@@ -701,4 +726,146 @@ pub(crate) fn template(
             .pop()
             .map(Arc::unwrap_or_clone),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str, c: &Scoped<'_>) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(c.params(), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_villages_notes_are_its_minutes_then_its_oldest_interview_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::storage::sqlite::SqliteStorage::open_for_admin(dir.path()).unwrap();
+        crate::storage::Storage::close(&storage).await;
+        let conn = Connection::open(dir.path().join("fieldsync.sqlite3")).unwrap();
+        let campaign = Uuid::from_u128(7);
+        let mut seq = 0;
+        let mut add = |kind: &str, scope: &str, fields: serde_json::Value, deleted: bool| {
+            seq += 1;
+            conn.execute(
+                "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
+                                      fields, deleted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ?7)",
+                params![
+                    Uuid::from_u128(100 + seq as u128).to_string(),
+                    kind,
+                    campaign.to_string(),
+                    scope,
+                    seq,
+                    fields.to_string(),
+                    deleted
+                ],
+            )
+            .unwrap();
+        };
+        for (code, name) in [("v1", "一村"), ("v2", "二村")] {
+            add(
+                "place",
+                code,
+                serde_json::json!({"code": code, "name": name, "level": "village"}),
+                false,
+            );
+        }
+        // v1: interviews (one empty, one deleted), then a meeting written last, then more
+        // interviews than the report takes.
+        add(
+            "interview",
+            "v1",
+            serde_json::json!({"notes": "谈话一"}),
+            false,
+        );
+        add("interview", "v1", serde_json::json!({"notes": ""}), false);
+        add(
+            "interview",
+            "v1",
+            serde_json::json!({"notes": "已删除"}),
+            true,
+        );
+        add(
+            "interview",
+            "v2",
+            serde_json::json!({"notes": "二村谈话"}),
+            false,
+        );
+        add(
+            "meeting",
+            "v1",
+            serde_json::json!({"notes": "座谈会纪要"}),
+            false,
+        );
+        for i in 2..=12 {
+            add(
+                "interview",
+                "v1",
+                serde_json::json!({"notes": format!("谈话{i}")}),
+                false,
+            );
+        }
+        let t = tallies(
+            &conn,
+            campaign,
+            &Visibility::All,
+            &crate::storage::Period::all(),
+        )
+        .unwrap();
+        let notes = |code: &str| {
+            t.villages_detail
+                .iter()
+                .find(|v| v.code == code)
+                .unwrap()
+                .notes
+                .clone()
+        };
+        let mut v1 = vec!["座谈会纪要".to_string(), "谈话一".to_string()];
+        v1.extend((2..=7).map(|i| format!("谈话{i}")));
+        assert_eq!(notes("v1"), v1);
+        assert_eq!(notes("v1").len(), NOTES_PER_VILLAGE);
+        assert_eq!(notes("v2"), ["二村谈话"]);
+        // A leader who sees only v2 gets v2's notes and no village v1.
+        let v2_only = Visibility::Places {
+            campaign: campaign.to_string(),
+            places: vec!["v2".into()],
+        };
+        let t = tallies(&conn, campaign, &v2_only, &crate::storage::Period::all()).unwrap();
+        assert_eq!(t.villages_detail.len(), 1);
+        assert_eq!(t.villages_detail[0].notes, ["二村谈话"]);
+        assert_eq!(t.villages_detail[0].interviews, 1);
+    }
+
+    #[tokio::test]
+    async fn counting_a_kind_reads_an_index_unless_approval_or_a_period_needs_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::storage::sqlite::SqliteStorage::open_for_admin(dir.path()).unwrap();
+        crate::storage::Storage::close(&storage).await;
+        let conn = Connection::open(dir.path().join("fieldsync.sqlite3")).unwrap();
+        let mut c = Scoped {
+            campaign: "c1",
+            visible_campaign: Some("c1".into()),
+            places: r#"["510100001"]"#.into(),
+            approved_only: false,
+            from: None,
+            to: None,
+        };
+        let sql = |c: &Scoped<'_>| format!("SELECT count(*) {}", live("interview", c));
+        let everything = plan(&conn, &sql(&c), &c);
+        assert!(
+            everything.contains("USING COVERING INDEX records_tally"),
+            "{everything}"
+        );
+        c.approved_only = true;
+        let approved = plan(&conn, &sql(&c), &c);
+        assert!(!approved.contains("COVERING"), "{approved}");
+        c.approved_only = false;
+        c.from = Some("2026-11-01".into());
+        let period = plan(&conn, &sql(&c), &c);
+        assert!(!period.contains("COVERING"), "{period}");
+    }
 }
