@@ -158,19 +158,25 @@ async fn dossier_body(
         .into_iter()
         .filter(|r| !r.deleted)
         .collect();
-    let of_kind = |kind: &str| -> Vec<RecordView> {
-        present.iter().filter(|r| r.kind == kind).cloned().collect()
-    };
-    // Counted as the tallies count (approved records only where the campaign says so).
+    let of_kind =
+        |kind: &str| -> Vec<&RecordView> { present.iter().filter(|r| r.kind == kind).collect() };
+    // Counted as the tallies count (approved records only where the campaign says so). A
+    // village can hold tens of thousands of records: copied only when some do not count.
     let approved_only = c.tallies.approved_only;
-    let live: Vec<RecordView> = present
-        .iter()
-        .filter(|r| crate::report::village::counted(r, approved_only))
-        .cloned()
-        .collect();
+    let approved: Vec<RecordView>;
+    let live: &[RecordView] = if approved_only {
+        approved = present
+            .iter()
+            .filter(|r| crate::report::village::counted(r, approved_only))
+            .cloned()
+            .collect();
+        &approved
+    } else {
+        &present
+    };
     let (zh, en) = crate::report::counting_basis(&c.tallies);
     body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(&zh, &en))));
-    let summary = crate::report::village::summarize(template, v, &live, &super::page::today());
+    let summary = crate::report::village::summarize(template, v, live, &super::page::today());
     body.push_str(&summary_html(&summary, lang));
     if let Some(v) = v {
         body.push_str(&cards(&[
@@ -323,13 +329,12 @@ async fn dossier_body(
             )
         ));
         // Long lists folded: a click opens them (no script).
-        let table = kind_table(
-            c,
-            kind,
-            &records[..records.len().min(DOSSIER_ROWS)],
-            &names,
-            lang,
-        );
+        let shown: Vec<RecordView> = records
+            .iter()
+            .take(DOSSIER_ROWS)
+            .map(|r| (*r).clone())
+            .collect();
+        let table = kind_table(c, kind, &shown, &names, lang);
         if records.len() > FOLD_ROWS {
             body.push_str(&format!(
                 "<details><summary>{}</summary>{table}</details>",
@@ -352,7 +357,7 @@ async fn dossier_body(
             ));
         }
     }
-    body.push_str(&super::files::photo_strip(state, c, code, lang).await?);
+    body.push_str(&super::files::photo_strip(state, &present, lang).await?);
     Ok(body)
 }
 

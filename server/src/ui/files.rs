@@ -123,18 +123,16 @@ pub(super) async fn gallery(
 /// The most pictures the dossier shows; the rest are on their records' pages.
 const STRIP: usize = 24;
 
-/// The village's pictures for its dossier: previews of up to [`STRIP`] stored photos, newest
-/// first, each opening its record.
+/// The village's pictures for its dossier, from the village's `records` the dossier has read:
+/// previews of up to [`STRIP`] stored photos, newest first, each opening its record.
 pub(super) async fn photo_strip(
     state: &AppState,
-    c: &Campaign,
-    code: &str,
+    records: &[RecordView],
     lang: Lang,
 ) -> Result<String, ApiError> {
     let Some(blobs) = state.blobs.as_deref() else {
         return Ok(String::new());
     };
-    let records = village_records(state, c, code).await?;
     let mut pictures: Vec<(&RecordView, AttachmentRef)> = records
         .iter()
         .filter(|r| !r.deleted)
