@@ -158,6 +158,60 @@ fn field(name: &str) -> String {
     format!("json_extract(fields, '$.{name}')")
 }
 
+/// The interviews of a campaign read once for every number drawn from them: per place, the
+/// members interviewed (by id) and the interviews of anyone else; and the suggestions collected.
+#[derive(Default)]
+struct Interviews {
+    /// Place → distinct members interviewed there (as SQL values, keyed like `count(DISTINCT)`).
+    members: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Place → interviews of anyone but a team member.
+    others: BTreeMap<String, u64>,
+    /// The interviews' `suggestions_collected`, summed.
+    suggestions: i64,
+}
+
+impl Interviews {
+    fn read(conn: &Connection, c: &Scoped<'_>) -> Result<Self, StorageError> {
+        let member = format!("{} IS 'member'", field("interviewee_type"));
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT scope, {member}, CASE WHEN {member} THEN {} END, count(*), sum({})
+             {} GROUP BY 1, 2, 3",
+            field("interviewee"),
+            field("suggestions_collected"),
+            live("interview", c)
+        ))?;
+        let mut out = Interviews::default();
+        let mut rows = stmt.query(c.params())?;
+        while let Some(r) = rows.next()? {
+            let scope: String = r.get(0)?;
+            let (is_member, n): (bool, i64) = (r.get(1)?, r.get(3)?);
+            out.suggestions += r.get::<_, Option<i64>>(4)?.unwrap_or(0);
+            if !is_member {
+                *out.others.entry(scope).or_default() += n as u64;
+                continue;
+            }
+            // count(DISTINCT) tells 1 from '1', not 1 from 1.0, and skips NULL: so does the key.
+            use rusqlite::types::ValueRef;
+            let who = match r.get_ref(2)? {
+                ValueRef::Null => continue,
+                ValueRef::Integer(i) => format!("i{i}"),
+                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9e15 => format!("i{}", f as i64),
+                ValueRef::Real(f) => format!("r{f}"),
+                ValueRef::Text(t) => format!("t{}", String::from_utf8_lossy(t)),
+                ValueRef::Blob(b) => format!("b{}", hex::encode(b)),
+            };
+            out.members.entry(scope).or_default().insert(who);
+        }
+        Ok(out)
+    }
+
+    /// Members interviewed at least once, anywhere.
+    fn members_interviewed(&self) -> u64 {
+        let all: std::collections::BTreeSet<&String> = self.members.values().flatten().collect();
+        all.len() as u64
+    }
+}
+
 /// Every number of the seed reports for one campaign, counted over the visible records only.
 pub(crate) fn tallies(
     conn: &Connection,
@@ -200,6 +254,7 @@ pub(crate) fn tallies(
         .and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
         .map(|f| Targets::from_fields(&f))
         .unwrap_or_default();
+    let interviews = Interviews::read(conn, c)?;
     let mut t = Tallies {
         campaign,
         targets,
@@ -233,16 +288,7 @@ pub(crate) fn tallies(
         )?,
         work_groups: kind_count("work_group")?,
         members: kind_count("member")?,
-        members_interviewed: count(
-            conn,
-            &format!(
-                "SELECT count(DISTINCT {}) {} AND {} = 'member'",
-                field("interviewee"),
-                live("interview", c),
-                field("interviewee_type")
-            ),
-            c,
-        )?,
+        members_interviewed: interviews.members_interviewed(),
         interviews: kind_count("interview")?,
         meetings: kind_count("meeting")?,
         meeting_participants: sum(
@@ -254,16 +300,17 @@ pub(crate) fn tallies(
             ),
             c,
         )?,
-        suggestions: sum(
-            conn,
-            &format!(
-                "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
-                 AND kind IN ('interview', 'meeting', 'site_visit') AND {}",
-                field("suggestions_collected"),
-                seen("records", c)
-            ),
-            c,
-        )?,
+        suggestions: interviews.suggestions
+            + sum(
+                conn,
+                &format!(
+                    "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
+                     AND kind IN ('meeting', 'site_visit') AND {}",
+                    field("suggestions_collected"),
+                    seen("records", c)
+                ),
+                c,
+            )?,
         questionnaires: kind_count("questionnaire")?,
         evaluations: kind_count("evaluation")?,
         document_reviews: kind_count("document_review")?,
@@ -362,43 +409,41 @@ pub(crate) fn tallies(
             c,
         )?,
         overdue_rectifications: overdue(conn, &scoped, &today)?,
-        team_satisfaction: group(
-            conn,
-            &format!(
-                "SELECT {}, count(*) {} GROUP BY 1",
-                field("team_rating"),
-                live("evaluation", c)
-            ),
-            c,
-        )?,
         ..Default::default()
     };
+    // The evaluation forms, read once for the team's and each member's satisfaction: grouped
+    // by their answers (forms filled alike are one row), each group's member answers counted
+    // from its JSON object.
     {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT je.key, je.value, count(*)
-             FROM records, json_each(records.fields, '$.member_ratings') AS je
-             WHERE records.campaign = ?1 AND records.kind = 'evaluation' AND records.deleted = 0
-               AND {}
-             GROUP BY 1, 2",
-            seen("records", c)
+            "SELECT {}, json_extract(fields, '$.member_ratings'), count(*) {} GROUP BY 1, 2",
+            text_field("team_rating"),
+            live("evaluation", c)
         ))?;
-        let rows = stmt.query_map(c.params(), |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (member, answer, n) = row?;
-            *t.member_satisfaction
-                .entry(member)
-                .or_default()
-                .entry(answer)
-                .or_default() += n as u64;
+        let mut rows = stmt.query(c.params())?;
+        while let Some(r) = rows.next()? {
+            let (team, members, n): (Option<String>, Option<String>, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            if let Some(team) = team {
+                *t.team_satisfaction.entry(team).or_default() += n as u64;
+            }
+            let members = members
+                .and_then(|m| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&m).ok()
+                })
+                .unwrap_or_default();
+            for (member, answer) in members {
+                if let serde_json::Value::String(answer) = answer {
+                    *t.member_satisfaction
+                        .entry(member)
+                        .or_default()
+                        .entry(answer)
+                        .or_default() += n as u64;
+                }
+            }
         }
     }
-    t.villages_detail = villages(conn, c)?;
+    t.villages_detail = villages(conn, c, &interviews)?;
     t.template = conn
         .query_row(
             &format!("SELECT {} {}", field("template"), live("campaign", c)),
@@ -491,7 +536,11 @@ pub(crate) fn tallies(
     Ok(t)
 }
 
-fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, StorageError> {
+fn villages(
+    conn: &Connection,
+    c: &Scoped<'_>,
+    interviews: &Interviews,
+) -> Result<Vec<VillageTally>, StorageError> {
     let mut out: BTreeMap<String, VillageTally> = BTreeMap::new();
     {
         let mut stmt = conn.prepare_cached(&format!(
@@ -548,26 +597,9 @@ fn villages(conn: &Connection, c: &Scoped<'_>) -> Result<Vec<VillageTally>, Stor
         }
     }
     // Members interviewed at least once, and interviews of anyone else, per village.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, count(DISTINCT CASE WHEN {kind} = 'member' THEN {who} END),
-                count(CASE WHEN {kind} IS NOT 'member' THEN 1 END)
-         {} GROUP BY scope",
-        live("interview", c),
-        kind = field("interviewee_type"),
-        who = field("interviewee"),
-    ))?;
-    for row in stmt.query_map(c.params(), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })? {
-        let (scope, members, others) = row?;
-        if let Some(v) = out.get_mut(&scope) {
-            v.members_interviewed = members as u64;
-            v.villager_interviews = others as u64;
-        }
+    for (scope, v) in out.iter_mut() {
+        v.members_interviewed = interviews.members.get(scope).map_or(0, |m| m.len() as u64);
+        v.villager_interviews = interviews.others.get(scope).copied().unwrap_or(0);
     }
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0",
