@@ -15,6 +15,7 @@ mod pull;
 mod push;
 mod records;
 mod schema;
+mod search;
 mod tally;
 mod visible;
 mod writer;

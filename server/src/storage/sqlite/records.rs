@@ -1,5 +1,5 @@
 //! The merged records and the department's queries in SQLite: one record, listings, exports,
-//! conflicts; tallies and search are in [`super::tally`]. Every query takes the asker's
+//! conflicts; tallies are in [`super::tally`], search in [`super::search`]. Every query takes the asker's
 //! [`Visibility`] into its `WHERE` ([`super::visible`]).
 
 use async_trait::async_trait;
@@ -191,12 +191,12 @@ impl Records for SqliteStorage {
         search: Search,
         visibility: Visibility,
     ) -> Result<Vec<SearchHit>, StorageError> {
-        self.read(move |conn| super::tally::search(conn, &search, &visibility))
+        self.read(move |conn| super::search::search(conn, &search, &visibility))
             .await
     }
 
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {
-        self.read(move |conn| super::tally::template(conn, campaign))
+        self.read(move |conn| super::search::template(conn, campaign))
             .await
     }
 }

@@ -1,22 +1,15 @@
-//! The campaign queries of the SQLite storage: tallies computed in SQL over the projection's
-//! JSON (`json_extract`, `json_each`), and full-text search through the FTS5 trigram index.
+//! The tallies of the SQLite storage: every number of a campaign's report, computed in SQL over
+//! the projection's JSON (`json_extract`, `json_each`) within the asker's visibility.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use fieldsync_protocol::{
-    approval,
-    auth::DEPARTMENT_KINDS,
-    template::{TEMPLATE_KIND, Template},
-};
-use rusqlite::{Connection, OptionalExtension, params};
+use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
+use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::visible;
-use crate::storage::{
-    Counts, NOTES_PER_VILLAGE, Search, SearchHit, StorageError, Tallies, Targets, VillageTally,
-    Visibility,
-};
+
+mod villages;
+use crate::storage::{Counts, StorageError, Tallies, Targets, Visibility};
+use villages::{Interviews, villages};
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
 /// [`visible::condition`]), `?4` whether only approved records count, `?5` and `?6` the period
@@ -156,60 +149,6 @@ fn text_field(name: &str) -> String {
 
 fn field(name: &str) -> String {
     format!("json_extract(fields, '$.{name}')")
-}
-
-/// The interviews of a campaign read once for every number drawn from them: per place, the
-/// members interviewed (by id) and the interviews of anyone else; and the suggestions collected.
-#[derive(Default)]
-struct Interviews {
-    /// Place → distinct members interviewed there (as SQL values, keyed like `count(DISTINCT)`).
-    members: BTreeMap<String, std::collections::BTreeSet<String>>,
-    /// Place → interviews of anyone but a team member.
-    others: BTreeMap<String, u64>,
-    /// The interviews' `suggestions_collected`, summed.
-    suggestions: i64,
-}
-
-impl Interviews {
-    fn read(conn: &Connection, c: &Scoped<'_>) -> Result<Self, StorageError> {
-        let member = format!("{} IS 'member'", field("interviewee_type"));
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT scope, {member}, CASE WHEN {member} THEN {} END, count(*), sum({})
-             {} GROUP BY 1, 2, 3",
-            field("interviewee"),
-            field("suggestions_collected"),
-            live("interview", c)
-        ))?;
-        let mut out = Interviews::default();
-        let mut rows = stmt.query(c.params())?;
-        while let Some(r) = rows.next()? {
-            let scope: String = r.get(0)?;
-            let (is_member, n): (bool, i64) = (r.get(1)?, r.get(3)?);
-            out.suggestions += r.get::<_, Option<i64>>(4)?.unwrap_or(0);
-            if !is_member {
-                *out.others.entry(scope).or_default() += n as u64;
-                continue;
-            }
-            // count(DISTINCT) tells 1 from '1', not 1 from 1.0, and skips NULL: so does the key.
-            use rusqlite::types::ValueRef;
-            let who = match r.get_ref(2)? {
-                ValueRef::Null => continue,
-                ValueRef::Integer(i) => format!("i{i}"),
-                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9e15 => format!("i{}", f as i64),
-                ValueRef::Real(f) => format!("r{f}"),
-                ValueRef::Text(t) => format!("t{}", String::from_utf8_lossy(t)),
-                ValueRef::Blob(b) => format!("b{}", hex::encode(b)),
-            };
-            out.members.entry(scope).or_default().insert(who);
-        }
-        Ok(out)
-    }
-
-    /// Members interviewed at least once, anywhere.
-    fn members_interviewed(&self) -> u64 {
-        let all: std::collections::BTreeSet<&String> = self.members.values().flatten().collect();
-        all.len() as u64
-    }
 }
 
 /// Every number of the seed reports for one campaign, counted over the visible records only.
@@ -536,233 +475,11 @@ pub(crate) fn tallies(
     Ok(t)
 }
 
-fn villages(
-    conn: &Connection,
-    c: &Scoped<'_>,
-    interviews: &Interviews,
-) -> Result<Vec<VillageTally>, StorageError> {
-    let mut out: BTreeMap<String, VillageTally> = BTreeMap::new();
-    {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {}, {} {} AND {} IN ('village', 'community')",
-            field("code"),
-            field("name"),
-            live("place", c),
-            field("level")
-        ))?;
-        for row in stmt.query_map(c.params(), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })? {
-            let (code, name) = row?;
-            out.insert(
-                code.clone(),
-                VillageTally {
-                    code,
-                    name,
-                    ..Default::default()
-                },
-            );
-        }
-    }
-    // Only the kinds counted per village: with every record counting, from `records_tally`
-    // alone.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, kind, count(*) FROM records WHERE campaign = ?1
-         AND kind IN ('member', 'interview', 'meeting', 'questionnaire', 'evaluation', 'finding',
-                      'document_review')
-         AND deleted = 0 AND {}
-         GROUP BY kind, scope",
-        seen("records", c)
-    ))?;
-    for row in stmt.query_map(c.params(), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })? {
-        let (scope, kind, n) = row?;
-        if let Some(v) = out.get_mut(&scope) {
-            let n = n as u64;
-            match kind.as_str() {
-                "member" => v.members = n,
-                "interview" => v.interviews = n,
-                "meeting" => v.meetings = n,
-                "questionnaire" => v.questionnaires = n,
-                "evaluation" => v.evaluations = n,
-                "finding" => v.findings = n,
-                "document_review" => v.document_reviews = n,
-                _ => {}
-            }
-        }
-    }
-    // Members interviewed at least once, and interviews of anyone else, per village.
-    for (scope, v) in out.iter_mut() {
-        v.members_interviewed = interviews.members.get(scope).map_or(0, |m| m.len() as u64);
-        v.villager_interviews = interviews.others.get(scope).copied().unwrap_or(0);
-    }
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0",
-        field("rating"),
-        field("summary"),
-        live("assessment", c),
-        field("target_type")
-    ))?;
-    for row in stmt.query_map(c.params(), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, Option<String>>(2)?,
-        ))
-    })? {
-        let (scope, rating, summary) = row?;
-        if let Some(v) = out.get_mut(&scope) {
-            v.team_rating = rating;
-            v.summary = summary;
-        }
-    }
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT scope, {} {} ORDER BY first_seq",
-        field("text"),
-        live("finding", c)
-    ))?;
-    for row in stmt.query_map(c.params(), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-    })? {
-        let (scope, text) = row?;
-        if let (Some(v), Some(text)) = (out.get_mut(&scope), text) {
-            v.problems.push(text);
-        }
-    }
-    // Each village's first meeting minutes, then interview notes, up to NOTES_PER_VILLAGE:
-    // read in `records_by_place` order (place, kind, first change), stopping at the last one
-    // needed instead of reading every note of the campaign.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {notes} FROM records
-         WHERE campaign = ?1 AND scope = ?7 AND kind = ?8 AND deleted = 0 AND {}
-           AND length({notes}) > 0
-         ORDER BY first_seq LIMIT ?9",
-        seen("records", c),
-        notes = text_field("notes"),
-    ))?;
-    for (code, v) in out.iter_mut() {
-        for kind in ["meeting", "interview"] {
-            let wanted = NOTES_PER_VILLAGE.saturating_sub(v.notes.len());
-            if wanted == 0 {
-                break;
-            }
-            let [p1, p2, p3, p4, p5, p6] = c.params();
-            let rows = stmt.query_map(
-                [p1, p2, p3, p4, p5, p6, &code, &kind, &(wanted as i64)],
-                |r| r.get::<_, String>(0),
-            )?;
-            for text in rows {
-                v.notes.push(text?);
-            }
-        }
-    }
-    Ok(out.into_values().collect())
-}
-
-/// Records whose text contains every word of `search` (any language; FTS5's trigram index
-/// answers each word of three characters or more).
-pub(crate) fn search(
-    conn: &Connection,
-    search: &Search,
-    visibility: &Visibility,
-) -> Result<Vec<SearchHit>, StorageError> {
-    // LIKE's wildcards in a word match anything in the pattern (the trigram index does not take
-    // ESCAPE); every hit is then checked to contain such a word as typed, `%` and `_` included.
-    // Control characters never get here (`search_words` drops them; a NUL would end the
-    // pattern early in SQLite and match every record).
-    let patterns: Vec<String> = search
-        .words
-        .iter()
-        .map(|w| format!("%{}%", w.replace(['%', '_'], "%")))
-        .collect();
-    if patterns.is_empty() {
-        return Ok(Vec::new());
-    }
-    let exact: Vec<&String> = search
-        .words
-        .iter()
-        .filter(|w| w.contains(['%', '_']))
-        .collect();
-    // ?1 campaign, ?2 kind, ?3 village, ?4 limit, ?5 and ?6 the visibility, ?7… the words.
-    let likes: Vec<String> = (0..patterns.len())
-        .map(|i| format!("f.text LIKE ?{}", i + 7))
-        .collect();
-    let sql = format!(
-        "SELECT f.id, f.kind, f.campaign, r.scope, f.text
-         FROM records_fts f JOIN records r ON r.id = f.id
-         WHERE {}
-           AND (?1 IS NULL OR f.campaign = ?1) AND (?2 IS NULL OR f.kind = ?2)
-           AND (?3 IS NULL OR r.scope = ?3) AND {}
-         ORDER BY r.first_seq LIMIT ?4",
-        likes.join(" AND "),
-        visible::condition("r", 5)
-    );
-    let (visible_campaign, places) = visible::params(visibility);
-    let mut values: Vec<rusqlite::types::Value> = vec![
-        search.campaign.map(|c| c.to_string()).into(),
-        search.kind.clone().into(),
-        search.scope.clone().into(),
-        (search.limit as i64).into(),
-        visible_campaign.into(),
-        places.into(),
-    ];
-    values.extend(patterns.into_iter().map(rusqlite::types::Value::from));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, kind, campaign, scope, text) = row?;
-        if !exact.iter().all(|w| text.contains(w.as_str())) {
-            continue;
-        }
-        out.push(SearchHit {
-            id: Uuid::parse_str(&id).unwrap_or_default(),
-            kind,
-            campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
-            scope,
-            snippet: crate::storage::tallies::snippet(&text, &search.words),
-        });
-    }
-    Ok(out)
-}
-
-/// The newest template of a campaign on the server (see [`crate::templates`]).
-pub(crate) fn template(
-    conn: &Connection,
-    campaign: Uuid,
-) -> Result<Option<Template>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT fields FROM records WHERE kind = ?1 AND campaign = ?2 AND deleted = 0
-         AND fields IS NOT NULL",
-    )?;
-    let fields: Vec<String> = stmt
-        .query_map(params![TEMPLATE_KIND, campaign.to_string()], |r| {
-            r.get::<_, String>(0)
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(
-        crate::templates::versions(fields.iter().map(String::as_str))
-            .pop()
-            .map(Arc::unwrap_or_clone),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::NOTES_PER_VILLAGE;
+    use rusqlite::params;
 
     fn plan(conn: &Connection, sql: &str, c: &Scoped<'_>) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
