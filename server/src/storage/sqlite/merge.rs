@@ -107,9 +107,13 @@ pub(super) fn write_outcome(
         .map_err(other)?;
     index_text(tx, id, campaign, kind, &projection)?;
     tx.execute(
-        "UPDATE records SET doc = ?2, fields = ?3, deleted = ?4, conflicts = ?5, heads = ?6,
+        concat!(
+            "UPDATE records SET doc = ?2, fields = ?3, facts = ",
+            facts_of!("?3"),
+            ", deleted = ?4, conflicts = ?5, heads = ?6,
                 problem = ?7, dirty = 0, merged_at = ?8, review = ?9
-         WHERE id = ?1",
+         WHERE id = ?1"
+        ),
         params![
             id,
             doc,

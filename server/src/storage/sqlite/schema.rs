@@ -101,6 +101,18 @@ DROP INDEX records_by_place;
 CREATE INDEX records_by_place ON records (campaign, scope, kind, first_seq);
 ",
     },
+    Migration {
+        name: "the tallies group a campaign's records by their short values from an index",
+        sql: concat!(
+            "ALTER TABLE records ADD COLUMN facts TEXT;
+UPDATE records SET facts = ",
+            facts_of!("fields"),
+            " WHERE fields IS NOT NULL;
+DROP INDEX records_tally;
+CREATE INDEX records_tally ON records (campaign, kind, deleted, scope, conflicts, facts);
+"
+        ),
+    },
 ];
 
 #[cfg(test)]
@@ -111,6 +123,43 @@ mod tests {
     use super::MIGRATIONS;
     use crate::storage::Storage;
     use crate::storage::sqlite::SqliteStorage;
+
+    #[tokio::test]
+    async fn an_older_database_gets_the_short_values_of_its_records_for_the_tallies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.name.starts_with("the tallies group"))
+            .unwrap();
+        let note = "谈话".repeat(40);
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, &MIGRATIONS[..before]).unwrap();
+            conn.execute(
+                "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
+                                      fields)
+                 VALUES ('a', 'interview', 'c1', '510100001', 1, 1, 0, ?1),
+                        ('b', 'interview', 'c1', '510100001', 2, 2, 1, NULL)",
+                [serde_json::json!({"interviewee_type": "member", "notes": note}).to_string()],
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::open_for_admin(dir.path()).unwrap();
+        storage.close().await;
+        let conn = Connection::open(&path).unwrap();
+        let facts: Vec<Option<String>> = conn
+            .prepare("SELECT facts FROM records ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            facts,
+            [Some(r#"{"interviewee_type":"member"}"#.to_string()), None]
+        );
+    }
 
     #[tokio::test]
     async fn an_older_database_learns_the_campaign_and_place_of_every_change() {

@@ -141,14 +141,31 @@ fn overdue(conn: &Connection, c: &Scoped<'_>, today: &str) -> Result<u64, Storag
 }
 
 /// A field's value when it is text, else NULL.
+/// A short field's value when it is text, else NULL (from `facts`: see [`field`]).
 fn text_field(name: &str) -> String {
     format!(
-        "(CASE json_type(fields, '$.{name}') WHEN 'text' THEN json_extract(fields, '$.{name}') END)"
+        "(CASE json_type(facts, '$.{name}') WHEN 'text' THEN json_extract(facts, '$.{name}') END)"
     )
 }
 
+/// A short field's value (a choice, an id, a number, a date, a map of choices): read from the
+/// record's `facts` (`facts_of!`), which the index `records_tally` holds, so that a query naming
+/// only these and the index's columns never reads the records' rows. A text over 64 characters
+/// is not there: read those with [`long_field`].
 fn field(name: &str) -> String {
+    format!("json_extract(facts, '$.{name}')")
+}
+
+/// A field that may be long text (a name, a summary, a finding, notes), from `fields`.
+fn long_field(name: &str) -> String {
     format!("json_extract(fields, '$.{name}')")
+}
+
+/// [`long_field`] when it is text, else NULL.
+fn long_text_field(name: &str) -> String {
+    format!(
+        "(CASE json_type(fields, '$.{name}') WHEN 'text' THEN json_extract(fields, '$.{name}') END)"
+    )
 }
 
 /// Every number of the seed reports for one campaign, counted over the visible records only.
@@ -201,7 +218,7 @@ pub(crate) fn tallies(
         period: period.clone(),
         name: conn
             .query_row(
-                &format!("SELECT {} {}", field("name"), live("campaign", c)),
+                &format!("SELECT {} {}", long_field("name"), live("campaign", c)),
                 c.params(),
                 |r| r.get::<_, Option<String>>(0),
             )
@@ -355,7 +372,7 @@ pub(crate) fn tallies(
     // from its JSON object.
     {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {}, json_extract(fields, '$.member_ratings'), count(*) {} GROUP BY 1, 2",
+            "SELECT {}, json_extract(facts, '$.member_ratings'), count(*) {} GROUP BY 1, 2",
             text_field("team_rating"),
             live("evaluation", c)
         ))?;
@@ -385,7 +402,7 @@ pub(crate) fn tallies(
     t.villages_detail = villages(conn, c, &interviews)?;
     t.template = conn
         .query_row(
-            &format!("SELECT {} {}", field("template"), live("campaign", c)),
+            &format!("SELECT {} {}", long_field("template"), live("campaign", c)),
             c.params(),
             |r| r.get::<_, Option<String>>(0),
         )
@@ -396,8 +413,8 @@ pub(crate) fn tallies(
         group(
             conn,
             &format!(
-                "SELECT json_extract(t.fields, '$.level'), count(DISTINCT m.id) {from}
-                 JOIN records t ON t.id = json_extract(m.fields, '$.team')
+                "SELECT json_extract(t.facts, '$.level'), count(DISTINCT m.id) {from}
+                 JOIN records t ON t.id = json_extract(m.facts, '$.team')
                  WHERE {filter} GROUP BY 1"
             ),
             c,
@@ -411,30 +428,30 @@ pub(crate) fn tallies(
         ),
     )?;
     t.interviewed_by_level = by_team_level(
-        "FROM records i JOIN records m ON m.id = json_extract(i.fields, '$.interviewee')",
+        "FROM records i JOIN records m ON m.id = json_extract(i.facts, '$.interviewee')",
         &format!(
             "i.campaign = ?1 AND i.kind = 'interview' AND i.deleted = 0 AND {}",
             seen("i", c)
         ),
     )?;
     t.violators_by_level = by_team_level(
-        "FROM records p JOIN records m ON m.id = json_extract(p.fields, '$.member')",
+        "FROM records p JOIN records m ON m.id = json_extract(p.facts, '$.member')",
         &format!(
             "p.campaign = ?1 AND p.kind = 'prescreening' AND p.deleted = 0
-             AND json_extract(p.fields, '$.violation') = 1 AND {}",
+             AND json_extract(p.facts, '$.violation') = 1 AND {}",
             seen("p", c)
         ),
     )?;
     // Team assessments per level of the team assessed, and the five checks of township teams.
     let team_assessments = format!(
-        "FROM records a JOIN records t ON t.id = json_extract(a.fields, '$.target')
+        "FROM records a JOIN records t ON t.id = json_extract(a.facts, '$.target')
          WHERE a.campaign = ?1 AND a.kind = 'assessment' AND a.deleted = 0 AND a.conflicts = 0
-         AND json_extract(a.fields, '$.target_type') = 'team' AND {}",
+         AND json_extract(a.facts, '$.target_type') = 'team' AND {}",
         seen("a", c)
     );
     {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT json_extract(t.fields, '$.level'), json_extract(a.fields, '$.rating'), count(*)
+            "SELECT json_extract(t.facts, '$.level'), json_extract(a.facts, '$.rating'), count(*)
              {team_assessments} GROUP BY 1, 2"
         ))?;
         for row in stmt.query_map(c.params(), |r| {
@@ -463,8 +480,8 @@ pub(crate) fn tallies(
         let counts = group(
             conn,
             &format!(
-                "SELECT json_extract(a.fields, '$.{check}'), count(*) {team_assessments}
-                 AND json_extract(t.fields, '$.level') = 'township_team' GROUP BY 1"
+                "SELECT json_extract(a.facts, '$.{check}'), count(*) {team_assessments}
+                 AND json_extract(t.facts, '$.level') = 'township_team' GROUP BY 1"
             ),
             c,
         )?;
@@ -489,6 +506,35 @@ mod tests {
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
     }
 
+    #[test]
+    fn facts_keep_every_value_but_long_texts() {
+        let conn = Connection::open_in_memory().unwrap();
+        let fields = serde_json::json!({
+            "rating": "good",
+            "stars": 4,
+            "share": 0.5,
+            "violation": true,
+            "member": null,
+            "ratings": {"m1": "satisfied", "m2": "unsatisfied"},
+            "tags": ["a", "b"],
+            "name": "一".repeat(64),
+            "notes": "二".repeat(65),
+        });
+        let facts: String = conn
+            .query_row(
+                concat!("SELECT ", facts_of!("?1")),
+                [fields.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let mut expected = fields.as_object().unwrap().clone();
+        expected.remove("notes");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&facts).unwrap(),
+            serde_json::Value::Object(expected)
+        );
+    }
+
     #[tokio::test]
     async fn a_villages_notes_are_its_minutes_then_its_oldest_interview_notes() {
         let dir = tempfile::tempdir().unwrap();
@@ -500,9 +546,13 @@ mod tests {
         let mut add = |kind: &str, scope: &str, fields: serde_json::Value, deleted: bool| {
             seq += 1;
             conn.execute(
-                "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
-                                      fields, deleted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ?7)",
+                concat!(
+                    "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
+                                          fields, facts, deleted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ",
+                    facts_of!("?6"),
+                    ", ?7)"
+                ),
                 params![
                     Uuid::from_u128(100 + seq as u128).to_string(),
                     kind,
@@ -608,6 +658,18 @@ mod tests {
         assert!(
             everything.contains("USING COVERING INDEX records_tally"),
             "{everything}"
+        );
+        // Grouping by short values reads the index too: they are in its `facts`.
+        let grouped = format!(
+            "SELECT {}, count(*) {} AND {} = 'team' GROUP BY 1",
+            field("rating"),
+            live("assessment", &c),
+            field("target_type")
+        );
+        let grouped = plan(&conn, &grouped, &c);
+        assert!(
+            grouped.contains("USING COVERING INDEX records_tally"),
+            "{grouped}"
         );
         c.approved_only = true;
         let approved = plan(&conn, &sql(&c), &c);

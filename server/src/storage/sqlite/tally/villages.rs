@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 
-use super::{Scoped, field, live, seen, text_field};
+use super::{Scoped, field, live, long_field, long_text_field, seen};
 use crate::storage::{NOTES_PER_VILLAGE, StorageError, VillageTally};
 
 /// The interviews of a campaign read once for every number drawn from them: per place, the
@@ -72,8 +72,8 @@ pub(super) fn villages(
     {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {}, {} {} AND {} IN ('village', 'community')",
-            field("code"),
-            field("name"),
+            long_field("code"),
+            long_field("name"),
             live("place", c),
             field("level")
         ))?;
@@ -131,7 +131,7 @@ pub(super) fn villages(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0",
         field("rating"),
-        field("summary"),
+        long_field("summary"),
         live("assessment", c),
         field("target_type")
     ))?;
@@ -150,7 +150,7 @@ pub(super) fn villages(
     }
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT scope, {} {} ORDER BY first_seq",
-        field("text"),
+        long_field("text"),
         live("finding", c)
     ))?;
     for row in stmt.query_map(c.params(), |r| {
@@ -170,7 +170,7 @@ pub(super) fn villages(
            AND length({notes}) > 0
          ORDER BY first_seq LIMIT ?9",
         seen("records", c),
-        notes = text_field("notes"),
+        notes = long_text_field("notes"),
     ))?;
     for (code, v) in out.iter_mut() {
         for kind in ["meeting", "interview"] {
