@@ -106,26 +106,24 @@ pub(super) fn write_outcome(
         .transpose()
         .map_err(other)?;
     index_text(tx, id, campaign, kind, &projection)?;
-    tx.execute(
-        concat!(
-            "UPDATE records SET doc = ?2, fields = ?3, facts = ",
-            facts_of!("?3"),
-            ", deleted = ?4, conflicts = ?5, heads = ?6,
-                problem = ?7, dirty = 0, merged_at = ?8, review = ?9
-         WHERE id = ?1"
-        ),
-        params![
-            id,
-            doc,
-            projection.fields_json().to_string(),
-            projection.deleted,
-            projection.conflicts as i64,
-            serde_json::to_string(&projection.heads).map_err(other)?,
-            problem,
-            now_ms(),
-            review
-        ],
-    )?;
+    let fields = projection.fields_json();
+    tx.prepare_cached(
+        "UPDATE records SET doc = ?2, fields = ?3, deleted = ?4, conflicts = ?5, heads = ?6,
+                problem = ?7, dirty = 0, merged_at = ?8, review = ?9, facts = ?10
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        doc,
+        fields.to_string(),
+        projection.deleted,
+        projection.conflicts as i64,
+        serde_json::to_string(&projection.heads).map_err(other)?,
+        problem,
+        now_ms(),
+        review,
+        super::facts::facts(&fields)
+    ])?;
     Ok(())
 }
 

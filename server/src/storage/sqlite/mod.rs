@@ -9,25 +9,8 @@
 //! store is decided by [`crate::ingest`], how a record merges by [`crate::merge`]; the modules
 //! here read and write.
 
-/// SQL for the short values of a projection's fields JSON (`$e`, an SQL expression): every value
-/// but a text over 64 characters (notes, minutes, summaries), as a JSON object. Kept beside
-/// `fields` in `records.facts` by the merge and inside the index `records_tally`, so that the
-/// tallies group and count a campaign's records from the index without reading their rows. A
-/// macro, so that the migration that fills the column and the merge that keeps it are the same
-/// SQL.
-macro_rules! facts_of {
-    ($e:literal) => {
-        concat!(
-            "(SELECT json_group_object(key, CASE WHEN type IN ('object', 'array') \
-             THEN json(value) WHEN type IN ('true', 'false') THEN json(type) ELSE value END) \
-             FROM json_each(",
-            $e,
-            ") WHERE type != 'text' OR length(value) <= 64)"
-        )
-    };
-}
-
 mod accounts;
+mod facts;
 mod merge;
 mod pull;
 mod push;
@@ -117,6 +100,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StorageEr
     // tallies scan a campaign's records several times, 3× faster at 100,000 records
     // (BENCHMARKS.md). Address space only; what is resident is the file's cached pages.
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    facts::register(&conn)?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode: a committed transaction survives the process being killed; only an

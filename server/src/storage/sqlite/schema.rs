@@ -103,15 +103,13 @@ CREATE INDEX records_by_place ON records (campaign, scope, kind, first_seq);
     },
     Migration {
         name: "the tallies group a campaign's records by their short values from an index",
-        sql: concat!(
-            "ALTER TABLE records ADD COLUMN facts TEXT;
-UPDATE records SET facts = ",
-            facts_of!("fields"),
-            " WHERE fields IS NOT NULL;
+        // `fieldsync_facts` is `facts::facts`, registered on every connection.
+        sql: "
+ALTER TABLE records ADD COLUMN facts TEXT;
+UPDATE records SET facts = fieldsync_facts(fields) WHERE fields IS NOT NULL;
 DROP INDEX records_tally;
 CREATE INDEX records_tally ON records (campaign, kind, deleted, scope, conflicts, facts);
-"
-        ),
+",
     },
 ];
 

@@ -149,7 +149,7 @@ fn text_field(name: &str) -> String {
 }
 
 /// A short field's value (a choice, an id, a number, a date, a map of choices): read from the
-/// record's `facts` (`facts_of!`), which the index `records_tally` holds, so that a query naming
+/// record's `facts` (`sqlite::facts`), which the index `records_tally` holds, so that a query naming
 /// only these and the index's columns never reads the records' rows. A text over 64 characters
 /// is not there: read those with [`long_field`].
 fn field(name: &str) -> String {
@@ -506,53 +506,21 @@ mod tests {
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
     }
 
-    #[test]
-    fn facts_keep_every_value_but_long_texts() {
-        let conn = Connection::open_in_memory().unwrap();
-        let fields = serde_json::json!({
-            "rating": "good",
-            "stars": 4,
-            "share": 0.5,
-            "violation": true,
-            "member": null,
-            "ratings": {"m1": "satisfied", "m2": "unsatisfied"},
-            "tags": ["a", "b"],
-            "name": "一".repeat(64),
-            "notes": "二".repeat(65),
-        });
-        let facts: String = conn
-            .query_row(
-                concat!("SELECT ", facts_of!("?1")),
-                [fields.to_string()],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let mut expected = fields.as_object().unwrap().clone();
-        expected.remove("notes");
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&facts).unwrap(),
-            serde_json::Value::Object(expected)
-        );
-    }
-
     #[tokio::test]
     async fn a_villages_notes_are_its_minutes_then_its_oldest_interview_notes() {
         let dir = tempfile::tempdir().unwrap();
         let storage = crate::storage::sqlite::SqliteStorage::open_for_admin(dir.path()).unwrap();
         crate::storage::Storage::close(&storage).await;
         let conn = Connection::open(dir.path().join("fieldsync.sqlite3")).unwrap();
+        crate::storage::sqlite::facts::register(&conn).unwrap();
         let campaign = Uuid::from_u128(7);
         let mut seq = 0;
         let mut add = |kind: &str, scope: &str, fields: serde_json::Value, deleted: bool| {
             seq += 1;
             conn.execute(
-                concat!(
-                    "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
-                                          fields, facts, deleted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ",
-                    facts_of!("?6"),
-                    ", ?7)"
-                ),
+                "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
+                                      fields, facts, deleted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, fieldsync_facts(?6), ?7)",
                 params![
                     Uuid::from_u128(100 + seq as u128).to_string(),
                     kind,

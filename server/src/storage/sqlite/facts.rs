@@ -1,0 +1,77 @@
+//! A record's short values (`records.facts`): every field of its projection but a text over
+//! [`MAX_CHARS`] characters, as a JSON object. The tallies group and count by these (a choice,
+//! an id, a number, a date, a map of choices) from the index `records_tally`, which holds them,
+//! without reading the records' rows. The merge writes them with [`facts`]; the migration that
+//! added the column filled it through the same function, registered in SQL as
+//! `fieldsync_facts(fields)` by [`register`].
+
+use rusqlite::{Connection, functions::FunctionFlags};
+
+/// The longest text kept among the facts; longer ones (notes, minutes, summaries) are read from
+/// `fields` where a tally needs them.
+pub(super) const MAX_CHARS: usize = 64;
+
+/// The facts of a projection's fields (`None` when they are not a JSON object).
+pub(super) fn facts(fields: &serde_json::Value) -> Option<String> {
+    let serde_json::Value::Object(fields) = fields else {
+        return None;
+    };
+    let short: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .filter(
+            |(_, v)| !matches!(v, serde_json::Value::String(s) if s.chars().count() > MAX_CHARS),
+        )
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(serde_json::Value::Object(short).to_string())
+}
+
+/// Makes [`facts`] callable in SQL on `conn` as `fieldsync_facts(fields_json_text)`.
+pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "fieldsync_facts",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: Option<String> = ctx.get(0)?;
+            Ok(text
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|f| facts(&f)))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_keep_every_value_but_long_texts_in_rust_and_in_sql() {
+        let fields = serde_json::json!({
+            "rating": "good",
+            "stars": 4,
+            "share": 0.5,
+            "violation": true,
+            "member": null,
+            "ratings": {"m1": "satisfied", "m2": "unsatisfied"},
+            "tags": ["a", "b"],
+            "name": "一".repeat(MAX_CHARS),
+            "notes": "二".repeat(MAX_CHARS + 1),
+        });
+        let mut expected = fields.as_object().unwrap().clone();
+        expected.remove("notes");
+        let expected = serde_json::Value::Object(expected).to_string();
+        assert_eq!(facts(&fields).as_deref(), Some(expected.as_str()));
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let (sql, none): (String, Option<String>) = conn
+            .query_row(
+                "SELECT fieldsync_facts(?1), fieldsync_facts('[1]')",
+                [fields.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(sql, expected);
+        assert_eq!(none, None);
+    }
+}
