@@ -314,9 +314,26 @@ pub struct RecordFilter {
     /// Only records of days up to this one (see [`Period`]).
     #[serde(default, deserialize_with = "tallies::blank_is_none")]
     pub to: Option<String>,
+    /// Records in brief, for a summary over many of them (a village's dossier): their `fields`
+    /// may hold only the short values (no text over 64 characters), and their heads, review and
+    /// waiting changes are left empty; at most [`MAX_BRIEF`] instead of 10,000. SQLite reads
+    /// them from `records.facts` (and its index); PostgreSQL returns whole records. Not part of
+    /// the API.
+    #[serde(skip)]
+    pub brief: bool,
 }
 
+/// The most records one brief listing returns ([`RecordFilter::brief`]).
+pub const MAX_BRIEF: u32 = 1_000_000;
+
 impl RecordFilter {
+    /// The most records this listing returns: `limit` (default 1,000) up to 10,000, or up to
+    /// [`MAX_BRIEF`] in brief.
+    pub fn max_rows(&self) -> u32 {
+        let most = if self.brief { MAX_BRIEF } else { 10_000 };
+        self.limit.unwrap_or(1000).clamp(1, most)
+    }
+
     /// The days the filter keeps.
     pub fn period(&self) -> Period {
         Period {

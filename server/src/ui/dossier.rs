@@ -82,32 +82,46 @@ pub(super) async fn dossier(
     }
 }
 
-/// The live records of one kind in one village (through the `(campaign, scope, kind)` index).
+/// The first `n` live records of one kind in one village, whole, in the order they arrived
+/// (through the `(campaign, scope, kind, first_seq)` index).
 async fn in_village(
     state: &AppState,
     c: &Campaign,
     kind: &str,
     code: &str,
+    n: u32,
 ) -> Result<Vec<RecordView>, ApiError> {
-    Ok(state
-        .storage
-        .records(
+    let read = |limit: u32| {
+        state.storage.records(
             RecordFilter {
                 kind: Some(kind.into()),
                 scope: Some(code.into()),
                 campaign: Some(c.id),
-                limit: Some(10_000),
+                limit: Some(limit),
                 from: c.period.from.clone(),
                 to: c.period.to.clone(),
                 ..Default::default()
             },
             c.visibility.clone(),
         )
-        .await?
+    };
+    let first = read(n).await?;
+    // Deleted records among the first n leave the list short: then read on.
+    let read_all = first.len() == n as usize && first.iter().any(|r| r.deleted);
+    let records = if read_all {
+        read(MAX_LIST).await?
+    } else {
+        first
+    };
+    Ok(records
         .into_iter()
         .filter(|r| !r.deleted)
+        .take(n as usize)
         .collect())
 }
+
+/// The most records of one kind a village's page lists or pages through.
+const MAX_LIST: u32 = 10_000;
 
 const DOSSIER_KINDS: [&str; 9] = [
     "interview",
@@ -152,14 +166,14 @@ async fn dossier_body(
             "To print this page use the browser's Print (Ctrl+P), laid out for A4; folded lists are left out, the Word file has everything"
         )
     ));
-    // The village's records, read once: the summary and every list below come from them.
-    let present: Vec<RecordView> = super::files::village_records(state, c, code)
+    // The village's records in brief (their short values), read once: the summary, the counts
+    // and the photos come from them; each list below reads its own first rows whole.
+    let present: Vec<RecordView> = super::files::village_records(state, c, code, true)
         .await?
         .into_iter()
         .filter(|r| !r.deleted)
         .collect();
-    let of_kind =
-        |kind: &str| -> Vec<&RecordView> { present.iter().filter(|r| r.kind == kind).collect() };
+    let count_of = |kind: &str| present.iter().filter(|r| r.kind == kind).count();
     // Counted as the tallies count (approved records only where the campaign says so). A
     // village can hold tens of thousands of records: copied only when some do not count.
     let approved_only = c.tallies.approved_only;
@@ -199,7 +213,7 @@ async fn dossier_body(
         }
     }
     // Members and their satisfaction.
-    let members = of_kind("member");
+    let members = in_village(state, c, "member", code, MAX_LIST).await?;
     body.push_str(&format!("<h2>{}</h2>", lang.t("班子成员", "Team members")));
     let rows: Vec<Vec<String>> = members
         .iter()
@@ -263,8 +277,8 @@ async fn dossier_body(
         ));
     }
     // Findings and their rectifications.
-    let findings = of_kind("finding");
-    let rects = of_kind("rectification");
+    let findings = in_village(state, c, "finding", code, MAX_LIST).await?;
+    let rects = in_village(state, c, "rectification", code, MAX_LIST).await?;
     body.push_str(&format!(
         "<h2>{}</h2>",
         lang.t("问题与整改", "Findings and rectifications")
@@ -316,44 +330,34 @@ async fn dossier_body(
     // Every other record, by kind; references shown by name; long lists a link away.
     let names = crate::api::reference_names(state, c.id, &c.visibility).await?;
     for kind in DOSSIER_KINDS {
-        let records = of_kind(kind);
-        if records.is_empty() {
+        let count = count_of(kind);
+        if count == 0 {
             continue;
         }
+        let shown = in_village(state, c, kind, code, DOSSIER_ROWS as u32).await?;
         body.push_str(&format!(
             "<h2>{}{}</h2>",
             esc(&kind_label(template, kind, lang)),
-            lang.t(
-                &format!("（{}）", records.len()),
-                &format!(" ({})", records.len())
-            )
+            lang.t(&format!("（{count}）"), &format!(" ({count})"))
         ));
         // Long lists folded: a click opens them (no script).
-        let shown: Vec<RecordView> = records
-            .iter()
-            .take(DOSSIER_ROWS)
-            .map(|r| (*r).clone())
-            .collect();
         let table = kind_table(c, kind, &shown, &names, lang);
-        if records.len() > FOLD_ROWS {
+        if count > FOLD_ROWS {
             body.push_str(&format!(
                 "<details><summary>{}</summary>{table}</details>",
                 lang.t(
-                    &format!("展开 {} 条记录", records.len().min(DOSSIER_ROWS)),
-                    &format!("Show {} records", records.len().min(DOSSIER_ROWS))
+                    &format!("展开 {} 条记录", shown.len()),
+                    &format!("Show {} records", shown.len())
                 )
             ));
         } else {
             body.push_str(&table);
         }
-        if records.len() > DOSSIER_ROWS {
+        if count > DOSSIER_ROWS {
             body.push_str(&format!(
                 "<p><a href=\"?kind={kind}{}\">{}</a></p>",
                 c.keep_period('&'),
-                lang.t(
-                    &format!("查看全部 {} 条 →", records.len()),
-                    &format!("All {} →", records.len())
-                )
+                lang.t(&format!("查看全部 {count} 条 →"), &format!("All {count} →"))
             ));
         }
     }
@@ -495,7 +499,7 @@ async fn dossier_docx_inner(
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
     let approved_only = c.tallies.approved_only;
-    let live: Vec<RecordView> = super::files::village_records(state, &c, code)
+    let live: Vec<RecordView> = super::files::village_records(state, &c, code, false)
         .await?
         .into_iter()
         .filter(|r| !r.deleted && crate::report::village::counted(r, approved_only))
@@ -609,7 +613,7 @@ async fn kind_pages(
     page: usize,
     lang: Lang,
 ) -> Result<String, ApiError> {
-    let records = in_village(state, c, kind, code).await?;
+    let records = in_village(state, c, kind, code, MAX_LIST).await?;
     let pages = records.len().div_ceil(PAGE_ROWS).max(1);
     let page = page.clamp(1, pages);
     let shown = &records[(page - 1) * PAGE_ROWS..(page * PAGE_ROWS).min(records.len())];

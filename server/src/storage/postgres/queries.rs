@@ -114,7 +114,7 @@ pub(super) async fn records<C: GenericClient>(
     }
     sql.push_str(&format!(
         " ORDER BY r.first_seq LIMIT {}",
-        filter.limit.unwrap_or(1000).clamp(1, 10_000)
+        filter.max_rows()
     ));
     let params: Vec<&(dyn ToSql + Sync)> = args
         .iter()

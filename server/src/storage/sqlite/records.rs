@@ -48,6 +48,11 @@ const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fiel
     (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0), r.review,
     r.first_seq";
 
+/// [`VIEW_COLUMNS`] in brief ([`RecordFilter::brief`]): the short values (`facts`) for the
+/// fields, no heads, review or waiting count.
+const BRIEF_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.facts, r.conflicts,
+    NULL, r.dirty, r.problem, 0, NULL, r.first_seq";
+
 #[async_trait]
 impl Records for SqliteStorage {
     async fn record(
@@ -98,8 +103,13 @@ impl Records for SqliteStorage {
     ) -> Result<Vec<RecordView>, StorageError> {
         self.read(move |conn| {
             let (c, places) = visible::params(&visibility);
+            let columns = if filter.brief {
+                BRIEF_COLUMNS
+            } else {
+                VIEW_COLUMNS
+            };
             let mut sql = format!(
-                "SELECT {VIEW_COLUMNS} FROM records r WHERE {}",
+                "SELECT {columns} FROM records r WHERE {}",
                 visible::condition("r", 1)
             );
             let mut args: Vec<rusqlite::types::Value> = vec![c.into(), places.into()];
@@ -135,7 +145,7 @@ impl Records for SqliteStorage {
             }
             sql.push_str(&format!(
                 " ORDER BY r.first_seq LIMIT {}",
-                filter.limit.unwrap_or(1000).clamp(1, 10_000)
+                filter.max_rows()
             ));
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_view)?;
@@ -198,5 +208,54 @@ impl Records for SqliteStorage {
     async fn template(&self, campaign: Uuid) -> Result<Option<Template>, StorageError> {
         self.read(move |conn| super::search::template(conn, campaign))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_brief_listing_holds_the_short_values_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_for_admin(dir.path()).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("fieldsync.sqlite3")).unwrap();
+        super::super::facts::register(&conn).unwrap();
+        let campaign = Uuid::from_u128(9);
+        let fields = serde_json::json!({"team_rating": "satisfied", "notes": "谈".repeat(65)});
+        conn.execute(
+            "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty, fields,
+                                  facts, heads)
+             VALUES (?1, 'evaluation', ?2, 'v1', 1, 1, 0, ?3, fieldsync_facts(?3), '[\"ab\"]')",
+            params![
+                Uuid::from_u128(1).to_string(),
+                campaign.to_string(),
+                fields.to_string()
+            ],
+        )
+        .unwrap();
+        let list = |brief: bool| {
+            storage.records(
+                RecordFilter {
+                    campaign: Some(campaign),
+                    scope: Some("v1".into()),
+                    brief,
+                    ..Default::default()
+                },
+                Visibility::All,
+            )
+        };
+        let whole = list(false).await.unwrap();
+        assert_eq!(whole[0].fields, fields);
+        assert_eq!(whole[0].heads, ["ab"]);
+        let brief = list(true).await.unwrap();
+        assert_eq!(brief.len(), 1);
+        assert_eq!(brief[0].id, Uuid::from_u128(1));
+        assert_eq!(
+            brief[0].fields,
+            serde_json::json!({"team_rating": "satisfied"})
+        );
+        assert!(brief[0].heads.is_empty());
+        crate::storage::Storage::close(&storage).await;
     }
 }
