@@ -192,8 +192,16 @@ impl Records for SqliteStorage {
         visibility: Visibility,
         period: Period,
     ) -> Result<Tallies, StorageError> {
-        self.read(move |conn| super::tally::tallies(conn, campaign, &visibility, &period))
-            .await
+        // Two halves on two connections at once: the campaign's numbers, and the interviews
+        // with the villages' numbers.
+        let (v, p) = (visibility.clone(), period.clone());
+        let (t, villages) = tokio::try_join!(
+            self.read(move |conn| {
+                super::tally::campaign_part(conn, campaign, &visibility, &period)
+            }),
+            self.read(move |conn| super::tally::village_part(conn, campaign, &v, &p)),
+        )?;
+        Ok(super::tally::combine(t, villages))
     }
 
     async fn search(

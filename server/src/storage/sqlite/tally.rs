@@ -168,33 +168,95 @@ fn long_text_field(name: &str) -> String {
     )
 }
 
-/// Every number of the seed reports for one campaign, counted over the visible records only.
-pub(crate) fn tallies(
+/// Every number of the seed reports for one campaign, counted over the visible records only:
+/// [`campaign_part`] and [`village_part`] on one connection, one after the other (for the
+/// tests; the storage runs the two parts on two connections at once).
+#[cfg(test)]
+fn tallies(
+    conn: &Connection,
+    campaign: Uuid,
+    visibility: &Visibility,
+    period: &crate::storage::Period,
+) -> Result<Tallies, StorageError> {
+    Ok(combine(
+        campaign_part(conn, campaign, visibility, period)?,
+        village_part(conn, campaign, visibility, period)?,
+    ))
+}
+
+/// The per-village numbers and the campaign's interviews: what [`combine`] adds to the
+/// campaign's numbers.
+pub(super) struct VillagePart {
+    interviews: Interviews,
+    villages: Vec<crate::storage::VillageTally>,
+}
+
+/// The tallies' second half: the interviews, read once for both levels, and every village's
+/// numbers.
+pub(super) fn village_part(
+    conn: &Connection,
+    campaign: Uuid,
+    visibility: &Visibility,
+    period: &crate::storage::Period,
+) -> Result<VillagePart, StorageError> {
+    let campaign_id = campaign.to_string();
+    let scoped = scoped(conn, &campaign_id, visibility, period)?;
+    let interviews = Interviews::read(conn, &scoped)?;
+    let villages = villages(conn, &scoped, &interviews)?;
+    Ok(VillagePart {
+        interviews,
+        villages,
+    })
+}
+
+/// The campaign's numbers with the village part's: members interviewed and the interviews'
+/// suggestions, and the villages.
+pub(super) fn combine(mut t: Tallies, v: VillagePart) -> Tallies {
+    t.members_interviewed = v.interviews.members_interviewed();
+    t.suggestions += v.interviews.suggestions;
+    t.villages_detail = v.villages;
+    t
+}
+
+/// The parameters of every tally query for this asker and period, with the campaign's approval
+/// rule read from its campaign record.
+fn scoped<'a>(
+    conn: &Connection,
+    campaign_id: &'a str,
+    visibility: &Visibility,
+    period: &crate::storage::Period,
+) -> Result<Scoped<'a>, StorageError> {
+    let (visible_campaign, places) = visible::params(visibility);
+    let approved_only = conn
+        .query_row(
+            "SELECT json_extract(fields, '$.count_approved_only') FROM records
+             WHERE campaign = ?1 AND kind = 'campaign' AND deleted = 0 LIMIT 1",
+            [campaign_id],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .optional()?
+        .flatten()
+        == Some(1);
+    Ok(Scoped {
+        campaign: campaign_id,
+        visible_campaign,
+        places,
+        approved_only,
+        from: period.from.clone(),
+        to: period.to.clone(),
+    })
+}
+
+/// The tallies' first half: every campaign-wide number but those [`combine`] adds.
+pub(super) fn campaign_part(
     conn: &Connection,
     campaign: Uuid,
     visibility: &Visibility,
     period: &crate::storage::Period,
 ) -> Result<Tallies, StorageError> {
     let campaign_id = campaign.to_string();
-    let (visible_campaign, places) = visible::params(visibility);
-    let approved_only = conn
-        .query_row(
-            "SELECT json_extract(fields, '$.count_approved_only') FROM records
-             WHERE campaign = ?1 AND kind = 'campaign' AND deleted = 0 LIMIT 1",
-            [&campaign_id],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .optional()?
-        .flatten()
-        == Some(1);
-    let scoped = Scoped {
-        campaign: &campaign_id,
-        visible_campaign,
-        places,
-        approved_only,
-        from: period.from.clone(),
-        to: period.to.clone(),
-    };
+    let scoped = scoped(conn, &campaign_id, visibility, period)?;
+    let approved_only = scoped.approved_only;
     let c = &scoped;
     let kind_count = |kind: &str| count(conn, &format!("SELECT count(*) {}", live(kind, c)), c);
     let today = fieldsync_protocol::dates::today();
@@ -210,7 +272,6 @@ pub(crate) fn tallies(
         .and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
         .map(|f| Targets::from_fields(&f))
         .unwrap_or_default();
-    let interviews = Interviews::read(conn, c)?;
     let mut t = Tallies {
         campaign,
         targets,
@@ -244,7 +305,6 @@ pub(crate) fn tallies(
         )?,
         work_groups: kind_count("work_group")?,
         members: kind_count("member")?,
-        members_interviewed: interviews.members_interviewed(),
         interviews: kind_count("interview")?,
         meetings: kind_count("meeting")?,
         meeting_participants: sum(
@@ -256,17 +316,17 @@ pub(crate) fn tallies(
             ),
             c,
         )?,
-        suggestions: interviews.suggestions
-            + sum(
-                conn,
-                &format!(
-                    "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
+        // The interviews' suggestions are added by `combine`.
+        suggestions: sum(
+            conn,
+            &format!(
+                "SELECT sum({}) FROM records WHERE campaign = ?1 AND deleted = 0
                      AND kind IN ('meeting', 'site_visit') AND {}",
-                    field("suggestions_collected"),
-                    seen("records", c)
-                ),
-                c,
-            )?,
+                field("suggestions_collected"),
+                seen("records", c)
+            ),
+            c,
+        )?,
         questionnaires: kind_count("questionnaire")?,
         evaluations: kind_count("evaluation")?,
         document_reviews: kind_count("document_review")?,
@@ -399,7 +459,6 @@ pub(crate) fn tallies(
             }
         }
     }
-    t.villages_detail = villages(conn, c, &interviews)?;
     t.template = conn
         .query_row(
             &format!("SELECT {} {}", long_field("template"), live("campaign", c)),
