@@ -3,6 +3,7 @@
 use automerge::{ActorId, Change, ChangeHash};
 
 mod bounds;
+pub(crate) mod ops;
 pub use bounds::MAX_OPS;
 
 /// What was wrong with bytes that were supposed to be one Automerge change.

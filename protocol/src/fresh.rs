@@ -20,8 +20,9 @@
 
 use std::collections::BTreeMap;
 
-use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
-use automerge::{Change, ObjType, ScalarValue};
+use automerge::{Change, ScalarValue};
+
+use crate::change::ops::{self, Key, Value};
 
 use crate::genesis::is_genesis;
 use crate::record::{self, FieldValue, Projection, RecordHeader};
@@ -33,8 +34,9 @@ const FIELDS_OP: u64 = 6;
 enum Slot {
     /// A scalar value.
     Value(FieldValue),
-    /// A text object: its characters so far and the element the next insertion must follow.
-    Text(String, ElementId),
+    /// A text object: its characters so far and the number of the operation that inserted the
+    /// last of them (the next insertion must follow it), `None` before the first.
+    Text(String, Option<u64>),
     /// A map of strings.
     Map(BTreeMap<String, String>),
 }
@@ -102,38 +104,45 @@ fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection>
 }
 
 /// The field values one creation-shaped change writes into an empty `fields` map, or `None`
-/// when any operation is not of that shape.
+/// when any operation is not of that shape. The operations are read from the change's columns
+/// ([`crate::change::ops`]) rather than decoded into Automerge's owned operations, one for each
+/// character of a note.
 fn read_fields(
     change: &Change,
     genesis_actor: &automerge::ActorId,
 ) -> Option<BTreeMap<String, FieldValue>> {
-    let expanded = change.decode();
-    let actor = &expanded.actor_id;
-    let fields_obj = ObjectId::Id(OpId(FIELDS_OP, genesis_actor.clone()));
+    let ops = ops::read(change.raw_bytes())?;
+    let genesis_actor = genesis_actor.to_bytes();
+    // The author's own actor, by its bytes: an index of the other actors can name it too.
+    let is_author = |i: u64| ops.actor_at(i) == Some(ops.actor);
     let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
     // Objects this change made (a record has a few), by operation number, with the field that
     // holds each.
     let mut made: Vec<(u64, String)> = Vec::new();
-    for (n, op) in expanded.operations.iter().enumerate() {
-        let counter = expanded.start_op.get() + n as u64;
-        if !op.pred.is_empty() {
+    let mut it = ops.iter();
+    let mut counter = ops.start_op;
+    while let Some(op) = it.next_op()? {
+        let this = counter;
+        counter += 1;
+        if op.preds != 0 {
             return None;
         }
-        if op.obj == fields_obj {
-            let (Key::Map(name), false) = (&op.key, op.insert) else {
+        let (obj_actor, obj) = op.obj?; // the root: only the genesis writes there
+        if obj == FIELDS_OP && ops.actor_at(obj_actor)? == genesis_actor {
+            let (Key::Map(name), false) = (op.key, op.insert) else {
                 return None;
             };
-            if slots.contains_key(name.as_str()) {
+            if slots.contains_key(name) {
                 return None;
             }
-            let slot = match &op.action {
-                OpType::Put(value) => Slot::Value(record::scalar_field(value)?),
-                OpType::Make(ObjType::Text) => {
-                    made.push((counter, name.to_string()));
-                    Slot::Text(String::new(), ElementId::Head)
+            let slot = match (op.action, op.value) {
+                (ops::PUT, value) => Slot::Value(record::scalar_field(&scalar(value))?),
+                (ops::MAKE_TEXT, Value::Null) => {
+                    made.push((this, name.to_string()));
+                    Slot::Text(String::new(), None)
                 }
-                OpType::Make(ObjType::Map) => {
-                    made.push((counter, name.to_string()));
+                (ops::MAKE_MAP, Value::Null) => {
+                    made.push((this, name.to_string()));
                     Slot::Map(BTreeMap::new())
                 }
                 _ => return None,
@@ -141,22 +150,19 @@ fn read_fields(
             slots.insert(name.to_string(), slot);
             continue;
         }
-        let ObjectId::Id(OpId(obj, obj_actor)) = &op.obj else {
-            return None; // the root: only the genesis writes there
-        };
-        if obj_actor != actor {
+        if !is_author(obj_actor) {
             return None;
         }
-        let (_, name) = made.iter().find(|(n, _)| n == obj)?;
-        let OpType::Put(ScalarValue::Str(value)) = &op.action else {
+        let (_, name) = made.iter().find(|(n, _)| *n == obj)?;
+        let (ops::PUT, Value::Str(value)) = (op.action, op.value) else {
             return None;
         };
-        match (slots.get_mut(name)?, &op.key, op.insert) {
-            (Slot::Text(text, after), Key::Seq(reference), true) if reference == after => {
+        match (slots.get_mut(name)?, op.key, op.insert) {
+            (Slot::Text(text, after), key, true) if follows(key, *after, &is_author) => {
                 text.push_str(value);
-                *after = ElementId::Id(OpId(counter, actor.clone()));
+                *after = Some(this);
             }
-            (Slot::Map(map), Key::Map(key), false) if !map.contains_key(key.as_str()) => {
+            (Slot::Map(map), Key::Map(key), false) if !map.contains_key(key) => {
                 map.insert(key.to_string(), value.to_string());
             }
             _ => return None,
@@ -177,12 +183,36 @@ fn read_fields(
     )
 }
 
+/// Whether an insertion at `key` comes right after `after` (the author's element of that
+/// number, or the start of the text when `None`).
+fn follows(key: Key<'_>, after: Option<u64>, is_author: &impl Fn(u64) -> bool) -> bool {
+    match (key, after) {
+        (Key::Head, None) => true,
+        (Key::Elem(actor, n), Some(last)) => n == last && is_author(actor),
+        _ => false,
+    }
+}
+
+/// A value of the columns as Automerge's scalar, for [`record::scalar_field`]'s one rule.
+fn scalar(value: Value<'_>) -> ScalarValue {
+    match value {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(b),
+        Value::Uint(u) => ScalarValue::Uint(u),
+        Value::Int(i) => ScalarValue::Int(i),
+        Value::F64(f) => ScalarValue::F64(f),
+        Value::Str(s) => ScalarValue::Str(s.into()),
+        Value::Counter(c) => ScalarValue::counter(c),
+        Value::Timestamp(t) => ScalarValue::Timestamp(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::creation;
     use automerge::transaction::{CommitOptions, Transactable};
-    use automerge::{ActorId, ROOT, ReadDoc};
+    use automerge::{ActorId, ObjType, ROOT, ReadDoc};
     use proptest::prelude::*;
 
     fn header(n: u128) -> RecordHeader {
