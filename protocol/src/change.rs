@@ -81,6 +81,18 @@ pub fn quick_hash(bytes: &[u8]) -> Option<ChangeHash> {
     Some(ChangeHash(sha2::Sha256::digest(&bytes[8..]).into()))
 }
 
+/// The checks of [`inspect_change`] that need no Automerge (magic bytes, chunk type, every
+/// claimed length and count against the chunk's size, the checksum), and the chunk's hash.
+/// What the operations mean is for the caller to read ([`crate::fresh::read_new_bytes`]).
+pub(crate) fn check_unparsed(bytes: &[u8]) -> Option<ChangeHash> {
+    let hash = quick_hash(bytes)?;
+    if bytes[4..8] != hash.0[..4] {
+        return None;
+    }
+    bounds::check(bytes).ok()?;
+    Some(hash)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{Change, ScalarValue};
+use automerge::{Change, ChangeHash, ScalarValue};
 
 use crate::change::ops::{self, Key, Value};
 
@@ -66,6 +66,80 @@ pub fn read_new(header: &RecordHeader, changes: &[&Change]) -> Option<Fresh> {
     })
 }
 
+/// A change that [`read_new_bytes`] checked: its hash and its author's actor id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The change's hash (its identity in the log).
+    pub hash: ChangeHash,
+    /// The actor that wrote it.
+    pub actor: Vec<u8>,
+}
+
+/// [`read_new`] from the changes' bytes, without Automerge parsing them: for a pull of many new
+/// records, Automerge's parsing (which decodes every operation to verify it) cost more than the
+/// rest of reading them. Returns the record and, for each change in the order given, its hash
+/// and author; `None` for any other shape, which the caller parses and merges with Automerge.
+///
+/// Nothing is trusted. Every change's checksum and claimed lengths are checked
+/// ([`crate::change::check_unparsed`]); the genesis is recognised by its hash, which must be the
+/// one this header's genesis has, so its bytes are exactly those; the other change must be an
+/// uncompressed change of its own author, sequence number 1, depending on the genesis alone and
+/// referring to no actor but the genesis's, with every column read to its end and every
+/// operation of the creation shape. What is accepted, Automerge accepts and projects the same
+/// (the property tests below mutate creations byte by byte).
+pub fn read_new_bytes(header: &RecordHeader, changes: &[&[u8]]) -> Option<(Fresh, Vec<Checked>)> {
+    let hashes: Vec<ChangeHash> = changes
+        .iter()
+        .map(|b| crate::change::check_unparsed(b))
+        .collect::<Option<_>>()?;
+    let genesis = record::genesis_actor(header);
+    let genesis_actor = genesis.to_bytes();
+    let is_genesis_at = |i: usize| is_genesis(header, changes[i], &hashes[i]).unwrap_or(false);
+    let (g, first) = match changes.len() {
+        1 => (0, None),
+        2 if is_genesis_at(0) => (0, Some(1)),
+        2 => (1, Some(0)),
+        _ => return None,
+    };
+    if !is_genesis_at(g) {
+        return None;
+    }
+    let mut checked = vec![
+        Checked {
+            hash: hashes[g],
+            actor: genesis_actor.to_vec(),
+        };
+        changes.len()
+    ];
+    let (fields, head, doc) = match first {
+        None => (BTreeMap::new(), hashes[g], changes[g].to_vec()),
+        Some(f) => {
+            let ops = ops::read(changes[f])?;
+            if ops.deps != hashes[g].0.as_slice()
+                || ops.seq != 1
+                || ops.actor == genesis_actor
+                || ops.others != [genesis_actor]
+            {
+                return None;
+            }
+            let fields = read_fields(&ops, genesis_actor)?;
+            checked[f] = Checked {
+                hash: hashes[f],
+                actor: ops.actor.to_vec(),
+            };
+            (fields, hashes[f], [changes[g], changes[f]].concat())
+        }
+    };
+    let projection = Projection {
+        header: header.clone(),
+        deleted: false,
+        fields,
+        conflicts: 0,
+        heads: vec![head.to_string()],
+    };
+    Some((Fresh { projection, doc }, checked))
+}
+
 /// The projection part of [`read_new`].
 fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection> {
     let (genesis, first) = match changes {
@@ -90,7 +164,7 @@ fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection>
             {
                 return None;
             }
-            fields = read_fields(change, &genesis_actor)?;
+            fields = read_fields(&ops::read(change.raw_bytes())?, &genesis_actor.to_bytes())?;
             change.hash()
         }
     };
@@ -107,12 +181,7 @@ fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection>
 /// when any operation is not of that shape. The operations are read from the change's columns
 /// ([`crate::change::ops`]) rather than decoded into Automerge's owned operations, one for each
 /// character of a note.
-fn read_fields(
-    change: &Change,
-    genesis_actor: &automerge::ActorId,
-) -> Option<BTreeMap<String, FieldValue>> {
-    let ops = ops::read(change.raw_bytes())?;
-    let genesis_actor = genesis_actor.to_bytes();
+fn read_fields(ops: &ops::Ops<'_>, genesis_actor: &[u8]) -> Option<BTreeMap<String, FieldValue>> {
     // The author's own actor, by its bytes: an index of the other actors can name it too.
     let is_author = |i: u64| ops.actor_at(i) == Some(ops.actor);
     let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
@@ -167,6 +236,9 @@ fn read_fields(
             }
             _ => return None,
         }
+    }
+    if !it.finished() {
+        return None;
     }
     Some(
         slots
@@ -357,6 +429,95 @@ mod tests {
         ]
     }
 
+    /// `read_new_bytes` of `changes`' bytes, compared with `read_new` of the parsed changes.
+    fn from_bytes(h: &RecordHeader, changes: &[&Change]) -> Option<Fresh> {
+        let bytes: Vec<&[u8]> = changes.iter().map(|c| c.raw_bytes()).collect();
+        let unparsed = read_new_bytes(h, &bytes);
+        let parsed = read_new(h, changes);
+        match (&unparsed, &parsed) {
+            (Some((fresh, checked)), Some(parsed)) => {
+                assert_eq!(fresh, parsed);
+                for (c, k) in changes.iter().zip(checked) {
+                    assert_eq!(k.hash, c.hash());
+                    assert_eq!(k.actor, c.actor_id().to_bytes());
+                }
+            }
+            (None, _) => {}
+            (Some(_), None) => panic!("read from bytes but not from the parsed changes"),
+        }
+        unparsed.map(|(f, _)| f)
+    }
+
+    #[test]
+    fn a_created_record_is_read_from_its_bytes_as_from_its_parsed_changes() {
+        let h = header(6);
+        let fields = every_type();
+        for n in 0..=fields.len() {
+            let c = creation::create(&h, &ActorId::random(), 42, &fields[..n]).unwrap();
+            let changes: Vec<&Change> = c.changes().collect();
+            let fresh = from_bytes(&h, &changes).expect("a creation is read from its bytes");
+            assert_eq!(fresh.projection, c.projection);
+            let reversed: Vec<&Change> = changes.iter().rev().copied().collect();
+            assert_eq!(from_bytes(&h, &reversed), Some(fresh));
+        }
+        // The genesis alone is a record with no fields yet.
+        let c = creation::create(&h, &ActorId::random(), 42, &[]).unwrap();
+        assert!(from_bytes(&h, &[&c.genesis]).is_some());
+    }
+
+    #[test]
+    fn other_shapes_are_not_read_from_bytes() {
+        let h = header(7);
+        let c = creation::create(&h, &ActorId::random(), 42, &every_type()).unwrap();
+        let genesis = c.genesis.raw_bytes();
+        let first = c.fields.as_ref().unwrap().raw_bytes();
+        assert!(read_new_bytes(&header(8), &[genesis, first]).is_none());
+        assert!(read_new_bytes(&h, &[first]).is_none());
+        assert!(read_new_bytes(&h, &[]).is_none());
+        assert!(read_new_bytes(&h, &[first, first]).is_none());
+        assert!(read_new_bytes(&h, &[genesis, genesis]).is_none());
+        let other = creation::create(&h, &ActorId::random(), 42, &every_type()).unwrap();
+        let concurrent = other.fields.as_ref().unwrap().raw_bytes();
+        assert!(read_new_bytes(&h, &[genesis, first, concurrent]).is_none());
+        // A flipped byte anywhere: the checksum no longer matches.
+        for i in 0..first.len() {
+            let mut bad = first.to_vec();
+            bad[i] ^= 0x20;
+            assert!(read_new_bytes(&h, &[genesis, &bad]).is_none(), "byte {i}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// A creation's first change with bytes replaced and its checksum made right again:
+        /// whatever is read from the bytes, Automerge parses and projects the same.
+        #[test]
+        fn what_is_read_from_mutated_bytes_is_what_automerge_makes_of_them(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)
+        ) {
+            use sha2::Digest;
+            let h = header(9);
+            let c = creation::create(&h, &ActorId::from([3u8; 16]), 42, &every_type()).unwrap();
+            let genesis = c.genesis.raw_bytes();
+            let mut bytes = c.fields.as_ref().unwrap().raw_bytes().to_vec();
+            for (at, b) in &edits {
+                let i = 9 + at.index(bytes.len() - 9);
+                bytes[i] = *b;
+            }
+            let hash: [u8; 32] = sha2::Sha256::digest(&bytes[8..]).into();
+            bytes[4..8].copy_from_slice(&hash[..4]);
+            if let Some((fresh, _)) = read_new_bytes(&h, &[genesis, &bytes]) {
+                let first = Change::try_from(bytes.as_slice())
+                    .expect("Automerge parses what was read from the bytes");
+                prop_assert_eq!(&fresh.projection, &through_automerge(&[&c.genesis, &first]));
+                prop_assert_eq!(
+                    record::project(&record::load_doc(&fresh.doc).unwrap()).unwrap(),
+                    fresh.projection
+                );
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// Whatever a first change does, the fast reading is either declined or exactly what
@@ -405,6 +566,9 @@ mod tests {
             let refs: Vec<&Change> = changes.iter().collect();
             if let Some(fast) = project_new(&h, &refs) {
                 prop_assert_eq!(fast, record::project(&doc).unwrap());
+            }
+            if let Some(fresh) = from_bytes(&h, &refs) {
+                prop_assert_eq!(fresh.projection, record::project(&doc).unwrap());
             }
         }
     }

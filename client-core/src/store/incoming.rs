@@ -12,7 +12,7 @@ use fieldsync_protocol::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::records::{ChangeFlags, insert_change, write_projection};
+use super::records::{ChangeFlags, StoredChange, insert_stored, write_projection};
 use super::{Result, Store, StoreError, now_ms, set_meta};
 
 /// What applying received changes did.
@@ -168,11 +168,28 @@ struct Prepared {
 struct Merged {
     header: RecordHeader,
     /// Each fresh change and whether it could be applied.
-    fresh: Vec<(Change, bool)>,
+    fresh: Vec<(NewChange, bool)>,
     /// Hashes of waiting changes that could now be applied.
     now_applied: Vec<ChangeHash>,
     /// What to store, when anything changed.
     result: Option<MergeResult>,
+}
+
+/// A received change on its way into the log.
+struct NewChange {
+    hash: ChangeHash,
+    actor: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl From<&Change> for NewChange {
+    fn from(c: &Change) -> Self {
+        NewChange {
+            hash: c.hash(),
+            actor: c.actor_id().to_bytes().to_vec(),
+            bytes: c.raw_bytes().to_vec(),
+        }
+    }
 }
 
 struct MergeResult {
@@ -187,6 +204,37 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         waiting,
         doc: stored,
     } = p;
+    if stored.is_none() && waiting.is_empty() {
+        // A record new to this store that arrives exactly as it was created (the common case of
+        // a pull): read and checked from its bytes, without Automerge parsing or merging them
+        // (protocol::fresh); its document is its change chunks.
+        let bytes: Vec<&[u8]> = fresh.iter().map(|(_, b)| b.as_slice()).collect();
+        if let Some((fieldsync_protocol::fresh::Fresh { projection, doc }, checked)) =
+            fieldsync_protocol::fresh::read_new_bytes(&header, &bytes)
+        {
+            let fresh = fresh
+                .into_iter()
+                .zip(checked)
+                .map(|((_, bytes), c)| {
+                    let change = NewChange {
+                        hash: c.hash,
+                        actor: c.actor,
+                        bytes,
+                    };
+                    (change, true)
+                })
+                .collect();
+            return Ok(Merged {
+                header,
+                fresh,
+                now_applied: Vec::new(),
+                result: Some(MergeResult {
+                    doc,
+                    projection: Some(projection),
+                }),
+            });
+        }
+    }
     let fresh = fresh
         .into_iter()
         .map(|(index, bytes)| {
@@ -210,7 +258,7 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         {
             return Ok(Merged {
                 header,
-                fresh: fresh.into_iter().map(|c| (c, true)).collect(),
+                fresh: fresh.iter().map(|c| (c.into(), true)).collect(),
                 now_applied: Vec::new(),
                 result: Some(MergeResult {
                     doc,
@@ -273,7 +321,7 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
     };
     Ok(Merged {
         header,
-        fresh,
+        fresh: fresh.iter().map(|(c, a)| (c.into(), *a)).collect(),
         now_applied,
         result,
     })
@@ -496,10 +544,15 @@ fn write_incoming(tx: &Transaction<'_>, work: Incoming) -> Result<ApplyStats> {
                 acked,
                 applied: *applied,
             };
-            insert_change(tx, id, change, flags)?;
-            if let Some(tag) = tags.get(&change.hash()) {
+            let stored = StoredChange {
+                hash: change.hash,
+                actor: &change.actor,
+                bytes: &change.bytes,
+            };
+            insert_stored(tx, id, &stored, flags)?;
+            if let Some(tag) = tags.get(&change.hash) {
                 tx.prepare_cached("UPDATE changes SET tag = ?2 WHERE hash = ?1")?
-                    .execute(params![change.hash().0.as_slice(), tag])?;
+                    .execute(params![change.hash.0.as_slice(), tag])?;
             }
         }
         for hash in &m.now_applied {

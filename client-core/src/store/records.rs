@@ -519,6 +519,28 @@ pub(super) fn insert_change(
     tx: &Transaction<'_>,
     record: Uuid,
     change: &Change,
+    flags: ChangeFlags,
+) -> Result<()> {
+    let stored = StoredChange {
+        hash: change.hash(),
+        actor: change.actor_id().to_bytes(),
+        bytes: change.raw_bytes(),
+    };
+    insert_stored(tx, record, &stored, flags)
+}
+
+/// A change as the log keeps it: its hash, its author's actor id and its bytes.
+pub(super) struct StoredChange<'a> {
+    pub(super) hash: automerge::ChangeHash,
+    pub(super) actor: &'a [u8],
+    pub(super) bytes: &'a [u8],
+}
+
+/// Adds a change to the log (see [`insert_change`] for one Automerge has parsed).
+pub(super) fn insert_stored(
+    tx: &Transaction<'_>,
+    record: Uuid,
+    change: &StoredChange<'_>,
     ChangeFlags {
         local,
         acked,
@@ -530,10 +552,10 @@ pub(super) fn insert_change(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        change.hash().0.as_slice(),
+        change.hash.0.as_slice(),
         record.to_string(),
-        change.actor_id().to_bytes(),
-        change.raw_bytes(),
+        change.actor,
+        change.bytes,
         local,
         acked,
         applied,
