@@ -164,7 +164,7 @@ fn project_new(header: &RecordHeader, changes: &[&Change]) -> Option<Projection>
             {
                 return None;
             }
-            fields = read_fields(&ops::read(change.raw_bytes())?, &genesis_actor.to_bytes())?;
+            fields = read_fields(&ops::read(change.raw_bytes())?, genesis_actor.to_bytes())?;
             change.hash()
         }
     };

@@ -453,9 +453,12 @@ mod tests {
     use automerge::{ActorId, Change, ObjType, ROOT, ReadDoc, ScalarValue};
     use proptest::prelude::*;
 
+    /// An operation in Automerge's legacy terms: object, key, insertion, action, predecessors.
+    type Legacy = (ObjectId, LKey, bool, OpType, usize);
+
     /// Every operation of `change` as this reader reads it, in Automerge's legacy terms for
     /// comparison; `None` when the reader declines.
-    fn read_all(change: &Change) -> Option<Vec<(ObjectId, LKey, bool, OpType, usize)>> {
+    fn read_all(change: &Change) -> Option<Vec<Legacy>> {
         let ops = read(change.raw_bytes())?;
         let actor = |i: u64| ActorId::from(ops.actor_at(i).unwrap());
         let mut out = Vec::new();
@@ -494,7 +497,7 @@ mod tests {
     }
 
     /// The same operations as `Change::decode` gives them.
-    fn decoded(change: &Change) -> Vec<(ObjectId, LKey, bool, OpType, usize)> {
+    fn decoded(change: &Change) -> Vec<Legacy> {
         change
             .decode()
             .operations

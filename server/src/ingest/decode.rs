@@ -203,6 +203,28 @@ pub fn changes(
     changes: Vec<ByteBuf>,
 ) -> Result<Vec<CheckedChange>, DecodeError> {
     let genesis_actor = genesis_actor(header);
+    {
+        // A record pushed exactly as it was created (its genesis and the change writing its
+        // first values, the common case): checked from its bytes without Automerge parsing
+        // them (protocol::fresh: checksums, bounds, the genesis by its hash, every operation
+        // of the other change). Anything else is checked change by change below.
+        let bytes: Vec<&[u8]> = changes.iter().map(|b| b.as_slice()).collect();
+        if let Some((_, checked)) = fieldsync_protocol::fresh::read_new_bytes(header, &bytes) {
+            let genesis_actor = genesis_actor.to_bytes();
+            return Ok(changes
+                .into_iter()
+                .zip(checked)
+                .map(|(bytes, c)| CheckedChange {
+                    hash: c.hash.0,
+                    genesis: c.actor == genesis_actor,
+                    actor: c.actor,
+                    seq: 1,
+                    bytes: bytes.into_vec(),
+                    tag: None,
+                })
+                .collect());
+        }
+    }
     let mut out = Vec::with_capacity(changes.len());
     for (index, bytes) in changes.into_iter().enumerate() {
         let bytes = bytes.into_vec();

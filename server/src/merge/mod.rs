@@ -90,6 +90,22 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
         },
         None => record::new_doc(),
     };
+    if is_new {
+        // A record that arrives exactly as it was created (most of a campaign's records): read
+        // and checked from its bytes, with neither Automerge's parsing nor a document; its
+        // document is its change chunks, genesis first (protocol::fresh).
+        let bytes: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+        if let Some((fieldsync_protocol::fresh::Fresh { projection, doc }, checked)) =
+            fieldsync_protocol::fresh::read_new_bytes(header, &bytes)
+        {
+            return Merge::Merged {
+                doc,
+                applied: checked.iter().map(|c| c.hash.0).collect(),
+                projection: Box::new(projection),
+                problem: None,
+            };
+        }
+    }
     let mut decoded: Vec<(ChangeHash, Change)> = Vec::with_capacity(pending.len());
     for bytes in pending {
         // Every stored change was checked on the way in; a failure here is corruption.
