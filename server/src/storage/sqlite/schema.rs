@@ -111,6 +111,21 @@ DROP INDEX records_tally;
 CREATE INDEX records_tally ON records (campaign, kind, deleted, scope, conflicts, facts);
 ",
     },
+    Migration {
+        name: "the search index keeps which records hold each trigram, not where",
+        // Search asks with LIKE only, which FTS5 checks against the text itself; positions
+        // (`detail=full`) served only phrase queries nobody makes, and writing them was about
+        // a third of indexing a note. The rows are copied, not indexed again by a merge.
+        sql: "
+CREATE VIRTUAL TABLE records_fts_lean USING fts5(
+    id UNINDEXED, campaign UNINDEXED, kind UNINDEXED, text, tokenize = 'trigram', detail = none
+);
+INSERT INTO records_fts_lean (rowid, id, campaign, kind, text)
+    SELECT rowid, id, campaign, kind, text FROM records_fts;
+DROP TABLE records_fts;
+ALTER TABLE records_fts_lean RENAME TO records_fts;
+",
+    },
 ];
 
 #[cfg(test)]
@@ -157,6 +172,49 @@ mod tests {
             facts,
             [Some(r#"{"interviewee_type":"member"}"#.to_string()), None]
         );
+    }
+
+    #[test]
+    fn an_older_search_index_is_carried_over_and_still_finds_words_only_where_they_are() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::facts::register(&conn).unwrap();
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.name.starts_with("the search index keeps"))
+            .unwrap();
+        migrate(&mut conn, &MIGRATIONS[..before]).unwrap();
+        // "村两委班子" holds the trigrams of "两委班" in order; "两委X委班" holds "委班" but not
+        // "两委班": an index without positions must not find the second for "两委班".
+        conn.execute_batch(
+            "INSERT INTO records_fts (rowid, id, campaign, kind, text)
+             VALUES (7, 'a', 'c1', 'interview', '村两委班子团结'),
+                    (9, 'b', 'c1', 'interview', '两委X委班两委');",
+        )
+        .unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        let detail: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'records_fts'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(detail.contains("detail = none"), "{detail}");
+        let found = |word: &str| -> Vec<(i64, String)> {
+            conn.prepare("SELECT rowid, id FROM records_fts WHERE text LIKE ?1 ORDER BY rowid")
+                .unwrap()
+                .query_map([format!("%{word}%")], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(found("两委班"), [(7, "a".to_string())]);
+        assert_eq!(found("两委"), [(7, "a".into()), (9, "b".into())]);
+        assert_eq!(found("团结"), [(7, "a".to_string())]);
+        // Rows are still deleted by rowid, as the merge does.
+        conn.execute("DELETE FROM records_fts WHERE rowid = 7", [])
+            .unwrap();
+        assert!(found("两委班").is_empty());
     }
 
     #[tokio::test]
