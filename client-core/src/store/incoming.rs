@@ -12,7 +12,7 @@ use fieldsync_protocol::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::records::{ChangeFlags, StoredChange, insert_stored, write_projection};
+use super::records::{ChangeFlags, StoredChange, document_bytes, insert_stored, write_projection};
 use super::{Result, Store, StoreError, now_ms, set_meta};
 
 /// What applying received changes did.
@@ -209,10 +209,11 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         // a pull): read and checked from its bytes, without Automerge parsing or merging them
         // (protocol::fresh); its document is its change chunks.
         let bytes: Vec<&[u8]> = fresh.iter().map(|(_, b)| b.as_slice()).collect();
-        if let Some((fieldsync_protocol::fresh::Fresh { projection, doc }, checked)) =
+        if let Some((fieldsync_protocol::fresh::Fresh { projection, .. }, checked)) =
             fieldsync_protocol::fresh::read_new_bytes(&header, &bytes)
         {
-            let fresh = fresh
+            let genesis_actor = record::genesis_actor(&header);
+            let mut fresh: Vec<(NewChange, bool)> = fresh
                 .into_iter()
                 .zip(checked)
                 .map(|((_, bytes), c)| {
@@ -224,12 +225,15 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
                     (change, true)
                 })
                 .collect();
+            // Stored genesis first, the changes are the record's document: its row keeps no
+            // second copy of them (`records::document_bytes`).
+            fresh.sort_by_key(|(c, _)| c.actor != genesis_actor.to_bytes());
             return Ok(Merged {
                 header,
                 fresh,
                 now_applied: Vec::new(),
                 result: Some(MergeResult {
-                    doc,
+                    doc: Vec::new(),
                     projection: Some(projection),
                 }),
             });
@@ -453,6 +457,7 @@ fn prepare_incoming(conn: &Connection, records: &[&WireRecord], work: &mut Incom
             .optional()?;
         let doc = match row {
             Some((kind, campaign, scope, doc)) => {
+                let doc = document_bytes(conn, &id_str, doc)?;
                 let have = RecordHeader::parse(&id_str, &kind, &campaign, &scope)?;
                 if have != header {
                     return Err(StoreError::HeaderMismatch {
