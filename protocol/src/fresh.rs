@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{Change, ChangeHash, ScalarValue};
+use automerge::{Change, ChangeHash};
 
 use crate::change::ops::{self, Key, Value};
 
@@ -205,7 +205,7 @@ fn read_fields(ops: &ops::Ops<'_>, genesis_actor: &[u8]) -> Option<BTreeMap<Stri
                 return None;
             }
             let slot = match (op.action, op.value) {
-                (ops::PUT, value) => Slot::Value(record::scalar_field(&scalar(value))?),
+                (ops::PUT, value) => Slot::Value(record::scalar_field(&value.to_scalar())?),
                 (ops::MAKE_TEXT, Value::Null) => {
                     made.push((this, name.to_string()));
                     Slot::Text(String::new(), None)
@@ -262,20 +262,6 @@ fn follows(key: Key<'_>, after: Option<u64>, is_author: &impl Fn(u64) -> bool) -
         (Key::Head, None) => true,
         (Key::Elem(actor, n), Some(last)) => n == last && is_author(actor),
         _ => false,
-    }
-}
-
-/// A value of the columns as Automerge's scalar, for [`record::scalar_field`]'s one rule.
-fn scalar(value: Value<'_>) -> ScalarValue {
-    match value {
-        Value::Null => ScalarValue::Null,
-        Value::Bool(b) => ScalarValue::Boolean(b),
-        Value::Uint(u) => ScalarValue::Uint(u),
-        Value::Int(i) => ScalarValue::Int(i),
-        Value::F64(f) => ScalarValue::F64(f),
-        Value::Str(s) => ScalarValue::Str(s.into()),
-        Value::Counter(c) => ScalarValue::counter(c),
-        Value::Timestamp(t) => ScalarValue::Timestamp(t),
     }
 }
 

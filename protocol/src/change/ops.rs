@@ -49,6 +49,23 @@ pub(crate) enum Value<'a> {
     Timestamp(i64),
 }
 
+impl Value<'_> {
+    /// The value as Automerge's scalar.
+    pub(crate) fn to_scalar(self) -> automerge::ScalarValue {
+        use automerge::ScalarValue;
+        match self {
+            Value::Null => ScalarValue::Null,
+            Value::Bool(b) => ScalarValue::Boolean(b),
+            Value::Uint(u) => ScalarValue::Uint(u),
+            Value::Int(i) => ScalarValue::Int(i),
+            Value::F64(f) => ScalarValue::F64(f),
+            Value::Str(s) => ScalarValue::Str(s.into()),
+            Value::Counter(c) => ScalarValue::counter(c),
+            Value::Timestamp(t) => ScalarValue::Timestamp(t),
+        }
+    }
+}
+
 /// Automerge's action numbers used here.
 pub(crate) const MAKE_MAP: u64 = 0;
 /// Put a scalar.
@@ -473,16 +490,7 @@ mod tests {
                 Key::Head => LKey::Seq(ElementId::Head),
                 Key::Elem(a, c) => LKey::Seq(ElementId::Id(automerge::legacy::OpId(c, actor(a)))),
             };
-            let scalar = match op.value {
-                Value::Null => ScalarValue::Null,
-                Value::Bool(b) => ScalarValue::Boolean(b),
-                Value::Uint(u) => ScalarValue::Uint(u),
-                Value::Int(i) => ScalarValue::Int(i),
-                Value::F64(f) => ScalarValue::F64(f),
-                Value::Str(s) => ScalarValue::Str(s.into()),
-                Value::Counter(c) => ScalarValue::counter(c),
-                Value::Timestamp(t) => ScalarValue::Timestamp(t),
-            };
+            let scalar = op.value.to_scalar();
             let action = match op.action {
                 MAKE_MAP => OpType::Make(ObjType::Map),
                 PUT => OpType::Put(scalar),
