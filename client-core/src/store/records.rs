@@ -176,11 +176,8 @@ impl Store {
     pub fn exists(&self, id: Uuid) -> Result<bool> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM records WHERE id = ?1 AND ready = 1",
-                [id.to_string()],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM records WHERE id = ?1 AND ready = 1")?
+            .query_row([id.to_string()], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -188,12 +185,11 @@ impl Store {
     /// One record's current state.
     pub fn get(&self, id: Uuid) -> Result<Record> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, kind, campaign, scope, deleted, fields, conflicts, heads, updated_at
                  FROM records WHERE id = ?1 AND ready = 1",
-                [id.to_string()],
-                row_to_record,
-            )
+            )?
+            .query_row([id.to_string()], row_to_record)
             .optional()?
             .ok_or(StoreError::NotFound(id))?
     }
@@ -432,18 +428,17 @@ pub(super) fn load_record(
     id: Uuid,
 ) -> Result<Option<(RecordHeader, Automerge)>> {
     let row = conn
-        .query_row(
+        .prepare_cached(
             "SELECT kind, campaign, scope, doc FROM records WHERE id = ?1 AND ready = 1",
-            [id.to_string()],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                ))
-            },
-        )
+        )?
+        .query_row([id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })
         .optional()?;
     let Some((kind, campaign, scope, bytes)) = row else {
         return Ok(None);
