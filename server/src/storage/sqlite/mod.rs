@@ -108,13 +108,14 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StorageEr
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // The writer's own cache: a merge chunk dirties more pages than SQLite's 2 MB hold
         // (the records, their changes and the search index's segments), and a full cache
-        // spills them into the log in the middle of the transaction. Checkpoints every 32 MiB
-        // of log rather than 4 MiB: each copies the pages written since the last one, and
-        // during a long merge the same index pages were copied again and again (a profile of
-        // merging 10,000 records: a fifth of the writer's time was spilling and
-        // checkpointing). The log is cut back to 64 MiB after a checkpoint.
+        // spills them into the log in the middle of the transaction. The writer checkpoints
+        // the log itself whenever it is idle (`writer::Writer::checkpoint`); SQLite does so on
+        // its own only past 256 MiB of log, rather than every 4 MiB: each checkpoint copies the
+        // pages written since the last one, and during a long merge the same index pages were
+        // copied again and again (a profile of merging 10,000 records: a fifth of the writer's
+        // time was spilling and checkpointing). The log is cut back to 64 MiB afterwards.
         conn.pragma_update(None, "cache_size", -(64i64 << 10))?;
-        conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 65536)?;
         conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
     }
     Ok(conn)
@@ -174,6 +175,7 @@ impl SqliteStorage {
             .name("fieldsync-writer".into())
             .spawn(move || {
                 Writer {
+                    logged: true,
                     conn,
                     merge,
                     version: writer_version,

@@ -63,6 +63,8 @@ pub(super) struct Writer {
     pub(super) templates: TemplateCache,
     /// How many records the next merge chunk takes (see [`CHUNK_TIME`]).
     pub(super) chunk: usize,
+    /// Whether anything was written since the last checkpoint.
+    pub(super) logged: bool,
 }
 
 /// Parsed template versions per campaign (oldest first), loaded on first use.
@@ -102,6 +104,18 @@ impl TemplateCache {
 }
 
 impl Writer {
+    /// Copies the write-ahead log into the database as far as readers allow (PASSIVE: it waits
+    /// for nobody), so that the next writes start on a short log.
+    fn checkpoint(&mut self) {
+        self.logged = false;
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "checkpointing the database's log failed; will retry");
+        }
+    }
+
     /// Runs commands until the channel closes or a flush arrives.
     pub(super) fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut dirty = self.merge; // merge whatever a previous run left unmerged
@@ -123,12 +137,24 @@ impl Writer {
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
+            } else if self.logged {
+                // Idle after writing: copy the log into the database now, not in the middle of
+                // the next push or merge (the log checkpoints itself only past 256 MiB).
+                match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(mpsc::TryRecvError::Empty) => {
+                        self.checkpoint();
+                        continue;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
             } else {
                 match rx.recv() {
                     Ok(c) => Some(c),
                     Err(_) => return,
                 }
             };
+            self.logged = true;
             match command {
                 Some(Command::Push(pusher, push, reply)) => {
                     let result =
