@@ -192,6 +192,9 @@ fn read_fields(ops: &ops::Ops<'_>, genesis_actor: &[u8]) -> Option<BTreeMap<Stri
     let mut counter = ops.start_op;
     while let Some(op) = it.next_op()? {
         let this = counter;
+        if this > u64::from(u32::MAX) {
+            return None; // past Automerge's 32-bit counters
+        }
         counter += 1;
         if op.preds != 0 {
             return None;
@@ -222,7 +225,10 @@ fn read_fields(ops: &ops::Ops<'_>, genesis_actor: &[u8]) -> Option<BTreeMap<Stri
         if !is_author(obj_actor) {
             return None;
         }
-        let (_, name) = made.iter().find(|(n, _)| *n == obj)?;
+        // `made` is in operation order: a binary search, so that a change making many
+        // objects costs no more than its length.
+        let at = made.binary_search_by_key(&obj, |(n, _)| *n).ok()?;
+        let name = &made[at].1;
         let (ops::PUT, Value::Str(value)) = (op.action, op.value) else {
             return None;
         };
@@ -471,6 +477,136 @@ mod tests {
             bad[i] ^= 0x20;
             assert!(read_new_bytes(&h, &[genesis, &bad]).is_none(), "byte {i}");
         }
+    }
+
+    fn uleb(out: &mut Vec<u8>, v: u64) {
+        leb128::write::unsigned(out, v).unwrap();
+    }
+    fn sleb(out: &mut Vec<u8>, v: i64) {
+        leb128::write::signed(out, v).unwrap();
+    }
+
+    /// A first change written by hand: `seq` and `start_op` as raw bytes, the given columns,
+    /// `trailing` bytes after the chunk, and the checksum made right over everything after it.
+    fn hand_made(
+        genesis: &Change,
+        genesis_actor: &[u8],
+        (seq, start_op): (&[u8], &[u8]),
+        columns: &[(u64, Vec<u8>)],
+        trailing: &[u8],
+    ) -> Vec<u8> {
+        use sha2::Digest;
+        let mut body = Vec::new();
+        uleb(&mut body, 1);
+        body.extend(genesis.hash().0);
+        uleb(&mut body, 16);
+        body.extend([5u8; 16]); // the author
+        body.extend(seq);
+        body.extend(start_op);
+        sleb(&mut body, 42); // time
+        uleb(&mut body, 0); // no message
+        uleb(&mut body, 1);
+        uleb(&mut body, genesis_actor.len() as u64);
+        body.extend(genesis_actor);
+        uleb(&mut body, columns.len() as u64);
+        for (spec, data) in columns {
+            uleb(&mut body, *spec);
+            uleb(&mut body, data.len() as u64);
+        }
+        for (_, data) in columns {
+            body.extend(data);
+        }
+        let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1];
+        uleb(&mut chunk, body.len() as u64);
+        chunk.extend(body);
+        chunk.extend(trailing);
+        let hash: [u8; 32] = sha2::Sha256::digest(&chunk[8..]).into();
+        chunk[4..8].copy_from_slice(&hash[..4]);
+        chunk
+    }
+
+    /// The columns of one operation writing `age = 48` into the fields map (value bytes given).
+    fn age_columns(raw: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let run = |v: u64| {
+            let mut out = Vec::new();
+            sleb(&mut out, 1);
+            uleb(&mut out, v);
+            out
+        };
+        let mut key = run(3);
+        key.extend(b"age");
+        vec![
+            (1, run(1)),                                        // object: the genesis actor's…
+            (2, run(6)),                                        // …sixth operation, the fields map
+            ((1 << 4) | 5, key),                                // key "age"
+            ((3 << 4) | 4, vec![1]),                            // not an insertion
+            ((4 << 4) | 2, run(1)),                             // put
+            ((5 << 4) | 6, run(((raw.len() as u64) << 4) | 4)), // an integer
+            ((5 << 4) | 7, raw.to_vec()),
+            (7 << 4, run(0)), // no predecessors
+        ]
+    }
+
+    #[test]
+    fn hand_made_bytes_are_read_only_when_automerge_would_read_them() {
+        let h = header(10);
+        let c = creation::create(&h, &ActorId::random(), 42, &[]).unwrap();
+        let genesis = c.genesis.clone();
+        let ga = record::genesis_actor(&h).to_bytes().to_vec();
+        let one = [1u8];
+        let seven = [7u8];
+        let make = |seq: &[u8], start: &[u8], columns: &[(u64, Vec<u8>)], trailing: &[u8]| {
+            hand_made(&genesis, &ga, (seq, start), columns, trailing)
+        };
+
+        // Well made: read, and what Automerge makes of it.
+        let good = make(&one, &seven, &age_columns(&[48]), &[]);
+        let (fresh, _) = read_new_bytes(&h, &[genesis.raw_bytes(), &good]).expect("read");
+        let parsed = Change::try_from(good.as_slice()).expect("Automerge parses it");
+        assert_eq!(fresh.projection, through_automerge(&[&genesis, &parsed]));
+        assert_eq!(fresh.projection.fields["age"], FieldValue::Int(48));
+
+        let refused = |bytes: Vec<u8>, why: &str| {
+            assert!(
+                read_new_bytes(&h, &[genesis.raw_bytes(), &bytes]).is_none(),
+                "{why}"
+            );
+        };
+        refused(
+            make(&one, &seven, &age_columns(&[48]), &[0]),
+            "a byte after the chunk",
+        );
+        refused(
+            make(&[0x81, 0], &seven, &age_columns(&[48]), &[]),
+            "an overlong number",
+        );
+        refused(
+            make(&one, &seven, &age_columns(&[0xb0, 0]), &[]),
+            "an overlong value",
+        );
+        let mut start = Vec::new();
+        uleb(&mut start, 1 << 32);
+        refused(
+            make(&one, &start, &age_columns(&[48]), &[]),
+            "a counter past 32 bits",
+        );
+        for (spec, why) in [
+            ((3 << 4) | 4, "no insertion column"),
+            ((5 << 4) | 6, "a value without its metadata"),
+            (7 << 4, "no predecessor counts"),
+        ] {
+            let columns: Vec<_> = age_columns(&[48])
+                .into_iter()
+                .filter(|(s, _)| *s != spec)
+                .collect();
+            refused(make(&one, &seven, &columns, &[]), why);
+        }
+        let mut lone = age_columns(&[48]);
+        lone.push(((7 << 4) | 1, vec![])); // predecessor actors without their counters
+        refused(
+            make(&one, &seven, &lone, &[]),
+            "a column without its partner",
+        );
     }
 
     proptest! {

@@ -2,10 +2,13 @@
 //! bytes: what [`crate::fresh`] reads a new record from, at a fraction of the cost of
 //! `Change::decode`, which builds an owned operation (and a string) for every character of a note.
 //!
-//! Only for changes Automerge has already parsed and verified ([`crate::inspect_change`]): this
-//! reader does not check what Automerge checks, it only reads the same values. Anything it does
-//! not expect (a compressed column, an unknown column, a value of an unknown type) ends the
-//! reading with `None`, and the caller then goes through Automerge.
+//! It reads bytes nobody has checked (a push, a pull page: [`crate::fresh::read_new_bytes`]),
+//! so it is stricter than Automerge, never looser: every number must be in its shortest LEB128
+//! form (Automerge refuses overlong ones), the chunk must end where its length says, a column
+//! an operation needs (insertion, value, predecessors) must hold a value for it, and paired
+//! columns come together. Anything it does not expect (a compressed column, an unknown
+//! column, a value of an unknown type) ends the reading with `None`, and the caller then goes
+//! through Automerge, which decides.
 
 /// One operation as its columns hold it. Actors are indexes into the change's actor list: `0`
 /// is the change's author, `k` its `k`-th other actor.
@@ -98,12 +101,23 @@ impl<'a> Ops<'a> {
     }
 }
 
+/// An unsigned LEB128 number in its shortest form (an overlong one is refused, as Automerge
+/// refuses it).
 fn uleb(bytes: &mut &[u8]) -> Option<u64> {
-    leb128::read::unsigned(bytes).ok()
+    let before = bytes.len();
+    let v = leb128::read::unsigned(bytes).ok()?;
+    let mut buf = [0u8; 10];
+    let n = leb128::write::unsigned(&mut &mut buf[..], v).ok()?;
+    (before - bytes.len() == n).then_some(v)
 }
 
+/// A signed LEB128 number in its shortest form.
 fn sleb(bytes: &mut &[u8]) -> Option<i64> {
-    leb128::read::signed(bytes).ok()
+    let before = bytes.len();
+    let v = leb128::read::signed(bytes).ok()?;
+    let mut buf = [0u8; 10];
+    let n = leb128::write::signed(&mut &mut buf[..], v).ok()?;
+    (before - bytes.len() == n).then_some(v)
 }
 
 fn take<'a>(bytes: &mut &'a [u8], n: u64) -> Option<&'a [u8]> {
@@ -120,14 +134,17 @@ pub(crate) fn read(chunk: &[u8]) -> Option<Ops<'_>> {
     let mut r = chunk.get(9..)?;
     let len = uleb(&mut r)?;
     let mut body = take(&mut r, len)?;
+    if !r.is_empty() {
+        return None; // bytes after the chunk
+    }
     let n_deps = uleb(&mut body)?;
     let deps = take(&mut body, n_deps.checked_mul(32)?)?;
     let actor_len = uleb(&mut body)?;
     let actor = take(&mut body, actor_len)?;
     let seq = uleb(&mut body)?;
     let start_op = uleb(&mut body)?;
-    if start_op == 0 {
-        return None;
+    if start_op == 0 || start_op > u64::from(u32::MAX) {
+        return None; // Automerge's counters are 32 bits
     }
     sleb(&mut body)?; // time
     let message = uleb(&mut body)?;
@@ -145,6 +162,10 @@ pub(crate) fn read(chunk: &[u8]) -> Option<Ops<'_>> {
     }
     if specs.windows(2).any(|w| w[0].0 >= w[1].0) {
         return None; // columns out of order or twice
+    }
+    let has = |spec: u64| specs.iter().any(|(s, _)| *s == spec);
+    if (has(VAL_RAW) && !has(VAL_META)) || has(PRED_ACTOR) != has(PRED_CTR) {
+        return None; // a column without its partner: Automerge refuses the change
     }
     let mut columns = Columns::default();
     for (spec, n) in specs {
@@ -318,11 +339,12 @@ impl<'a> Bools<'a> {
         }
     }
 
-    /// The next value (`false` once the column has ended); `None` when malformed.
-    fn next(&mut self) -> Option<bool> {
+    /// The next value (`false` once the column has ended, for a column that may end early:
+    /// `optional`); `None` when malformed or when a required column has ended.
+    fn next(&mut self, optional: bool) -> Option<bool> {
         while self.left == 0 {
             if self.data.is_empty() {
-                return Some(false);
+                return optional.then_some(false);
             }
             self.left = uleb(&mut self.data)?;
             self.value = !self.value;
@@ -415,12 +437,14 @@ impl<'a> OpIter<'a> {
             (Some(a), Some(c), None) if c > 0 => Key::Elem(a, c),
             _ => return None,
         };
-        let insert = self.insert.next()?;
-        let meta = self.val_meta.next()?.unwrap_or(0);
+        // Every operation has an insertion flag, a value and a count of predecessors: a column
+        // that ends early or holds a null there makes Automerge refuse the change.
+        let insert = self.insert.next(false)?;
+        let meta = self.val_meta.next()??;
         let raw = take(&mut self.val_raw, meta >> 4)?;
         let value = value(meta & 15, raw)?;
-        let preds = self.pred_group.next()?.unwrap_or(0);
-        if self.expand.next()? || self.mark_name.next()?.is_some() {
+        let preds = self.pred_group.next()??;
+        if self.expand.next(true)? || self.mark_name.next()?.is_some() {
             return None; // marks: Automerge's to read
         }
         Some(Some(Op {
