@@ -252,25 +252,6 @@ fn merge_prepared(p: Prepared) -> Result<Merged> {
         })
         .collect::<Result<Vec<Change>>>()?;
     let was_empty = stored.is_none();
-    if was_empty && waiting.is_empty() {
-        // A record new to this store that arrives exactly as it was created (the common case of
-        // a pull): its projection comes from the operations, and its document is its change
-        // chunks, with no Automerge document built (protocol::fresh).
-        let refs: Vec<&Change> = fresh.iter().collect();
-        if let Some(fieldsync_protocol::fresh::Fresh { projection, doc }) =
-            fieldsync_protocol::fresh::read_new(&header, &refs)
-        {
-            return Ok(Merged {
-                header,
-                fresh: fresh.iter().map(|c| (c.into(), true)).collect(),
-                now_applied: Vec::new(),
-                result: Some(MergeResult {
-                    doc,
-                    projection: Some(projection),
-                }),
-            });
-        }
-    }
     let mut doc = match &stored {
         Some(bytes) => record::load_doc(bytes).map_err(|e| StoreError::Damaged {
             id: header.id,

@@ -114,22 +114,6 @@ pub fn merge(header: &RecordHeader, doc: Option<&[u8]>, pending: &[Vec<u8>]) -> 
             Err(e) => return failed(format!("a stored change does not decode: {e}")),
         }
     }
-    if is_new {
-        // A record that arrives exactly as it was created (most of a campaign's records): its
-        // projection comes from the operations and its document is its change chunks, genesis
-        // first, with no Automerge document built (protocol::fresh).
-        let refs: Vec<&Change> = decoded.iter().map(|(_, c)| c).collect();
-        if let Some(fieldsync_protocol::fresh::Fresh { projection, doc }) =
-            fieldsync_protocol::fresh::read_new(header, &refs)
-        {
-            return Merge::Merged {
-                doc,
-                applied: decoded.iter().map(|(h, _)| h.0).collect(),
-                projection: Box::new(projection),
-                problem: None,
-            };
-        }
-    }
     if let Err(e) = doc.apply_changes(decoded.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()) {
         return failed(format!("changes do not apply: {e}"));
     }
