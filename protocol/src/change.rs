@@ -60,6 +60,14 @@ pub fn inspect_change(bytes: &[u8]) -> Result<ChangeInfo, ChangeError> {
     if bytes[4..8] != hash.0[..4] {
         return Err(ChangeError::BadChecksum);
     }
+    // Automerge reads the bytes after a change's columns as an author's footer and asserts, when
+    // it adds the change to a document, that only an actor's first change names an author: such
+    // a chunk would panic whatever applies it (the server's merge, a device's pull).
+    if change.seq() != 1 && change.author().is_some() {
+        return Err(ChangeError::NotAChange(
+            "only an actor's first change (sequence number 1) may name an author".into(),
+        ));
+    }
     Ok(ChangeInfo {
         hash,
         actor: change.actor_id().clone(),
@@ -115,6 +123,55 @@ mod tests {
         assert_eq!(info.change.raw_bytes(), &bytes[..]);
         assert_eq!(quick_hash(&bytes), Some(info.hash));
         assert_eq!(quick_hash(b"short"), None);
+    }
+
+    /// `chunk` with `extra` appended to its body, its length and checksum made right again.
+    fn with_extra_bytes(chunk: &[u8], extra: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        let mut rest = &chunk[9..];
+        let len = leb128::read::unsigned(&mut rest).unwrap() as usize;
+        let mut body = rest[..len].to_vec();
+        body.extend_from_slice(extra);
+        let mut out = chunk[..9].to_vec();
+        leb128::write::unsigned(&mut out, body.len() as u64).unwrap();
+        out.extend_from_slice(&body);
+        let hash = sha2::Sha256::digest(&out[8..]);
+        out[4..8].copy_from_slice(&hash[..4]);
+        out
+    }
+
+    #[test]
+    fn an_author_on_a_later_change_is_refused_before_automerge_would_panic_on_it() {
+        let mut doc = Automerge::new();
+        for note in ["一", "二"] {
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "note", note).unwrap();
+            tx.commit();
+        }
+        let first = doc.get_changes(&[])[0].raw_bytes().to_vec();
+        let second = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+        // Footer kind 1 (an author), 3 bytes long.
+        let footer = [1, 3, 0xaa, 0xbb, 0xcc];
+
+        // The same bytes on an actor's first change are an author Automerge accepts.
+        let authored = with_extra_bytes(&first, &footer);
+        let info = inspect_change(&authored).unwrap();
+        assert!(info.change.author().is_some());
+
+        let hostile = with_extra_bytes(&second, &footer);
+        // What is refused would have panicked: Automerge asserts on it when applying.
+        let panicked = std::panic::catch_unwind(|| {
+            let mut other = Automerge::new();
+            let _ = other.load_incremental(&first);
+            let _ = other.load_incremental(&hostile);
+        });
+        assert!(panicked.is_err(), "Automerge no longer panics on it");
+        let err = inspect_change(&hostile).unwrap_err();
+        assert!(err.to_string().contains("sequence number 1"), "{err}");
+
+        // Extra bytes that are not an author's footer stay allowed (they are Automerge's room
+        // for later formats).
+        assert!(inspect_change(&with_extra_bytes(&second, &[7, 1, 0])).is_ok());
     }
 
     #[test]
