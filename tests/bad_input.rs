@@ -157,9 +157,57 @@ fn a_forged_genesis_or_a_bad_header_is_refused() -> Result<()> {
     let mut push = a_valid_push()?;
     push.v = 99;
     let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
-    assert_eq!(r.status, 400);
+    assert_eq!((r.status, r.code.as_str()), (400, "unsupported_version"));
     assert!(r.message.contains("version 99"), "{}", r.message);
     assert_nothing_stored_and_still_serving(&server)
+}
+
+#[test]
+fn a_compact_creation_that_is_cut_short_altered_or_not_this_records_is_refused() -> Result<()> {
+    let server = TestServer::start()?;
+    let compact = || -> Result<PushRequest> {
+        let mut push = a_valid_push()?;
+        assert_eq!(push.compact_creations(), 1);
+        assert_eq!(push.v, wire::COMPACT_VERSION);
+        Ok(push)
+    };
+    // Shorter than its checksum.
+    let mut push = compact()?;
+    push.records[0].created = Some(ByteBuf::from(vec![1, 2]));
+    let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
+    assert_eq!((r.status, r.code.as_str()), (422, "invalid_change"));
+    assert!(r.message.contains("4-byte checksum"), "{}", r.message);
+    // One character of the note altered (谈 to 谊, still UTF-8): the rebuilt change's checksum
+    // no longer matches.
+    let mut push = compact()?;
+    let created = push.records[0].created.as_mut().unwrap();
+    let at = created
+        .windows(3)
+        .position(|w| w == "谈".as_bytes())
+        .expect("the note's first character");
+    created[at + 2] ^= 0x01;
+    let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
+    assert_eq!((r.status, r.code.as_str()), (422, "invalid_change"));
+    assert!(r.message.contains("checksum"), "{}", r.message);
+    // Sent under another record's id: rebuilt on that record's genesis, whose hash the change
+    // does not depend on, so its checksum fails too.
+    let mut push = compact()?;
+    push.records[0].id = Uuid::now_v7().to_string();
+    let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
+    assert_eq!((r.status, r.code.as_str()), (422, "invalid_change"));
+    // The same push whole is stored (sent as the administrator's device, whose token it is).
+    let mut push = compact()?;
+    push.device = server.admin_device.to_string();
+    let r = Client::new()
+        .post(format!("{}{}", server.url(), PUSH_PATH))
+        .bearer_auth(&server.admin_token)
+        .header("content-type", CBOR_CONTENT_TYPE)
+        .body(wire::encode(&push))
+        .send()?;
+    assert_eq!(r.status(), 200);
+    let answer: wire::PushResponse = wire::decode(&r.bytes()?, "push response")?;
+    assert_eq!((answer.stored, answer.duplicates), (2, 0));
+    Ok(())
 }
 
 #[test]

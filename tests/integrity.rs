@@ -212,6 +212,7 @@ fn no_device_can_open_the_recovery_window_an_administrator_can() -> Result<()> {
         after_hash: None,
         max_bytes: None,
         include_own: false,
+        created: false,
     })?;
     assert!(pull.reset);
     assert_eq!(pull.epoch.as_deref(), Some(epoch.as_str()));

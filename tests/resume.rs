@@ -117,6 +117,7 @@ fn a_pull_cut_mid_response_resumes_from_the_last_applied_page() -> Result<()> {
             after_hash: None,
             max_bytes: Some(options.page_bytes),
             include_own: false,
+            created: false,
         };
         use fieldsync_client_core::Transport;
         let page = t.pull(&q)?;
@@ -230,6 +231,7 @@ fn pages_received_before_a_broken_connection_are_kept() -> Result<()> {
             after_hash: after.1.take(),
             max_bytes: Some(options.page_bytes),
             include_own: false,
+            created: false,
         })?;
         assert!(page.more, "the test needs more than four pages");
         records_in_first_four.extend(page.records.iter().map(|r| r.id.clone()));

@@ -2,7 +2,10 @@
 
 use anyhow::Result;
 use fieldsync::TestServer;
-use fieldsync_client_core::{FieldValue, RecordHeader, singleton_id};
+use fieldsync_client_core::{
+    FieldValue, RecordHeader, SyncOptions, Transport, TransportError, singleton_id, sync::sync,
+};
+use fieldsync_protocol::wire::{self, PullQuery, PullResponse, PushRequest, PushResponse};
 
 mod common;
 use common::{Device, VILLAGE, campaign, s, text};
@@ -262,5 +265,174 @@ fn a_change_delivered_twice_is_stored_and_applied_once() -> Result<()> {
     assert_eq!(again.known_changes, 2);
     assert_eq!(b.store.get(id)?.heads, heads);
     assert_eq!(server.get_json("/v1/status")?["changes"], 2);
+    Ok(())
+}
+
+/// A transport that keeps what went over it: the pushes as sent, the pages as received.
+struct Recording<T> {
+    inner: T,
+    pushes: Vec<PushRequest>,
+    pages: Vec<PullResponse>,
+    /// Plays a server that speaks only protocol version 1: it refuses a version-2 push as such
+    /// a server does (400 `invalid_body`, "protocol version 2 is not supported"), and does not
+    /// know the pull's `created` parameter.
+    only_version_1: bool,
+    refused: usize,
+}
+
+impl<T: Transport> Recording<T> {
+    fn new(inner: T, only_version_1: bool) -> Self {
+        Recording {
+            inner,
+            pushes: Vec::new(),
+            pages: Vec::new(),
+            only_version_1,
+            refused: 0,
+        }
+    }
+}
+
+impl<T: Transport> Transport for Recording<T> {
+    fn push(&mut self, request: &PushRequest) -> Result<PushResponse, TransportError> {
+        self.pushes.push(request.clone());
+        if self.only_version_1 && request.v != wire::PROTOCOL_VERSION {
+            self.refused += 1;
+            return Err(TransportError::Refused {
+                status: 400,
+                code: "invalid_body".into(),
+                message: format!(
+                    "protocol version {} is not supported (this side speaks 1)",
+                    request.v
+                ),
+                hint: None,
+                retry_after: None,
+            });
+        }
+        self.inner.push(request)
+    }
+
+    fn pull(&mut self, query: &PullQuery) -> Result<PullResponse, TransportError> {
+        let mut query = query.clone();
+        query.created &= !self.only_version_1;
+        let page = self.inner.pull(&query)?;
+        self.pages.push(page.clone());
+        Ok(page)
+    }
+}
+
+/// Five interviews and a meeting made offline, one interview edited after it was made.
+fn a_days_work(store: &mut fieldsync_client_core::Store) -> Result<Vec<uuid::Uuid>> {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(store.create(
+            "interview",
+            campaign(),
+            VILLAGE,
+            &[
+                ("interviewee", s(&format!("村民{i}"))),
+                ("notes", text("群众反映村务公开不及时。")),
+            ],
+        )?);
+    }
+    ids.push(store.create("meeting", campaign(), VILLAGE, &[("topic", s("民主评议"))])?);
+    store.set(ids[0], "position", s("村委委员"))?;
+    Ok(ids)
+}
+
+#[test]
+fn new_records_travel_in_their_compact_form_both_ways_and_arrive_whole() -> Result<()> {
+    let server = TestServer::start()?;
+    let mut a = Device::new()?;
+    let mut b = Device::new()?;
+    let ids = a_days_work(&mut a.store)?;
+    let mut up = Recording::new(server.connect(&a.store)?, false);
+    let report = sync(&mut a.store, &mut up, &SyncOptions::default())?;
+    assert_eq!((report.pushed, report.rejected.len()), (13, 0));
+    assert_eq!(a.store.pending_upload()?, 0);
+    // One push, version 2: every record's genesis and first change went as `created`; only
+    // the later edit is a change.
+    assert_eq!(up.pushes.len(), 1);
+    let push = &up.pushes[0];
+    assert_eq!(push.v, wire::COMPACT_VERSION);
+    assert_eq!(push.records.len(), 6);
+    assert!(push.records.iter().all(|r| r.created.is_some()));
+    let changes: usize = push.records.iter().map(|r| r.changes.len()).sum();
+    assert_eq!(changes, 1, "the edit of the first interview");
+    // Smaller than the same push with every change whole.
+    let mut whole = push.clone();
+    for r in &mut whole.records {
+        r.expand_creation(&r.header()?)?;
+    }
+    whole.v = wire::PROTOCOL_VERSION;
+    let (compact, full) = (wire::encode(push).len(), wire::encode(&whole).len());
+    assert!(compact * 10 < full * 7, "{compact} bytes against {full}");
+
+    let mut down = Recording::new(server.connect(&b.store)?, false);
+    let report = sync(&mut b.store, &mut down, &SyncOptions::default())?;
+    assert_eq!(report.received, 13);
+    let created: usize = down
+        .pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .filter(|r| r.created.is_some())
+        .count();
+    assert_eq!(created, 6, "the server sends creations compact to who asks");
+    for id in &ids {
+        assert_eq!(b.store.get(*id)?.heads, a.store.get(*id)?.heads);
+        assert_eq!(b.store.get(*id)?.fields, a.store.get(*id)?.fields);
+    }
+    // The server stored the changes themselves: a device that does not ask for the compact
+    // form receives them whole, and the records merged.
+    let mut c = Device::new()?;
+    let mut plain = server.connect(&c.store)?;
+    let page = plain.pull(&PullQuery {
+        device: c.store.device_id().to_string(),
+        after: 0,
+        after_hash: None,
+        max_bytes: None,
+        include_own: false,
+        created: false,
+    })?;
+    assert!(page.records.iter().all(|r| r.created.is_none()));
+    let whole_changes: usize = page.records.iter().map(|r| r.changes.len()).sum();
+    assert_eq!(whole_changes, 13);
+    c.sync(&server.url())?;
+    assert_eq!(c.store.get(ids[0])?.fields["position"], s("村委委员"));
+    server.wait_merged()?;
+    let merged = server.get_json(&format!("/v1/records/{}", ids[0]))?;
+    assert_eq!(merged["fields"]["position"], "村委委员");
+    assert_eq!(merged["fields"]["notes"], "群众反映村务公开不及时。");
+    Ok(())
+}
+
+#[test]
+fn a_server_that_speaks_only_version_1_gets_the_same_push_again_in_version_1() -> Result<()> {
+    let server = TestServer::start()?;
+    let mut a = Device::new()?;
+    let ids = a_days_work(&mut a.store)?;
+    let mut old = Recording::new(server.connect(&a.store)?, true);
+    let report = sync(&mut a.store, &mut old, &SyncOptions::default())?;
+    // Refused once, then sent whole: nothing acknowledged that the server did not store.
+    assert_eq!(old.refused, 1);
+    assert_eq!(old.pushes.len(), 2);
+    assert_eq!(old.pushes[1].v, wire::PROTOCOL_VERSION);
+    assert!(old.pushes[1].records.iter().all(|r| r.created.is_none()));
+    assert_eq!((report.pushed, report.push_requests), (13, 1));
+    assert_eq!(a.store.pending_upload()?, 0);
+    // Pages of such a server carry whole changes, and are read as before.
+    let mut b = Device::new()?;
+    let mut old_down = Recording::new(server.connect(&b.store)?, true);
+    let report = sync(&mut b.store, &mut old_down, &SyncOptions::default())?;
+    assert_eq!(report.received, 13);
+    assert!(
+        old_down
+            .pages
+            .iter()
+            .flat_map(|p| &p.records)
+            .all(|r| r.created.is_none())
+    );
+    for id in &ids {
+        assert_eq!(b.store.get(*id)?.heads, a.store.get(*id)?.heads);
+    }
     Ok(())
 }

@@ -454,6 +454,9 @@ impl Transport for HttpTransport {
             if query.include_own {
                 q.append_pair("include_own", "true");
             }
+            if query.created {
+                q.append_pair("created", "true");
+            }
         }
         let bytes = self.send(self.client.get(url), 0)?;
         wire::decode_with(&bytes, "pull response", DecodeLimits::PULL)

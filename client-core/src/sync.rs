@@ -391,6 +391,18 @@ enum RoundEnd {
     /// A batch was cut: resume after this local log position (the batches before it are
     /// acknowledged).
     Cut(i64, TransportError),
+    /// The server speaks only protocol version 1 and refused a batch with compact creations:
+    /// resume after this local log position, in version 1.
+    OnlyVersion1(i64),
+}
+
+/// Whether `e` is a server's refusal of a push's protocol version: a server that speaks only
+/// version 1 answers a version-2 push 400 `invalid_body` "protocol version 2 is not supported";
+/// later ones say `unsupported_version`.
+fn refuses_version(e: &TransportError) -> bool {
+    matches!(e, TransportError::Refused { status: 400, code, message, .. }
+        if code == "unsupported_version"
+            || (code == "invalid_body" && message.contains("protocol version")))
 }
 
 /// The counts a push keeps across rounds.
@@ -399,6 +411,9 @@ struct PushState {
     sent: u64,
     requests: usize,
     window: PushWindow,
+    /// Whether pushes send new records in their compact form (protocol version 2): until a
+    /// server refuses it.
+    compact: bool,
 }
 
 fn push_all(
@@ -413,6 +428,7 @@ fn push_all(
         sent: 0,
         requests: 0,
         window: PushWindow::new(options.push_batch_bytes),
+        compact: true,
     };
     let mut after = 0;
     let mut cuts_in_a_row = 0;
@@ -422,6 +438,11 @@ fn push_all(
             store, transport, options, report, progress, &mut state, after,
         )? {
             RoundEnd::Done => return Ok(()),
+            RoundEnd::OnlyVersion1(resume_after) => {
+                tracing::info!("the server speaks protocol version 1: pushing in it");
+                state.compact = false;
+                after = resume_after;
+            }
             RoundEnd::Cut(resume_after, e) => {
                 if report.push_requests > acked_before {
                     cuts_in_a_row = 0;
@@ -472,6 +493,7 @@ fn push_round(
             }
         });
         let mut cut: Option<(i64, TransportError)> = None;
+        let mut only_version_1: Option<i64> = None;
         let mut handle = |store: &mut Store,
                           state: &mut PushState,
                           ((start, hashes, owners), answer): (
@@ -483,6 +505,10 @@ fn push_round(
                 Ok(r) => r,
                 Err(e) if is_cut(&e) => {
                     cut = Some((start, e));
+                    return Ok(());
+                }
+                Err(e) if state.compact && refuses_version(&e) => {
+                    only_version_1 = Some(start);
                     return Ok(());
                 }
                 Err(e) => return Err(transport_error(e)),
@@ -524,7 +550,11 @@ fn push_round(
             }
             let start = after;
             after = batch.last_seq;
-            let body = encode(&batch.request);
+            let mut request = batch.request;
+            if state.compact {
+                request.compact_creations();
+            }
+            let body = encode(&request);
             // Blocks until the sender has taken it, i.e. until the previous push is answered.
             let handed_over = batches_tx
                 .send((body, (start, batch.hashes, batch.owners)))
@@ -545,9 +575,10 @@ fn push_round(
             handle(store, state, answer)?;
         }
         outcome?;
-        Ok(match cut {
-            Some((start, e)) => RoundEnd::Cut(start, e),
-            None => RoundEnd::Done,
+        Ok(match (only_version_1, cut) {
+            (Some(start), _) => RoundEnd::OnlyVersion1(start),
+            (None, Some((start, e))) => RoundEnd::Cut(start, e),
+            (None, None) => RoundEnd::Done,
         })
     })
 }
@@ -616,8 +647,21 @@ fn pull_pages(
                     after_hash: after_hash.take(),
                     max_bytes: Some(page_bytes),
                     include_own,
+                    created: true,
                 };
-                let page = transport.pull(&query);
+                // Creations in their compact form are written back as changes here, on the
+                // fetching thread, and then checked with all the others.
+                let page = transport.pull(&query).and_then(|mut page| {
+                    for record in page.records.iter_mut().filter(|r| r.created.is_some()) {
+                        let header = record
+                            .header()
+                            .map_err(|e| TransportError::Protocol(e.to_string()))?;
+                        record
+                            .expand_creation(&header)
+                            .map_err(|e| TransportError::Protocol(e.to_string()))?;
+                    }
+                    Ok(page)
+                });
                 let last = match &page {
                     Ok(p) => {
                         after = p.next;

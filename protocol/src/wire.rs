@@ -9,10 +9,17 @@ use serde_bytes::ByteBuf;
 use crate::record::{RecordError, RecordHeader};
 
 mod bounded;
+mod created;
 pub use bounded::{Bound, DecodeLimits, MAX_ID_BYTES};
 
 /// The protocol version every message carries in its `v` field.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of a push that may carry records in their compact creation form
+/// ([`WireRecord::created`]). A server that speaks only version 1 refuses such a push whole
+/// (400), and a client sends the same batch again as version 1; a server that reads it would
+/// otherwise never see what an older one ignored. Pull pages carry `created` only to a client
+/// that asks for it ([`PullQuery::created`]).
+pub const COMPACT_VERSION: u32 = 2;
 /// The media type of sync request and response bodies.
 pub const CBOR_CONTENT_TYPE: &str = "application/cbor";
 /// The push endpoint.
@@ -53,6 +60,15 @@ pub struct WireRecord {
     /// before it.
     #[serde(deserialize_with = "bounded::changes")]
     pub changes: Vec<ByteBuf>,
+    /// The record's creation in its compact form: the change that wrote its first values,
+    /// without its framing and its one dependency, the genesis, which is left out of `changes`
+    /// too (see [`WireRecord::expand_creation`] and docs/PROTOCOL.md, "A record's creation").
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::created"
+    )]
+    pub created: Option<ByteBuf>,
     /// Tags of relayed changes (see [`crate::auth::change_tag`]): empty, or one entry per change
     /// in `changes`, each either empty (no tag) or [`crate::auth::TAG_BYTES`] long. Only pushes
     /// and bundles carry them.
@@ -73,6 +89,7 @@ impl WireRecord {
             campaign: header.campaign.hyphenated().to_string(),
             scope: header.scope.clone(),
             changes: Vec::new(),
+            created: None,
             tags: Vec::new(),
         }
     }
@@ -150,6 +167,9 @@ pub struct PullQuery {
     /// Also return changes this device pushed itself (used to recover after a restore).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub include_own: bool,
+    /// The device reads records' creations in their compact form ([`WireRecord::created`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 /// Response to a pull: one page of the server's log.
@@ -290,6 +310,14 @@ pub enum WireError {
     Version {
         /// The version received.
         got: u32,
+    },
+    /// A record's compact creation cannot be written back as changes.
+    #[error("the compact creation (created) of record {id} cannot be read: {reason}")]
+    Creation {
+        /// The record's id.
+        id: String,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -457,6 +485,15 @@ pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// Checks a push's protocol version: [`PROTOCOL_VERSION`] or [`COMPACT_VERSION`].
+pub fn check_push_version(v: u32) -> Result<(), WireError> {
+    if v == PROTOCOL_VERSION || v == COMPACT_VERSION {
+        Ok(())
+    } else {
+        Err(WireError::Version { got: v })
+    }
+}
+
 /// Checks a message's protocol version.
 pub fn check_version(v: u32) -> Result<(), WireError> {
     if v == PROTOCOL_VERSION {
@@ -482,6 +519,7 @@ mod tests {
                 campaign: uuid::Uuid::from_u128(7).to_string(),
                 scope: "350102001".into(),
                 changes: vec![ByteBuf::from(vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3])],
+                created: None,
                 tags: Vec::new(),
             }],
         };
@@ -570,6 +608,7 @@ mod tests {
             campaign: "c".into(),
             scope: "s".into(),
             changes: vec![ByteBuf::from(vec![1u8]); 10],
+            created: None,
             tags: Vec::new(),
         };
         let bundle = Bundle {

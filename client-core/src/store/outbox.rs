@@ -108,6 +108,7 @@ impl Store {
                         campaign: row.get(5).unwrap_or_default(),
                         scope: row.get(6).unwrap_or_default(),
                         changes: Vec::new(),
+                        created: None,
                         tags: Vec::new(),
                     });
                     records.len() - 1

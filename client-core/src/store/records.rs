@@ -727,6 +727,7 @@ mod tests {
             campaign: header.campaign.to_string(),
             scope: header.scope.clone(),
             changes,
+            created: None,
             tags: Vec::new(),
         };
         let mut receiver = Store::open_in_memory().unwrap();

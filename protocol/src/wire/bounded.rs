@@ -311,6 +311,19 @@ pub(crate) fn changes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D
     )
 }
 
+/// `WireRecord::created`: one change's bytes, counted as an element.
+pub(crate) fn created<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteBuf>, D::Error> {
+    let created = Option::<ByteBuf>::deserialize(d)?;
+    if let Some(c) = &created {
+        count_item()?;
+        let max = limits().change_bytes;
+        if c.len() > max {
+            return Err(passed(Bound::ChangeBytes, max));
+        }
+    }
+    Ok(created)
+}
+
 /// `WireRecord::tags`.
 pub(crate) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
     bounded_vec(

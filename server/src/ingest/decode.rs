@@ -106,7 +106,14 @@ pub fn push(body: &[u8], gzipped: bool) -> Result<CheckedPush, DecodeError> {
         other => DecodeError::malformed(other.to_string())
             .with_hint("see docs/PROTOCOL.md for the push message"),
     })?;
-    wire::check_version(request.v).map_err(|e| DecodeError::malformed(e.to_string()))?;
+    wire::check_push_version(request.v).map_err(|e| {
+        DecodeError::new(
+            DecodeProblem::Malformed,
+            "unsupported_version",
+            e.to_string(),
+        )
+        .with_hint("send v 1, or v 2 with records in their compact form (docs/PROTOCOL.md)")
+    })?;
     let device = device(&request.device)?;
     let actors = request
         .actors
@@ -158,7 +165,7 @@ pub fn push(body: &[u8], gzipped: bool) -> Result<CheckedPush, DecodeError> {
 }
 
 fn check_record(
-    wire_record: fieldsync_protocol::wire::WireRecord,
+    mut wire_record: fieldsync_protocol::wire::WireRecord,
 ) -> Result<CheckedRecord, DecodeError> {
     let header = wire_record.header().map_err(|e| {
         DecodeError::invalid(
@@ -166,6 +173,11 @@ fn check_record(
             format!("record {:?}: {e}", wire_record.id),
         )
     })?;
+    // A creation in its compact form becomes the genesis and the change it stood for; both are
+    // checked below like every other change.
+    wire_record
+        .expand_creation(&header)
+        .map_err(|e| DecodeError::invalid("invalid_change", e.to_string()))?;
     let tags = wire_record.tags;
     if !tags.is_empty() && tags.len() != wire_record.changes.len() {
         return Err(DecodeError::invalid(

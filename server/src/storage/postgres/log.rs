@@ -204,6 +204,7 @@ pub(super) async fn pull(
                         campaign: row.get(3),
                         scope: row.get(4),
                         changes: Vec::new(),
+                        created: None,
                         tags: Vec::new(),
                     });
                     index.insert(record_id, records.len() - 1);

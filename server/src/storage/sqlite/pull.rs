@@ -168,6 +168,7 @@ pub(super) fn pull_page(
                         campaign: row.get(3)?,
                         scope: row.get(4)?,
                         changes: Vec::new(),
+                        created: None,
                         tags: Vec::new(),
                     });
                     index.insert(record_id, records.len() - 1);
