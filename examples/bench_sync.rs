@@ -260,7 +260,17 @@ fn run(n: usize, database: Option<String>, merge_first: bool) -> Result<()> {
         "same records as JSON lines   {} (gzip {})",
         b["jsonl_bytes"], b["jsonl_gzip_bytes"]
     );
-    println!("wire / gzip(JSON lines)      {:.2}", wire as f64 / gz);
+    // Issue 14's yardstick is per direction: what one device sends (or receives) against the
+    // same records as gzipped JSON lines.
+    println!(
+        "up (A) / gzip(JSON lines)    {:.3}",
+        a["up"].as_f64().unwrap_or(0.0) / gz
+    );
+    println!(
+        "down (B) / gzip(JSON lines)  {:.3}",
+        b["down"].as_f64().unwrap_or(0.0) / gz
+    );
+    println!("both ways / gzip(JSON lines) {:.2}", wire as f64 / gz);
     println!(
         "server peak memory           {:.1} MB",
         server_peak as f64 / 1024.0

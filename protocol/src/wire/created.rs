@@ -3,15 +3,18 @@
 //!
 //! A record created offline travels as two changes: its genesis, which is deterministic from the
 //! header (docs/PROTOCOL.md, "The genesis change"), and a change whose only dependency is the
-//! genesis's hash. Neither the genesis (about 150 bytes) nor that hash (32 random bytes, which
-//! gzip cannot shrink) tells the receiver anything it does not know from the header; together
-//! they were a quarter of the bytes of a first sync. The compact form is the first change's
-//! checksum followed by its chunk body after the dependency list:
+//! genesis's hash and whose only other actor is the genesis's (its values go into the `fields`
+//! map the genesis made). Neither the genesis (about 190 bytes), nor that hash (32 random bytes,
+//! which gzip cannot shrink), nor the genesis actor (16 more) tells the receiver anything it
+//! does not know from the header; together they were a quarter of the bytes of a first sync.
+//! The compact form is the first change's checksum and its chunk body without those two:
 //!
 //! ```text
 //! change chunk:  magic(4) checksum(4) type=1 uleb(body length) body
-//! body:          uleb(1) genesis-hash(32) rest...
-//! created:       checksum(4) rest...
+//! body:          uleb(1) genesis-hash(32) head uleb(1) uleb(16) genesis-actor(16) rest
+//! head:          uleb(actor length) actor uleb(seq) uleb(start op) sleb(time)
+//!                uleb(message length) message
+//! created:       checksum(4) head rest
 //! ```
 //!
 //! The receiver builds the genesis from the header ([`crate::genesis::genesis_bytes`]) and
@@ -30,35 +33,82 @@ const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHANGE_CHUNK: u8 = 1;
 /// The bytes of a one-dependency list: its count (1) and the hash.
 const ONE_DEPENDENCY: usize = 1 + 32;
+/// A one-actor list of the genesis actor: its count (1), its length (16), the actor.
+const ONE_OTHER_ACTOR: [u8; 2] = [1, 16];
 
-/// The first change's chunk rebuilt from its compact form and the genesis's hash.
-fn rebuild(created: &[u8], genesis: &ChangeHash) -> Option<Vec<u8>> {
-    let (checksum, rest) = (created.get(..4)?, &created[4..]);
-    let body = ONE_DEPENDENCY + rest.len();
+/// What a receiver knows of a record's genesis from its header.
+struct Genesis {
+    bytes: Vec<u8>,
+    hash: ChangeHash,
+    actor: [u8; 16],
+}
+
+impl Genesis {
+    fn of(header: &RecordHeader) -> Result<Genesis, crate::record::RecordError> {
+        let (bytes, hash) = crate::genesis::genesis_bytes(header)?;
+        let actor = crate::record::genesis_actor(header)
+            .to_bytes()
+            .try_into()
+            .expect("a genesis actor is a UUID");
+        Ok(Genesis { bytes, hash, actor })
+    }
+}
+
+/// The length of a change body's head (see the module's text): from its author's actor to the
+/// end of its message.
+fn head_len(body: &[u8]) -> Option<usize> {
+    let mut r = body;
+    let skip = |r: &mut &[u8]| -> Option<()> {
+        let n = usize::try_from(leb128::read::unsigned(r).ok()?).ok()?;
+        *r = r.get(n..)?;
+        Some(())
+    };
+    skip(&mut r)?;
+    leb128::read::unsigned(&mut r).ok()?;
+    leb128::read::unsigned(&mut r).ok()?;
+    leb128::read::signed(&mut r).ok()?;
+    skip(&mut r)?;
+    Some(body.len() - r.len())
+}
+
+/// The first change's chunk rebuilt from its compact form.
+fn rebuild(created: &[u8], genesis: &Genesis) -> Option<Vec<u8>> {
+    let (checksum, compact) = (created.get(..4)?, &created[4..]);
+    let (head, rest) = compact.split_at(head_len(compact)?);
+    let body = ONE_DEPENDENCY + compact.len() + ONE_OTHER_ACTOR.len() + genesis.actor.len();
     let mut out = Vec::with_capacity(9 + 10 + body);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(checksum);
     out.push(CHANGE_CHUNK);
     leb128::write::unsigned(&mut out, body as u64).expect("writing into a Vec cannot fail");
     out.push(1);
-    out.extend_from_slice(&genesis.0);
+    out.extend_from_slice(&genesis.hash.0);
+    out.extend_from_slice(head);
+    out.extend_from_slice(&ONE_OTHER_ACTOR);
+    out.extend_from_slice(&genesis.actor);
     out.extend_from_slice(rest);
     Some(out)
 }
 
-/// The compact form of `first` if it is an uncompressed change whose only dependency is
-/// `genesis` and whose chunk [`rebuild`] writes back exactly (a length not in its shortest form
-/// would not be).
-fn compact(first: &[u8], genesis: &ChangeHash) -> Option<Vec<u8>> {
+/// The compact form of `first` if it is an uncompressed change whose only dependency is the
+/// genesis, whose only other actor is the genesis's, and whose chunk [`rebuild`] writes back
+/// exactly (a number not in its shortest form would not be).
+fn compact(first: &[u8], genesis: &Genesis) -> Option<Vec<u8>> {
     if first.len() < 10 || first[..4] != MAGIC || first[8] != CHANGE_CHUNK {
         return None;
     }
     let mut body = &first[9..];
     leb128::read::unsigned(&mut body).ok()?;
-    if body.first() != Some(&1) || body.get(1..ONE_DEPENDENCY)? != genesis.0.as_slice() {
+    if body.first() != Some(&1) || body.get(1..ONE_DEPENDENCY)? != genesis.hash.0.as_slice() {
         return None;
     }
-    let created = [&first[4..8], &body[ONE_DEPENDENCY..]].concat();
+    let body = &body[ONE_DEPENDENCY..];
+    let head = head_len(body)?;
+    let others = body.get(head..head + ONE_OTHER_ACTOR.len() + genesis.actor.len())?;
+    if others[..2] != ONE_OTHER_ACTOR || others[2..] != genesis.actor {
+        return None;
+    }
+    let created = [&first[4..8], &body[..head], &body[head + others.len()..]].concat();
     (rebuild(&created, genesis)?.as_slice() == first).then_some(created)
 }
 
@@ -93,17 +143,17 @@ impl WireRecord {
         if self.created.is_some() || !self.tags.is_empty() || self.changes.len() < 2 {
             return false;
         }
-        let Ok((genesis, hash)) = crate::genesis::genesis_bytes(header) else {
+        let Ok(genesis) = Genesis::of(header) else {
             return false;
         };
-        let Some(g) = self.changes.iter().position(|c| **c == genesis) else {
+        let Some(g) = self.changes.iter().position(|c| **c == genesis.bytes) else {
             return false;
         };
         let Some((f, created)) = self
             .changes
             .iter()
             .enumerate()
-            .find_map(|(i, c)| compact(c, &hash).map(|created| (i, created)))
+            .find_map(|(i, c)| compact(c, &genesis).map(|created| (i, created)))
         else {
             return false;
         };
@@ -126,11 +176,11 @@ impl WireRecord {
             id: self.id.clone(),
             reason,
         };
-        let (genesis, hash) =
-            crate::genesis::genesis_bytes(header).map_err(|e| invalid(e.to_string()))?;
-        let first = rebuild(&created, &hash).ok_or_else(|| {
+        let genesis = Genesis::of(header).map_err(|e| invalid(e.to_string()))?;
+        let first = rebuild(&created, &genesis).ok_or_else(|| {
             invalid(format!(
-                "it is {} bytes long; it starts with a 4-byte checksum",
+                "its {} bytes are not a 4-byte checksum and a change's head (actor, sequence \
+                 number, first operation, time, message)",
                 created.len()
             ))
         })?;
@@ -138,7 +188,7 @@ impl WireRecord {
             self.tags.splice(0..0, [ByteBuf::new(), ByteBuf::new()]);
         }
         self.changes
-            .splice(0..0, [ByteBuf::from(genesis), ByteBuf::from(first)]);
+            .splice(0..0, [ByteBuf::from(genesis.bytes), ByteBuf::from(first)]);
         Ok(())
     }
 }
@@ -184,11 +234,11 @@ mod tests {
         assert!(r.compact_creation(&h));
         assert!(r.changes.is_empty());
         let created = r.created.clone().unwrap();
-        // The genesis and the 32-byte hash are gone, and the chunk's framing: the magic bytes,
-        // the chunk type and the body's length (two bytes here).
+        // The genesis, the 32-byte hash and the genesis actor are gone, and the chunk's
+        // framing: the magic bytes, the chunk type and the body's length (two bytes here).
         assert_eq!(
             changes.iter().map(Vec::len).sum::<usize>() - created.len(),
-            changes[0].len() + 4 + 1 + 2 + ONE_DEPENDENCY,
+            changes[0].len() + 4 + 1 + 2 + ONE_DEPENDENCY + 2 + 16,
             "{} and {} bytes became {}",
             changes[0].len(),
             changes[1].len(),
@@ -261,7 +311,8 @@ mod tests {
         assert!((128..1 << 14).contains(&len));
         padded.extend_from_slice(&[(len as u8 & 0x7f) | 0x80, (len >> 7) as u8 | 0x80, 0]);
         padded.extend_from_slice(rest);
-        let genesis = inspect_change(&changes[0]).unwrap().hash;
+        let genesis = Genesis::of(&h).unwrap();
+        assert_eq!(genesis.hash, inspect_change(&changes[0]).unwrap().hash);
         assert_eq!(compact(&padded, &genesis), None);
         assert!(compact(first, &genesis).is_some());
     }
@@ -273,6 +324,9 @@ mod tests {
         r.created = Some(ByteBuf::from(vec![1, 2, 3]));
         let e = r.expand_creation(&h).unwrap_err().to_string();
         assert!(e.contains("4-byte checksum"), "{e}");
+        // A head that claims more than there is.
+        r.created = Some(ByteBuf::from(vec![1, 2, 3, 4, 16, 0]));
+        assert!(r.expand_creation(&h).is_err());
         // One byte altered: rebuilt, and refused by the change checks as any corrupted change.
         let mut r = wire(&h, &changes);
         r.compact_creation(&h);
