@@ -597,13 +597,25 @@ fn ensure_in(
         record::validate_field_name(name)?;
     }
     let Some((have, mut doc)) = load_record(tx, header.id)? else {
-        // A record new to this store: its changes are built directly (the same bytes a
-        // document would write, at a fifth of the cost), and stored one after the other they
+        // A record new to this store: its changes are written directly as bytes (the same
+        // bytes a document would write, at a fraction of the cost), and stored one after the other they
         // load as its document, as a record new from a pull does. The first edit saves it
         // compacted.
-        let created = creation::create(header, actor, now_ms(), fields)?;
-        for change in created.changes() {
-            insert_change(tx, header.id, change, LOCAL)?;
+        let created = creation::create_bytes(header, actor, now_ms(), fields)?;
+        let genesis_actor = record::genesis_actor(header);
+        let genesis = StoredChange {
+            hash: created.genesis.1,
+            actor: genesis_actor.to_bytes(),
+            bytes: &created.genesis.0,
+        };
+        insert_stored(tx, header.id, &genesis, LOCAL)?;
+        if let Some((bytes, hash)) = &created.first {
+            let first = StoredChange {
+                hash: *hash,
+                actor: actor.to_bytes(),
+                bytes,
+            };
+            insert_stored(tx, header.id, &first, LOCAL)?;
         }
         // The document is the changes just stored, genesis first (see `document_bytes`).
         write_projection(tx, &created.projection, &[], now_ms())?;

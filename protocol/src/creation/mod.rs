@@ -25,6 +25,8 @@ use crate::record::{
     self, FIELDS_KEY, FieldValue, Projection, RecordError, RecordHeader, SCHEMA_VERSION,
 };
 
+mod encode;
+
 /// A new record's changes and the projection of the document they make.
 #[derive(Debug, Clone)]
 pub struct Creation {
@@ -61,6 +63,110 @@ pub fn create(
     } else {
         through_document(header, actor, time, fields)
     }
+}
+
+/// A new record's changes as bytes, with their hashes, and the projection they give: what a
+/// store keeps of a record it creates ([`create_bytes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedBytes {
+    /// The genesis change's chunk and hash.
+    pub genesis: (Vec<u8>, ChangeHash),
+    /// The change writing the field values, its chunk and hash (`None` when there were none).
+    pub first: Option<(Vec<u8>, ChangeHash)>,
+    /// The record's state after both.
+    pub projection: Projection,
+}
+
+/// [`create`] as bytes: the same changes, written without Automerge encoding them (the genesis
+/// from its template, [`crate::genesis::genesis_bytes`]; the other change by `encode`) once a
+/// comparison with Automerge on a sample has held in this process. Inputs the byte writer does
+/// not cover go through [`create`].
+pub fn create_bytes(
+    header: &RecordHeader,
+    actor: &ActorId,
+    time: i64,
+    fields: &[(&str, FieldValue)],
+) -> Result<CreatedBytes, RecordError> {
+    header.validate()?;
+    for (name, _) in fields {
+        record::validate_field_name(name)?;
+    }
+    if bytes_are_exact()
+        && direct_covers(fields)
+        && let Some(made) = direct_bytes(header, actor, time, fields)
+    {
+        return Ok(made);
+    }
+    let made = create(header, actor, time, fields)?;
+    let bytes = |c: &Change| (c.raw_bytes().to_vec(), c.hash());
+    Ok(CreatedBytes {
+        genesis: bytes(&made.genesis),
+        first: made.fields.as_ref().map(bytes),
+        projection: made.projection,
+    })
+}
+
+/// The byte writer's creation; `None` for a value it does not write.
+fn direct_bytes(
+    header: &RecordHeader,
+    actor: &ActorId,
+    time: i64,
+    fields: &[(&str, FieldValue)],
+) -> Option<CreatedBytes> {
+    let genesis = crate::genesis::genesis_bytes(header).ok()?;
+    let genesis_actor = record::genesis_actor(header);
+    let first = if fields.is_empty() {
+        None
+    } else {
+        Some(encode::first_change(
+            actor.to_bytes(),
+            &genesis.1,
+            genesis_actor.to_bytes(),
+            time,
+            fields,
+        )?)
+    };
+    let head = first.as_ref().unwrap_or(&genesis).1;
+    let mut projected = BTreeMap::new();
+    for (name, value) in fields {
+        projected.insert((*name).to_string(), value.clone());
+    }
+    Some(CreatedBytes {
+        genesis,
+        first,
+        projection: Projection {
+            header: header.clone(),
+            deleted: false,
+            fields: projected,
+            conflicts: 0,
+            heads: vec![head.to_string()],
+        },
+    })
+}
+
+/// Whether the byte writer writes exactly what a document writes, checked once per process on
+/// [`sample`] and each of its prefixes.
+fn bytes_are_exact() -> bool {
+    static EXACT: OnceLock<bool> = OnceLock::new();
+    *EXACT.get_or_init(|| {
+        let (header, fields) = sample();
+        let actor = ActorId::from([7u8; 16]);
+        (0..=fields.len()).all(|n| same_bytes(&header, &actor, &fields[..n]))
+    })
+}
+
+/// Whether [`direct_bytes`] and a document transaction make the same record of `fields`.
+fn same_bytes(header: &RecordHeader, actor: &ActorId, fields: &[(&str, FieldValue)]) -> bool {
+    let Ok(slow) = through_document(header, actor, 1_700_000_000_000, fields) else {
+        return false;
+    };
+    let Some(fast) = direct_bytes(header, actor, 1_700_000_000_000, fields) else {
+        return false;
+    };
+    let bytes = |c: &Change| (c.raw_bytes().to_vec(), c.hash());
+    fast.genesis == bytes(&slow.genesis)
+        && fast.first == slow.fields.as_ref().map(bytes)
+        && fast.projection == slow.projection
 }
 
 /// Whether the direct builder handles these values (each name once; the value types
@@ -298,6 +404,74 @@ mod tests {
         // The genesis is the one the server recognises.
         let (_, genesis) = record::genesis_change(&header).unwrap();
         assert_eq!(direct_genesis(&header).raw_bytes(), genesis.as_slice());
+    }
+
+    #[test]
+    fn the_byte_writer_writes_what_a_document_writes() {
+        assert!(bytes_are_exact());
+        let (header, fields) = sample();
+        let actor = ActorId::random();
+        for n in 0..=fields.len() {
+            assert!(same_bytes(&header, &actor, &fields[..n]), "the first {n}");
+            // And each field alone, so every value type starts a change.
+            assert!(same_bytes(
+                &header,
+                &actor,
+                &fields[n.min(fields.len() - 1)..][..1]
+            ));
+        }
+        // Long runs: a note of one character repeated, of all different ones, and of both.
+        let notes = [
+            "好".repeat(300),
+            ('一'..='龥').take(300).collect::<String>(),
+            "村村通公路好好好好".repeat(40),
+        ];
+        for note in notes {
+            let fields = [
+                ("notes", FieldValue::Text(note)),
+                ("n", FieldValue::Int(-70000)),
+                ("v", FieldValue::Str(String::new())),
+            ];
+            assert!(same_bytes(&header, &actor, &fields));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any fields of the types a form writes: the byte writer's changes are Automerge's,
+        /// byte for byte.
+        #[test]
+        fn any_creation_is_written_as_automerge_writes_it(
+            values in proptest::collection::vec(value(), 0..12),
+            time in proptest::prelude::any::<i64>(),
+        ) {
+            let (header, _) = sample();
+            let names: Vec<String> = (0..values.len()).map(|i| format!("f{i}")).collect();
+            let fields: Vec<(&str, FieldValue)> =
+                names.iter().map(String::as_str).zip(values).collect();
+            let actor = ActorId::random();
+            let slow = through_document(&header, &actor, time, &fields).unwrap();
+            let fast = direct_bytes(&header, &actor, time, &fields).unwrap();
+            proptest::prop_assert_eq!(&fast.genesis.0, &slow.genesis.raw_bytes().to_vec());
+            proptest::prop_assert_eq!(
+                fast.first.map(|f| f.0),
+                slow.fields.map(|c| c.raw_bytes().to_vec())
+            );
+        }
+    }
+
+    fn value() -> impl proptest::strategy::Strategy<Value = FieldValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(FieldValue::Null),
+            any::<bool>().prop_map(FieldValue::Bool),
+            any::<i64>().prop_map(FieldValue::Int),
+            (-1e12f64..1e12).prop_map(FieldValue::Float),
+            "[a-z好坏一二 ]{0,12}".prop_map(FieldValue::Str),
+            "[a-z好坏一二，。 ]{0,40}".prop_map(FieldValue::Text),
+            proptest::collection::btree_map("[a-z0-9]{1,4}", "[好较差一般]{0,3}", 0..4)
+                .prop_map(FieldValue::Map),
+        ]
     }
 
     #[test]
