@@ -20,6 +20,8 @@ pub(super) const MERGE_CHUNK: usize = 64;
 /// give or take. Longer transactions make fewer commits and fewer full-text index segments to
 /// merge.
 const CHUNK_TIME: Duration = Duration::from_millis(100);
+/// How many records of a chunk are merged at once while the writer writes the ones before.
+const MERGE_SLICE: usize = 64;
 /// The bounds of a chunk's size.
 const CHUNK_SIZES: std::ops::RangeInclusive<usize> = 16..=1024;
 /// How long merging waits after the last push or pull before it starts.
@@ -214,16 +216,36 @@ impl Writer {
             ids
         };
         // Reading and writing stay on this thread, in order (a template merged first is what
-        // the records after it are reviewed against); Automerge's work between them runs on
-        // every core.
+        // the records after it are reviewed against). Automerge's work runs ahead on other
+        // threads a slice at a time, on every core, while this thread writes the slices already
+        // merged: writing (SQLite, the search index) and merging overlap instead of taking
+        // turns.
         let inputs = ids
             .iter()
             .map(|id| super::merge::read_input(&tx, id))
             .collect::<Result<Vec<_>, _>>()?;
-        let outcomes = crate::merge::merge_many(&inputs);
-        for ((id, input), outcome) in ids.iter().zip(&inputs).zip(outcomes) {
-            super::merge::write_outcome(&tx, id, input, outcome, &mut self.templates)?;
-        }
+        let templates = &mut self.templates;
+        std::thread::scope(|scope| -> Result<(), StorageError> {
+            let (merged, slices) = std::sync::mpsc::sync_channel(1);
+            let inputs = &inputs;
+            scope.spawn(move || {
+                for slice in inputs.chunks(MERGE_SLICE) {
+                    // The writer stopped on an error: stop too.
+                    if merged.send(crate::merge::merge_many(slice)).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut written = 0;
+            for outcomes in slices {
+                for outcome in outcomes {
+                    let (id, input) = (&ids[written], &inputs[written]);
+                    super::merge::write_outcome(&tx, id, input, outcome, templates)?;
+                    written += 1;
+                }
+            }
+            Ok(())
+        })?;
         tx.commit()?;
         self.unannounced |= !ids.is_empty();
         // Size the next chunk to take about CHUNK_TIME at the rate this one went (a full chunk
