@@ -171,6 +171,12 @@ fn a_compact_creation_that_is_cut_short_altered_or_not_this_records_is_refused()
         assert_eq!(push.v, wire::COMPACT_VERSION);
         Ok(push)
     };
+    // In a push that says version 1: a server of version 1 would have ignored it.
+    let mut push = compact()?;
+    push.v = wire::PROTOCOL_VERSION;
+    let r = post(&server, CBOR_CONTENT_TYPE, None, wire::encode(&push))?;
+    assert_eq!((r.status, r.code.as_str()), (400, "unsupported_version"));
+    assert!(r.message.contains("\"v\": 2"), "{}", r.message);
     // Shorter than its checksum.
     let mut push = compact()?;
     push.records[0].created = Some(ByteBuf::from(vec![1, 2]));

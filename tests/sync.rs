@@ -278,6 +278,9 @@ struct Recording<T> {
     /// know the pull's `created` parameter.
     only_version_1: bool,
     refused: usize,
+    /// Alters one byte of every compact creation it passes on (what a device whose genesis
+    /// differs from the server's would rebuild).
+    garble_created: bool,
 }
 
 impl<T: Transport> Recording<T> {
@@ -288,6 +291,7 @@ impl<T: Transport> Recording<T> {
             pages: Vec::new(),
             only_version_1,
             refused: 0,
+            garble_created: false,
         }
     }
 }
@@ -314,8 +318,13 @@ impl<T: Transport> Transport for Recording<T> {
     fn pull(&mut self, query: &PullQuery) -> Result<PullResponse, TransportError> {
         let mut query = query.clone();
         query.created &= !self.only_version_1;
-        let page = self.inner.pull(&query)?;
+        let mut page = self.inner.pull(&query)?;
         self.pages.push(page.clone());
+        if self.garble_created {
+            for created in page.records.iter_mut().filter_map(|r| r.created.as_mut()) {
+                created[0] ^= 1;
+            }
+        }
         Ok(page)
     }
 }
@@ -418,6 +427,7 @@ fn a_server_that_speaks_only_version_1_gets_the_same_push_again_in_version_1() -
     assert_eq!(old.pushes[1].v, wire::PROTOCOL_VERSION);
     assert!(old.pushes[1].records.iter().all(|r| r.created.is_none()));
     assert_eq!((report.pushed, report.push_requests), (13, 1));
+    assert!(report.only_version_1);
     assert_eq!(a.store.pending_upload()?, 0);
     // Pages of such a server carry whole changes, and are read as before.
     let mut b = Device::new()?;
@@ -429,6 +439,37 @@ fn a_server_that_speaks_only_version_1_gets_the_same_push_again_in_version_1() -
             .pages
             .iter()
             .flat_map(|p| &p.records)
+            .all(|r| r.created.is_none())
+    );
+    for id in &ids {
+        assert_eq!(b.store.get(*id)?.heads, a.store.get(*id)?.heads);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_page_whose_compact_creations_do_not_rebuild_is_asked_for_again_whole() -> Result<()> {
+    let server = TestServer::start()?;
+    let mut a = Device::new()?;
+    let ids = a_days_work(&mut a.store)?;
+    a.sync(&server.url())?;
+    let mut b = Device::new()?;
+    let mut garbling = Recording::new(server.connect(&b.store)?, false);
+    garbling.garble_created = true;
+    let report = sync(&mut b.store, &mut garbling, &SyncOptions::default())?;
+    assert_eq!(report.received, 13);
+    // The compact page, then the same page whole; nothing compact after that.
+    assert_eq!(garbling.pages.len(), 2);
+    assert!(
+        garbling.pages[0]
+            .records
+            .iter()
+            .any(|r| r.created.is_some())
+    );
+    assert!(
+        garbling.pages[1]
+            .records
+            .iter()
             .all(|r| r.created.is_none())
     );
     for id in &ids {

@@ -306,7 +306,10 @@ pub enum WireError {
         limit: usize,
     },
     /// The message is of a protocol version this side does not speak.
-    #[error("protocol version {got} is not supported (this side speaks {PROTOCOL_VERSION})")]
+    #[error(
+        "protocol version {got} is not supported (this side speaks {PROTOCOL_VERSION}, and \
+         {COMPACT_VERSION} for pushes)"
+    )]
     Version {
         /// The version received.
         got: u32,

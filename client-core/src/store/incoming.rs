@@ -393,6 +393,24 @@ impl Incoming {
 fn prepare_incoming(conn: &Connection, records: &[&WireRecord], work: &mut Incoming) -> Result<()> {
     for wire in records {
         let header = wire.header()?;
+        // A creation in its compact form (`wire::created`): its two changes written back first,
+        // whoever hands the record over (a sync expands pages as they arrive; a caller of
+        // `apply_pull`, `apply_records` or a bundle may not have).
+        let expanded;
+        let wire: &WireRecord = if wire.created.is_some() {
+            let mut whole = (*wire).clone();
+            whole
+                .expand_creation(&header)
+                .map_err(|e| StoreError::BadChange {
+                    record: wire.id.clone(),
+                    index: 0,
+                    source: fieldsync_protocol::ChangeError::NotAChange(e.to_string()),
+                })?;
+            expanded = whole;
+            &expanded
+        } else {
+            wire
+        };
         let id_str = header.id.to_string();
         let mut fresh = Vec::new();
         for (index, bytes) in wire.changes.iter().enumerate() {

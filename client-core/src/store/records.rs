@@ -742,6 +742,22 @@ mod tests {
             created: None,
             tags: Vec::new(),
         };
+        // The same record in its compact form, as a pull page with `created` brings it: applied
+        // by any caller, it is stored whole.
+        let mut compact = wire.clone();
+        assert!(compact.compact_creation(&header));
+        assert!(compact.changes.is_empty());
+        let mut other = Store::open_in_memory().unwrap();
+        other.apply_records(&[compact.clone()], true).unwrap();
+        assert_eq!(other.get(id).unwrap().heads, sender.get(id).unwrap().heads);
+        document_agrees(&other, id);
+        // Altered, it is refused with the record named, and nothing of it is stored.
+        let created = compact.created.as_mut().unwrap();
+        created.truncate(3);
+        let mut third = Store::open_in_memory().unwrap();
+        let err = third.apply_records(&[compact], true).unwrap_err();
+        assert!(err.to_string().contains(&id.to_string()), "{err}");
+        assert!(!third.exists(id).unwrap());
         let mut receiver = Store::open_in_memory().unwrap();
         receiver.apply_records(&[wire], true).unwrap();
         assert_eq!(stored_doc_len(&receiver, id), 0);

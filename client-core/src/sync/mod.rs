@@ -178,6 +178,9 @@ pub struct SyncReport {
     /// Records the server refused while storing the rest, with its reasons. Their changes stay
     /// on this device, unacknowledged, and are offered again on the next sync.
     pub rejected: Vec<fieldsync_protocol::wire::RejectedRecord>,
+    /// The server speaks only protocol version 1: it refused new records in their compact form,
+    /// and from then on this sync sent them whole.
+    pub only_version_1: bool,
 }
 
 /// What to do after a pull page, decided from the page and the store's own count.
@@ -323,6 +326,49 @@ fn sync_inner(
     Ok(())
 }
 
+/// Fetches one pull page and writes creations in their compact form back as changes, here on
+/// the fetching thread (they are then checked with all the others). A page whose compact
+/// creations cannot be written back exactly (a rebuilt change's checksum does not match: this
+/// build and the server's rebuild a genesis differently) is asked for again whole, and so is
+/// every page after it in this sync: `compact` turns false.
+fn fetch_page(
+    transport: &mut dyn Transport,
+    mut query: PullQuery,
+    compact: &mut bool,
+) -> Result<PullResponse, TransportError> {
+    query.created = *compact;
+    let mut page = transport.pull(&query)?;
+    if let Err(problem) = expand_page(&mut page) {
+        if !*compact {
+            return Err(TransportError::Protocol(problem));
+        }
+        tracing::warn!("{problem}; asking for whole changes from here on");
+        *compact = false;
+        query.created = false;
+        page = transport.pull(&query)?;
+        expand_page(&mut page).map_err(TransportError::Protocol)?;
+    }
+    Ok(page)
+}
+
+/// Writes every compact creation of `page` back as changes and checks that each rebuilt change
+/// is the one its author wrote (its checksum).
+fn expand_page(page: &mut PullResponse) -> Result<(), String> {
+    for record in page.records.iter_mut().filter(|r| r.created.is_some()) {
+        let header = record.header().map_err(|e| e.to_string())?;
+        record.expand_creation(&header).map_err(|e| e.to_string())?;
+        let first = &record.changes[1];
+        let intact = fieldsync_protocol::quick_hash(first).is_some_and(|h| h.0[..4] == first[4..8]);
+        if !intact {
+            return Err(format!(
+                "the compact creation of record {} does not rebuild to its author's change",
+                record.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn transport_error(e: TransportError) -> SyncError {
     SyncError::Transport(e, 0)
 }
@@ -393,6 +439,7 @@ fn pull_pages(
         let (pages_tx, pages_rx) = std::sync::mpsc::sync_channel(0);
         scope.spawn(move || {
             let (mut after, mut after_hash) = (cursor.seq, cursor.hash.as_ref().map(hex::encode));
+            let mut compact = true;
             for _ in 0..max_pages {
                 let query = PullQuery {
                     device: device.clone(),
@@ -402,19 +449,7 @@ fn pull_pages(
                     include_own,
                     created: true,
                 };
-                // Creations in their compact form are written back as changes here, on the
-                // fetching thread, and then checked with all the others.
-                let page = transport.pull(&query).and_then(|mut page| {
-                    for record in page.records.iter_mut().filter(|r| r.created.is_some()) {
-                        let header = record
-                            .header()
-                            .map_err(|e| TransportError::Protocol(e.to_string()))?;
-                        record
-                            .expand_creation(&header)
-                            .map_err(|e| TransportError::Protocol(e.to_string()))?;
-                    }
-                    Ok(page)
-                });
+                let page = fetch_page(transport, query, &mut compact);
                 let last = match &page {
                     Ok(p) => {
                         after = p.next;

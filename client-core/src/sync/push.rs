@@ -106,7 +106,7 @@ pub(super) fn push_all(
         sent: 0,
         requests: 0,
         window: PushWindow::new(options.push_batch_bytes),
-        compact: true,
+        compact: !report.only_version_1,
     };
     let mut after = 0;
     let mut cuts_in_a_row = 0;
@@ -119,6 +119,7 @@ pub(super) fn push_all(
             RoundEnd::OnlyVersion1(resume_after) => {
                 tracing::info!("the server speaks protocol version 1: pushing in it");
                 state.compact = false;
+                report.only_version_1 = true;
                 after = resume_after;
             }
             RoundEnd::Cut(resume_after, e) => {

@@ -4,10 +4,12 @@
 //! Building the change as an `ExpandedChange` and letting Automerge encode it cost a third of a
 //! record's creation (a hash map of actors, an owned operation and string for every character
 //! of a note, then every column encoded through generic iterators). This writes the same bytes
-//! directly: the column encoders below follow Automerge 0.12's (`RleEncoder`, `DeltaEncoder`,
-//! `BooleanEncoder`, the value metadata) decision for decision. [`super::create`] uses it only
-//! once a comparison with Automerge on a sample has held in this process, and the tests hold it
-//! to Automerge's bytes for any fields.
+//! directly: the column encoders below make the decisions Automerge 0.12's make (its run-length
+//! states, delta and boolean columns and value metadata, in `columnar::encoding` and in the
+//! `hexane` column writers its commits go through), and the workspace pins Automerge to 0.12.0
+//! with Cargo.lock pinning hexane. [`super::create_bytes`] uses it only once a comparison with
+//! Automerge on samples of every edge case has held in this process, and the tests hold it to
+//! Automerge's bytes for any fields.
 
 use std::collections::BTreeMap;
 

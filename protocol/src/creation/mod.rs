@@ -145,14 +145,35 @@ fn direct_bytes(
 }
 
 /// Whether the byte writer writes exactly what a document writes, checked once per process on
-/// [`sample`] and each of its prefixes.
+/// [`sample`] and each of its prefixes, and on [`runs`]: the column encodings' edge cases.
 fn bytes_are_exact() -> bool {
     static EXACT: OnceLock<bool> = OnceLock::new();
     *EXACT.get_or_init(|| {
         let (header, fields) = sample();
         let actor = ActorId::from([7u8; 16]);
         (0..=fields.len()).all(|n| same_bytes(&header, &actor, &fields[..n]))
+            && same_bytes(&header, &actor, &runs())
     })
+}
+
+/// Fields that take each column encoder through its other states: two texts (the key counter
+/// falls back between them), runs and literal runs of 64 and more (two-byte counts), `false`, a
+/// negative and a long integer, an empty string, an empty map, and a map after a text.
+fn runs() -> Vec<(&'static str, FieldValue)> {
+    vec![
+        ("a", FieldValue::Text("好".repeat(70))),
+        ("b", FieldValue::Text(('一'..).take(70).collect())),
+        ("c", FieldValue::Bool(false)),
+        ("d", FieldValue::Int(-1_234_567_890_123)),
+        ("e", FieldValue::Str(String::new())),
+        ("f", FieldValue::Map(BTreeMap::new())),
+        ("g", FieldValue::Text("村".into())),
+        (
+            "h",
+            FieldValue::Map(BTreeMap::from([("m".to_string(), String::new())])),
+        ),
+        ("i", FieldValue::Float(-0.0)),
+    ]
 }
 
 /// Whether [`direct_bytes`] and a document transaction make the same record of `fields`.

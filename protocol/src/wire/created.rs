@@ -18,9 +18,10 @@
 //! ```
 //!
 //! The receiver builds the genesis from the header ([`crate::genesis::genesis_bytes`]) and
-//! writes the chunk back byte for byte; then it checks both changes as it checks any other, so
-//! the checksum, now of the rebuilt bytes, still proves they are the ones the author wrote.
-//! Nothing is trusted that was not before.
+//! writes the chunk back byte for byte; then it checks both changes as it checks any other: the
+//! checksum (4 bytes of the SHA-256) is now of the rebuilt bytes, so an altered or misplaced
+//! `created` fails as a corrupted change does, and the hash the receiver computes is of what it
+//! stores. Nothing is trusted that was not before.
 
 use automerge::ChangeHash;
 use serde_bytes::ByteBuf;

@@ -114,6 +114,24 @@ pub fn push(body: &[u8], gzipped: bool) -> Result<CheckedPush, DecodeError> {
         )
         .with_hint("send v 1, or v 2 with records in their compact form (docs/PROTOCOL.md)")
     })?;
+    // A server that speaks only version 1 ignores `created` (and would acknowledge records it
+    // never stored): a client must say version 2 to use it, so that it learns which it talks to.
+    if request.v != wire::COMPACT_VERSION
+        && let Some(r) = request.records.iter().find(|r| r.created.is_some())
+    {
+        return Err(DecodeError::new(
+            DecodeProblem::Malformed,
+            "unsupported_version",
+            format!(
+                "record {} is sent in its compact form (created) in a push of version {}; \
+                 that form needs \"v\": {}",
+                r.id,
+                request.v,
+                wire::COMPACT_VERSION
+            ),
+        )
+        .with_hint("send v 2 with compact records, or the record's changes whole in v 1"));
+    }
     let device = device(&request.device)?;
     let actors = request
         .actors
