@@ -6,6 +6,8 @@
 //! cargo run --release --example bench_queries            # 100,000 extra records
 //! cargo run --release --example bench_queries -- 20000   # another count
 //! cargo run --release --example bench_queries -- 100000 --keep DIR   # keep the server's files
+//! cargo run --release --example bench_queries -- 100000 --postgres   # the server on PostgreSQL
+//! cargo run --release --example bench_queries -- 100000 --postgres --hold  # then keep it up
 //! ```
 //!
 //! Besides the first and the cached tallies, it times what a reviewer meets most: the tallies and
@@ -41,10 +43,18 @@ fn main() -> Result<()> {
         .position(|a| a == "--keep")
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from);
+    let postgres = args.iter().any(|a| a == "--postgres");
     let server = match &keep {
+        Some(_) if postgres => anyhow::bail!("--keep keeps SQLite files; leave out --postgres"),
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             TestServer::start_in(dir)?
+        }
+        // A fresh database on a PostgreSQL cluster this process starts from Debian's binaries.
+        None if postgres => {
+            let url = fieldsync::postgres::database()?;
+            eprintln!("PostgreSQL database: {url}");
+            TestServer::start_with_config(move |c| c.database = Some(url))?
         }
         None => TestServer::start()?,
     };
@@ -202,6 +212,14 @@ fn main() -> Result<()> {
     );
     if let Some(dir) = keep {
         println!("server files kept in {}", dir.display());
+    }
+    if args.iter().any(|a| a == "--hold") {
+        // The server (and its PostgreSQL) stay up to be looked at (EXPLAIN, psql) until Enter.
+        eprintln!(
+            "holding the server at {}; press Enter to stop",
+            server.url()
+        );
+        let _ = std::io::stdin().read_line(&mut String::new());
     }
     Ok(())
 }

@@ -285,16 +285,20 @@ fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<(
         })
     };
     open()?;
-    // Back to the schema before that migration (the newest), with two records' changes in it.
+    // Back to the schema before that migration (and the one after it), with two records'
+    // changes in it.
     cluster.sql(
         &name,
         r"DO $$ BEGIN
-            IF (SELECT name FROM schema_migrations ORDER BY id DESC LIMIT 1)
-               NOT LIKE 'each change carries its record''s campaign and place%' THEN
+            IF (SELECT string_agg(name, ' / ' ORDER BY id DESC) FROM
+                  (SELECT id, name FROM schema_migrations ORDER BY id DESC LIMIT 2) AS newest)
+               NOT LIKE 'each record keeps its short values apart%' ||
+                        ' / each change carries its record''s campaign and place%' THEN
               RAISE EXCEPTION 'a newer migration was appended: roll it back here too';
             END IF;
           END $$;
-          DELETE FROM schema_migrations WHERE id = (SELECT max(id) FROM schema_migrations);
+          DELETE FROM schema_migrations WHERE id > (SELECT max(id) - 2 FROM schema_migrations);
+          ALTER TABLE records DROP COLUMN facts;
           ALTER TABLE changes DROP COLUMN campaign, DROP COLUMN scope;
           INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty)
           VALUES ('a', 'interview', 'c1', '510100001', 1, 3, false),
@@ -315,6 +319,66 @@ fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<(
              RAISE EXCEPTION 'changes not given their records'' places: %', got;
            END IF;
          END $$",
+    )?;
+    Ok(())
+}
+
+/// Records merged before their short values were kept apart get them from their fields when
+/// the database is upgraded: every value but a text over 64 characters (counted in
+/// characters, not bytes), by the same rule as the merge (`storage::facts`).
+#[test]
+fn an_older_database_learns_the_short_values_of_every_record() -> Result<()> {
+    let (cluster, url, name, rt) = fresh_database()?;
+    let open = || {
+        rt.block_on(async {
+            let storage =
+                fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)).await?;
+            storage.close().await;
+            anyhow::Ok(())
+        })
+    };
+    open()?;
+    let long = "二".repeat(65);
+    let short = "一".repeat(64);
+    cluster.sql(
+        &name,
+        &format!(
+            r#"DO $$ BEGIN
+                IF (SELECT name FROM schema_migrations ORDER BY id DESC LIMIT 1)
+                   NOT LIKE 'each record keeps its short values apart%' THEN
+                  RAISE EXCEPTION 'a newer migration was appended: roll it back here too';
+                END IF;
+              END $$;
+              DELETE FROM schema_migrations WHERE id = (SELECT max(id) FROM schema_migrations);
+              ALTER TABLE records DROP COLUMN facts;
+              INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty, fields)
+              VALUES ('a', 'interview', 'c1', 'v1', 1, 1, false,
+                      '{{"rating": "good", "stars": 4, "share": 0.5, "violation": true,
+                        "member": null, "ratings": {{"m1": "satisfied"}}, "tags": ["x"],
+                        "name": "{short}", "notes": "{long}"}}'),
+                     ('b', 'interview', 'c1', 'v1', 2, 2, false, '{{"notes": "{long}"}}'),
+                     ('c', 'interview', 'c1', 'v1', 3, 3, true, NULL);"#
+        ),
+    )?;
+    open()?;
+    cluster.sql(
+        &name,
+        &format!(
+            r#"DO $$ BEGIN
+                IF (SELECT facts FROM records WHERE id = 'a') IS DISTINCT FROM
+                   '{{"rating": "good", "stars": 4, "share": 0.5, "violation": true,
+                     "member": null, "ratings": {{"m1": "satisfied"}}, "tags": ["x"],
+                     "name": "{short}"}}'::jsonb THEN
+                  RAISE EXCEPTION 'short values of a: %', (SELECT facts FROM records WHERE id = 'a');
+                END IF;
+                IF (SELECT facts FROM records WHERE id = 'b') IS DISTINCT FROM '{{}}'::jsonb THEN
+                  RAISE EXCEPTION 'short values of b: %', (SELECT facts FROM records WHERE id = 'b');
+                END IF;
+                IF (SELECT facts FROM records WHERE id = 'c') IS NOT NULL THEN
+                  RAISE EXCEPTION 'a record never merged has no short values';
+                END IF;
+              END $$"#
+        ),
     )?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! decided by [`crate::ingest`], merging by [`crate::merge`], who sees what by [`crate::scope`].
 //! Nothing here knows HTTP or a database driver; `sqlite` is the SQLite implementation.
 
+mod facts;
 pub mod postgres;
 pub mod sqlite;
 mod tallies;
@@ -316,9 +317,9 @@ pub struct RecordFilter {
     pub to: Option<String>,
     /// Records in brief, for a summary over many of them (a village's dossier): their `fields`
     /// may hold only the short values (no text over 64 characters), and their heads, review and
-    /// waiting changes are left empty; at most [`MAX_BRIEF`] instead of 10,000. SQLite reads
-    /// them from `records.facts` (and its index); PostgreSQL returns whole records. Not part of
-    /// the API.
+    /// waiting changes are left empty; at most [`MAX_BRIEF`] instead of 10,000. Both storages
+    /// read them from `records.facts` ([`facts`]; SQLite from its index `records_tally`). Not
+    /// part of the API.
     #[serde(skip)]
     pub brief: bool,
 }

@@ -448,11 +448,14 @@ async fn write_merged(
         Vec::with_capacity(n),
     );
     let mut search = Vec::with_capacity(n);
+    let mut facts = Vec::with_capacity(n);
     for m in merged {
         let p = &m.projection;
         ids.push(m.id);
         docs.push(m.doc.as_slice());
-        fields.push(p.fields_json());
+        let f = p.fields_json();
+        facts.push(crate::storage::facts::facts(&f));
+        fields.push(f);
         deleted.push(p.deleted);
         conflicts.push(p.conflicts as i32);
         heads.push(serde_json::to_value(&p.heads).map_err(other)?);
@@ -463,13 +466,15 @@ async fn write_merged(
         "UPDATE records AS r
          SET doc = u.doc, fields = u.fields, deleted = u.deleted, conflicts = u.conflicts,
              heads = u.heads, problem = u.problem, dirty = false, merged_at = $1,
-             search_text = u.search_text, review = u.review
+             search_text = u.search_text, review = u.review, facts = u.facts
          FROM unnest($2::text[], $3::bytea[], $4::jsonb[], $5::bool[], $6::int4[], $7::jsonb[],
-                     $8::text[], $9::text[], $10::jsonb[])
-              AS u (id, doc, fields, deleted, conflicts, heads, problem, search_text, review)
+                     $8::text[], $9::text[], $10::jsonb[], $11::jsonb[])
+              AS u (id, doc, fields, deleted, conflicts, heads, problem, search_text, review,
+                    facts)
          WHERE r.id = u.id",
         &[
             &now, &ids, &docs, &fields, &deleted, &conflicts, &heads, &problems, &search, &reviews,
+            &facts,
         ],
     )
     .await?;

@@ -19,6 +19,11 @@ const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fiel
     (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND NOT c.applied), r.review,
     r.first_seq";
 
+/// [`VIEW_COLUMNS`] in brief ([`RecordFilter::brief`]): the short values (`facts`, in the row)
+/// for the fields, no heads, review or waiting count.
+const BRIEF_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.facts, r.conflicts,
+    NULL::jsonb, r.dirty, r.problem, 0::bigint, NULL::jsonb, r.first_seq";
+
 fn row_to_view(r: &Row) -> RecordView {
     let id: String = r.get(0);
     let campaign: String = r.get(2);
@@ -72,8 +77,13 @@ pub(super) async fn records<C: GenericClient>(
     visibility: &Visibility,
 ) -> Result<Vec<RecordView>, StorageError> {
     let v = visible::Params::of(visibility);
+    let columns = if filter.brief {
+        BRIEF_COLUMNS
+    } else {
+        VIEW_COLUMNS
+    };
     let mut sql = format!(
-        "SELECT {VIEW_COLUMNS} FROM records r WHERE {}",
+        "SELECT {columns} FROM records r WHERE {}",
         visible::condition("r", 1)
     );
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> =

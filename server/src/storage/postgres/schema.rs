@@ -119,6 +119,24 @@ UPDATE changes c SET campaign = r.campaign, scope = r.scope FROM records r WHERE
 CREATE INDEX changes_by_place ON changes (campaign, scope, seq);
 ",
     },
+    Migration {
+        name: "each record keeps its short values apart, so tallies do not read its notes",
+        // `storage::facts`: every field but a string over 64 characters. `fields` with a note is
+        // stored compressed out of line (TOAST), and every `fields->>'x'` of a tally fetched and
+        // decompressed it again; `facts` stays small and in the row. The index holds what the
+        // tallies filter, group and count by, so that they scan it instead of the table (about a
+        // fifth of its size), as SQLite's `records_tally` does.
+        sql: "
+ALTER TABLE records ADD COLUMN facts jsonb;
+UPDATE records SET facts = COALESCE(
+    (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(fields) AS e
+     WHERE NOT (jsonb_typeof(e.value) = 'string' AND char_length(e.value #>> '{}') > 64)),
+    '{}'::jsonb)
+WHERE jsonb_typeof(fields) = 'object';
+CREATE INDEX records_tally ON records (campaign, kind, deleted, scope)
+    INCLUDE (conflicts, first_seq, facts);
+",
+    },
 ];
 
 /// Applies the migrations the database has not seen yet, in order, in one transaction.

@@ -45,7 +45,7 @@ impl Scoped {
 fn counted(alias: &str) -> String {
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     format!(
-        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.fields->>'{}' = '{}') AND {}",
+        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.facts->>'{}' = '{}') AND {}",
         exempt.join(", "),
         approval::STATE_FIELD,
         approval::State::Approved.as_str(),
@@ -59,8 +59,8 @@ fn counted(alias: &str) -> String {
 pub(super) fn in_period(alias: &str, n: usize) -> String {
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     let day = format!(
-        "COALESCE(CASE WHEN jsonb_typeof({alias}.fields->'date') = 'string' \
-         THEN {alias}.fields->>'date' END, \
+        "COALESCE(CASE WHEN jsonb_typeof({alias}.facts->'date') = 'string' \
+         THEN {alias}.facts->>'date' END, \
          (SELECT to_char(to_timestamp(c.received_at / 1000.0) AT TIME ZONE 'Asia/Shanghai', \
           'YYYY-MM-DD') FROM changes c WHERE c.seq = {alias}.first_seq))"
     );
@@ -106,21 +106,29 @@ fn seen(alias: &str) -> String {
     format!("{} AND {}", visible::condition(alias, 2), counted(alias))
 }
 
-/// A field of the projection as text (`NULL` when missing).
+/// A short field of the projection as text (`NULL` when missing): a choice, an id, a number, a
+/// date, a map of choices, read from the record's `facts` ([`crate::storage::facts`]), which
+/// stay in the row. A text over 64 characters is not there: read those with [`long_field`].
 fn field(name: &str) -> String {
+    format!("(facts->>'{name}')")
+}
+
+/// A field that may be long text (a name, a summary, a finding), from `fields`, which for a
+/// record with notes is stored compressed out of the row: name it only where it is needed.
+fn long_field(name: &str) -> String {
     format!("(fields->>'{name}')")
 }
 
 /// A yes/no field is yes (stored as JSON `true`, or 1 as SQLite's `json_extract` reads both).
 fn yes(name: &str) -> String {
-    format!("(fields->>'{name}') IN ('true', '1')")
+    format!("(facts->>'{name}') IN ('true', '1')")
 }
 
 /// The sum of a numeric field over the rows (non-numbers count as nothing).
 fn sum_of(name: &str) -> String {
     format!(
-        "sum(CASE WHEN jsonb_typeof(fields->'{name}') = 'number' \
-         THEN (fields->>'{name}')::numeric END)::bigint"
+        "sum(CASE WHEN jsonb_typeof(facts->'{name}') = 'number' \
+         THEN (facts->>'{name}')::numeric END)::bigint"
     )
 }
 
@@ -178,7 +186,7 @@ pub(super) async fn tallies<C: GenericClient>(
         period: period.clone(),
         name: text(format!(
             "SELECT {} {} LIMIT 1",
-            field("name"),
+            long_field("name"),
             live("campaign")
         ))
         .await?,
@@ -384,8 +392,8 @@ pub(super) async fn tallies<C: GenericClient>(
             &format!(
                 "SELECT je.key, je.value, count(*)
                  FROM records, jsonb_each_text(CASE
-                     WHEN jsonb_typeof(records.fields->'member_ratings') = 'object'
-                     THEN records.fields->'member_ratings' ELSE '{{}}'::jsonb END) AS je
+                     WHEN jsonb_typeof(records.facts->'member_ratings') = 'object'
+                     THEN records.facts->'member_ratings' ELSE '{{}}'::jsonb END) AS je
                  WHERE records.campaign = $1 AND records.kind = 'evaluation'
                    AND NOT records.deleted AND {}
                  GROUP BY 1, 2",
@@ -407,7 +415,7 @@ pub(super) async fn tallies<C: GenericClient>(
     t.villages_detail = villages(c, s).await?;
     t.template = text(format!(
         "SELECT {} {} LIMIT 1",
-        field("template"),
+        long_field("template"),
         live("campaign")
     ))
     .await?;
@@ -416,8 +424,8 @@ pub(super) async fn tallies<C: GenericClient>(
         group(
             c,
             &format!(
-                "SELECT t.fields->>'level', count(DISTINCT m.id) {from}
-                 JOIN records t ON t.id = (m.fields->>'team')
+                "SELECT t.facts->>'level', count(DISTINCT m.id) {from}
+                 JOIN records t ON t.id = (m.facts->>'team')
                  WHERE {filter} GROUP BY 1"
             ),
             s,
@@ -433,7 +441,7 @@ pub(super) async fn tallies<C: GenericClient>(
     )
     .await?;
     t.interviewed_by_level = by_team_level(
-        "FROM records i JOIN records m ON m.id = (i.fields->>'interviewee')",
+        "FROM records i JOIN records m ON m.id = (i.facts->>'interviewee')",
         format!(
             "i.campaign = $1 AND i.kind = 'interview' AND NOT i.deleted AND {}",
             seen("i")
@@ -441,25 +449,25 @@ pub(super) async fn tallies<C: GenericClient>(
     )
     .await?;
     t.violators_by_level = by_team_level(
-        "FROM records p JOIN records m ON m.id = (p.fields->>'member')",
+        "FROM records p JOIN records m ON m.id = (p.facts->>'member')",
         format!(
             "p.campaign = $1 AND p.kind = 'prescreening' AND NOT p.deleted
-             AND (p.fields->>'violation') IN ('true', '1') AND {}",
+             AND (p.facts->>'violation') IN ('true', '1') AND {}",
             seen("p")
         ),
     )
     .await?;
     // Team assessments per level of the team assessed, and the five checks of township teams.
     let team_assessments = format!(
-        "FROM records a JOIN records t ON t.id = (a.fields->>'target')
+        "FROM records a JOIN records t ON t.id = (a.facts->>'target')
          WHERE a.campaign = $1 AND a.kind = 'assessment' AND NOT a.deleted AND a.conflicts = 0
-         AND (a.fields->>'target_type') = 'team' AND {}",
+         AND (a.facts->>'target_type') = 'team' AND {}",
         seen("a")
     );
     for r in c
         .query(
             &format!(
-                "SELECT t.fields->>'level', a.fields->>'rating', count(*)
+                "SELECT t.facts->>'level', a.facts->>'rating', count(*)
                  {team_assessments} GROUP BY 1, 2"
             ),
             &s.params(),
@@ -486,8 +494,8 @@ pub(super) async fn tallies<C: GenericClient>(
         let counts = group(
             c,
             &format!(
-                "SELECT a.fields->>'{check}', count(*) {team_assessments}
-                 AND (t.fields->>'level') = 'township_team' GROUP BY 1"
+                "SELECT a.facts->>'{check}', count(*) {team_assessments}
+                 AND (t.facts->>'level') = 'township_team' GROUP BY 1"
             ),
             s,
         )
@@ -505,8 +513,8 @@ async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTall
         .query(
             &format!(
                 "SELECT {}, {} {} AND {} IN ('village', 'community')",
-                field("code"),
-                field("name"),
+                long_field("code"),
+                long_field("name"),
                 live("place"),
                 field("level")
             ),
@@ -579,7 +587,7 @@ async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTall
             &format!(
                 "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0 ORDER BY first_seq",
                 field("rating"),
-                field("summary"),
+                long_field("summary"),
                 live("assessment"),
                 field("target_type")
             ),
@@ -596,7 +604,7 @@ async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTall
         .query(
             &format!(
                 "SELECT scope, {} {} ORDER BY first_seq",
-                field("text"),
+                long_field("text"),
                 live("finding")
             ),
             &s.params(),

@@ -1,29 +1,17 @@
-//! A record's short values (`records.facts`): every field of its projection but a text over
-//! [`MAX_CHARS`] characters, as a JSON object. The tallies group and count by these (a choice,
-//! an id, a number, a date, a map of choices) from the index `records_tally`, which holds them,
-//! without reading the records' rows. The merge writes them with [`facts`]; the migration that
-//! added the column filled it through the same function, registered in SQL as
-//! `fieldsync_facts(fields)` by [`register`].
+//! The SQL function `fieldsync_facts(fields)`: a record's short values
+//! ([`crate::storage::facts`]) as SQLite stores them in `records.facts`, which the index
+//! `records_tally` holds. The merge writes them with [`facts`]; the migration that added the
+//! column filled it through the same rule, registered on every connection by [`register`].
 
 use rusqlite::{Connection, functions::FunctionFlags};
 
-/// The longest text kept among the facts; longer ones (notes, minutes, summaries) are read from
-/// `fields` where a tally needs them.
-pub(super) const MAX_CHARS: usize = 64;
+#[cfg(test)]
+use crate::storage::facts::MAX_CHARS;
 
-/// The facts of a projection's fields (`None` when they are not a JSON object).
+/// The facts of a projection's fields as SQLite stores them (`None` when they are not a JSON
+/// object).
 pub(super) fn facts(fields: &serde_json::Value) -> Option<String> {
-    let serde_json::Value::Object(fields) = fields else {
-        return None;
-    };
-    let short: serde_json::Map<String, serde_json::Value> = fields
-        .iter()
-        .filter(
-            |(_, v)| !matches!(v, serde_json::Value::String(s) if s.chars().count() > MAX_CHARS),
-        )
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Some(serde_json::Value::Object(short).to_string())
+    crate::storage::facts::facts(fields).map(|f| f.to_string())
 }
 
 /// Makes [`facts`] callable in SQL on `conn` as `fieldsync_facts(fields_json_text)`.
