@@ -276,14 +276,7 @@ fn migrations_are_recorded_once_and_an_edited_one_refuses_to_open() -> Result<()
 #[test]
 fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<()> {
     let (cluster, url, name, rt) = fresh_database()?;
-    let open = || {
-        rt.block_on(async {
-            let storage =
-                fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)).await?;
-            storage.close().await;
-            anyhow::Ok(())
-        })
-    };
+    let open = || open_and_close(&rt, &url);
     open()?;
     // Back to the schema before that migration (and the one after it), with two records'
     // changes in it.
@@ -329,14 +322,7 @@ fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<(
 #[test]
 fn an_older_database_learns_the_short_values_of_every_record() -> Result<()> {
     let (cluster, url, name, rt) = fresh_database()?;
-    let open = || {
-        rt.block_on(async {
-            let storage =
-                fieldsync_server::open_storage_at(std::path::Path::new("."), Some(&url)).await?;
-            storage.close().await;
-            anyhow::Ok(())
-        })
-    };
+    let open = || open_and_close(&rt, &url);
     open()?;
     let long = "二".repeat(65);
     let short = "一".repeat(64);
@@ -446,6 +432,16 @@ fn a_record_is_not_merged_while_a_template_of_its_campaign_is_being_merged() -> 
 
 /// A fresh database on the tests' cluster (the cluster, the database's URL and name) and a
 /// runtime to open storages on it from a test.
+/// Opens the storage at `url` (migrating it) and closes it again.
+fn open_and_close(rt: &tokio::runtime::Runtime, url: &str) -> Result<()> {
+    rt.block_on(async {
+        let storage =
+            fieldsync_server::open_storage_at(std::path::Path::new("."), Some(url)).await?;
+        storage.close().await;
+        anyhow::Ok(())
+    })
+}
+
 fn fresh_database() -> Result<(
     &'static fieldsync::postgres::Cluster,
     String,

@@ -34,9 +34,10 @@ pub struct ChangeInfo {
     pub change: Change,
 }
 
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// The magic bytes every Automerge chunk starts with.
+pub(crate) const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// The chunk type of an uncompressed change (0 is a document, 2 a deflated change).
-const CHANGE_CHUNK: u8 = 1;
+pub(crate) const CHANGE_CHUNK: u8 = 1;
 
 /// Decodes `bytes` as exactly one uncompressed Automerge change chunk and verifies its checksum.
 ///

@@ -207,21 +207,22 @@ pub(crate) fn read(chunk: &[u8]) -> Option<Ops<'_>> {
     })
 }
 
-// Column specs: the column's id shifted by four, then its type (Automerge's binary format).
-const OBJ_ACTOR: u64 = 1;
-const OBJ_CTR: u64 = 2;
-const KEY_ACTOR: u64 = (1 << 4) | 1;
-const KEY_CTR: u64 = (1 << 4) | 3;
-const KEY_STR: u64 = (1 << 4) | 5;
-const INSERT: u64 = (3 << 4) | 4;
-const ACTION: u64 = (4 << 4) | 2;
-const VAL_META: u64 = (5 << 4) | 6;
-const VAL_RAW: u64 = (5 << 4) | 7;
-const PRED_GROUP: u64 = 7 << 4;
-const PRED_ACTOR: u64 = (7 << 4) | 1;
-const PRED_CTR: u64 = (7 << 4) | 3;
-const EXPAND: u64 = (9 << 4) | 4;
-const MARK_NAME: u64 = (10 << 4) | 5;
+// Column specs: the column's id shifted by four, then its type (Automerge's binary format);
+// `creation::encode` writes the same.
+pub(crate) const OBJ_ACTOR: u64 = 1;
+pub(crate) const OBJ_CTR: u64 = 2;
+pub(crate) const KEY_ACTOR: u64 = (1 << 4) | 1;
+pub(crate) const KEY_CTR: u64 = (1 << 4) | 3;
+pub(crate) const KEY_STR: u64 = (1 << 4) | 5;
+pub(crate) const INSERT: u64 = (3 << 4) | 4;
+pub(crate) const ACTION: u64 = (4 << 4) | 2;
+pub(crate) const VAL_META: u64 = (5 << 4) | 6;
+pub(crate) const VAL_RAW: u64 = (5 << 4) | 7;
+pub(crate) const PRED_GROUP: u64 = 7 << 4;
+pub(crate) const PRED_ACTOR: u64 = (7 << 4) | 1;
+pub(crate) const PRED_CTR: u64 = (7 << 4) | 3;
+pub(crate) const EXPAND: u64 = (9 << 4) | 4;
+pub(crate) const MARK_NAME: u64 = (10 << 4) | 5;
 
 /// The columns' bytes (empty when the change has no such column).
 #[derive(Default)]

@@ -16,32 +16,17 @@ use std::collections::BTreeMap;
 use automerge::ChangeHash;
 use sha2::Digest;
 
+use crate::change::ops::{
+    ACTION, INSERT, KEY_ACTOR, KEY_CTR, KEY_STR, MAKE_MAP, MAKE_TEXT, OBJ_ACTOR, OBJ_CTR,
+    PRED_GROUP, PUT, VAL_META, VAL_RAW,
+};
+use crate::change::{CHANGE_CHUNK, MAGIC};
 use crate::record::FieldValue;
-
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-const CHANGE_CHUNK: u8 = 1;
-
-// Column specs: the column's id shifted by four, then its type (as `change::ops` reads them).
-const OBJ_ACTOR: u64 = 1;
-const OBJ_CTR: u64 = 2;
-const KEY_ACTOR: u64 = (1 << 4) | 1;
-const KEY_CTR: u64 = (1 << 4) | 3;
-const KEY_STR: u64 = (1 << 4) | 5;
-const INSERT: u64 = (3 << 4) | 4;
-const ACTION: u64 = (4 << 4) | 2;
-const VAL_META: u64 = (5 << 4) | 6;
-const VAL_RAW: u64 = (5 << 4) | 7;
-const PRED_GROUP: u64 = 7 << 4;
 
 /// The counter of a creation's first operation: the genesis has six.
 const FIRST: u64 = 7;
 /// The `fields` map: the genesis's operation 6, by the genesis actor (the change's actor 1).
 const FIELDS_MAP: (u64, u64) = (1, 6);
-
-// Action numbers.
-const MAKE_MAP: u64 = 0;
-const PUT: u64 = 1;
-const MAKE_TEXT: u64 = 4;
 
 fn uleb(out: &mut Vec<u8>, v: u64) {
     leb128::write::unsigned(out, v).expect("writing into a Vec cannot fail");

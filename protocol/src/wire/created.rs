@@ -27,11 +27,9 @@ use automerge::ChangeHash;
 use serde_bytes::ByteBuf;
 
 use super::{WireError, WireRecord};
+use crate::change::{CHANGE_CHUNK, MAGIC};
 use crate::record::RecordHeader;
 
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-/// The chunk type of an uncompressed change.
-const CHANGE_CHUNK: u8 = 1;
 /// The bytes of a one-dependency list: its count (1) and the hash.
 const ONE_DEPENDENCY: usize = 1 + 32;
 /// A one-actor list of the genesis actor: its count (1), its length (16), the actor.
