@@ -1,6 +1,6 @@
 //! The draft report beyond seed 002's campaign (which `department.rs` drafts): a 换届“回头看”
-//! campaign drafted in the structure of seed 000, and the PDF refused with what to do instead
-//! where the server has no LibreOffice.
+//! campaign drafted in the structure of seed 000, the PDF refused with what to do instead where
+//! the server has no LibreOffice, and the notes a draft quotes, on both storages.
 
 use anyhow::Result;
 use fieldsync::TestServer;
@@ -181,5 +181,81 @@ fn without_libreoffice_the_pdf_is_refused_with_what_to_do_instead() -> Result<()
     assert_eq!(body["error"]["code"], "pdf_unavailable", "{body}");
     let hint = body["error"]["hint"].as_str().unwrap_or_default();
     assert!(hint.contains("DOCX") && hint.contains("WPS"), "{hint}");
+    Ok(())
+}
+
+fieldsync::story!(a_villages_notes_are_its_first_minutes_then_its_first_interviews);
+
+/// The report quotes each village's meeting minutes first, then its interview notes, each in the
+/// order they arrived, at most eight (`NOTES_PER_VILLAGE`); records without notes, deleted
+/// ones and other villages' are not quoted. The notes are confidential and never leave the
+/// server as they are (the draft quotes key sentences of them), so they are read from a second
+/// handle on the server's storage.
+fn a_villages_notes_are_its_first_minutes_then_its_first_interviews(
+    backend: fieldsync::Backend,
+) -> Result<()> {
+    use fieldsync_client_core::{Store, SyncOptions, sync::sync};
+    use fieldsync_server::storage::Visibility;
+    let database = backend.fresh_database()?;
+    let server = TestServer::start_with_config({
+        let database = database.clone();
+        move |c| c.database = database
+    })?;
+    let campaign = uuid::Uuid::now_v7();
+    let (a, b) = ("510100001", "510100101");
+    let note = |t: &str| [("notes", FieldValue::Text(t.into()))];
+    let mut admin = Store::open_in_memory()?;
+    for code in [a, b] {
+        admin.create(
+            "place",
+            campaign,
+            code,
+            &[
+                ("code", FieldValue::Str(code.into())),
+                ("name", FieldValue::Str(format!("{code}村"))),
+                ("level", FieldValue::Str("village".into())),
+            ],
+        )?;
+        admin.create("interview", campaign, code, &note(&format!("{code}村谈话")))?;
+    }
+    for i in 0..9 {
+        admin.create("interview", campaign, a, &note(&format!("谈话{i}")))?;
+    }
+    admin.create("interview", campaign, a, &note(""))?;
+    for i in 0..3 {
+        let id = admin.create("meeting", campaign, a, &note(&format!("会议{i}")))?;
+        if i == 1 {
+            admin.delete(id)?;
+        }
+    }
+    admin.create("meeting", campaign, b, &note("B村会议"))?;
+    let mut t = server.connect(&admin)?;
+    sync(&mut admin, &mut t, &SyncOptions::default())?;
+    server.wait_merged()?;
+    let tallies = tokio::runtime::Runtime::new()?.block_on(async {
+        let storage =
+            fieldsync_server::open_storage_at(server.data_dir(), database.as_deref()).await?;
+        let tallies = storage
+            .tallies(campaign, Visibility::All, Default::default())
+            .await;
+        storage.close().await;
+        anyhow::Ok(tallies?)
+    })?;
+    let notes = |code: &str| -> Vec<String> {
+        tallies
+            .villages_detail
+            .iter()
+            .find(|v| v.code == code)
+            .map(|v| v.notes.clone())
+            .unwrap_or_else(|| panic!("no {code} in {tallies:?}"))
+    };
+    let mut expected = vec![
+        "会议0".to_string(),
+        "会议2".to_string(),
+        format!("{a}村谈话"),
+    ];
+    expected.extend((0..5).map(|i| format!("谈话{i}")));
+    assert_eq!(notes(a), expected);
+    assert_eq!(notes(b), ["B村会议".to_string(), format!("{b}村谈话")]);
     Ok(())
 }

@@ -10,7 +10,6 @@ use fieldsync_client_core::{
     FieldValue, Store, SyncOptions, Transport, TransportError, sync::sync,
 };
 use fieldsync_protocol::auth::Role;
-use fieldsync_server::storage::Visibility;
 use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
@@ -25,7 +24,6 @@ fieldsync::story!(
     tallies_count_what_the_asker_may_see,
     tallies_can_count_approved_records_only,
     tallies_and_listings_count_a_period,
-    a_villages_notes_are_its_first_minutes_then_its_first_interviews,
     overdue_rectifications_follow_one_rule,
     search_finds_chinese_words_of_two_characters_and_more,
     exports_hold_every_visible_record,
@@ -357,76 +355,6 @@ fn tallies_count_what_the_asker_may_see(backend: Backend) -> Result<()> {
         None,
     )?;
     assert_eq!(status, 403);
-    Ok(())
-}
-
-/// The report quotes each village's meeting minutes first, then its interview notes, each in the
-/// order they arrived, at most eight (`NOTES_PER_VILLAGE`); records without notes, deleted
-/// ones and other villages' are not quoted.
-fn a_villages_notes_are_its_first_minutes_then_its_first_interviews(
-    backend: Backend,
-) -> Result<()> {
-    // The notes are confidential and never leave the server as they are (the report quotes
-    // key sentences of them): read them from a second handle on the server's storage.
-    let database = backend.fresh_database()?;
-    let server = TestServer::start_with_config({
-        let database = database.clone();
-        move |c| c.database = database
-    })?;
-    let (campaign, _) = two_groups(&server)?;
-    let mut admin = Store::open_in_memory()?;
-    sync_with(&server, &mut admin)?;
-    for i in 0..9 {
-        admin.create(
-            "interview",
-            campaign,
-            A1,
-            &[("notes", text(&format!("谈话{i}")))],
-        )?;
-    }
-    admin.create("interview", campaign, A1, &[("notes", text(""))])?;
-    for i in 0..3 {
-        let id = admin.create(
-            "meeting",
-            campaign,
-            A1,
-            &[("notes", text(&format!("会议{i}")))],
-        )?;
-        if i == 1 {
-            admin.delete(id)?;
-        }
-    }
-    admin.create("meeting", campaign, B1, &[("notes", text("B村会议"))])?;
-    sync_with(&server, &mut admin)?;
-    server.wait_merged()?;
-    let tallies = tokio::runtime::Runtime::new()?.block_on(async {
-        let storage =
-            fieldsync_server::open_storage_at(server.data_dir(), database.as_deref()).await?;
-        let tallies = storage
-            .tallies(campaign, Visibility::All, Default::default())
-            .await;
-        storage.close().await;
-        anyhow::Ok(tallies?)
-    })?;
-    let notes = |code: &str| -> Vec<String> {
-        tallies
-            .villages_detail
-            .iter()
-            .find(|v| v.code == code)
-            .map(|v| v.notes.clone())
-            .unwrap_or_else(|| panic!("no {code} in {tallies:?}"))
-    };
-    let mut expected = vec!["会议0".to_string(), "会议2".to_string()];
-    expected.push(format!("{A1}村谈话：壮大集体经济，班子团结"));
-    expected.extend((0..5).map(|i| format!("谈话{i}")));
-    assert_eq!(notes(A1), expected);
-    assert_eq!(
-        notes(B1),
-        [
-            "B村会议".to_string(),
-            format!("{B1}村谈话：壮大集体经济，班子团结")
-        ]
-    );
     Ok(())
 }
 
