@@ -46,6 +46,15 @@ impl Creation {
     }
 }
 
+/// Checks a new record's header and field names.
+fn validate(header: &RecordHeader, fields: &[(&str, FieldValue)]) -> Result<(), RecordError> {
+    header.validate()?;
+    for (name, _) in fields {
+        record::validate_field_name(name)?;
+    }
+    Ok(())
+}
+
 /// Builds a new record with `header` whose first values, written by `actor` at `time` (ms since
 /// the Unix epoch), are `fields`.
 pub fn create(
@@ -54,10 +63,7 @@ pub fn create(
     time: i64,
     fields: &[(&str, FieldValue)],
 ) -> Result<Creation, RecordError> {
-    header.validate()?;
-    for (name, _) in fields {
-        record::validate_field_name(name)?;
-    }
+    validate(header, fields)?;
     if direct_is_exact() && direct_covers(fields) {
         Ok(direct(header, actor, time, fields))
     } else {
@@ -87,10 +93,7 @@ pub fn create_bytes(
     time: i64,
     fields: &[(&str, FieldValue)],
 ) -> Result<CreatedBytes, RecordError> {
-    header.validate()?;
-    for (name, _) in fields {
-        record::validate_field_name(name)?;
-    }
+    validate(header, fields)?;
     if bytes_are_exact()
         && direct_covers(fields)
         && let Some(made) = direct_bytes(header, actor, time, fields)

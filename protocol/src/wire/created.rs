@@ -89,6 +89,15 @@ fn rebuild(created: &[u8], genesis: &Genesis) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `chunk` is an uncompressed change whose dependency list is empty (as a genesis's is).
+fn depends_on_nothing(chunk: &[u8]) -> bool {
+    if chunk.len() < 10 || chunk[..4] != MAGIC || chunk[8] != CHANGE_CHUNK {
+        return false;
+    }
+    let mut body = &chunk[9..];
+    leb128::read::unsigned(&mut body).is_ok() && body.first() == Some(&0)
+}
+
 /// The compact form of `first` if it is an uncompressed change whose only dependency is the
 /// genesis, whose only other actor is the genesis's, and whose chunk [`rebuild`] writes back
 /// exactly (a number not in its shortest form would not be).
@@ -140,6 +149,11 @@ impl WireRecord {
     /// says [`super::COMPACT_VERSION`]; a pull page only when asked for).
     pub fn compact_creation(&mut self, header: &RecordHeader) -> bool {
         if self.created.is_some() || !self.tags.is_empty() || self.changes.len() < 2 {
+            return false;
+        }
+        // No change without dependencies, no genesis: nothing to rebuild (most records of a
+        // page of edits), so the genesis is not built for them.
+        if !self.changes.iter().any(|c| depends_on_nothing(c)) {
             return false;
         }
         let Ok(genesis) = Genesis::of(header) else {
