@@ -278,21 +278,12 @@ fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<(
     let (cluster, url, name, rt) = fresh_database()?;
     let open = || open_and_close(&rt, &url);
     open()?;
-    // Back to the schema before that migration (and the one after it), with two records'
+    // Back to the schema before that migration (and every one after it), with two records
     // changes in it.
     cluster.sql(
         &name,
-        r"DO $$ BEGIN
-            IF (SELECT string_agg(name, ' / ' ORDER BY id DESC) FROM
-                  (SELECT id, name FROM schema_migrations ORDER BY id DESC LIMIT 2) AS newest)
-               NOT LIKE 'each record keeps its short values apart%' ||
-                        ' / each change carries its record''s campaign and place%' THEN
-              RAISE EXCEPTION 'a newer migration was appended: roll it back here too';
-            END IF;
-          END $$;
-          DELETE FROM schema_migrations WHERE id > (SELECT max(id) - 2 FROM schema_migrations);
-          ALTER TABLE records DROP COLUMN facts;
-          ALTER TABLE changes DROP COLUMN campaign, DROP COLUMN scope;
+        &format!(
+            r"{}
           INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty)
           VALUES ('a', 'interview', 'c1', '510100001', 1, 3, false),
                  ('b', 'work_group', 'c1', 'campaign', 2, 2, false);
@@ -301,6 +292,8 @@ fn an_older_database_learns_the_campaign_and_place_of_every_change() -> Result<(
           VALUES (1, '\x01', 'a', '\xaa', 1, 'd', 0, true, ''),
                  (2, '\x02', 'b', '\xaa', 1, 'd', 0, true, ''),
                  (3, '\x03', 'a', '\xaa', 2, 'd', 0, true, '');",
+            roll_back_to("each change carries its record's campaign and place")
+        ),
     )?;
     open()?;
     cluster.sql(
@@ -329,21 +322,15 @@ fn an_older_database_learns_the_short_values_of_every_record() -> Result<()> {
     cluster.sql(
         &name,
         &format!(
-            r#"DO $$ BEGIN
-                IF (SELECT name FROM schema_migrations ORDER BY id DESC LIMIT 1)
-                   NOT LIKE 'each record keeps its short values apart%' THEN
-                  RAISE EXCEPTION 'a newer migration was appended: roll it back here too';
-                END IF;
-              END $$;
-              DELETE FROM schema_migrations WHERE id = (SELECT max(id) FROM schema_migrations);
-              ALTER TABLE records DROP COLUMN facts;
+            r#"{}
               INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty, fields)
               VALUES ('a', 'interview', 'c1', 'v1', 1, 1, false,
                       '{{"rating": "good", "stars": 4, "share": 0.5, "violation": true,
                         "member": null, "ratings": {{"m1": "satisfied"}}, "tags": ["x"],
                         "name": "{short}", "notes": "{long}"}}'),
                      ('b', 'interview', 'c1', 'v1', 2, 2, false, '{{"notes": "{long}"}}'),
-                     ('c', 'interview', 'c1', 'v1', 3, 3, true, NULL);"#
+                     ('c', 'interview', 'c1', 'v1', 3, 3, true, NULL);"#,
+            roll_back_to("each record keeps its short values apart")
         ),
     )?;
     open()?;
@@ -428,6 +415,58 @@ fn a_record_is_not_merged_while_a_template_of_its_campaign_is_being_merged() -> 
         .map_err(|_| anyhow::anyhow!("the lock holder panicked"))??;
     server.wait_merged()?;
     Ok(())
+}
+
+/// Every PostgreSQL migration after the first, by the start of its name, and the SQL that undoes
+/// it, oldest first. A test of an upgrade rolls a fresh database back to before one of them.
+const UNDO: &[(&str, &str)] = &[
+    (
+        "each change carries its record's campaign and place",
+        "ALTER TABLE changes DROP COLUMN campaign, DROP COLUMN scope;",
+    ),
+    (
+        "each record keeps its short values apart",
+        "ALTER TABLE records DROP COLUMN facts;",
+    ),
+    (
+        "a village's records and quoted notes are read through indexes",
+        "DROP INDEX records_by_place_seq, records_by_village, records_noted;
+         CREATE INDEX records_by_place ON records (campaign, scope, kind);
+         ALTER TABLE records RESET (autovacuum_vacuum_scale_factor,
+                                    autovacuum_vacuum_insert_scale_factor);",
+    ),
+];
+
+/// SQL that takes a database back to before the migration whose name starts with `first`:
+/// that one and every later one are undone and forgotten, newest first. It fails the test where
+/// a migration was appended that [`UNDO`] does not know.
+fn roll_back_to(first: &str) -> String {
+    let from = UNDO
+        .iter()
+        .position(|(name, _)| *name == first)
+        .expect("a migration UNDO knows");
+    let names: Vec<String> = UNDO
+        .iter()
+        .map(|(name, _)| format!("'{}%'", name.replace('\'', "''")))
+        .collect();
+    let mut sql = format!(
+        "DO $$ BEGIN
+           IF (SELECT count(*) FROM schema_migrations) <> {} OR EXISTS (
+                SELECT 1 FROM schema_migrations m
+                WHERE m.id > 1 AND NOT m.name LIKE (ARRAY[{}])[m.id - 1]) THEN
+             RAISE EXCEPTION 'a newer migration was appended: add it to UNDO';
+           END IF;
+         END $$;",
+        UNDO.len() + 1,
+        names.join(", ")
+    );
+    for (i, (_, undo)) in UNDO.iter().enumerate().skip(from).rev() {
+        sql.push_str(&format!(
+            "\nDELETE FROM schema_migrations WHERE id = {};\n{undo}",
+            i + 2
+        ));
+    }
+    sql
 }
 
 /// A fresh database on the tests' cluster (the cluster, the database's URL and name) and a

@@ -215,7 +215,7 @@ impl Records for PostgresStorage {
         visibility: Visibility,
         period: crate::storage::Period,
     ) -> Result<Tallies, StorageError> {
-        tally::tallies(&self.client().await?, campaign, &visibility, &period).await
+        tally::tallies(&self.pool, campaign, &visibility, &period).await
     }
 
     async fn search(

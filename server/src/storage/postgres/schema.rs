@@ -8,15 +8,15 @@
 use super::StorageError;
 
 /// One schema step.
-struct Migration {
+pub(super) struct Migration {
     name: &'static str,
-    sql: &'static str,
+    pub(super) sql: &'static str,
 }
 
 /// The advisory lock key of migrations (any constant; `fieldsync` in ASCII).
 const MIGRATION_LOCK: i64 = 0x6669_656c_6473_796e;
 
-const MIGRATIONS: &[Migration] = &[
+pub(super) const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "change log, records, accounts and the audit log",
         sql: "
@@ -135,6 +135,30 @@ UPDATE records SET facts = COALESCE(
 WHERE jsonb_typeof(fields) = 'object';
 CREATE INDEX records_tally ON records (campaign, kind, deleted, scope)
     INCLUDE (conflicts, first_seq, facts);
+",
+    },
+    Migration {
+        name: "a village's records and quoted notes are read through indexes, and the tallies find the table vacuumed",
+        // A dossier lists a village's records of one kind in arrival order (the first 50 of
+        // 10,000 read 100,000 rows through `records_first_seq` before), and all of them briefly
+        // in that order (sorted on disk before; the index holds every column of the brief
+        // listing, so 11,000 rows are read in 6 ms instead of 46). `records_noted` holds the interviews and
+        // meetings with a note, meetings first, as the tallies quote them (`tally::NOTED` is
+        // its condition, word for word): eight per village are read, not every note of the
+        // campaign. `records_by_place` is the first three columns of the first. And the table is
+        // vacuumed after 1% of it changed (20% by default), so that the tallies' pass over a
+        // campaign reads `records_tally` alone and seldom the table to see whether a row of a
+        // recently changed page is visible.
+        sql: "
+CREATE INDEX records_by_place_seq ON records (campaign, scope, kind, first_seq);
+DROP INDEX records_by_place;
+CREATE INDEX records_by_village ON records (campaign, scope, first_seq)
+    INCLUDE (id, kind, deleted, conflicts, dirty, problem, facts);
+CREATE INDEX records_noted ON records (campaign, scope, (kind = 'meeting') DESC, first_seq)
+    WHERE kind IN ('meeting', 'interview') AND NOT deleted
+      AND jsonb_typeof(fields->'notes') = 'string' AND length(fields->>'notes') > 0;
+ALTER TABLE records SET (autovacuum_vacuum_scale_factor = 0.01,
+                         autovacuum_vacuum_insert_scale_factor = 0.01);
 ",
     },
 ];

@@ -3,16 +3,15 @@
 //! index on `(campaign, kind)`), and substring search through a `pg_trgm` GIN index on each
 //! record's indexed text (`records.search_text`, kept by merging).
 
-use std::collections::BTreeMap;
-
 use deadpool_postgres::GenericClient;
 use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
 use uuid::Uuid;
 
 use super::{StorageError, Visibility, visible};
-use crate::storage::{
-    Counts, NOTES_PER_VILLAGE, Search, SearchHit, Tallies, Targets, VillageTally,
-};
+use crate::storage::{Counts, Search, SearchHit, Tallies, Targets};
+
+mod villages;
+use villages::{Cells, SecondHalf};
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
 /// [`visible::condition`]), `$5` whether only approved records count, `$6` and `$7` the period
@@ -74,13 +73,6 @@ pub(super) fn in_period(alias: &str, n: usize) -> String {
     )
 }
 
-async fn count<C: GenericClient>(c: &C, sql: &str, p: &Scoped) -> Result<u64, StorageError> {
-    Ok(c.query_one(sql, &p.params())
-        .await?
-        .get::<_, Option<i64>>(0)
-        .unwrap_or(0) as u64)
-}
-
 async fn group<C: GenericClient>(c: &C, sql: &str, p: &Scoped) -> Result<Counts, StorageError> {
     let mut out = Counts::new();
     for r in c.query(sql, &p.params()).await? {
@@ -124,21 +116,98 @@ fn yes(name: &str) -> String {
     format!("(facts->>'{name}') IN ('true', '1')")
 }
 
-/// The sum of a numeric field over the rows (non-numbers count as nothing).
-fn sum_of(name: &str) -> String {
+/// The sum of a numeric field over the rows where `filter` holds (non-numbers count as
+/// nothing), as `bigint`.
+fn sum_of(name: &str, filter: &str) -> String {
     format!(
-        "sum(CASE WHEN jsonb_typeof(facts->'{name}') = 'number' \
-         THEN (facts->>'{name}')::numeric END)::bigint"
+        "(sum(CASE WHEN jsonb_typeof(facts->'{name}') = 'number' \
+         THEN (facts->>'{name}')::numeric END) FILTER (WHERE {filter}))::bigint"
     )
 }
 
+/// The interviews and meetings whose notes a village's paragraph may quote, word for word the
+/// condition of the index `records_noted` (`schema`), so that the planner proves the index
+/// covers the query and reads a few rows per village, not every note of the campaign.
+const NOTED: &str = "kind IN ('meeting', 'interview') AND NOT deleted
+      AND jsonb_typeof(fields->'notes') = 'string' AND length(fields->>'notes') > 0";
+
 /// Every number of the seed reports for one campaign, counted over the visible records only.
-pub(super) async fn tallies<C: GenericClient>(
-    c: &C,
+///
+/// In two halves at once on two connections of `pool` (when a second is free at once; else one
+/// after the other on one), in one snapshot: the second joins the first's exported snapshot, so
+/// both count the same merged data. Each half's statements run without parallel workers or JIT
+/// (on a small machine the two halves are the parallelism, and compiling a tally's plan took
+/// longer than running it), and with index pages costed as the cached pages they are, so that
+/// a pass over a campaign reads the covering index `records_tally`, not the table three times
+/// its size.
+pub(super) async fn tallies(
+    pool: &deadpool_postgres::Pool,
     campaign: Uuid,
     visibility: &Visibility,
     period: &crate::storage::Period,
 ) -> Result<Tallies, StorageError> {
+    use tokio_postgres::IsolationLevel::RepeatableRead;
+    const SETTINGS: &str = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off;
+        SET LOCAL random_page_cost = 1.1";
+    let mut first = pool.get().await.map_err(super::other)?;
+    let now = deadpool_postgres::Timeouts {
+        wait: Some(std::time::Duration::ZERO),
+        ..Default::default()
+    };
+    let second = pool.timeout_get(&now).await.ok();
+    let tx = first
+        .build_transaction()
+        .isolation_level(RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    tx.batch_execute(SETTINGS).await?;
+    let (approved_only, targets) = header(&tx, campaign).await?;
+    let s = Scoped {
+        campaign: campaign.to_string(),
+        v: visible::Params::of(visibility),
+        approved_only,
+        from: period.from.clone(),
+        to: period.to.clone(),
+    };
+    // The pass over the whole campaign on one connection, everything else on the other.
+    let s = &s;
+    let rest = |c| async move {
+        let t = groups(c, s).await?;
+        Ok::<_, StorageError>((t, SecondHalf::read(c, s).await?))
+    };
+    let (cells, (mut t, half)) = match second {
+        Some(mut second) => {
+            let snapshot: String = tx
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await?
+                .get(0);
+            let tx2 = second
+                .build_transaction()
+                .isolation_level(RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            // The snapshot's name is PostgreSQL's own (hex digits and dashes).
+            tx2.batch_execute(&format!(
+                "SET TRANSACTION SNAPSHOT '{snapshot}'; {SETTINGS}"
+            ))
+            .await?;
+            tokio::try_join!(Cells::read(&tx, s), rest(&tx2))?
+        }
+        None => (Cells::read(&tx, s).await?, rest(&tx).await?),
+    };
+    t.targets = targets;
+    t.campaign = campaign;
+    t.approved_only = approved_only;
+    t.period = period.clone();
+    cells.complete(&mut t);
+    half.complete(&mut t, &cells);
+    Ok(t)
+}
+
+/// Whether the campaign counts approved records only, and its targets.
+async fn header<C: GenericClient>(c: &C, campaign: Uuid) -> Result<(bool, Targets), StorageError> {
     let approved_only = c
         .query_opt(
             "SELECT (fields->>'count_approved_only') = 'true' FROM records
@@ -159,18 +228,32 @@ pub(super) async fn tallies<C: GenericClient>(
         .and_then(|r| r.get::<_, Option<serde_json::Value>>(0))
         .map(|f| Targets::from_fields(&f))
         .unwrap_or_default();
-    let s = Scoped {
-        campaign: campaign.to_string(),
-        v: visible::Params::of(visibility),
-        approved_only,
-        from: period.from.clone(),
-        to: period.to.clone(),
-    };
-    let s = &s;
-    let kind_count = |kind: &'static str| {
-        let sql = format!("SELECT count(*) {}", live(kind));
-        async move { count(c, &sql, s).await }
-    };
+    Ok((approved_only, targets))
+}
+
+/// Distinct members (`m`) per level of their team, over the rows `from` names where `filter`
+/// holds.
+async fn by_team_level<C: GenericClient>(
+    c: &C,
+    s: &Scoped,
+    from: &str,
+    filter: String,
+) -> Result<Counts, StorageError> {
+    group(
+        c,
+        &format!(
+            "SELECT t.facts->>'level', count(DISTINCT m.id) {from}
+             JOIN records t ON t.id = (m.facts->>'team')
+             WHERE {filter} GROUP BY 1"
+        ),
+        s,
+    )
+    .await
+}
+
+/// The grouped counts of the smaller kinds (findings, assessments, stars, rectifications), the
+/// campaign's name and template, and the levels of the violators and of the teams assessed.
+async fn groups<C: GenericClient>(c: &C, s: &Scoped) -> Result<Tallies, StorageError> {
     let text = |sql: String| async move {
         Ok::<_, StorageError>(
             c.query_opt(&sql, &s.params())
@@ -180,97 +263,12 @@ pub(super) async fn tallies<C: GenericClient>(
     };
     let today = fieldsync_protocol::dates::today();
     let mut t = Tallies {
-        targets,
-        campaign,
-        approved_only,
-        period: period.clone(),
         name: text(format!(
             "SELECT {} {} LIMIT 1",
             long_field("name"),
             live("campaign")
         ))
         .await?,
-        townships: count(
-            c,
-            &format!(
-                "SELECT count(*) {} AND {} = 'township'",
-                live("place"),
-                field("level")
-            ),
-            s,
-        )
-        .await?,
-        villages: count(
-            c,
-            &format!(
-                "SELECT count(*) {} AND {} IN ('village', 'community')",
-                live("place"),
-                field("level")
-            ),
-            s,
-        )
-        .await?,
-        work_groups: kind_count("work_group").await?,
-        members: kind_count("member").await?,
-        members_interviewed: count(
-            c,
-            &format!(
-                "SELECT count(DISTINCT {}) {} AND {} = 'member'",
-                field("interviewee"),
-                live("interview"),
-                field("interviewee_type")
-            ),
-            s,
-        )
-        .await?,
-        interviews: kind_count("interview").await?,
-        meetings: kind_count("meeting").await?,
-        meeting_participants: c
-            .query_one(
-                &format!("SELECT {} {}", sum_of("participants"), live("meeting")),
-                &s.params(),
-            )
-            .await?
-            .get::<_, Option<i64>>(0)
-            .unwrap_or(0),
-        suggestions: c
-            .query_one(
-                &format!(
-                    "SELECT {} FROM records WHERE campaign = $1 AND NOT deleted
-                     AND kind IN ('interview', 'meeting', 'site_visit') AND {}",
-                    sum_of("suggestions_collected"),
-                    seen("records")
-                ),
-                &s.params(),
-            )
-            .await?
-            .get::<_, Option<i64>>(0)
-            .unwrap_or(0),
-        questionnaires: kind_count("questionnaire").await?,
-        evaluations: kind_count("evaluation").await?,
-        document_reviews: kind_count("document_review").await?,
-        prescreenings: kind_count("prescreening").await?,
-        prescreening_integrity_issues: count(
-            c,
-            &format!(
-                "SELECT count(*) {} AND {}",
-                live("prescreening"),
-                yes("integrity_issue")
-            ),
-            s,
-        )
-        .await?,
-        prescreening_violations: count(
-            c,
-            &format!(
-                "SELECT count(*) {} AND {}",
-                live("prescreening"),
-                yes("violation")
-            ),
-            s,
-        )
-        .await?,
-        findings: kind_count("finding").await?,
         findings_by_level: group(
             c,
             &format!(
@@ -324,12 +322,6 @@ pub(super) async fn tallies<C: GenericClient>(
             s,
         )
         .await?,
-        conflicted_assessments: count(
-            c,
-            &format!("SELECT count(*) {} AND conflicts > 0", live("assessment")),
-            s,
-        )
-        .await?,
         star_ratings: group(
             c,
             &format!(
@@ -375,80 +367,18 @@ pub(super) async fn tallies<C: GenericClient>(
                 })
                 .count() as u64
         },
-        team_satisfaction: group(
-            c,
-            &format!(
-                "SELECT {}, count(*) {} GROUP BY 1",
-                field("team_rating"),
-                live("evaluation")
-            ),
-            s,
-        )
-        .await?,
         ..Default::default()
     };
-    for r in c
-        .query(
-            &format!(
-                "SELECT je.key, je.value, count(*)
-                 FROM records, jsonb_each_text(CASE
-                     WHEN jsonb_typeof(records.facts->'member_ratings') = 'object'
-                     THEN records.facts->'member_ratings' ELSE '{{}}'::jsonb END) AS je
-                 WHERE records.campaign = $1 AND records.kind = 'evaluation'
-                   AND NOT records.deleted AND {}
-                 GROUP BY 1, 2",
-                seen("records")
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        let (member, answer): (String, Option<String>) = (r.get(0), r.get(1));
-        if let Some(answer) = answer {
-            *t.member_satisfaction
-                .entry(member)
-                .or_default()
-                .entry(answer)
-                .or_default() += r.get::<_, i64>(2) as u64;
-        }
-    }
-    t.villages_detail = villages(c, s).await?;
     t.template = text(format!(
         "SELECT {} {} LIMIT 1",
         long_field("template"),
         live("campaign")
     ))
     .await?;
-    // Members, interviews and joint-review violations per level of the member's team.
-    let by_team_level = |from: &'static str, filter: String| async move {
-        group(
-            c,
-            &format!(
-                "SELECT t.facts->>'level', count(DISTINCT m.id) {from}
-                 JOIN records t ON t.id = (m.facts->>'team')
-                 WHERE {filter} GROUP BY 1"
-            ),
-            s,
-        )
-        .await
-    };
-    t.members_by_level = by_team_level(
-        "FROM records m",
-        format!(
-            "m.campaign = $1 AND m.kind = 'member' AND NOT m.deleted AND {}",
-            seen("m")
-        ),
-    )
-    .await?;
-    t.interviewed_by_level = by_team_level(
-        "FROM records i JOIN records m ON m.id = (i.facts->>'interviewee')",
-        format!(
-            "i.campaign = $1 AND i.kind = 'interview' AND NOT i.deleted AND {}",
-            seen("i")
-        ),
-    )
-    .await?;
+    // Joint-review violations per level of the member's team.
     t.violators_by_level = by_team_level(
+        c,
+        s,
         "FROM records p JOIN records m ON m.id = (p.facts->>'member')",
         format!(
             "p.campaign = $1 AND p.kind = 'prescreening' AND NOT p.deleted
@@ -505,142 +435,6 @@ pub(super) async fn tallies<C: GenericClient>(
         }
     }
     Ok(t)
-}
-
-async fn villages<C: GenericClient>(c: &C, s: &Scoped) -> Result<Vec<VillageTally>, StorageError> {
-    let mut out: BTreeMap<String, VillageTally> = BTreeMap::new();
-    for r in c
-        .query(
-            &format!(
-                "SELECT {}, {} {} AND {} IN ('village', 'community')",
-                long_field("code"),
-                long_field("name"),
-                live("place"),
-                field("level")
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        if let (Some(code), Some(name)) =
-            (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1))
-        {
-            out.insert(
-                code.clone(),
-                VillageTally {
-                    code,
-                    name,
-                    ..Default::default()
-                },
-            );
-        }
-    }
-    for r in c
-        .query(
-            &format!(
-                "SELECT scope, kind, count(*) FROM records
-                 WHERE campaign = $1 AND NOT deleted AND {} GROUP BY scope, kind",
-                seen("records")
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        let (scope, kind): (String, String) = (r.get(0), r.get(1));
-        if let Some(v) = out.get_mut(&scope) {
-            let n = r.get::<_, i64>(2) as u64;
-            match kind.as_str() {
-                "member" => v.members = n,
-                "interview" => v.interviews = n,
-                "meeting" => v.meetings = n,
-                "questionnaire" => v.questionnaires = n,
-                "evaluation" => v.evaluations = n,
-                "finding" => v.findings = n,
-                "document_review" => v.document_reviews = n,
-                _ => {}
-            }
-        }
-    }
-    // Members interviewed at least once, and interviews of anyone else, per village.
-    for r in c
-        .query(
-            &format!(
-                "SELECT scope,
-                        count(DISTINCT CASE WHEN {kind} = 'member' THEN {who} END),
-                        count(CASE WHEN {kind} IS DISTINCT FROM 'member' THEN 1 END)
-                 {} GROUP BY scope",
-                live("interview"),
-                kind = field("interviewee_type"),
-                who = field("interviewee"),
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        if let Some(v) = out.get_mut(&r.get::<_, String>(0)) {
-            v.members_interviewed = r.get::<_, i64>(1) as u64;
-            v.villager_interviews = r.get::<_, i64>(2) as u64;
-        }
-    }
-    for r in c
-        .query(
-            &format!(
-                "SELECT scope, {}, {} {} AND {} = 'team' AND conflicts = 0 ORDER BY first_seq",
-                field("rating"),
-                long_field("summary"),
-                live("assessment"),
-                field("target_type")
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        if let Some(v) = out.get_mut(&r.get::<_, String>(0)) {
-            v.team_rating = r.get(1);
-            v.summary = r.get(2);
-        }
-    }
-    for r in c
-        .query(
-            &format!(
-                "SELECT scope, {} {} ORDER BY first_seq",
-                long_field("text"),
-                live("finding")
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        if let (Some(v), Some(text)) = (
-            out.get_mut(&r.get::<_, String>(0)),
-            r.get::<_, Option<String>>(1),
-        ) {
-            v.problems.push(text);
-        }
-    }
-    for r in c
-        .query(
-            &format!(
-                "SELECT scope, notes FROM (
-                   SELECT scope, fields->>'notes' AS notes,
-                          row_number() OVER (PARTITION BY scope
-                                             ORDER BY kind = 'meeting' DESC, first_seq) AS n
-                   FROM records
-                   WHERE campaign = $1 AND kind IN ('meeting', 'interview') AND NOT deleted
-                     AND {} AND jsonb_typeof(fields->'notes') = 'string'
-                     AND length(fields->>'notes') > 0) AS notes
-                 WHERE n <= {NOTES_PER_VILLAGE} ORDER BY scope, n",
-                seen("records")
-            ),
-            &s.params(),
-        )
-        .await?
-    {
-        if let Some(v) = out.get_mut(&r.get::<_, String>(0)) {
-            v.notes.push(r.get(1));
-        }
-    }
-    Ok(out.into_values().collect())
 }
 
 /// `q` as a `LIKE` pattern that matches it literally anywhere (`\` escapes `%`, `_` and itself).
@@ -720,6 +514,15 @@ pub(super) async fn search<C: GenericClient>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_notes_query_names_the_condition_of_the_notes_index_word_for_word() {
+        let index = super::super::schema::MIGRATIONS
+            .iter()
+            .find(|m| m.sql.contains("CREATE INDEX records_noted"))
+            .expect("a migration creates records_noted");
+        assert!(index.sql.contains(&format!("WHERE {};", super::NOTED)));
+    }
+
     #[test]
     fn patterns_match_wildcards_literally() {
         assert_eq!(super::contains_pattern("集体"), "%集体%");

@@ -1,0 +1,105 @@
+//! The two storages count alike: seed 002's generated campaign, pushed by the same devices in
+//! the same order to a SQLite server and to a PostgreSQL server, gives the same tallies to the
+//! last village note, for the department, for one work group's villages, and for a period.
+//! Each storage writes the tally rules in its own SQL; this is where they are held to one answer.
+
+use anyhow::Result;
+use fieldsync::{Backend, TestServer, generator};
+use fieldsync_client_core::{SyncOptions, sync::sync};
+use fieldsync_protocol::auth::Role;
+use fieldsync_server::storage::{Period, Tallies, Visibility};
+use uuid::Uuid;
+
+/// The tallies a storage computes directly (notes included, which no response carries), for
+/// each of `asks`.
+fn tallies_of(
+    server: &TestServer,
+    database: Option<&str>,
+    campaign: Uuid,
+    asks: &[(Visibility, Period)],
+) -> Result<Vec<Tallies>> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let storage = fieldsync_server::open_storage_at(server.data_dir(), database).await?;
+        let mut out = Vec::new();
+        for (visibility, period) in asks {
+            out.push(
+                storage
+                    .tallies(campaign, visibility.clone(), period.clone())
+                    .await?,
+            );
+        }
+        storage.close().await;
+        Ok(out)
+    })
+}
+
+#[test]
+fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
+    // Generated once (record ids are random), against a scratch server.
+    let scratch = TestServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let mut g = generator::generate(dir.path(), &scratch.url(), &generator::Config::default())?;
+    let village = |i: usize| g.villages[i].clone();
+    let asks = [
+        (Visibility::All, Period::default()),
+        (
+            Visibility::Places {
+                campaign: g.campaign.to_string(),
+                places: vec![village(0), village(1)],
+            },
+            Period::default(),
+        ),
+        (
+            Visibility::All,
+            Period {
+                from: Some("2023-05-12".into()),
+                to: Some("2023-05-20".into()),
+            },
+        ),
+    ];
+    let mut answers = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let database = backend.fresh_database()?;
+        let server = TestServer::start_with_config({
+            let database = database.clone();
+            move |c| c.database = database
+        })?;
+        // The same stores, in the same order: the same arrival order, so the same first notes.
+        for store in std::iter::once(&mut g.admin).chain(g.devices.iter_mut()) {
+            store.forget_server_state()?;
+            // Enrolled afresh at this server (the fixture keeps one token per device).
+            fieldsync::enroll_at(&server.url(), store, "组织部", Role::Admin, None)?;
+            let mut t = server.connect(store)?;
+            sync(store, &mut t, &SyncOptions::default())?;
+        }
+        server.wait_merged()?;
+        answers.push(tallies_of(&server, database.as_deref(), g.campaign, &asks)?);
+    }
+    let (sqlite, postgres) = (&answers[0], &answers[1]);
+    for (i, (a, b)) in sqlite.iter().zip(postgres).enumerate() {
+        // Something to compare: the campaign's villages, with numbers and notes.
+        assert!(a.villages_detail.len() >= 2, "ask {i}: {a:?}");
+        assert!(
+            a.interviews > 0 && a.members_interviewed > 0,
+            "ask {i}: {a:?}"
+        );
+        // Forms without a date of their own are of the day they arrived: not in May 2023.
+        assert!(
+            i == 2 || (!a.member_satisfaction.is_empty() && !a.team_satisfaction.is_empty()),
+            "ask {i}: no evaluation forms to compare"
+        );
+        assert!(
+            !a.interviewed_by_level.is_empty() && !a.members_by_level.is_empty(),
+            "ask {i}: no levels to compare"
+        );
+        assert!(
+            a.villages_detail.iter().any(|v| !v.notes.is_empty()),
+            "ask {i}: no notes to compare"
+        );
+        assert_eq!(a, b, "ask {i}: SQLite's tallies, then PostgreSQL's");
+    }
+    // The asks differ: a group sees fewer interviews, a period fewer still than every day.
+    assert!(sqlite[1].interviews < sqlite[0].interviews);
+    assert!(sqlite[2].interviews < sqlite[0].interviews);
+    Ok(())
+}
