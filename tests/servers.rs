@@ -417,6 +417,21 @@ fn a_record_is_not_merged_while_a_template_of_its_campaign_is_being_merged() -> 
     Ok(())
 }
 
+/// The health check asks the database, and only that (no counting): once the database is gone,
+/// the server says so with a 5xx, and keeps answering.
+#[test]
+fn the_health_check_fails_once_the_database_is_gone() -> Result<()> {
+    let (cluster, url, name, _rt) = fresh_database()?;
+    let server = TestServer::start_with_config(move |c| c.database = Some(url))?;
+    assert_eq!(server.get_json("/health")?["status"], "ok");
+    cluster.sql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"))?;
+    for _ in 0..2 {
+        let answer = reqwest::blocking::get(format!("{}/health", server.url()))?;
+        assert!(answer.status().is_server_error(), "{}", answer.status());
+    }
+    Ok(())
+}
+
 /// Every PostgreSQL migration after the first, by the start of its name, and the SQL that undoes
 /// it, oldest first. A test of an upgrade rolls a fresh database back to before one of them.
 const UNDO: &[(&str, &str)] = &[

@@ -163,6 +163,11 @@ impl ChangeLog for PostgresStorage {
         queries::status(&self.client().await?).await
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.client().await?.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     fn data_version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }

@@ -244,6 +244,11 @@ impl ChangeLog for SqliteStorage {
         Ok(page)
     }
 
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
     async fn status(&self) -> Result<StoreStatus, StorageError> {
         self.read(|conn| {
             let count = |sql: &str| -> Result<u64, StorageError> {
