@@ -502,6 +502,23 @@ impl TestServer {
             .send()?)
     }
 
+    /// Approves records of `campaign` as a reviewer does on the dashboard's review page (the
+    /// fixture's administrator, with its session cookie).
+    pub fn approve<S: AsRef<str>>(&self, campaign: uuid::Uuid, ids: &[S]) -> anyhow::Result<()> {
+        let body: Vec<String> = ids.iter().map(|id| format!("id={}", id.as_ref())).collect();
+        let r = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?
+            .post(format!("{}/ui/c/{campaign}/review", self.url()))
+            .header("cookie", format!("fieldsync_session={}", self.admin_token))
+            .header("origin", self.url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("{}&decision=approved", body.join("&")))
+            .send()?;
+        anyhow::ensure!(r.status() == 303, "approve: {}", r.status());
+        Ok(())
+    }
+
     /// Waits (at most ~30 s, polling) until every stored change has been merged into its record.
     pub fn wait_merged(&self) -> anyhow::Result<serde_json::Value> {
         for _ in 0..600 {

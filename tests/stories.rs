@@ -359,24 +359,6 @@ fn tallies_count_what_the_asker_may_see(backend: Backend) -> Result<()> {
 }
 
 /// Approves records as a reviewer does on the dashboard (a same-origin form post).
-fn approve(server: &TestServer, campaign: Uuid, ids: &[&str]) -> Result<()> {
-    let body: Vec<String> = ids.iter().map(|id| format!("id={id}")).collect();
-    let r = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?
-        .post(format!("{}/ui/c/{campaign}/review", server.url()))
-        .header(
-            "cookie",
-            format!("fieldsync_session={}", server.admin_token),
-        )
-        .header("origin", server.url())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("{}&decision=approved", body.join("&")))
-        .send()?;
-    anyhow::ensure!(r.status() == 303, "approve: {}", r.status());
-    Ok(())
-}
-
 fn tallies_can_count_approved_records_only(backend: Backend) -> Result<()> {
     let server = TestServer::start_on(backend)?;
     let (campaign, _) = two_groups(&server)?;
@@ -407,11 +389,7 @@ fn tallies_can_count_approved_records_only(backend: Backend) -> Result<()> {
         .map(|(id, _)| id)
         .collect();
     assert_eq!(in_a1.len(), 2);
-    approve(
-        &server,
-        campaign,
-        &in_a1.iter().map(String::as_str).collect::<Vec<_>>(),
-    )?;
+    server.approve(campaign, &in_a1)?;
     server.wait_merged()?;
     // Still every record counts until the campaign says otherwise.
     assert_eq!(tallies()?["interviews"], 2);

@@ -1,11 +1,12 @@
 //! The two storages count alike: seed 002's generated campaign, pushed by the same devices in
 //! the same order to a SQLite server and to a PostgreSQL server, gives the same tallies to the
-//! last village note, for the department, for one work group's villages, and for a period.
+//! last village note, for the department, for one work group's villages, for a period, and once
+//! the campaign counts approved records only.
 //! Each storage writes the tally rules in its own SQL; this is where they are held to one answer.
 
 use anyhow::Result;
 use fieldsync::{Backend, TestServer, generator};
-use fieldsync_client_core::{SyncOptions, sync::sync};
+use fieldsync_client_core::{FieldValue, Filter, HttpTransport, SyncOptions, sync::sync};
 use fieldsync_protocol::auth::Role;
 use fieldsync_server::storage::{Period, Tallies, Visibility};
 use uuid::Uuid;
@@ -58,6 +59,7 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         ),
     ];
     let mut answers = Vec::new();
+    let mut servers = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let database = backend.fresh_database()?;
         let server = TestServer::start_with_config({
@@ -74,6 +76,9 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         }
         server.wait_merged()?;
         answers.push(tallies_of(&server, database.as_deref(), g.campaign, &asks)?);
+        // The department's token at this server (the fixture keeps one per device: the last).
+        let token = server.token_for(&g.admin)?;
+        servers.push((server, database, token));
     }
     let (sqlite, postgres) = (&answers[0], &answers[1]);
     for (i, (a, b)) in sqlite.iter().zip(postgres).enumerate() {
@@ -101,5 +106,57 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
     // The asks differ: a group sees fewer interviews, a period fewer still than every day.
     assert!(sqlite[1].interviews < sqlite[0].interviews);
     assert!(sqlite[2].interviews < sqlite[0].interviews);
+
+    // The campaign counts approved records only, and a reviewer approved a village's interviews
+    // and evaluation forms on each server: the same again.
+    let campaign_record = g
+        .admin
+        .list(&Filter {
+            kind: Some("campaign".into()),
+            campaign: Some(g.campaign),
+            ..Default::default()
+        })?
+        .remove(0)
+        .header
+        .id;
+    g.admin.set(
+        campaign_record,
+        "count_approved_only",
+        FieldValue::Bool(true),
+    )?;
+    let mut approved = Vec::new();
+    for (server, database, token) in &servers {
+        let mut t = HttpTransport::new(&server.url())?.with_token(token.clone());
+        sync(&mut g.admin, &mut t, &SyncOptions::default())?;
+        let mut ids = Vec::new();
+        for kind in ["interview", "evaluation"] {
+            let list = server.get_json(&format!(
+                "/v1/records?campaign={}&kind={kind}&scope={}&limit=10000",
+                g.campaign,
+                village(0)
+            ))?;
+            ids.extend(
+                list.as_array()
+                    .expect("a list")
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap_or_default().to_string()),
+            );
+        }
+        server.approve(g.campaign, &ids)?;
+        server.wait_merged()?;
+        let all = [(Visibility::All, Period::default())];
+        approved.push(tallies_of(server, database.as_deref(), g.campaign, &all)?.remove(0));
+    }
+    let (a, b) = (&approved[0], &approved[1]);
+    assert!(a.approved_only && a.interviews > 0, "{a:?}");
+    assert!(
+        a.interviews < sqlite[0].interviews,
+        "only the approved: {a:?}"
+    );
+    assert_eq!(
+        a.members, sqlite[0].members,
+        "reference data counts whatever its review"
+    );
+    assert_eq!(a, b, "approved only: SQLite's tallies, then PostgreSQL's");
     Ok(())
 }

@@ -21,8 +21,9 @@ const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fiel
 
 /// [`VIEW_COLUMNS`] in brief ([`RecordFilter::brief`]): the short values (`facts`, in the row)
 /// for the fields, no heads, review or waiting count. The index `records_by_village` holds
-/// every one of them, so that a village's brief listing reads no row of the table: a column
-/// named here must be in its `INCLUDE` too.
+/// every one of them, so that a village's brief listing (the dossier's) reads no row of the
+/// table: a column named here must be in its `INCLUDE` too. (A listing that also filters on
+/// `review`, or on a period, does read the rows.)
 const BRIEF_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.facts, r.conflicts,
     NULL::jsonb, r.dirty, r.problem, 0::bigint, NULL::jsonb, r.first_seq";
 

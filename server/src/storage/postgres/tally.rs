@@ -1,7 +1,8 @@
 //! The campaign queries of the PostgreSQL storage: the same tallies as the SQLite storage's
-//! `storage::tally`, computed in SQL over the projection's `jsonb` (`->>`, `jsonb_each_text`,
-//! index on `(campaign, kind)`), and substring search through a `pg_trgm` GIN index on each
-//! record's indexed text (`records.search_text`, kept by merging).
+//! `storage::tally`, computed in SQL over the records' short values (`facts`, `->>`,
+//! `jsonb_each_text`, through the covering index `records_tally`) in two halves at once on two
+//! connections that share a snapshot, and substring search through a `pg_trgm` GIN index on
+//! each record's indexed text (`records.search_text`, kept by merging).
 
 use deadpool_postgres::GenericClient;
 use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
@@ -133,8 +134,8 @@ const NOTED: &str = "kind IN ('meeting', 'interview') AND NOT deleted
 
 /// Every number of the seed reports for one campaign, counted over the visible records only.
 ///
-/// In two halves at once on two connections of `pool` (when a second is free at once; else one
-/// after the other on one), in one snapshot: the second joins the first's exported snapshot, so
+/// In two halves at once on two connections of `pool` (when a second is free at once and joins
+/// the first's snapshot; else one after the other on one), in one snapshot: the second joins the first's exported snapshot, so
 /// both count the same merged data. Each half's statements run without parallel workers or JIT
 /// (on a small machine the two halves are the parallelism, and compiling a tally's plan took
 /// longer than running it), and with index pages costed as the cached pages they are, so that
@@ -146,56 +147,100 @@ pub(super) async fn tallies(
     visibility: &Visibility,
     period: &crate::storage::Period,
 ) -> Result<Tallies, StorageError> {
-    use tokio_postgres::IsolationLevel::RepeatableRead;
-    const SETTINGS: &str = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off;
-        SET LOCAL random_page_cost = 1.1";
     let mut first = pool.get().await.map_err(super::other)?;
-    let now = deadpool_postgres::Timeouts {
-        wait: Some(std::time::Duration::ZERO),
-        ..Default::default()
-    };
-    let second = pool.timeout_get(&now).await.ok();
-    let tx = first
+    let mut now = pool.timeouts();
+    now.wait = Some(std::time::Duration::ZERO);
+    let mut second = pool.timeout_get(&now).await.ok();
+    if let Some(second) = second.as_mut() {
+        match pair(&mut first, second).await {
+            Ok((tx, tx2)) => return count(&tx, Some(&tx2), campaign, visibility, period).await,
+            Err(e) => tracing::warn!("tallies on one connection: the second could not join: {e}"),
+        }
+    }
+    count(
+        &begin(&mut first).await?,
+        None,
+        campaign,
+        visibility,
+        period,
+    )
+    .await
+}
+
+/// What the tallies' transactions set: no parallel workers and no JIT, and index pages costed
+/// as cached (see [`tallies`]).
+const SETTINGS: &str = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off;
+    SET LOCAL random_page_cost = 1.1";
+
+/// A read-only repeatable-read transaction with the tallies' [`SETTINGS`].
+async fn begin(
+    c: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, StorageError> {
+    let tx = c
         .build_transaction()
-        .isolation_level(RepeatableRead)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await?;
     tx.batch_execute(SETTINGS).await?;
-    let (approved_only, targets) = header(&tx, campaign).await?;
-    let s = Scoped {
+    Ok(tx)
+}
+
+/// Two such transactions on two connections that see the same snapshot: the second imports
+/// the one the first exports.
+async fn pair<'a, 'b>(
+    first: &'a mut deadpool_postgres::Client,
+    second: &'b mut deadpool_postgres::Client,
+) -> Result<
+    (
+        deadpool_postgres::Transaction<'a>,
+        deadpool_postgres::Transaction<'b>,
+    ),
+    StorageError,
+> {
+    let tx = begin(first).await?;
+    let snapshot: String = tx
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    let tx2 = second
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // First in the transaction, as PostgreSQL requires; the name is its own (hex and dashes).
+    tx2.batch_execute(&format!(
+        "SET TRANSACTION SNAPSHOT '{snapshot}'; {SETTINGS}"
+    ))
+    .await?;
+    Ok((tx, tx2))
+}
+
+/// The tallies in `first`'s snapshot: the pass over the whole campaign there, everything else
+/// on `second` at the same time (or after it on `first`).
+async fn count<C: GenericClient>(
+    first: &C,
+    second: Option<&C>,
+    campaign: Uuid,
+    visibility: &Visibility,
+    period: &crate::storage::Period,
+) -> Result<Tallies, StorageError> {
+    let (approved_only, targets) = header(first, campaign).await?;
+    let s = &Scoped {
         campaign: campaign.to_string(),
         v: visible::Params::of(visibility),
         approved_only,
         from: period.from.clone(),
         to: period.to.clone(),
     };
-    // The pass over the whole campaign on one connection, everything else on the other.
-    let s = &s;
     let rest = |c| async move {
         let t = groups(c, s).await?;
         Ok::<_, StorageError>((t, SecondHalf::read(c, s).await?))
     };
     let (cells, (mut t, half)) = match second {
-        Some(mut second) => {
-            let snapshot: String = tx
-                .query_one("SELECT pg_export_snapshot()", &[])
-                .await?
-                .get(0);
-            let tx2 = second
-                .build_transaction()
-                .isolation_level(RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            // The snapshot's name is PostgreSQL's own (hex digits and dashes).
-            tx2.batch_execute(&format!(
-                "SET TRANSACTION SNAPSHOT '{snapshot}'; {SETTINGS}"
-            ))
-            .await?;
-            tokio::try_join!(Cells::read(&tx, s), rest(&tx2))?
-        }
-        None => (Cells::read(&tx, s).await?, rest(&tx).await?),
+        Some(second) => tokio::try_join!(Cells::read(first, s), rest(second))?,
+        None => (Cells::read(first, s).await?, rest(first).await?),
     };
     t.targets = targets;
     t.campaign = campaign;

@@ -15,10 +15,6 @@ use crate::storage::{Counts, NOTES_PER_VILLAGE, StorageError, Tallies, VillageTa
 pub(super) struct Cell {
     /// Records.
     pub(super) n: u64,
-    /// Meetings: the participants, summed.
-    pub(super) participants: i64,
-    /// Interviews, meetings and site visits: the suggestions collected, summed.
-    pub(super) suggestions: i64,
     /// Prescreenings finding an integrity issue.
     pub(super) integrity_issues: u64,
     /// Prescreenings finding a violation.
@@ -32,13 +28,20 @@ pub(super) struct Cell {
 }
 
 /// The campaign's visible records that count, read once (through `records_tally`) for every
-/// number that is a count or a sum per kind: (place, kind) → [`Cell`].
-pub(super) struct Cells(pub(super) BTreeMap<(String, String), Cell>);
+/// number that is a count or a sum per kind: (place, kind) → [`Cell`], and the two sums over
+/// the campaign (each summed as `numeric` and rounded once, as a count of people is).
+pub(super) struct Cells {
+    pub(super) cells: BTreeMap<(String, String), Cell>,
+    /// Meetings: the participants, summed.
+    participants: i64,
+    /// Interviews, meetings and site visits: the suggestions collected, summed.
+    suggestions: i64,
+}
 
 impl Cells {
     pub(super) async fn read<C: GenericClient>(c: &C, s: &Scoped) -> Result<Self, StorageError> {
         let sql = format!(
-            "SELECT scope, kind, count(*),
+            "SELECT GROUPING(scope, kind) = 3, scope, kind, count(*),
                     {participants},
                     {suggestions},
                     count(*) FILTER (WHERE kind = 'prescreening' AND {integrity}),
@@ -47,7 +50,7 @@ impl Cells {
                     count(*) FILTER (WHERE kind = 'place' AND {level} = 'township'),
                     count(*) FILTER (WHERE kind = 'place' AND {level} IN ('village', 'community'))
              FROM records WHERE campaign = $1 AND NOT deleted AND {seen}
-             GROUP BY scope, kind",
+             GROUP BY GROUPING SETS ((scope, kind), ())",
             participants = sum_of("participants", "kind = 'meeting'"),
             suggestions = sum_of(
                 "suggestions_collected",
@@ -58,62 +61,65 @@ impl Cells {
             level = field("level"),
             seen = seen("records"),
         );
-        let mut out = BTreeMap::new();
+        let mut out = Cells {
+            cells: BTreeMap::new(),
+            participants: 0,
+            suggestions: 0,
+        };
         for r in c.query(&sql, &s.params()).await? {
             let number = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0);
-            out.insert(
-                (r.get(0), r.get(1)),
+            if r.get::<_, bool>(0) {
+                // The campaign's row: its sums only.
+                (out.participants, out.suggestions) = (number(4), number(5));
+                continue;
+            }
+            out.cells.insert(
+                (r.get(1), r.get(2)),
                 Cell {
-                    n: number(2) as u64,
-                    participants: number(3),
-                    suggestions: number(4),
-                    integrity_issues: number(5) as u64,
-                    violations: number(6) as u64,
-                    conflicted: number(7) as u64,
-                    townships: number(8) as u64,
-                    villages: number(9) as u64,
+                    n: number(3) as u64,
+                    integrity_issues: number(6) as u64,
+                    violations: number(7) as u64,
+                    conflicted: number(8) as u64,
+                    townships: number(9) as u64,
+                    villages: number(10) as u64,
                 },
             );
         }
-        Ok(Cells(out))
+        Ok(out)
     }
 
-    /// One number summed over every cell of `kind` (every kind: `None`).
-    pub(super) fn sum<T: std::iter::Sum<T>>(
-        &self,
-        kind: Option<&str>,
-        f: impl Fn(&Cell) -> T,
-    ) -> T {
-        self.0
+    /// One number summed over every cell of `kind`.
+    pub(super) fn sum(&self, kind: &str, f: impl Fn(&Cell) -> u64) -> u64 {
+        self.cells
             .iter()
-            .filter(|((_, k), _)| kind.is_none_or(|kind| k == kind))
+            .filter(|((_, k), _)| k == kind)
             .map(|(_, cell)| f(cell))
             .sum()
     }
 
     /// Records of `kind`.
     pub(super) fn count(&self, kind: &str) -> u64 {
-        self.sum(Some(kind), |c| c.n)
+        self.sum(kind, |c| c.n)
     }
 
     /// Writes the campaign's counts and sums per kind into `t`.
     pub(super) fn complete(&self, t: &mut Tallies) {
-        t.townships = self.sum(Some("place"), |c| c.townships);
-        t.villages = self.sum(Some("place"), |c| c.villages);
+        t.townships = self.sum("place", |c| c.townships);
+        t.villages = self.sum("place", |c| c.villages);
         t.work_groups = self.count("work_group");
         t.members = self.count("member");
         t.interviews = self.count("interview");
         t.meetings = self.count("meeting");
-        t.meeting_participants = self.sum(Some("meeting"), |c| c.participants);
-        t.suggestions = self.sum(None, |c| c.suggestions);
+        t.meeting_participants = self.participants;
+        t.suggestions = self.suggestions;
         t.questionnaires = self.count("questionnaire");
         t.evaluations = self.count("evaluation");
         t.document_reviews = self.count("document_review");
         t.prescreenings = self.count("prescreening");
-        t.prescreening_integrity_issues = self.sum(Some("prescreening"), |c| c.integrity_issues);
-        t.prescreening_violations = self.sum(Some("prescreening"), |c| c.violations);
+        t.prescreening_integrity_issues = self.sum("prescreening", |c| c.integrity_issues);
+        t.prescreening_violations = self.sum("prescreening", |c| c.violations);
         t.findings = self.count("finding");
-        t.conflicted_assessments = self.sum(Some("assessment"), |c| c.conflicted);
+        t.conflicted_assessments = self.sum("assessment", |c| c.conflicted);
     }
 }
 
@@ -218,7 +224,7 @@ impl SecondHalf {
     /// Adds this half to the tallies of the first, whose counts per place and kind are `cells`.
     pub(super) fn complete(self, t: &mut Tallies, cells: &Cells) {
         let mut villages = self.villages;
-        for ((scope, kind), cell) in &cells.0 {
+        for ((scope, kind), cell) in &cells.cells {
             if let Some(v) = villages.get_mut(scope) {
                 match kind.as_str() {
                     "member" => v.members = cell.n,
