@@ -158,7 +158,7 @@ pub(super) async fn tallies(
         }
     }
     count(
-        &begin(&mut first).await?,
+        &begin(&mut first, None).await?,
         None,
         campaign,
         visibility,
@@ -172,17 +172,24 @@ pub(super) async fn tallies(
 const SETTINGS: &str = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off;
     SET LOCAL random_page_cost = 1.1";
 
-/// A read-only repeatable-read transaction with the tallies' [`SETTINGS`].
-async fn begin(
-    c: &mut deadpool_postgres::Client,
-) -> Result<deadpool_postgres::Transaction<'_>, StorageError> {
+/// A read-only repeatable-read transaction with the tallies' [`SETTINGS`], in the snapshot
+/// another transaction exported when one is named.
+async fn begin<'a>(
+    c: &'a mut deadpool_postgres::Client,
+    snapshot: Option<&str>,
+) -> Result<deadpool_postgres::Transaction<'a>, StorageError> {
     let tx = c
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await?;
-    tx.batch_execute(SETTINGS).await?;
+    // The snapshot first in the transaction, as PostgreSQL requires; its name is PostgreSQL's
+    // own (hex digits and dashes).
+    let import = snapshot.map_or(String::new(), |s| {
+        format!("SET TRANSACTION SNAPSHOT '{s}'; ")
+    });
+    tx.batch_execute(&format!("{import}{SETTINGS}")).await?;
     Ok(tx)
 }
 
@@ -198,22 +205,12 @@ async fn pair<'a, 'b>(
     ),
     StorageError,
 > {
-    let tx = begin(first).await?;
+    let tx = begin(first, None).await?;
     let snapshot: String = tx
         .query_one("SELECT pg_export_snapshot()", &[])
         .await?
         .get(0);
-    let tx2 = second
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    // First in the transaction, as PostgreSQL requires; the name is its own (hex and dashes).
-    tx2.batch_execute(&format!(
-        "SET TRANSACTION SNAPSHOT '{snapshot}'; {SETTINGS}"
-    ))
-    .await?;
+    let tx2 = begin(second, Some(&snapshot)).await?;
     Ok((tx, tx2))
 }
 
