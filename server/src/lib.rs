@@ -14,7 +14,8 @@
 //!   body of the framework's own errors;
 //! - [`ui`] is the department's web dashboard (server-rendered HTML and SVG, behind a login);
 //! - [`report`] turns a campaign's records into what the department reads: tallies, search
-//!   hits, CSV exports and the draft report;
+//!   hits, CSV exports and the draft report; [`AppState::tallies`] caches the tallies per data
+//!   version, counted once however many ask at once ([`flights`]);
 //! - [`attachments`] and [`blobs`] receive and keep the files attached to records,
 //!   [`blob_gc`] removes those no record refers to after a grace period, [`thumbnails`] makes
 //!   the dashboard's previews of photos.
@@ -27,6 +28,7 @@ pub mod blob_gc;
 pub mod blobs;
 pub mod edge;
 pub mod error;
+pub mod flights;
 pub mod headers;
 pub mod ingest;
 pub mod merge;
@@ -71,6 +73,8 @@ pub struct AppState {
     /// Tallies per campaign and visibility with the storage's data version they were computed
     /// at.
     pub tallies: std::sync::Mutex<TalliesCache>,
+    /// One computation of the tallies at a time per key of [`AppState::tallies`].
+    pub tally_flights: flights::Flights<(uuid::Uuid, storage::Visibility, storage::Period)>,
     /// Where attachment bytes are kept (`None`: the server takes no attachments).
     pub blobs: Option<Arc<blobs::BlobStore>>,
     /// The last attachment sweep's report (what each campaign's files take).
@@ -98,12 +102,23 @@ impl AppState {
         visibility: &storage::Visibility,
         period: &storage::Period,
     ) -> Result<Arc<report::Tallies>, error::ApiError> {
-        let version = self.storage.data_version();
         let key = (campaign, visibility.clone(), period.clone());
-        if let Some((v, t)) = self.tallies.lock().expect("tallies cache").get(&key)
-            && *v == version
-        {
-            return Ok(t.clone());
+        let cached = |version: u64| {
+            self.tallies
+                .lock()
+                .expect("tallies cache")
+                .get(&key)
+                .filter(|(v, _)| *v == version)
+                .map(|(_, t)| t.clone())
+        };
+        if let Some(t) = cached(self.storage.data_version()) {
+            return Ok(t);
+        }
+        // Asked at once by several pages after a merge: counted once, the others wait for it.
+        let _turn = self.tally_flights.turn(&key).await;
+        let version = self.storage.data_version();
+        if let Some(t) = cached(version) {
+            return Ok(t);
         }
         let mut t = self
             .storage
@@ -207,6 +222,7 @@ pub fn app_with(storage: Arc<dyn Storage>, settings: Settings) -> Router {
         refusals: Default::default(),
         edge: settings.edge,
         tallies: Default::default(),
+        tally_flights: Default::default(),
         blobs: settings.blobs,
         blob_sweep: settings.blob_sweep,
         attachment_quota: settings.attachment_quota,
