@@ -127,12 +127,30 @@ impl Cluster {
                 "--no-sync".as_ref(),
             ],
         )?;
+        // `FIELDSYNC_PG_SLOW_MS=N`: statements of N ms or more are logged, with their
+        // parameters, to a log kept after the process ends (its path is printed), for reading
+        // where a benchmark's time goes.
+        let (slow, log) = match std::env::var("FIELDSYNC_PG_SLOW_MS") {
+            Ok(ms) => {
+                let ms: u32 = ms
+                    .parse()
+                    .context("FIELDSYNC_PG_SLOW_MS: a number of milliseconds")?;
+                let log = std::env::temp_dir()
+                    .join(format!("fieldsync-postgres-{}.log", std::process::id()));
+                eprintln!(
+                    "PostgreSQL statements of {ms} ms or more: {}",
+                    log.display()
+                );
+                (format!(" -c log_min_duration_statement={ms}"), log)
+            }
+            Err(_) => (String::new(), cluster.dir.join("log")),
+        };
         let mut last = None;
         for _ in 0..3 {
             let port = free_port()?;
             let options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300{slow}",
                 cluster.dir.display()
             );
             match cluster.run(
@@ -141,7 +159,7 @@ impl Cluster {
                     "-D".as_ref(),
                     data.as_os_str(),
                     "-l".as_ref(),
-                    cluster.dir.join("log").as_os_str(),
+                    log.as_os_str(),
                     "-w".as_ref(),
                     "-t".as_ref(),
                     "60".as_ref(),
@@ -159,7 +177,7 @@ impl Cluster {
             }
         }
         if let Some(e) = last {
-            let log = std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(e.context(format!("pg_ctl start failed; its log:\n{log}")));
         }
         // The storage's first migration creates `pg_trgm` in each test database itself (the
