@@ -80,6 +80,25 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         let token = server.token_for(&g.admin)?;
         servers.push((server, database, token));
     }
+    // On one connection (none free for the second half), PostgreSQL counts the same.
+    let (_, database, _) = &servers[1];
+    let one = tokio::runtime::Runtime::new()?.block_on(async {
+        let url = database.as_deref().expect("a PostgreSQL database");
+        let storage: std::sync::Arc<dyn fieldsync_server::storage::Storage> = std::sync::Arc::new(
+            fieldsync_server::storage::postgres::PostgresStorage::open_for_admin_with_connections(
+                url, 1,
+            )
+            .await?,
+        );
+        let (visibility, period) = asks[0].clone();
+        let t = storage.tallies(g.campaign, visibility, period).await;
+        storage.close().await;
+        anyhow::Ok(t?)
+    })?;
+    assert_eq!(
+        one, answers[1][0],
+        "PostgreSQL on one connection, then on two"
+    );
     let (sqlite, postgres) = (&answers[0], &answers[1]);
     for (i, (a, b)) in sqlite.iter().zip(postgres).enumerate() {
         // Something to compare: the campaign's villages, with numbers and notes.

@@ -79,12 +79,22 @@ impl PostgresStorage {
     /// Connects to the database at `url` (`postgres://user@host:port/name`), brings its schema
     /// up to date and starts merging.
     pub async fn open(url: &str) -> Result<Self, StorageError> {
-        Self::open_with(url, true).await
+        Self::open_with(url, true, POOL_SIZE).await
     }
 
     /// Connects for administration beside running servers: it never merges records.
     pub async fn open_for_admin(url: &str) -> Result<Self, StorageError> {
-        Self::open_with(url, false).await
+        Self::open_with(url, false, POOL_SIZE).await
+    }
+
+    /// As [`PostgresStorage::open_for_admin`], with at most `connections` connections (at
+    /// least one): a tool that must not take more of the database's connections. With one,
+    /// whatever would run on two connections at once (the tallies' halves) runs on one.
+    pub async fn open_for_admin_with_connections(
+        url: &str,
+        connections: usize,
+    ) -> Result<Self, StorageError> {
+        Self::open_with(url, false, connections.max(1)).await
     }
 
     /// How PostgreSQL reads one pull page for a device with `scope` (`EXPLAIN`, one line per
@@ -98,7 +108,7 @@ impl PostgresStorage {
         log::plan(&c, scope).await
     }
 
-    async fn open_with(url: &str, merge: bool) -> Result<Self, StorageError> {
+    async fn open_with(url: &str, merge: bool, connections: usize) -> Result<Self, StorageError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StorageError::Other(format!("not a PostgreSQL URL: {e}")))?;
@@ -110,7 +120,7 @@ impl PostgresStorage {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(connections)
             .build()
             .map_err(other)?;
         {
