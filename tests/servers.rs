@@ -417,8 +417,8 @@ fn a_record_is_not_merged_while_a_template_of_its_campaign_is_being_merged() -> 
     Ok(())
 }
 
-/// The health check asks the database, and only that (no counting): once the database is gone,
-/// the server says so with a 5xx, and keeps answering.
+/// The health check asks the database (a ping now, no longer the counts of `/v1/status`): once
+/// the database is gone, the server says so with a 5xx, and keeps answering.
 #[test]
 fn the_health_check_fails_once_the_database_is_gone() -> Result<()> {
     let (cluster, url, name, _rt) = fresh_database()?;
