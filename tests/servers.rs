@@ -450,6 +450,10 @@ const UNDO: &[(&str, &str)] = &[
          ALTER TABLE records RESET (autovacuum_vacuum_scale_factor,
                                     autovacuum_vacuum_insert_scale_factor);",
     ),
+    (
+        "each place's records carry a version",
+        "DROP TABLE place_versions; DROP SEQUENCE place_version_seq;",
+    ),
 ];
 
 /// SQL that takes a database back to before the migration whose name starts with `first`:

@@ -126,6 +126,106 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
     assert!(sqlite[1].interviews < sqlite[0].interviews);
     assert!(sqlite[2].interviews < sqlite[0].interviews);
 
+    // A server keeps what it counted of each place and reads again only the places whose records
+    // were written since: the department deletes an interview of village 0 and adds two, and a
+    // meeting, in village 1. PostgreSQL's kept counts then equal SQLite's counted afresh, and only
+    // those two places were read again, once after the push and once after the merge.
+    let rt = tokio::runtime::Runtime::new()?;
+    let url = servers[1].1.clone().expect("a PostgreSQL database");
+    let kept =
+        rt.block_on(fieldsync_server::storage::postgres::PostgresStorage::open_for_admin(&url))?;
+    let everything = || (Visibility::All, Period::default());
+    let ask = |storage: &fieldsync_server::storage::postgres::PostgresStorage,
+               (visibility, period): (Visibility, Period)| {
+        rt.block_on(fieldsync_server::storage::Records::tallies(
+            storage, g.campaign, visibility, period,
+        ))
+    };
+    assert_eq!(ask(&kept, everything())?, postgres[0], "counted afresh");
+    assert_eq!(ask(&kept, asks[1].clone())?, postgres[1], "counted afresh");
+    let counted = kept.places_read();
+    assert_eq!(ask(&kept, everything())?, postgres[0], "nothing written");
+    assert_eq!(kept.places_read(), counted, "nothing written, nothing read");
+    for (server, _, token) in &servers {
+        let mut t = HttpTransport::new(&server.url())?.with_token(token.clone());
+        sync(&mut g.admin, &mut t, &SyncOptions::default())?;
+    }
+    let gone = g
+        .admin
+        .list(&Filter {
+            kind: Some("interview".into()),
+            campaign: Some(g.campaign),
+            scope: Some(village(0)),
+            ..Default::default()
+        })?
+        .remove(0)
+        .header
+        .id;
+    g.admin.delete(gone)?;
+    for who in ["villager_rep", "party_member"] {
+        g.admin.create(
+            "interview",
+            g.campaign,
+            &village(1),
+            &[
+                ("interviewee_type", FieldValue::Str(who.into())),
+                ("suggestions_collected", FieldValue::Int(3)),
+            ],
+        )?;
+    }
+    g.admin.create(
+        "meeting",
+        g.campaign,
+        &village(1),
+        &[("participants", FieldValue::Int(7))],
+    )?;
+    // PostgreSQL's merging held back meanwhile: a session holds the campaign's template lock,
+    // which every merge of its records shares. Pushed records count before they are merged (by
+    // kind and place; their values and the deletion once merged), so the push moves the places'
+    // versions, and the merge moves them again.
+    let (holder, connection) = rt.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))?;
+    rt.spawn(connection);
+    let lock = [
+        &fieldsync_server::storage::postgres::TEMPLATE_LOCK_SPACE
+            as &(dyn tokio_postgres::types::ToSql + Sync),
+        &g.campaign.to_string(),
+    ];
+    rt.block_on(holder.execute("SELECT pg_advisory_lock($1, hashtext($2))", &lock))?;
+    for (server, _, token) in &servers {
+        let mut t = HttpTransport::new(&server.url())?.with_token(token.clone());
+        sync(&mut g.admin, &mut t, &SyncOptions::default())?;
+    }
+    let pushed = ask(&kept, everything())?;
+    assert_eq!(pushed.interviews, sqlite[0].interviews + 2, "pushed");
+    assert_eq!(pushed.meetings, sqlite[0].meetings + 1);
+    assert_eq!(pushed.meeting_participants, sqlite[0].meeting_participants);
+    assert_eq!(kept.places_read(), counted + 2, "the places pushed to");
+    rt.block_on(holder.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &lock))?;
+    for (server, _, _) in &servers {
+        server.wait_merged()?;
+    }
+    let fresh = tallies_of(&servers[0].0, None, g.campaign, &asks[..2])?;
+    let edited = ask(&kept, everything())?;
+    assert_eq!(edited.interviews, sqlite[0].interviews + 1, "merged");
+    assert_eq!(edited.meetings, sqlite[0].meetings + 1);
+    assert_eq!(
+        edited.meeting_participants,
+        sqlite[0].meeting_participants + 7
+    );
+    assert_eq!(edited.suggestions, sqlite[0].suggestions + 6);
+    assert_eq!(
+        edited, fresh[0],
+        "SQLite afresh, then PostgreSQL's kept counts"
+    );
+    assert_eq!(
+        kept.places_read(),
+        counted + 4,
+        "only the two villages written are read again"
+    );
+    assert_eq!(ask(&kept, asks[1].clone())?, fresh[1], "a group's villages");
+    assert_eq!(kept.places_read(), counted + 4, "kept for the group too");
+    rt.block_on(fieldsync_server::storage::Storage::close(&kept));
+
     // The campaign counts approved records only, and a reviewer approved a village's interviews
     // and evaluation forms on each server: the same again.
     let campaign_record = g

@@ -149,6 +149,19 @@ pub(super) async fn merge_chunk(
     .await
     .map_err(other)?;
     write_outcomes(&tx, &ids, &inputs, outcomes, templates).await?;
+    // Last: the chunk's places, whose records' values were written (their tallies move).
+    let campaigns: Vec<String> = inputs
+        .iter()
+        .map(|i| i.header.campaign.to_string())
+        .collect();
+    super::versions::touch(
+        &tx,
+        inputs
+            .iter()
+            .zip(&campaigns)
+            .map(|(i, c)| (c.as_str(), i.header.scope.as_str())),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ids.len())
 }

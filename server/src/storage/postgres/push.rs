@@ -10,7 +10,8 @@ use fieldsync_protocol::RecordHeader;
 use uuid::Uuid;
 
 use super::{
-    CheckedPush, PushOutcome, Pusher, StorageError, log::LOG_LOCK, now_ms, templates::TemplateCache,
+    CheckedPush, PushOutcome, Pusher, StorageError, log::LOG_LOCK, now_ms,
+    templates::TemplateCache, versions,
 };
 use crate::ingest::{self, Facts, Plan, Wanted};
 
@@ -264,6 +265,20 @@ async fn write_plan(
     tx.execute(
         "UPDATE devices SET pushed = pushed + $2 WHERE id = $1",
         &[&device, &(plan.stored as i64)],
+    )
+    .await?;
+    // Last: the places whose records this push added to or marked (their tallies move).
+    let campaigns: Vec<String> = plan
+        .records
+        .iter()
+        .map(|r| r.header.campaign.to_string())
+        .collect();
+    versions::touch(
+        tx,
+        plan.records
+            .iter()
+            .zip(&campaigns)
+            .map(|(r, c)| (c.as_str(), r.header.scope.as_str())),
     )
     .await?;
     let head: i64 = tx

@@ -161,6 +161,23 @@ ALTER TABLE records SET (autovacuum_vacuum_scale_factor = 0.01,
                          autovacuum_vacuum_insert_scale_factor = 0.01);
 ",
     },
+    Migration {
+        name: "each place's records carry a version that moves with every write, so the tallies count again only the places that changed",
+        // `versions`: a push or a merge moves the versions of the places it wrote, in its own
+        // transaction, to numbers never given out before; the tallies keep what they counted of
+        // each place with its version and count a place again only when its version moved.
+        sql: "
+CREATE SEQUENCE place_version_seq;
+CREATE TABLE place_versions (
+    campaign text NOT NULL,
+    scope text NOT NULL,
+    version bigint NOT NULL DEFAULT nextval('place_version_seq'),
+    PRIMARY KEY (campaign, scope)
+);
+INSERT INTO place_versions (campaign, scope)
+    SELECT DISTINCT campaign, scope FROM records ORDER BY campaign, scope;
+",
+    },
 ];
 
 /// Applies the migrations the database has not seen yet, in order, in one transaction.

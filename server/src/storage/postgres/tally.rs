@@ -1,8 +1,9 @@
 //! The campaign queries of the PostgreSQL storage: the same tallies as the SQLite storage's
 //! `storage::tally`, computed in SQL over the records' short values (`facts`, `->>`,
-//! `jsonb_each_text`, through the covering index `records_tally`) in two halves at once on two
-//! connections that share a snapshot, and substring search through a `pg_trgm` GIN index on
-//! each record's indexed text (`records.search_text`, kept by merging).
+//! `jsonb_each_text`, through covering indexes), each place counted again only when its version
+//! moved (`places`), beside the rest on a second connection that shares the snapshot, and
+//! substring search through a `pg_trgm` GIN index on each record's indexed text
+//! (`records.search_text`, kept by merging).
 
 use deadpool_postgres::GenericClient;
 use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
@@ -11,8 +12,11 @@ use uuid::Uuid;
 use super::{StorageError, Visibility, visible};
 use crate::storage::{Counts, Search, SearchHit, Tallies, Targets};
 
+mod places;
 mod villages;
-use villages::{Cells, SecondHalf};
+pub use places::PlaceCache;
+use places::Places;
+use villages::SecondHalf;
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
 /// [`visible::condition`]), `$5` whether only approved records count, `$6` and `$7` the period
@@ -117,15 +121,6 @@ fn yes(name: &str) -> String {
     format!("(facts->>'{name}') IN ('true', '1')")
 }
 
-/// The sum of a numeric field over the rows where `filter` holds (non-numbers count as
-/// nothing), as `bigint`.
-fn sum_of(name: &str, filter: &str) -> String {
-    format!(
-        "(sum(CASE WHEN jsonb_typeof(facts->'{name}') = 'number' \
-         THEN (facts->>'{name}')::numeric END) FILTER (WHERE {filter}))::bigint"
-    )
-}
-
 /// The interviews and meetings whose notes a village's paragraph may quote, word for word the
 /// condition of the index `records_noted` (`schema`), so that the planner proves the index
 /// covers the query and reads a few rows per village, not every note of the campaign.
@@ -134,15 +129,18 @@ const NOTED: &str = "kind IN ('meeting', 'interview') AND NOT deleted
 
 /// Every number of the seed reports for one campaign, counted over the visible records only.
 ///
-/// In two halves at once on two connections of `pool` (when a second is free at once and joins
-/// the first's snapshot; else one after the other on one), in one snapshot: the second joins the first's exported snapshot, so
-/// both count the same merged data. Each half's statements run without parallel workers or JIT
-/// (on a small machine the two halves are the parallelism, and compiling a tally's plan took
-/// longer than running it), and with index pages costed as the cached pages they are, so that
-/// a pass over a campaign reads the covering index `records_tally`, not the table three times
-/// its size.
+/// What was counted of each place is kept in `cache` with the place's version, and only the
+/// places whose version moved since are read again ([`places`]). The rest (the smaller kinds,
+/// each village's own rows, the levels) is read each time, in two halves at once on two
+/// connections of `pool` when a second is free at once and joins the first's snapshot (else one
+/// after the other on one), so both count the same merged data. Each half's statements run
+/// without parallel workers or JIT (on a small machine the two halves are the parallelism, and
+/// compiling a tally's plan took longer than running it), and with index pages costed as the
+/// cached pages they are, so that a pass over a campaign reads the covering indexes, not the
+/// table three times their size.
 pub(super) async fn tallies(
     pool: &deadpool_postgres::Pool,
+    cache: &PlaceCache,
     campaign: Uuid,
     visibility: &Visibility,
     period: &crate::storage::Period,
@@ -151,20 +149,27 @@ pub(super) async fn tallies(
     let mut now = pool.timeouts();
     now.wait = Some(std::time::Duration::ZERO);
     let mut second = pool.timeout_get(&now).await.ok();
-    if let Some(second) = second.as_mut() {
-        match pair(&mut first, second).await {
-            Ok((tx, tx2)) => return count(&tx, Some(&tx2), campaign, visibility, period).await,
-            Err(e) => tracing::warn!("tallies on one connection: the second could not join: {e}"),
-        }
-    }
-    count(
-        &begin(&mut first, None).await?,
-        None,
+    let ask = Ask {
+        cache,
         campaign,
         visibility,
         period,
-    )
-    .await
+    };
+    if let Some(second) = second.as_mut() {
+        match pair(&mut first, second).await {
+            Ok((tx, tx2)) => return count(&tx, Some(&tx2), &ask).await,
+            Err(e) => tracing::warn!("tallies on one connection: the second could not join: {e}"),
+        }
+    }
+    count(&begin(&mut first, None).await?, None, &ask).await
+}
+
+/// What [`tallies`] was asked, and where it keeps the places it counted.
+struct Ask<'a> {
+    cache: &'a PlaceCache,
+    campaign: Uuid,
+    visibility: &'a Visibility,
+    period: &'a crate::storage::Period,
 }
 
 /// What the tallies' transactions set: no parallel workers and no JIT, and index pages costed
@@ -214,37 +219,38 @@ async fn pair<'a, 'b>(
     Ok((tx, tx2))
 }
 
-/// The tallies in `first`'s snapshot: the pass over the whole campaign there, everything else
-/// on `second` at the same time (or after it on `first`).
+/// The tallies in `first`'s snapshot: the places there, everything else on `second` at the
+/// same time (or after them on `first`).
 async fn count<C: GenericClient>(
     first: &C,
     second: Option<&C>,
-    campaign: Uuid,
-    visibility: &Visibility,
-    period: &crate::storage::Period,
+    ask: &Ask<'_>,
 ) -> Result<Tallies, StorageError> {
-    let (approved_only, targets) = header(first, campaign).await?;
+    let (approved_only, targets) = header(first, ask.campaign).await?;
     let s = &Scoped {
-        campaign: campaign.to_string(),
-        v: visible::Params::of(visibility),
+        campaign: ask.campaign.to_string(),
+        v: visible::Params::of(ask.visibility),
         approved_only,
-        from: period.from.clone(),
-        to: period.to.clone(),
+        from: ask.period.from.clone(),
+        to: ask.period.to.clone(),
     };
     let rest = |c| async move {
         let t = groups(c, s).await?;
         Ok::<_, StorageError>((t, SecondHalf::read(c, s).await?))
     };
-    let (cells, (mut t, half)) = match second {
-        Some(second) => tokio::try_join!(Cells::read(first, s), rest(second))?,
-        None => (Cells::read(first, s).await?, rest(first).await?),
+    let (places, (mut t, half)) = match second {
+        Some(second) => tokio::try_join!(Places::read(first, s, ask.cache), rest(second))?,
+        None => (Places::read(first, s, ask.cache).await?, rest(first).await?),
     };
+    let (cells, interviews) = (places.cells(), places.interviews());
+    let interviewed_by_level = villages::interviewed_by_level(first, &interviews.everyone).await?;
     t.targets = targets;
-    t.campaign = campaign;
+    t.campaign = ask.campaign;
     t.approved_only = approved_only;
-    t.period = period.clone();
+    t.period = ask.period.clone();
     cells.complete(&mut t);
-    half.complete(&mut t, &cells);
+    (t.team_satisfaction, t.member_satisfaction) = places.satisfaction();
+    half.complete(&mut t, &cells, &interviews, interviewed_by_level);
     Ok(t)
 }
 

@@ -1,17 +1,17 @@
-//! The PostgreSQL tallies' passes over many records: one over the whole campaign counting per
-//! place and kind ([`Cells`]), and the second half of the tallies ([`SecondHalf`]): the
-//! interviews, the evaluation forms, the levels of the members interviewed, and each village's
-//! numbers (its team's rating and summary, findings, and the notes the draft report quotes).
+//! How the PostgreSQL tallies put together what they counted per place ([`Cells`],
+//! [`Interviews`], from `places`) and the rest of the tallies ([`SecondHalf`]): the levels of the
+//! members and of those interviewed, and each village's own numbers (its team's rating and
+//! summary, findings, and the notes the draft report quotes).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::GenericClient;
 
-use super::{NOTED, Scoped, by_team_level, field, live, long_field, seen, sum_of, yes};
+use super::{NOTED, Scoped, by_team_level, field, live, long_field, seen};
 use crate::storage::{Counts, NOTES_PER_VILLAGE, StorageError, Tallies, VillageTally};
 
 /// What one place holds of one kind, among the visible records that count.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Cell {
     /// Records.
     pub(super) n: u64,
@@ -27,67 +27,17 @@ pub(super) struct Cell {
     pub(super) villages: u64,
 }
 
-/// The campaign's visible records that count, read once (through `records_tally`) for every
-/// number that is a count or a sum per kind: (place, kind) → [`Cell`], and the two sums over
-/// the campaign (each summed as `numeric` and rounded once, as a count of people is).
+/// The campaign's visible records that count per place and kind → [`Cell`], and the two sums
+/// over the campaign (each rounded once, as a count of people is).
 pub(super) struct Cells {
     pub(super) cells: BTreeMap<(String, String), Cell>,
     /// Meetings: the participants, summed.
-    participants: i64,
+    pub(super) participants: i64,
     /// Interviews, meetings and site visits: the suggestions collected, summed.
-    suggestions: i64,
+    pub(super) suggestions: i64,
 }
 
 impl Cells {
-    pub(super) async fn read<C: GenericClient>(c: &C, s: &Scoped) -> Result<Self, StorageError> {
-        let sql = format!(
-            "SELECT GROUPING(scope, kind) = 3, scope, kind, count(*),
-                    {participants},
-                    {suggestions},
-                    count(*) FILTER (WHERE kind = 'prescreening' AND {integrity}),
-                    count(*) FILTER (WHERE kind = 'prescreening' AND {violation}),
-                    count(*) FILTER (WHERE kind = 'assessment' AND conflicts > 0),
-                    count(*) FILTER (WHERE kind = 'place' AND {level} = 'township'),
-                    count(*) FILTER (WHERE kind = 'place' AND {level} IN ('village', 'community'))
-             FROM records WHERE campaign = $1 AND NOT deleted AND {seen}
-             GROUP BY GROUPING SETS ((scope, kind), ())",
-            participants = sum_of("participants", "kind = 'meeting'"),
-            suggestions = sum_of(
-                "suggestions_collected",
-                "kind IN ('interview', 'meeting', 'site_visit')"
-            ),
-            integrity = yes("integrity_issue"),
-            violation = yes("violation"),
-            level = field("level"),
-            seen = seen("records"),
-        );
-        let mut out = Cells {
-            cells: BTreeMap::new(),
-            participants: 0,
-            suggestions: 0,
-        };
-        for r in c.query(&sql, &s.params()).await? {
-            let number = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0);
-            if r.get::<_, bool>(0) {
-                // The campaign's row: its sums only.
-                (out.participants, out.suggestions) = (number(4), number(5));
-                continue;
-            }
-            out.cells.insert(
-                (r.get(1), r.get(2)),
-                Cell {
-                    n: number(3) as u64,
-                    integrity_issues: number(6) as u64,
-                    violations: number(7) as u64,
-                    conflicted: number(8) as u64,
-                    townships: number(9) as u64,
-                    villages: number(10) as u64,
-                },
-            );
-        }
-        Ok(out)
-    }
-
     /// One number summed over every cell of `kind`.
     pub(super) fn sum(&self, kind: &str, f: impl Fn(&Cell) -> u64) -> u64 {
         self.cells
@@ -123,46 +73,20 @@ impl Cells {
     }
 }
 
-/// The campaign's interviews read once for the members interviewed, per place and anywhere, and
-/// the interviews of anyone else per place.
+/// The campaign's interviews: the members interviewed, per place and anywhere, and the
+/// interviews of anyone else per place.
 #[derive(Default)]
 pub(super) struct Interviews {
     /// Place → distinct members interviewed there (the `interviewee` ids, as `count(DISTINCT)`
     /// tells them apart).
-    members: BTreeMap<String, BTreeSet<String>>,
+    pub(super) members: BTreeMap<String, BTreeSet<String>>,
     /// Place → interviews of anyone but a team member.
-    others: BTreeMap<String, u64>,
+    pub(super) others: BTreeMap<String, u64>,
     /// Everyone interviewed, by the `interviewee` id, whatever their type.
-    everyone: BTreeSet<String>,
+    pub(super) everyone: BTreeSet<String>,
 }
 
 impl Interviews {
-    pub(super) async fn read<C: GenericClient>(c: &C, s: &Scoped) -> Result<Self, StorageError> {
-        let (kind, who) = (field("interviewee_type"), field("interviewee"));
-        let sql = format!(
-            "SELECT scope,
-                    array_agg(DISTINCT {who}) FILTER (WHERE {kind} = 'member' AND {who} IS NOT NULL),
-                    count(*) FILTER (WHERE {kind} IS DISTINCT FROM 'member'),
-                    array_agg(DISTINCT {who}) FILTER (WHERE {who} IS NOT NULL)
-             {} GROUP BY scope",
-            live("interview"),
-        );
-        let mut out = Interviews::default();
-        for r in c.query(&sql, &s.params()).await? {
-            let scope: String = r.get(0);
-            if let Some(members) = r.get::<_, Option<Vec<String>>>(1) {
-                out.members
-                    .entry(scope.clone())
-                    .or_default()
-                    .extend(members);
-            }
-            out.others.insert(scope, r.get::<_, i64>(2) as u64);
-            out.everyone
-                .extend(r.get::<_, Option<Vec<String>>>(3).unwrap_or_default());
-        }
-        Ok(out)
-    }
-
     /// Members interviewed at least once, anywhere.
     pub(super) fn members_interviewed(&self) -> u64 {
         let all: BTreeSet<&String> = self.members.values().flatten().collect();
@@ -170,21 +94,15 @@ impl Interviews {
     }
 }
 
-/// The second half of the tallies: what is read from the interviews and the evaluation forms,
-/// and each village's own rows; [`SecondHalf::complete`] adds it to the first.
+/// The rest of the tallies, read beside the places: each village's own rows and the levels of
+/// the members; [`SecondHalf::complete`] puts them together with the places' counts.
 pub(super) struct SecondHalf {
-    interviews: Interviews,
-    team_satisfaction: Counts,
-    member_satisfaction: BTreeMap<String, Counts>,
     villages: BTreeMap<String, VillageTally>,
     members_by_level: Counts,
-    interviewed_by_level: Counts,
 }
 
 impl SecondHalf {
     pub(super) async fn read<C: GenericClient>(c: &C, s: &Scoped) -> Result<Self, StorageError> {
-        let interviews = Interviews::read(c, s).await?;
-        let (team_satisfaction, member_satisfaction) = evaluations(c, s).await?;
         let members_by_level = by_team_level(
             c,
             s,
@@ -195,34 +113,21 @@ impl SecondHalf {
             ),
         )
         .await?;
-        // Every record an interview names, per level of its team: the interviewees are known.
-        let everyone: Vec<&String> = interviews.everyone.iter().collect();
-        let mut interviewed_by_level = Counts::new();
-        for r in c
-            .query(
-                "SELECT t.facts->>'level', count(DISTINCT m.id) FROM records m
-                 JOIN records t ON t.id = (m.facts->>'team')
-                 WHERE m.id = ANY($1) GROUP BY 1",
-                &[&everyone],
-            )
-            .await?
-        {
-            if let Some(level) = r.get::<_, Option<String>>(0) {
-                interviewed_by_level.insert(level, r.get::<_, i64>(1) as u64);
-            }
-        }
         Ok(SecondHalf {
             villages: villages(c, s).await?,
-            interviews,
-            team_satisfaction,
-            member_satisfaction,
             members_by_level,
-            interviewed_by_level,
         })
     }
 
-    /// Adds this half to the tallies of the first, whose counts per place and kind are `cells`.
-    pub(super) fn complete(self, t: &mut Tallies, cells: &Cells) {
+    /// Adds this half to the tallies: the places' `cells` and `interviews`, and the levels of
+    /// those interviewed.
+    pub(super) fn complete(
+        self,
+        t: &mut Tallies,
+        cells: &Cells,
+        interviews: &Interviews,
+        interviewed_by_level: Counts,
+    ) {
         let mut villages = self.villages;
         for ((scope, kind), cell) in &cells.cells {
             if let Some(v) = villages.get_mut(scope) {
@@ -238,63 +143,39 @@ impl SecondHalf {
                 }
             }
         }
-        let interviews = &self.interviews;
         for (code, v) in villages.iter_mut() {
             v.members_interviewed = interviews.members.get(code).map_or(0, |m| m.len() as u64);
             v.villager_interviews = interviews.others.get(code).copied().unwrap_or(0);
         }
         t.members_interviewed = interviews.members_interviewed();
         t.villages_detail = villages.into_values().collect();
-        t.team_satisfaction = self.team_satisfaction;
-        t.member_satisfaction = self.member_satisfaction;
         t.members_by_level = self.members_by_level;
-        t.interviewed_by_level = self.interviewed_by_level;
+        t.interviewed_by_level = interviewed_by_level;
     }
 }
 
-/// The evaluation forms read once: the team's satisfaction (records per answer) and each
-/// member's (member → answer → records), as two grouping sets of one query. A form counts once
-/// for its team answer whatever its member answers (`n = 1` is its first member answer).
-async fn evaluations<C: GenericClient>(
+/// Every record an interview names (`everyone`), per level of its team: the interviewees are
+/// known, so this is a small join whatever the number of interviews.
+pub(super) async fn interviewed_by_level<C: GenericClient>(
     c: &C,
-    s: &Scoped,
-) -> Result<(Counts, BTreeMap<String, Counts>), StorageError> {
-    let (mut team, mut members) = (Counts::new(), BTreeMap::<String, Counts>::new());
+    everyone: &BTreeSet<String>,
+) -> Result<Counts, StorageError> {
+    let everyone: Vec<&String> = everyone.iter().collect();
+    let mut out = Counts::new();
     for r in c
         .query(
-            &format!(
-                "SELECT GROUPING(je.key) = 1, {rating}, je.key, je.value,
-                        count(*) FILTER (WHERE je.n IS NULL OR je.n = 1), count(je.key)
-                 FROM records LEFT JOIN LATERAL jsonb_each_text(CASE
-                     WHEN jsonb_typeof(records.facts->'member_ratings') = 'object'
-                     THEN records.facts->'member_ratings' ELSE '{{}}'::jsonb END)
-                     WITH ORDINALITY AS je(key, value, n) ON true
-                 WHERE records.campaign = $1 AND records.kind = 'evaluation'
-                   AND NOT records.deleted AND {seen}
-                 GROUP BY GROUPING SETS (({rating}), (je.key, je.value))",
-                rating = field("team_rating"),
-                seen = seen("records"),
-            ),
-            &s.params(),
+            "SELECT t.facts->>'level', count(DISTINCT m.id) FROM records m
+             JOIN records t ON t.id = (m.facts->>'team')
+             WHERE m.id = ANY($1) GROUP BY 1",
+            &[&everyone],
         )
         .await?
     {
-        let (for_team, n) = (r.get::<_, bool>(0), |i: usize| r.get::<_, i64>(i) as u64);
-        if for_team {
-            if let Some(rating) = r.get::<_, Option<String>>(1) {
-                *team.entry(rating).or_default() += n(4);
-            }
-        } else if let (Some(member), Some(answer)) =
-            (r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3))
-        {
-            *members
-                .entry(member)
-                .or_default()
-                .entry(answer)
-                .or_default() += n(5);
+        if let Some(level) = r.get::<_, Option<String>>(0) {
+            out.insert(level, r.get::<_, i64>(1) as u64);
         }
     }
-    Ok((team, members))
+    Ok(out)
 }
 
 /// Each village's own rows: its name, its team's rating and summary, its findings' texts and
