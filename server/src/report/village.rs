@@ -3,6 +3,8 @@
 //! question's answers as percentages; and the village's own report (村情分析) as Markdown in
 //! the draft report's form, for [`super::gongwen`] to lay out as a 公文.
 
+use std::collections::HashMap;
+
 use fieldsync_protocol::template::{FieldType, Template};
 
 use super::draft::numeral;
@@ -59,24 +61,54 @@ fn label(template: Option<&Template>, kind: &str, field: &str, value: &str) -> S
         .unwrap_or_else(|| value.to_string())
 }
 
-/// The answers of `records` to the choice field `field`, in the template's choice order.
+/// How often each value of each of `fields` occurs in `records`, as [`text`] reads it (a
+/// missing or non-text value is `""`): one pass over each record's values, not one lookup per
+/// field and record (a village holds thousands of questionnaires of twenty questions).
+fn values_of<'a>(
+    records: &[&'a RecordView],
+    fields: &[&'a str],
+) -> HashMap<&'a str, HashMap<&'a str, u64>> {
+    let mut out: HashMap<&str, HashMap<&str, u64>> =
+        fields.iter().map(|f| (*f, HashMap::new())).collect();
+    let mut found: HashMap<&str, u64> = HashMap::new();
+    for r in records {
+        let Some(map) = r.fields.as_object() else {
+            continue;
+        };
+        for (key, value) in map {
+            if let (Some(counts), Some(value)) = (out.get_mut(key.as_str()), value.as_str()) {
+                *counts.entry(value).or_default() += 1;
+                *found.entry(key.as_str()).or_default() += 1;
+            }
+        }
+    }
+    for (field, counts) in out.iter_mut() {
+        let missing = records.len() as u64 - found.get(field).copied().unwrap_or(0);
+        if missing > 0 {
+            *counts.entry("").or_default() += missing;
+        }
+    }
+    out
+}
+
+/// The answers to the choice field `field` of `kind`, whose values were counted as `values`
+/// ([`values_of`]), in the template's choice order; `None` when nobody chose one.
 fn answers(
     template: Option<&Template>,
     kind: &str,
     field: &str,
-    records: &[&RecordView],
+    values: &HashMap<&str, u64>,
 ) -> Option<Answers> {
     let def = template?.kind(kind)?.field(field)?;
-    let mut counts: Vec<(String, u64, f64)> =
-        def.choices.iter().map(|c| (c.zh.clone(), 0, 0.0)).collect();
-    let mut total = 0;
-    for r in records {
-        let value = text(r, field);
-        if let Some(i) = def.choices.iter().position(|c| c.value == value) {
-            counts[i].1 += 1;
-            total += 1;
-        }
-    }
+    let mut counts: Vec<(String, u64, f64)> = def
+        .choices
+        .iter()
+        .map(|c| {
+            let n = values.get(c.value.as_str()).copied().unwrap_or(0);
+            (c.zh.clone(), n, 0.0)
+        })
+        .collect();
+    let total: u64 = counts.iter().map(|c| c.1).sum();
     if total == 0 {
         return None;
     }
@@ -132,12 +164,11 @@ pub fn summarize(
         ));
     }
     let evaluations = of("evaluation");
-    s.satisfaction = answers(template, "evaluation", "team_rating", &evaluations);
+    let team = values_of(&evaluations, &["team_rating"]);
+    s.satisfaction = answers(template, "evaluation", "team_rating", &team["team_rating"]);
     if let Some(a) = &s.satisfaction {
-        let yes: u64 = evaluations
-            .iter()
-            .filter(|r| matches!(text(r, "team_rating"), "satisfied" | "basically_satisfied"))
-            .count() as u64;
+        let of = |answer| team["team_rating"].get(answer).copied().unwrap_or(0);
+        let yes = of("satisfied") + of("basically_satisfied");
         s.satisfaction_rate = Some(yes as f64 * 100.0 / a.total as f64);
     }
     for r in of("rectification") {
@@ -153,12 +184,15 @@ pub fn summarize(
     }
     let questionnaires = of("questionnaire");
     if let Some(def) = template.and_then(|t| t.kind("questionnaire")) {
-        for f in def
+        let questions: Vec<&str> = def
             .fields
             .iter()
             .filter(|f| f.field_type == FieldType::Choice && f.name.starts_with("q_"))
-        {
-            if let Some(a) = answers(template, "questionnaire", &f.name, &questionnaires) {
+            .map(|f| f.name.as_str())
+            .collect();
+        let values = values_of(&questionnaires, &questions);
+        for q in questions {
+            if let Some(a) = answers(template, "questionnaire", q, &values[q]) {
                 s.questions.push(a);
             }
         }
