@@ -5,7 +5,7 @@
 //!
 //! Everything kept here is a function of one place's own rows (and of the ask's campaign,
 //! approved-only switch and period, which are in the key): which places an asker sees is chosen
-//! in the query that lists the places ([`Places::read`]), so one kept place serves every asker
+//! in the query that lists the places ([`list`]), so one kept place serves every asker
 //! who sees it. The versions and the counts are read in the tallies' one snapshot, so a kept
 //! count is always the count of the version it is kept with.
 
@@ -69,7 +69,7 @@ const KEPT: usize = 4096;
 /// The places counted so far, each with the version it was counted at. One per storage: each
 /// server keeps its own, and the versions in the database tell every server what moved.
 #[derive(Debug, Default)]
-pub struct PlaceCache {
+pub(super) struct PlaceCache {
     kept: Mutex<HashMap<Key, (i64, Arc<PlaceTally>)>>,
     /// Places read from their records so far.
     read: AtomicU64,
@@ -78,7 +78,7 @@ pub struct PlaceCache {
 impl PlaceCache {
     /// How many places the tallies have read from their records since this cache was made (the
     /// others were kept from an earlier ask).
-    pub fn places_read(&self) -> u64 {
+    pub(super) fn places_read(&self) -> u64 {
         self.read.load(Ordering::Relaxed)
     }
 
@@ -103,40 +103,49 @@ pub(super) struct Places {
     places: BTreeMap<String, Arc<PlaceTally>>,
 }
 
+/// The campaign's places an ask sees that hold records (each place a record names, found in
+/// the index `records_by_village` one place at a time), each with its version (`None`: written
+/// by a server that does not move versions).
+pub(super) async fn list<C: GenericClient>(
+    c: &C,
+    campaign: &str,
+    v: &visible::Params,
+) -> Result<Vec<(String, Option<i64>)>, StorageError> {
+    Ok(c.query(
+        &format!(
+            "WITH RECURSIVE p (scope) AS (
+                     (SELECT scope FROM records WHERE campaign = $1 ORDER BY scope LIMIT 1)
+                     UNION ALL
+                     SELECT (SELECT r.scope FROM records r
+                             WHERE r.campaign = $1 AND r.scope > p.scope
+                             ORDER BY r.scope LIMIT 1)
+                     FROM p WHERE p.scope IS NOT NULL)
+                 SELECT pv.scope, v.version
+                 FROM (SELECT $1::text AS campaign, scope FROM p WHERE scope IS NOT NULL) pv
+                 LEFT JOIN place_versions v ON v.campaign = pv.campaign AND v.scope = pv.scope
+                 WHERE {}",
+            visible::condition("pv", 2)
+        ),
+        &[&campaign, &v.all, &v.campaign, &v.places],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
 impl Places {
-    /// Lists the campaign's places the ask sees (each place a record names, found in the index
-    /// `records_by_village` one place at a time, with its version), takes the kept ones whose
-    /// version has not moved from `cache`, and reads the others from their records (and keeps
-    /// them).
+    /// The `listed` places ([`list`]): the kept ones whose version has not moved from `cache`,
+    /// the others read from their records (and kept).
     pub(super) async fn read<C: GenericClient>(
         c: &C,
         s: &Scoped,
         cache: &PlaceCache,
+        listed: Vec<(String, Option<i64>)>,
     ) -> Result<Self, StorageError> {
-        let listed = c
-            .query(
-                &format!(
-                    "WITH RECURSIVE p (scope) AS (
-                         (SELECT scope FROM records WHERE campaign = $1 ORDER BY scope LIMIT 1)
-                         UNION ALL
-                         SELECT (SELECT r.scope FROM records r
-                                 WHERE r.campaign = $1 AND r.scope > p.scope
-                                 ORDER BY r.scope LIMIT 1)
-                         FROM p WHERE p.scope IS NOT NULL)
-                     SELECT pv.scope, v.version
-                     FROM (SELECT $1::text AS campaign, scope FROM p WHERE scope IS NOT NULL) pv
-                     LEFT JOIN place_versions v
-                            ON v.campaign = pv.campaign AND v.scope = pv.scope
-                     WHERE {}",
-                    visible::condition("pv", 2)
-                ),
-                &[&s.campaign, &s.v.all, &s.v.campaign, &s.v.places],
-            )
-            .await?;
         let mut places = BTreeMap::new();
         let mut stale: Vec<(String, Option<i64>)> = Vec::new();
-        for r in listed {
-            let (scope, version): (String, Option<i64>) = (r.get(0), r.get(1));
+        for (scope, version) in listed {
             // A place without a version (written by a server that does not move them) is read
             // every time.
             match version.and_then(|v| cache.get(&Key::of(s, &scope), v)) {
