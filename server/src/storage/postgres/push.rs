@@ -190,6 +190,8 @@ async fn write_plan(
     // Every change of the push with one statement, in the plan's order, then every record's
     // row with one more: two round trips per push, not two per record.
     let mut record_ids: Vec<String> = Vec::new();
+    // The (campaign, place) of every record row written.
+    let mut written: Vec<(String, String)> = Vec::new();
     let (mut hashes, mut actors, mut seqs, mut bytes) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut change_campaigns, mut change_scopes) = (Vec::new(), Vec::new());
@@ -250,6 +252,7 @@ async fn write_plan(
                 campaigns.push(rec.header.campaign.to_string());
                 scopes.push(rec.header.scope.as_str());
                 lasts.push(seq);
+                written.push((rec.header.campaign.to_string(), rec.header.scope.clone()));
             }
         }
         tx.execute(
@@ -267,18 +270,13 @@ async fn write_plan(
         &[&device, &(plan.stored as i64)],
     )
     .await?;
-    // Last: the places whose records this push added to or marked (their tallies move).
-    let campaigns: Vec<String> = plan
-        .records
-        .iter()
-        .map(|r| r.header.campaign.to_string())
-        .collect();
+    // Last: the places whose records this push added to or marked (their tallies move); a
+    // push of duplicates only moves none.
     versions::touch(
         tx,
-        plan.records
+        written
             .iter()
-            .zip(&campaigns)
-            .map(|(r, c)| (c.as_str(), r.header.scope.as_str())),
+            .map(|(c, scope)| (c.as_str(), scope.as_str())),
     )
     .await?;
     let head: i64 = tx

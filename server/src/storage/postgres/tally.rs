@@ -171,8 +171,9 @@ struct Whole {
 /// follow (a member's team, an assessment's target) may lead to any place.
 type Written = (i64, i64);
 
-/// How many whole tallies a server keeps at most; past it, it starts again empty.
-const WHOLE_KEPT: usize = 256;
+/// How many whole tallies a server keeps at most (as many as the pages' cache in front,
+/// `AppState::tallies`); past it, it starts again empty.
+const WHOLE_KEPT: usize = 64;
 
 /// Every number of the seed reports for one campaign, counted over the visible records only.
 ///
