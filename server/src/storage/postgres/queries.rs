@@ -8,6 +8,7 @@ use fieldsync_protocol::{
     record::{self, Conflict},
     template::{TEMPLATE_KIND, Template},
 };
+use futures_util::TryStreamExt;
 use tokio_postgres::{Row, types::ToSql};
 use uuid::Uuid;
 
@@ -28,12 +29,10 @@ const BRIEF_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fac
     NULL::jsonb, r.dirty, r.problem, 0::bigint, NULL::jsonb, r.first_seq";
 
 fn row_to_view(r: &Row) -> RecordView {
-    let id: String = r.get(0);
-    let campaign: String = r.get(2);
     RecordView {
-        id: Uuid::parse_str(&id).unwrap_or_default(),
+        id: Uuid::parse_str(r.get(0)).unwrap_or_default(),
         kind: r.get(1),
-        campaign: Uuid::parse_str(&campaign).unwrap_or_default(),
+        campaign: Uuid::parse_str(r.get(2)).unwrap_or_default(),
         scope: r.get(3),
         deleted: r.get(4),
         fields: r
@@ -133,11 +132,15 @@ pub(super) async fn records<C: GenericClient>(
         .iter()
         .map(|a| a.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    Ok(c.query(&sql, &params)
-        .await?
-        .iter()
-        .map(row_to_view)
-        .collect())
+    // Each row converted as it arrives, while PostgreSQL sends the next (a village's brief
+    // listing is thousands of rows).
+    let rows = c.query_raw(&sql, params).await?;
+    futures_util::pin_mut!(rows);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        out.push(row_to_view(&row));
+    }
+    Ok(out)
 }
 
 /// Every visible live record of one kind in a campaign of the period's days, oldest first.
