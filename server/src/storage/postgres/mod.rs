@@ -73,8 +73,8 @@ impl From<tokio_postgres::Error> for StorageError {
 pub struct PostgresStorage {
     pool: Pool,
     templates: Arc<templates::TemplateCache>,
-    /// What the tallies counted, of each place and whole, with the versions counted.
-    tallies: tally::TallyCache,
+    /// What the tallies counted of each place, with the place's version.
+    places: tally::PlaceCache,
     /// The database's data version, as the merging task last read it.
     version: Arc<AtomicU64>,
     stop: Arc<tokio::sync::Notify>,
@@ -107,14 +107,7 @@ impl PostgresStorage {
     /// the others were kept from an earlier ask, their versions unmoved. For a test or a
     /// benchmark to see that a merge makes the tallies read again only the places it wrote.
     pub fn places_read(&self) -> u64 {
-        self.tallies.places_read()
-    }
-
-    /// How many asks for tallies this storage counted since it opened; the others were
-    /// answered with tallies kept whole, nothing having been written to the database since the
-    /// same ask was counted.
-    pub fn tallies_counted(&self) -> u64 {
-        self.tallies.counted()
+        self.places.places_read()
     }
 
     /// How PostgreSQL reads one pull page for a device with `scope` (`EXPLAIN`, one line per
@@ -164,7 +157,7 @@ impl PostgresStorage {
         Ok(PostgresStorage {
             pool,
             templates,
-            tallies: tally::TallyCache::default(),
+            places: tally::PlaceCache::default(),
             version,
             stop,
             merger: std::sync::Mutex::new(Some(merger)),
@@ -251,7 +244,7 @@ impl Records for PostgresStorage {
         visibility: Visibility,
         period: crate::storage::Period,
     ) -> Result<Tallies, StorageError> {
-        tally::tallies(&self.pool, &self.tallies, campaign, &visibility, &period).await
+        tally::tallies(&self.pool, &self.places, campaign, &visibility, &period).await
     }
 
     async fn search(

@@ -5,10 +5,6 @@
 //! substring search through a `pg_trgm` GIN index on each record's indexed text
 //! (`records.search_text`, kept by merging).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use deadpool_postgres::GenericClient;
 use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
 use uuid::Uuid;
@@ -18,7 +14,8 @@ use crate::storage::{Counts, Search, SearchHit, Tallies, Targets};
 
 mod places;
 mod villages;
-use places::{PlaceCache, Places};
+pub use places::PlaceCache;
+use places::Places;
 use villages::SecondHalf;
 
 /// The parameters every tally query takes: `$1` the campaign, `$2`…`$4` the visibility (see
@@ -130,66 +127,21 @@ fn yes(name: &str) -> String {
 const NOTED: &str = "kind IN ('meeting', 'interview') AND NOT deleted
       AND jsonb_typeof(fields->'notes') = 'string' AND length(fields->>'notes') > 0";
 
-/// What the PostgreSQL tallies keep between asks: each place's counts with its version
-/// ([`PlaceCache`]), and each ask's whole tallies with what the database's versions were when
-/// they were counted.
-#[derive(Debug, Default)]
-pub struct TallyCache {
-    places: PlaceCache,
-    whole: Mutex<HashMap<Whole, (Written, Tallies)>>,
-    /// Asks counted (not answered whole from `whole`).
-    counted: AtomicU64,
-}
-
-impl TallyCache {
-    /// How many places the tallies have read from their records since this cache was made.
-    pub fn places_read(&self) -> u64 {
-        self.places.places_read()
-    }
-
-    /// How many asks were counted since this cache was made; the others were answered with
-    /// tallies kept whole, nothing having been written since.
-    pub fn counted(&self) -> u64 {
-        self.counted.load(Ordering::Relaxed)
-    }
-}
-
-/// An ask, as its whole tallies are kept: the campaign, who asks, the period, and the day
-/// (what is overdue changes with it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Whole {
-    campaign: Uuid,
-    visibility: Visibility,
-    period: crate::storage::Period,
-    today: String,
-}
-
-/// How many places have versions and the sum of their versions, over the whole database. Every
-/// write moves a place's version to a number larger than any given out before, or adds a
-/// place, so two snapshots (one always sees all that the other saw, or more) read the same pair
-/// only when no record was written between them, in any campaign: the references the tallies
-/// follow (a member's team, an assessment's target) may lead to any place.
-type Written = (i64, i64);
-
-/// How many whole tallies a server keeps at most (as many as the pages' cache in front,
-/// `AppState::tallies`); past it, it starts again empty.
-const WHOLE_KEPT: usize = 64;
-
 /// Every number of the seed reports for one campaign, counted over the visible records only.
 ///
-/// In one read-only repeatable-read snapshot. When nothing was written since the same ask was
-/// counted (and every place seen has a version), the tallies kept then are the answer.
-/// Otherwise, what was counted of each place is kept in `cache` with the place's version, and
-/// only the places whose version moved are read again ([`places`]). The rest (the smaller kinds,
-/// each village's own rows, the levels) is read each time, on a second connection of `pool` at
-/// the same time when one is free at once and joins the first's snapshot (else after the places
-/// on the first). Each connection's statements run without parallel workers or JIT (on a small
-/// machine the two connections are the parallelism, and compiling a tally's plan took longer
-/// than running it), and with index pages costed as the cached pages they are, so that a pass
-/// over a campaign reads the covering indexes, not the table three times their size.
+/// In one read-only repeatable-read snapshot. What was counted of each place is kept in `cache`
+/// with the place's version, and only the places whose version moved are read again
+/// ([`places`]). The rest (the smaller kinds, each village's own rows, the levels) is read each
+/// time, on a second connection of `pool` at the same time when one is free at once and joins
+/// the first's snapshot (else after the places on the first). Each connection's statements run
+/// without parallel workers or JIT (on a small machine the two connections are the parallelism,
+/// and compiling a tally's plan took longer than running it), and with index pages costed as
+/// the cached pages they are, so that a pass over a campaign reads the covering indexes, not
+/// the table three times their size. (Whole tallies are kept in front of this, per data
+/// version, by `AppState::tallies`.)
 pub(super) async fn tallies(
     pool: &deadpool_postgres::Pool,
-    cache: &TallyCache,
+    cache: &PlaceCache,
     campaign: Uuid,
     visibility: &Visibility,
     period: &crate::storage::Period,
@@ -197,30 +149,6 @@ pub(super) async fn tallies(
     let mut first = pool.get().await.map_err(super::other)?;
     let tx = begin(&mut first, None).await?;
     let listed = places::list(&tx, &campaign.to_string(), &visible::Params::of(visibility)).await?;
-    let whole = Whole {
-        campaign,
-        visibility: visibility.clone(),
-        period: period.clone(),
-        today: fieldsync_protocol::dates::today(),
-    };
-    let written: Option<Written> = if listed.iter().all(|(_, version)| version.is_some()) {
-        let r = tx
-            .query_one(
-                "SELECT count(*), coalesce(sum(version), 0)::bigint FROM place_versions",
-                &[],
-            )
-            .await?;
-        Some((r.get(0), r.get(1)))
-    } else {
-        None
-    };
-    if let Some(w) = written {
-        let kept = cache.whole.lock().expect("tallies kept whole");
-        if let Some((_, t)) = kept.get(&whole).filter(|(at, _)| *at == w) {
-            return Ok(t.clone());
-        }
-    }
-    cache.counted.fetch_add(1, Ordering::Relaxed);
     let mut now = pool.timeouts();
     now.wait = Some(std::time::Duration::ZERO);
     let mut second = pool.timeout_get(&now).await.ok();
@@ -232,20 +160,12 @@ pub(super) async fn tallies(
         }
     }
     let ask = Ask {
-        cache: &cache.places,
+        cache,
         campaign,
         visibility,
         period,
     };
-    let t = count(&tx, tx2.as_ref(), &ask, listed).await?;
-    if let Some(w) = written {
-        let mut kept = cache.whole.lock().expect("tallies kept whole");
-        if kept.len() >= WHOLE_KEPT {
-            kept.clear();
-        }
-        kept.insert(whole, (w, t.clone()));
-    }
-    Ok(t)
+    count(&tx, tx2.as_ref(), &ask, listed).await
 }
 
 /// What [`tallies`] was asked, and where it keeps the places it counted.

@@ -2,8 +2,10 @@
 //! records (a push adds them, a merge writes their values), so that the tallies can keep what
 //! they counted of a place and count it again only once its version has moved.
 //!
-//! A version is a number of `place_version_seq`, never given out twice, so a place whose row
-//! was dropped and written again cannot come back at a version a cache already holds. The rows
+//! A version is a number of `place_version_seq`, never given out twice by one database, so a
+//! place whose row was dropped and written again cannot come back at a version a cache already
+//! holds. (A database restored from a backup may give numbers out again: servers are restarted
+//! after a restore, docs/PROTOCOL.md, Several servers.) The rows
 //! are moved last in their transaction and in one order (campaign, then place): two servers
 //! writing one village wait for each other only between that statement and their commit, and no
 //! cycle of waits can form between transactions that lock them.

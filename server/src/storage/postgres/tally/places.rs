@@ -69,7 +69,7 @@ const KEPT: usize = 4096;
 /// The places counted so far, each with the version it was counted at. One per storage: each
 /// server keeps its own, and the versions in the database tell every server what moved.
 #[derive(Debug, Default)]
-pub(super) struct PlaceCache {
+pub struct PlaceCache {
     kept: Mutex<HashMap<Key, (i64, Arc<PlaceTally>)>>,
     /// Places read from their records so far.
     read: AtomicU64,
@@ -78,7 +78,7 @@ pub(super) struct PlaceCache {
 impl PlaceCache {
     /// How many places the tallies have read from their records since this cache was made (the
     /// others were kept from an earlier ask).
-    pub(super) fn places_read(&self) -> u64 {
+    pub fn places_read(&self) -> u64 {
         self.read.load(Ordering::Relaxed)
     }
 
@@ -91,7 +91,7 @@ impl PlaceCache {
 
     fn put(&self, key: Key, version: i64, tally: Arc<PlaceTally>) {
         let mut kept = self.kept.lock().expect("place cache");
-        if kept.len() >= KEPT {
+        if kept.len() >= KEPT && !kept.contains_key(&key) {
             kept.clear();
         }
         kept.insert(key, (version, tally));
@@ -146,8 +146,8 @@ impl Places {
         let mut places = BTreeMap::new();
         let mut stale: Vec<(String, Option<i64>)> = Vec::new();
         for (scope, version) in listed {
-            // A place without a version (written by a server that does not move them) is read
-            // every time.
+            // A place that never had a version (its rows written before migration 5 by a server
+            // that did not move versions, and not since) is read every time.
             match version.and_then(|v| cache.get(&Key::of(s, &scope), v)) {
                 Some(t) => {
                     places.insert(scope, t);
