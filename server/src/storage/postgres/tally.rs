@@ -235,9 +235,12 @@ async fn count<C: GenericClient>(
         Ok::<_, StorageError>((t, SecondHalf::read(c, s).await?))
     };
     let (places, (mut t, half)) = match second {
-        Some(second) => tokio::try_join!(Places::read(first, s, ask.cache, listed), rest(second))?,
+        Some(second) => tokio::try_join!(
+            Places::read(first, second, s, ask.cache, listed),
+            rest(second)
+        )?,
         None => (
-            Places::read(first, s, ask.cache, listed).await?,
+            Places::read(first, first, s, ask.cache, listed).await?,
             rest(first).await?,
         ),
     };

@@ -136,9 +136,12 @@ pub(super) async fn list<C: GenericClient>(
 
 impl Places {
     /// The `listed` places ([`list`]): the kept ones whose version has not moved from `cache`,
-    /// the others read from their records (and kept).
+    /// the others read from their records (and kept): their counts per kind on `c`, their
+    /// interviews and evaluation forms on `other` at the same time (`c` again when there is no
+    /// other connection).
     pub(super) async fn read<C: GenericClient>(
         c: &C,
+        other: &C,
         s: &Scoped,
         cache: &PlaceCache,
         listed: Vec<(String, Option<i64>)>,
@@ -158,7 +161,7 @@ impl Places {
         cache.read.fetch_add(stale.len() as u64, Ordering::Relaxed);
         if !stale.is_empty() {
             let scopes: Vec<&str> = stale.iter().map(|(scope, _)| scope.as_str()).collect();
-            let mut fresh = read_places(c, s, &scopes).await?;
+            let mut fresh = read_places(c, other, s, &scopes).await?;
             for (scope, version) in stale {
                 let t = Arc::new(fresh.remove(&scope).unwrap_or_default());
                 if let Some(v) = version {
@@ -224,9 +227,11 @@ impl Places {
 }
 
 /// What the tallies count of each of `scopes`, from their records: three passes over the
-/// places' rows (parameter `$8`), each grouped by place.
+/// places' rows (parameter `$8`), each grouped by place, the first on `c` while the other two
+/// run on `other`.
 async fn read_places<C: GenericClient>(
     c: &C,
+    other: &C,
     s: &Scoped,
     scopes: &[&str],
 ) -> Result<HashMap<String, PlaceTally>, StorageError> {
@@ -262,23 +267,6 @@ async fn read_places<C: GenericClient>(
         level = field("level"),
         seen = seen("records"),
     );
-    for r in c.query(&cells, &params).await? {
-        let number = |i: usize| r.get::<_, i64>(i) as u64;
-        let t = out.entry(r.get(0)).or_default();
-        t.participants += r.get::<_, Option<f64>>(3).unwrap_or(0.0);
-        t.suggestions += r.get::<_, Option<f64>>(4).unwrap_or(0.0);
-        t.kinds.insert(
-            r.get(1),
-            Cell {
-                n: number(2),
-                integrity_issues: number(5),
-                violations: number(6),
-                conflicted: number(7),
-                townships: number(8),
-                villages: number(9),
-            },
-        );
-    }
     // The interviews: members interviewed (distinct), anyone else's interviews, everyone.
     let (kind, who) = (field("interviewee_type"), field("interviewee"));
     let interviews = format!(
@@ -289,14 +277,6 @@ async fn read_places<C: GenericClient>(
          {} AND scope = ANY($8::text[]) GROUP BY scope",
         live("interview"),
     );
-    for r in c.query(&interviews, &params).await? {
-        let t = out.entry(r.get(0)).or_default();
-        t.members_interviewed
-            .extend(r.get::<_, Option<Vec<String>>>(1).unwrap_or_default());
-        t.other_interviews = r.get::<_, i64>(2) as u64;
-        t.interviewees
-            .extend(r.get::<_, Option<Vec<String>>>(3).unwrap_or_default());
-    }
     // The evaluation forms: the team's answer and each member's, as two grouping sets of one
     // query. A form counts once for its team answer whatever its member answers (`n = 1` is its
     // first member answer).
@@ -313,7 +293,37 @@ async fn read_places<C: GenericClient>(
         rating = field("team_rating"),
         seen = seen("records"),
     );
-    for r in c.query(&evaluations, &params).await? {
+    let (kinds, by_interview, by_evaluation) = tokio::try_join!(
+        c.query(&cells, &params),
+        other.query(&interviews, &params),
+        other.query(&evaluations, &params)
+    )?;
+    for r in kinds {
+        let number = |i: usize| r.get::<_, i64>(i) as u64;
+        let t = out.entry(r.get(0)).or_default();
+        t.participants += r.get::<_, Option<f64>>(3).unwrap_or(0.0);
+        t.suggestions += r.get::<_, Option<f64>>(4).unwrap_or(0.0);
+        t.kinds.insert(
+            r.get(1),
+            Cell {
+                n: number(2),
+                integrity_issues: number(5),
+                violations: number(6),
+                conflicted: number(7),
+                townships: number(8),
+                villages: number(9),
+            },
+        );
+    }
+    for r in by_interview {
+        let t = out.entry(r.get(0)).or_default();
+        t.members_interviewed
+            .extend(r.get::<_, Option<Vec<String>>>(1).unwrap_or_default());
+        t.other_interviews = r.get::<_, i64>(2) as u64;
+        t.interviewees
+            .extend(r.get::<_, Option<Vec<String>>>(3).unwrap_or_default());
+    }
+    for r in by_evaluation {
         let n = |i: usize| r.get::<_, i64>(i) as u64;
         let t = out.entry(r.get(1)).or_default();
         if r.get::<_, bool>(0) {
