@@ -1,7 +1,8 @@
 //! The two storages count alike: seed 002's generated campaign, pushed by the same devices in
 //! the same order to a SQLite server and to a PostgreSQL server, gives the same tallies to the
-//! last village note, for the department, for one work group's villages, for a period, and once
-//! the campaign counts approved records only.
+//! last village note, and the same village digests (what a dossier counts), for the department,
+//! for one work group's villages, for a period, and once the campaign counts approved records
+//! only.
 //! Each storage writes the tally rules in its own SQL; this is where they are held to one answer.
 
 use anyhow::Result;
@@ -34,6 +35,46 @@ fn tallies_of(
     })
 }
 
+/// A village digest as a storage gathers it for the dossier (asked as the dossier asks, with the
+/// campaign's template), for each `(village, visibility, period)`: its counts, and the ids and
+/// short values of its records, as JSON to compare.
+fn digests_of(
+    server: &TestServer,
+    database: Option<&str>,
+    campaign: Uuid,
+    asks: &[(String, Visibility, Period)],
+) -> Result<Vec<serde_json::Value>> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let storage = fieldsync_server::open_storage_at(server.data_dir(), database).await?;
+        let template = storage.template(campaign).await?;
+        let mut out = Vec::new();
+        for (village, visibility, period) in asks {
+            let ask = fieldsync_server::report::village::digest_ask(
+                template.as_ref(),
+                campaign,
+                village,
+                period.clone(),
+            );
+            let d = storage.village_digest(ask, visibility.clone()).await?;
+            let brief = |records: &[fieldsync_server::storage::RecordView]| {
+                records
+                    .iter()
+                    .map(|r| serde_json::json!([r.id, r.kind, r.fields, r.conflicts, r.scope]))
+                    .collect::<Vec<_>>()
+            };
+            out.push(serde_json::json!({
+                "approved_only": d.approved_only,
+                "kinds": d.kinds,
+                "values": d.values,
+                "records": brief(&d.records),
+                "files": brief(&d.files),
+            }));
+        }
+        storage.close().await;
+        Ok(out)
+    })
+}
+
 #[test]
 fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
     // Generated once (record ids are random), against a scratch server.
@@ -58,7 +99,16 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
             },
         ),
     ];
+    // A village as the department sees it, as its work group sees it, for a period, and a
+    // village the group does not see.
+    let village_asks: Vec<(String, Visibility, Period)> = vec![
+        (village(0), asks[0].0.clone(), Period::default()),
+        (village(0), asks[1].0.clone(), Period::default()),
+        (village(0), Visibility::All, asks[2].1.clone()),
+        (village(2), asks[1].0.clone(), Period::default()),
+    ];
     let mut answers = Vec::new();
+    let mut digests = Vec::new();
     let mut servers = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let database = backend.fresh_database()?;
@@ -76,6 +126,12 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         }
         server.wait_merged()?;
         answers.push(tallies_of(&server, database.as_deref(), g.campaign, &asks)?);
+        digests.push(digests_of(
+            &server,
+            database.as_deref(),
+            g.campaign,
+            &village_asks,
+        )?);
         // The department's token at this server (the fixture keeps one per device: the last).
         let token = server.token_for(&g.admin)?;
         servers.push((server, database, token));
@@ -121,6 +177,29 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
             "ask {i}: no notes to compare"
         );
         assert_eq!(a, b, "ask {i}: SQLite's tallies, then PostgreSQL's");
+    }
+    // The village digests: something to compare, the same in both, and a village out of sight
+    // has nothing.
+    let d = &digests[0];
+    assert!(
+        d[0]["kinds"]["interview"].as_u64() > Some(0)
+            && d[0]["values"]["questionnaire"]
+                .as_object()
+                .is_some_and(|q| q
+                    .values()
+                    .any(|v| v.as_object().is_some_and(|v| !v.is_empty())))
+            && d[0]["values"]["evaluation"]["team_rating"]
+                .as_object()
+                .is_some_and(|v| !v.is_empty())
+            && d[0]["records"].as_array().is_some_and(|r| r.len() >= 3),
+        "nothing to compare: {}",
+        d[0]
+    );
+    assert_eq!(d[0], d[1], "the group sees its own village whole");
+    assert_ne!(d[0]["kinds"], d[2]["kinds"], "a period counts fewer");
+    assert_eq!(d[3]["kinds"], serde_json::json!({}), "out of sight");
+    for (i, (a, b)) in digests[0].iter().zip(&digests[1]).enumerate() {
+        assert_eq!(a, b, "village ask {i}: SQLite's digest, then PostgreSQL's");
     }
     // The asks differ: a group sees fewer interviews, a period fewer still than every day.
     assert!(sqlite[1].interviews < sqlite[0].interviews);
@@ -179,6 +258,24 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         &village(1),
         &[("participants", FieldValue::Int(7))],
     )?;
+    // And a document review with a photo: the dossier's photo strip finds it in the digest.
+    let review = g.admin.create(
+        "document_review",
+        g.campaign,
+        &village(1),
+        &[
+            ("date", FieldValue::Str("2023-05-16".into())),
+            ("documents", FieldValue::Str("finance".into())),
+            ("compliant", FieldValue::Bool(true)),
+        ],
+    )?;
+    g.admin.attach(
+        review,
+        "photos",
+        "会议记录.jpg",
+        Some("image/jpeg"),
+        b"\xff\xd8\xff\xe0 the minutes",
+    )?;
     // PostgreSQL's merging held back meanwhile: a session holds the campaign's template lock,
     // which every merge of its records shares. Pushed records count before they are merged (by
     // kind and place; their values and the deletion once merged), so the push moves the places'
@@ -223,6 +320,16 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         "only the two villages written are read again"
     );
     assert_eq!(ask(&kept, asks[1].clone())?, fresh[1], "a group's villages");
+    let photo = [(village(1), Visibility::All, Period::default())];
+    let with_photo = digests_of(&servers[0].0, None, g.campaign, &photo)?;
+    let files = with_photo[0]["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{}", with_photo[0]);
+    assert_eq!(files[0][0], serde_json::json!(review));
+    assert_eq!(
+        with_photo,
+        digests_of(&servers[1].0, servers[1].1.as_deref(), g.campaign, &photo)?,
+        "a village with a photo: SQLite's digest, then PostgreSQL's"
+    );
     assert_eq!(kept.places_read(), counted + 4, "kept for the group too");
     rt.block_on(fieldsync_server::storage::Storage::close(&kept));
 
@@ -244,6 +351,7 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         FieldValue::Bool(true),
     )?;
     let mut approved = Vec::new();
+    let mut approved_digests = Vec::new();
     for (server, database, token) in &servers {
         let mut t = HttpTransport::new(&server.url())?.with_token(token.clone());
         sync(&mut g.admin, &mut t, &SyncOptions::default())?;
@@ -265,7 +373,29 @@ fn both_storages_count_the_generated_campaign_alike() -> Result<()> {
         server.wait_merged()?;
         let all = [(Visibility::All, Period::default())];
         approved.push(tallies_of(server, database.as_deref(), g.campaign, &all)?.remove(0));
+        approved_digests.push(digests_of(
+            server,
+            database.as_deref(),
+            g.campaign,
+            &village_asks[..1],
+        )?);
     }
+    let (a, b) = (&approved_digests[0][0], &approved_digests[1][0]);
+    assert_eq!(a["approved_only"], true);
+    assert_eq!(
+        a["kinds"]["interview"].as_u64(),
+        digests[0][0]["kinds"]["interview"].as_u64().map(|n| n - 1),
+        "every record is listed, approved or not (one interview was deleted since)"
+    );
+    assert_eq!(
+        a["values"]["evaluation"], digests[0][0]["values"]["evaluation"],
+        "the evaluation forms were approved: all count"
+    );
+    assert_ne!(
+        a["values"]["questionnaire"], digests[0][0]["values"]["questionnaire"],
+        "the questionnaires were not approved: none counts"
+    );
+    assert_eq!(a, b, "approved only: SQLite's digest, then PostgreSQL's");
     let (a, b) = (&approved[0], &approved[1]);
     assert!(a.approved_only && a.interviews > 0, "{a:?}");
     assert!(

@@ -3,13 +3,11 @@
 //! question's answers as percentages; and the village's own report (村情分析) as Markdown in
 //! the draft report's form, for [`super::gongwen`] to lay out as a 公文.
 
-use std::collections::HashMap;
-
 use fieldsync_protocol::template::{FieldType, Template};
 
 use super::draft::numeral;
 use super::excerpt;
-use crate::storage::{RecordView, VillageTally};
+use crate::storage::{Counts, DigestAsk, Period, RecordView, VillageDigest, VillageTally};
 
 /// A choice's answers: label, count, share of the answers in percent.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,43 +59,53 @@ fn label(template: Option<&Template>, kind: &str, field: &str, value: &str) -> S
         .unwrap_or_else(|| value.to_string())
 }
 
-/// How often each value of each of `fields` occurs in `records`, as [`text`] reads it (a
-/// missing or non-text value is `""`): one pass over each record's values, not one lookup per
-/// field and record (a village holds thousands of questionnaires of twenty questions).
-fn values_of<'a>(
-    records: &[&'a RecordView],
-    fields: &[&'a str],
-) -> HashMap<&'a str, HashMap<&'a str, u64>> {
-    let mut out: HashMap<&str, HashMap<&str, u64>> =
-        fields.iter().map(|f| (*f, HashMap::new())).collect();
-    let mut found: HashMap<&str, u64> = HashMap::new();
-    for r in records {
-        let Some(map) = r.fields.as_object() else {
-            continue;
-        };
-        for (key, value) in map {
-            if let (Some(counts), Some(value)) = (out.get_mut(key.as_str()), value.as_str()) {
-                *counts.entry(value).or_default() += 1;
-                *found.entry(key.as_str()).or_default() += 1;
-            }
-        }
+/// The kinds whose records [`summarize`] reads one by one (few per village).
+const SUMMARY_KINDS: [&str; 3] = ["assessment", "star_rating", "rectification"];
+
+/// The choice questions of the campaign's questionnaire (`q_…`), in the template's order.
+fn questions(template: Option<&Template>) -> Vec<&str> {
+    template
+        .and_then(|t| t.kind("questionnaire"))
+        .map(|def| {
+            def.fields
+                .iter()
+                .filter(|f| f.field_type == FieldType::Choice && f.name.starts_with("q_"))
+                .map(|f| f.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What [`summarize`] needs of village `scope`: its assessments, star ratings and
+/// rectifications, the evaluation forms' rating of the team, and every questionnaire question.
+pub fn digest_ask(
+    template: Option<&Template>,
+    campaign: uuid::Uuid,
+    scope: &str,
+    period: Period,
+) -> DigestAsk {
+    let mut values = vec![("evaluation".to_string(), "team_rating".to_string())];
+    values.extend(
+        questions(template)
+            .into_iter()
+            .map(|q| ("questionnaire".to_string(), q.to_string())),
+    );
+    DigestAsk {
+        campaign,
+        scope: scope.to_string(),
+        period,
+        brief_kinds: SUMMARY_KINDS.iter().map(|k| k.to_string()).collect(),
+        values,
     }
-    for (field, counts) in out.iter_mut() {
-        let missing = records.len() as u64 - found.get(field).copied().unwrap_or(0);
-        if missing > 0 {
-            *counts.entry("").or_default() += missing;
-        }
-    }
-    out
 }
 
 /// The answers to the choice field `field` of `kind`, whose values were counted as `values`
-/// ([`values_of`]), in the template's choice order; `None` when nobody chose one.
+/// ([`VillageDigest::values`]), in the template's choice order; `None` when nobody chose one.
 fn answers(
     template: Option<&Template>,
     kind: &str,
     field: &str,
-    values: &HashMap<&str, u64>,
+    values: &Counts,
 ) -> Option<Answers> {
     let def = template?.kind(kind)?.field(field)?;
     let mut counts: Vec<(String, u64, f64)> = def
@@ -122,18 +130,28 @@ fn answers(
     })
 }
 
-/// The summary of a village's live `records` (any kinds, mixed), `today` as `YYYY-MM-DD`.
+/// The summary of a village from its digest (asked with [`digest_ask`]), `today` as
+/// `YYYY-MM-DD`.
 pub fn summarize(
     template: Option<&Template>,
     tally: Option<&VillageTally>,
-    records: &[RecordView],
+    digest: &VillageDigest,
     today: &str,
 ) -> Summary {
     let of = |kind: &str| -> Vec<&RecordView> {
-        records
+        digest
+            .records
             .iter()
             .filter(|r| r.kind == kind && !r.deleted)
             .collect()
+    };
+    let empty = Counts::new();
+    let values = |kind: &str, field: &str| -> &Counts {
+        digest
+            .values
+            .get(kind)
+            .and_then(|f| f.get(field))
+            .unwrap_or(&empty)
     };
     let mut s = Summary {
         rating: tally
@@ -163,11 +181,10 @@ pub fn summarize(
             label(template, "star_rating", "stars", text(newest, "stars"))
         ));
     }
-    let evaluations = of("evaluation");
-    let team = values_of(&evaluations, &["team_rating"]);
-    s.satisfaction = answers(template, "evaluation", "team_rating", &team["team_rating"]);
+    let team = values("evaluation", "team_rating");
+    s.satisfaction = answers(template, "evaluation", "team_rating", team);
     if let Some(a) = &s.satisfaction {
-        let of = |answer| team["team_rating"].get(answer).copied().unwrap_or(0);
+        let of = |answer| team.get(answer).copied().unwrap_or(0);
         let yes = of("satisfied") + of("basically_satisfied");
         s.satisfaction_rate = Some(yes as f64 * 100.0 / a.total as f64);
     }
@@ -182,19 +199,9 @@ pub fn summarize(
             s.overdue += 1;
         }
     }
-    let questionnaires = of("questionnaire");
-    if let Some(def) = template.and_then(|t| t.kind("questionnaire")) {
-        let questions: Vec<&str> = def
-            .fields
-            .iter()
-            .filter(|f| f.field_type == FieldType::Choice && f.name.starts_with("q_"))
-            .map(|f| f.name.as_str())
-            .collect();
-        let values = values_of(&questionnaires, &questions);
-        for q in questions {
-            if let Some(a) = answers(template, "questionnaire", q, &values[q]) {
-                s.questions.push(a);
-            }
+    for q in questions(template) {
+        if let Some(a) = answers(template, "questionnaire", q, values("questionnaire", q)) {
+            s.questions.push(a);
         }
     }
     s

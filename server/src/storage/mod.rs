@@ -5,11 +5,14 @@
 //! decided by [`crate::ingest`], merging by [`crate::merge`], who sees what by [`crate::scope`].
 //! Nothing here knows HTTP or a database driver; `sqlite` is the SQLite implementation.
 
+mod digest;
 mod facts;
 pub mod postgres;
 pub mod sqlite;
 mod tallies;
 
+pub use digest::{DigestAsk, VillageDigest};
+pub(crate) use digest::{DigestRow, Gather};
 pub use tallies::{
     Counts, MAX_SEARCH_WORDS, NOTES_PER_VILLAGE, Period, Search, SearchHit, Tallies, Targets,
     VillageTally, search_words,
@@ -315,24 +318,12 @@ pub struct RecordFilter {
     /// Only records of days up to this one (see [`Period`]).
     #[serde(default, deserialize_with = "tallies::blank_is_none")]
     pub to: Option<String>,
-    /// Records in brief, for a summary over many of them (a village's dossier): their `fields`
-    /// may hold only the short values (no text over 64 characters), and their heads, review and
-    /// waiting changes are left empty; at most [`MAX_BRIEF`] instead of 10,000. Both storages
-    /// read them from `records.facts` ([`facts`]; SQLite from its index `records_tally`). Not
-    /// part of the API.
-    #[serde(skip)]
-    pub brief: bool,
 }
 
-/// The most records one brief listing returns ([`RecordFilter::brief`]).
-pub const MAX_BRIEF: u32 = 1_000_000;
-
 impl RecordFilter {
-    /// The most records this listing returns: `limit` (default 1,000) up to 10,000, or up to
-    /// [`MAX_BRIEF`] in brief.
+    /// The most records this listing returns: `limit` (default 1,000) up to 10,000.
     pub fn max_rows(&self) -> u32 {
-        let most = if self.brief { MAX_BRIEF } else { 10_000 };
-        self.limit.unwrap_or(1000).clamp(1, most)
+        self.limit.unwrap_or(1000).clamp(1, 10_000)
     }
 
     /// The days the filter keeps.
@@ -568,6 +559,13 @@ pub trait Records: Send + Sync {
         visibility: Visibility,
         period: Period,
     ) -> Result<Tallies, StorageError>;
+    /// What a village's dossier counts of its visible live records of the period, read in one
+    /// pass without holding a record for each ([`VillageDigest`]).
+    async fn village_digest(
+        &self,
+        ask: DigestAsk,
+        visibility: Visibility,
+    ) -> Result<VillageDigest, StorageError>;
     /// Visible records whose text contains every word of `search`, at most `search.limit`, in
     /// the order the server first received them; no word, no hit.
     async fn search(

@@ -166,31 +166,20 @@ async fn dossier_body(
             "To print this page use the browser's Print (Ctrl+P), laid out for A4; folded lists are left out, the Word file has everything"
         )
     ));
-    // The village's records in brief (their short values), read once: the summary, the counts
-    // and the photos come from them; each list below reads its own first rows whole.
-    let present: Vec<RecordView> = super::files::village_records(state, c, code, true)
-        .await?
-        .into_iter()
-        .filter(|r| !r.deleted)
-        .collect();
-    let count_of = |kind: &str| present.iter().filter(|r| r.kind == kind).count();
-    // Counted as the tallies count (approved records only where the campaign says so). A
-    // village can hold tens of thousands of records: copied only when some do not count.
-    let approved_only = c.tallies.approved_only;
-    let approved: Vec<RecordView>;
-    let live: &[RecordView] = if approved_only {
-        approved = present
-            .iter()
-            .filter(|r| crate::report::village::counted(r, approved_only))
-            .cloned()
-            .collect();
-        &approved
-    } else {
-        &present
-    };
+    // What the summary, the counts by kind and the photo strip need of the village's records,
+    // in one pass (counted as the tallies count: approved records only where the campaign
+    // says so); each list below reads its own first rows whole.
+    let digest = state
+        .storage
+        .village_digest(
+            crate::report::village::digest_ask(template, c.id, code, c.period.clone()),
+            c.visibility.clone(),
+        )
+        .await?;
+    let count_of = |kind: &str| digest.kinds.get(kind).copied().unwrap_or(0) as usize;
     let (zh, en) = crate::report::counting_basis(&c.tallies);
     body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(&zh, &en))));
-    let summary = crate::report::village::summarize(template, v, live, &super::page::today());
+    let summary = crate::report::village::summarize(template, v, &digest, &super::page::today());
     body.push_str(&summary_html(&summary, lang));
     if let Some(v) = v {
         body.push_str(&cards(&[
@@ -361,7 +350,7 @@ async fn dossier_body(
             ));
         }
     }
-    body.push_str(&super::files::photo_strip(state, &present, lang).await?);
+    body.push_str(&super::files::photo_strip(state, &digest.files, lang).await?);
     Ok(body)
 }
 
@@ -498,12 +487,19 @@ async fn dossier_docx_inner(
     if !user.auth.sees(&c.id, code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
-    let approved_only = c.tallies.approved_only;
-    let live: Vec<RecordView> = super::files::village_records(state, &c, code, false)
-        .await?
-        .into_iter()
-        .filter(|r| !r.deleted && crate::report::village::counted(r, approved_only))
-        .collect();
+    // The summary from the village's digest (every record counted, however many); the
+    // findings and their rectifications whole, for their texts.
+    let digest = state
+        .storage
+        .village_digest(
+            crate::report::village::digest_ask(c.template.as_ref(), c.id, code, c.period.clone()),
+            c.visibility.clone(),
+        )
+        .await?;
+    let approved_only = digest.approved_only;
+    let mut live = in_village(state, &c, "finding", code, MAX_LIST).await?;
+    live.extend(in_village(state, &c, "rectification", code, MAX_LIST).await?);
+    live.retain(|r| crate::report::village::counted(r, approved_only));
     let basis = crate::report::counting_basis(&c.tallies).0;
     let name = c.place_name(code);
     let template = c.template.clone();
@@ -516,7 +512,7 @@ async fn dossier_docx_inner(
     let today = super::page::today();
     let bytes = tokio::task::spawn_blocking(move || {
         use crate::report::village;
-        let summary = village::summarize(template.as_ref(), tally.as_ref(), &live, &today);
+        let summary = village::summarize(template.as_ref(), tally.as_ref(), &digest, &today);
         let md = village::markdown(&name, template.as_ref(), tally.as_ref(), &summary, &live);
         // The counting basis right under the title, as the draft report has it.
         let md = match md.split_once("\n\n") {

@@ -275,13 +275,11 @@ async fn preview(state: &AppState, r: &AttachmentRef) -> Result<Option<Response>
 }
 
 /// The village's records the campaign's viewer may see (through the `(campaign, scope)` index),
-/// of the page's period: whole (at most 10,000), or in brief (their short values, all of them;
-/// see [`RecordFilter::brief`]) for a summary.
-pub(super) async fn village_records(
+/// of the page's period, whole (at most 10,000).
+async fn village_records(
     state: &AppState,
     c: &Campaign,
     code: &str,
-    brief: bool,
 ) -> Result<Vec<RecordView>, ApiError> {
     Ok(state
         .storage
@@ -289,14 +287,9 @@ pub(super) async fn village_records(
             RecordFilter {
                 scope: Some(code.into()),
                 campaign: Some(c.id),
-                limit: Some(if brief {
-                    crate::storage::MAX_BRIEF
-                } else {
-                    10_000
-                }),
+                limit: Some(10_000),
                 from: c.period.from.clone(),
                 to: c.period.to.clone(),
-                brief,
                 ..Default::default()
             },
             c.visibility.clone(),
@@ -362,7 +355,7 @@ async fn village_zip_inner(
     if !user.auth.sees(&c.id, code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
-    let records = village_records(state, &c, code, false).await?;
+    let records = village_records(state, &c, code).await?;
     let template = c.template.as_ref();
     let mut taken = std::collections::HashSet::new();
     let mut seen = std::collections::HashSet::new();

@@ -40,9 +40,9 @@ use uuid::Uuid;
 
 use super::{
     Accounts, AuditEntry, AuditFilter, ChangeLog, CheckedPush, CredentialProblem, DeviceView,
-    Identity, NewEnrollment, Person, PersonUpdate, PullPage, PullRequest, PushOutcome, Pusher,
-    RecordFilter, RecordView, Records, Search, SearchHit, Storage, StorageError, StoreStatus,
-    Tallies, TokenCheck, Visibility,
+    DigestAsk, Identity, NewEnrollment, Person, PersonUpdate, PullPage, PullRequest, PushOutcome,
+    Pusher, RecordFilter, RecordView, Records, Search, SearchHit, Storage, StorageError,
+    StoreStatus, Tallies, TokenCheck, VillageDigest, Visibility,
 };
 
 /// Connections a server keeps at most.
@@ -245,6 +245,14 @@ impl Records for PostgresStorage {
         period: crate::storage::Period,
     ) -> Result<Tallies, StorageError> {
         tally::tallies(&self.pool, &self.places, campaign, &visibility, &period).await
+    }
+
+    async fn village_digest(
+        &self,
+        ask: DigestAsk,
+        visibility: Visibility,
+    ) -> Result<VillageDigest, StorageError> {
+        tally::digest(&self.client().await?, &ask, &visibility).await
     }
 
     async fn search(

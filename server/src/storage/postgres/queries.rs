@@ -20,14 +20,6 @@ const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fiel
     (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND NOT c.applied), r.review,
     r.first_seq";
 
-/// [`VIEW_COLUMNS`] in brief ([`RecordFilter::brief`]): the short values (`facts`, in the row)
-/// for the fields, no heads, review or waiting count. The index `records_by_village` holds
-/// every one of them, so that a village's brief listing (the dossier's) reads no row of the
-/// table: a column named here must be in its `INCLUDE` too. (A listing that also filters on
-/// `review`, or on a period, does read the rows.)
-const BRIEF_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.facts, r.conflicts,
-    NULL::jsonb, r.dirty, r.problem, 0::bigint, NULL::jsonb, r.first_seq";
-
 fn row_to_view(r: &Row) -> RecordView {
     RecordView {
         id: Uuid::parse_str(r.get(0)).unwrap_or_default(),
@@ -79,13 +71,8 @@ pub(super) async fn records<C: GenericClient>(
     visibility: &Visibility,
 ) -> Result<Vec<RecordView>, StorageError> {
     let v = visible::Params::of(visibility);
-    let columns = if filter.brief {
-        BRIEF_COLUMNS
-    } else {
-        VIEW_COLUMNS
-    };
     let mut sql = format!(
-        "SELECT {columns} FROM records r WHERE {}",
+        "SELECT {VIEW_COLUMNS} FROM records r WHERE {}",
         visible::condition("r", 1)
     );
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> =
@@ -132,8 +119,8 @@ pub(super) async fn records<C: GenericClient>(
         .iter()
         .map(|a| a.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    // Each row converted as it arrives, while PostgreSQL sends the next (a village's brief
-    // listing is thousands of rows).
+    // Each row converted as it arrives, while PostgreSQL sends the next (a listing is up to
+    // 10,000 rows).
     let rows = c.query_raw(&sql, params).await?;
     futures_util::pin_mut!(rows);
     let mut out = Vec::new();

@@ -12,8 +12,10 @@ use uuid::Uuid;
 use super::{StorageError, Visibility, visible};
 use crate::storage::{Counts, Search, SearchHit, Tallies, Targets};
 
+mod digest;
 mod places;
 mod villages;
+pub(super) use digest::digest;
 pub use places::PlaceCache;
 use places::Places;
 use villages::SecondHalf;
@@ -256,17 +258,21 @@ async fn count<C: GenericClient>(
     Ok(t)
 }
 
+/// Whether the campaign counts approved records only (its `count_approved_only`).
+async fn approved_only<C: GenericClient>(c: &C, campaign: Uuid) -> Result<bool, StorageError> {
+    Ok(c.query_opt(
+        "SELECT (fields->>'count_approved_only') = 'true' FROM records
+             WHERE campaign = $1 AND kind = 'campaign' AND NOT deleted LIMIT 1",
+        &[&campaign.to_string()],
+    )
+    .await?
+    .and_then(|r| r.get::<_, Option<bool>>(0))
+    .unwrap_or(false))
+}
+
 /// Whether the campaign counts approved records only, and its targets.
 async fn header<C: GenericClient>(c: &C, campaign: Uuid) -> Result<(bool, Targets), StorageError> {
-    let approved_only = c
-        .query_opt(
-            "SELECT (fields->>'count_approved_only') = 'true' FROM records
-             WHERE campaign = $1 AND kind = 'campaign' AND NOT deleted LIMIT 1",
-            &[&campaign.to_string()],
-        )
-        .await?
-        .and_then(|r| r.get::<_, Option<bool>>(0))
-        .unwrap_or(false);
+    let approved_only = approved_only(c, campaign).await?;
     let targets = c
         .query_opt(
             "SELECT fields FROM records

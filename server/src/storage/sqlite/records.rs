@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::{SqliteStorage, other, visible};
 use crate::storage::{
-    Period, RecordFilter, RecordView, Records, Search, SearchHit, StorageError, Tallies, Visibility,
+    DigestAsk, Period, RecordFilter, RecordView, Records, Search, SearchHit, StorageError, Tallies,
+    VillageDigest, Visibility,
 };
 
 pub(super) fn row_to_view(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordView> {
@@ -47,11 +48,6 @@ const VIEW_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.fiel
     r.heads, r.dirty, r.problem,
     (SELECT count(*) FROM changes c WHERE c.record_id = r.id AND c.applied = 0), r.review,
     r.first_seq";
-
-/// [`VIEW_COLUMNS`] in brief ([`RecordFilter::brief`]): the short values (`facts`) for the
-/// fields, no heads, review or waiting count.
-const BRIEF_COLUMNS: &str = "r.id, r.kind, r.campaign, r.scope, r.deleted, r.facts, r.conflicts,
-    NULL, r.dirty, r.problem, 0, NULL, r.first_seq";
 
 #[async_trait]
 impl Records for SqliteStorage {
@@ -103,13 +99,8 @@ impl Records for SqliteStorage {
     ) -> Result<Vec<RecordView>, StorageError> {
         self.read(move |conn| {
             let (c, places) = visible::params(&visibility);
-            let columns = if filter.brief {
-                BRIEF_COLUMNS
-            } else {
-                VIEW_COLUMNS
-            };
             let mut sql = format!(
-                "SELECT {columns} FROM records r WHERE {}",
+                "SELECT {VIEW_COLUMNS} FROM records r WHERE {}",
                 visible::condition("r", 1)
             );
             let mut args: Vec<rusqlite::types::Value> = vec![c.into(), places.into()];
@@ -204,6 +195,15 @@ impl Records for SqliteStorage {
         Ok(super::tally::combine(t, villages))
     }
 
+    async fn village_digest(
+        &self,
+        ask: DigestAsk,
+        visibility: Visibility,
+    ) -> Result<VillageDigest, StorageError> {
+        self.read(move |conn| super::tally::digest(conn, &ask, &visibility))
+            .await
+    }
+
     async fn search(
         &self,
         search: Search,
@@ -224,46 +224,81 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_brief_listing_holds_the_short_values_only() {
+    async fn a_villages_digest_reads_the_short_values_only() {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open_for_admin(dir.path()).unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("fieldsync.sqlite3")).unwrap();
         super::super::facts::register(&conn).unwrap();
         let campaign = Uuid::from_u128(9);
-        let fields = serde_json::json!({"team_rating": "satisfied", "notes": "谈".repeat(65)});
-        conn.execute(
-            "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty, fields,
-                                  facts, heads)
-             VALUES (?1, 'evaluation', ?2, 'v1', 1, 1, 0, ?3, fieldsync_facts(?3), '[\"ab\"]')",
-            params![
-                Uuid::from_u128(1).to_string(),
-                campaign.to_string(),
-                fields.to_string()
-            ],
-        )
-        .unwrap();
-        let list = |brief: bool| {
-            storage.records(
-                RecordFilter {
-                    campaign: Some(campaign),
-                    scope: Some("v1".into()),
-                    brief,
+        let long = "谈".repeat(65);
+        let rows = [
+            (
+                1,
+                "evaluation",
+                "v1",
+                serde_json::json!({"team_rating": "satisfied", "notes": long}),
+            ),
+            (
+                2,
+                "evaluation",
+                "v1",
+                serde_json::json!({"team_rating": "satisfied"}),
+            ),
+            (
+                3,
+                "rectification",
+                "v1",
+                serde_json::json!({"status": "done", "measure": long}),
+            ),
+            (
+                4,
+                "evaluation",
+                "v2",
+                serde_json::json!({"team_rating": "unsatisfied"}),
+            ),
+        ];
+        for (id, kind, scope, fields) in rows {
+            conn.execute(
+                "INSERT INTO records (id, kind, campaign, scope, first_seq, last_seq, dirty,
+                                      fields, facts, heads)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, fieldsync_facts(?6), '[\"ab\"]')",
+                params![
+                    Uuid::from_u128(id).to_string(),
+                    kind,
+                    campaign.to_string(),
+                    scope,
+                    id as i64,
+                    fields.to_string()
+                ],
+            )
+            .unwrap();
+        }
+        let digest = storage
+            .village_digest(
+                DigestAsk {
+                    campaign,
+                    scope: "v1".into(),
+                    brief_kinds: vec!["rectification".into()],
+                    values: vec![("evaluation".into(), "team_rating".into())],
                     ..Default::default()
                 },
                 Visibility::All,
             )
-        };
-        let whole = list(false).await.unwrap();
-        assert_eq!(whole[0].fields, fields);
-        assert_eq!(whole[0].heads, ["ab"]);
-        let brief = list(true).await.unwrap();
-        assert_eq!(brief.len(), 1);
-        assert_eq!(brief[0].id, Uuid::from_u128(1));
+            .await
+            .unwrap();
+        assert_eq!(digest.kinds["evaluation"], 2, "{:?}", digest.kinds);
+        assert_eq!(digest.kinds["rectification"], 1);
         assert_eq!(
-            brief[0].fields,
-            serde_json::json!({"team_rating": "satisfied"})
+            digest.values["evaluation"]["team_rating"],
+            [("satisfied".to_string(), 2)].into()
         );
-        assert!(brief[0].heads.is_empty());
+        assert_eq!(digest.records.len(), 1);
+        assert_eq!(digest.records[0].id, Uuid::from_u128(3));
+        assert_eq!(
+            digest.records[0].fields,
+            serde_json::json!({"status": "done"})
+        );
+        assert!(digest.records[0].heads.is_empty());
         crate::storage::Storage::close(&storage).await;
     }
 }

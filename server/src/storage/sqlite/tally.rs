@@ -7,8 +7,10 @@ use uuid::Uuid;
 
 use super::visible;
 
+mod digest;
 mod villages;
 use crate::storage::{Counts, StorageError, Tallies, Targets, Visibility};
+pub(super) use digest::digest;
 use villages::{Interviews, villages};
 
 /// The parameters every tally query takes: `?1` the campaign, `?2` and `?3` the visibility (see
