@@ -59,8 +59,9 @@ fn label(template: Option<&Template>, kind: &str, field: &str, value: &str) -> S
         .unwrap_or_else(|| value.to_string())
 }
 
-/// The kinds whose records [`summarize`] reads one by one (few per village).
-const SUMMARY_KINDS: [&str; 3] = ["assessment", "star_rating", "rectification"];
+/// The kinds whose records [`summarize`] reads one by one, and the Word file's findings (few per
+/// village).
+const SUMMARY_KINDS: [&str; 4] = ["assessment", "star_rating", "rectification", "finding"];
 
 /// The choice questions of the campaign's questionnaire (`q_…`), in the template's order.
 fn questions(template: Option<&Template>) -> Vec<&str> {
@@ -76,8 +77,8 @@ fn questions(template: Option<&Template>) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// What [`summarize`] needs of village `scope`: its assessments, star ratings and
-/// rectifications, the evaluation forms' rating of the team, and every questionnaire question.
+/// What [`summarize`] needs of village `scope`: its assessments, star ratings, rectifications and
+/// findings, the evaluation forms' rating of the team, and every questionnaire question.
 pub fn digest_ask(
     template: Option<&Template>,
     campaign: uuid::Uuid,
@@ -205,18 +206,6 @@ pub fn summarize(
         }
     }
     s
-}
-
-/// Whether `r` counts where the campaign counts approved records only (`approved_only`): the
-/// same rule as the storages' tallies (reference data always counts; else only 已通过).
-pub fn counted(r: &RecordView, approved_only: bool) -> bool {
-    use fieldsync_protocol::{approval, auth::DEPARTMENT_KINDS};
-    !approved_only
-        || DEPARTMENT_KINDS.contains(&r.kind.as_str())
-        || r.fields
-            .get(approval::STATE_FIELD)
-            .and_then(serde_json::Value::as_str)
-            == Some(approval::State::Approved.as_str())
 }
 
 /// `n` percent as the dossier writes it: 96.5%.

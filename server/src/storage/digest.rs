@@ -98,7 +98,9 @@ impl<'a> Gather<'a> {
 
     /// Counts one row. Only the rows a summary reads whole, or that may refer to a file (a map
     /// keyed by hashes), are parsed into values; the others are scanned for the asked fields
-    /// and dropped.
+    /// and dropped. A record not merged yet (no short values) counts as a record of its kind
+    /// only. Short values that are not one JSON object are an error, not a row skipped: the
+    /// storages write them from the projection, always as an object.
     pub fn add(&mut self, row: DigestRow<'_>) -> Result<(), StorageError> {
         match self.digest.kinds.get_mut(row.kind) {
             Some(n) => *n += 1,
@@ -122,6 +124,7 @@ impl<'a> Gather<'a> {
         let mut de = serde_json::Deserializer::from_str(facts);
         (&mut scan)
             .deserialize(&mut de)
+            .and_then(|()| de.end())
             .map_err(|e| StorageError::Other(format!("a record's short values: {e}")))?;
         if !whole && !scan.files {
             return Ok(());
@@ -395,5 +398,6 @@ mod tests {
         let mut g = Gather::new(&ask, false);
         assert!(g.add(row("x", "interview", "[1, 2]", true)).is_err());
         assert!(g.add(row("x", "interview", "{\"a\":", true)).is_err());
+        assert!(g.add(row("x", "interview", "{} {}", true)).is_err());
     }
 }

@@ -496,10 +496,12 @@ async fn dossier_docx_inner(
             c.visibility.clone(),
         )
         .await?;
-    let approved_only = digest.approved_only;
+    // Those that count are the digest's (approved only where the campaign says so).
+    let counted: std::collections::HashSet<uuid::Uuid> =
+        digest.records.iter().map(|r| r.id).collect();
     let mut live = in_village(state, &c, "finding", code, MAX_LIST).await?;
     live.extend(in_village(state, &c, "rectification", code, MAX_LIST).await?);
-    live.retain(|r| crate::report::village::counted(r, approved_only));
+    live.retain(|r| counted.contains(&r.id));
     let basis = crate::report::counting_basis(&c.tallies).0;
     let name = c.place_name(code);
     let template = c.template.clone();

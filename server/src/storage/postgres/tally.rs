@@ -45,17 +45,22 @@ impl Scoped {
     }
 }
 
-/// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
-/// records only (`$5`); then reference data and records whose review is `approved` do. And only
-/// records of the period (`$6`, `$7`; [`in_period`]).
+/// Whether the record aliased `alias` counts: it passes the approval rule ([`approved`]) and is
+/// of the period (`$6`, `$7`; [`in_period`]).
 fn counted(alias: &str) -> String {
+    format!("{} AND {}", approved(alias), in_period(alias, 6))
+}
+
+/// Whether the record aliased `alias` passes the campaign's approval rule: all do, unless the
+/// campaign counts approved records only (`$5`); then reference data and records whose review
+/// is `approved` do.
+fn approved(alias: &str) -> String {
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     format!(
-        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.facts->>'{}' = '{}') AND {}",
+        "(NOT $5::bool OR {alias}.kind IN ({}) OR {alias}.facts->>'{}' = '{}')",
         exempt.join(", "),
         approval::STATE_FIELD,
         approval::State::Approved.as_str(),
-        in_period(alias, 6)
     )
 }
 

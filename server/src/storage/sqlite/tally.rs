@@ -38,23 +38,34 @@ impl Scoped<'_> {
     }
 }
 
-/// Whether the record aliased `alias` counts: all do, unless the campaign counts approved
-/// records only (`?4`); then reference data and records whose review is `approved` do. And only
-/// records of the period (`?5`, `?6`; [`in_period`]).
+/// Whether the record aliased `alias` counts: it passes the approval rule ([`approved`]) and is
+/// of the period (`?5`, `?6`; [`in_period`]).
 ///
-/// When every record counts (no approval rule, every day), the condition names the parameters
-/// only and no column: then a count needs no more than an index (`records_tally`), not the rows.
+/// Each part names only its parameters when it keeps every record (no approval rule; every
+/// day), and the approval rule reads `facts`: then a count needs no more than an index
+/// (`records_tally`), not the rows, unless a period is asked for.
 fn counted(alias: &str, c: &Scoped<'_>) -> String {
-    if !c.approved_only && c.from.is_none() && c.to.is_none() {
-        return "(?4 = 0 AND ?5 IS NULL AND ?6 IS NULL)".into();
+    let period = if c.from.is_none() && c.to.is_none() {
+        "(?5 IS NULL AND ?6 IS NULL)".to_string()
+    } else {
+        in_period(alias, 5)
+    };
+    format!("{} AND {period}", approved(alias, c))
+}
+
+/// Whether the record aliased `alias` passes the campaign's approval rule: all do, unless the
+/// campaign counts approved records only (`?4`); then reference data and records whose review
+/// is `approved` do. Without the rule, the condition names the parameter only.
+fn approved(alias: &str, c: &Scoped<'_>) -> String {
+    if !c.approved_only {
+        return "(?4 = 0)".into();
     }
     let exempt: Vec<String> = DEPARTMENT_KINDS.iter().map(|k| format!("'{k}'")).collect();
     format!(
-        "(?4 = 0 OR {alias}.kind IN ({}) OR json_extract({alias}.fields, '$.{}') = '{}') AND {}",
+        "(?4 = 0 OR {alias}.kind IN ({}) OR json_extract({alias}.facts, '$.{}') = '{}')",
         exempt.join(", "),
         approval::STATE_FIELD,
         approval::State::Approved.as_str(),
-        in_period(alias, 5)
     )
 }
 
@@ -669,7 +680,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn counting_a_kind_reads_an_index_unless_approval_or_a_period_needs_the_rows() {
+    async fn counting_a_kind_reads_an_index_unless_a_period_needs_the_rows() {
         let dir = tempfile::tempdir().unwrap();
         let storage = crate::storage::sqlite::SqliteStorage::open_for_admin(dir.path()).unwrap();
         crate::storage::Storage::close(&storage).await;
@@ -700,9 +711,13 @@ mod tests {
             grouped.contains("USING COVERING INDEX records_tally"),
             "{grouped}"
         );
+        // The approval rule reads the review's state from `facts`, in the index too.
         c.approved_only = true;
         let approved = plan(&conn, &sql(&c), &c);
-        assert!(!approved.contains("COVERING"), "{approved}");
+        assert!(
+            approved.contains("USING COVERING INDEX records_tally"),
+            "{approved}"
+        );
         c.approved_only = false;
         c.from = Some("2026-11-01".into());
         let period = plan(&conn, &sql(&c), &c);

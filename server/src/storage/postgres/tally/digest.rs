@@ -1,13 +1,13 @@
 //! A village's digest in PostgreSQL: its live visible records of the period read once in
 //! `first_seq` order from the index `records_by_village` (which holds their short values), with
-//! whether each counts by the campaign's approval rule, gathered by `storage::digest` as the
-//! rows arrive.
+//! whether each passes the campaign's approval rule, gathered by `storage::digest` as the rows
+//! arrive.
 
 use deadpool_postgres::GenericClient;
 use futures_util::TryStreamExt;
 use tokio_postgres::types::ToSql;
 
-use super::{Scoped, approved_only, counted, in_period};
+use super::{Scoped, approved, approved_only, in_period};
 use crate::storage::{
     DigestAsk, DigestRow, Gather, StorageError, VillageDigest, Visibility, postgres::visible,
 };
@@ -31,7 +31,7 @@ pub(in crate::storage::postgres) async fn digest<C: GenericClient>(
          FROM records r
          WHERE r.campaign = $1 AND r.scope = $8 AND NOT r.deleted AND {} AND {}
          ORDER BY r.first_seq",
-        counted("r"),
+        approved("r"),
         visible::condition("r", 2),
         in_period("r", 6),
     );

@@ -1,10 +1,11 @@
-//! A village's digest in SQLite: its live visible records of the period read once in
-//! `first_seq` order through the index `records_by_place`, with their short values and whether
-//! each counts by the campaign's approval rule, gathered by `storage::digest`.
+//! A village's digest in SQLite: its live visible records of the period (found through the
+//! `(campaign, scope)` prefix of the index `records_by_place`, then sorted by `first_seq`), with
+//! their short values and whether each passes the campaign's approval rule, gathered by
+//! `storage::digest`.
 
 use rusqlite::Connection;
 
-use super::{Scoped, counted, in_period, scoped};
+use super::{Scoped, approved, in_period, scoped};
 use crate::storage::{DigestAsk, DigestRow, Gather, StorageError, VillageDigest, Visibility};
 
 /// The digest of `ask`'s village as `visibility` sees it.
@@ -21,7 +22,7 @@ pub(in crate::storage::sqlite) fn digest(
          FROM records r
          WHERE r.campaign = ?1 AND r.scope = ?7 AND r.deleted = 0 AND {} AND {}
          ORDER BY r.first_seq",
-        counted("r", &s),
+        approved("r", &s),
         super::visible::condition("r", 2),
         in_period("r", 5),
     ))?;
