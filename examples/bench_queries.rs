@@ -11,12 +11,14 @@
 //! ```
 //!
 //! Besides the first and the cached tallies, it times what a reviewer meets most: the tallies and
-//! a village's dossier right after one more record has been merged (median of 5).
+//! a village's dossier right after one more record has been merged (median of 5), with the CPU
+//! time they cost the server's process (this one: the server runs in it) and PostgreSQL's
+//! processes, to compare two builds on a noisy machine.
 
 use std::time::Instant;
 
 use anyhow::Result;
-use fieldsync::{TestServer, generator};
+use fieldsync::{TestServer, bench::children_cpu_seconds, bench::cpu_seconds, generator};
 use fieldsync_client_core::{FieldValue, Store, SyncOptions, sync::sync};
 
 fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -28,6 +30,28 @@ fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     }
     times.sort_by(f64::total_cmp);
     Ok(times[2])
+}
+
+/// CPU seconds used so far by this process (the server and its client) and by the PostgreSQL
+/// backends serving clients (0 on SQLite; autovacuum and the other background workers, busy
+/// after a bulk load, are left out).
+fn cpu_now(postgres: bool) -> (f64, f64) {
+    let database = postgres
+        .then(|| fieldsync::postgres::cluster().ok()?.postmaster_pid())
+        .flatten()
+        .map_or(0.0, |pid| {
+            children_cpu_seconds(pid, |c| c.contains("127.0.0.1("))
+        });
+    (cpu_seconds(std::process::id()), database)
+}
+
+/// What `f` cost in CPU per call, in ms, over `calls` calls: (this process, PostgreSQL).
+fn cpu_ms(postgres: bool, calls: usize, f: impl FnOnce() -> Result<()>) -> Result<(f64, f64)> {
+    let (a, b) = cpu_now(postgres);
+    f()?;
+    let (c, d) = cpu_now(postgres);
+    let per = |x: f64| x * 1000.0 / calls as f64;
+    Ok((per(c - a), per(d - b)))
 }
 
 fn main() -> Result<()> {
@@ -165,8 +189,14 @@ fn main() -> Result<()> {
     let overview = median_ms(|| get(format!("/ui/c/{c}")).map(|_| ()))?;
     println!("dashboard overview page      {overview:.0} ms");
     let village = &g.villages[0];
-    let dossier = median_ms(|| get(format!("/ui/c/{c}/v/{village}")).map(|_| ()))?;
-    println!("dashboard village dossier    {dossier:.0} ms");
+    let mut dossier = 0.0;
+    let (server_cpu, database_cpu) = cpu_ms(postgres, 5, || {
+        dossier = median_ms(|| get(format!("/ui/c/{c}/v/{village}")).map(|_| ()))?;
+        Ok(())
+    })?;
+    println!(
+        "dashboard village dossier    {dossier:.0} ms (CPU per ask: server process {server_cpu:.0} ms, PostgreSQL {database_cpu:.0} ms)"
+    );
     let ledger = median_ms(|| get(format!("/ui/c/{c}/ledger")).map(|_| ()))?;
     println!("dashboard ledger             {ledger:.0} ms");
     let started = Instant::now();
@@ -177,6 +207,11 @@ fn main() -> Result<()> {
     );
     // What a reviewer meets most: the numbers right after a worker's one new interview merged.
     let (mut after_tallies, mut after_dossier) = (Vec::new(), Vec::new());
+    let (mut tallies_cpu, mut dossier_cpu) = ((0.0, 0.0), (0.0, 0.0));
+    let add = |sum: &mut (f64, f64), (a, b): (f64, f64)| {
+        sum.0 += a / 5.0;
+        sum.1 += b / 5.0;
+    };
     for i in 0..5 {
         bulk.create(
             "interview",
@@ -198,17 +233,27 @@ fn main() -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let started = Instant::now();
-        get(format!("/v1/campaigns/{c}/tallies"))?;
+        let cpu = cpu_ms(postgres, 1, || {
+            get(format!("/v1/campaigns/{c}/tallies")).map(|_| ())
+        })?;
         after_tallies.push(started.elapsed().as_secs_f64() * 1000.0);
+        add(&mut tallies_cpu, cpu);
         let started = Instant::now();
-        get(format!("/ui/c/{c}/v/{village}"))?;
+        let cpu = cpu_ms(postgres, 1, || {
+            get(format!("/ui/c/{c}/v/{village}")).map(|_| ())
+        })?;
         after_dossier.push(started.elapsed().as_secs_f64() * 1000.0);
+        add(&mut dossier_cpu, cpu);
     }
     after_tallies.sort_by(f64::total_cmp);
     after_dossier.sort_by(f64::total_cmp);
     println!(
         "after one more record merged: tallies {:.0} ms, dossier {:.0} ms (median of 5; all: {:.0?} / {:.0?})",
         after_tallies[2], after_dossier[2], after_tallies, after_dossier
+    );
+    println!(
+        "  CPU per ask after a merge (mean of 5): tallies {:.0} ms in the server process + {:.0} ms in PostgreSQL, dossier {:.0} + {:.0} ms",
+        tallies_cpu.0, tallies_cpu.1, dossier_cpu.0, dossier_cpu.1
     );
     if let Some(dir) = keep {
         println!("server files kept in {}", dir.display());

@@ -46,6 +46,33 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds (user + system), as [`cpu_seconds`] reads them, of the processes whose parent is
+/// `pid` and whose command line (`/proc/<pid>/cmdline`, arguments joined by spaces) `keep`
+/// accepts: of a PostgreSQL postmaster, its backends serving clients (their command line names
+/// the client's address) rather than its background workers. A child that ended since is no
+/// longer counted.
+pub fn children_cpu_seconds(pid: u32, keep: impl Fn(&str) -> bool) -> f64 {
+    let parent = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // The parent's pid is the second field after the command name.
+        let rest = stat.rsplit_once(')')?.1;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    };
+    let command = |p: u32| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| parent(*p) == Some(pid) && keep(&command(*p)))
+        .map(cpu_seconds)
+        .sum()
+}
+
 /// The server side of [`ChildServer`]: serves `dir` (on SQLite, or on the PostgreSQL
 /// `database`) on a loopback port, prints `http://<addr>` and `codes` one-time codes of an
 /// administrator on one line, and stops when its stdin closes. Call it from the benchmark's

@@ -87,6 +87,18 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Cluster {
+    /// The pid of the cluster's postmaster (the first line of its `postmaster.pid`), while it
+    /// runs; its backends are its children.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     fn start() -> anyhow::Result<Cluster> {
         let bin = bin_dir()?;
         let root = std::fs::metadata("/proc/self")?.uid() == 0;
