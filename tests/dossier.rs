@@ -148,7 +148,12 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
             ("text", s("集体经济收入渠道单一")),
         ]),
     )?;
-    for (measure, status) in [("引进合作社", "done"), ("盘活闲置校舍", "in_progress")] {
+    for (measure, status, deadline) in [
+        ("引进合作社", "done", "2099-06-30"),
+        ("盘活闲置校舍", "in_progress", "2099-06-30"),
+        // Not started and past its deadline: overdue.
+        ("整治村容", "planned", "2020-01-31"),
+    ] {
         d.create_form(
             c,
             "rectification",
@@ -157,7 +162,7 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
                 ("finding", s(&finding.to_string())),
                 ("measure", s(measure)),
                 ("owner", s("李一")),
-                ("deadline", s("2099-06-30")),
+                ("deadline", s(deadline)),
                 ("status", s(status)),
             ]),
         )?;
@@ -173,7 +178,7 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
         "<b>好</b>",
         "<b>五星（2025年）</b>",
         "<b>80%</b>",
-        "<b>1 / 2</b>",
+        "<b>1 / 3</b>",
     ] {
         assert!(html.contains(card), "{card}: {html}");
     }
@@ -182,7 +187,9 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
         "{html}"
     );
     assert!(
-        html.contains("整改措施：已完成 1，整改中 1，未开始 0。"),
+        html.contains(
+            "整改措施：已完成 1，整改中 1，未开始 1，<span class=\"overdue\">其中逾期未完成 1</span>。"
+        ),
         "{html}"
     );
     assert!(
@@ -227,12 +234,20 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
         "“团结”占66.7%，“比较团结”占33.3%",
         "（一）集体经济方面。",
         "引进合作社（已完成，责任人李一，时限2099-06-30）",
+        "整治村容（未开始，责任人李一，时限2020-01-31，已逾期）",
+        "梳理问题1个，制定整改措施3项，已完成1项，整改中1项，未开始1项，其中逾期未完成1项。",
         r#"<w:pStyle w:val="GongwenTitle" />"#,
     ] {
         assert!(xml.contains(part), "{part} in the DOCX");
     }
     let audit = server.get_json("/v1/admin/audit?action=export&limit=20")?;
     assert!(audit.to_string().contains("dossier.docx"), "{audit}");
+
+    // A mistyped village code is not found, not an empty dossier.
+    for path in ["", "/dossier.docx"] {
+        let answer = get(&server, &admin, &format!("/ui/c/{c}/v/510100009999{path}"))?;
+        assert_eq!(answer.status(), 404, "{path}");
+    }
 
     // A leader of the other group gets neither the dossier nor its document.
     let second = list(&d, "work_group")?

@@ -106,7 +106,7 @@ fn the_ledger_lists_filters_sorts_scopes_and_exports_findings_with_their_measure
     let html = ledger(&admin, "")?;
     assert_eq!(rows(&html).len(), 4, "{html}");
     assert!(
-        html.contains("问题 4 个，整改措施 3 条：已完成 1，整改中 1，未开始 1，<span class=\"overdue\">逾期未完成 2</span>；尚未制定措施的问题 1 个。"),
+        html.contains("问题 4 个，整改措施 3 条：已完成 1，整改中 1，未开始 1，<span class=\"overdue\">其中逾期未完成 2</span>；尚未制定措施的问题 1 个。"),
         "{html}"
     );
     assert!(html.contains("尚未制定整改措施"), "{html}");

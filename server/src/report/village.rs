@@ -25,6 +25,8 @@ pub struct Answers {
 pub struct Summary {
     /// The team's rating (好/正常/较差), when assessed without conflict.
     pub rating: Option<String>,
+    /// The team's assessments disagree and no reviewer has decided yet (then no rating).
+    pub rating_pending: bool,
     /// The newest star rating (五星 …) with its year.
     pub stars: Option<String>,
     /// The evaluation forms' answers about the team.
@@ -161,13 +163,10 @@ pub fn summarize(
         ..Default::default()
     };
     // A team assessment in conflict has no rating until a reviewer decides: say so.
-    if s.rating.is_none()
+    s.rating_pending = s.rating.is_none()
         && of("assessment")
             .iter()
-            .any(|r| text(r, "target_type") == "team" && r.conflicts > 0)
-    {
-        s.rating = Some("意见不一致，待审核".into());
-    }
+            .any(|r| text(r, "target_type") == "team" && r.conflicts > 0);
     let mut stars = of("star_rating");
     stars.sort_by_key(|r| r.fields.get("year").and_then(serde_json::Value::as_i64));
     if let Some(newest) = stars.last() {
@@ -227,6 +226,7 @@ pub fn markdown(
     tally: Option<&VillageTally>,
     summary: &Summary,
     records: &[RecordView],
+    today: &str,
 ) -> String {
     let name = &super::draft::flat(name);
     let mut out = format!("# {name}“两委”班子运行情况分析\n\n");
@@ -257,6 +257,7 @@ pub fn markdown(
     out.push_str("## 三、评价情况\n\n");
     let mut rating = match &summary.rating {
         Some(r) => format!("班子定性评价为“{r}”"),
+        None if summary.rating_pending => "班子定性评价意见不一致，待审核确定".to_string(),
         None => "班子定性评价待定".to_string(),
     };
     if let Some(stars) = &summary.stars {
@@ -309,6 +310,21 @@ pub fn markdown(
     if findings.is_empty() {
         out.push_str("暂未发现突出问题。\n\n");
     }
+    let measures = summary.done + summary.in_progress + summary.planned;
+    if measures > 0 {
+        out.push_str(&format!(
+            "梳理问题{}个，制定整改措施{measures}项，已完成{}项，整改中{}项，未开始{}项{}。\n\n",
+            findings.len(),
+            summary.done,
+            summary.in_progress,
+            summary.planned,
+            if summary.overdue > 0 {
+                format!("，其中逾期未完成{}项", summary.overdue)
+            } else {
+                String::new()
+            }
+        ));
+    }
     for (i, f) in findings.iter().enumerate() {
         let measures: Vec<String> = records
             .iter()
@@ -325,6 +341,9 @@ pub fn markdown(
                 }
                 if !text(r, "deadline").is_empty() {
                     m.push_str(&format!("，时限{}", text(r, "deadline")));
+                }
+                if crate::rectification::overdue(text(r, "status"), text(r, "deadline"), today) {
+                    m.push_str("，已逾期");
                 }
                 m.push('）');
                 m
@@ -348,6 +367,43 @@ pub fn markdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_team_rating_in_dispute_is_said_to_await_review_not_given_as_a_rating() {
+        let assessment = RecordView {
+            id: uuid::Uuid::from_u128(1),
+            kind: "assessment".into(),
+            campaign: uuid::Uuid::from_u128(2),
+            scope: "v1".into(),
+            deleted: false,
+            fields: serde_json::json!({"target_type": "team", "rating": "good"}),
+            conflicts: 1,
+            heads: Vec::new(),
+            up_to_date: true,
+            position: 1,
+            waiting_changes: 0,
+            problem: None,
+            review: None,
+        };
+        let digest = VillageDigest {
+            records: vec![assessment],
+            ..Default::default()
+        };
+        let s = summarize(None, None, &digest, "2026-12-08");
+        assert_eq!((s.rating.as_deref(), s.rating_pending), (None, true));
+        let md = markdown("青龙社区", None, None, &s, &[], "2026-12-08");
+        assert!(md.contains("班子定性评价意见不一致，待审核确定。"), "{md}");
+        // Decided (the tallies carry the rating): a rating, nothing pending.
+        let decided = VillageTally {
+            team_rating: Some("good".into()),
+            ..Default::default()
+        };
+        let s = summarize(None, Some(&decided), &digest, "2026-12-08");
+        assert_eq!(
+            (s.rating.as_deref(), s.rating_pending),
+            (Some("good"), false)
+        );
+    }
 
     #[test]
     fn percentages_read_as_people_write_them() {

@@ -2,8 +2,8 @@
 //! its forms, the few records its summary reads one by one, the records that carry files),
 //! gathered row by row as a storage reads the village's short values, so that a village of
 //! tens of thousands of questionnaires is counted without holding a record for each. Each
-//! storage selects the rows in SQL ([`Records::village_digest`]); what is counted of a row is
-//! decided here, once for both.
+//! storage selects the rows in SQL, with whether each passes the approval rule
+//! ([`Records::village_digest`]); what is counted of a row is decided here, once for both.
 //!
 //! [`Records::village_digest`]: super::Records::village_digest
 
@@ -65,7 +65,8 @@ pub(crate) struct DigestRow<'a> {
     pub dirty: bool,
     pub problem: Option<String>,
     pub first_seq: i64,
-    /// Whether the record counts by the campaign's approval rule (each storage's SQL `counted`).
+    /// Whether the record counts by the campaign's approval rule (each storage's SQL
+    /// `approved`; the period is in the statement's `WHERE`).
     pub counted: bool,
 }
 

@@ -47,7 +47,7 @@ pub(super) async fn dossier(
         Ok(c) => c,
         Err(e) => return ui_error(lang, e),
     };
-    if !user.auth.sees(&c.id, &code) {
+    if !user.auth.sees(&c.id, &code) || !c.knows_village(&code) {
         return error_page(
             lang,
             StatusCode::NOT_FOUND,
@@ -334,10 +334,19 @@ async fn dossier_body(
         if count > FOLD_ROWS {
             body.push_str(&format!(
                 "<details><summary>{}</summary>{table}</details>",
-                lang.t(
-                    &format!("展开 {} 条记录", shown.len()),
-                    &format!("Show {} records", shown.len())
-                )
+                if count > shown.len() {
+                    lang.t(
+                        &format!("展开前 {} 条记录", shown.len()),
+                        &format!("Show the first {} records", shown.len()),
+                    )
+                    .to_string()
+                } else {
+                    lang.t(
+                        &format!("展开 {} 条记录", shown.len()),
+                        &format!("Show {} records", shown.len()),
+                    )
+                    .to_string()
+                }
             ));
         } else {
             body.push_str(&table);
@@ -363,7 +372,16 @@ fn summary_html(s: &crate::report::village::Summary, lang: Lang) -> String {
     let mut out = cards(&[
         (
             lang.t("班子定性评价", "Team rating"),
-            s.rating.clone().unwrap_or_else(none),
+            match &s.rating {
+                Some(r) => r.clone(),
+                None if s.rating_pending => lang
+                    .t(
+                        "意见不一致，待审核",
+                        "Assessments disagree, awaiting review",
+                    )
+                    .to_string(),
+                None => none(),
+            },
         ),
         (
             lang.t("星级评定", "Stars"),
@@ -405,7 +423,10 @@ fn summary_html(s: &crate::report::village::Summary, lang: Lang) -> String {
                     s.in_progress,
                     s.planned,
                     if s.overdue > 0 {
-                        format!(", <span class=\"overdue\">{} overdue</span>", s.overdue)
+                        format!(
+                            ", <span class=\"overdue\">{} of them overdue</span>",
+                            s.overdue
+                        )
                     } else {
                         String::new()
                     }
@@ -417,7 +438,10 @@ fn summary_html(s: &crate::report::village::Summary, lang: Lang) -> String {
                     s.in_progress,
                     s.planned,
                     if s.overdue > 0 {
-                        format!("，<span class=\"overdue\">逾期未完成 {}</span>", s.overdue)
+                        format!(
+                            "，<span class=\"overdue\">其中逾期未完成 {}</span>",
+                            s.overdue
+                        )
                     } else {
                         String::new()
                     }
@@ -484,7 +508,7 @@ async fn dossier_docx_inner(
 ) -> Result<Response, ApiError> {
     use axum::http::{HeaderMap, HeaderValue, header};
     let c = load_campaign(state, user, campaign, period.get()?).await?;
-    if !user.auth.sees(&c.id, code) {
+    if !user.auth.sees(&c.id, code) || !c.knows_village(code) {
         return Err(ApiError::not_found(format!("no village {code} for you")));
     }
     // The summary from the village's digest (every record counted, however many); the
@@ -515,7 +539,14 @@ async fn dossier_docx_inner(
     let bytes = tokio::task::spawn_blocking(move || {
         use crate::report::village;
         let summary = village::summarize(template.as_ref(), tally.as_ref(), &digest, &today);
-        let md = village::markdown(&name, template.as_ref(), tally.as_ref(), &summary, &live);
+        let md = village::markdown(
+            &name,
+            template.as_ref(),
+            tally.as_ref(),
+            &summary,
+            &live,
+            &today,
+        );
         // The counting basis right under the title, as the draft report has it.
         let md = match md.split_once("\n\n") {
             Some((title, rest)) => format!("{title}\n\n（{basis}）\n\n{rest}"),

@@ -429,7 +429,7 @@ fn summary(lines: &[Line<'_>], lang: Lang) -> String {
     if lang.en {
         format!(
             "<p>{findings} findings, {measures} measures: {} done, {} in progress, {} not started, \
-             <span class=\"overdue\">{overdue} overdue</span>; {} findings without a measure.</p>",
+             <span class=\"overdue\">{overdue} of them overdue</span>; {} findings without a measure.</p>",
             count("done"),
             count("in_progress"),
             count("planned"),
@@ -438,7 +438,7 @@ fn summary(lines: &[Line<'_>], lang: Lang) -> String {
     } else {
         format!(
             "<p>问题 {findings} 个，整改措施 {measures} 条：已完成 {}，整改中 {}，未开始 {}，\
-             <span class=\"overdue\">逾期未完成 {overdue}</span>；尚未制定措施的问题 {} 个。</p>",
+             <span class=\"overdue\">其中逾期未完成 {overdue}</span>；尚未制定措施的问题 {} 个。</p>",
             count("done"),
             count("in_progress"),
             count("planned"),

@@ -312,6 +312,13 @@ struct Campaign {
 }
 
 impl Campaign {
+    /// Whether `code` is a place of the campaign or a village the tallies counted records of (a
+    /// mistyped code is not found, not an empty dossier).
+    fn knows_village(&self, code: &str) -> bool {
+        self.places.iter().any(|p| p.scope == code)
+            || self.tallies.villages_detail.iter().any(|v| v.code == code)
+    }
+
     fn place_name(&self, code: &str) -> String {
         self.places
             .iter()
