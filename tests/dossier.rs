@@ -196,6 +196,16 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
         html.contains("团结 66.7%；比较团结 33.3%；不够团结 0%"),
         "{html}"
     );
+    // The findings with their measures' deadlines, the overdue marked, and the village's ledger.
+    for part in [
+        "引进合作社（李一，已完成，时限 2099-06-30）",
+        "整治村容（李一，未开始，时限 2020-01-31，<span class=\"overdue\">已逾期</span>）",
+        &format!(
+            "<a href=\"/ui/c/{c}/ledger?village={A1}\">在整改台账中查看本村的问题和整改措施 →</a>"
+        ),
+    ] {
+        assert!(html.contains(part), "{part}: {html}");
+    }
     // Twelve questionnaires are folded, five evaluations are not.
     let questionnaires = &html[html.find("问卷调查（12）").expect("the list")..];
     assert!(
@@ -242,6 +252,23 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
     }
     let audit = server.get_json("/v1/admin/audit?action=export&limit=20")?;
     assert!(audit.to_string().contains("dossier.docx"), "{audit}");
+
+    // A period that ends before it starts: said in the page's language, with the way back.
+    let answer = get(
+        &server,
+        &admin,
+        &format!("/ui/c/{c}/v/{A1}?from=2023-06-01&to=2023-05-01"),
+    )?;
+    assert_eq!(answer.status(), 400);
+    let html = answer.text()?;
+    assert!(
+        html.contains("统计时段的起始日期 2023-06-01 晚于截止日期 2023-05-01")
+            && !html.contains("after it ends")
+            && html.contains(&format!(
+                "<a href=\"/ui/c/{c}/v/{A1}\">重新选择统计时段</a>"
+            )),
+        "{html}"
+    );
 
     // A mistyped village code is not found, not an empty dossier.
     for path in ["", "/dossier.docx"] {

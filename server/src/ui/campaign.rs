@@ -102,7 +102,7 @@ pub(super) async fn overview(
     let lang = user.lang;
     let period = match period.get() {
         Ok(p) => p,
-        Err(e) => return ui_error(lang, e),
+        Err(e) => return period_error(lang, &format!("/ui/c/{campaign}"), e),
     };
     let c = match load_campaign(&state, &user, &campaign, period).await {
         Ok(c) => c,

@@ -41,7 +41,7 @@ pub(super) async fn dossier(
     let lang = user.lang;
     let period = match period.get() {
         Ok(p) => p,
-        Err(e) => return ui_error(lang, e),
+        Err(e) => return period_error(lang, &format!("/ui/c/{campaign}/v/{code}"), e),
     };
     let c = match load_campaign(&state, &user, &campaign, period).await {
         Ok(c) => c,
@@ -268,10 +268,23 @@ async fn dossier_body(
     // Findings and their rectifications.
     let findings = in_village(state, c, "finding", code, MAX_LIST).await?;
     let rects = in_village(state, c, "rectification", code, MAX_LIST).await?;
+    let today = super::page::today();
     body.push_str(&format!(
         "<h2>{}</h2>",
         lang.t("问题与整改", "Findings and rectifications")
     ));
+    if !findings.is_empty() {
+        body.push_str(&format!(
+            "<p><a href=\"/ui/c/{}/ledger?village={}{}\">{}</a></p>",
+            c.id,
+            esc(code),
+            c.keep_period('&'),
+            lang.t(
+                "在整改台账中查看本村的问题和整改措施 →",
+                "The village's findings and measures in the rectification ledger →"
+            )
+        ));
+    }
     let rows: Vec<Vec<String>> = findings
         .iter()
         .map(|f| {
@@ -288,9 +301,26 @@ async fn dossier_body(
                         field_str(r, "status"),
                         lang,
                     );
+                    let deadline = field_str(r, "deadline");
+                    let mut when = String::new();
+                    if !deadline.is_empty() {
+                        when = lang
+                            .t(
+                                &format!("，时限 {}", esc(deadline)),
+                                &format!(", due {}", esc(deadline)),
+                            )
+                            .to_string();
+                    }
+                    if crate::rectification::overdue(field_str(r, "status"), deadline, &today) {
+                        when.push_str(&format!(
+                            "{}<span class=\"overdue\">{}</span>",
+                            lang.t("，", ", "),
+                            lang.t("已逾期", "overdue")
+                        ));
+                    }
                     lang.t(
-                        &format!("{measure}（{owner}，{status}）"),
-                        &format!("{measure} ({owner}, {status})"),
+                        &format!("{measure}（{owner}，{status}{when}）"),
+                        &format!("{measure} ({owner}, {status}{when})"),
                     )
                     .to_string()
                 })

@@ -221,6 +221,34 @@ pub(crate) fn error_page(
     page
 }
 
+/// A 400 page for a period that is not one (a date that is not a date, or a start after the
+/// end), in the page's language, with a way back to `page` (its path, without the period).
+fn period_error(lang: Lang, page: &str, e: ApiError) -> Response {
+    let ApiError::Client { message, .. } = &e else {
+        return ui_error(lang, e);
+    };
+    // The message is `中文 / English`.
+    let said = match message.split_once(" / ") {
+        Some((zh, en)) => lang.t(zh, en),
+        None => message,
+    };
+    let body = format!(
+        "<p class=\"error\">{}</p><p><a href=\"{}\">{}</a> · <a href=\"/ui\">{}</a></p>",
+        esc(said),
+        esc(page),
+        lang.t("重新选择统计时段", "Choose the period again"),
+        lang.t("返回首页", "Back to the start"),
+    );
+    let mut page = (
+        StatusCode::BAD_REQUEST,
+        public_page(lang, lang.t("统计时段有误", "The period is wrong"), &body),
+    )
+        .into_response();
+    page.extensions_mut()
+        .insert(crate::refusals::ErrorCode("bad_request"));
+    page
+}
+
 fn parse_uuid(s: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|e| ApiError::bad_request(format!("{s:?} is not an id: {e}")))
 }
