@@ -660,8 +660,8 @@ fn tallies_and_listings_count_a_period(backend: Backend) -> Result<()> {
         report
             .as_str()
             .unwrap_or_default()
-            .contains("统计时段：2021-03-01 至 2021-03-31"),
-        "{report}"
+            .contains("统计时段：2021-03-01 至 2021-03-31，谈话、会议等按其日期计入，没有日期的表单按上传到服务器的日期计入"),
+        "the period and by which day a record counts: {report}"
     );
 
     // The dashboard's pages count the period they are asked for, and their links keep it.

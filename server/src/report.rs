@@ -11,7 +11,7 @@ pub mod progress;
 pub mod village;
 use cells::xlsx_columns;
 pub use cells::{XLSX_CELL_UNITS, XLSX_CUT_MARK, XLSX_MAX_PIECES, csv_cell};
-pub use draft::{counting_basis, draft_markdown};
+pub use draft::{counting_basis, document_basis, draft_markdown};
 pub use gongwen::{docx_from_markdown, draft_docx};
 
 use fieldsync_protocol::template::{FieldType, Template};

@@ -19,7 +19,7 @@ pub fn draft_markdown(t: &Tallies) -> String {
     };
     // The counting basis right under the title, so whoever files the report knows it.
     match text.split_once("\n\n") {
-        Some((title, rest)) => format!("{title}\n\n（{}）\n\n{rest}", counting_basis(t).0),
+        Some((title, rest)) => format!("{title}\n\n（{}）\n\n{rest}", document_basis(t)),
         None => text,
     }
 }
@@ -44,6 +44,18 @@ pub fn counting_basis(t: &Tallies) -> (String, String) {
             format!("{en}; period: {pe}"),
         ),
         _ => (zh.to_string(), en.to_string()),
+    }
+}
+
+/// [`counting_basis`] as a filed document states it (the draft report, a village's analysis):
+/// with a period, also by which day a record counts, which a reader of the numbers would not
+/// guess (the pages say it beside their period form).
+pub fn document_basis(t: &Tallies) -> String {
+    let basis = counting_basis(t).0;
+    if t.period.is_all() {
+        basis
+    } else {
+        format!("{basis}，谈话、会议等按其日期计入，没有日期的表单按上传到服务器的日期计入")
     }
 }
 

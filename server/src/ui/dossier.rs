@@ -556,7 +556,7 @@ async fn dossier_docx_inner(
     let mut live = in_village(state, &c, "finding", code, MAX_LIST).await?;
     live.extend(in_village(state, &c, "rectification", code, MAX_LIST).await?);
     live.retain(|r| counted.contains(&r.id));
-    let basis = crate::report::counting_basis(&c.tallies).0;
+    let basis = crate::report::document_basis(&c.tallies);
     let name = c.place_name(code);
     let template = c.template.clone();
     let tally = c
