@@ -253,6 +253,24 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
     let audit = server.get_json("/v1/admin/audit?action=export&limit=20")?;
     assert!(audit.to_string().contains("dossier.docx"), "{audit}");
 
+    // In English, the summary's labels and punctuation are English too.
+    let english = reqwest::blocking::Client::new()
+        .get(format!("{}/ui/c/{c}/v/{A1}", server.url()))
+        .header(
+            "cookie",
+            format!("fieldsync_session={admin}; fieldsync_lang=en"),
+        )
+        .send()?
+        .text()?;
+    for part in [
+        "<b>Good</b>",
+        "<b>Five stars (2025)</b>",
+        "Evaluation forms 5: Satisfied 3 (60%), Basically satisfied 1 (20%), Unsatisfied 1 (20%)",
+        "Rectifications: 1 done, 1 in progress, 1 not started, <span class=\"overdue\">1 of them overdue</span>.",
+    ] {
+        assert!(english.contains(part), "{part}: {english}");
+    }
+
     // A period that ends before it starts: said in the page's language, with the way back.
     let answer = get(
         &server,

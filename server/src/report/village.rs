@@ -52,12 +52,14 @@ fn text<'a>(r: &'a RecordView, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn label(template: Option<&Template>, kind: &str, field: &str, value: &str) -> String {
+/// A choice's label, in English when `en` (the stored value when the template has no such
+/// choice).
+fn label(template: Option<&Template>, kind: &str, field: &str, value: &str, en: bool) -> String {
     template
         .and_then(|t| t.kind(kind))
         .and_then(|k| k.field(field))
         .and_then(|f| f.choice(value))
-        .map(|c| c.zh.clone())
+        .map(|c| if en { c.en.clone() } else { c.zh.clone() })
         .unwrap_or_else(|| value.to_string())
 }
 
@@ -109,6 +111,7 @@ fn answers(
     kind: &str,
     field: &str,
     values: &Counts,
+    en: bool,
 ) -> Option<Answers> {
     let def = template?.kind(kind)?.field(field)?;
     let mut counts: Vec<(String, u64, f64)> = def
@@ -116,7 +119,7 @@ fn answers(
         .iter()
         .map(|c| {
             let n = values.get(c.value.as_str()).copied().unwrap_or(0);
-            (c.zh.clone(), n, 0.0)
+            (if en { c.en.clone() } else { c.zh.clone() }, n, 0.0)
         })
         .collect();
     let total: u64 = counts.iter().map(|c| c.1).sum();
@@ -127,19 +130,25 @@ fn answers(
         c.2 = c.1 as f64 * 100.0 / total as f64;
     }
     Some(Answers {
-        label: def.label.zh.clone(),
+        label: if en {
+            def.label.en.clone()
+        } else {
+            def.label.zh.clone()
+        },
         answers: counts,
         total,
     })
 }
 
 /// The summary of a village from its digest (asked with [`digest_ask`]), `today` as
-/// `YYYY-MM-DD`.
+/// `YYYY-MM-DD`, its labels in English when `en` (the page in English; filed documents are
+/// Chinese).
 pub fn summarize(
     template: Option<&Template>,
     tally: Option<&VillageTally>,
     digest: &VillageDigest,
     today: &str,
+    en: bool,
 ) -> Summary {
     let of = |kind: &str| -> Vec<&RecordView> {
         digest
@@ -159,7 +168,7 @@ pub fn summarize(
     let mut s = Summary {
         rating: tally
             .and_then(|v| v.team_rating.as_deref())
-            .map(|r| label(template, "assessment", "rating", r)),
+            .map(|r| label(template, "assessment", "rating", r, en)),
         ..Default::default()
     };
     // A team assessment in conflict has no rating until a reviewer decides: say so.
@@ -174,15 +183,21 @@ pub fn summarize(
             .fields
             .get("year")
             .and_then(serde_json::Value::as_i64)
-            .map(|y| format!("（{y}年）"))
+            .map(|y| {
+                if en {
+                    format!(" ({y})")
+                } else {
+                    format!("（{y}年）")
+                }
+            })
             .unwrap_or_default();
         s.stars = Some(format!(
             "{}{year}",
-            label(template, "star_rating", "stars", text(newest, "stars"))
+            label(template, "star_rating", "stars", text(newest, "stars"), en)
         ));
     }
     let team = values("evaluation", "team_rating");
-    s.satisfaction = answers(template, "evaluation", "team_rating", team);
+    s.satisfaction = answers(template, "evaluation", "team_rating", team, en);
     if let Some(a) = &s.satisfaction {
         let of = |answer| team.get(answer).copied().unwrap_or(0);
         let yes = of("satisfied") + of("basically_satisfied");
@@ -200,7 +215,7 @@ pub fn summarize(
         }
     }
     for q in questions(template) {
-        if let Some(a) = answers(template, "questionnaire", q, values("questionnaire", q)) {
+        if let Some(a) = answers(template, "questionnaire", q, values("questionnaire", q), en) {
             s.questions.push(a);
         }
     }
@@ -334,7 +349,13 @@ pub fn markdown(
                 let mut m = format!(
                     "{}（{}",
                     super::draft::flat(text(r, "measure")).trim_end_matches('。'),
-                    label(template, "rectification", "status", text(r, "status"))
+                    label(
+                        template,
+                        "rectification",
+                        "status",
+                        text(r, "status"),
+                        false
+                    )
                 );
                 if !text(r, "owner").is_empty() {
                     m.push_str(&format!("，责任人{}", super::draft::flat(text(r, "owner"))));
@@ -349,7 +370,7 @@ pub fn markdown(
                 m
             })
             .collect();
-        let category = label(template, "finding", "category", text(f, "category"));
+        let category = label(template, "finding", "category", text(f, "category"), false);
         let fixes = if measures.is_empty() {
             "尚未制定整改措施。".to_string()
         } else {
@@ -389,7 +410,7 @@ mod tests {
             records: vec![assessment],
             ..Default::default()
         };
-        let s = summarize(None, None, &digest, "2026-12-08");
+        let s = summarize(None, None, &digest, "2026-12-08", false);
         assert_eq!((s.rating.as_deref(), s.rating_pending), (None, true));
         let md = markdown("青龙社区", None, None, &s, &[], "2026-12-08");
         assert!(md.contains("班子定性评价意见不一致，待审核确定。"), "{md}");
@@ -398,7 +419,7 @@ mod tests {
             team_rating: Some("good".into()),
             ..Default::default()
         };
-        let s = summarize(None, Some(&decided), &digest, "2026-12-08");
+        let s = summarize(None, Some(&decided), &digest, "2026-12-08", false);
         assert_eq!(
             (s.rating.as_deref(), s.rating_pending),
             (Some("good"), false)

@@ -179,7 +179,8 @@ async fn dossier_body(
     let count_of = |kind: &str| digest.kinds.get(kind).copied().unwrap_or(0) as usize;
     let (zh, en) = crate::report::counting_basis(&c.tallies);
     body.push_str(&format!("<p class=\"muted\">{}</p>", esc(lang.t(&zh, &en))));
-    let summary = crate::report::village::summarize(template, v, &digest, &super::page::today());
+    let summary =
+        crate::report::village::summarize(template, v, &digest, &super::page::today(), lang.en);
     body.push_str(&summary_html(&summary, lang));
     if let Some(v) = v {
         body.push_str(&cards(&[
@@ -434,13 +435,18 @@ fn summary_html(s: &crate::report::village::Summary, lang: Lang) -> String {
         let split: Vec<String> = a
             .answers
             .iter()
-            .map(|(l, n, p)| format!("{} {n}（{}）", esc(l), percent(*p)))
+            .map(|(l, n, p)| {
+                let (l, p) = (esc(l), percent(*p));
+                lang.t(&format!("{l} {n}（{p}）"), &format!("{l} {n} ({p})"))
+                    .to_string()
+            })
             .collect();
         out.push_str(&format!(
-            "<p>{}{}：{}</p>",
-            lang.t("满意度测评 ", "Evaluation forms "),
-            a.total,
-            split.join("，")
+            "<p>{}</p>",
+            lang.t(
+                &format!("满意度测评 {}：{}", a.total, split.join("，")),
+                &format!("Evaluation forms {}: {}", a.total, split.join(", "))
+            )
         ));
     }
     if total > 0 {
@@ -491,7 +497,7 @@ fn summary_html(s: &crate::report::village::Summary, lang: Lang) -> String {
                         .iter()
                         .map(|(l, _, p)| format!("{} {}", esc(l), percent(*p)))
                         .collect::<Vec<_>>()
-                        .join("；"),
+                        .join(lang.t("；", "; ")),
                 ]
             })
             .collect();
@@ -568,7 +574,7 @@ async fn dossier_docx_inner(
     let today = super::page::today();
     let bytes = tokio::task::spawn_blocking(move || {
         use crate::report::village;
-        let summary = village::summarize(template.as_ref(), tally.as_ref(), &digest, &today);
+        let summary = village::summarize(template.as_ref(), tally.as_ref(), &digest, &today, false);
         let md = village::markdown(
             &name,
             template.as_ref(),
