@@ -196,6 +196,13 @@ fn the_dossier_sums_the_village_up_folds_long_lists_and_downloads_as_a_gongwen()
         html.contains("团结 66.7%；比较团结 33.3%；不够团结 0%"),
         "{html}"
     );
+    // Each member's satisfaction in numbers too: the secretary, rated satisfied on all five.
+    let members = &html[html.find("成员满意度明细").expect("the members' table")..];
+    assert!(
+        members.contains("<td data-label=\"满意\">5</td><td data-label=\"基本满意\">0</td>")
+            && members.contains("<td data-label=\"满意率\">100%</td>"),
+        "{members:.600}"
+    );
     // The findings with their measures' deadlines, the overdue marked, and the village's ledger.
     for part in [
         "引进合作社（李一，已完成，时限 2099-06-30）",

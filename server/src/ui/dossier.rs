@@ -265,6 +265,32 @@ async fn dossier_body(
             &legend,
             &sat,
         ));
+        // The same numbers as a table, with each member's rate: readable on a phone (where the
+        // chart is small) and by a screen reader.
+        let mut header = vec![lang.t("成员", "Member").to_string()];
+        header.extend(legend.iter().cloned());
+        header.push(lang.t("满意率", "Satisfaction rate").to_string());
+        let rows: Vec<Vec<String>> = sat
+            .iter()
+            .map(|(name, counts)| {
+                let total: u64 = counts.iter().sum();
+                let mut row = vec![esc(name)];
+                row.extend(counts.iter().map(u64::to_string));
+                row.push(if total == 0 {
+                    String::new()
+                } else {
+                    crate::report::village::percent(
+                        (counts[0] + counts[1]) as f64 * 100.0 / total as f64,
+                    )
+                });
+                row
+            })
+            .collect();
+        body.push_str(&format!(
+            "<details><summary>{}</summary>{}</details>",
+            lang.t("成员满意度明细", "Satisfaction per member in numbers"),
+            table(&header, &rows)
+        ));
     }
     // Findings and their rectifications.
     let findings = in_village(state, c, "finding", code, MAX_LIST).await?;
