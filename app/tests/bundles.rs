@@ -10,13 +10,22 @@ use fieldsync_client_core::FieldValue;
 use reqwest::blocking::multipart::{Form, Part};
 
 fn upload(app: &App, bytes: Vec<u8>, with_token: bool) -> Result<reqwest::blocking::Response> {
+    Ok(send(app, bytes, with_token)??)
+}
+
+/// The upload as the client saw it: its answer, or why it could not send the whole body.
+fn send(
+    app: &App,
+    bytes: Vec<u8>,
+    with_token: bool,
+) -> Result<reqwest::Result<reqwest::blocking::Response>> {
     let form = Form::new().part("file", Part::bytes(bytes).file_name("colleague.fsb"));
     let url = if with_token {
         app.url(&format!("/bundle/import?csrf={}", app.csrf()?))
     } else {
         app.url("/bundle/import")
     };
-    Ok(app.client.post(url).multipart(form).send()?)
+    Ok(app.client.post(url).multipart(form).send())
 }
 
 #[test]
@@ -48,11 +57,7 @@ fn a_bundle_goes_from_one_app_to_another() -> Result<()> {
     let bytes = r.bytes()?.to_vec();
 
     let second = App::start()?;
-    assert_eq!(
-        upload(&second, bytes.clone(), false)?.status(),
-        403,
-        "no CSRF token"
-    );
+    common::refused_unread(send(&second, bytes.clone(), false)?, "no CSRF token");
     assert!(second.store()?.get(id).is_err());
     let r = upload(&second, bytes.clone(), true)?;
     assert_eq!(r.status(), 200);

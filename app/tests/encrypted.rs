@@ -13,13 +13,22 @@ use reqwest::blocking::multipart::{Form, Part};
 const KEY: [u8; 32] = [0x5a; 32];
 
 fn send_key(app: &App, bytes: Vec<u8>, with_token: bool) -> Result<reqwest::blocking::Response> {
+    Ok(sent_key(app, bytes, with_token)??)
+}
+
+/// The key's upload as the client saw it: its answer, or why it could not send the whole body.
+fn sent_key(
+    app: &App,
+    bytes: Vec<u8>,
+    with_token: bool,
+) -> Result<reqwest::Result<reqwest::blocking::Response>> {
     let form = Form::new().part("key", Part::bytes(bytes).file_name("device.key"));
     let url = if with_token {
         app.url(&format!("/unlock?csrf={}", app.csrf()?))
     } else {
         app.url("/unlock")
     };
-    Ok(app.client.post(url).multipart(form).send()?)
+    Ok(app.client.post(url).multipart(form).send())
 }
 
 #[test]
@@ -52,11 +61,7 @@ fn the_key_page_opens_an_encrypted_store_and_nothing_else_is_served_before() -> 
     );
     app.page("/lang/zh")?;
 
-    assert_eq!(
-        send_key(&app, KEY.to_vec(), false)?.status(),
-        403,
-        "no CSRF token"
-    );
+    common::refused_unread(sent_key(&app, KEY.to_vec(), false)?, "no CSRF token");
     let r = send_key(&app, b"not a key".to_vec(), true)?;
     assert_eq!(r.status(), 422);
     assert!(r.text()?.contains("这不是密钥文件"));

@@ -249,6 +249,16 @@ pub fn csrf_in(html: &str) -> Option<String> {
     Some(html[at..].split('"').next()?.to_string())
 }
 
+/// Asserts that an upload was refused before its body was read: the answer is 403, or the
+/// client saw the connection closed while it was still sending (the app does not wait for the
+/// rest of a body it refuses, and a blocking client may then report the send, not the answer).
+pub fn refused_unread(sent: reqwest::Result<Response>, what: &str) {
+    match sent {
+        Ok(r) => assert_eq!(r.status(), 403, "{what}"),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{what}: {e}"),
+    }
+}
+
 /// A client that neither keeps cookies nor follows redirects.
 pub fn bare_client() -> Result<Client> {
     Ok(Client::builder()
