@@ -7,7 +7,6 @@ mod common;
 use anyhow::Result;
 use common::{A1, App};
 use fieldsync_client_core::FieldValue;
-use reqwest::blocking::multipart::{Form, Part};
 
 fn upload(app: &App, bytes: Vec<u8>, with_token: bool) -> Result<reqwest::blocking::Response> {
     Ok(send(app, bytes, with_token)??)
@@ -19,13 +18,14 @@ fn send(
     bytes: Vec<u8>,
     with_token: bool,
 ) -> Result<reqwest::Result<reqwest::blocking::Response>> {
-    let form = Form::new().part("file", Part::bytes(bytes).file_name("colleague.fsb"));
-    let url = if with_token {
-        app.url(&format!("/bundle/import?csrf={}", app.csrf()?))
-    } else {
-        app.url("/bundle/import")
-    };
-    Ok(app.client.post(url).multipart(form).send())
+    common::post_file(
+        app,
+        "/bundle/import",
+        "file",
+        "colleague.fsb",
+        bytes,
+        with_token,
+    )
 }
 
 #[test]

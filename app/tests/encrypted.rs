@@ -8,7 +8,6 @@ mod common;
 use anyhow::Result;
 use common::{A1, App};
 use fieldsync_client_core::{FieldValue, Filter, Store, StoreError};
-use reqwest::blocking::multipart::{Form, Part};
 
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -22,13 +21,7 @@ fn sent_key(
     bytes: Vec<u8>,
     with_token: bool,
 ) -> Result<reqwest::Result<reqwest::blocking::Response>> {
-    let form = Form::new().part("key", Part::bytes(bytes).file_name("device.key"));
-    let url = if with_token {
-        app.url(&format!("/unlock?csrf={}", app.csrf()?))
-    } else {
-        app.url("/unlock")
-    };
-    Ok(app.client.post(url).multipart(form).send())
+    common::post_file(app, "/unlock", "key", "device.key", bytes, with_token)
 }
 
 #[test]

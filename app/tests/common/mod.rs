@@ -249,6 +249,29 @@ pub fn csrf_in(html: &str) -> Option<String> {
     Some(html[at..].split('"').next()?.to_string())
 }
 
+/// Posts `bytes` as the file `file_name` in the multipart field `field` to `path`, with the
+/// CSRF token in the address when `with_token` (multipart bodies carry it there): the answer,
+/// or why the client could not send the whole body.
+pub fn post_file(
+    app: &App,
+    path: &str,
+    field: &str,
+    file_name: &str,
+    bytes: Vec<u8>,
+    with_token: bool,
+) -> Result<reqwest::Result<Response>> {
+    let form = reqwest::blocking::multipart::Form::new().part(
+        field.to_string(),
+        reqwest::blocking::multipart::Part::bytes(bytes).file_name(file_name.to_string()),
+    );
+    let url = if with_token {
+        app.url(&format!("{path}?csrf={}", app.csrf()?))
+    } else {
+        app.url(path)
+    };
+    Ok(app.client.post(url).multipart(form).send())
+}
+
 /// Asserts that an upload was refused before its body was read: the answer is 403, or the
 /// client saw the connection closed while it was still sending (the app does not wait for the
 /// rest of a body it refuses, and a blocking client may then report the send, not the answer).
