@@ -33,12 +33,11 @@ pub struct DigestAsk {
     pub values: Vec<(String, String)>,
 }
 
-/// What a village's dossier counts of its live, visible records of the period.
+/// What a village's dossier counts of its live, visible records of the period. "Counted"
+/// records are those that pass the campaign's approval rule (all, unless it counts approved
+/// records only), as the tallies count.
 #[derive(Debug, Clone, Default)]
 pub struct VillageDigest {
-    /// Whether only approved records (and reference data) are counted, as the campaign says
-    /// (`count_approved_only`): then [`Self::records`] and [`Self::values`] hold those only.
-    pub approved_only: bool,
     /// Records per kind, approved or not (the dossier lists them all).
     pub kinds: Counts,
     /// The counted records of [`DigestAsk::brief_kinds`], in brief (short values only, as
@@ -77,8 +76,8 @@ pub(crate) struct Gather<'a> {
 }
 
 impl<'a> Gather<'a> {
-    /// An empty digest for `ask`, counting approved records only when `approved_only`.
-    pub fn new(ask: &'a DigestAsk, approved_only: bool) -> Self {
+    /// An empty digest for `ask`.
+    pub fn new(ask: &'a DigestAsk) -> Self {
         let mut values: BTreeMap<String, BTreeMap<String, Counts>> = BTreeMap::new();
         for (kind, field) in &ask.values {
             values
@@ -90,7 +89,6 @@ impl<'a> Gather<'a> {
         Gather {
             ask,
             digest: VillageDigest {
-                approved_only,
                 values,
                 ..Default::default()
             },
@@ -319,7 +317,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let mut g = Gather::new(&ask, true);
+        let mut g = Gather::new(&ask);
         let id = "01a252ae-3d39-77aa-98ca-5a7f98f5c7aa";
         // Escaped text is counted as the text it stands for.
         for facts in [
@@ -360,7 +358,7 @@ mod tests {
     #[test]
     fn a_record_referring_to_a_file_comes_back_approved_or_not() {
         let ask = DigestAsk::default();
-        let mut g = Gather::new(&ask, true);
+        let mut g = Gather::new(&ask);
         let sha = "a".repeat(64);
         let description = fieldsync_protocol::attachment::AttachmentRef {
             sha256: sha.clone(),
@@ -396,7 +394,7 @@ mod tests {
     #[test]
     fn short_values_that_do_not_read_are_an_error_not_a_silent_zero() {
         let ask = DigestAsk::default();
-        let mut g = Gather::new(&ask, false);
+        let mut g = Gather::new(&ask);
         assert!(g.add(row("x", "interview", "[1, 2]", true)).is_err());
         assert!(g.add(row("x", "interview", "{\"a\":", true)).is_err());
         assert!(g.add(row("x", "interview", "{} {}", true)).is_err());

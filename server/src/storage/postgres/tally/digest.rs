@@ -39,7 +39,7 @@ pub(in crate::storage::postgres) async fn digest<C: GenericClient>(
     params.push(&ask.scope);
     let rows = c.query_raw(&sql, params).await?;
     futures_util::pin_mut!(rows);
-    let mut gather = Gather::new(ask, s.approved_only);
+    let mut gather = Gather::new(ask);
     while let Some(r) = rows.try_next().await? {
         gather.add(DigestRow {
             id: r.get(0),

@@ -28,7 +28,7 @@ pub(in crate::storage::sqlite) fn digest(
     ))?;
     let p = s.params();
     let mut rows = stmt.query([p[0], p[1], p[2], p[3], p[4], p[5], &ask.scope])?;
-    let mut gather = Gather::new(ask, s.approved_only);
+    let mut gather = Gather::new(ask);
     while let Some(r) = rows.next()? {
         let text = |i: usize| text(r, i).map(Option::unwrap_or_default);
         gather.add(DigestRow {
